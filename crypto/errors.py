@@ -1,0 +1,91 @@
+"""The exception tree of liaison.crypto: every failure is a specific subclass of CryptoError.
+
+    CryptoError
+    ├── MalformedError              bytes or JSON that do not parse as the format says
+    │   ├── MalformedEnvelope       an envelope with a missing, extra or ill-typed field
+    │   ├── MalformedKey            a key, bundle or key-store blob that does not parse
+    │   ├── LabelSyntaxError        label text or JSON that does not parse
+    │   └── NoteSyntaxError         a signed note or checkpoint that does not parse
+    ├── UnsupportedSuite            a KEM suite or signature algorithm we do not implement
+    ├── BadSignature                a signature that does not verify (envelope, bundle, note)
+    ├── LabelMismatch               a label that is not the one bound to the ciphertext
+    ├── NotARecipient               the envelope carries no wrapped key for this device
+    ├── DecryptionFailed            the wrapped key or the content did not decrypt
+    ├── PolicyViolation             a label or principal that the policy refuses
+    └── ProofError                  an inclusion or consistency proof that does not verify
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadSignature",
+    "CryptoError",
+    "DecryptionFailed",
+    "LabelMismatch",
+    "LabelSyntaxError",
+    "MalformedEnvelope",
+    "MalformedError",
+    "MalformedKey",
+    "NotARecipient",
+    "NoteSyntaxError",
+    "PolicyViolation",
+    "ProofError",
+    "UnsupportedSuite",
+]
+
+
+class CryptoError(Exception):
+    """Base of every error raised by liaison.crypto."""
+
+
+class MalformedError(CryptoError, ValueError):
+    """Input that does not parse as its format says."""
+
+
+class MalformedEnvelope(MalformedError):
+    """An envelope with a missing, extra or ill-typed field."""
+
+
+class MalformedKey(MalformedError):
+    """A key, key bundle or key-store blob that does not parse."""
+
+
+class LabelSyntaxError(MalformedError):
+    """Label text or label JSON that does not parse."""
+
+
+class NoteSyntaxError(MalformedError):
+    """A signed note, checkpoint or verifier key that does not parse."""
+
+
+class UnsupportedSuite(CryptoError):
+    """A KEM suite or signature algorithm that this version does not implement."""
+
+
+class BadSignature(CryptoError):
+    """A signature that does not verify."""
+
+
+class LabelMismatch(CryptoError):
+    """The label presented is not the label bound to the ciphertext."""
+
+
+class NotARecipient(CryptoError):
+    """The envelope carries no wrapped key for this device."""
+
+
+class DecryptionFailed(CryptoError):
+    """The wrapped key or the content did not decrypt (tampered or wrong key)."""
+
+
+class PolicyViolation(CryptoError):
+    """A label, principal or channel that the policy refuses; `reason` is a stable slug."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class ProofError(CryptoError):
+    """An inclusion or consistency proof, or a tile, that does not verify."""

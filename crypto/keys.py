@@ -1,0 +1,273 @@
+"""Device keys: signing and KEM key pairs, the public key bundle, its self-signature and device id.
+
+A device's public bundle (SPEC 2) is
+``{"principal", "sig": {"ed25519": pk, "mldsa65": pk?}, "kem": {"suite", "pk"}, "created"}``
+and its id is a fingerprint of the canonical bundle, so swapping any key changes the id.
+The bundle travels as ``{"bundle": {...}, "signatures": {"ed25519": ..., "mldsa65": ...}}``,
+self-signed over ``"liaison/v1/bundle" || 0x00 || JCS(bundle)`` by every signing key it names:
+possession of each private key is proven at enrolment.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+from . import _primitives as p
+from .encoding import b64url_decode, b64url_encode, format_time, jcs, parse_time
+from .errors import BadSignature, MalformedError, MalformedKey, UnsupportedSuite
+
+__all__ = [
+    "BUNDLE_DOMAIN",
+    "DEVICE_ID_RE",
+    "SIGNATURE_ALGS",
+    "DeviceKeys",
+    "PublicBundle",
+    "device_id_of",
+    "generate_device",
+    "sign_with",
+    "verify_signatures",
+]
+
+BUNDLE_DOMAIN = b"liaison/v1/bundle"
+SIGNATURE_ALGS = ("ed25519", "mldsa65")
+DEVICE_ID_RE = re.compile(r"^d_[a-z2-7]{26}$")
+_PRINCIPAL_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_KEYSTORE_VERSION = 1
+
+
+def _domain(domain: bytes, message: bytes) -> bytes:
+    # Domain separation: a signature made for one purpose can never verify for another.
+    return domain + b"\x00" + message
+
+
+def device_id_of(bundle_json: Mapping[str, Any]) -> str:
+    """`d_` + first 26 chars of lowercase unpadded base32 of SHA-256(JCS(bundle))."""
+    digest = p.sha256(jcs(dict(bundle_json)))
+    return "d_" + base64.b32encode(digest).decode("ascii").lower()[:26]
+
+
+@dataclass(frozen=True)
+class PublicBundle:
+    """A device's public keys, as published in the directory."""
+
+    principal: str
+    ed25519: bytes
+    mldsa65: bytes | None
+    kem_suite: str
+    kem_pk: bytes
+    created: str
+
+    def to_json(self) -> dict[str, Any]:
+        sig: dict[str, str] = {"ed25519": b64url_encode(self.ed25519)}
+        if self.mldsa65 is not None:
+            sig["mldsa65"] = b64url_encode(self.mldsa65)
+        return {
+            "principal": self.principal,
+            "sig": sig,
+            "kem": {"suite": self.kem_suite, "pk": b64url_encode(self.kem_pk)},
+            "created": self.created,
+        }
+
+    @cached_property
+    def device_id(self) -> str:
+        return device_id_of(self.to_json())
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        return ("ed25519", "mldsa65") if self.mldsa65 is not None else ("ed25519",)
+
+    @classmethod
+    def from_json(cls, obj: Any) -> PublicBundle:
+        """Parse a bundle strictly: exact fields, known suite, keys of the right length."""
+        if not isinstance(obj, dict) or set(obj) != {"principal", "sig", "kem", "created"}:
+            raise MalformedKey("bundle must have exactly principal, sig, kem, created")
+        principal, sig, kem, created = obj["principal"], obj["sig"], obj["kem"], obj["created"]
+        if not isinstance(principal, str) or not _PRINCIPAL_RE.fullmatch(principal):
+            raise MalformedKey("bundle principal is not a valid principal id")
+        if not isinstance(sig, dict) or "ed25519" not in sig or not set(sig) <= set(SIGNATURE_ALGS):
+            raise MalformedKey("bundle sig must name ed25519 and optionally mldsa65")
+        if not isinstance(kem, dict) or set(kem) != {"suite", "pk"}:
+            raise MalformedKey("bundle kem must have exactly suite and pk")
+        if kem["suite"] not in p.KEM_SUITES:
+            raise UnsupportedSuite(f"unsupported KEM suite {kem['suite']!r}")
+        if not isinstance(created, str):
+            raise MalformedKey("bundle created must be an RFC 3339 string")
+        try:
+            parse_time(created, field="bundle created")
+            ed = b64url_decode(sig["ed25519"], field="ed25519 key")
+            ml = b64url_decode(sig["mldsa65"], field="mldsa65 key") if "mldsa65" in sig else None
+            kem_pk = b64url_decode(kem["pk"], field="kem pk")
+        except MalformedError as e:
+            raise MalformedKey(str(e)) from e
+        if len(ed) != 32:
+            raise MalformedKey("ed25519 key must be 32 bytes")
+        if ml is not None and len(ml) != p.MLDSA65_PUBLIC_LEN:
+            raise MalformedKey(f"mldsa65 key must be {p.MLDSA65_PUBLIC_LEN} bytes")
+        try:
+            p.hpke_seal(kem["suite"], kem_pk, b"", b"liaison/v1/key-check")
+        except p.PrimitiveError as e:
+            raise MalformedKey(f"kem pk is not a valid {kem['suite']} public key") from e
+        return cls(principal, ed, ml, kem["suite"], kem_pk, created)
+
+    @classmethod
+    def from_signed(cls, obj: Any) -> PublicBundle:
+        """Parse `{"bundle", "signatures"}` and verify every self-signature it must carry."""
+        if not isinstance(obj, dict) or set(obj) != {"bundle", "signatures"}:
+            raise MalformedKey("signed bundle must have exactly bundle and signatures")
+        bundle = cls.from_json(obj["bundle"])
+        verify_signatures(bundle, BUNDLE_DOMAIN, jcs(obj["bundle"]), obj["signatures"],
+                          required=bundle.algorithms)
+        return bundle
+
+
+def verify_signatures(
+    bundle: PublicBundle,
+    domain: bytes,
+    message: bytes,
+    signatures: Any,
+    *,
+    required: tuple[str, ...] | list[str] = ("ed25519",),
+) -> None:
+    """Verify a `{"ed25519": b64url, "mldsa65": b64url}` map by `bundle`'s keys.
+
+    Every present signature must verify, every `required` algorithm must be present, and an
+    ML-DSA-65 signature is required whenever the bundle has an ML-DSA-65 key (so stripping the
+    post-quantum signature from a hybrid device's message is detected).
+    """
+    if not isinstance(signatures, dict) or not set(signatures) <= set(SIGNATURE_ALGS):
+        raise BadSignature("signatures must be a map of ed25519 / mldsa65")
+    needed = set(required) | set(bundle.algorithms)
+    missing = needed - set(signatures)
+    if missing:
+        raise BadSignature(f"missing signature(s): {', '.join(sorted(missing))}")
+    signed = _domain(domain, message)
+    for alg, value in signatures.items():
+        try:
+            sig = b64url_decode(value, field=f"{alg} signature")
+        except MalformedError as e:
+            raise BadSignature(str(e)) from e
+        if alg == "ed25519":
+            ok = p.ed25519_verify(bundle.ed25519, signed, sig)
+        elif bundle.mldsa65 is None:
+            raise BadSignature("mldsa65 signature from a device without an mldsa65 key")
+        else:
+            ok = p.mldsa65_verify(bundle.mldsa65, signed, sig)
+        if not ok:
+            raise BadSignature(f"{alg} signature does not verify")
+
+
+@dataclass(frozen=True, repr=False)
+class DeviceKeys:
+    """A device's private keys. `repr` is suppressed so keys never reach a log by accident."""
+
+    principal: str
+    created: str
+    ed25519: bytes
+    mldsa65: bytes | None
+    kem_suite: str
+    kem: bytes
+
+    def __repr__(self) -> str:
+        return f"DeviceKeys(principal={self.principal!r}, device={self.device_id!r})"
+
+    @cached_property
+    def public(self) -> PublicBundle:
+        return PublicBundle(
+            principal=self.principal,
+            ed25519=p.ed25519_public(self.ed25519),
+            mldsa65=p.mldsa65_public(self.mldsa65) if self.mldsa65 is not None else None,
+            kem_suite=self.kem_suite,
+            kem_pk=p.kem_public(self.kem_suite, self.kem),
+            created=self.created,
+        )
+
+    @cached_property
+    def device_id(self) -> str:
+        return self.public.device_id
+
+    def sign(self, domain: bytes, message: bytes) -> dict[str, str]:
+        return sign_with(self, domain, message)
+
+    def signed_bundle(self) -> dict[str, Any]:
+        bundle = self.public.to_json()
+        return {"bundle": bundle, "signatures": self.sign(BUNDLE_DOMAIN, jcs(bundle))}
+
+    def ed25519_sign_raw(self, message: bytes) -> bytes:
+        """A bare Ed25519 signature (for RFC 9421 request signing, which has its own base)."""
+        return p.ed25519_sign(self.ed25519, message)
+
+    def unwrap(self, sealed: bytes, info: bytes) -> bytes:
+        return p.hpke_open(self.kem_suite, self.kem, sealed, info)
+
+    def to_bytes(self) -> bytes:
+        """Serialise the private keys for the client key store (encrypt before writing!)."""
+        obj = {
+            "v": _KEYSTORE_VERSION,
+            "principal": self.principal,
+            "created": self.created,
+            "ed25519": b64url_encode(self.ed25519),
+            "kem": {"suite": self.kem_suite, "sk": b64url_encode(self.kem)},
+        }
+        if self.mldsa65 is not None:
+            obj["mldsa65"] = b64url_encode(self.mldsa65)
+        return jcs(obj)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DeviceKeys:
+        try:
+            obj = json.loads(data)
+            if not isinstance(obj, dict) or obj.get("v") != _KEYSTORE_VERSION:
+                raise MalformedKey("unknown key-store format version")
+            keys = cls(
+                principal=obj["principal"],
+                created=obj["created"],
+                ed25519=b64url_decode(obj["ed25519"]),
+                mldsa65=b64url_decode(obj["mldsa65"]) if "mldsa65" in obj else None,
+                kem_suite=obj["kem"]["suite"],
+                kem=b64url_decode(obj["kem"]["sk"]),
+            )
+            keys.public  # noqa: B018  -- derive every public key now: fails on a bad length
+        except MalformedKey:
+            raise
+        except (ValueError, KeyError, TypeError, MalformedError, p.PrimitiveError) as e:
+            raise MalformedKey("private key material does not parse") from e
+        return keys
+
+
+def sign_with(keys: DeviceKeys, domain: bytes, message: bytes) -> dict[str, str]:
+    """Sign `domain || 0x00 || message` with every signing key of the device."""
+    signed = _domain(domain, message)
+    out = {"ed25519": b64url_encode(p.ed25519_sign(keys.ed25519, signed))}
+    if keys.mldsa65 is not None:
+        out["mldsa65"] = b64url_encode(p.mldsa65_sign(keys.mldsa65, signed))
+    return out
+
+
+def generate_device(
+    principal: str,
+    *,
+    suite: str = "MLKEM768-X25519",
+    mldsa65: bool = True,
+    now: datetime | None = None,
+) -> DeviceKeys:
+    """Fresh keys for a new device of `principal` (hybrid post-quantum by default)."""
+    if suite not in p.KEM_SUITES:
+        raise UnsupportedSuite(f"unsupported KEM suite {suite!r}")
+    if not _PRINCIPAL_RE.fullmatch(principal):
+        raise MalformedKey(f"{principal!r} is not a valid principal id")
+    created = format_time(now or datetime.now().astimezone(), millis=False)
+    return DeviceKeys(
+        principal=principal,
+        created=created,
+        ed25519=p.ed25519_generate(),
+        mldsa65=p.mldsa65_generate() if mldsa65 else None,
+        kem_suite=suite,
+        kem=p.kem_generate(suite),
+    )

@@ -1,0 +1,263 @@
+"""The classification policy: its TOML model, and pure access decisions (no I/O, no default allow).
+
+Every decision is a function of facts passed in; a refusal raises `PolicyViolation` whose
+`reason` is a stable slug the service turns into a problem type and an audit entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import MalformedError, PolicyViolation
+
+__all__ = [
+    "NATION_RE",
+    "LevelRule",
+    "Policy",
+    "Subject",
+    "check_ceiling",
+    "check_dominates",
+    "check_grant",
+    "check_suite",
+    "dominates",
+    "parse_policy",
+    "under_ceiling",
+]
+
+NATION_RE = re.compile(r"^[A-Z]{3}$")
+_NAME_RE = re.compile(r"^[A-Z][A-Z0-9 _-]{0,31}$")
+_SIG_ALGS = {"ed25519", "mldsa65"}
+_KEMS = {"X25519", "MLKEM768-X25519"}
+
+
+@dataclass(frozen=True)
+class LevelRule:
+    """What a classification level allows: KEM suites, required signatures, size, retention."""
+
+    name: str
+    kem: tuple[str, ...]
+    signatures: tuple[str, ...]
+    max_bytes: int
+    retention_days: int
+    systems: bool
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A loaded policy file. `levels` are ordered lowest first."""
+
+    id: str
+    version: int
+    nations: tuple[str, ...]
+    compartments: tuple[str, ...]
+    levels: tuple[LevelRule, ...]
+    sha256: str = ""
+    _rank: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rank.update({lv.name: i for i, lv in enumerate(self.levels)})
+
+    def rank(self, level: str) -> int:
+        try:
+            return self._rank[level]
+        except KeyError:
+            raise PolicyViolation("unknown-level", f"unknown classification {level!r}") from None
+
+    def rule(self, level: str) -> LevelRule:
+        return self.levels[self.rank(level)]
+
+    def has_level(self, level: str) -> bool:
+        return level in self._rank
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "version": self.version,
+            "sha256": self.sha256,
+            "nations": list(self.nations),
+            "compartments": list(self.compartments),
+            "levels": [
+                {
+                    "name": lv.name, "kem": list(lv.kem), "signatures": list(lv.signatures),
+                    "max_bytes": lv.max_bytes, "retention_days": lv.retention_days,
+                    "systems": lv.systems,
+                }
+                for lv in self.levels
+            ],
+        }
+
+
+def _err(msg: str) -> MalformedError:
+    return MalformedError(f"policy: {msg}")
+
+
+def _str_list(obj: dict[str, Any], key: str, pattern: re.Pattern[str], where: str) -> tuple[str, ...]:
+    value = obj.get(key)
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise _err(f"{where}{key} must be a non-empty list of strings")
+    bad = [v for v in value if not pattern.fullmatch(v)]
+    if bad:
+        raise _err(f"{where}{key} has invalid entries: {', '.join(map(repr, bad))}")
+    if len(set(value)) != len(value):
+        raise _err(f"{where}{key} has duplicates")
+    return tuple(value)
+
+
+def _level(obj: Any, i: int) -> LevelRule:
+    where = f"levels[{i}]."
+    if not isinstance(obj, dict):
+        raise _err(f"levels[{i}] must be a table")
+    allowed = {"name", "kem", "signatures", "max_bytes", "retention_days", "systems"}
+    extra = set(obj) - allowed
+    if extra:
+        raise _err(f"{where} unknown keys {sorted(extra)}")
+    name = obj.get("name")
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or "//" in name:
+        raise _err(f"{where}name must be an upper-case level name")
+    kem = _str_list(obj, "kem", re.compile(r".+"), where)
+    if not set(kem) <= _KEMS:
+        raise _err(f"{where}kem may only name {sorted(_KEMS)}")
+    sigs = _str_list(obj, "signatures", re.compile(r".+"), where)
+    if not set(sigs) <= _SIG_ALGS or "ed25519" not in sigs:
+        raise _err(f"{where}signatures must include ed25519 and may add mldsa65")
+    max_bytes, days, systems = obj.get("max_bytes"), obj.get("retention_days"), obj.get("systems")
+    if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or not 1 <= max_bytes <= 1 << 30:
+        raise _err(f"{where}max_bytes must be an integer between 1 and 2^30")
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 36500:
+        raise _err(f"{where}retention_days must be an integer between 1 and 36500")
+    if not isinstance(systems, bool):
+        raise _err(f"{where}systems must be true or false")
+    return LevelRule(name, kem, sigs, max_bytes, days, systems)
+
+
+def parse_policy(text: str | bytes) -> Policy:
+    """Parse and validate a policy TOML document; every problem is a MalformedError naming it."""
+    raw = text.encode() if isinstance(text, str) else text
+    try:
+        obj = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise _err(f"not valid TOML: {e}") from e
+    extra = set(obj) - {"id", "version", "nations", "compartments", "levels"}
+    if extra:
+        raise _err(f"unknown keys {sorted(extra)}")
+    pid, version = obj.get("id"), obj.get("version")
+    if not isinstance(pid, str) or not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", pid):
+        raise _err("id must be a lower-case slug")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise _err("version must be a positive integer")
+    nations = _str_list(obj, "nations", NATION_RE, "")
+    comps = _str_list(obj, "compartments", re.compile(r"^[A-Z][A-Z0-9-]{0,31}$"), "") \
+        if obj.get("compartments") != [] else ()
+    levels_raw = obj.get("levels")
+    if not isinstance(levels_raw, list) or not levels_raw:
+        raise _err("levels must be a non-empty array of tables")
+    levels = tuple(_level(lv, i) for i, lv in enumerate(levels_raw))
+    if len({lv.name for lv in levels}) != len(levels):
+        raise _err("level names must be unique")
+    return Policy(pid, version, nations, comps, levels, hashlib.sha256(raw).hexdigest())
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The facts about a principal that access decisions use."""
+
+    nation: str
+    clearance: str
+    compartments: frozenset[str]
+    kind: str = "person"  # person | system
+    active: bool = True
+
+
+def check_dominates(policy: Policy, subject: Subject, label: Any) -> None:
+    """Raise PolicyViolation unless `subject` may read (and write) at `label` (SPEC 3)."""
+    if not subject.active:
+        raise PolicyViolation("principal-suspended", "principal is not active")
+    if label.policy != policy.id:
+        raise PolicyViolation("wrong-policy", f"label is for policy {label.policy!r}")
+    if policy.rank(subject.clearance) < policy.rank(label.classification):
+        raise PolicyViolation(
+            "clearance", f"clearance {subject.clearance} is below {label.classification}"
+        )
+    if subject.nation not in label.rel:
+        raise PolicyViolation("releasability", f"{subject.nation} is not in REL TO")
+    missing = set(label.compartments) - subject.compartments
+    if missing:
+        raise PolicyViolation("compartment", f"missing compartment(s) {', '.join(sorted(missing))}")
+    if subject.kind == "system" and not policy.rule(label.classification).systems:
+        raise PolicyViolation(
+            "system-level", f"systems may not handle {label.classification} at this policy"
+        )
+
+
+def dominates(policy: Policy, subject: Subject, label: Any) -> bool:
+    try:
+        check_dominates(policy, subject, label)
+    except PolicyViolation:
+        return False
+    return True
+
+
+def check_ceiling(policy: Policy, label: Any, ceiling: Any) -> None:
+    """Raise unless `label` lies under the channel `ceiling`: level, rel and compartments."""
+    if policy.rank(label.classification) > policy.rank(ceiling.classification):
+        raise PolicyViolation("above-ceiling", "classification is above the channel ceiling")
+    if not set(label.rel) <= set(ceiling.rel):
+        raise PolicyViolation("above-ceiling", "REL TO names a nation outside the channel ceiling")
+    if not set(label.compartments) <= set(ceiling.compartments):
+        raise PolicyViolation("above-ceiling", "compartment outside the channel ceiling")
+
+
+def under_ceiling(policy: Policy, label: Any, ceiling: Any) -> bool:
+    try:
+        check_ceiling(policy, label, ceiling)
+    except PolicyViolation:
+        return False
+    return True
+
+
+def check_suite(policy: Policy, label: Any, suite: str, signatures: Iterable[str]) -> None:
+    """Raise unless the KEM suite is allowed at the label's level and every required
+    signature algorithm is present."""
+    rule = policy.rule(label.classification)
+    if suite not in rule.kem:
+        raise PolicyViolation(
+            "suite-not-allowed", f"suite {suite} is not allowed at {rule.name} ({', '.join(rule.kem)})"
+        )
+    missing = set(rule.signatures) - set(signatures)
+    if missing:
+        raise PolicyViolation(
+            "signature-required", f"{rule.name} requires signature(s) {', '.join(sorted(missing))}"
+        )
+
+
+def check_grant(
+    policy: Policy, admin: Subject, admin_roles: Iterable[str], root: bool,
+    nation: str, clearance: str, compartments: Iterable[str], roles: Iterable[str] = (),
+) -> None:
+    """Raise unless a scoped admin may create or change a principal with these attributes.
+
+    A nation admin manages its own nation only and never grants above its own clearance or
+    outside its own compartments; only the root admin may create admins of other nations.
+    """
+    if "admin" not in set(admin_roles) or not admin.active:
+        raise PolicyViolation("not-admin", "only an active admin may manage principals")
+    if nation not in policy.nations:
+        raise PolicyViolation("unknown-nation", f"{nation} is not a nation of the policy")
+    if not policy.has_level(clearance):
+        raise PolicyViolation("unknown-level", f"unknown classification {clearance!r}")
+    unknown = set(compartments) - set(policy.compartments)
+    if unknown:
+        raise PolicyViolation("unknown-compartment", f"unknown compartment(s) {sorted(unknown)}")
+    if root:
+        return
+    if nation != admin.nation:
+        raise PolicyViolation("other-nation", f"a {admin.nation} admin cannot manage {nation}")
+    if policy.rank(clearance) > policy.rank(admin.clearance):
+        raise PolicyViolation("grant-above-own", "cannot grant a clearance above one's own")
+    if not set(compartments) <= admin.compartments:
+        raise PolicyViolation("grant-above-own", "cannot grant a compartment one does not hold")
