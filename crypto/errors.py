@@ -12,7 +12,8 @@
     ├── NotARecipient               the envelope carries no wrapped key for this device
     ├── DecryptionFailed            the wrapped key or the content did not decrypt
     ├── PolicyViolation             a label or principal that the policy refuses
-    └── ProofError                  an inclusion or consistency proof that does not verify
+    ├── ProofError                  an inclusion or consistency proof that does not verify
+    └── RequestSignatureError       an RFC 9421 request signature that is missing, stale or bad
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "NoteSyntaxError",
     "PolicyViolation",
     "ProofError",
+    "RequestSignatureError",
     "UnsupportedSuite",
 ]
 
@@ -89,3 +91,16 @@ class PolicyViolation(CryptoError):
 
 class ProofError(CryptoError):
     """An inclusion or consistency proof, or a tile, that does not verify."""
+
+
+class RequestSignatureError(CryptoError):
+    """An HTTP request signature (RFC 9421) that is missing, malformed, stale or invalid.
+
+    `reason` is one of `unauthenticated`, `bad-request-signature`, `stale-request`,
+    `content-digest`.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
