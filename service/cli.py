@@ -1,16 +1,159 @@
-"""The `liaison-server` command line (operators)."""
+"""The `liaison-server` command line (operators): init, migrate, run, log-key."""
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-app = typer.Typer(help="Liaison server: init, migrate, run.", no_args_is_help=True)
+from .settings import SettingsError, load_settings
+
+app = typer.Typer(help="Liaison server: init, migrate, run.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", envvar="LIAISON_DATA_DIR",
+                                              help="Server data directory")]
 
 
-@app.callback()
-def _root() -> None:
-    """Liaison server."""
+def _fail(message: str) -> None:
+    typer.echo(f"liaison-server: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def init(
+    data_dir: DataDir = None,
+    origin: Annotated[str, typer.Option(help="Log origin and key name")] = "liaison.example/audit",
+    host: Annotated[list[str] | None, typer.Option("--tls-host", help="Extra TLS names")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Create a data directory: settings, policy, TLS, log key, database, root enrolment code."""
+    from .bootstrap import initialise
+
+    if data_dir is None:
+        _fail("no data directory: pass --data-dir or set LIAISON_DATA_DIR")
+        return
+    try:
+        result = initialise(data_dir, origin=origin, tls_hosts=host)
+    except SettingsError as e:
+        _fail(str(e))
+        return
+    code, verifier_key = result["root_enrolment_code"], result["log_verifier_key"]
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(f"Initialised {data_dir}")
+    typer.echo(f"  TLS certificate (trust it in clients): {result['tls_cert']}")
+    typer.echo(f"  Log verifier key: {verifier_key}")
+    typer.echo("  Root enrolment code (shown once, valid 24 h):")
+    typer.echo(f"      {code}")
+    typer.echo(f"Next: liaison-server run --data-dir {data_dir}")
+
+
+@app.command()
+def migrate(data_dir: DataDir = None) -> None:
+    """Upgrade the database schema to this version."""
+    from .db import Database
+    from .migrate import schema_state, upgrade
+
+    async def go() -> str:
+        settings = load_settings(data_dir)
+        db = Database(settings.db_url)
+        try:
+            before = await schema_state(db)
+            if before.current is not None and not before.known:
+                raise SettingsError(before.problem() or "newer schema")
+            await upgrade(db)
+            after = await schema_state(db)
+            return f"schema {before.current or 'empty'} -> {after.current}"
+        finally:
+            await db.dispose()
+
+    try:
+        typer.echo(asyncio.run(go()))
+    except SettingsError as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(f"cannot reach the database: {e}")
+
+
+@app.command("log-key")
+def log_key(data_dir: DataDir = None) -> None:
+    """Print the audit log's verifier key (give it to auditors and clients)."""
+    from .app import StartupError, load_log_signer
+
+    try:
+        settings = load_settings(data_dir)
+        typer.echo(load_log_signer(settings.log_key_path, settings.origin).verifier.key_string)
+    except (SettingsError, StartupError) as e:
+        _fail(str(e))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+def run(
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+    dev_plain_http: Annotated[bool, typer.Option(
+        "--dev-plain-http", help="Development only: plain HTTP, loopback only")] = False,
+) -> None:
+    """Serve the API over TLS 1.3 (uvicorn)."""
+    import ssl
+
+    import uvicorn
+
+    from .app import StartupError, create_app, open_state
+    from .logging import configure_logging
+
+    try:
+        overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+        settings = load_settings(data_dir, **overrides)
+        plain = dev_plain_http or settings.dev_plain_http
+        if plain and not _is_loopback(settings.host):
+            raise StartupError("--dev-plain-http is only allowed on a loopback address")
+        # Check everything (policy, keys, schema) before binding, for a clear message.
+        from .app import close_state
+
+        async def check() -> None:
+            await close_state(await open_state(settings))
+
+        asyncio.run(check())
+        for path in (settings.tls_cert, settings.tls_key):
+            if not plain and not path.exists():
+                raise StartupError(f"TLS file {path} is missing")
+    except (SettingsError, StartupError) as e:
+        _fail(str(e))
+        return
+    except ValueError as e:
+        _fail(str(e))
+        return
+    configure_logging(settings.log_level)
+    tls: dict[str, object] = {}
+    if not plain:
+        tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key),
+               "ssl_version": ssl.PROTOCOL_TLS_SERVER}
+    typer.echo(f"liaison-server: serving {'https' if tls else 'http'}://{settings.host}:"
+               f"{settings.port}", err=True)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
+                access_log=False, lifespan="on", timeout_graceful_shutdown=5, **tls)  # type: ignore[arg-type]
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

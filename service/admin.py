@@ -1,0 +1,328 @@
+"""Admin and enrolment use cases: principals, enrolment codes, enrolment, revocation, channels.
+
+Admins are scoped (SPEC 2): a nation admin manages its own nation only and never grants a
+clearance, compartment or role above its own; only the root admin creates admins. Every act
+is logged in the same transaction as the change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from datetime import UTC, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from liaison.crypto.encoding import format_time, jcs
+from liaison.crypto.errors import CryptoError, MalformedKey, PolicyViolation, UnsupportedSuite
+from liaison.crypto.keys import PublicBundle
+from liaison.crypto.labels import Label
+from liaison.crypto.policy import check_dominates, check_grant
+
+from .auth import Caller
+from .directory import device_records, member_ids
+from .models import Channel, ChannelMember, Device, EnrolmentCode, Principal
+from .problems import Problem
+from .state import AppState
+from .views import PrincipalView, label_of
+from .writer import Refusal, Tx
+
+__all__ = ["code_hash", "create_channel", "create_enrolment_code", "create_principal",
+           "enrol", "list_devices", "revoke_device", "set_members", "update_principal"]
+
+ROLES = ("analyst", "admin", "auditor")
+
+
+def code_hash(code: str) -> str:
+    """Codes are stored only as SHA-256; 100 random bits make offline guessing pointless."""
+    normalised = code.replace("-", "").strip().upper()
+    return hashlib.sha256(b"liaison/v1/enrolment-code\x00" + normalised.encode()).hexdigest()
+
+
+def _new_code() -> str:
+    raw = secrets.token_bytes(13)  # 104 bits
+    import base64
+
+    text = base64.b32encode(raw).decode().rstrip("=")[:20]
+    return "-".join(text[i:i + 5] for i in range(0, 20, 5))
+
+
+def _denied(caller: Caller, what: str, e: PolicyViolation) -> Refusal:
+    return Refusal(Problem(e.reason, e.detail), (
+        "access.denied", caller.device_id, None,
+        {"who": caller.device_id, "what": what, "why": e.reason}))
+
+
+def _require_admin(caller: Caller, what: str) -> None:
+    if not caller.principal.has_role("admin"):
+        raise _denied(caller, what, PolicyViolation("not-admin", "only an admin may do this"))
+
+
+def _check_grant(state: AppState, caller: Caller, what: str, nation: str, clearance: str,
+                 compartments: list[str], roles: list[str]) -> None:
+    me = caller.principal
+    try:
+        check_grant(state.policy, me.subject, me.roles, me.is_root, nation, clearance,
+                    compartments, roles)
+        if "admin" in roles and not me.is_root:
+            raise PolicyViolation("grant-above-own", "only the root admin may create admins")
+        unknown = set(roles) - set(ROLES)
+        if unknown:
+            raise PolicyViolation("forbidden", f"unknown role(s) {sorted(unknown)}")
+    except PolicyViolation as e:
+        raise _denied(caller, what, e) from None
+
+
+async def create_principal(state: AppState, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+    what = f"create principal {req['id']}"
+
+    async def job(tx: Tx) -> dict[str, Any]:
+        _require_admin(caller, what)
+        _check_grant(state, caller, what, req["nation"], req["clearance"], req["compartments"],
+                     req["roles"])
+        if await tx.session.get(Principal, req["id"]) is not None:
+            raise Problem("conflict", f"principal {req['id']} already exists")
+        row = Principal(id=req["id"], display_name=req["display_name"], nation=req["nation"],
+                        kind=req["kind"], roles=json.dumps(sorted(set(req["roles"]))),
+                        clearance=req["clearance"],
+                        compartments=json.dumps(sorted(set(req["compartments"]))),
+                        status="active", created_at=tx.now, updated_at=tx.now)
+        tx.session.add(row)
+        view = PrincipalView.of(row)
+        tx.audit("principal.created", caller.device_id, row.id, principal=view.to_json())
+        return view.to_json()
+
+    return (await state.writer.run(job)).value
+
+
+async def update_principal(state: AppState, caller: Caller, pid: str, changes: dict[str, Any]
+                           ) -> dict[str, Any]:
+    what = f"update principal {pid}"
+
+    async def job(tx: Tx) -> dict[str, Any]:
+        _require_admin(caller, what)
+        row = await tx.session.get(Principal, pid)
+        if row is None:
+            raise Problem("not-found", f"no principal {pid}")
+        if pid == "root" or (pid == caller.principal.id and not caller.principal.is_root):
+            raise _denied(caller, what, PolicyViolation("forbidden", "admins cannot change "
+                                                        "themselves or the root principal"))
+        before = PrincipalView.of(row)
+        roles = changes.get("roles", list(before.roles))
+        comps = changes.get("compartments", sorted(before.compartments))
+        clearance = changes.get("clearance", before.clearance)
+        # The admin must be entitled to the principal both as it is and as it will be.
+        _check_grant(state, caller, what, before.nation, before.clearance,
+                     sorted(before.compartments), list(before.roles))
+        _check_grant(state, caller, what, before.nation, clearance, comps, roles)
+        row.clearance, row.compartments = clearance, json.dumps(sorted(set(comps)))
+        row.roles = json.dumps(sorted(set(roles)))
+        row.status = changes.get("status", row.status)
+        row.display_name = changes.get("display_name", row.display_name)
+        row.updated_at = tx.now
+        after = PrincipalView.of(row)
+        tx.audit("principal.updated", caller.device_id, pid, principal=after.to_json(),
+                 changed=sorted(changes))
+        return after.to_json()
+
+    return (await state.writer.run(job)).value
+
+
+async def create_enrolment_code(state: AppState, caller: Caller, pid: str) -> dict[str, Any]:
+    what = f"enrolment code for {pid}"
+    code = _new_code()
+
+    async def job(tx: Tx) -> dict[str, Any]:
+        row = await tx.session.get(Principal, pid)
+        if row is None:
+            raise Problem("not-found", f"no principal {pid}")
+        if not (caller.principal.id == pid and caller.principal.has_role("admin")):
+            _require_admin(caller, what)
+            view = PrincipalView.of(row)
+            _check_grant(state, caller, what, view.nation, view.clearance,
+                         sorted(view.compartments), list(view.roles))
+        expires = tx.now + timedelta(seconds=state.settings.enrolment_code_ttl_seconds)
+        tx.session.add(EnrolmentCode(code_hash=code_hash(code), principal_id=pid,
+                                     created_at=tx.now, expires_at=expires))
+        tx.audit("enrolment.code_issued", caller.device_id, pid, principal=pid,
+                 expires=format_time(expires.replace(tzinfo=UTC)))
+        return {"principal": pid, "code": code,
+                "expires_at": format_time(expires.replace(tzinfo=UTC))}
+
+    return (await state.writer.run(job)).value
+
+
+async def issue_root_code(state: AppState) -> str:
+    """At `init`: create the root principal (every nation in scope) and its first code."""
+    code = _new_code()
+    policy = state.policy
+
+    async def job(tx: Tx) -> None:
+        if await tx.session.get(Principal, "root") is None:
+            row = Principal(id="root", display_name="Root administrator", nation=policy.nations[0],
+                            kind="person", roles=json.dumps(["admin", "auditor"]),
+                            clearance=policy.levels[-1].name,
+                            compartments=json.dumps(sorted(policy.compartments)), status="active",
+                            created_at=tx.now, updated_at=tx.now)
+            tx.session.add(row)
+            await tx.session.flush()
+            tx.audit("principal.created", "system", "root", principal=PrincipalView.of(row).to_json())
+        expires = tx.now + timedelta(seconds=state.settings.enrolment_code_ttl_seconds)
+        tx.session.add(EnrolmentCode(code_hash=code_hash(code), principal_id="root",
+                                     created_at=tx.now, expires_at=expires))
+        tx.audit("enrolment.code_issued", "system", "root", principal="root",
+                 expires=format_time(expires.replace(tzinfo=UTC)))
+
+    await state.writer.run(job)
+    return code
+
+
+async def enrol(state: AppState, code: str, signed_bundle: Any) -> dict[str, Any]:
+    """Enrol a device with a one-time code; the bundle's self-signatures prove key possession."""
+    try:
+        bundle = PublicBundle.from_signed(signed_bundle)
+    except UnsupportedSuite as e:
+        raise Problem("unsupported-suite", str(e)) from None
+    except (MalformedKey, CryptoError) as e:
+        raise Problem("bad-bundle", str(e)) from None
+    digest = hashlib.sha256(jcs(signed_bundle["bundle"])).hexdigest()
+    h = code_hash(code)
+
+    async def job(tx: Tx) -> dict[str, Any]:
+        row = await tx.session.get(EnrolmentCode, h)
+        if row is None or not hmac.compare_digest(row.code_hash, h) or row.used_at is not None \
+                or row.expires_at < tx.now:
+            raise Problem("enrolment-code", "the enrolment code is invalid, used or expired")
+        if row.principal_id != bundle.principal:
+            raise Problem("bad-bundle", "the bundle names another principal than the code")
+        if await tx.session.get(Device, bundle.device_id) is not None:
+            raise Problem("conflict", "this device is already enrolled")
+        row.used_at = tx.now
+        index = tx.audit("device.enrolled", "system", bundle.device_id, device=bundle.device_id,
+                         principal=bundle.principal, bundle_digest=digest, suite=bundle.kem_suite)
+        tx.session.add(Device(id=bundle.device_id, principal_id=bundle.principal,
+                              signed_bundle=jcs(signed_bundle).decode(), suite=bundle.kem_suite,
+                              enrolled_at=tx.now, enrol_index=index))
+        return {"device": bundle.device_id, "principal": bundle.principal, "log_index": index}
+
+    result = await state.writer.run(job)
+    value = result.value
+    return {**value, "receipt": result.receipt(value["log_index"]).to_json(),
+            "log_verifier_key": state.log.verifier_key}
+
+
+async def revoke_device(state: AppState, caller: Caller, device_id: str) -> dict[str, Any]:
+    what = f"revoke device {device_id}"
+
+    async def job(tx: Tx) -> dict[str, Any]:
+        dev = await tx.session.get(Device, device_id)
+        if dev is None:
+            raise Problem("not-found", f"no device {device_id}")
+        owner = await tx.session.get(Principal, dev.principal_id)
+        assert owner is not None
+        if dev.principal_id != caller.principal.id:  # anyone may revoke their own devices
+            _require_admin(caller, what)
+            if not caller.principal.is_root and owner.nation != caller.principal.nation:
+                raise _denied(caller, what, PolicyViolation(
+                    "other-nation", f"a {caller.principal.nation} admin cannot manage {owner.nation}"))
+        if dev.revoked_at is None:
+            dev.revoked_at = tx.now
+            dev.revoke_index = tx.audit("device.revoked", caller.device_id, device_id,
+                                        device=device_id, principal=dev.principal_id)
+        return {"device": device_id, "revoked_at": format_time(dev.revoked_at.replace(tzinfo=UTC)),
+                "log_index": dev.revoke_index}
+
+    result = await state.writer.run(job)
+    value = result.value
+    receipt = result.receipts.get(value["log_index"])
+    return {**value, "receipt": receipt.to_json() if receipt else None}
+
+
+async def list_devices(state: AppState, caller: Caller, principal: str | None) -> dict[str, Any]:
+    """Admin inventory: every device (revoked too), enrolment and last-seen time, scoped."""
+    if not caller.principal.has_role("admin"):
+        raise Problem("not-admin", "only an admin may list the device inventory")
+    async with state.db.sessions() as s:
+        q = select(Device).join(Principal, Principal.id == Device.principal_id)
+        if principal:
+            q = q.where(Device.principal_id == principal)
+        if not caller.principal.is_root:
+            q = q.where(Principal.nation == caller.principal.nation)
+        rows = (await s.execute(q.order_by(Device.enrolled_at).limit(1000))).scalars().all()
+        return await device_records(s, state.log, rows)
+
+
+async def create_channel(state: AppState, caller: Caller, cid: str, name: str, ceiling: Label
+                         ) -> dict[str, Any]:
+    what = f"create channel {cid}"
+
+    async def job(tx: Tx) -> dict[str, Any]:
+        _require_admin(caller, what)
+        if not caller.principal.is_root:
+            try:  # a nation admin cannot open a channel above what it may itself read
+                check_dominates(state.policy, caller.principal.subject, ceiling)
+            except PolicyViolation as e:
+                raise _denied(caller, what, PolicyViolation("grant-above-own", e.detail)) from None
+        if await tx.session.get(Channel, cid) is not None:
+            raise Problem("conflict", f"channel {cid} already exists")
+        tx.session.add(Channel(id=cid, name=name, ceiling=jcs(ceiling.to_json()).decode(),
+                               created_at=tx.now))
+        tx.audit("channel.created", caller.device_id, cid, channel=cid, name=name,
+                 ceiling=ceiling.to_json())
+        return {"id": cid, "name": name, "ceiling": ceiling.to_json(), "members": []}
+
+    return (await state.writer.run(job)).value
+
+
+async def set_members(state: AppState, caller: Caller, cid: str, principals: list[str]
+                      ) -> dict[str, Any]:
+    what = f"members of channel {cid}"
+    wanted = sorted(set(principals))
+
+    async def job(tx: Tx) -> dict[str, Any]:
+        _require_admin(caller, what)
+        channel = await tx.session.get(Channel, cid)
+        if channel is None:
+            raise Problem("not-found", f"no channel {cid}")
+        current = set(await member_ids(tx.session, cid))
+        rows = {p.id: p for p in (await tx.session.execute(
+            select(Principal).where(Principal.id.in_(wanted)))).scalars()}
+        unknown = [p for p in wanted if p not in rows]
+        if unknown:
+            raise Problem("not-found", f"no principal(s) {', '.join(unknown)}")
+        changed = current.symmetric_difference(wanted)
+        if not caller.principal.is_root:
+            nations = {p.id: p.nation for p in (await tx.session.execute(
+                select(Principal).where(Principal.id.in_(changed)))).scalars()}
+            foreign = sorted(p for p in changed if nations.get(p) != caller.principal.nation)
+            if foreign:
+                raise _denied(caller, what, PolicyViolation(
+                    "other-nation", f"cannot add or remove other nations' principals: "
+                    f"{', '.join(foreign)}"))
+        await tx.session.execute(delete(ChannelMember).where(ChannelMember.channel_id == cid))
+        tx.session.add_all([ChannelMember(channel_id=cid, principal_id=p) for p in wanted])
+        tx.audit("channel.members", caller.device_id, cid, channel=cid, members=wanted,
+                 added=sorted(set(wanted) - current), removed=sorted(current - set(wanted)))
+        return {"id": cid, "name": channel.name, "ceiling": json.loads(channel.ceiling),
+                "members": wanted}
+
+    return (await state.writer.run(job)).value
+
+
+async def list_channels(state: AppState, caller: Caller) -> dict[str, Any]:
+    """Channels the caller belongs to (admins see every channel)."""
+    async with state.db.sessions() as s:
+        q = select(Channel).order_by(Channel.id)
+        if not caller.principal.has_role("admin"):
+            q = q.join(ChannelMember, ChannelMember.channel_id == Channel.id).where(
+                ChannelMember.principal_id == caller.principal.id)
+        channels = (await s.execute(q.limit(1000))).scalars().all()
+        out = []
+        for c in channels:
+            ceiling = label_of(c.ceiling)
+            out.append({"id": c.id, "name": c.name, "ceiling": ceiling.to_json(),
+                        "ceiling_text": ceiling.text(), "members": await member_ids(s, c.id)})
+        return {"channels": out}

@@ -1,0 +1,176 @@
+"""The app factory: `create_app(settings)` builds the FastAPI app and its state, nothing at import."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+
+from liaison.crypto import note
+from liaison.crypto.errors import CryptoError, MalformedError
+from liaison.crypto.policy import Policy, parse_policy
+
+from . import messaging
+from .api.routes import router
+from .audit import AuditLog
+from .db import Database
+from .events import EventHub, PgListener
+from .metrics import Metrics
+from .middleware import RequestMiddleware
+from .migrate import schema_state, upgrade
+from .problems import Problem, install_handlers, problem_response
+from .settings import Settings, SettingsError
+from .state import AppState, RateLimiter
+from .writer import Tx, Writer
+
+__all__ = ["StartupError", "create_app", "open_state"]
+
+log = logging.getLogger("liaison")
+
+
+class StartupError(SettingsError):
+    """The service cannot start; the message says why and what fixes it."""
+
+
+def load_policy(path: Path) -> Policy:
+    try:
+        return parse_policy(path.read_bytes())
+    except FileNotFoundError:
+        raise StartupError(f"policy file {path} is missing: run 'liaison-server init'") from None
+    except MalformedError as e:
+        raise StartupError(f"{path}: {e}") from None
+
+
+def load_log_signer(path: Path, origin: str) -> note.Signer:
+    try:
+        signer = note.parse_signer_key(path.read_text("ascii").strip())
+    except FileNotFoundError:
+        raise StartupError(f"log signing key {path} is missing: run 'liaison-server init'") from None
+    except (OSError, UnicodeDecodeError, CryptoError) as e:
+        raise StartupError(f"log signing key {path} is unreadable: {e}") from None
+    if signer.name != origin:
+        raise StartupError(f"log signing key is for {signer.name!r} but origin is {origin!r}")
+    return signer
+
+
+async def open_state(settings: Settings, *, metrics: Metrics | None = None,
+                     migrate_new: bool = True) -> AppState:
+    """Load and check everything, open the database (migrating a brand-new one), start the
+    writer and log `policy.loaded`. Raises StartupError with a clear message."""
+    policy = load_policy(settings.policy_path)
+    signer = load_log_signer(settings.log_key_path, settings.origin)
+    db = Database(settings.db_url)
+    try:
+        state_ = await schema_state(db)
+    except Exception as e:
+        await db.dispose()
+        raise StartupError(f"cannot reach the database: {type(e).__name__}: {e}") from None
+    if state_.current is None and migrate_new:
+        await upgrade(db)
+        state_ = await schema_state(db)
+    problem = state_.problem()
+    if problem:
+        await db.dispose()
+        raise StartupError(problem)
+    audit_log = AuditLog(signer, settings.origin)
+    metrics = metrics or Metrics()
+    writer = Writer(db, audit_log, batch_max=settings.batch_max, on_batch=metrics.batches.inc)
+    state = AppState(settings=settings, policy=policy, db=db, log=audit_log, writer=writer,
+                     hub=EventHub(), metrics=metrics,
+                     limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+                     enrol_limiter=RateLimiter(1.0, 20))
+    writer.start()
+
+    async def loaded(tx: Tx) -> None:
+        tx.audit("policy.loaded", "system", policy.id, policy=policy.id, version=policy.version,
+                 sha256=policy.sha256)
+
+    await writer.run(loaded)
+    return state
+
+
+async def close_state(state: AppState) -> None:
+    await state.writer.stop()
+    await state.db.dispose()
+
+
+async def _retention_loop(state: AppState) -> None:
+    while True:
+        try:
+            while await messaging.expire_due(state) > 0:
+                pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("retention pass failed")
+        await asyncio.sleep(state.settings.retention_interval_seconds)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the app; state is opened in the lifespan (so tests and uvicorn share one path)."""
+    metrics = Metrics()  # shared by the middleware and the state the lifespan opens
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = await open_state(settings, metrics=metrics)
+        app.state.liaison = state
+        listener = None
+        if state.db.is_postgres:
+            dsn = state.db.engine.url.set(drivername="postgresql").render_as_string(
+                hide_password=False)
+            listener = PgListener(dsn, state.hub)
+            await listener.start()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(listener.ready.wait(), timeout=10)
+        retention = asyncio.create_task(_retention_loop(state), name="liaison-retention")
+        try:
+            yield
+        finally:
+            retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retention
+            if listener:
+                await listener.stop()
+            await close_state(state)
+
+    app = FastAPI(title="Liaison", version="1.0", lifespan=lifespan,
+                  description="End-to-end encrypted, classification-aware message exchange. "
+                  "See docs/api.md for the signing scheme and every problem type.")
+    install_handlers(app)
+    app.include_router(router)
+    from .api.audit_routes import router as audit_router
+
+    app.include_router(audit_router)
+
+    @app.get("/healthz", include_in_schema=True, summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: database reachable and schema current")
+    async def readyz() -> Response:
+        state: AppState = app.state.liaison
+        try:
+            async with state.db.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            schema = await schema_state(state.db)
+        except Exception:
+            return problem_response(Problem("unavailable", "the database is unreachable"))
+        if not schema.is_current:
+            return problem_response(Problem("unavailable", schema.problem() or "schema"))
+        return JSONResponse({"status": "ready", "schema": schema.current})
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        state: AppState = app.state.liaison
+        async with state.db.sessions() as s:
+            state.metrics.log_size.set(await state.log.size(s))
+        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    app.add_middleware(RequestMiddleware, max_body=settings.max_body_bytes, metrics=metrics)
+    return app

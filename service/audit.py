@@ -1,0 +1,177 @@
+"""The audit log: the one module that appends to, integrates and reads the transparency log.
+
+Entries are JCS JSON (SPEC 6) appended with consecutive indexes inside the caller's
+transaction. `integrate` then adds a whole batch to the RFC 6962 tree at once: it stores the
+hash of every complete subtree the batch creates (table `tree_hash`, the addressing of
+`liaison.crypto.merkle`), signs one checkpoint for the new size, and returns each new entry's
+inclusion proof, all without reading more than the tree's right edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from liaison.crypto import merkle, note
+from liaison.crypto.encoding import b64encode, format_time, jcs
+
+from .models import AuditEntry, Checkpoint, TreeHash
+
+__all__ = ["MAX_ENTRY_BYTES", "AuditLog", "Integrated", "Receipt", "build_entry"]
+
+#: A tile entry bundle stores each entry behind a uint16 length (c2sp.org/tlog-tiles).
+MAX_ENTRY_BYTES = 65535
+
+
+def build_entry(type_: str, actor: str, time: datetime, fields: dict[str, Any]) -> bytes:
+    """The exact bytes of one log entry: `{"v":1,"type","time","actor",...}` in JCS."""
+    reserved = {"v", "type", "time", "actor"} & set(fields)
+    if reserved:
+        raise ValueError(f"audit fields may not override {sorted(reserved)}")
+    data = jcs({"v": 1, "type": type_, "time": format_time(time), "actor": actor, **fields})
+    if len(data) > MAX_ENTRY_BYTES:
+        raise ValueError("audit entry larger than 65535 bytes")
+    return data
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Proof that entry `index` is in the log: a signed checkpoint and the inclusion proof."""
+
+    index: int
+    size: int
+    checkpoint: str
+    proof: tuple[bytes, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"log_index": self.index, "tree_size": self.size, "checkpoint": self.checkpoint,
+                "inclusion_proof": [b64encode(h) for h in self.proof]}
+
+
+@dataclass(frozen=True)
+class Integrated:
+    """The outcome of integrating one batch."""
+
+    size: int
+    root: bytes
+    checkpoint: str
+    receipts: dict[int, Receipt]
+
+
+class _DictReader:
+    def __init__(self, hashes: dict[merkle.Node, bytes]) -> None:
+        self.hashes = hashes
+
+    def get(self, level: int, index: int) -> bytes:
+        try:
+            return self.hashes[(level, index)]
+        except KeyError:
+            raise LookupError(f"tree hash ({level}, {index}) is not stored") from None
+
+
+class AuditLog:
+    """Append-only transparency log over the database tables of `models`."""
+
+    def __init__(self, signer: note.Signer, origin: str) -> None:
+        self.signer = signer
+        self.origin = origin
+        self.verifier_key = signer.verifier.key_string
+        # The right edge of the tree after the last batch this process integrated; reused
+        # when no other process appended since (checked against the stored size).
+        self._edge: tuple[int, dict[merkle.Node, bytes]] | None = None
+
+    # --- writing (inside the writer's transaction) -----------------------------------------
+
+    async def size(self, session: AsyncSession) -> int:
+        """Number of integrated entries (every batch integrates what it appends)."""
+        value = await session.scalar(select(func.max(Checkpoint.size)))
+        return int(value or 0)
+
+    async def append(self, session: AsyncSession, start: int, entries: Sequence[tuple[str, str,
+                     str | None, datetime, bytes]]) -> None:
+        """Insert `(type, actor, subject, time, data)` rows at indexes start, start+1, ..."""
+        if entries:
+            await session.execute(insert(AuditEntry), [
+                {"idx": start + i, "type": t, "actor": a, "subject": s, "time": tm, "data": d}
+                for i, (t, a, s, tm, d) in enumerate(entries)
+            ])
+
+    async def integrate(self, session: AsyncSession, start: int, datas: Sequence[bytes],
+                        now: datetime) -> Integrated:
+        """Add entries [start, start+len(datas)) to the tree and sign one checkpoint."""
+        edge = await self._right_edge(session, start)
+        new = merkle.append_hashes(_DictReader(edge), start, [merkle.leaf_hash(d) for d in datas])
+        if new:
+            await session.execute(insert(TreeHash), [
+                {"level": lv, "idx": ix, "hash": h} for (lv, ix), h in new.items()])
+        size = start + len(datas)
+        known = {**edge, **new}
+        reader = _DictReader(known)
+        root = merkle.root_from(reader, size)
+        signed = note.sign_checkpoint(note.Checkpoint(self.origin, size, root), self.signer)
+        text = signed.decode()
+        await session.execute(insert(Checkpoint), [
+            {"size": size, "root_hash": root, "note": text, "created_at": now}])
+        receipts = {
+            i: Receipt(i, size, text, tuple(merkle.inclusion_proof_from(reader, i, size)))
+            for i in range(start, size)
+        }
+        self._edge = (size, {n: known[n] for n in merkle.range_nodes(0, size)})
+        return Integrated(size, root, text, receipts)
+
+    async def _right_edge(self, session: AsyncSession, size: int) -> dict[merkle.Node, bytes]:
+        if self._edge is not None and self._edge[0] == size:
+            return self._edge[1]
+        return await self.read_hashes(session, merkle.range_nodes(0, size))
+
+    def forget_edge(self) -> None:
+        """Drop the cached right edge (after a failed transaction)."""
+        self._edge = None
+
+    # --- reading ----------------------------------------------------------------------------
+
+    async def read_hashes(self, session: AsyncSession,
+                          nodes: Iterable[merkle.Node]) -> dict[merkle.Node, bytes]:
+        wanted = list(dict.fromkeys(nodes))
+        out: dict[merkle.Node, bytes] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            rows = await session.execute(
+                select(TreeHash.level, TreeHash.idx, TreeHash.hash)
+                .where(tuple_(TreeHash.level, TreeHash.idx).in_(chunk)))
+            out.update({(lv, ix): h for lv, ix, h in rows})
+        missing = set(wanted) - set(out)
+        if missing:
+            raise LookupError(f"tree hashes missing from the database: {sorted(missing)[:3]}")
+        return out
+
+    async def latest_checkpoint(self, session: AsyncSession) -> Checkpoint | None:
+        return (await session.execute(
+            select(Checkpoint).order_by(Checkpoint.size.desc()).limit(1))).scalar_one_or_none()
+
+    async def checkpoint_at(self, session: AsyncSession, size: int) -> Checkpoint | None:
+        return await session.get(Checkpoint, size)
+
+    async def inclusion_proof(self, session: AsyncSession, index: int, size: int) -> list[bytes]:
+        groups = merkle.inclusion_proof_nodes(index, size)
+        reader = _DictReader(await self.read_hashes(session, [n for g in groups for n in g]))
+        return merkle.inclusion_proof_from(reader, index, size)
+
+    async def consistency_proof(self, session: AsyncSession, old: int, new: int) -> list[bytes]:
+        groups = merkle.consistency_proof_nodes(old, new)
+        reader = _DictReader(await self.read_hashes(session, [n for g in groups for n in g]))
+        return merkle.consistency_proof_from(reader, old, new)
+
+    async def receipt(self, session: AsyncSession, index: int) -> Receipt:
+        """A receipt for an integrated entry against the latest checkpoint."""
+        cp = await self.latest_checkpoint(session)
+        if cp is None or index >= cp.size:
+            raise LookupError(f"log index {index} is not integrated")
+        proof = await self.inclusion_proof(session, index, cp.size)
+        return Receipt(index, cp.size, cp.note, tuple(proof))
+

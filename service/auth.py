@@ -1,0 +1,147 @@
+"""Authentication (RFC 9421 request signatures by enrolled devices) and the caller's identity.
+
+Every authenticated path goes through `authenticate`: verify the signature (CPU only), then,
+in the writer, consume the (keyid, nonce) pair once and read the device and principal
+fresh, so a revoked device or a suspended principal is refused from the next request on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from liaison.crypto.errors import CryptoError, RequestSignatureError
+from liaison.crypto.httpsig import parse_signature_params, verify_request
+from liaison.crypto.keys import PublicBundle
+
+from .models import Device, Nonce, Principal
+from .problems import Problem
+from .state import AppState
+from .views import PrincipalView
+from .writer import Refusal, Tx
+
+__all__ = ["Caller", "CurrentCaller", "State", "authenticate", "get_state", "target_uri"]
+
+_LAST_SEEN_EVERY = 60.0
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.liaison
+    return state
+
+
+State = Annotated[AppState, Depends(get_state)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated device and its principal, as read in this request's transaction."""
+
+    device_id: str
+    bundle: PublicBundle
+    principal: PrincipalView
+
+
+def target_uri(state: AppState, request: Request) -> str:
+    """The URI the client signed: the configured public URL, or the request's own."""
+    if state.settings.public_url:
+        base = state.settings.public_url.rstrip("/")
+        query = f"?{request.url.query}" if request.url.query else ""
+        return f"{base}{request.url.path}{query}"
+    return str(request.url)
+
+
+async def load_bundle(state: AppState, session: AsyncSession, device_id: str) -> PublicBundle | None:
+    """The device's public bundle, from the cache or the database (None if not enrolled)."""
+    cached = state.bundles.get(device_id)
+    if cached is not None:
+        return cached
+    row = await session.get(Device, device_id)
+    if row is None:
+        return None
+    bundle = PublicBundle.from_json(json.loads(row.signed_bundle)["bundle"])
+    state.bundles[device_id] = bundle
+    return bundle
+
+
+async def authenticate(request: Request, state: State) -> Caller:
+    body = await request.body()
+    headers = dict(request.headers)
+    try:
+        params = parse_signature_params(headers)
+    except RequestSignatureError as e:
+        raise Problem(e.reason, e.detail) from None
+    async with state.db.sessions() as session:
+        bundle = await load_bundle(state, session, params.keyid)
+    if bundle is None:
+        raise Problem("unauthenticated", "the signing device is not enrolled")
+    wait = state.limiter.take(params.keyid)
+    if wait:
+        raise Problem("rate-limited", "too many requests from this device",
+                      headers={"Retry-After": str(max(1, round(wait + 0.5)))})
+    try:
+        verify_request(request.method, target_uri(state, request), headers, body, bundle.ed25519,
+                       skew_seconds=state.settings.clock_skew_seconds)
+    except RequestSignatureError as e:
+        await _deny(state, params.keyid, request, e.reason, e.detail)
+        raise AssertionError("unreachable") from e
+    except CryptoError as e:
+        await _deny(state, params.keyid, request, "bad-request-signature", str(e))
+        raise AssertionError("unreachable") from e
+
+    skew = state.settings.clock_skew_seconds
+    device_id = params.keyid
+    touch = time.monotonic() - state.last_seen.get(device_id, 0.0) > _LAST_SEEN_EVERY
+
+    async def consume(tx: Tx) -> PrincipalView:
+        try:
+            async with tx.session.begin_nested():
+                tx.session.add(Nonce(keyid=device_id, nonce=params.nonce,
+                                     expires_at=tx.now + timedelta(seconds=2 * skew + 60)))
+                await tx.session.flush()
+        except IntegrityError:
+            raise Refusal(Problem("replayed-request", "this request was already received"),
+                          _denial(device_id, request, "replayed-request")) from None
+        device = await tx.session.get(Device, device_id)
+        assert device is not None
+        if device.revoked_at is not None:
+            raise Refusal(Problem("device-revoked", "this device was revoked"),
+                          _denial(device_id, request, "device-revoked"))
+        principal = await tx.session.get(Principal, device.principal_id)
+        assert principal is not None
+        if principal.status != "active":
+            raise Refusal(Problem("principal-suspended", "this principal is suspended"),
+                          _denial(device_id, request, "principal-suspended"))
+        if touch:
+            device.last_seen_at = tx.now
+        return PrincipalView.of(principal)
+
+    result = await state.writer.run(consume)
+    if touch:
+        state.last_seen[device_id] = time.monotonic()
+    return Caller(device_id, bundle, result.value)
+
+
+def _denial(device_id: str, request: Request, reason: str) -> tuple[str, str, str | None, dict]:
+    return ("access.denied", device_id, device_id,
+            {"who": device_id, "what": f"{request.method} {request.url.path}", "why": reason})
+
+
+async def _deny(state: AppState, device_id: str, request: Request, reason: str, detail: str) -> None:
+    """Log an authentication failure of a known device, then refuse."""
+    entry = _denial(device_id, request, reason)
+
+    async def job(tx: Tx) -> None:
+        raise Refusal(Problem(reason, detail), entry)
+
+    await state.writer.run(job)
+
+
+CurrentCaller = Annotated[Caller, Depends(authenticate)]

@@ -1,0 +1,98 @@
+"""`init`: create a data directory (settings, policy, TLS, log key) and the root principal."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from liaison.crypto import note
+
+from .settings import SettingsError, load_settings
+
+__all__ = ["init_database", "initialise", "write_files"]
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _dev_certificate(directory: Path, hosts: list[str]) -> None:
+    """A self-signed development certificate (ECDSA P-256) for the given hosts."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Liaison development server")])
+    sans: list[x509.GeneralName] = []
+    for h in dict.fromkeys(hosts):
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            sans.append(x509.DNSName(h))
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=365))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_private(directory / "key.pem", key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+
+
+def initialise(data_dir: Path, *, origin: str = "liaison.example/audit",
+               tls_hosts: list[str] | None = None, database_url: str | None = None
+               ) -> dict[str, Any]:
+    """Create and populate `data_dir`; returns what `init --json` prints."""
+    result = write_files(data_dir, origin=origin, tls_hosts=tls_hosts)
+    result["root_enrolment_code"] = asyncio.run(init_database(Path(result["data_dir"]),
+                                                              database_url))
+    return result
+
+
+def write_files(data_dir: Path, *, origin: str = "liaison.example/audit",
+                tls_hosts: list[str] | None = None) -> dict[str, Any]:
+    """The file part of `initialise`: settings, policy, TLS certificate and log keys."""
+    data_dir = data_dir.expanduser().resolve()
+    if data_dir.exists() and any(data_dir.iterdir()):
+        raise SettingsError(f"{data_dir} is not empty; refusing to overwrite an existing server")
+    if not note.is_valid_key_name(origin):
+        raise SettingsError(f"origin {origin!r} is not a valid log name (no spaces or '+')")
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (data_dir / "settings.toml").write_text(
+        "# Liaison server settings; LIAISON_* environment variables override them.\n"
+        f'origin = "{origin}"\n', "utf-8")
+    policy = resources.files("liaison.service").joinpath("default_policy.toml").read_bytes()
+    (data_dir / "policy.toml").write_bytes(policy)
+    _dev_certificate(data_dir / "tls", ["localhost", "127.0.0.1", "::1", *(tls_hosts or [])])
+    signer_key, verifier_key = note.generate_signer_key(origin)
+    _write_private(data_dir / "log-signer.key", (signer_key + "\n").encode())
+    (data_dir / "log-verifier.key").write_text(verifier_key + "\n", "ascii")
+    return {"data_dir": str(data_dir), "origin": origin, "root_principal": "root",
+            "tls_cert": str(data_dir / "tls" / "cert.pem"), "log_verifier_key": verifier_key}
+
+
+async def init_database(data_dir: Path, database_url: str | None = None) -> str:
+    """Migrate the database, create the root principal, return its one-time enrolment code."""
+    from .admin import issue_root_code
+    from .app import close_state, open_state
+
+    overrides = {"database_url": database_url} if database_url else {}
+    state = await open_state(load_settings(data_dir, **overrides))
+    try:
+        return await issue_root_code(state)
+    finally:
+        await close_state(state)

@@ -1,0 +1,35 @@
+"""Structured JSON logs on stderr; nothing secret is ever passed to a logger."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+__all__ = ["configure_logging"]
+
+
+class _Json(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        try:
+            body = json.loads(msg) if msg.startswith("{") else {"message": msg}
+        except ValueError:
+            body = {"message": msg}
+        out = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
+               "level": record.levelname.lower(), "logger": record.name, **body}
+        if record.exc_info:
+            exc = record.exc_info[1]
+            out["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        return json.dumps(out)
+
+
+def configure_logging(level: str = "info") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Json())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("uvicorn.access",):
+        logging.getLogger(noisy).disabled = True

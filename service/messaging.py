@@ -1,0 +1,287 @@
+"""Message use cases: submit (every check of SPEC 4), fetch, inbox, ack, and retention."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from liaison.crypto.encoding import format_time, jcs
+from liaison.crypto.envelope import (
+    ParsedEnvelope,
+    canonical_envelope,
+    parse_envelope,
+    verify_envelope,
+)
+from liaison.crypto.errors import (
+    BadSignature,
+    LabelSyntaxError,
+    MalformedEnvelope,
+    PolicyViolation,
+    UnsupportedSuite,
+)
+from liaison.crypto.labels import Label
+from liaison.crypto.policy import check_ceiling, check_dominates, check_suite
+
+from . import events
+from .auth import Caller
+from .directory import eligibility
+from .models import Channel, ChannelMember, Delivery, Message
+from .problems import Problem
+from .state import AppState
+from .views import label_of
+from .writer import Refusal, Tx
+
+__all__ = ["Accepted", "ack", "expire_due", "fetch", "inbox", "submit"]
+
+_NONCE_TAG = 28  # 12-byte nonce + 16-byte tag around the content
+
+
+@dataclass(frozen=True)
+class Accepted:
+    id: str
+    log_index: int
+    recipients: int
+
+
+def _rejected(caller: Caller, reason: str, envelope_id: str | None, detail: str
+              ) -> tuple[str, str, str | None, dict[str, Any]]:
+    fields: dict[str, Any] = {"reason": reason, "detail": detail[:200]}
+    if envelope_id:
+        fields["id"] = envelope_id
+    return ("message.rejected", caller.device_id, envelope_id, fields)
+
+
+async def _refuse(state: AppState, caller: Caller, slug: str, detail: str,
+                  envelope_id: str | None) -> None:
+    """Log `message.rejected` and raise the problem (for checks made before the writer)."""
+    state.metrics.rejected.labels(slug).inc()
+    entry = _rejected(caller, slug, envelope_id, detail)
+
+    async def job(tx: Tx) -> None:
+        raise Refusal(Problem(slug, detail), entry)
+
+    await state.writer.run(job)
+
+
+class _Early(Exception):
+    """A refusal found before the writer (no database needed)."""
+
+    def __init__(self, slug: str, detail: str, envelope_id: str | None) -> None:
+        super().__init__(detail)
+        self.slug, self.detail, self.envelope_id = slug, detail, envelope_id
+
+
+def _precheck(state: AppState, caller: Caller, obj: Any) -> ParsedEnvelope:
+    """CPU-only checks of SPEC 4 (no database); raises _Early with the refusal.
+
+    Kept out of the writer so that verifying many requests' signatures never holds the write
+    transaction.
+    """
+    policy = state.policy
+    raw_id = obj.get("id") if isinstance(obj, dict) else None
+    eid = raw_id[:36] if isinstance(raw_id, str) else None
+    try:
+        parsed = parse_envelope(obj)
+    except UnsupportedSuite as e:
+        raise _Early("unsupported-suite", str(e), eid) from None
+    except MalformedEnvelope as e:
+        raise _Early("malformed-envelope", str(e), eid) from None
+    try:
+        Label.from_json(obj["label"], policy)
+    except LabelSyntaxError as e:
+        raise _Early("malformed-label", str(e), eid) from None
+    if parsed.sender != caller.device_id:
+        raise _Early("sender-mismatch", "the envelope's sender is not the signing device", eid)
+    rule = policy.rule(parsed.label.classification)
+    try:
+        check_suite(policy, parsed.label, parsed.suite, parsed.signature_algs)
+    except PolicyViolation as e:
+        raise _Early(e.reason, e.detail, eid) from None
+    try:
+        verify_envelope(parsed, caller.bundle, required=rule.signatures)
+    except BadSignature as e:
+        raise _Early("bad-envelope-signature", str(e), eid) from None
+    size = len(parsed.ciphertext) - _NONCE_TAG
+    if size > rule.max_bytes:
+        raise _Early("too-large", f"{size} bytes exceeds {rule.max_bytes} at {rule.name}", eid)
+    skew = abs((datetime.now(UTC) - parsed.created).total_seconds())
+    if skew > state.settings.clock_skew_seconds:
+        raise _Early("stale-envelope", "created is outside the clock-skew window", eid)
+    return parsed
+
+
+async def submit(state: AppState, caller: Caller, envelope: Any, to: list[str] | None
+                 ) -> tuple[Accepted, dict[str, Any]]:
+    """Accept an envelope or refuse it with a logged reason. Returns the result and receipt."""
+    try:
+        parsed = _precheck(state, caller, envelope)
+    except _Early as e:
+        await _refuse(state, caller, e.slug, e.detail, e.envelope_id)
+        raise AssertionError("unreachable") from e
+    policy = state.policy
+    label = parsed.label
+    raw, digest = canonical_envelope(envelope)  # the canonical bytes are what we store and serve
+    digest_hex = digest.hex()
+    size = len(parsed.ciphertext) - _NONCE_TAG
+    rule = policy.rule(label.classification)
+
+    async def job(tx: Tx) -> Accepted:
+        s = tx.session
+
+        def refuse(reason: str, why: str) -> Refusal:
+            state.metrics.rejected.labels(reason).inc()
+            return Refusal(Problem(reason, why), _rejected(caller, reason, parsed.id, why))
+
+        try:
+            check_dominates(policy, caller.principal.subject, label)
+        except PolicyViolation as e:
+            raise refuse(e.reason, f"sender: {e.detail}") from None
+        channel = await s.get(Channel, parsed.channel)
+        if channel is None:
+            raise refuse("not-found", f"no channel {parsed.channel}")
+        if await s.get(ChannelMember, (channel.id, caller.principal.id)) is None:
+            raise refuse("not-member", f"{caller.principal.id} is not a member of {channel.id}")
+        try:
+            check_ceiling(policy, label, label_of(channel.ceiling))
+        except PolicyViolation as e:
+            raise refuse(e.reason, e.detail) from None
+        if await s.get(Message, parsed.id) is not None:
+            raise refuse("duplicate-envelope", f"envelope {parsed.id} was already accepted")
+        elig = await eligibility(s, policy, channel, label)
+        expected = set(elig.devices)
+        if to is not None:
+            wanted = set(to)
+            bad = sorted(wanted - {v.id for v, _ in elig.devices.values()})
+            if bad:
+                raise refuse("ineligible-recipient", f"not eligible: {', '.join(bad)} "
+                             f"({', '.join(elig.excluded.get(b, 'not-member') for b in bad)})")
+            expected = {d for d, (v, _) in elig.devices.items() if v.id in wanted}
+        given = set(parsed.recipients)
+        extra, missing = sorted(given - set(elig.devices)), sorted(expected - given)
+        if extra:
+            raise refuse("ineligible-recipient", f"device(s) not eligible: {', '.join(extra)}")
+        if missing:
+            raise refuse("missing-recipient", f"eligible device(s) missing: {', '.join(missing)}")
+        if to is not None and given != expected:
+            raise refuse("ineligible-recipient", "recipients must be exactly the devices of 'to'")
+        recipients = sorted(given)
+        index = tx.audit("message.accepted", caller.device_id, parsed.id, id=parsed.id,
+                         channel=channel.id, sender=caller.device_id, label=label.to_json(),
+                         envelope_digest=digest_hex, recipients=recipients, size=size)
+        s.add(Message(id=parsed.id, channel_id=channel.id, sender_device=caller.device_id,
+                      sender_principal=caller.principal.id, label=jcs(label.to_json()).decode(),
+                      classification=label.classification, envelope=raw, digest=digest_hex,
+                      size=size, created=parsed.created.replace(tzinfo=None),
+                      accepted_at=tx.now, expires_at=tx.now + timedelta(days=rule.retention_days),
+                      log_index=index))
+        await s.flush()
+        s.add_all([Delivery(message_id=parsed.id, device_id=d) for d in recipients])
+        event = {"type": "message", "id": parsed.id, "channel": channel.id,
+                 "devices": recipients, "log_index": index}
+        if state.db.is_postgres:
+            # NOTIFY is transactional: listeners in every replica hear it only on commit.
+            await s.execute(text("SELECT pg_notify(:c, :p)"),
+                            {"c": events.CHANNEL, "p": json.dumps(event)})
+        else:
+            tx.after_commit(lambda: state.hub.publish(event))
+        return Accepted(parsed.id, index, len(recipients))
+
+    result = await state.writer.run(job)
+    state.metrics.accepted.inc()
+    accepted = result.value
+    return accepted, result.receipt(accepted.log_index).to_json()
+
+
+def _inbox_item(m: Message, d: Delivery) -> dict[str, Any]:
+    return {"cursor": d.seq, "id": m.id, "channel": m.channel_id, "sender": m.sender_principal,
+            "sender_device": m.sender_device, "label": json.loads(m.label),
+            "created": format_time(m.created.replace(tzinfo=UTC), millis=False),
+            "size": m.size, "read": d.acked_at is not None, "fetched": d.fetched_at is not None,
+            "expired": m.expired_at is not None, "log_index": m.log_index}
+
+
+async def inbox(state: AppState, caller: Caller, after: int, limit: int) -> dict[str, Any]:
+    """The device's deliveries after a cursor, re-checked against the principal's access now."""
+    async with state.db.sessions() as s:
+        rows = (await s.execute(
+            select(Message, Delivery).join(Delivery, Delivery.message_id == Message.id)
+            .where(Delivery.device_id == caller.device_id, Delivery.seq > after)
+            .order_by(Delivery.seq).limit(limit))).all()
+    items, withheld = [], 0
+    for m, d in rows:
+        try:
+            check_dominates(state.policy, caller.principal.subject, label_of(m.label))
+        except PolicyViolation:
+            withheld += 1  # access was lowered since delivery: not even the metadata is shown
+            continue
+        items.append(_inbox_item(m, d))
+    next_cursor = rows[-1][1].seq if rows else after
+    return {"messages": items, "next": next_cursor, "more": len(rows) == limit,
+            "withheld": withheld}
+
+
+async def fetch(state: AppState, caller: Caller, message_id: str) -> dict[str, Any]:
+    """One message for a recipient device, re-checking dominance now, logged as delivered."""
+
+    async def job(tx: Tx) -> dict[str, Any]:
+        s = tx.session
+        row = (await s.execute(select(Message, Delivery).join(
+            Delivery, Delivery.message_id == Message.id).where(
+            Message.id == message_id, Delivery.device_id == caller.device_id))).first()
+        if row is None:
+            raise Problem("not-recipient", "no such message for this device")
+        m, d = row
+        try:
+            check_dominates(state.policy, caller.principal.subject, label_of(m.label))
+        except PolicyViolation as e:
+            raise Refusal(Problem(e.reason, e.detail), (
+                "access.denied", caller.device_id, m.id,
+                {"who": caller.device_id, "what": f"message {m.id}", "why": e.reason})) from None
+        if m.envelope is None:
+            raise Problem("not-found", "the message expired and its ciphertext was destroyed")
+        if d.fetched_at is None:
+            d.fetched_at = tx.now
+            tx.audit("message.delivered", caller.device_id, m.id, id=m.id,
+                     device=caller.device_id)
+        return {"envelope": json.loads(m.envelope), "log_index": m.log_index,
+                "channel": m.channel_id, "sender": m.sender_principal}
+
+    result = await state.writer.run(job)
+    return result.value
+
+
+async def ack(state: AppState, caller: Caller, message_id: str) -> dict[str, Any]:
+    async def job(tx: Tx) -> dict[str, Any]:
+        d = (await tx.session.execute(select(Delivery).where(
+            Delivery.message_id == message_id, Delivery.device_id == caller.device_id))).scalar()
+        if d is None:
+            raise Problem("not-recipient", "no such message for this device")
+        if d.acked_at is None:
+            d.acked_at = tx.now
+            tx.audit("message.acked", caller.device_id, message_id, id=message_id,
+                     device=caller.device_id)
+        return {"id": message_id, "acked_at": format_time(d.acked_at.replace(tzinfo=UTC))}
+
+    return (await state.writer.run(job)).value
+
+
+async def expire_due(state: AppState, limit: int = 500) -> int:
+    """Destroy the ciphertext of messages past their level's retention; log each."""
+
+    async def job(tx: Tx) -> int:
+        s: AsyncSession = tx.session
+        due = (await s.execute(select(Message.id, Message.log_index).where(
+            Message.expires_at <= tx.now, Message.expired_at.is_(None)).limit(limit))).all()
+        for mid, index in due:
+            tx.audit("message.expired", "system", mid, id=mid, accepted_index=index)
+        if due:
+            await s.execute(update(Message).where(Message.id.in_([m for m, _ in due]))
+                            .values(envelope=None, expired_at=tx.now))
+        return len(due)
+
+    return (await state.writer.run(job)).value

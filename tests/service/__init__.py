@@ -1,0 +1,1 @@
+"""Service tests: the real app over HTTP (httpx), on SQLite and on PostgreSQL."""
