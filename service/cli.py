@@ -16,6 +16,14 @@ from .settings import SettingsError, load_settings
 app = typer.Typer(help="Liaison server: init, migrate, run.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 
+def _register_audit() -> None:
+    from .audit_cli import app as audit_app
+
+    app.add_typer(audit_app, name="audit")
+
+
+_register_audit()
+
 DataDir = Annotated[Path | None, typer.Option("--data-dir", envvar="LIAISON_DATA_DIR",
                                               help="Server data directory")]
 
