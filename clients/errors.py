@@ -1,23 +1,74 @@
 """The exception tree of liaison.clients: every failure a user can see is a ClientError.
 
     ClientError                     base; its message is one line, safe to print as is
-    └── KeyStoreError               a profile or key file that cannot be read or written
-        ├── WrongPassphrase         the passphrase does not open the profile's keys
-        ├── ProfileNotFound         no profile of that name
-        └── ProfileExists           a profile of that name already exists
+    ├── KeyStoreError               a profile or key file that cannot be read or written
+    │   ├── WrongPassphrase         the passphrase does not open the profile's keys
+    │   ├── ProfileNotFound         no profile of that name
+    │   └── ProfileExists           a profile of that name already exists
+    ├── InputError                  what the caller gave is unusable (label text, STIX, file)
+    ├── TransportError              no usable HTTPS answer at all
+    │   ├── ServerUnreachable       connection refused, DNS failure, timeout
+    │   └── TLSError                the server's certificate does not verify (see --ca-cert)
+    ├── APIError                    the server refused with problem+json (`slug`, `status`)
+    │   ├── AuthenticationFailed    unauthenticated, bad/stale/replayed request signature
+    │   ├── DeviceRevoked           this device was revoked: it can neither send nor fetch
+    │   ├── PermissionDenied        not admin/auditor/member, other nation, suspended ...
+    │   ├── PolicyRefused           the label or recipients break the policy
+    │   ├── NotFound                no such resource (or no such message for this device)
+    │   ├── Conflict                already exists, duplicate envelope
+    │   ├── EnrolmentRefused        enrolment code invalid/used/expired, or bad key bundle
+    │   ├── InvalidRequest          malformed or invalid request
+    │   ├── RateLimited             too many requests (`retry_after` seconds)
+    │   └── ServerError             5xx, or an answer that is not a problem document
+    └── VerificationFailed          the client's own checks refused what the server sent
+        ├── NotRecipient            the envelope carries no key for this device
+        ├── KeyRevoked              the sender's (or a recipient's) device key is revoked
+        ├── SignatureInvalid        an envelope or key-bundle signature does not verify
+        ├── LabelAltered            the label shown is not the label bound to the content
+        ├── ProofMissing            a key or message comes without its audit-log proof
+        ├── ProofInvalid            an inclusion proof, tile or log entry does not verify
+        ├── UntrustedCheckpoint     a checkpoint not signed by the pinned log key
+        ├── InconsistentLog         a checkpoint not consistent with the last one seen
+        └── MalformedResponse       the server's answer does not have the documented shape
 
 Messages never carry private material; the CLI prints `str(error)` and exits non-zero.
-Add new branches (API errors, verification failures) as siblings of KeyStoreError.
+Every `VerificationFailed` has a stable `reason` slug, like the server's problem types.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "APIError",
+    "AuthenticationFailed",
     "ClientError",
+    "Conflict",
+    "DeviceRevoked",
+    "EnrolmentRefused",
+    "InconsistentLog",
+    "InputError",
+    "InvalidRequest",
+    "KeyRevoked",
     "KeyStoreError",
+    "LabelAltered",
+    "MalformedResponse",
+    "NotFound",
+    "NotRecipient",
+    "PermissionDenied",
+    "PolicyRefused",
     "ProfileExists",
     "ProfileNotFound",
+    "ProofInvalid",
+    "ProofMissing",
+    "RateLimited",
+    "ServerError",
+    "ServerUnreachable",
+    "SignatureInvalid",
+    "TLSError",
+    "TransportError",
+    "UntrustedCheckpoint",
+    "VerificationFailed",
     "WrongPassphrase",
+    "api_error",
 ]
 
 
@@ -39,3 +90,146 @@ class ProfileNotFound(KeyStoreError):
 
 class ProfileExists(KeyStoreError):
     """A profile of that name already exists and overwriting was not asked for."""
+
+
+class InputError(ClientError):
+    """Input from the caller that cannot be used: label text, a STIX bundle, a file."""
+
+
+class TransportError(ClientError):
+    """No usable HTTPS answer: the server could not be reached or not authenticated."""
+
+
+class ServerUnreachable(TransportError):
+    """Connection refused, name not resolved, or timed out."""
+
+
+class TLSError(TransportError):
+    """The server's TLS certificate does not verify against the trusted CA."""
+
+
+class APIError(ClientError):
+    """The server refused the request with an RFC 9457 problem document."""
+
+    def __init__(self, slug: str, status: int, detail: str, title: str = "") -> None:
+        super().__init__(f"server refused ({slug}): {detail}" if detail else f"server refused ({slug})")
+        self.slug = slug
+        self.status = status
+        self.detail = detail
+        self.title = title
+
+
+class AuthenticationFailed(APIError):
+    """The server did not accept this device's request signature."""
+
+
+class DeviceRevoked(APIError):
+    """This device was revoked."""
+
+
+class PermissionDenied(APIError):
+    """The principal may not do this (role, nation scope, membership, status)."""
+
+
+class PolicyRefused(APIError):
+    """The label, suite or recipients break the classification policy."""
+
+
+class NotFound(APIError):
+    """No such resource, or no such message for this device."""
+
+
+class Conflict(APIError):
+    """The resource already exists (or the envelope id was already used)."""
+
+
+class EnrolmentRefused(APIError):
+    """The enrolment code is invalid, used or expired, or the key bundle was refused."""
+
+
+class InvalidRequest(APIError):
+    """The request was malformed or failed validation."""
+
+
+class RateLimited(APIError):
+    """Too many requests; `retry_after` seconds, when the server said."""
+
+    retry_after: float | None = None
+
+
+class ServerError(APIError):
+    """The server failed (5xx) or answered with something that is not a problem document."""
+
+
+class VerificationFailed(ClientError):
+    """The client's own verification refused what the server sent; `reason` is a stable slug."""
+
+    reason = "verification-failed"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.detail = message
+
+
+class NotRecipient(VerificationFailed):
+    reason = "not-recipient"
+
+
+class KeyRevoked(VerificationFailed):
+    reason = "key-revoked"
+
+
+class SignatureInvalid(VerificationFailed):
+    reason = "signature-invalid"
+
+
+class LabelAltered(VerificationFailed):
+    reason = "label-altered"
+
+
+class ProofMissing(VerificationFailed):
+    reason = "proof-missing"
+
+
+class ProofInvalid(VerificationFailed):
+    reason = "proof-invalid"
+
+
+class UntrustedCheckpoint(VerificationFailed):
+    reason = "untrusted-checkpoint"
+
+
+class InconsistentLog(VerificationFailed):
+    reason = "inconsistent-log"
+
+
+class MalformedResponse(VerificationFailed):
+    reason = "malformed-response"
+
+
+_BY_SLUG: dict[str, type[APIError]] = {}
+for _cls, _slugs in (
+    (AuthenticationFailed, "unauthenticated bad-request-signature stale-request replayed-request "
+                           "content-digest"),
+    (DeviceRevoked, "device-revoked"),
+    (PermissionDenied, "forbidden not-admin other-nation grant-above-own not-auditor "
+                       "principal-suspended not-member sender-mismatch unknown-witness"),
+    (PolicyRefused, "clearance releasability compartment system-level above-ceiling wrong-policy "
+                    "suite-not-allowed signature-required missing-recipient ineligible-recipient "
+                    "too-large unknown-level unknown-nation unknown-compartment"),
+    (NotFound, "not-found not-recipient"),
+    (Conflict, "conflict duplicate-envelope"),
+    (EnrolmentRefused, "enrolment-code bad-bundle"),
+    (RateLimited, "rate-limited"),
+    (ServerError, "unavailable internal"),
+):
+    for _slug in _slugs.split():
+        _BY_SLUG[_slug] = _cls
+
+
+def api_error(slug: str, status: int, detail: str, title: str = "") -> APIError:
+    """The specific APIError subclass for a problem `slug` (InvalidRequest / ServerError otherwise)."""
+    cls = _BY_SLUG.get(slug)
+    if cls is None:
+        cls = ServerError if status >= 500 else InvalidRequest
+    return cls(slug, status, detail, title)

@@ -225,9 +225,12 @@ async def revoke_device(state: AppState, caller: Caller, device_id: str) -> dict
         assert owner is not None
         if dev.principal_id != caller.principal.id:  # anyone may revoke their own devices
             _require_admin(caller, what)
-            if not caller.principal.is_root and owner.nation != caller.principal.nation:
-                raise _denied(caller, what, PolicyViolation(
-                    "other-nation", f"a {caller.principal.nation} admin cannot manage {owner.nation}"))
+            # Like issuing a code: only for a principal the admin could create as it is (its
+            # nation, at or below the admin's access, not an admin), so a nation admin can
+            # never lock out the root admin, a peer admin or someone cleared above it.
+            view = PrincipalView.of(owner)
+            _check_grant(state, caller, what, view.nation, view.clearance,
+                         sorted(view.compartments), list(view.roles))
         if dev.revoked_at is None:
             dev.revoked_at = tx.now
             dev.revoke_index = tx.audit("device.revoked", caller.device_id, device_id,

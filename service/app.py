@@ -112,13 +112,17 @@ async def _retention_loop(state: AppState) -> None:
         await asyncio.sleep(state.settings.retention_interval_seconds)
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Build the app; state is opened in the lifespan (so tests and uvicorn share one path)."""
+def create_app(settings: Settings, *, migrate_new: bool = True) -> FastAPI:
+    """Build the app; state is opened in the lifespan (so tests and uvicorn share one path).
+
+    `migrate_new=False` (what `liaison-server run` uses) refuses an unmigrated database
+    instead of creating its schema, so that pointing a server at the wrong, empty database
+    fails with the fixing command rather than serving an empty, root-less service."""
     metrics = Metrics()  # shared by the middleware and the state the lifespan opens
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = await open_state(settings, metrics=metrics)
+        state = await open_state(settings, metrics=metrics, migrate_new=migrate_new)
         app.state.liaison = state
         listener = None
         if state.db.is_postgres:

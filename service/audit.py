@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, tuple_
+from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from liaison.crypto import merkle, note
@@ -47,10 +47,16 @@ class Receipt:
     size: int
     checkpoint: str
     proof: tuple[bytes, ...]
+    #: The exact entry bytes, so the holder can check the proof without asking the log.
+    entry: bytes | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"log_index": self.index, "tree_size": self.size, "checkpoint": self.checkpoint,
-                "inclusion_proof": [b64encode(h) for h in self.proof]}
+        out: dict[str, Any] = {"log_index": self.index, "tree_size": self.size,
+                               "checkpoint": self.checkpoint,
+                               "inclusion_proof": [b64encode(h) for h in self.proof]}
+        if self.entry is not None:
+            out["entry"] = b64encode(self.entry)
+        return out
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,8 @@ class AuditLog:
         await session.execute(insert(Checkpoint), [
             {"size": size, "root_hash": root, "note": text, "created_at": now}])
         receipts = {
-            i: Receipt(i, size, text, tuple(merkle.inclusion_proof_from(reader, i, size)))
+            i: Receipt(i, size, text, tuple(merkle.inclusion_proof_from(reader, i, size)),
+                       datas[i - start])
             for i in range(start, size)
         }
         self._edge = (size, {n: known[n] for n in merkle.range_nodes(0, size)})
@@ -140,10 +147,15 @@ class AuditLog:
         wanted = list(dict.fromkeys(nodes))
         out: dict[merkle.Node, bytes] = {}
         for i in range(0, len(wanted), 500):
-            chunk = wanted[i:i + 500]
+            by_level: dict[int, list[int]] = {}
+            for lv, ix in wanted[i:i + 500]:
+                by_level.setdefault(lv, []).append(ix)
+            # One `level = ? AND idx IN (...)` term per level: both databases answer it from
+            # the primary key; a row-value IN list made SQLite scan the whole table.
             rows = await session.execute(
                 select(TreeHash.level, TreeHash.idx, TreeHash.hash)
-                .where(tuple_(TreeHash.level, TreeHash.idx).in_(chunk)))
+                .where(or_(*(and_(TreeHash.level == lv, TreeHash.idx.in_(ixs))
+                             for lv, ixs in by_level.items()))))
             out.update({(lv, ix): h for lv, ix, h in rows})
         missing = set(wanted) - set(out)
         if missing:

@@ -82,19 +82,19 @@ async def authenticate(request: Request, state: State) -> Caller:
         bundle = await load_bundle(state, session, params.keyid)
     if bundle is None:
         raise Problem("unauthenticated", "the signing device is not enrolled")
-    wait = state.limiter.take(params.keyid)
-    if wait:
-        raise Problem("rate-limited", "too many requests from this device",
-                      headers={"Retry-After": str(max(1, round(wait + 0.5)))})
     try:
         verify_request(request.method, target_uri(state, request), headers, body, bundle.ed25519,
                        skew_seconds=state.settings.clock_skew_seconds)
-    except RequestSignatureError as e:
-        await _deny(state, params.keyid, request, e.reason, e.detail)
+    except (RequestSignatureError, CryptoError) as e:
+        reason, detail = (e.reason, e.detail) if isinstance(e, RequestSignatureError) else (
+            "bad-request-signature", str(e))
+        # Failures are limited per client address, not per the (unverified) keyid: device ids
+        # are public, so charging the named device would let anyone lock a device out.
+        _limit(state, f"addr:{request.client.host if request.client else 'unknown'}",
+               "too many failed request signatures from this address")
+        await _deny(state, params.keyid, request, reason, detail)
         raise AssertionError("unreachable") from e
-    except CryptoError as e:
-        await _deny(state, params.keyid, request, "bad-request-signature", str(e))
-        raise AssertionError("unreachable") from e
+    _limit(state, params.keyid, "too many requests from this device")
 
     skew = state.settings.clock_skew_seconds
     device_id = params.keyid
@@ -129,9 +129,17 @@ async def authenticate(request: Request, state: State) -> Caller:
     return Caller(device_id, bundle, result.value)
 
 
+def _limit(state: AppState, key: str, detail: str) -> None:
+    wait = state.limiter.take(key)
+    if wait:
+        raise Problem("rate-limited", detail,
+                      headers={"Retry-After": str(max(1, round(wait + 0.5)))})
+
+
 def _denial(device_id: str, request: Request, reason: str) -> tuple[str, str, str | None, dict]:
+    # The path is the client's: bounded, so a huge one cannot overflow the entry (65535 bytes).
     return ("access.denied", device_id, device_id,
-            {"who": device_id, "what": f"{request.method} {request.url.path}", "why": reason})
+            {"who": device_id, "what": f"{request.method} {request.url.path}"[:200], "why": reason})
 
 
 async def _deny(state: AppState, device_id: str, request: Request, reason: str, detail: str) -> None:

@@ -137,12 +137,30 @@ def run(
         from .app import close_state
 
         async def check() -> None:
-            await close_state(await open_state(settings))
+            await close_state(await open_state(settings, migrate_new=False))
 
         asyncio.run(check())
         for path in (settings.tls_cert, settings.tls_key):
             if not plain and not path.exists():
                 raise StartupError(f"TLS file {path} is missing")
+        tls: dict[str, object] = {}
+        if not plain:
+            tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key),
+                   "ssl_version": ssl.PROTOCOL_TLS_SERVER}
+        config = uvicorn.Config(create_app(settings, migrate_new=False), host=settings.host,
+                                port=settings.port, log_config=None, access_log=False,
+                                lifespan="on", timeout_graceful_shutdown=5,
+                                **tls)  # type: ignore[arg-type]
+        if not plain:
+            try:
+                config.load()  # builds the SSL context now, so a bad key is refused clearly
+            except (ssl.SSLError, OSError) as e:
+                raise StartupError(f"TLS certificate or key in {settings.tls_cert.parent} is "
+                                   f"unreadable: {e}") from None
+            assert config.ssl is not None
+            # SPEC 5: TLS 1.3 only. uvicorn has no option for the minimum version, and
+            # PROTOCOL_TLS_SERVER alone still accepts TLS 1.2.
+            config.ssl.minimum_version = ssl.TLSVersion.TLSv1_3
     except (SettingsError, StartupError) as e:
         _fail(str(e))
         return
@@ -150,14 +168,9 @@ def run(
         _fail(str(e))
         return
     configure_logging(settings.log_level)
-    tls: dict[str, object] = {}
-    if not plain:
-        tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key),
-               "ssl_version": ssl.PROTOCOL_TLS_SERVER}
     typer.echo(f"liaison-server: serving {'https' if tls else 'http'}://{settings.host}:"
                f"{settings.port}", err=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
-                access_log=False, lifespan="on", timeout_graceful_shutdown=5, **tls)  # type: ignore[arg-type]
+    uvicorn.Server(config).run()
 
 
 def main() -> None:

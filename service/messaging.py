@@ -225,6 +225,14 @@ async def inbox(state: AppState, caller: Caller, after: int, limit: int) -> dict
             "withheld": withheld}
 
 
+def _not_recipient(caller: Caller, message_id: str) -> Refusal:
+    """Asking for a message one was not sent is an access decision too: refuse and log it."""
+    mid = message_id[:36]  # the path is the caller's; keep the entry bounded
+    return Refusal(Problem("not-recipient", "no such message for this device"), (
+        "access.denied", caller.device_id, mid,
+        {"who": caller.device_id, "what": f"message {mid}", "why": "not-recipient"}))
+
+
 async def fetch(state: AppState, caller: Caller, message_id: str) -> dict[str, Any]:
     """One message for a recipient device, re-checking dominance now, logged as delivered."""
 
@@ -234,7 +242,7 @@ async def fetch(state: AppState, caller: Caller, message_id: str) -> dict[str, A
             Delivery, Delivery.message_id == Message.id).where(
             Message.id == message_id, Delivery.device_id == caller.device_id))).first()
         if row is None:
-            raise Problem("not-recipient", "no such message for this device")
+            raise _not_recipient(caller, message_id)
         m, d = row
         try:
             check_dominates(state.policy, caller.principal.subject, label_of(m.label))
@@ -260,7 +268,7 @@ async def ack(state: AppState, caller: Caller, message_id: str) -> dict[str, Any
         d = (await tx.session.execute(select(Delivery).where(
             Delivery.message_id == message_id, Delivery.device_id == caller.device_id))).scalar()
         if d is None:
-            raise Problem("not-recipient", "no such message for this device")
+            raise _not_recipient(caller, message_id)
         if d.acked_at is None:
             d.acked_at = tx.now
             tx.audit("message.acked", caller.device_id, message_id, id=message_id,

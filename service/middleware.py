@@ -12,6 +12,7 @@ import time
 import uuid
 from typing import Any
 
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .metrics import Metrics
@@ -22,8 +23,12 @@ __all__ = ["RequestMiddleware"]
 access_log = logging.getLogger("liaison.access")
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(StarletteHTTPException):
+    """Raised from `receive` at the limit. An HTTPException, because FastAPI turns any other
+    error while it reads a body into a 400; this one reaches the problem handler as a 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body exceeds {limit} bytes")
 
 
 class RequestMiddleware:
@@ -55,7 +60,7 @@ class RequestMiddleware:
         declared = headers.get(b"content-length")
         try:
             if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
-                raise _TooLarge
+                raise _TooLarge(self.max_body)
             received = 0
 
             async def receive_limited() -> Message:
@@ -64,7 +69,7 @@ class RequestMiddleware:
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
                     if received > self.max_body:
-                        raise _TooLarge
+                        raise _TooLarge(self.max_body)
                 return message
 
             await self.app(scope, receive_limited, send_wrapped)

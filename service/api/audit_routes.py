@@ -1,20 +1,140 @@
-"""The audit log's read API under /v1/audit/ (C2SP tlog-tiles, JSON conveniences, witnesses)."""
+"""The audit log's read API under /v1/audit/ (C2SP tlog-tiles, JSON conveniences, witnesses).
+
+Thin: parse, call one use case of `audit_read`, return. Who may read entries and proofs is
+decided by one dependency, `AuditReader`.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated, Any
 
-from ..auth import State
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from liaison.crypto import tiles
+from liaison.crypto.errors import MalformedError
+
+from .. import audit_read
+from ..auth import Caller, CurrentCaller, State, authenticate
 from ..problems import Problem
 
 router = APIRouter(prefix="/v1/audit")
 
+_MAX = (1 << 63) - 1
+Size = Annotated[int, Query(ge=0, le=_MAX)]
+#: An optional number or filter; an empty value (`?end=`, as some clients send for None) is
+#: the same as leaving it out.
+OptInt = Annotated[str | None, Query(max_length=20, pattern=r"^[0-9]*$")]
+_IMMUTABLE = "max-age=31536000, immutable"
+_PARTIAL = "max-age=5"
+_TILE_TYPE = "application/octet-stream"
 
-@router.get("/checkpoint", summary="The latest signed checkpoint (C2SP tlog-checkpoint)")
-async def get_checkpoint(state: State) -> Response:
-    async with state.db.sessions() as s:
-        cp = await state.log.latest_checkpoint(s)
-    if cp is None:
-        raise Problem("unavailable", "the log has no checkpoint yet")
-    return Response(cp.note, media_type="text/plain; charset=utf-8",
-                    headers={"Cache-Control": "no-store"})
+
+async def audit_reader(request: Request, state: State) -> Caller | None:
+    """Entries and proofs: an auditor's or admin's signed request, or anyone if audit_public."""
+    if state.settings.audit_public:
+        return None
+    caller = await authenticate(request, state)
+    await audit_read.require_auditor(state, caller, f"{request.method} {request.url.path}")
+    return caller
+
+
+AuditReader = Annotated[Caller | None, Depends(audit_reader)]
+
+
+def _opt_int(value: str | None, minimum: int = 0) -> int | None:
+    if not value:
+        return None
+    number = int(value)
+    if not minimum <= number <= _MAX:
+        raise Problem("validation", f"{value} is out of range")
+    return number
+
+
+def _opt(value: str | None) -> str | None:
+    return value or None
+
+
+def _tile(path: str) -> tiles.Tile:
+    try:
+        return tiles.parse_tile_path(path)
+    except MalformedError as e:
+        # A non-canonical spelling names no resource: one tile, one path.
+        raise Problem("not-found", str(e)) from None
+
+
+def _tile_response(body: audit_read.TileBody, public: bool) -> Response:
+    scope = "public" if public else "private"
+    cache = f"{scope}, {_IMMUTABLE if body.full else _PARTIAL}"
+    return Response(body.data, media_type=_TILE_TYPE, headers={"Cache-Control": cache})
+
+
+@router.get("/checkpoint", summary="The latest signed checkpoint (C2SP tlog-checkpoint)",
+            response_class=Response)
+async def get_checkpoint(state: State, size: OptInt = None,
+                         cosigned: Annotated[int, Query(ge=0, le=100)] = 0) -> Response:
+    """The latest checkpoint with its cosignatures; `?size=` an older one, `?cosigned=K`
+    the newest one that carries at least K witness cosignatures."""
+    text = await audit_read.signed_checkpoint(state, _opt_int(size), cosigned)
+    return Response(text, media_type="text/plain; charset=utf-8",
+                    # Cosignatures may still be added to any size, so never cache for long.
+                    headers={"Cache-Control": "no-store" if not size and not cosigned
+                             else "no-cache"})
+
+
+@router.get("/tile/entries/{rest:path}", summary="An entry bundle (C2SP tlog-tiles)",
+            response_class=Response)
+async def get_entry_bundle(rest: str, state: State, reader: AuditReader) -> Response:
+    tile = _tile(f"tile/entries/{rest}")
+    return _tile_response(await audit_read.entry_bundle(state, tile), reader is None)
+
+
+@router.get("/tile/{rest:path}", summary="A hash tile (C2SP tlog-tiles, height 8)",
+            response_class=Response)
+async def get_hash_tile(rest: str, state: State) -> Response:
+    tile = _tile(f"tile/{rest}")
+    return _tile_response(await audit_read.hash_tile(state, tile), True)
+
+
+@router.get("/entries", summary="Log entries in [start, end), at most 1000 per call")
+async def get_entries(state: State, reader: AuditReader, start: Size = 0, end: OptInt = None,
+                      type_: Annotated[str | None, Query(alias="type", max_length=32)] = None,
+                      actor: Annotated[str | None, Query(max_length=64)] = None,
+                      since: Annotated[str | None, Query(max_length=40)] = None) -> dict[str, Any]:
+    return await audit_read.entries(state, start, _opt_int(end), type_=_opt(type_),
+                                    actor=_opt(actor), since=_opt(since))
+
+
+@router.get("/proof/inclusion", summary="Inclusion proof of one entry")
+async def get_inclusion(state: State, reader: AuditReader, index: Size, size: OptInt = None
+                        ) -> dict[str, Any]:
+    return await audit_read.inclusion(state, index, _opt_int(size, 1))
+
+
+@router.get("/proof/consistency", summary="Consistency proof between two tree sizes")
+async def get_consistency(state: State, reader: AuditReader, old: Size, new: OptInt = None
+                          ) -> dict[str, Any]:
+    return await audit_read.consistency(state, old, _opt_int(new))
+
+
+@router.get("/messages/{message_id}", summary="A message's log entry and inclusion proof")
+async def get_message_proof(message_id: str, state: State, reader: AuditReader
+                            ) -> dict[str, Any]:
+    if len(message_id) > 36:
+        raise Problem("not-found", "no such message")
+    return await audit_read.message_proof(state, message_id)
+
+
+class CosignatureRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    size: int = Field(ge=1, le=_MAX)
+    cosignature: str = Field(min_length=1, max_length=1024)
+
+
+@router.post("/cosignatures", status_code=201, summary="Submit a witness cosignature")
+async def post_cosignature(body: CosignatureRequest, caller: CurrentCaller, state: State
+                           ) -> JSONResponse:
+    await audit_read.require_auditor(state, caller, "POST /v1/audit/cosignatures")
+    result = await audit_read.add_cosignature(state, caller, body.size, body.cosignature)
+    return JSONResponse(result, status_code=201)

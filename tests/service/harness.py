@@ -2,52 +2,126 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
+from sqlalchemy import func, select, text
 
+from liaison.crypto import merkle, note
+from liaison.crypto.encoding import b64decode
 from liaison.crypto.envelope import seal
 from liaison.crypto.httpsig import sign_request
 from liaison.crypto.keys import DeviceKeys, PublicBundle, generate_device
 from liaison.crypto.labels import Label, parse_label
 from liaison.crypto.policy import Policy
+from liaison.service import models
 from liaison.service.app import create_app
 from liaison.service.bootstrap import init_database, write_files
+from liaison.service.problems import PROBLEM_BASE, PROBLEM_TYPES
 from liaison.service.settings import load_settings
 from liaison.service.state import AppState
 
 PG_ENV = "LIAISON_TEST_POSTGRES_URL"
 BASE = "https://liaison.test"
 
+#: Tables whose row counts `World.counts` reports (to prove nothing was partially written).
+TABLES: dict[str, Any] = {
+    "principal": models.Principal, "device": models.Device, "code": models.EnrolmentCode,
+    "channel": models.Channel, "member": models.ChannelMember, "message": models.Message,
+    "delivery": models.Delivery, "log": models.AuditEntry, "checkpoint": models.Checkpoint,
+}
 
-@asynccontextmanager
-async def postgres_database() -> AsyncIterator[str]:
-    """A fresh PostgreSQL database for one test, dropped afterwards."""
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def assert_problem(r: httpx.Response, slug: str) -> dict[str, Any]:
+    """`r` is an RFC 9457 problem of type `slug`, with that type's status; returns the body."""
+    assert r.headers.get("content-type", "").startswith("application/problem+json"), (
+        r.status_code, r.headers.get("content-type"), r.text[:300])
+    body = r.json()
+    assert body["type"] == PROBLEM_BASE + slug, (r.status_code, body)
+    assert r.status_code == body["status"] == PROBLEM_TYPES[slug][0], (r.status_code, body)
+    assert body["title"] == PROBLEM_TYPES[slug][1]
+    assert "Traceback" not in r.text
+    return body
+
+
+def _pg_admin_dsn() -> str:
+    from sqlalchemy.engine.url import make_url
+
+    return make_url(os.environ[PG_ENV]).set(drivername="postgresql").render_as_string(
+        hide_password=False)
+
+
+async def create_pg_database() -> str:
+    """A new, empty PostgreSQL database; returns its SQLAlchemy URL (asyncpg driver)."""
     import asyncpg
     from sqlalchemy.engine.url import make_url
 
-    url = make_url(os.environ[PG_ENV])
     name = f"liaison_t_{uuid.uuid4().hex[:12]}"
-    admin_dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(admin_dsn)
+    conn = await asyncpg.connect(_pg_admin_dsn())
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
+    return make_url(os.environ[PG_ENV]).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_pg_database(url: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine.url import make_url
+
+    name = make_url(url).database
+    conn = await asyncpg.connect(_pg_admin_dsn())
     try:
-        yield url.set(database=name).render_as_string(hide_password=False)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
-        conn = await asyncpg.connect(admin_dsn)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        await conn.close()
+
+
+@asynccontextmanager
+async def postgres_database() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    url = await create_pg_database()
+    try:
+        yield url
+    finally:
+        await drop_pg_database(url)
+
+
+async def assert_refused(world: World, call: Callable[[], Awaitable[httpx.Response]], slug: str,
+                         entry: str | None = "message.rejected", why: str | None = None
+                         ) -> dict[str, Any]:
+    """`call()` is refused as problem `slug`; the refusal is the one audit entry appended (of
+    type `entry`, giving `why` or `slug` as its reason) and no other table changes.
+    Returns the entry (or the problem body when `entry` is None: nothing may be logged)."""
+    before = await world.counts()
+    r = await call()
+    body = assert_problem(r, slug)
+    after = await world.counts()
+    new = await world.entries(start=before["log"])
+    if entry is None:
+        assert new == [] and after == before, (new, before, after)
+        return body
+    assert [e["type"] for e in new] == [entry], new
+    assert new[0]["reason" if entry == "message.rejected" else "why"] == (why or slug), new[0]
+    assert after == {**before, "log": before["log"] + 1, "checkpoint": before["checkpoint"] + 1}, (
+        before, after)
+    return new[0]
 
 
 @dataclass
@@ -62,21 +136,23 @@ class Device:
     def id(self) -> str:
         return self.keys.device_id
 
-    async def request(self, method: str, path: str, json_body: Any = None, *,
-                      raw: bytes | None = None, headers: dict[str, str] | None = None,
-                      sign: bool = True, nonce: str | None = None, now: Any = None
-                      ) -> httpx.Response:
-        import json as _json
-
+    def build(self, method: str, path: str, json_body: Any = None, *,
+              raw: bytes | None = None, headers: dict[str, str] | None = None,
+              sign: bool = True, nonce: str | None = None, now: Any = None) -> httpx.Request:
+        """A signed request, not sent (so a test can replay or tamper with it)."""
         body = raw if raw is not None else (
-            _json.dumps(json_body).encode() if json_body is not None else b"")
+            json.dumps(json_body).encode() if json_body is not None else b"")
         h = {"content-type": "application/json"} if body else {}
         h.update(headers or {})
         url = httpx.URL(BASE + path)  # sign exactly the encoded URL that goes on the wire
         if sign:
             h.update(sign_request(method, str(url), h, body or None, self.keys, nonce=nonce,
                                   now=now))
-        return await self.world.http.request(method, url, content=body or None, headers=h)
+        return self.world.http.build_request(method, url, content=body or None, headers=h)
+
+    async def request(self, method: str, path: str, json_body: Any = None, **kw: Any
+                      ) -> httpx.Response:
+        return await self.world.http.send(self.build(method, path, json_body, **kw))
 
     async def get(self, path: str, **kw: Any) -> httpx.Response:
         return await self.request("GET", path, **kw)
@@ -89,22 +165,33 @@ class Device:
         assert r.status_code == 200, r.text
         return [PublicBundle.from_signed(d["signed_bundle"]) for d in r.json()["devices"]]
 
-    async def send(self, channel: str, label: Label | str, text: bytes = b"hello", *,
-                   to: list[str] | None = None, recipients: list[PublicBundle] | None = None,
-                   suite: str = "MLKEM768-X25519", mutate: Any = None) -> httpx.Response:
+    async def envelope(self, channel: str, label: Label | str, text: bytes = b"hello", *,
+                       to: list[str] | None = None,
+                       recipients: list[PublicBundle] | None = None,
+                       suite: str = "MLKEM768-X25519", **seal_kw: Any) -> dict[str, Any]:
         lab = parse_label(label, self.world.policy) if isinstance(label, str) else label
         if recipients is None:
             recipients = await self.recipients(channel, lab)
             if to is not None:
                 recipients = [b for b in recipients if b.principal in to]
-        env = seal(text, channel=channel, label=lab, sender=self.keys, recipients=recipients,
-                   suite=suite)
-        if mutate:
-            mutate(env)
+        return seal(text, channel=channel, label=lab, sender=self.keys, recipients=recipients,
+                    suite=suite, **seal_kw)
+
+    async def submit(self, env: dict[str, Any], to: list[str] | None = None) -> httpx.Response:
         body: dict[str, Any] = {"envelope": env}
         if to is not None:
             body["to"] = to
         return await self.post("/v1/messages", body)
+
+    async def send(self, channel: str, label: Label | str, text: bytes = b"hello", *,
+                   to: list[str] | None = None, recipients: list[PublicBundle] | None = None,
+                   suite: str = "MLKEM768-X25519", mutate: Any = None, **seal_kw: Any
+                   ) -> httpx.Response:
+        env = await self.envelope(channel, label, text, to=to, recipients=recipients,
+                                  suite=suite, **seal_kw)
+        if mutate:
+            mutate(env)
+        return await self.submit(env, to)
 
 
 @dataclass
@@ -114,7 +201,71 @@ class World:
     state: AppState
     http: httpx.AsyncClient
     policy: Policy
+    app: FastAPI
     root: Device = field(init=False)
+
+    # --- looking into the database (read-only, for assertions) ----------------------------
+
+    async def counts(self) -> dict[str, int]:
+        """Row counts of the tables that matter (see TABLES)."""
+        async with self.state.db.sessions() as s:
+            return {name: int(await s.scalar(select(func.count()).select_from(model)) or 0)
+                    for name, model in TABLES.items()}
+
+    async def log_size(self) -> int:
+        async with self.state.db.sessions() as s:
+            return await self.state.log.size(s)
+
+    async def entries(self, type_: str | None = None, start: int = 0) -> list[dict[str, Any]]:
+        """Audit entries from index `start` on (optionally of one type), parsed."""
+        async with self.state.db.sessions() as s:
+            q = select(models.AuditEntry.data).where(models.AuditEntry.idx >= start)
+            if type_:
+                q = q.where(models.AuditEntry.type == type_)
+            rows = (await s.execute(q.order_by(models.AuditEntry.idx))).scalars().all()
+        return [json.loads(r) for r in rows]
+
+    async def sql(self, statement: str, **params: Any) -> Any:
+        """Run one SQL statement in its own transaction (test set-up, e.g. moving time)."""
+        async with self.state.db.engine.begin() as conn:
+            return await conn.execute(text(statement), params)
+
+    def verify_receipt(self, receipt: dict[str, Any], entry: bytes | None = None) -> None:
+        """The receipt's checkpoint is signed by the log key and proves the entry's inclusion."""
+        cp = note.open_checkpoint(receipt["checkpoint"].encode(), self.state.log.signer.verifier)
+        assert cp.size == receipt["tree_size"] > receipt["log_index"]
+        if entry is not None:
+            merkle.verify_inclusion(merkle.leaf_hash(entry), receipt["log_index"], cp.size,
+                                    [b64decode(h) for h in receipt["inclusion_proof"]], cp.root_hash)
+
+    async def entry_bytes(self, index: int) -> bytes:
+        async with self.state.db.sessions() as s:
+            row = await s.get(models.AuditEntry, index)
+            assert row is not None
+            return bytes(row.data)
+
+    @asynccontextmanager
+    async def served(self) -> AsyncIterator[str]:
+        """Serve this world's app (already started) over real HTTP on a free loopback port,
+        for what the in-memory transport cannot do (streaming responses). Yields the base URL;
+        requests are still signed for BASE, which the app takes as its public URL."""
+        import uvicorn
+
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=port,
+                                               lifespan="off", log_config=None, access_log=False,
+                                               timeout_graceful_shutdown=2))
+        task = asyncio.create_task(server.serve())
+        try:
+            for _ in range(500):
+                if server.started:
+                    break
+                await asyncio.sleep(0.01)
+            assert server.started, "uvicorn did not start"
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            await asyncio.wait_for(task, timeout=10)
 
     async def enrol(self, principal: str, keys: DeviceKeys | None = None,
                     admin: Device | None = None) -> Device:
@@ -165,6 +316,87 @@ async def running_world(tmp: Path, database_url: str | None, **settings: Any
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
             state: AppState = app.state.liaison
-            world = World(state, http, state.policy)
+            world = World(state, http, state.policy, app)
             world.root = await world.enrol_with_code("root", code)
             yield world
+
+
+#: The coalition scenario's channel: its ceiling, and the labels tests send at.
+OPS = "ops"
+OPS_CEILING = "SECRET//AIRDEF/CYBER//REL TO FRA, UKR, USA"
+
+
+@dataclass
+class Coalition:
+    """Three nations' analysts and a system on one channel (see `coalition`)."""
+
+    usa: Device      # USA, SECRET, AIRDEF + CYBER
+    ukr: Device      # UKR, SECRET, AIRDEF
+    fra: Device      # FRA, CONFIDENTIAL, no compartment
+    sensor: Device   # UKR system, SECRET clearance (but systems stop at CONFIDENTIAL), AIRDEF
+
+    @property
+    def all(self) -> list[Device]:
+        return [self.usa, self.ukr, self.fra, self.sensor]
+
+
+async def coalition(world: World) -> Coalition:
+    c = Coalition(
+        usa=await world.principal("usa-analyst", "USA", "SECRET", compartments=["AIRDEF", "CYBER"]),
+        ukr=await world.principal("ukr-analyst", "UKR", "SECRET", compartments=["AIRDEF"]),
+        fra=await world.principal("fra-analyst", "FRA", "CONFIDENTIAL"),
+        sensor=await world.principal("ukr-sensor", "UKR", "SECRET", compartments=["AIRDEF"],
+                                     kind="system"),
+    )
+    await world.channel(OPS, OPS_CEILING, [d.principal for d in c.all])
+    return c
+
+
+@asynccontextmanager
+async def world_on(backend: str, tmp: Path, **settings: Any) -> AsyncIterator[World]:
+    """A world on `backend` ("sqlite" or "postgres") with settings overridden."""
+    if backend == "sqlite":
+        async with running_world(tmp, None, **settings) as w:
+            yield w
+    else:
+        async with postgres_database() as url, running_world(tmp, url, **settings) as w:
+            yield w
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """Server-sent events of a streaming response: {"event", "id", "data" (JSON)} or
+    {"comment": ...} for comment lines (": connected", ": keep-alive")."""
+    event: dict[str, Any] = {}
+    async for line in response.aiter_lines():
+        if line == "":
+            if event:
+                yield event
+            event = {}
+        elif line.startswith(":"):
+            yield {"comment": line[1:].strip()}
+        else:
+            key, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            event[key] = json.loads(value) if key == "data" else value
+
+
+async def next_message_event(events: AsyncIterator[dict[str, Any]], seconds: float = 10
+                             ) -> dict[str, Any]:
+    """The next `message` event, skipping comments; fails after `seconds`."""
+    async def first() -> dict[str, Any]:
+        async for ev in events:
+            if ev.get("event") == "message":
+                return ev
+        raise AssertionError("the stream ended")
+
+    return await asyncio.wait_for(first(), seconds)
+
+
+def signed(http: httpx.AsyncClient, keys: DeviceKeys, method: str, url: str,
+           json_body: Any = None) -> httpx.Request:
+    """A request signed by `keys` for exactly `url` (for servers without a public URL)."""
+    body = json.dumps(json_body).encode() if json_body is not None else b""
+    headers = {"content-type": "application/json"} if body else {}
+    u = httpx.URL(url)
+    headers.update(sign_request(method, str(u), headers, body or None, keys))
+    return http.build_request(method, u, content=body or None, headers=headers)

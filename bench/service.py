@@ -1,0 +1,513 @@
+"""Service throughput over HTTPS: accepted messages/s and latency at 1, 8 and 32 senders, the
+inbox fetch rate, and the server's peak memory.
+
+Run: .venv/bin/python bench/service.py [--postgres URL] [--per-sender 150] [--profile DIR]
+
+Each run starts `liaison-server run` as a subprocess, TLS on (its own dev certificate), on a
+fresh data directory: SQLite, and PostgreSQL too when --postgres or LIAISON_TEST_POSTGRES_URL
+names a server (a fresh database is created and dropped). The server runs with its defaults
+except the per-device rate limit, raised so that it does not throttle the load.
+
+What a sender does: SECRET//AIRDEF//REL TO UKR, USA messages of 1 KiB, each sealed to 5
+recipient devices (ML-KEM-768+X25519 HPKE, Ed25519 + ML-DSA-65 signatures), submitted with
+`to` naming the 5 recipient principals, over one keep-alive TLS connection per sender, each
+sender waiting for its answer before the next (closed loop). The client keeps its own CPU out
+of the way: envelopes are sealed (in worker processes) and every request is signed (RFC 9421,
+a fresh nonce and `created` each) and serialised to bytes just before its phase, and the
+HTTP/1.1 client is a few lines over asyncio streams. Latency is from writing a request to
+reading its whole response, as the client sees it.
+
+The inbox phase: the 5 recipients page through their inboxes (GET /v1/inbox?limit=100)
+concurrently, then fetch messages (GET /v1/messages/{id}, each first fetch logged as
+`message.delivered`). Memory is the server process's VmHWM (peak resident set) from /proc.
+
+With --profile DIR, py-spy (pip install py-spy) samples the server during the 32-sender phase,
+writes DIR/<backend>.txt (collapsed stacks) and the top functions by own and by total time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from liaison.crypto.envelope import seal
+from liaison.crypto.httpsig import sign_request
+from liaison.crypto.keys import DeviceKeys, PublicBundle, generate_device
+from liaison.crypto.labels import Label
+
+LABEL_TEXT = "SECRET//AIRDEF//REL TO UKR, USA"
+LABEL = Label("coalition-2026", "SECRET", ("UKR", "USA"), ("AIRDEF",))
+RECIPIENTS = [f"ukr-recipient-{i}" for i in range(5)]
+CONCURRENCY = (1, 8, 32)
+BIN = Path(sys.executable).parent
+_CL = re.compile(rb"\r\ncontent-length: *(\d+)", re.IGNORECASE)
+
+
+# --- a minimal HTTP/1.1 client over TLS (so the client's CPU stays small) -------------------
+
+
+class Conn:
+    """One keep-alive connection; `call` writes prepared bytes and reads one response."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int, ctx: ssl.SSLContext) -> Conn:
+        r, w = await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
+                                             server_hostname="127.0.0.1", limit=1 << 22)
+        return cls(r, w)
+
+    async def call(self, request: bytes) -> tuple[int, bytes]:
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        m = _CL.search(head)
+        body = await self.reader.readexactly(int(m.group(1))) if m else b""
+        return int(head[9:12]), body
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ssl.SSLError, ConnectionError):
+            await self.writer.wait_closed()
+
+
+@dataclass
+class Target:
+    port: int
+    ctx: ssl.SSLContext
+
+    @property
+    def base(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def prepare(self, keys: DeviceKeys, method: str, path: str, body: Any = None) -> bytes:
+        """The request's bytes, signed now with a fresh nonce."""
+        data = json.dumps(body, separators=(",", ":")).encode() if body is not None else b""
+        headers = {"content-type": "application/json"} if data else {}
+        headers.update(sign_request(method, self.base + path, headers, data or None, keys,
+                                    nonce=secrets.token_urlsafe(18)))
+        lines = [f"{method} {path} HTTP/1.1", f"host: 127.0.0.1:{self.port}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        if data:
+            lines.append(f"content-length: {len(data)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + data
+
+    async def call(self, keys: DeviceKeys | None, method: str, path: str, body: Any = None
+                   ) -> tuple[int, Any]:
+        """One request on a fresh connection (set-up only)."""
+        if keys is None:
+            data = json.dumps(body).encode()
+            req = (f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{self.port}\r\ncontent-type: "
+                   f"application/json\r\ncontent-length: {len(data)}\r\n\r\n").encode() + data
+        else:
+            req = self.prepare(keys, method, path, body)
+        conn = await Conn.open(self.port, self.ctx)
+        try:
+            status, raw = await conn.call(req)
+        finally:
+            await conn.close()
+        return status, json.loads(raw) if raw else None
+
+
+# --- the server under test -------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    backend: str
+    data: Path
+    init: dict[str, Any]
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    port: int = 0
+    log: Path | None = None
+
+    def start(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.log = self.data.parent / f"server-{self.backend}.log"
+        self.proc = subprocess.Popen(
+            [str(BIN / "liaison-server"), "run", "--data-dir", str(self.data), "--port",
+             str(self.port)], env=self.env, stdout=subprocess.DEVNULL,
+            stderr=self.log.open("wb"))
+        ctx = ssl.create_default_context(cafile=self.init["tls_cert"])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"server exited: {self.log.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw, \
+                        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                    tls.sendall(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                    if tls.recv(64).startswith(b"HTTP/1.1 200"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise SystemExit("server did not become ready")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def status(self) -> dict[str, int]:
+        """VmHWM / VmRSS in kB, from /proc."""
+        assert self.proc is not None
+        out = {}
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "VmRSS"):
+                out[key] = int(value.split()[0])
+        return out
+
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def init_server(backend: str, tmp: Path, database_url: str | None) -> Server:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIAISON_")}
+    # The per-device limit (200/s by default) would throttle one closed-loop sender.
+    env.update(LIAISON_RATE_LIMIT_PER_SECOND="1000000", LIAISON_RATE_LIMIT_BURST="1000000")
+    if database_url:
+        env["LIAISON_DATABASE_URL"] = database_url
+    data = tmp / f"data-{backend}"
+    out = subprocess.run([str(BIN / "liaison-server"), "init", "--data-dir", str(data), "--json"],
+                         env=env, check=True, capture_output=True)
+    return Server(backend, data, json.loads(out.stdout), env)
+
+
+async def create_pg(url: str) -> str:
+    import asyncpg
+    from sqlalchemy.engine.url import make_url
+
+    u = make_url(url)
+    name = f"liaison_bench_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(u.set(drivername="postgresql").render_as_string(False))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return u.set(database=name).render_as_string(False)
+
+
+async def drop_pg(url: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine.url import make_url
+
+    u = make_url(url)
+    conn = await asyncpg.connect(u.set(drivername="postgresql", database="postgres")
+                                 .render_as_string(False))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+# --- set-up: principals, devices, channels ---------------------------------------------------
+
+
+@dataclass
+class Scene:
+    root: DeviceKeys
+    senders: list[DeviceKeys]
+    recipients: list[DeviceKeys]
+    bundles: list[PublicBundle] = field(default_factory=list)
+
+
+async def setup(t: Target, init: dict[str, Any], n_senders: int) -> Scene:
+    root = generate_device("root")
+    status, body = await t.call(None, "POST", "/v1/enrol", {
+        "code": init["root_enrolment_code"], "bundle": root.signed_bundle()})
+    assert status == 201, body
+
+    async def principal(pid: str, nation: str) -> DeviceKeys:
+        s, b = await t.call(root, "POST", "/v1/admin/principals", {
+            "id": pid, "display_name": pid, "nation": nation, "clearance": "SECRET",
+            "compartments": ["AIRDEF"]})
+        assert s == 201, b
+        s, b = await t.call(root, "POST", f"/v1/admin/principals/{pid}/enrolment-codes")
+        assert s == 201, b
+        keys = generate_device(pid)
+        while True:  # enrolment is limited per client address (burst 20, then 1/s): wait
+            s, e = await t.call(None, "POST", "/v1/enrol", {"code": b["code"],
+                                                             "bundle": keys.signed_bundle()})
+            if s != 429:
+                break
+            await asyncio.sleep(1.0)
+        assert s == 201, e
+        return keys
+
+    recipients = [await principal(pid, "UKR") for pid in RECIPIENTS]
+    senders = [await principal(f"usa-sender-{i:02d}", "USA") for i in range(n_senders)]
+    for i, sender in enumerate(senders):
+        cid = f"bench-{i:02d}"
+        s, b = await t.call(root, "POST", "/v1/admin/channels", {"id": cid, "ceiling": LABEL_TEXT})
+        assert s == 201, b
+        s, b = await t.call(root, "PUT", f"/v1/admin/channels/{cid}/members",
+                            {"principals": [sender.principal, *RECIPIENTS]})
+        assert s == 200, b
+    s, b = await t.call(senders[0], "GET",
+                        f"/v1/channels/bench-00/recipients?label={quote(LABEL_TEXT)}")
+    assert s == 200, b
+    bundles = [PublicBundle.from_signed(d["signed_bundle"]) for d in b["devices"]
+               if d["principal"] in RECIPIENTS]
+    assert len(bundles) == 5
+    return Scene(root, senders, recipients, bundles)
+
+
+def _seal_many(args: tuple[DeviceKeys, int, list[PublicBundle], int, int]) -> list[dict[str, Any]]:
+    sender, index, bundles, count, size = args
+    return [seal(os.urandom(size), channel=f"bench-{index:02d}", label=LABEL, sender=sender,
+                 recipients=bundles) for _ in range(count)]
+
+
+# --- phases ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    name: str
+    ok: int
+    errors: collections.Counter[int]
+    seconds: float
+    latencies: list[float]
+    server_cpu: float
+    client_cpu: float
+    batches: float
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.seconds
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        xs = sorted(self.latencies)
+        return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
+
+
+async def run_phase(t: Target, server: Server, name: str, queues: list[list[bytes]],
+                    ok_status: int) -> Result:
+    conns = [await Conn.open(t.port, t.ctx) for _ in queues]
+    latencies: list[float] = []
+    errors: collections.Counter[int] = collections.Counter()
+    ok = 0
+
+    async def worker(conn: Conn, requests: list[bytes]) -> None:
+        nonlocal ok
+        for req in requests:
+            start = time.perf_counter()
+            status, _ = await conn.call(req)
+            latencies.append(time.perf_counter() - start)
+            if status == ok_status:
+                ok += 1
+            else:
+                errors[status] += 1
+
+    batches0 = await write_batches(t)
+    cpu0, own0, t0 = server.cpu_seconds(), time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker(c, q) for c, q in zip(conns, queues, strict=True)))
+    seconds = time.perf_counter() - t0
+    cpu, own = server.cpu_seconds() - cpu0, time.process_time() - own0
+    batches = await write_batches(t) - batches0
+    for c in conns:
+        await c.close()
+    return Result(name, ok, errors, seconds, latencies, cpu, own, batches)
+
+
+async def write_batches(t: Target) -> float:
+    """The server's count of write transactions (batches), from /metrics."""
+    conn = await Conn.open(t.port, t.ctx)
+    try:
+        _, body = await conn.call(f"GET /metrics HTTP/1.1\r\nhost: 127.0.0.1:{t.port}\r\n\r\n"
+                                  .encode())
+    finally:
+        await conn.close()
+    m = re.search(rb"^liaison_write_batches_total ([0-9.e+]+)$", body, re.MULTILINE)
+    return float(m.group(1)) if m else float("nan")
+
+
+async def send_phases(t: Target, server: Server, scene: Scene, per_sender: int,
+                      pool: concurrent.futures.ProcessPoolExecutor,
+                      profile: Path | None) -> list[Result]:
+    results = []
+    for n in CONCURRENCY:
+        jobs = [(scene.senders[i], i, scene.bundles, per_sender if n > 1 else per_sender * 4, 1024)
+                for i in range(n)]
+        envelopes = list(pool.map(_seal_many, jobs))
+        queues = [[t.prepare(scene.senders[i], "POST", "/v1/messages",
+                             {"envelope": env, "to": RECIPIENTS}) for env in envelopes[i]]
+                  for i in range(n)]
+        spy = _start_profiler(server, profile) if profile and n == CONCURRENCY[-1] else None
+        results.append(await run_phase(t, server, f"submit x{n}", queues, 201))
+        if spy:
+            _finish_profiler(spy, profile, server.backend)  # type: ignore[arg-type]
+    return results
+
+
+async def inbox_phases(t: Target, server: Server, scene: Scene, fetches: int) -> list[Result]:
+    # Learn each recipient's cursors (untimed), then page through again with prepared requests.
+    pages: list[list[str]] = []
+    ids: list[list[str]] = []
+    for keys in scene.recipients:
+        after, paths, mine = 0, [], []
+        while True:
+            path = f"/v1/inbox?after={after}&limit=100"
+            s, b = await t.call(keys, "GET", path)
+            assert s == 200, b
+            paths.append(path)
+            mine += [m["id"] for m in b["messages"]]
+            if not b["more"]:
+                break
+            after = b["next"]
+        pages.append(paths)
+        ids.append(mine)
+    listing = [[t.prepare(k, "GET", p) for p in ps] for k, ps in zip(scene.recipients, pages,
+                                                                      strict=True)]
+    r1 = await run_phase(t, server, "inbox pages (100 items) x5", listing, 200)
+    r1.name += f" = {r1.rate * 100:,.0f} items/s"
+    fetch = [[t.prepare(k, "GET", f"/v1/messages/{m}") for m in mine[:fetches]]
+             for k, mine in zip(scene.recipients, ids, strict=True)]
+    r2 = await run_phase(t, server, "message fetch (first, logged) x5", fetch, 200)
+    return [r1, r2]
+
+
+def _start_profiler(server: Server, out: Path) -> subprocess.Popen[bytes] | None:
+    spy = shutil.which("py-spy") or str(BIN / "py-spy")
+    if not Path(spy).exists():
+        print("  (py-spy not installed: pip install py-spy; not profiling)")
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    assert server.proc is not None
+    proc = subprocess.Popen([spy, "record", "--pid", str(server.proc.pid), "--format", "raw",
+                             "--rate", "250", "--nonblocking", "--gil", "-o",
+                             str(out / f"{server.backend}.txt")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # let it attach
+    return proc
+
+
+def _finish_profiler(spy: subprocess.Popen[bytes], out: Path, backend: str) -> None:
+    spy.send_signal(signal.SIGINT)
+    spy.wait(timeout=30)
+    summarise_profile(out / f"{backend}.txt")
+
+
+def summarise_profile(path: Path, top: int = 12) -> None:
+    own: collections.Counter[str] = collections.Counter()
+    total: collections.Counter[str] = collections.Counter()
+    samples = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = [re.sub(r" \((.*/)?(site-packages/|liaison/|main/)?", " (", f)
+                  for f in stack.split(";")]
+        samples += n
+        own[frames[-1]] += n
+        for f in set(frames):
+            total[f] += n
+    print(f"  profile: {samples} samples -> {path}")
+    print("  top by own time:")
+    for f, n in own.most_common(top):
+        print(f"    {100 * n / samples:5.1f}%  {f}")
+    print("  top by total time (project code):")
+    shown = 0
+    for f, n in total.most_common():
+        if "liaison" in f or "/service/" in f or "(service/" in f or "crypto/" in f:
+            print(f"    {100 * n / samples:5.1f}%  {f}")
+            shown += 1
+            if shown == top:
+                break
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def report(backend: str, results: list[Result], mem: dict[str, int], wall: float) -> None:
+    print(f"\n== {backend} (TLS, one server process) ==")
+    print(f"{'phase':<46} {'ok/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'ok':>5} {'errors':>7} "
+          f"{'srv CPU':>7} {'cli CPU':>7} {'req/batch':>9}")
+    for r in results:
+        errs = ",".join(f"{k}:{v}" for k, v in sorted(r.errors.items())) or "-"
+        per_batch = (r.ok + sum(r.errors.values())) / r.batches if r.batches else float("nan")
+        print(f"{r.name:<46} {r.rate:7,.0f} {r.pct(0.5):7.1f} {r.pct(0.99):7.1f} {r.ok:5d} "
+              f"{errs:>7} {r.server_cpu / r.seconds:7.0%} {r.client_cpu / r.seconds:7.0%} "
+              f"{per_batch:9.1f}")
+    print(f"server memory: peak {mem['VmHWM'] / 1024:.0f} MB (VmHWM), now {mem['VmRSS'] / 1024:.0f} "
+          f"MB; bench wall time {wall:.0f} s")
+
+
+async def bench(backend: str, database_url: str | None, args: argparse.Namespace,
+                pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="liaison-bench-") as tmp:
+        server = init_server(backend, Path(tmp), database_url)
+        server.start()
+        try:
+            target = Target(server.port, ssl.create_default_context(cafile=server.init["tls_cert"]))
+            scene = await setup(target, server.init, max(CONCURRENCY))
+            results = await send_phases(target, server, scene, args.per_sender, pool, args.profile)
+            results += await inbox_phases(target, server, scene, args.fetches)
+            mem = server.status()
+        finally:
+            server.stop()
+        report(backend, results, mem, time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--postgres", default=os.environ.get("LIAISON_TEST_POSTGRES_URL"),
+                    help="PostgreSQL server URL (postgresql+asyncpg://...); a fresh database "
+                    "is created on it")
+    ap.add_argument("--sqlite-only", action="store_true")
+    ap.add_argument("--per-sender", type=int, default=100,
+                    help="messages per sender at 8 and 32 senders (4x that for 1 sender)")
+    ap.add_argument("--fetches", type=int, default=300, help="message fetches per recipient")
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="sample the server with py-spy during the 32-sender phase")
+    args = ap.parse_args()
+    print(f"liaison service bench: {os.cpu_count()} CPUs, 1 KiB messages to 5 recipients at "
+          f"{LABEL_TEXT}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        asyncio.run(bench("sqlite", None, args, pool))
+        if args.postgres and not args.sqlite_only:
+            url = asyncio.run(create_pg(args.postgres))
+            try:
+                asyncio.run(bench("postgres", url, args, pool))
+            finally:
+                asyncio.run(drop_pg(url))
+    print("\nTargets: >= 1,000 accepted msg/s at 32 senders with p99 < 100 ms, < 300 MB RSS "
+          "(SQLite, TLS, 2 cores).")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Typed results of the client: what the server answered, once the client has checked it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from liaison.crypto.labels import Label
+
+__all__ = [
+    "AuditEntry",
+    "Channel",
+    "Checkpoint",
+    "DeviceInfo",
+    "Enrolled",
+    "Excluded",
+    "InboxEvent",
+    "InboxItem",
+    "LogVerification",
+    "Me",
+    "Message",
+    "MessageProof",
+    "Plan",
+    "Recipient",
+    "Sent",
+]
+
+
+class _JSON:
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)  # type: ignore[call-overload]
+        for k in list(out):
+            value = getattr(self, k)
+            if isinstance(value, Label):
+                out[k] = value.to_json()
+            elif isinstance(value, bytes):
+                del out[k]  # content never goes into JSON by accident; callers add it knowingly
+        return out
+
+
+@dataclass(frozen=True)
+class Me(_JSON):
+    principal: str
+    device: str
+    display_name: str
+    nation: str
+    kind: str
+    roles: tuple[str, ...]
+    clearance: str
+    compartments: tuple[str, ...]
+    status: str
+
+
+@dataclass(frozen=True)
+class Enrolled(_JSON):
+    profile: str
+    principal: str
+    device: str
+    log_index: int
+    log_key: str
+    server: str
+
+
+@dataclass(frozen=True)
+class Channel(_JSON):
+    id: str
+    name: str
+    ceiling: Label
+    ceiling_text: str
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Recipient(_JSON):
+    """A device the message will be encrypted to; its key is proven in the log."""
+
+    principal: str
+    device: str
+    enrol_index: int
+
+
+@dataclass(frozen=True)
+class Excluded(_JSON):
+    principal: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan(_JSON):
+    """Who would receive a message (and who would not, and why), before anything is sent."""
+
+    channel: str
+    label: Label
+    label_text: str
+    recipients: tuple[Recipient, ...]
+    excluded: tuple[Excluded, ...]
+    tree_size: int
+
+
+@dataclass(frozen=True)
+class Sent(_JSON):
+    id: str
+    log_index: int
+    recipients: int
+    tree_size: int
+    label_text: str
+
+
+@dataclass(frozen=True)
+class InboxItem(_JSON):
+    """An inbox entry as the server lists it: nothing here is verified until `read`."""
+
+    id: str
+    channel: str
+    sender: str
+    sender_device: str
+    label: Label
+    label_text: str
+    created: str
+    size: int
+    read: bool
+    expired: bool
+    log_index: int
+    cursor: int
+
+
+@dataclass(frozen=True)
+class Message(_JSON):
+    """A message whose signatures, label, sender key and log entry all verified."""
+
+    id: str
+    channel: str
+    sender: str
+    sender_device: str
+    label: Label
+    label_text: str
+    created: str
+    content_type: str
+    plaintext: bytes = field(repr=False)
+    log_index: int
+    #: True when the log's `message.accepted` entry for exactly this envelope was proven.
+    log_proven: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.plaintext.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class InboxEvent(_JSON):
+    type: str
+    id: str
+    channel: str
+    log_index: int
+
+
+@dataclass(frozen=True)
+class Checkpoint(_JSON):
+    origin: str
+    size: int
+    root_hash: str
+    note: str
+    cosigners: tuple[str, ...]
+    previous_size: int | None
+
+
+@dataclass(frozen=True)
+class DeviceInfo(_JSON):
+    device: str
+    principal: str
+    enrolled_at: str | None
+    revoked: bool
+    revoked_at: str | None
+    last_seen_at: str | None
+
+
+@dataclass(frozen=True)
+class AuditEntry(_JSON):
+    index: int
+    type: str
+    time: str
+    actor: str
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MessageProof(_JSON):
+    id: str
+    log_index: int
+    tree_size: int
+    entry: dict[str, Any]
+    envelope_checked: bool
+
+
+@dataclass(frozen=True)
+class LogVerification(_JSON):
+    origin: str
+    size: int
+    root_hash: str
+    tiles: int
+    entries: int
+    previous_size: int | None
+    counts: dict[str, int]

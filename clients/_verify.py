@@ -1,0 +1,154 @@
+"""The client's view of `liaison.crypto.transparency`: the same pure checks, client errors.
+
+Each function returns the verified value or raises the specific `VerificationFailed`
+subclass (ProofMissing, ProofInvalid, InconsistentLog, ...) whose message says what failed,
+so callers and the CLI can say exactly why something was refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from liaison.crypto import note, transparency
+from liaison.crypto.errors import (
+    BadSignature,
+    CryptoError,
+    MalformedError,
+    MalformedKey,
+    PolicyViolation,
+    ProofError,
+)
+from liaison.crypto.keys import PublicBundle
+from liaison.crypto.transparency import VerifiedEntry
+
+from .errors import (
+    InconsistentLog,
+    KeyRevoked,
+    MalformedResponse,
+    ProofInvalid,
+    ProofMissing,
+    SignatureInvalid,
+    UntrustedCheckpoint,
+)
+
+__all__ = [
+    "DeviceRecord",
+    "VerifiedEntry",
+    "check_consistency",
+    "decode_proof",
+    "open_checkpoint",
+    "parse_entry",
+    "require_unrevoked",
+    "verify_device_record",
+    "verify_entry",
+    "verify_message_receipt",
+]
+
+
+def open_checkpoint(text: str | bytes, log_key: note.Verifier) -> note.Checkpoint:
+    """The checkpoint, once the pinned log key's signature on it verifies."""
+    try:
+        return transparency.verify_checkpoint(text, log_key)
+    except CryptoError as e:
+        raise UntrustedCheckpoint(f"checkpoint is not signed by the pinned log key "
+                                  f"{log_key.name}: {e}") from None
+
+
+def decode_proof(hashes: Any, what: str = "proof") -> list[bytes]:
+    try:
+        return transparency.decode_hashes(hashes, what)
+    except CryptoError as e:
+        raise MalformedResponse(str(e)) from None
+
+
+def check_consistency(old: note.Checkpoint, new: note.Checkpoint, proof: Sequence[bytes]) -> None:
+    """Raise InconsistentLog unless `new` extends `old` (same origin, `old` a prefix of `new`)."""
+    try:
+        transparency.check_consistency(old, new, list(proof))
+    except CryptoError as e:
+        raise InconsistentLog(f"{e}; the server's log is not the one this profile saw "
+                              "before: refusing it") from None
+
+
+def parse_entry(data: bytes) -> dict[str, Any]:
+    """The entry's JSON, parsed from its exact bytes (never from a server-supplied field)."""
+    try:
+        return transparency.parse_entry(data)
+    except CryptoError as e:
+        raise MalformedResponse(str(e)) from None
+
+
+def verify_entry(entry: Any, index: Any, proof: Any, cp: note.Checkpoint) -> VerifiedEntry:
+    """The (std-base64) entry is leaf `index` of the checkpoint's tree."""
+    try:
+        return transparency.verify_entry(entry, index, proof if proof is not None else [], cp)
+    except ProofError as e:
+        raise ProofInvalid(str(e)) from None
+    except CryptoError as e:
+        raise MalformedResponse(f"log proof: {e}") from None
+
+
+def verify_message_receipt(receipt: Mapping[str, Any], envelope: Mapping[str, Any],
+                           log_key: note.Verifier) -> transparency.VerifiedReceipt:
+    """A receipt for this envelope's `message.accepted` entry (id and digest), verified."""
+    if not isinstance(receipt, Mapping) or receipt.get("entry") is None:
+        raise ProofMissing(f"message {envelope.get('id')}: the receipt carries no log entry")
+    try:
+        return transparency.verify_message_receipt(receipt, envelope, log_key)
+    except (BadSignature, note.NoteSyntaxError) as e:
+        raise UntrustedCheckpoint(f"receipt checkpoint: {e}") from None
+    except ProofError as e:
+        raise ProofInvalid(str(e)) from None
+    except CryptoError as e:
+        raise MalformedResponse(f"receipt: {e}") from None
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """A directory device whose bundle verified and whose enrolment is proven in the log."""
+
+    device: str
+    principal: str
+    bundle: PublicBundle
+    enrol_index: int
+    revoked: bool
+    revoke_index: int | None
+
+
+def verify_device_record(rec: Any, cp: note.Checkpoint) -> DeviceRecord:
+    """Verify a directory record: self-signed bundle, id, and its `device.enrolled` proof.
+
+    A record without an enrolment proof raises ProofMissing: a key the log does not show
+    could be one the server shows to this client only.
+    """
+    if not isinstance(rec, dict) or not isinstance(rec.get("device"), str):
+        raise MalformedResponse("a directory record has no device id")
+    dev = rec["device"]
+    try:
+        bundle = PublicBundle.from_signed(rec.get("signed_bundle"))
+    except (BadSignature, MalformedKey) as e:
+        raise SignatureInvalid(f"device {dev}: its key bundle does not verify ({e})") from None
+    except CryptoError as e:
+        raise MalformedResponse(f"device {dev}: {e}") from None
+    if not isinstance(rec.get("enrolment"), dict):
+        raise ProofMissing(f"device {dev} of {bundle.principal}: no proof that its key is in "
+                           "the audit log; refusing to use it")
+    if rec.get("principal") != bundle.principal:
+        raise SignatureInvalid(f"device {dev}: the bundle is for {bundle.principal}, not "
+                               f"{rec.get('principal')}")
+    try:
+        status = transparency.inspect_device_record(rec, cp)
+    except ProofError as e:
+        raise ProofInvalid(str(e)) from None
+    except (MalformedError, PolicyViolation) as e:
+        raise MalformedResponse(f"device {dev}: {e}") from None
+    return DeviceRecord(dev, bundle.principal, status.bundle, status.enrol_index, status.revoked,
+                        status.revoke_index)
+
+
+def require_unrevoked(rec: DeviceRecord, role: str) -> None:
+    if rec.revoked:
+        where = f" (log index {rec.revoke_index})" if rec.revoke_index is not None else ""
+        raise KeyRevoked(f"the {role}'s device {rec.device} of {rec.principal} is revoked{where}")

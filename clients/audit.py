@@ -1,0 +1,172 @@
+"""Auditors and witnesses: verify the whole log from its tiles, then cosign what verified.
+
+`verify_log` fetches every hash tile of the latest checkpoint (and, for auditors, every entry
+bundle), authenticates each tile against the signed checkpoint, recomputes the root from the
+level-0 tiles, checks each entry against its leaf hash and checks consistency with the
+checkpoint this profile saw last. `witness` does all that, then cosigns (c2sp.org/
+tlog-cosignature) with the auditor's witness key and submits the cosignature.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from liaison.crypto import merkle, note, tiles
+from liaison.crypto.encoding import b64encode
+from liaison.crypto.errors import CryptoError, DecryptionFailed, MalformedError
+from liaison.crypto.passphrase import open_with_passphrase, seal_with_passphrase
+
+from . import _models as m
+from ._verify import open_checkpoint, parse_entry
+from .client import AsyncClient
+from .errors import (
+    InconsistentLog,
+    KeyStoreError,
+    MalformedResponse,
+    PermissionDenied,
+    ProofInvalid,
+    WrongPassphrase,
+)
+from .keystore import _write_private
+
+__all__ = ["Progress", "WitnessKey", "verify_log", "witness"]
+
+#: Called as progress(done, total, what) while tiles are fetched.
+Progress = Callable[[int, int, str], None]
+
+
+def _quiet(done: int, total: int, what: str) -> None:
+    return None
+
+
+async def verify_log(client: AsyncClient, *, entries: bool = True,
+                     progress: Progress = _quiet) -> tuple[m.LogVerification, note.Checkpoint, str]:
+    """Verify the latest checkpoint against every tile; returns the result, checkpoint and note."""
+    text = (await client._request("GET", "/v1/audit/checkpoint", signed=False)).text
+    cp = open_checkpoint(text, client.memory.log_key)
+    saved = client.memory.last()
+    hash_tiles = tiles.tiles_for_size(cp.size)
+    level0 = [t for t in hash_tiles if t.level == 0]
+    bundles = [tiles.Tile(0, t.n, t.width, entries=True) for t in level0] if entries else []
+    total, done = len(hash_tiles) + len(bundles), 0
+    fetched: dict[tiles.Tile, bytes] = {}
+    for t in hash_tiles:
+        data = await client.fetch_tile(t)
+        fetched[t] = data[: t.width * merkle.HASH_SIZE] if len(data) > t.width * 32 else data
+        done += 1
+        progress(done, total, t.path)
+    try:
+        reader = tiles.verify_tiles(cp.size, cp.root_hash, fetched)
+        if cp.size and tiles.root_from_level0_tiles(cp.size, [fetched[t] for t in level0]) \
+                != cp.root_hash:
+            raise ProofInvalid("the level-0 tiles do not hash to the checkpoint's root")
+    except CryptoError as e:
+        raise ProofInvalid(f"the tiles do not verify against checkpoint {cp.size}: {e}") from None
+    counts: Counter[str] = Counter()
+    for b in bundles:
+        try:
+            data = await client.fetch_tile(b)
+        except PermissionDenied as e:
+            raise PermissionDenied(e.slug, e.status, f"{e.detail} (entry bundles need the auditor "
+                                   "role; --no-entries checks the hash tiles only)") from None
+        try:
+            level0_tile = fetched[tiles.Tile(0, b.n, b.width)]
+            items = tiles.verify_entry_bundle(_cut_bundle(data, b.width), level0_tile)
+        except CryptoError as e:
+            raise ProofInvalid(f"entry bundle {b.path} does not match its tile: {e}") from None
+        for entry in items:
+            counts[parse_entry(entry)["type"]] += 1
+        done += 1
+        progress(done, total, b.path)
+    previous = None
+    if saved is not None:
+        old = saved.checkpoint
+        previous = old.size
+        if old.origin != cp.origin or old.size > cp.size:
+            raise InconsistentLog(f"the log shrank or changed origin since size {old.size}")
+        if merkle.root_from(reader, old.size) != old.root_hash:
+            raise InconsistentLog(f"the log of size {cp.size} does not extend the checkpoint of "
+                                  f"size {old.size} this profile saw: the log was rewritten")
+    client.memory.save(text)
+    result = m.LogVerification(cp.origin, cp.size, b64encode(cp.root_hash), len(hash_tiles),
+                               sum(counts.values()), previous, dict(sorted(counts.items())))
+    return result, cp, text
+
+
+def _cut_bundle(data: bytes, width: int) -> bytes:
+    """A full entry bundle served for a partial one: keep only the first `width` entries."""
+    pos = 0
+    for _ in range(width):
+        if pos + 2 > len(data):
+            raise MalformedResponse("entry bundle is truncated")
+        pos += 2 + int.from_bytes(data[pos:pos + 2], "big")
+    return data[:pos]
+
+
+async def witness(client: AsyncClient, signer: note.Signer, *, progress: Progress = _quiet,
+                  now: int | None = None) -> tuple[m.LogVerification, str]:
+    """Verify the log (tiles, root, consistency), cosign the checkpoint and submit it."""
+    result, cp, _ = await verify_log(client, progress=progress)
+    line = note.cosign_checkpoint(cp, signer, int(time.time()) if now is None else now)
+    await client._json("POST", "/v1/audit/cosignatures",
+                       body={"size": cp.size, "cosignature": line})
+    return result, line
+
+
+@dataclass(frozen=True)
+class WitnessKey:
+    """An auditor's cosigning key (type 0x04), sealed under the profile's passphrase."""
+
+    path: Path
+
+    @property
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def _doc(self) -> dict[str, str]:
+        try:
+            doc = json.loads(self.path.read_text("utf-8"))
+        except FileNotFoundError:
+            raise KeyStoreError("this profile has no witness key: run 'liaison audit witness-key' "
+                                "and give the verifier key to the server operator") from None
+        except (OSError, ValueError) as e:
+            raise KeyStoreError(f"witness key file {self.path} is damaged") from e
+        if not isinstance(doc, dict) or doc.get("v") != 1:
+            raise KeyStoreError(f"witness key file {self.path} is damaged")
+        return doc
+
+    @property
+    def verifier_key(self) -> str:
+        return str(self._doc()["verifier_key"])
+
+    def create(self, name: str, passphrase: str) -> str:
+        """Make the key (once); returns its verifier key string."""
+        if self.exists:
+            return self.verifier_key
+        try:
+            signer_key, verifier_key = note.generate_signer_key(name,
+                                                                sig_type=note.SIG_COSIGNATURE_V1)
+        except CryptoError as e:
+            raise KeyStoreError(f"bad witness name {name!r}: {e}") from None
+        sealed = seal_with_passphrase(signer_key.encode(), passphrase)
+        doc = {"v": 1, "name": name, "verifier_key": verifier_key, "sealed": json.loads(sealed)}
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _write_private(self.path, (json.dumps(doc, indent=2) + "\n").encode())
+        return verifier_key
+
+    def open(self, passphrase: str) -> note.Signer:
+        from liaison.crypto.encoding import jcs
+
+        doc = self._doc()
+        try:
+            secret = open_with_passphrase(jcs(doc["sealed"]), passphrase)
+            return note.parse_signer_key(secret.decode())
+        except DecryptionFailed:
+            raise WrongPassphrase("wrong passphrase for the witness key") from None
+        except (CryptoError, MalformedError, KeyError, UnicodeDecodeError) as e:
+            raise KeyStoreError(f"witness key file {self.path} is damaged ({e})") from None

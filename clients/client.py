@@ -1,0 +1,632 @@
+"""The async client: every request signed, every answer verified before it is used.
+
+    async with AsyncClient.from_profile("ukr-system", passphrase) as c:
+        plan = await c.plan("airdef", "SECRET//AIRDEF//REL TO UKR, USA")
+        sent = await c.send("airdef", "SECRET//AIRDEF//REL TO UKR, USA", b"...")
+        for item in await c.inbox():
+            message = await c.read(item.id)
+
+What the client checks itself (and refuses, with a specific VerificationFailed, when it fails):
+every checkpoint is signed by the pinned log key and consistent with the last one it saw
+(kept on disk); every key it encrypts to or verifies with is self-signed and proven in the
+log; every envelope's signatures, its label against the log entry and against the policy,
+and the log entry of the message itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Self
+
+import httpx
+
+from liaison.crypto import merkle, note, tiles
+from liaison.crypto.encoding import b64decode, b64encode, format_time
+from liaison.crypto.envelope import open_envelope, parse_envelope, seal
+from liaison.crypto.errors import (
+    BadSignature,
+    CryptoError,
+    DecryptionFailed,
+    LabelMismatch,
+    LabelSyntaxError,
+    MalformedError,
+    PolicyViolation,
+)
+from liaison.crypto.errors import (
+    NotARecipient as _CryptoNotARecipient,
+)
+from liaison.crypto.keys import DeviceKeys, PublicBundle
+from liaison.crypto.labels import Label, parse_label
+from liaison.crypto.policy import Policy, check_suite
+from liaison.crypto.transparency import VerifiedReceipt
+
+from . import _models as m
+from ._http import SignedAuth, check_response, json_of, new_http, transport_error
+from ._policy import policy_from_json
+from ._trust import LogMemory
+from ._verify import (
+    DeviceRecord,
+    check_consistency,
+    open_checkpoint,
+    parse_entry,
+    require_unrevoked,
+    verify_device_record,
+    verify_entry,
+    verify_message_receipt,
+)
+from .errors import (
+    APIError,
+    InconsistentLog,
+    InputError,
+    LabelAltered,
+    MalformedResponse,
+    NotFound,
+    NotRecipient,
+    PermissionDenied,
+    ProofInvalid,
+    ProofMissing,
+    RateLimited,
+    SignatureInvalid,
+    VerificationFailed,
+)
+from .keystore import KeyStore, passphrase_from_env_or_prompt
+from .stix import is_stix, validate_stix_bundle
+
+__all__ = ["DEFAULT_CONTENT_TYPE", "AsyncClient"]
+
+DEFAULT_CONTENT_TYPE = "text/plain; charset=utf-8"
+_RETRIES = 5
+
+
+class AsyncClient:
+    """One device talking to one server. Use `from_profile`, or build it from keys directly."""
+
+    def __init__(self, server: str, keys: DeviceKeys, memory: LogMemory, *,
+                 ca_cert: str | None = None, profile: str | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.server = server.rstrip("/")
+        self.keys = keys
+        self.memory = memory
+        self.profile = profile
+        self._http = new_http(self.server, ca_cert, auth=SignedAuth(keys), transport=transport)
+        self._policy: Policy | None = None
+        self._me: m.Me | None = None
+
+    @classmethod
+    def from_profile(cls, profile: str, passphrase: str | None = None, *,
+                     store: KeyStore | None = None,
+                     transport: httpx.AsyncBaseTransport | None = None) -> AsyncClient:
+        """Open a stored profile (passphrase from the argument, $LIAISON_PASSPHRASE or a prompt)."""
+        store = store or KeyStore.default()
+        store.load_public(profile)  # "no such profile" before asking for a passphrase
+        pw = passphrase if passphrase is not None else passphrase_from_env_or_prompt()
+        prof, keys = store.load(profile, pw)
+        memory = LogMemory(store.state_dir(profile) / "log.json")
+        return cls(prof.server, keys, memory, ca_cert=prof.ca_cert, profile=profile,
+                   transport=transport)
+
+    @property
+    def device_id(self) -> str:
+        return self.keys.device_id
+
+    @property
+    def principal(self) -> str:
+        return self.keys.principal
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    async def _request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+                       body: Any = None, signed: bool = True) -> httpx.Response:
+        """Send one request; retry on 429 as the server asks; map every failure to an error."""
+        params = {k: v for k, v in (params or {}).items() if v is not None}
+        content = json.dumps(body).encode() if body is not None else None
+        headers = {"content-type": "application/json"} if content is not None else {}
+        for attempt in range(_RETRIES):
+            try:
+                r = await self._http.request(method, path, params=params or None, content=content,
+                                             headers=headers,
+                                             auth=httpx.USE_CLIENT_DEFAULT if signed else None)
+            except httpx.TransportError as e:
+                raise transport_error(self.server, e) from None
+            try:
+                return check_response(r)
+            except RateLimited as e:
+                if attempt == _RETRIES - 1:
+                    raise
+                await asyncio.sleep(min(e.retry_after or 1.0, 5.0))
+        raise AssertionError("unreachable")
+
+    async def _json(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        return json_of(await self._request(method, path, **kw), f"{method} {path}")
+
+    async def policy(self) -> Policy:
+        """The server's policy (public), validated like the server validates its file."""
+        if self._policy is None:
+            self._policy = policy_from_json(await self._json("GET", "/v1/policy", signed=False))
+        return self._policy
+
+    async def parse_label(self, text: str | Label) -> Label:
+        if isinstance(text, Label):
+            return Label.from_json(text.to_json(), await self.policy())
+        try:
+            return parse_label(text, await self.policy())
+        except LabelSyntaxError as e:
+            raise InputError(f"label {text!r}: {e}") from None
+
+    # --- the log: checkpoints and consistency -----------------------------------------------
+
+    async def trusted_checkpoint(self, signed_note: Any) -> note.Checkpoint:
+        """Accept a checkpoint only if the pinned key signed it and it is consistent with the
+        last one this profile saw (then remember it if it is newer). Fail-closed."""
+        if not isinstance(signed_note, str):
+            raise ProofMissing("the server's answer carries no checkpoint")
+        cp = open_checkpoint(signed_note, self.memory.log_key)
+        saved = self.memory.last()
+        if saved is None:
+            self.memory.save(signed_note)
+            return cp
+        old = saved.checkpoint
+        if cp.size > old.size:
+            check_consistency(old, cp, await self._consistency_proof(old.size, cp))
+            self.memory.save(signed_note)
+        elif cp.size < old.size:
+            check_consistency(cp, old, await self._consistency_proof(cp.size, old))
+        else:
+            check_consistency(old, cp, [])
+        return cp
+
+    async def _consistency_proof(self, old_size: int, new: note.Checkpoint) -> list[bytes]:
+        """PROOF(old, new), computed from the public hash tiles.
+
+        The tiles are authenticated against `new` itself (its root recomputed from them), so
+        the proof is as good as one from the audit API, which only auditors may call; the
+        caller then verifies it against the old root like any other proof.
+        """
+        if old_size == 0:
+            return []
+        nodes = [n for group in merkle.consistency_proof_nodes(old_size, new.size) for n in group]
+        try:
+            reader = await self.verified_tiles(new, tiles.tiles_needed(new.size, nodes))
+        except ProofInvalid as e:
+            # The log cannot show the tree it signed: it cannot prove it extends the old one.
+            raise InconsistentLog(f"cannot prove that the checkpoint of size {new.size} extends "
+                                  f"the one of size {old_size} seen before ({e})") from None
+        try:
+            return merkle.consistency_proof_from(reader, old_size, new.size)
+        except CryptoError as e:
+            raise ProofInvalid(f"cannot build a consistency proof from the tiles: {e}") from None
+
+    async def fetch_tile(self, tile: tiles.Tile) -> bytes:
+        """One tile's bytes; a missing partial tile falls back to the full one (cut later)."""
+        path = "/v1/audit/" + tile.path
+        try:
+            return (await self._request("GET", path, signed=tile.entries)).content
+        except NotFound:
+            if tile.is_full:
+                raise
+            full = tiles.Tile(tile.level, tile.n, tiles.TILE_WIDTH, tile.entries)
+            return (await self._request("GET", "/v1/audit/" + full.path,
+                                        signed=tile.entries)).content
+
+    async def verified_tiles(self, cp: note.Checkpoint, wanted: Sequence[tiles.Tile]
+                             ) -> tiles.VerifiedTiles:
+        fetched: dict[tiles.Tile, bytes] = {}
+        for t in wanted:
+            data = await self.fetch_tile(t)
+            key = t if len(data) == t.width * merkle.HASH_SIZE else tiles.Tile(
+                t.level, t.n, min(tiles.TILE_WIDTH, max(1, len(data) // merkle.HASH_SIZE)))
+            fetched[key] = data
+        try:
+            return tiles.verify_tiles(cp.size, cp.root_hash, fetched)
+        except CryptoError as e:
+            raise ProofInvalid(f"hash tiles do not verify against the checkpoint: {e}") from None
+
+    async def checkpoint(self, *, cosigned: int = 0) -> m.Checkpoint:
+        """The latest checkpoint (or the newest with `cosigned` witness cosignatures),
+        verified and checked for consistency with the saved one."""
+        before = self.memory.last()
+        params = {"cosigned": cosigned} if cosigned else None
+        text = (await self._request("GET", "/v1/audit/checkpoint", params=params,
+                                    signed=False)).text
+        cp = await self.trusted_checkpoint(text)
+        # Other signature lines are witnesses' cosignatures; their names are listed as served
+        # (a client that knows witness keys checks them with note.WitnessPolicy).
+        lines = text.rsplit("\n\n", 1)[-1].splitlines()
+        names = [line.split(" ")[1] for line in lines if line.startswith("\u2014 ") and " " in line[2:]]
+        cosigners = tuple(n for n in names if n != cp.origin)
+        return m.Checkpoint(cp.origin, cp.size, b64encode(cp.root_hash), text, cosigners,
+                            before.checkpoint.size if before else None)
+
+    # --- directory ----------------------------------------------------------------------------
+
+    async def _records(self, body: dict[str, Any]) -> tuple[note.Checkpoint, list[dict[str, Any]]]:
+        records = body.get("devices")
+        if not isinstance(records, list):
+            raise MalformedResponse("directory answer has no device list")
+        if not records:
+            return (await self._maybe_checkpoint(body)), []
+        cp = await self.trusted_checkpoint(body.get("checkpoint"))
+        return cp, records
+
+    async def _maybe_checkpoint(self, body: dict[str, Any]) -> note.Checkpoint:
+        if body.get("checkpoint") is None:
+            return note.Checkpoint("", 0, merkle.EMPTY_ROOT)
+        return await self.trusted_checkpoint(body["checkpoint"])
+
+    async def device(self, device_id: str) -> DeviceRecord:
+        """A device's verified directory record (its key proven in the log)."""
+        body = await self._json("GET", "/v1/directory/devices", params={"device": device_id})
+        cp, records = await self._records(body)
+        found = [r for r in records if isinstance(r, dict) and r.get("device") == device_id]
+        if len(found) != 1:
+            raise ProofMissing(f"the directory does not show device {device_id}")
+        return verify_device_record(found[0], cp)
+
+    async def devices_of(self, principal: str) -> list[DeviceRecord]:
+        body = await self._json("GET", "/v1/directory/devices", params={"principal": principal})
+        cp, records = await self._records(body)
+        out = [verify_device_record(r, cp) for r in records]
+        if any(d.principal != principal for d in out):
+            raise MalformedResponse(f"the directory answered for another principal than {principal}")
+        return out
+
+    # --- analyst -------------------------------------------------------------------------------
+
+    async def whoami(self) -> m.Me:
+        """This device's principal as the server sees it now (cached for this client)."""
+        if self._me is not None:
+            return self._me
+        body = await self._json("GET", "/v1/me")
+        p = body.get("principal")
+        if not isinstance(p, dict) or body.get("device") != self.device_id:
+            raise MalformedResponse("/v1/me did not describe this device")
+        self._me = m.Me(p["id"], self.device_id, p.get("display_name", ""), p.get("nation", ""),
+                        p.get("kind", ""), tuple(p.get("roles", ())), p.get("clearance", ""),
+                        tuple(p.get("compartments", ())), p.get("status", ""))
+        return self._me
+
+    async def channels(self) -> list[m.Channel]:
+        body = await self._json("GET", "/v1/channels")
+        policy = await self.policy()
+        out = []
+        for c in body.get("channels", []):
+            try:
+                ceiling = Label.from_json(c["ceiling"], policy)
+            except (LabelSyntaxError, KeyError, TypeError) as e:
+                raise MalformedResponse(f"channel {c.get('id')}: bad ceiling ({e})") from None
+            out.append(m.Channel(c["id"], c.get("name", c["id"]), ceiling, ceiling.text(),
+                                 tuple(c.get("members", ()))))
+        return out
+
+    async def _plan(self, channel: str, label: Label, to: Sequence[str] | None
+                    ) -> tuple[m.Plan, list[PublicBundle]]:
+        body = await self._json("GET", f"/v1/channels/{channel}/recipients",
+                                params={"label": label.text()})
+        try:
+            served = Label.from_json(body.get("label"), await self.policy())
+        except LabelSyntaxError as e:
+            raise MalformedResponse(f"recipients answer: bad label ({e})") from None
+        if served != label:
+            raise LabelAltered(f"the server planned for {served.text()}, not {label.text()}")
+        cp, records = await self._records(body)
+        verified = [verify_device_record(r, cp) for r in records]
+        for rec in verified:
+            require_unrevoked(rec, "recipient")
+        excluded = [m.Excluded(e["principal"], e["reason"]) for e in body.get("excluded", [])
+                    if isinstance(e, dict) and {"principal", "reason"} <= set(e)]
+        if to is not None:
+            wanted = set(to)
+            known = {r.principal for r in verified}
+            for pid in sorted(wanted - known):
+                why = next((e.reason for e in excluded if e.principal == pid), "not-member")
+                raise InputError(f"{pid} cannot receive {label.text()} on {channel}: {why}")
+            excluded += [m.Excluded(p, "not-addressed") for p in sorted(known - wanted)]
+            verified = [r for r in verified if r.principal in wanted]
+        plan = m.Plan(channel, label, label.text(),
+                      tuple(m.Recipient(r.principal, r.device, r.enrol_index) for r in verified),
+                      tuple(sorted(excluded, key=lambda e: e.principal)), cp.size)
+        return plan, [r.bundle for r in verified]
+
+    async def plan(self, channel: str, label: str | Label, *, to: Sequence[str] | None = None
+                   ) -> m.Plan:
+        """Exactly which devices would receive a message, and which members would not, and why."""
+        return (await self._plan(channel, await self.parse_label(label), to))[0]
+
+    async def send(self, channel: str, label: str | Label, data: bytes, *,
+                   to: Sequence[str] | None = None,
+                   content_type: str = DEFAULT_CONTENT_TYPE) -> m.Sent:
+        """Seal `data` to every verified eligible device (or those of `to`) and submit it."""
+        lab = await self.parse_label(label)
+        policy = await self.policy()
+        if is_stix(content_type):
+            validate_stix_bundle(data)
+        rule = policy.rule(lab.classification)
+        if len(data) > rule.max_bytes:
+            raise InputError(f"{len(data)} bytes is more than {rule.max_bytes} allowed at {rule.name}")
+        _, bundles = await self._plan(channel, lab, to)
+        if not bundles:
+            raise InputError(f"nobody on {channel} can receive {lab.text()}")
+        suites = {b.kem_suite for b in bundles}
+        suite = suites.pop() if len(suites) == 1 else ""
+        if not suite:
+            raise InputError("the recipients' devices use different KEM suites; send to each "
+                             "group with --to")
+        try:
+            check_suite(policy, lab, suite, self.keys.public.algorithms)
+        except PolicyViolation as e:
+            raise InputError(f"cannot send at {lab.classification}: {e.detail}") from None
+        envelope = seal(data, channel=channel, label=lab, sender=self.keys, recipients=bundles,
+                        content_type=content_type, suite=suite)
+        body: dict[str, Any] = {"envelope": envelope}
+        if to is not None:
+            body["to"] = sorted(set(to))
+        answer = await self._json("POST", "/v1/messages", body=body)
+        if answer.get("id") != envelope["id"]:
+            raise MalformedResponse("the server's receipt is not for this message")
+        # The receipt must prove that the log recorded exactly this envelope, in a checkpoint
+        # consistent with what this profile saw before.
+        cp = await self.trusted_checkpoint(answer.get("checkpoint"))
+        receipt = verify_message_receipt(answer, envelope, self.memory.log_key)
+        return m.Sent(envelope["id"], receipt.entry.index, int(answer.get("recipients", 0)),
+                      cp.size, lab.text())
+
+    async def inbox(self, *, after: int = 0, limit: int | None = None) -> list[m.InboxItem]:
+        """This device's messages after a cursor (all pages, or at most `limit`)."""
+        policy = await self.policy()
+        items: list[m.InboxItem] = []
+        while True:
+            page = min(100, limit - len(items)) if limit is not None else 100
+            if page <= 0:
+                break
+            body = await self._json("GET", "/v1/inbox", params={"after": after, "limit": page})
+            for x in body.get("messages", []):
+                try:
+                    lab = Label.from_json(x["label"], policy)
+                    items.append(m.InboxItem(x["id"], x["channel"], x["sender"], x["sender_device"],
+                                             lab, lab.text(), x["created"], int(x["size"]),
+                                             bool(x["read"]), bool(x.get("expired")),
+                                             int(x["log_index"]), int(x["cursor"])))
+                except (KeyError, TypeError, ValueError, LabelSyntaxError) as e:
+                    raise MalformedResponse(f"inbox entry is malformed ({e})") from None
+            nxt = body.get("next")
+            if not body.get("more") or not isinstance(nxt, int) or nxt <= after:
+                break
+            after = nxt
+        return items
+
+    async def read(self, message_id: str, *, expected_label: Label | None = None) -> m.Message:
+        """Fetch, verify and decrypt one message; VerificationFailed says why when it cannot.
+
+        `expected_label` is a label something else claimed for the message (an inbox listing):
+        it must be the label the sender signed.
+        """
+        try:
+            body = await self._json("GET", f"/v1/messages/{message_id}")
+        except NotFound as e:
+            if e.slug == "not-recipient":
+                raise NotRecipient(f"this device ({self.device_id}) is not a recipient of "
+                                   f"message {message_id}") from None
+            raise
+        envelope = body.get("envelope")
+        try:
+            parsed = parse_envelope(envelope)
+        except CryptoError as e:
+            raise MalformedResponse(f"message {message_id}: {e}") from None
+        assert isinstance(envelope, dict)
+        policy = await self.policy()
+        if parsed.id != message_id or parsed.channel != body.get("channel"):
+            raise MalformedResponse(f"message {message_id}: the envelope is for another id/channel")
+        try:
+            label = Label.from_json(envelope["label"], policy)
+        except LabelSyntaxError as e:
+            raise LabelAltered(f"message {message_id}: the label does not fit the policy ({e})") \
+                from None
+        if expected_label is None and isinstance(body.get("label"), dict):
+            # The server's own index label, when it sends one, must be the signed one too.
+            try:
+                expected_label = Label.from_json(body["label"], policy)
+            except LabelSyntaxError as e:
+                raise LabelAltered(f"message {message_id}: the label shown is malformed ({e})") \
+                    from None
+        sender = await self.device(parsed.sender)
+        require_unrevoked(sender, "sender")
+        if sender.principal != body.get("sender"):
+            raise SignatureInvalid(f"message {message_id}: the server names sender "
+                                   f"{body.get('sender')}, but the key is {sender.principal}'s")
+        try:
+            opened = open_envelope(envelope, self.keys, sender.bundle,
+                                   expected_label=expected_label,
+                                   required=policy.rule(label.classification).signatures)
+        except BadSignature as e:
+            raise SignatureInvalid(f"message {message_id}: signature invalid ({e})") from None
+        except LabelMismatch as e:
+            raise LabelAltered(f"message {message_id}: {e}") from None
+        except _CryptoNotARecipient:
+            raise NotRecipient(f"message {message_id} carries no key for this device "
+                               f"({self.device_id})") from None
+        except DecryptionFailed as e:
+            raise VerificationFailed(f"message {message_id}: {e}") from None
+        except CryptoError as e:
+            raise MalformedResponse(f"message {message_id}: {e}") from None
+        proven = await self._message_receipt(message_id, envelope, body)
+        if proven is not None and proven.entry.json.get("label") != label.to_json():
+            raise LabelAltered(f"message {message_id}: the label the log recorded "
+                               f"({_text(proven.entry.json.get('label'))}) is not the label the "
+                               f"sender signed ({label.text()})")
+        return m.Message(parsed.id, parsed.channel, sender.principal, parsed.sender, label,
+                         label.text(), format_time(parsed.created, millis=False),
+                         parsed.content_type, opened.plaintext,
+                         proven.entry.index if proven else int(body.get("log_index", -1)),
+                         proven is not None)
+
+    async def _message_receipt(self, message_id: str, envelope: dict[str, Any],
+                               body: dict[str, Any]) -> VerifiedReceipt | None:
+        """The proof that the log accepted exactly this envelope, or None if none is offered.
+
+        Taken from the fetch answer's `receipt` when the server includes one, else from the
+        audit API (auditors and admins). A proof that is offered must verify: a bad one
+        refuses the message; an absent one is reported as `log_proven=False`.
+        """
+        receipt = body.get("receipt")
+        if not isinstance(receipt, dict):
+            if not set((await self.whoami()).roles) & {"auditor", "admin"}:
+                return None  # the audit API would refuse (and log the refusal)
+            try:
+                receipt = await self._json("GET", f"/v1/audit/messages/{message_id}")
+            except (PermissionDenied, NotFound):
+                return None
+        await self.trusted_checkpoint(receipt.get("checkpoint"))
+        proven = verify_message_receipt(receipt, envelope, self.memory.log_key)
+        if body.get("log_index") not in (None, proven.entry.index):
+            raise ProofInvalid(f"message {message_id}: two different log indexes claimed")
+        return proven
+
+    async def prove(self, message_id: str) -> m.MessageProof:
+        """Prove a message's acceptance is in the log (and, as a recipient, its envelope)."""
+        proof = await self._json("GET", f"/v1/audit/messages/{message_id}")
+        cp = await self.trusted_checkpoint(proof.get("checkpoint"))
+        if proof.get("tree_size") != cp.size:
+            raise MalformedResponse("the message proof's tree size is not its checkpoint's")
+        entry = verify_entry(proof.get("entry"), proof.get("log_index"),
+                             proof.get("inclusion_proof"), cp)
+        if (entry.json.get("type"), entry.json.get("id")) != ("message.accepted", message_id):
+            raise ProofInvalid(f"log entry {entry.index} is not the acceptance of {message_id}")
+        checked = False
+        try:
+            body = await self._json("GET", f"/v1/messages/{message_id}")
+        except APIError:
+            body = {}  # not a recipient: the entry alone is proven
+        envelope = body.get("envelope")
+        if isinstance(envelope, dict):
+            verify_message_receipt(proof, envelope, self.memory.log_key)
+            checked = True
+        return m.MessageProof(message_id, entry.index, cp.size, entry.json, checked)
+
+    async def ack(self, message_id: str) -> str:
+        try:
+            body = await self._json("POST", f"/v1/messages/{message_id}/ack", body={})
+        except NotFound as e:
+            if e.slug == "not-recipient":
+                raise NotRecipient(f"this device is not a recipient of message {message_id}") from None
+            raise
+        return str(body.get("acked_at", ""))
+
+    async def watch(self) -> AsyncIterator[m.InboxEvent]:
+        """Live events for this device (server-sent events), until the server closes."""
+        try:
+            async with self._http.stream("GET", "/v1/inbox/stream",
+                                         timeout=httpx.Timeout(30.0, read=None)) as r:
+                if not r.is_success:
+                    await r.aread()
+                    check_response(r)
+                event, data = "", ""
+                async for line in r.aiter_lines():
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data += line[5:].strip()
+                    elif line == "":
+                        if event == "message" and data:
+                            yield _event(data)
+                        event, data = "", ""
+        except httpx.TransportError as e:
+            raise transport_error(self.server, e) from None
+
+    # --- admin ---------------------------------------------------------------------------------
+
+    async def create_principal(self, pid: str, *, name: str, nation: str, clearance: str,
+                               compartments: Sequence[str] = (), roles: Sequence[str] = ("analyst",),
+                               kind: str = "person") -> dict[str, Any]:
+        return await self._json("POST", "/v1/admin/principals", body={
+            "id": pid, "display_name": name, "nation": nation.upper(), "clearance": clearance,
+            "compartments": [c.upper() for c in compartments], "roles": list(roles), "kind": kind})
+
+    async def update_principal(self, pid: str, **changes: Any) -> dict[str, Any]:
+        body = {k: v for k, v in changes.items() if v is not None}
+        return await self._json("PATCH", f"/v1/admin/principals/{pid}", body=body)
+
+    async def enrolment_code(self, pid: str) -> dict[str, Any]:
+        return await self._json("POST", f"/v1/admin/principals/{pid}/enrolment-codes", body={})
+
+    async def list_devices(self, principal: str | None = None) -> list[m.DeviceInfo]:
+        body = await self._json("GET", "/v1/admin/devices", params={"principal": principal})
+        return [m.DeviceInfo(d["device"], d["principal"], d.get("enrolled_at"), bool(d["revoked"]),
+                             d.get("revoked_at"), d.get("last_seen_at"))
+                for d in body.get("devices", [])]
+
+    async def revoke_device(self, device_id: str) -> dict[str, Any]:
+        return await self._json("POST", f"/v1/admin/devices/{device_id}/revoke", body={})
+
+    async def create_channel(self, cid: str, ceiling: str, name: str | None = None) -> dict[str, Any]:
+        lab = await self.parse_label(ceiling)
+        body: dict[str, Any] = {"id": cid, "ceiling": lab.to_json()}
+        if name:
+            body["name"] = name
+        return await self._json("POST", "/v1/admin/channels", body=body)
+
+    async def set_members(self, cid: str, principals: Sequence[str]) -> dict[str, Any]:
+        return await self._json("PUT", f"/v1/admin/channels/{cid}/members",
+                                body={"principals": list(principals)})
+
+    # --- audit -----------------------------------------------------------------------------
+
+    async def audit_entries(self, *, start: int = 0, end: int | None = None,
+                            type: str | None = None, actor: str | None = None,
+                            since: str | None = None, limit: int = 1000) -> list[m.AuditEntry]:
+        """Log entries (auditors); each entry's JSON is parsed from its bytes, not the server's."""
+        out: list[m.AuditEntry] = []
+        cursor: int | None = start
+        while cursor is not None and len(out) < limit:
+            body = await self._json("GET", "/v1/audit/entries", params={
+                "start": cursor, "end": end, "type": type, "actor": actor, "since": since})
+            for e in body.get("entries", []):
+                if not isinstance(e, dict) or not _entry_ok(e):
+                    raise MalformedResponse("an audit entry is malformed")
+                data = _b64(e["entry"])
+                obj = parse_entry(data)
+                out.append(m.AuditEntry(int(e["index"]), obj["type"], str(obj.get("time", "")),
+                                        str(obj.get("actor", "")),
+                                        {k: v for k, v in obj.items()
+                                         if k not in ("v", "type", "time", "actor")}))
+            nxt = body.get("next")
+            more = bool(body.get("entries")) and isinstance(nxt, int) and nxt > cursor
+            cursor = nxt if more else None
+        return out[:limit]
+
+
+def _entry_ok(e: dict[str, Any]) -> bool:
+    return isinstance(e.get("entry"), str) and type(e.get("index")) is int
+
+
+def _b64(text: str) -> bytes:
+    try:
+        return b64decode(text, field="entry")
+    except MalformedError as e:
+        raise MalformedResponse(str(e)) from None
+
+
+def _text(label: Any) -> str:
+    try:
+        return Label.from_json(label).text()
+    except (LabelSyntaxError, TypeError):
+        return json.dumps(label)
+
+
+def _event(data: str) -> m.InboxEvent:
+    try:
+        obj = json.loads(data)
+        return m.InboxEvent(str(obj.get("type", "message")), str(obj["id"]),
+                            str(obj.get("channel", "")), int(obj.get("log_index", -1)))
+    except (ValueError, KeyError, TypeError) as e:
+        raise MalformedResponse(f"stream event is malformed ({e})") from None

@@ -1,0 +1,122 @@
+"""Enrolment: new device keys, a one-time code, the pinned log key and a verified receipt."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+
+import httpx
+
+from liaison.crypto import note
+from liaison.crypto.errors import CryptoError
+from liaison.crypto.keys import generate_device
+
+from . import _models as m
+from ._http import check_response, json_of, new_http, transport_error
+from ._trust import LogMemory
+from ._verify import open_checkpoint
+from .client import AsyncClient
+from .errors import (
+    InputError,
+    MalformedResponse,
+    ProfileExists,
+    ProofInvalid,
+    RateLimited,
+    UntrustedCheckpoint,
+)
+from .keystore import PROFILE_NAME_RE, KeyStore, Profile
+
+__all__ = ["enrol"]
+
+_RETRIES = 10
+
+
+async def _post_enrol(http: httpx.AsyncClient, request: dict[str, object]) -> dict[str, object]:
+    """POST /v1/enrol, waiting as the server asks when enrolments are rate-limited (the code is
+    only spent by an enrolment that is processed)."""
+    for attempt in range(_RETRIES):
+        r = await http.post("/v1/enrol", json=request)
+        try:
+            return json_of(check_response(r), "POST /v1/enrol")
+        except RateLimited as e:
+            if attempt == _RETRIES - 1:
+                raise
+            await asyncio.sleep(min(e.retry_after or 1.0, 5.0))
+    raise AssertionError("unreachable")
+
+
+def _absolute(path: str) -> str:
+    # The profile outlives the working directory it was made in.
+    return os.path.abspath(os.path.expanduser(path))
+
+
+async def enrol(server: str, code: str, *, principal: str, passphrase: str, profile: str,
+                store: KeyStore | None = None, ca_cert: str | None = None,
+                log_key: str | None = None, suite: str = "MLKEM768-X25519",
+                transport: httpx.AsyncBaseTransport | None = None) -> m.Enrolled:
+    """Enrol a new device of `principal` with `code` and save it as `profile`.
+
+    The log verifier key is pinned from the answer (trust on first use) unless `log_key` is
+    given, in which case the server must present exactly that key. Before returning, the new
+    device's own directory record is checked: its bundle must be the one just made and its
+    `device.enrolled` entry proven in a checkpoint signed by the pinned key.
+    """
+    store = store or KeyStore.default()
+    if not PROFILE_NAME_RE.fullmatch(profile) or not PROFILE_NAME_RE.fullmatch(principal):
+        raise InputError("profile and principal must be 1-64 of a-z 0-9 . _ -")
+    if store.exists(profile):
+        raise ProfileExists(f"profile {profile!r} already exists; choose another with --profile")
+    pinned: note.Verifier | None = None
+    if log_key is not None:
+        try:
+            pinned = note.parse_verifier_key(log_key)
+        except CryptoError as e:
+            raise InputError(f"--log-key is not a log verifier key: {e}") from None
+    if not server.startswith(("https://", "http://")):
+        raise InputError("--server must be an https:// URL")
+    ca = _absolute(ca_cert) if ca_cert else None
+    keys = generate_device(principal, suite=suite, mldsa65=suite != "X25519")
+    async with new_http(server, ca, transport=transport) as http:
+        try:
+            if pinned is not None:
+                # Check the log key before spending the one-time code on the wrong server.
+                cp = await http.get("/v1/audit/checkpoint")
+                open_checkpoint(check_response(cp).text, pinned)
+            body = await _post_enrol(http, {"code": code.strip(), "bundle": keys.signed_bundle()})
+        except httpx.TransportError as e:
+            raise transport_error(server, e) from None
+    if (body.get("device"), body.get("principal")) != (keys.device_id, principal):
+        raise MalformedResponse("the enrolment answer is for another device")
+    served_key = body.get("log_verifier_key")
+    if not isinstance(served_key, str):
+        raise MalformedResponse("the enrolment answer carries no log verifier key")
+    if pinned is not None and served_key != pinned.key_string:
+        raise UntrustedCheckpoint("the server's log key is not the one given with --log-key")
+    receipt = body.get("receipt")
+    if not isinstance(receipt, dict) or not isinstance(receipt.get("checkpoint"), str):
+        raise MalformedResponse("the enrolment answer carries no receipt")
+    try:
+        verifier = note.parse_verifier_key(served_key)
+    except CryptoError as e:
+        raise MalformedResponse(f"the served log key does not parse: {e}") from None
+    cp = open_checkpoint(receipt["checkpoint"], verifier)
+    index = body.get("log_index")
+    if type(index) is not int or index >= cp.size:
+        raise ProofInvalid("the enrolment receipt's checkpoint does not include the enrolment")
+
+    state = store.state_dir(profile) / "log.json"
+    with contextlib.suppress(FileNotFoundError):
+        state.unlink()  # leftovers of a deleted profile of the same name: start afresh
+    memory = LogMemory(state)
+    memory.pin(served_key)
+    memory.save(receipt["checkpoint"])
+    store.save(Profile.for_keys(profile, server.rstrip("/"), keys, ca_cert=ca), keys, passphrase)
+
+    async with AsyncClient(server, keys, memory, ca_cert=ca, profile=profile,
+                           transport=transport) as client:
+        mine = await client.device(keys.device_id)
+    if mine.bundle != keys.public or mine.enrol_index != index:
+        raise ProofInvalid(f"the log does not show this device's key as enrolled at {index}; "
+                           f"profile {profile!r} was saved, but do not use it")
+    return m.Enrolled(profile, principal, keys.device_id, index, served_key, server.rstrip("/"))

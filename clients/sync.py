@@ -1,0 +1,149 @@
+"""A thin blocking wrapper around AsyncClient, for scripts and partner systems without asyncio.
+
+Each `Client` owns one private event loop and runs every call to completion on it, so it
+must not be used from inside a running event loop (use AsyncClient there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Iterator, Sequence
+from typing import Any, Self, TypeVar
+
+import httpx
+
+from liaison.crypto.keys import DeviceKeys
+from liaison.crypto.labels import Label
+from liaison.crypto.policy import Policy
+
+from . import _models as m
+from ._trust import LogMemory
+from ._verify import DeviceRecord
+from .client import DEFAULT_CONTENT_TYPE, AsyncClient
+from .keystore import KeyStore
+
+__all__ = ["Client"]
+
+T = TypeVar("T")
+
+
+class Client:
+    """The blocking client: the same methods as AsyncClient, returning the same types."""
+
+    def __init__(self, aio: AsyncClient) -> None:
+        self._loop = asyncio.new_event_loop()
+        self.aio = aio
+
+    @classmethod
+    def from_profile(cls, profile: str, passphrase: str | None = None, *,
+                     store: KeyStore | None = None) -> Client:
+        """Open a stored profile (see AsyncClient.from_profile)."""
+        return cls(AsyncClient.from_profile(profile, passphrase, store=store))
+
+    @classmethod
+    def connect(cls, server: str, keys: DeviceKeys, memory: LogMemory, *,
+                ca_cert: str | None = None, transport: httpx.AsyncBaseTransport | None = None
+                ) -> Client:
+        """A client from keys held elsewhere (an HSM wrapper, a secrets manager)."""
+        return cls(AsyncClient(server, keys, memory, ca_cert=ca_cert, transport=transport))
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._loop.run_until_complete(coro)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._run(self.aio.aclose())
+            self._loop.close()
+
+    @property
+    def device_id(self) -> str:
+        return self.aio.device_id
+
+    @property
+    def principal(self) -> str:
+        return self.aio.principal
+
+    def policy(self) -> Policy:
+        return self._run(self.aio.policy())
+
+    def whoami(self) -> m.Me:
+        return self._run(self.aio.whoami())
+
+    def channels(self) -> list[m.Channel]:
+        return self._run(self.aio.channels())
+
+    def plan(self, channel: str, label: str | Label, *, to: Sequence[str] | None = None) -> m.Plan:
+        return self._run(self.aio.plan(channel, label, to=to))
+
+    def send(self, channel: str, label: str | Label, data: bytes, *,
+             to: Sequence[str] | None = None, content_type: str = DEFAULT_CONTENT_TYPE) -> m.Sent:
+        return self._run(self.aio.send(channel, label, data, to=to, content_type=content_type))
+
+    def inbox(self, *, after: int = 0, limit: int | None = None) -> list[m.InboxItem]:
+        return self._run(self.aio.inbox(after=after, limit=limit))
+
+    def read(self, message_id: str, *, expected_label: Label | None = None) -> m.Message:
+        return self._run(self.aio.read(message_id, expected_label=expected_label))
+
+    def ack(self, message_id: str) -> str:
+        return self._run(self.aio.ack(message_id))
+
+    def prove(self, message_id: str) -> m.MessageProof:
+        return self._run(self.aio.prove(message_id))
+
+    def checkpoint(self, *, cosigned: int = 0) -> m.Checkpoint:
+        return self._run(self.aio.checkpoint(cosigned=cosigned))
+
+    def audit_entries(self, **filters: Any) -> list[m.AuditEntry]:
+        return self._run(self.aio.audit_entries(**filters))
+
+    def device(self, device_id: str) -> DeviceRecord:
+        return self._run(self.aio.device(device_id))
+
+    def devices_of(self, principal: str) -> list[DeviceRecord]:
+        return self._run(self.aio.devices_of(principal))
+
+    # admin
+
+    def create_principal(self, pid: str, **fields: Any) -> dict[str, Any]:
+        return self._run(self.aio.create_principal(pid, **fields))
+
+    def update_principal(self, pid: str, **changes: Any) -> dict[str, Any]:
+        return self._run(self.aio.update_principal(pid, **changes))
+
+    def enrolment_code(self, pid: str) -> dict[str, Any]:
+        return self._run(self.aio.enrolment_code(pid))
+
+    def list_devices(self, principal: str | None = None) -> list[m.DeviceInfo]:
+        return self._run(self.aio.list_devices(principal))
+
+    def revoke_device(self, device_id: str) -> dict[str, Any]:
+        return self._run(self.aio.revoke_device(device_id))
+
+    def create_channel(self, cid: str, ceiling: str, name: str | None = None) -> dict[str, Any]:
+        return self._run(self.aio.create_channel(cid, ceiling, name))
+
+    def set_members(self, cid: str, principals: Sequence[str]) -> dict[str, Any]:
+        return self._run(self.aio.set_members(cid, principals))
+
+    def watch(self) -> Iterator[m.InboxEvent]:
+        """Blocking iterator over live events (until the server closes the stream)."""
+        agen = self.aio.watch()
+
+        async def step() -> m.InboxEvent | None:
+            try:
+                return await agen.__anext__()
+            except StopAsyncIteration:
+                return None
+
+        try:
+            while (event := self._run(step())) is not None:
+                yield event
+        finally:
+            self._run(agen.aclose())  # type: ignore[attr-defined]

@@ -1,0 +1,349 @@
+"""Read use cases of the audit log: checkpoints, tiles, entries, proofs, receipts, cosignatures.
+
+Everything here is served from what the integrator stored (table `tree_hash` holds every
+complete subtree's hash), so a tile is one range read and a proof at most a few dozen point
+reads, whatever the size of the log. What may be read is bounded by a *signed* checkpoint:
+nothing beyond the latest checkpoint's size is ever served.
+
+Who may read is decided in one place, `require_auditor`; the routes call it through one
+dependency. Hash tiles and checkpoints reveal only hashes and are public (SPEC 6).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from liaison.crypto import note, tiles
+from liaison.crypto.encoding import b64encode, parse_time
+from liaison.crypto.errors import BadSignature, CryptoError, MalformedError, NoteSyntaxError
+
+from .audit import AuditLog
+from .auth import Caller
+from .models import AuditEntry, Checkpoint, Cosignature, Message, TreeHash
+from .problems import Problem
+from .state import AppState
+from .writer import Refusal, Tx
+
+__all__ = [
+    "MAX_ENTRIES",
+    "TileBody",
+    "add_cosignature",
+    "consistency",
+    "entries",
+    "entry_bundle",
+    "hash_tile",
+    "inclusion",
+    "message_proof",
+    "require_auditor",
+    "signed_checkpoint",
+    "witness_verifiers",
+]
+
+log = logging.getLogger("liaison.audit")
+
+#: Most entries one `GET /v1/audit/entries` returns.
+MAX_ENTRIES = 1000
+#: Full hash tiles kept in memory per log (8 KiB each): they never change once full.
+_TILE_CACHE_SIZE = 2048
+
+
+def _bytes(value: bytes | str) -> bytes:
+    # Served as stored: SQLite may hand back a row someone rewrote as TEXT; clients then
+    # see exactly the changed bytes, which their proofs refuse.
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+@dataclass(frozen=True)
+class TileBody:
+    """A tile's bytes and whether it is full (so immutable and cacheable for ever)."""
+
+    data: bytes
+    full: bool
+
+
+# --- authorisation ---------------------------------------------------------------------------
+
+
+async def require_auditor(state: AppState, caller: Caller, what: str) -> None:
+    """Only auditors and admins read entries and proofs; a refusal is logged (`access.denied`)."""
+    if caller.principal.has_role("auditor") or caller.principal.has_role("admin"):
+        return
+    entry = ("access.denied", caller.device_id, caller.device_id,
+             {"who": caller.device_id, "what": what[:200], "why": "not-auditor"})
+
+    async def job(tx: Tx) -> None:
+        raise Refusal(Problem("not-auditor", "only an auditor or admin may read the audit log"),
+                      entry)
+
+    await state.writer.run(job)
+    raise AssertionError("unreachable: the refusal raises")
+
+
+# --- checkpoints -----------------------------------------------------------------------------
+
+
+async def _latest(session: AsyncSession, log_: AuditLog) -> Checkpoint:
+    cp = await log_.latest_checkpoint(session)
+    if cp is None:
+        raise Problem("unavailable", "the log has no checkpoint yet")
+    return cp
+
+
+async def _at(session: AsyncSession, log_: AuditLog, size: int | None) -> Checkpoint:
+    """The stored checkpoint of `size` (the latest if None); a problem if none was signed."""
+    if size is None:
+        return await _latest(session, log_)
+    cp = await log_.checkpoint_at(session, size)
+    if cp is None:
+        latest = await _latest(session, log_)
+        if size > latest.size:
+            raise Problem("proof", f"tree size {size} is beyond the log's size {latest.size}")
+        raise Problem("proof", f"no checkpoint was signed at tree size {size}; use the size of "
+                      "a checkpoint you hold")
+    return cp
+
+
+async def _with_cosignatures(session: AsyncSession, cp: Checkpoint) -> str:
+    """The checkpoint note with the stored witness cosignatures of its size appended."""
+    lines = (await session.execute(
+        select(Cosignature.line).where(Cosignature.size == cp.size)
+        .order_by(Cosignature.witness))).scalars().all()
+    if not lines:
+        return cp.note
+    return note.add_signature_lines(cp.note.encode("utf-8"), lines).decode("utf-8")
+
+
+async def signed_checkpoint(state: AppState, size: int | None = None, cosigned: int = 0) -> str:
+    """The latest checkpoint, the one of `size`, or the newest with >= `cosigned` cosignatures.
+
+    Each comes with the cosignatures stored for its size.
+    """
+    async with state.db.sessions() as s:
+        if cosigned > 0:
+            found = await s.scalar(
+                select(Cosignature.size).group_by(Cosignature.size)
+                .having(func.count() >= cosigned).order_by(Cosignature.size.desc()).limit(1))
+            if found is None:
+                raise Problem("not-found", f"no checkpoint has {cosigned} witness cosignature(s)")
+            size = int(found)
+        return await _with_cosignatures(s, await _at(s, state.log, size))
+
+
+# --- tiles -----------------------------------------------------------------------------------
+
+_tile_cache: weakref.WeakKeyDictionary[AuditLog, OrderedDict[tuple[int, int], bytes]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _check_tile_exists(tile: tiles.Tile, size: int) -> None:
+    """A tile exists when its `width` hashes exist in the tree of `size`.
+
+    Partial tiles narrower than the current edge stay available (their hashes never change),
+    so a client holding an older checkpoint can still fetch exactly the tiles it needs.
+    """
+    available = size >> (tiles.TILE_HEIGHT * tile.level)
+    if tile.n * tiles.TILE_WIDTH + tile.width > available:
+        raise Problem("not-found", f"{tile.path} is beyond the tree of size {size}")
+
+
+async def hash_tile(state: AppState, tile: tiles.Tile) -> TileBody:
+    """A hash tile's bytes from the stored hashes of tree level 8L (one range read)."""
+    cache = _tile_cache.setdefault(state.log, OrderedDict())
+    if tile.is_full and (tile.level, tile.n) in cache:
+        cache.move_to_end((tile.level, tile.n))
+        return TileBody(cache[(tile.level, tile.n)], True)
+    async with state.db.sessions() as s:
+        _check_tile_exists(tile, await state.log.size(s))
+        first = tile.n * tiles.TILE_WIDTH
+        rows = (await s.execute(
+            select(TreeHash.idx, TreeHash.hash)
+            .where(TreeHash.level == tiles.TILE_HEIGHT * tile.level, TreeHash.idx >= first,
+                   TreeHash.idx < first + tile.width).order_by(TreeHash.idx))).all()
+    if [r[0] for r in rows] != list(range(first, first + tile.width)):
+        log.error("tree hashes of tile %s are missing from the database", tile.path)
+        raise Problem("internal", "the log's stored hashes are incomplete")
+    data = b"".join(r[1] for r in rows)
+    if tile.is_full:
+        cache[(tile.level, tile.n)] = data
+        while len(cache) > _TILE_CACHE_SIZE:
+            cache.popitem(last=False)
+    return TileBody(data, tile.is_full)
+
+
+async def entry_bundle(state: AppState, tile: tiles.Tile) -> TileBody:
+    """An entry bundle: each entry as a big-endian uint16 length, then its bytes."""
+    async with state.db.sessions() as s:
+        _check_tile_exists(tile, await state.log.size(s))
+        first = tile.n * tiles.TILE_WIDTH
+        rows = (await s.execute(
+            select(AuditEntry.idx, AuditEntry.data)
+            .where(AuditEntry.idx >= first, AuditEntry.idx < first + tile.width)
+            .order_by(AuditEntry.idx))).all()
+    if [r[0] for r in rows] != list(range(first, first + tile.width)):
+        log.error("entries of bundle %s are missing from the database", tile.path)
+        raise Problem("internal", "the log's stored entries are incomplete")
+    return TileBody(tiles.encode_entry_bundle([_bytes(r[1]) for r in rows]), tile.is_full)
+
+
+# --- JSON conveniences -----------------------------------------------------------------------
+
+
+def _entry_json(idx: int, data: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(data)
+    except ValueError:  # only a damaged database holds such an entry; serve its bytes as is
+        parsed = None
+    return {"index": idx, "entry": b64encode(data), "json": parsed}
+
+
+async def entries(state: AppState, start: int, end: int | None, *, type_: str | None = None,
+                  actor: str | None = None, since: str | None = None) -> dict[str, Any]:
+    """Entries in [start, end) (end defaults to and is capped at the log size), at most 1000.
+
+    With filters, the matching entries in that range; `next` is where to continue: the end
+    when the range is exhausted.
+    """
+    since_dt: datetime | None = None
+    if since is not None:
+        try:
+            since_dt = parse_time(since, field="since").replace(tzinfo=None)
+        except MalformedError as e:
+            raise Problem("validation", str(e)) from None
+    async with state.db.sessions() as s:
+        size = await state.log.size(s)
+        stop = size if end is None else min(end, size)
+        if start > stop:
+            if end is not None and end < start:
+                raise Problem("validation", "end must not be below start")
+            return {"entries": [], "next": start}
+        filtered = type_ is not None or actor is not None or since_dt is not None
+        q = select(AuditEntry.idx, AuditEntry.data).where(AuditEntry.idx >= start)
+        if filtered:
+            q = q.where(AuditEntry.idx < stop)
+            if type_ is not None:
+                q = q.where(AuditEntry.type == type_)
+            if actor is not None:
+                q = q.where(AuditEntry.actor == actor)
+            if since_dt is not None:
+                q = q.where(AuditEntry.time >= since_dt)
+        else:
+            stop = min(stop, start + MAX_ENTRIES)
+            q = q.where(AuditEntry.idx < stop)
+        rows = (await s.execute(q.order_by(AuditEntry.idx).limit(MAX_ENTRIES))).all()
+    out = [_entry_json(int(i), _bytes(d)) for i, d in rows]
+    nxt = stop if len(rows) < MAX_ENTRIES or not filtered else int(rows[-1][0]) + 1
+    return {"entries": out, "next": nxt}
+
+
+async def inclusion(state: AppState, index: int, size: int | None) -> dict[str, Any]:
+    """The inclusion proof of entry `index` in the checkpoint of `size` (default: latest)."""
+    async with state.db.sessions() as s:
+        cp = await _at(s, state.log, size)
+        if index >= cp.size:
+            raise Problem("proof", f"log index {index} is not below tree size {cp.size}")
+        proof = await state.log.inclusion_proof(s, index, cp.size)
+        text = await _with_cosignatures(s, cp)
+    return {"index": index, "size": cp.size, "inclusion_proof": [b64encode(h) for h in proof],
+            "checkpoint": text}
+
+
+async def consistency(state: AppState, old: int, new: int | None) -> dict[str, Any]:
+    """The consistency proof from tree size `old` to the checkpoint of `new` (default: latest)."""
+    async with state.db.sessions() as s:
+        cp = await _at(s, state.log, new)
+        if old > cp.size:
+            raise Problem("proof", f"old size {old} is greater than new size {cp.size}")
+        proof = await state.log.consistency_proof(s, old, cp.size)
+        text = await _with_cosignatures(s, cp)
+    return {"old": old, "new": cp.size, "consistency_proof": [b64encode(h) for h in proof],
+            "checkpoint": text}
+
+
+async def message_proof(state: AppState, message_id: str) -> dict[str, Any]:
+    """A message's `message.accepted` entry and its proof against the latest checkpoint."""
+    async with state.db.sessions() as s:
+        msg = await s.get(Message, message_id)
+        if msg is None:
+            raise Problem("not-found", f"no message {message_id}")
+        entry = await s.get(AuditEntry, msg.log_index)
+        cp = await _latest(s, state.log)
+        if entry is None or msg.log_index >= cp.size:
+            raise Problem("internal", "the message's log entry is missing")
+        proof = await state.log.inclusion_proof(s, msg.log_index, cp.size)
+        text = await _with_cosignatures(s, cp)
+    return {"id": message_id, "log_index": msg.log_index, "entry": b64encode(_bytes(entry.data)),
+            "inclusion_proof": [b64encode(h) for h in proof], "tree_size": cp.size,
+            "checkpoint": text}
+
+
+# --- witnesses -------------------------------------------------------------------------------
+
+
+def witness_verifiers(keys: list[str]) -> list[note.Verifier]:
+    """The configured witness keys (type 0x04 cosignature keys); a bad one is an error."""
+    out = []
+    for k in keys:
+        try:
+            v = note.parse_verifier_key(k)
+        except CryptoError as e:
+            raise Problem("internal", f"a configured witness key is invalid: {e}") from None
+        if v.sig_type != note.SIG_COSIGNATURE_V1:
+            raise Problem("internal", f"witness key {v.name} is not a cosignature key (0x04)")
+        out.append(v)
+    return out
+
+
+async def add_cosignature(state: AppState, caller: Caller, size: int, line: str
+                          ) -> dict[str, Any]:
+    """Check a witness's C2SP tlog-cosignature on our checkpoint of `size`, store and log it."""
+    try:
+        sig = note.parse_signature_line(line[:-1] if line.endswith("\n") else line)
+    except NoteSyntaxError as e:
+        raise Problem("bad-cosignature", f"not a signature line: {e}") from None
+    witnesses = [w for w in witness_verifiers(state.settings.witness_keys)
+                 if (w.name, w.key_id) == (sig.name, sig.key_id)]
+    if not witnesses:
+        raise Problem("unknown-witness", f"{sig.name}+{sig.key_id.hex()} is not a configured "
+                      "witness key")
+    async with state.db.sessions() as s:
+        row = await state.log.checkpoint_at(s, size)
+    if row is None:
+        raise Problem("not-found", f"no checkpoint was signed at tree size {size}")
+    checkpoint = note.parse_checkpoint(note.open_note(row.note.encode("utf-8"),
+                                                      [state.log.signer.verifier]).text)
+    # A witness's clock may run a little ahead of ours; a cosignature from far in the future
+    # would claim an observation that has not happened yet.
+    not_after = int(time.time()) + state.settings.clock_skew_seconds
+    try:
+        cosig = note.verify_cosignature_line(line, checkpoint, witnesses, not_after=not_after)
+    except (BadSignature, NoteSyntaxError) as e:
+        raise Problem("bad-cosignature", str(e)) from None
+    name = cosig.name
+
+    async def job(tx: Tx) -> int:
+        if await tx.session.get(Cosignature, (size, name)) is not None:
+            raise Problem("conflict", f"witness {name} already cosigned tree size {size}")
+        try:
+            async with tx.session.begin_nested():
+                tx.session.add(Cosignature(size=size, witness=name, line=cosig.line,
+                                           created_at=tx.now))
+                await tx.session.flush()
+        except IntegrityError:
+            raise Problem("conflict", f"witness {name} already cosigned tree size {size}") from None
+        return tx.audit("witness.cosigned", caller.device_id, name if len(name) <= 64 else None,
+                        witness=name, key_id=cosig.key_id.hex(), size=size,
+                        root_hash=b64encode(checkpoint.root_hash), timestamp=cosig.timestamp)
+
+    index = (await state.writer.run(job)).value
+    return {"size": size, "witness": name, "log_index": index}

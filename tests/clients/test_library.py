@@ -1,0 +1,326 @@
+"""The library against a live server and a server that lies; its parsers and error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from liaison.clients import AsyncClient, Client, KeyStore, LogMemory
+from liaison.clients._http import check_response
+from liaison.clients._policy import policy_from_json
+from liaison.clients.errors import (
+    AuthenticationFailed,
+    ClientError,
+    DeviceRevoked,
+    InconsistentLog,
+    InputError,
+    InvalidRequest,
+    KeyStoreError,
+    LabelAltered,
+    MalformedResponse,
+    NotFound,
+    PermissionDenied,
+    PolicyRefused,
+    ProofInvalid,
+    ProofMissing,
+    RateLimited,
+    ServerError,
+    SignatureInvalid,
+    api_error,
+)
+from liaison.clients.stix import validate_stix_bundle
+from liaison.crypto import note
+from liaison.crypto.keys import generate_device
+from liaison.crypto.policy import Policy
+from tests.clients.conftest import FAST_KDF, PASSPHRASE, Liaison, Server
+from tests.clients.test_cli import STIX, world
+
+# --- error mapping -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("slug", "status", "cls"), [
+    ("unauthenticated", 401, AuthenticationFailed), ("replayed-request", 401, AuthenticationFailed),
+    ("device-revoked", 403, DeviceRevoked), ("not-admin", 403, PermissionDenied),
+    ("not-auditor", 403, PermissionDenied), ("clearance", 403, PolicyRefused),
+    ("missing-recipient", 422, PolicyRefused), ("not-recipient", 404, NotFound),
+    ("rate-limited", 429, RateLimited), ("internal", 500, ServerError),
+    ("a-future-slug", 422, InvalidRequest), ("a-future-slug", 503, ServerError),
+])
+def test_problem_types_map_to_specific_errors(slug: str, status: int, cls: type) -> None:
+    response = httpx.Response(status, headers={"content-type": "application/problem+json",
+                                               "retry-after": "2"},
+                              json={"type": f"urn:liaison:problem:{slug}", "title": "t",
+                                    "status": status, "detail": "why\nnot"},
+                              request=httpx.Request("GET", "https://x/"))
+    with pytest.raises(cls) as e:
+        check_response(response)
+    assert type(e.value) is cls and e.value.slug == slug and e.value.status == status
+    assert "\n" not in str(e.value) and "why not" in str(e.value)
+    if cls is RateLimited:
+        assert e.value.retry_after == 2.0
+    assert type(api_error(slug, status, "d")) is cls
+
+
+def test_non_problem_errors_are_server_errors() -> None:
+    response = httpx.Response(502, text="<html>bad gateway</html>",
+                              request=httpx.Request("GET", "https://x/"))
+    with pytest.raises(ServerError, match="HTTP 502"):
+        check_response(response)
+
+
+# --- parsers ------------------------------------------------------------------------------
+
+
+def test_policy_from_json_round_trip(policy: Policy) -> None:
+    parsed = policy_from_json(policy.to_json())
+    assert parsed.to_json() == policy.to_json()
+    assert parsed.sha256 == policy.sha256
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda p: p.pop("levels"),
+    lambda p: p.update(id="Not A Slug"),
+    lambda p: p["levels"][0].update(kem=["RSA"]),
+    lambda p: p["levels"][0].update(extra=1),
+    lambda p: p.update(nations=[1, 2]),
+])
+def test_policy_from_json_refuses_malformed(policy: Policy, mutate: Callable[[Any], Any]) -> None:
+    obj = json.loads(json.dumps(policy.to_json()))
+    mutate(obj)
+    with pytest.raises(MalformedResponse):
+        policy_from_json(obj)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"{", "not JSON"),
+    (json.dumps({"type": "indicator"}).encode(), "must be a bundle"),
+    (json.dumps({**STIX, "objects": [{**STIX["objects"][0], "spec_version": "2.0"}]}).encode(),
+     "spec_version 2.1"),
+    (json.dumps({**STIX, "objects": [{k: v for k, v in STIX["objects"][0].items()
+                                      if k != "pattern"}]}).encode(), "invalid STIX"),
+])
+def test_stix_validation_refuses(data: bytes, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        validate_stix_bundle(data)
+    assert validate_stix_bundle(json.dumps(STIX).encode())["type"] == "bundle"
+
+
+# --- the log memory -----------------------------------------------------------------------
+
+
+def test_log_memory_pins_once_and_only_moves_forward(tmp_path: Path, server: Server) -> None:
+    signer = note.parse_signer_key((server.data / "log-signer.key").read_text().strip())
+    memory = LogMemory(tmp_path / "log.json")
+    with pytest.raises(KeyStoreError, match="no pinned log key"):
+        _ = memory.log_key
+    memory.pin(signer.verifier.key_string)
+    memory.pin(signer.verifier.key_string)  # the same key again is fine
+    with pytest.raises(KeyStoreError, match="another log key"):
+        memory.pin(note.generate_signer_key("liaison.example/audit")[1])
+    big = note.sign_checkpoint(note.Checkpoint(signer.name, 10, b"\x01" * 32), signer).decode()
+    small = note.sign_checkpoint(note.Checkpoint(signer.name, 5, b"\x02" * 32), signer).decode()
+    memory.save(big)
+    memory.save(small)
+    saved = memory.last()
+    assert saved is not None and saved.checkpoint.size == 10
+    (tmp_path / "log.json").write_text("{not json")
+    with pytest.raises(KeyStoreError, match="damaged"):
+        memory.last()
+
+
+# --- against the live server ------------------------------------------------------------
+
+
+def _client(liaison: Liaison, profile: str,
+            transport: httpx.AsyncBaseTransport | None = None) -> AsyncClient:
+    store = KeyStore(liaison.home, opslimit=FAST_KDF[0], memlimit=FAST_KDF[1])
+    client = AsyncClient.from_profile(profile, PASSPHRASE, store=store)
+    if transport is None:
+        return client
+    return AsyncClient(client.server, client.keys, client.memory, transport=transport)
+
+
+class Tampering(httpx.AsyncBaseTransport):
+    """A server that lies: real answers from the live server, rewritten on the way back."""
+
+    def __init__(self, cert: str, path: str, rewrite: Callable[[dict[str, Any]], None]) -> None:
+        self.inner = httpx.AsyncHTTPTransport(verify=ssl.create_default_context(cafile=cert))
+        self.path, self.rewrite = path, rewrite
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if not request.url.path.startswith(self.path) or response.status_code >= 300:
+            return response
+        body = json.loads(await response.aread())
+        self.rewrite(body)
+        return httpx.Response(response.status_code, json=body, request=request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+LABEL = "SECRET//AIRDEF//REL TO UKR, USA"
+
+
+def test_swapped_recipient_key_is_refused(liaison: Liaison) -> None:
+    """The server offers its own key for a recipient: not in the log, so nobody encrypts to it."""
+    n = world(liaison)
+    mitm = generate_device(n["ukr"])
+    asyncio.run(_swapped(liaison, n, mitm))
+
+
+async def _swapped(liaison: Liaison, n: dict[str, str], mitm: Any) -> None:
+
+    def swap(body: dict[str, Any]) -> None:
+        for d in body["devices"]:
+            if d["principal"] == n["ukr"]:
+                d["signed_bundle"], d["device"] = mitm.signed_bundle(), mitm.device_id
+
+    async with _client(liaison, n["usa"], Tampering(liaison.server.cert, "/v1/channels/",
+                                                    swap)) as c:
+        with pytest.raises(ProofInvalid, match="is not its enrolment"):
+            await c.send(n["chan"], LABEL, b"for ukr only")
+
+    def swap_bundle_only(body: dict[str, Any]) -> None:
+        for d in body["devices"]:
+            if d["principal"] == n["ukr"]:
+                d["signed_bundle"] = mitm.signed_bundle()
+
+    async with _client(liaison, n["usa"], Tampering(liaison.server.cert, "/v1/channels/",
+                                                    swap_bundle_only)) as c:
+        with pytest.raises(ClientError, match="key bundle"):
+            await c.send(n["chan"], LABEL, b"for ukr only")
+
+    def drop(body: dict[str, Any]) -> None:
+        for d in body["devices"]:
+            d.pop("enrolment")
+
+    async with _client(liaison, n["usa"], Tampering(liaison.server.cert, "/v1/channels/",
+                                                    drop)) as c:
+        with pytest.raises(ProofMissing):
+            await c.plan(n["chan"], LABEL)
+
+    def relabel(body: dict[str, Any]) -> None:
+        body["label"]["rel"] = ["FRA", "UKR", "USA"]
+
+    async with _client(liaison, n["usa"], Tampering(liaison.server.cert, "/v1/channels/",
+                                                    relabel)) as c:
+        with pytest.raises(LabelAltered):
+            await c.plan(n["chan"], LABEL)
+
+
+def test_forged_sender_is_refused(liaison: Liaison) -> None:
+    n = world(liaison)
+    sent = liaison("-p", n["usa"], "--json", "send", "-c", n["chan"], "-l", LABEL,
+                   input="hi").json()
+    asyncio.run(_forged(liaison, n, sent))
+
+
+async def _forged(liaison: Liaison, n: dict[str, str], sent: dict[str, Any]) -> None:
+    def forge(body: dict[str, Any]) -> None:
+        body["sender"] = n["fra"]
+
+    async with _client(liaison, n["ukr"], Tampering(liaison.server.cert, "/v1/messages/",
+                                                    forge)) as c:
+        with pytest.raises(SignatureInvalid, match="names sender"):
+            await c.read(sent["id"])
+
+
+def test_label_shown_differs_from_signed_label(liaison: Liaison, server: Server) -> None:
+    """The server's index (the inbox) shows a lower label than the sender signed: refused."""
+    n = world(liaison)
+    sent = liaison("-p", n["usa"], "--json", "send", "-c", n["chan"], "-l", LABEL,
+                   input="hi").json()
+    lowered = {"policy": "coalition-2026", "classification": "UNCLASSIFIED",
+               "rel": ["UKR", "USA"], "compartments": []}
+    server.sql("UPDATE message SET label = ?, classification = 'UNCLASSIFIED' WHERE id = ?",
+               json.dumps(lowered, separators=(",", ":")), sent["id"])
+    asyncio.run(_lowered(liaison, n, sent))
+
+
+async def _lowered(liaison: Liaison, n: dict[str, str], sent: dict[str, Any]) -> None:
+    async with _client(liaison, n["ukr"]) as c:
+        (item,) = [i for i in await c.inbox() if i.id == sent["id"]]
+        assert item.label_text == "UNCLASSIFIED//REL TO UKR, USA"
+        with pytest.raises(LabelAltered, match="not the label the sender signed"):
+            await c.read(item.id, expected_label=item.label)
+        assert (await c.read(item.id)).label_text == LABEL
+
+
+def test_inconsistent_receipt_checkpoint_is_refused(liaison: Liaison, server: Server) -> None:
+    """A receipt signed by the log key for a tree that is not an extension: refused."""
+    n = world(liaison)
+    signer = note.parse_signer_key((server.data / "log-signer.key").read_text().strip())
+    asyncio.run(_forked(liaison, n, signer))
+
+
+async def _forked(liaison: Liaison, n: dict[str, str], signer: note.Signer) -> None:
+
+    def fork(body: dict[str, Any]) -> None:
+        cp = note.Checkpoint(signer.name, body["tree_size"], b"\x07" * 32)
+        body["checkpoint"] = note.sign_checkpoint(cp, signer).decode()
+
+    async with _client(liaison, n["usa"], Tampering(liaison.server.cert, "/v1/messages",
+                                                    fork)) as c:
+        with pytest.raises(InconsistentLog):
+            await c.send(n["chan"], LABEL, b"x")
+
+
+def test_async_watch(liaison: Liaison) -> None:
+    n = world(liaison)
+
+    async def go() -> None:
+        async with _client(liaison, n["ukr"]) as c, _client(liaison, n["usa"]) as sender:
+            stream = c.watch()
+            first = asyncio.ensure_future(stream.__anext__())
+            await asyncio.sleep(0.5)  # let the stream connect: it carries only new messages
+            sent = await sender.send(n["chan"], LABEL, b"live")
+            event = await asyncio.wait_for(first, timeout=20)
+            assert (event.id, event.channel, event.log_index) == (sent.id, n["chan"],
+                                                                  sent.log_index)
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    asyncio.run(go())
+
+
+def test_sync_client(liaison: Liaison) -> None:
+    n = world(liaison)
+    store = KeyStore(liaison.home, opslimit=FAST_KDF[0], memlimit=FAST_KDF[1])
+    with Client.from_profile(n["usa"], PASSPHRASE, store=store) as c:
+        assert c.whoami().principal == n["usa"]
+        plan = c.plan(n["chan"], LABEL)
+        assert {r.principal for r in plan.recipients} == {n["usa"], n["ukr"]}
+        sent = c.send(n["chan"], LABEL, b"sync", to=[n["ukr"]])
+        assert sent.recipients == 1
+        assert c.checkpoint().size > sent.log_index
+        assert [ch.id for ch in c.channels()] == [n["chan"]]
+    with Client.from_profile(n["ukr"], PASSPHRASE, store=store) as c:
+        message = c.read(sent.id)
+        assert (message.text, message.sender, message.label_text) == ("sync", n["usa"], LABEL)
+        c.ack(sent.id)
+        assert c.inbox()[0].read
+    with pytest.raises(ClientError, match="wrong passphrase"):
+        Client.from_profile(n["ukr"], "wrong", store=store)
+
+
+def test_malformed_answers_are_refused(liaison: Liaison) -> None:
+    n = world(liaison)
+    asyncio.run(_garbled(liaison, n))
+
+
+async def _garbled(liaison: Liaison, n: dict[str, str]) -> None:
+
+    def garble(body: dict[str, Any]) -> None:
+        body["devices"] = "nope"
+
+    async with _client(liaison, n["usa"], Tampering(liaison.server.cert, "/v1/channels/",
+                                                    garble)) as c:
+        with pytest.raises(MalformedResponse):
+            await c.plan(n["chan"], LABEL)

@@ -1,0 +1,278 @@
+"""`liaison-server`: init, migrate, log-key, and run, which refuses clearly what it cannot serve.
+
+The refusals run in-process (typer's CliRunner: `run` checks everything before it binds); one
+test starts the real server as a subprocess and talks TLS 1.3 to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sqlite3
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from liaison.crypto import note
+from liaison.crypto.keys import generate_device
+from liaison.service.cli import app
+from tests.service.harness import create_pg_database, drop_pg_database, free_port, signed
+
+
+@pytest.fixture
+def database(backend: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
+    """LIAISON_DATABASE_URL for the backend (a fresh PostgreSQL database), None on SQLite."""
+    if backend == "sqlite":
+        monkeypatch.delenv("LIAISON_DATABASE_URL", raising=False)
+        yield None
+        return
+    url = asyncio.run(create_pg_database())
+    monkeypatch.setenv("LIAISON_DATABASE_URL", url)
+    try:
+        yield url
+    finally:
+        asyncio.run(drop_pg_database(url))
+
+
+def _invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _init(tmp: Path) -> tuple[Path, dict[str, str]]:
+    data = tmp / "data"
+    code, out, err = _invoke("init", "--data-dir", str(data), "--json")
+    assert code == 0, err
+    return data, json.loads(out)
+
+
+def _refused(data: Path, *expected: str, extra: tuple[str, ...] = ()) -> str:
+    code, out, err = _invoke("run", "--data-dir", str(data), *extra)
+    assert code == 2, (code, out, err)
+    assert err.startswith("liaison-server: ") and "Traceback" not in err
+    for text in expected:
+        assert text in err, err
+    return err
+
+
+def test_init_json_migrate_and_log_key(tmp_path: Path, database: str | None) -> None:
+    data, result = _init(tmp_path)
+    assert set(result) >= {"root_enrolment_code", "tls_cert", "log_verifier_key"}
+    assert Path(result["tls_cert"]).read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+    verifier = note.parse_verifier_key(result["log_verifier_key"])
+    assert verifier.name == "liaison.example/audit"
+    assert len(result["root_enrolment_code"].replace("-", "")) == 20
+    assert (data / "log-signer.key").stat().st_mode & 0o077 == 0  # private to its owner
+    code, out, _ = _invoke("log-key", "--data-dir", str(data))
+    assert code == 0 and out.strip() == result["log_verifier_key"]
+    code, out, _ = _invoke("migrate", "--data-dir", str(data))
+    assert code == 0 and out.strip() == "schema 0001 -> 0001"
+    # init never overwrites a server.
+    code, _, err = _invoke("init", "--data-dir", str(data))
+    assert code == 2 and "not empty" in err
+    assert (data / "log-verifier.key").read_text().strip() == result["log_verifier_key"]
+
+
+def test_run_refuses_a_missing_data_dir(tmp_path: Path) -> None:
+    _refused(tmp_path / "nowhere", "does not exist", "liaison-server init")
+    code, _, err = _invoke("run")
+    assert code == 2 and "no data directory" in err
+
+
+def test_run_refuses_a_newer_schema(tmp_path: Path, database: str | None) -> None:
+    data, _ = _init(tmp_path)
+    _stamp(data, database, "ffffffffffff")
+    _refused(data, "ffffffffffff", "newer", "upgrade liaison-server")
+    code, _, err = _invoke("migrate", "--data-dir", str(data))
+    assert code == 2 and "newer" in err  # migrate will not touch it either
+
+
+def test_run_refuses_an_unmigrated_database(tmp_path: Path, database: str | None,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    data, _ = _init(tmp_path)
+    # The data dir now points at an empty database (a wrong URL, a lost file): run must not
+    # quietly create an empty, root-less service there.
+    if database is None:
+        for f in data.glob("liaison.db*"):
+            f.unlink()
+        empty = None
+    else:
+        empty = asyncio.run(create_pg_database())
+        monkeypatch.setenv("LIAISON_DATABASE_URL", empty)
+    try:
+        _refused(data, "not migrated", "liaison-server migrate")
+        assert _schema(data, empty) is None  # refusing created nothing
+        code, out, err = _invoke("migrate", "--data-dir", str(data))
+        assert code == 0 and out.strip() == "schema empty -> 0001", err
+    finally:
+        if empty:
+            asyncio.run(drop_pg_database(empty))
+
+
+def _schema(data: Path, database: str | None) -> str | None:
+    from liaison.service.db import Database
+    from liaison.service.migrate import schema_state
+
+    async def read() -> str | None:
+        db = Database(database or f"sqlite+aiosqlite:///{data / 'liaison.db'}")
+        try:
+            return (await schema_state(db)).current
+        finally:
+            await db.dispose()
+
+    return asyncio.run(read())
+
+
+def _stamp(data: Path, database: str | None, revision: str) -> None:
+    """Set the alembic_version of the data dir's database."""
+    if database is not None:
+        asyncio.run(_stamp_pg(database, revision))
+        return
+    conn = sqlite3.connect(data / "liaison.db")
+    try:
+        with conn:
+            conn.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    finally:
+        conn.close()
+
+
+async def _stamp_pg(database: str, revision: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine.url import make_url
+
+    dsn = make_url(database).set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("UPDATE alembic_version SET version_num = $1", revision)
+    finally:
+        await conn.close()
+
+
+def test_run_refuses_a_malformed_policy(tmp_path: Path) -> None:
+    data, _ = _init(tmp_path)
+    policy = data / "policy.toml"
+    text = policy.read_text()
+    policy.write_text(text.replace('kem = ["MLKEM768-X25519"]', 'kem = ["RSA"]', 1))
+    _refused(data, "policy.toml", "kem may only name")
+    policy.write_text(text + "\n[[levels]\n")
+    _refused(data, "policy.toml", "not valid TOML")
+    policy.unlink()
+    _refused(data, "policy file", "is missing")
+
+
+def test_run_refuses_unreadable_keys_and_settings(tmp_path: Path) -> None:
+    data, _ = _init(tmp_path)
+    key = data / "log-signer.key"
+    good = key.read_bytes()
+    key.write_bytes(b"PRIVATE+KEY+garbage\n")
+    _refused(data, "log signing key", "unreadable")
+    key.write_bytes(b"\xff\xfe\x00")
+    _refused(data, "log signing key", "unreadable")
+    key.unlink()
+    _refused(data, "log signing key", "is missing")
+    key.write_bytes(good)
+    settings = data / "settings.toml"
+    settings.write_text('origin = "another.example/log"\n')
+    _refused(data, "another.example/log")  # a key for another log's name
+    settings.write_text("origin = \n")
+    _refused(data, "settings.toml", "not valid TOML")
+    settings.write_text('origin = "liaison.example/audit"\nport = "many"\n')
+    _refused(data, "invalid settings", "port")
+    settings.write_text('origin = "liaison.example/audit"\n')
+    (data / "tls" / "key.pem").write_bytes(b"-----BEGIN PRIVATE KEY-----\ngarbage\n")
+    _refused(data, "TLS certificate or key", "unreadable")
+    (data / "tls" / "key.pem").unlink()
+    _refused(data, "TLS file", "key.pem")
+    # Plain HTTP is for development on loopback only.
+    _refused(data, "loopback", extra=("--dev-plain-http", "--host", "0.0.0.0"))
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIAISON_")}
+    env.update(extra)
+    return env
+
+
+def start_server(data: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    exe = Path(sys.executable).with_name("liaison-server")
+    return subprocess.Popen([str(exe), "run", "--data-dir", str(data), "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wait_ready(proc: subprocess.Popen[bytes], base: str, cert: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {proc.stderr.read().decode()[-2000:]}"
+                                 if proc.stderr else "server exited")
+        try:
+            if httpx.get(base + "/readyz", verify=tls_context(cert), timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("server did not become ready")
+
+
+def tls_context(cert: str) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=cert)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> str:
+    """Stop the server with SIGTERM; it must shut down cleanly. Returns its stderr."""
+    proc.terminate()
+    try:
+        _, err = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("the server did not stop on SIGTERM") from None
+    # uvicorn re-raises the signal it handled after a graceful shutdown, hence -SIGTERM.
+    assert proc.returncode in (0, -15), proc.returncode
+    text = err.decode(errors="replace")
+    assert "Traceback" not in text and '"level": "error"' not in text, text[-3000:]
+    return text
+
+
+@pytest.mark.slow
+def test_run_serves_tls_13_right_after_init(tmp_path: Path) -> None:
+    data, result = _init(tmp_path)
+    port = free_port()
+    base = f"https://127.0.0.1:{port}"
+    proc = start_server(data, port, server_env())
+    try:
+        wait_ready(proc, base, result["tls_cert"])
+        # TLS 1.3 only: a client that stops at TLS 1.2 is refused.
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            ctx = tls_context(result["tls_cert"])
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                assert tls.version() == "TLSv1.3"
+        old = tls_context(result["tls_cert"])
+        old.maximum_version = ssl.TLSVersion.TLSv1_2
+        with pytest.raises(ssl.SSLError), socket.create_connection(("127.0.0.1", port)) as raw, \
+                old.wrap_socket(raw, server_hostname="127.0.0.1"):
+            pass
+        # The root enrols with the code init printed and acts, with no other step.
+        asyncio.run(_enrol_root(base, result))
+    finally:
+        stop(proc)
+
+
+async def _enrol_root(base: str, result: dict[str, str]) -> None:
+    keys = generate_device("root")
+    async with httpx.AsyncClient(verify=tls_context(result["tls_cert"]), timeout=10) as http:
+        r = await http.post(base + "/v1/enrol", json={"code": result["root_enrolment_code"],
+                                                       "bundle": keys.signed_bundle()})
+        assert r.status_code == 201, r.text
+        assert r.json()["log_verifier_key"] == result["log_verifier_key"]
+        r = await http.send(signed(http, keys, "GET", base + "/v1/me"))
+        assert r.status_code == 200 and r.json()["principal"]["id"] == "root"
