@@ -19,6 +19,7 @@ from liaison.crypto.policy import Policy, parse_policy
 from . import messaging
 from .api.routes import router
 from .audit import AuditLog
+from .auth import purge_nonces
 from .db import Database
 from .events import EventHub, PgListener
 from .metrics import Metrics
@@ -84,7 +85,8 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None,
     state = AppState(settings=settings, policy=policy, db=db, log=audit_log, writer=writer,
                      hub=EventHub(), metrics=metrics,
                      limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
-                     enrol_limiter=RateLimiter(1.0, 20))
+                     enrol_limiter=RateLimiter(settings.enrol_rate_per_second,
+                                                 settings.enrol_rate_burst))
     writer.start()
 
     async def loaded(tx: Tx) -> None:
@@ -105,6 +107,7 @@ async def _retention_loop(state: AppState) -> None:
         try:
             while await messaging.expire_due(state) > 0:
                 pass
+            await purge_nonces(state)  # else the replay table grows with every request
         except asyncio.CancelledError:
             raise
         except Exception:

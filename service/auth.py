@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,7 +28,8 @@ from .state import AppState
 from .views import PrincipalView
 from .writer import Refusal, Tx
 
-__all__ = ["Caller", "CurrentCaller", "State", "authenticate", "get_state", "target_uri"]
+__all__ = ["Caller", "CurrentCaller", "State", "authenticate", "get_state", "purge_nonces",
+           "target_uri"]
 
 _LAST_SEEN_EVERY = 60.0
 
@@ -150,6 +152,17 @@ async def _deny(state: AppState, device_id: str, request: Request, reason: str, 
         raise Refusal(Problem(reason, detail), entry)
 
     await state.writer.run(job)
+
+
+async def purge_nonces(state: AppState) -> int:
+    """Forget seen nonces whose window has passed. Safe: a nonce is kept for 2 x skew + 60 s
+    after it was accepted, and by then any replay of it fails the `created` check anyway."""
+
+    async def job(tx: Tx) -> int:
+        result = await tx.session.execute(delete(Nonce).where(Nonce.expires_at < tx.now))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    return (await state.writer.run(job)).value
 
 
 CurrentCaller = Annotated[Caller, Depends(authenticate)]

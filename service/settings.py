@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     enrolment_code_ttl_seconds: int = 24 * 3600
     rate_limit_per_second: float = 200.0
     rate_limit_burst: int = 400
+    #: Enrolment attempts per client address (codes have 104 bits; this only curbs noise).
+    enrol_rate_per_second: float = 1.0
+    enrol_rate_burst: int = 20
     audit_public: bool = False
     retention_interval_seconds: float = 3600.0
     batch_max: int = 256

@@ -6,6 +6,10 @@ import asyncio
 import json
 import os
 import socket
+import ssl
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -400,3 +404,53 @@ def signed(http: httpx.AsyncClient, keys: DeviceKeys, method: str, url: str,
     u = httpx.URL(url)
     headers.update(sign_request(method, str(u), headers, body or None, keys))
     return http.build_request(method, u, content=body or None, headers=headers)
+
+
+# --- `liaison-server run` as a subprocess -------------------------------------------------
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIAISON_")}
+    env.update(extra)
+    return env
+
+
+def start_server(data: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    exe = Path(sys.executable).with_name("liaison-server")
+    return subprocess.Popen([str(exe), "run", "--data-dir", str(data), "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wait_ready(proc: subprocess.Popen[bytes], base: str, cert: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {proc.stderr.read().decode()[-2000:]}"
+                                 if proc.stderr else "server exited")
+        try:
+            if httpx.get(base + "/readyz", verify=tls_context(cert), timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("server did not become ready")
+
+
+def tls_context(cert: str) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=cert)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> str:
+    """Stop the server with SIGTERM; it must shut down cleanly. Returns its stderr."""
+    proc.terminate()
+    try:
+        _, err = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("the server did not stop on SIGTERM") from None
+    # uvicorn re-raises the signal it handled after a graceful shutdown, hence -SIGTERM.
+    assert proc.returncode in (0, -15), proc.returncode
+    text = err.decode(errors="replace")
+    assert "Traceback" not in text and '"level": "error"' not in text, text[-3000:]
+    return text

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import sqlite3
 import ssl
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +21,17 @@ from typer.testing import CliRunner
 from liaison.crypto import note
 from liaison.crypto.keys import generate_device
 from liaison.service.cli import app
-from tests.service.harness import create_pg_database, drop_pg_database, free_port, signed
+from tests.service.harness import (
+    create_pg_database,
+    drop_pg_database,
+    free_port,
+    server_env,
+    signed,
+    start_server,
+    stop,
+    tls_context,
+    wait_ready,
+)
 
 
 @pytest.fixture
@@ -56,7 +62,13 @@ def _init(tmp: Path) -> tuple[Path, dict[str, str]]:
 
 
 def _refused(data: Path, *expected: str, extra: tuple[str, ...] = ()) -> str:
-    code, out, err = _invoke("run", "--data-dir", str(data), *extra)
+    # The port is taken: should a regression let `run` past its checks, it fails to bind
+    # (exit 1) instead of serving forever inside the test.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        code, out, err = _invoke("run", "--data-dir", str(data), "--port", port, *extra)
     assert code == 2, (code, out, err)
     assert err.startswith("liaison-server: ") and "Traceback" not in err
     for text in expected:
@@ -185,8 +197,8 @@ def test_run_refuses_unreadable_keys_and_settings(tmp_path: Path) -> None:
     _refused(data, "another.example/log")  # a key for another log's name
     settings.write_text("origin = \n")
     _refused(data, "settings.toml", "not valid TOML")
-    settings.write_text('origin = "liaison.example/audit"\nport = "many"\n')
-    _refused(data, "invalid settings", "port")
+    settings.write_text('origin = "liaison.example/audit"\nmax_body_bytes = "lots"\n')
+    _refused(data, "invalid settings", "max_body_bytes")
     settings.write_text('origin = "liaison.example/audit"\n')
     (data / "tls" / "key.pem").write_bytes(b"-----BEGIN PRIVATE KEY-----\ngarbage\n")
     _refused(data, "TLS certificate or key", "unreadable")
@@ -194,53 +206,6 @@ def test_run_refuses_unreadable_keys_and_settings(tmp_path: Path) -> None:
     _refused(data, "TLS file", "key.pem")
     # Plain HTTP is for development on loopback only.
     _refused(data, "loopback", extra=("--dev-plain-http", "--host", "0.0.0.0"))
-
-
-def server_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIAISON_")}
-    env.update(extra)
-    return env
-
-
-def start_server(data: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    exe = Path(sys.executable).with_name("liaison-server")
-    return subprocess.Popen([str(exe), "run", "--data-dir", str(data), "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def wait_ready(proc: subprocess.Popen[bytes], base: str, cert: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stderr.read().decode()[-2000:]}"
-                                 if proc.stderr else "server exited")
-        try:
-            if httpx.get(base + "/readyz", verify=tls_context(cert), timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("server did not become ready")
-
-
-def tls_context(cert: str) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=cert)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> str:
-    """Stop the server with SIGTERM; it must shut down cleanly. Returns its stderr."""
-    proc.terminate()
-    try:
-        _, err = proc.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise AssertionError("the server did not stop on SIGTERM") from None
-    # uvicorn re-raises the signal it handled after a graceful shutdown, hence -SIGTERM.
-    assert proc.returncode in (0, -15), proc.returncode
-    text = err.decode(errors="replace")
-    assert "Traceback" not in text and '"level": "error"' not in text, text[-3000:]
-    return text
 
 
 @pytest.mark.slow

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from liaison.service.metrics import Metrics
 from liaison.service.middleware import RequestMiddleware
@@ -54,11 +56,17 @@ async def test_declared_oversize_body_is_refused_without_reading_it() -> None:
         assert json.loads(sent[1]["body"])["type"] == "urn:liaison:problem:body-too-large"
 
 
-async def test_oversize_body_over_http(backend: str, tmp_path: Path) -> None:
+async def test_oversize_body_over_http(backend: str, tmp_path: Path,
+                                       caplog: pytest.LogCaptureFixture) -> None:
     async with world_on(backend, tmp_path, max_body_bytes=64 * 1024) as world:
         c = await coalition(world)
         big = await c.usa.envelope(OPS, SECRET_AIRDEF, b"x" * 70_000)
-        await assert_refused(world, lambda: c.usa.submit(big), "body-too-large", entry=None)
+        # Refused before the body is read, so before anyone is authenticated: not an audit
+        # entry (there is no actor), but the access log and the metrics record it.
+        with caplog.at_level(logging.INFO, logger="liaison.access"):
+            await assert_refused(world, lambda: c.usa.submit(big), "body-too-large", entry=None)
+        logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "liaison.access"]
+        assert [(e["path"], e["status"]) for e in logged] == [("/v1/messages", 413)]
         small = await c.usa.envelope(OPS, SECRET_AIRDEF, b"x" * 30_000)
         assert (await c.usa.submit(small)).status_code == 201
         async with world.served() as url:

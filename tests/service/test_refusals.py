@@ -117,6 +117,22 @@ async def test_replayed_request(world: World) -> None:
     assert (await c.ukr.get("/v1/inbox", nonce=nonce)).status_code == 200
 
 
+async def test_seen_nonces_are_forgotten_only_once_stale(world: World) -> None:
+    from liaison.service.auth import purge_nonces
+
+    c = await _setup(world)
+    old, fresh = "o" * 22, "f" * 22
+    assert (await c.usa.get("/v1/inbox", nonce=old)).status_code == 200
+    assert (await c.usa.get("/v1/inbox", nonce=fresh)).status_code == 200
+    await world.sql("UPDATE request_nonce SET expires_at = '2000-01-01 00:00:00' WHERE nonce = :n",
+                    n=old)
+    assert await purge_nonces(world.state) == 1
+    left = (await world.sql("SELECT nonce FROM request_nonce WHERE keyid = :k", k=c.usa.id)).all()
+    assert fresh in {r[0] for r in left} and old not in {r[0] for r in left}
+    await assert_refused(world, lambda: c.usa.get("/v1/inbox", nonce=fresh), "replayed-request",
+                         "access.denied")
+
+
 async def test_replayed_envelope_id(world: World) -> None:
     c = await _setup(world)
     env = await c.usa.envelope(OPS, SECRET_AIRDEF)

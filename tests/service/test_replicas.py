@@ -26,10 +26,14 @@ from tests.service.harness import (
     drop_pg_database,
     free_port,
     next_message_event,
+    server_env,
     signed,
     sse_events,
+    start_server,
+    stop,
+    tls_context,
+    wait_ready,
 )
-from tests.service.test_cli import server_env, start_server, stop, tls_context, wait_ready
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
