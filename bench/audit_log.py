@@ -34,7 +34,7 @@ from liaison.service.writer import Tx
 
 
 async def _append(state: AppState, i: int) -> None:
-    async def job(tx: Tx) -> int:
+    def job(tx: Tx) -> int:
         return tx.audit("bench.append", "system", None, i=i)
 
     await state.writer.run(job)
@@ -72,7 +72,7 @@ async def grow(state: AppState, target: int, batch: int = 50_000) -> float:
     while size < target:
         n = min(batch, target - size)
 
-        async def job(tx: Tx, first: int = size, n: int = n) -> None:
+        def job(tx: Tx, first: int = size, n: int = n) -> None:
             for i in range(n):
                 tx.audit("bench.filler", "system", None, seq=first + i)
 

@@ -79,11 +79,11 @@ def _check_grant(state: AppState, caller: Caller, what: str, nation: str, cleara
 async def create_principal(state: AppState, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
     what = f"create principal {req['id']}"
 
-    async def job(tx: Tx) -> dict[str, Any]:
+    def job(tx: Tx) -> dict[str, Any]:
         _require_admin(caller, what)
         _check_grant(state, caller, what, req["nation"], req["clearance"], req["compartments"],
                      req["roles"])
-        if await tx.session.get(Principal, req["id"]) is not None:
+        if tx.session.get(Principal, req["id"]) is not None:
             raise Problem("conflict", f"principal {req['id']} already exists")
         row = Principal(id=req["id"], display_name=req["display_name"], nation=req["nation"],
                         kind=req["kind"], roles=json.dumps(sorted(set(req["roles"]))),
@@ -102,9 +102,9 @@ async def update_principal(state: AppState, caller: Caller, pid: str, changes: d
                            ) -> dict[str, Any]:
     what = f"update principal {pid}"
 
-    async def job(tx: Tx) -> dict[str, Any]:
+    def job(tx: Tx) -> dict[str, Any]:
         _require_admin(caller, what)
-        row = await tx.session.get(Principal, pid)
+        row = tx.session.get(Principal, pid)
         if row is None:
             raise Problem("not-found", f"no principal {pid}")
         if pid == "root" or (pid == caller.principal.id and not caller.principal.is_root):
@@ -135,8 +135,8 @@ async def create_enrolment_code(state: AppState, caller: Caller, pid: str) -> di
     what = f"enrolment code for {pid}"
     code = _new_code()
 
-    async def job(tx: Tx) -> dict[str, Any]:
-        row = await tx.session.get(Principal, pid)
+    def job(tx: Tx) -> dict[str, Any]:
+        row = tx.session.get(Principal, pid)
         if row is None:
             raise Problem("not-found", f"no principal {pid}")
         if not (caller.principal.id == pid and caller.principal.has_role("admin")):
@@ -160,15 +160,15 @@ async def issue_root_code(state: AppState) -> str:
     code = _new_code()
     policy = state.policy
 
-    async def job(tx: Tx) -> None:
-        if await tx.session.get(Principal, "root") is None:
+    def job(tx: Tx) -> None:
+        if tx.session.get(Principal, "root") is None:
             row = Principal(id="root", display_name="Root administrator", nation=policy.nations[0],
                             kind="person", roles=json.dumps(["admin", "auditor"]),
                             clearance=policy.levels[-1].name,
                             compartments=json.dumps(sorted(policy.compartments)), status="active",
                             created_at=tx.now, updated_at=tx.now)
             tx.session.add(row)
-            await tx.session.flush()
+            tx.session.flush()
             tx.audit("principal.created", "system", "root", principal=PrincipalView.of(row).to_json())
         expires = tx.now + timedelta(seconds=state.settings.enrolment_code_ttl_seconds)
         tx.session.add(EnrolmentCode(code_hash=code_hash(code), principal_id="root",
@@ -191,14 +191,14 @@ async def enrol(state: AppState, code: str, signed_bundle: Any) -> dict[str, Any
     digest = hashlib.sha256(jcs(signed_bundle["bundle"])).hexdigest()
     h = code_hash(code)
 
-    async def job(tx: Tx) -> dict[str, Any]:
-        row = await tx.session.get(EnrolmentCode, h)
+    def job(tx: Tx) -> dict[str, Any]:
+        row = tx.session.get(EnrolmentCode, h)
         if row is None or not hmac.compare_digest(row.code_hash, h) or row.used_at is not None \
                 or row.expires_at < tx.now:
             raise Problem("enrolment-code", "the enrolment code is invalid, used or expired")
         if row.principal_id != bundle.principal:
             raise Problem("bad-bundle", "the bundle names another principal than the code")
-        if await tx.session.get(Device, bundle.device_id) is not None:
+        if tx.session.get(Device, bundle.device_id) is not None:
             raise Problem("conflict", "this device is already enrolled")
         row.used_at = tx.now
         index = tx.audit("device.enrolled", "system", bundle.device_id, device=bundle.device_id,
@@ -217,11 +217,11 @@ async def enrol(state: AppState, code: str, signed_bundle: Any) -> dict[str, Any
 async def revoke_device(state: AppState, caller: Caller, device_id: str) -> dict[str, Any]:
     what = f"revoke device {device_id}"
 
-    async def job(tx: Tx) -> dict[str, Any]:
-        dev = await tx.session.get(Device, device_id)
+    def job(tx: Tx) -> dict[str, Any]:
+        dev = tx.session.get(Device, device_id)
         if dev is None:
             raise Problem("not-found", f"no device {device_id}")
-        owner = await tx.session.get(Principal, dev.principal_id)
+        owner = tx.session.get(Principal, dev.principal_id)
         assert owner is not None
         if dev.principal_id != caller.principal.id:  # anyone may revoke their own devices
             _require_admin(caller, what)
@@ -262,14 +262,14 @@ async def create_channel(state: AppState, caller: Caller, cid: str, name: str, c
                          ) -> dict[str, Any]:
     what = f"create channel {cid}"
 
-    async def job(tx: Tx) -> dict[str, Any]:
+    def job(tx: Tx) -> dict[str, Any]:
         _require_admin(caller, what)
         if not caller.principal.is_root:
             try:  # a nation admin cannot open a channel above what it may itself read
                 check_dominates(state.policy, caller.principal.subject, ceiling)
             except PolicyViolation as e:
                 raise _denied(caller, what, PolicyViolation("grant-above-own", e.detail)) from None
-        if await tx.session.get(Channel, cid) is not None:
+        if tx.session.get(Channel, cid) is not None:
             raise Problem("conflict", f"channel {cid} already exists")
         tx.session.add(Channel(id=cid, name=name, ceiling=jcs(ceiling.to_json()).decode(),
                                created_at=tx.now))
@@ -285,27 +285,27 @@ async def set_members(state: AppState, caller: Caller, cid: str, principals: lis
     what = f"members of channel {cid}"
     wanted = sorted(set(principals))
 
-    async def job(tx: Tx) -> dict[str, Any]:
+    def job(tx: Tx) -> dict[str, Any]:
         _require_admin(caller, what)
-        channel = await tx.session.get(Channel, cid)
+        channel = tx.session.get(Channel, cid)
         if channel is None:
             raise Problem("not-found", f"no channel {cid}")
-        current = set(await member_ids(tx.session, cid))
-        rows = {p.id: p for p in (await tx.session.execute(
+        current = set(member_ids(tx.session, cid))
+        rows = {p.id: p for p in (tx.session.execute(
             select(Principal).where(Principal.id.in_(wanted)))).scalars()}
         unknown = [p for p in wanted if p not in rows]
         if unknown:
             raise Problem("not-found", f"no principal(s) {', '.join(unknown)}")
         changed = current.symmetric_difference(wanted)
         if not caller.principal.is_root:
-            nations = {p.id: p.nation for p in (await tx.session.execute(
+            nations = {p.id: p.nation for p in (tx.session.execute(
                 select(Principal).where(Principal.id.in_(changed)))).scalars()}
             foreign = sorted(p for p in changed if nations.get(p) != caller.principal.nation)
             if foreign:
                 raise _denied(caller, what, PolicyViolation(
                     "other-nation", f"cannot add or remove other nations' principals: "
                     f"{', '.join(foreign)}"))
-        await tx.session.execute(delete(ChannelMember).where(ChannelMember.channel_id == cid))
+        tx.session.execute(delete(ChannelMember).where(ChannelMember.channel_id == cid))
         tx.session.add_all([ChannelMember(channel_id=cid, principal_id=p) for p in wanted])
         tx.audit("channel.members", caller.device_id, cid, channel=cid, members=wanted,
                  added=sorted(set(wanted) - current), removed=sorted(current - set(wanted)))
@@ -327,5 +327,5 @@ async def list_channels(state: AppState, caller: Caller) -> dict[str, Any]:
         for c in channels:
             ceiling = label_of(c.ceiling)
             out.append({"id": c.id, "name": c.name, "ceiling": ceiling.to_json(),
-                        "ceiling_text": ceiling.text(), "members": await member_ids(s, c.id)})
+                        "ceiling_text": ceiling.text(), "members": await s.run_sync(member_ids, c.id)})
         return {"channels": out}

@@ -89,7 +89,7 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None,
                                                  settings.enrol_rate_burst))
     writer.start()
 
-    async def loaded(tx: Tx) -> None:
+    def loaded(tx: Tx) -> None:
         tx.audit("policy.loaded", "system", policy.id, policy=policy.id, version=policy.version,
                  sha256=policy.sha256)
 

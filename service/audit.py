@@ -9,13 +9,14 @@ inclusion proof, all without reading more than the tree's right edge.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy import Select, and_, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from liaison.crypto import merkle, note
 from liaison.crypto.encoding import b64encode, format_time, jcs
@@ -69,6 +70,31 @@ class Integrated:
     receipts: dict[int, Receipt]
 
 
+_SIZE = select(func.max(Checkpoint.size))
+
+
+def _hash_queries(nodes: Sequence[merkle.Node]) -> Iterator[Select[tuple[int, int, bytes]]]:
+    """Queries for stored hashes, 500 nodes each, as one `level = ? AND idx IN (...)` term per
+    level: both databases answer that from the primary key (a row-value IN list made SQLite
+    scan the whole table)."""
+    wanted = list(dict.fromkeys(nodes))
+    for i in range(0, len(wanted), 500):
+        by_level: dict[int, list[int]] = {}
+        for lv, ix in wanted[i:i + 500]:
+            by_level.setdefault(lv, []).append(ix)
+        yield select(TreeHash.level, TreeHash.idx, TreeHash.hash).where(
+            or_(*(and_(TreeHash.level == lv, TreeHash.idx.in_(ixs))
+                  for lv, ixs in by_level.items())))
+
+
+def _complete(wanted: Sequence[merkle.Node], found: dict[merkle.Node, bytes]
+              ) -> dict[merkle.Node, bytes]:
+    missing = set(wanted) - set(found)
+    if missing:
+        raise LookupError(f"tree hashes missing from the database: {sorted(missing)[:3]}")
+    return found
+
+
 class _DictReader:
     def __init__(self, hashes: dict[merkle.Node, bytes]) -> None:
         self.hashes = hashes
@@ -91,29 +117,28 @@ class AuditLog:
         # when no other process appended since (checked against the stored size).
         self._edge: tuple[int, dict[merkle.Node, bytes]] | None = None
 
-    # --- writing (inside the writer's transaction) -----------------------------------------
+    # --- writing (in the writer's thread, on its synchronous session) ------------------------
 
-    async def size(self, session: AsyncSession) -> int:
+    def writer_size(self, session: Session) -> int:
         """Number of integrated entries (every batch integrates what it appends)."""
-        value = await session.scalar(select(func.max(Checkpoint.size)))
-        return int(value or 0)
+        return int(session.scalar(_SIZE) or 0)
 
-    async def append(self, session: AsyncSession, start: int, entries: Sequence[tuple[str, str,
-                     str | None, datetime, bytes]]) -> None:
+    def append(self, session: Session, start: int,
+               entries: Sequence[tuple[str, str, str | None, datetime, bytes]]) -> None:
         """Insert `(type, actor, subject, time, data)` rows at indexes start, start+1, ..."""
         if entries:
-            await session.execute(insert(AuditEntry), [
+            session.execute(insert(AuditEntry), [
                 {"idx": start + i, "type": t, "actor": a, "subject": s, "time": tm, "data": d}
                 for i, (t, a, s, tm, d) in enumerate(entries)
             ])
 
-    async def integrate(self, session: AsyncSession, start: int, datas: Sequence[bytes],
-                        now: datetime) -> Integrated:
+    def integrate(self, session: Session, start: int, datas: Sequence[bytes],
+                  now: datetime) -> Integrated:
         """Add entries [start, start+len(datas)) to the tree and sign one checkpoint."""
-        edge = await self._right_edge(session, start)
+        edge = self._right_edge(session, start)
         new = merkle.append_hashes(_DictReader(edge), start, [merkle.leaf_hash(d) for d in datas])
         if new:
-            await session.execute(insert(TreeHash), [
+            session.execute(insert(TreeHash), [
                 {"level": lv, "idx": ix, "hash": h} for (lv, ix), h in new.items()])
         size = start + len(datas)
         known = {**edge, **new}
@@ -121,7 +146,7 @@ class AuditLog:
         root = merkle.root_from(reader, size)
         signed = note.sign_checkpoint(note.Checkpoint(self.origin, size, root), self.signer)
         text = signed.decode()
-        await session.execute(insert(Checkpoint), [
+        session.execute(insert(Checkpoint), [
             {"size": size, "root_hash": root, "note": text, "created_at": now}])
         receipts = {
             i: Receipt(i, size, text, tuple(merkle.inclusion_proof_from(reader, i, size)),
@@ -131,10 +156,14 @@ class AuditLog:
         self._edge = (size, {n: known[n] for n in merkle.range_nodes(0, size)})
         return Integrated(size, root, text, receipts)
 
-    async def _right_edge(self, session: AsyncSession, size: int) -> dict[merkle.Node, bytes]:
+    def _right_edge(self, session: Session, size: int) -> dict[merkle.Node, bytes]:
         if self._edge is not None and self._edge[0] == size:
             return self._edge[1]
-        return await self.read_hashes(session, merkle.range_nodes(0, size))
+        wanted = merkle.range_nodes(0, size)
+        out: dict[merkle.Node, bytes] = {}
+        for query in _hash_queries(wanted):
+            out.update({(lv, ix): h for lv, ix, h in session.execute(query)})
+        return _complete(wanted, out)
 
     def forget_edge(self) -> None:
         """Drop the cached right edge (after a failed transaction)."""
@@ -142,25 +171,17 @@ class AuditLog:
 
     # --- reading ----------------------------------------------------------------------------
 
+    async def size(self, session: AsyncSession) -> int:
+        """Number of integrated entries, as a reader sees it."""
+        return int(await session.scalar(_SIZE) or 0)
+
     async def read_hashes(self, session: AsyncSession,
                           nodes: Iterable[merkle.Node]) -> dict[merkle.Node, bytes]:
         wanted = list(dict.fromkeys(nodes))
         out: dict[merkle.Node, bytes] = {}
-        for i in range(0, len(wanted), 500):
-            by_level: dict[int, list[int]] = {}
-            for lv, ix in wanted[i:i + 500]:
-                by_level.setdefault(lv, []).append(ix)
-            # One `level = ? AND idx IN (...)` term per level: both databases answer it from
-            # the primary key; a row-value IN list made SQLite scan the whole table.
-            rows = await session.execute(
-                select(TreeHash.level, TreeHash.idx, TreeHash.hash)
-                .where(or_(*(and_(TreeHash.level == lv, TreeHash.idx.in_(ixs))
-                             for lv, ixs in by_level.items()))))
-            out.update({(lv, ix): h for lv, ix, h in rows})
-        missing = set(wanted) - set(out)
-        if missing:
-            raise LookupError(f"tree hashes missing from the database: {sorted(missing)[:3]}")
-        return out
+        for query in _hash_queries(wanted):
+            out.update({(lv, ix): h for lv, ix, h in await session.execute(query)})
+        return _complete(wanted, out)
 
     async def latest_checkpoint(self, session: AsyncSession) -> Checkpoint | None:
         return (await session.execute(

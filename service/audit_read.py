@@ -82,7 +82,7 @@ async def require_auditor(state: AppState, caller: Caller, what: str) -> None:
     entry = ("access.denied", caller.device_id, caller.device_id,
              {"who": caller.device_id, "what": what[:200], "why": "not-auditor"})
 
-    async def job(tx: Tx) -> None:
+    def job(tx: Tx) -> None:
         raise Refusal(Problem("not-auditor", "only an auditor or admin may read the audit log"),
                       entry)
 
@@ -331,14 +331,14 @@ async def add_cosignature(state: AppState, caller: Caller, size: int, line: str
         raise Problem("bad-cosignature", str(e)) from None
     name = cosig.name
 
-    async def job(tx: Tx) -> int:
-        if await tx.session.get(Cosignature, (size, name)) is not None:
+    def job(tx: Tx) -> int:
+        if tx.session.get(Cosignature, (size, name)) is not None:
             raise Problem("conflict", f"witness {name} already cosigned tree size {size}")
         try:
-            async with tx.session.begin_nested():
+            with tx.session.begin_nested():
                 tx.session.add(Cosignature(size=size, witness=name, line=cosig.line,
                                            created_at=tx.now))
-                await tx.session.flush()
+                tx.session.flush()
         except IntegrityError:
             raise Problem("conflict", f"witness {name} already cosigned tree size {size}") from None
         return tx.audit("witness.cosigned", caller.device_id, name if len(name) <= 64 else None,

@@ -14,8 +14,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from liaison.crypto.errors import CryptoError, RequestSignatureError
@@ -80,8 +79,10 @@ async def authenticate(request: Request, state: State) -> Caller:
         params = parse_signature_params(headers)
     except RequestSignatureError as e:
         raise Problem(e.reason, e.detail) from None
-    async with state.db.sessions() as session:
-        bundle = await load_bundle(state, session, params.keyid)
+    bundle = state.bundles.get(params.keyid)
+    if bundle is None:
+        async with state.db.sessions() as session:
+            bundle = await load_bundle(state, session, params.keyid)
     if bundle is None:
         raise Problem("unauthenticated", "the signing device is not enrolled")
     try:
@@ -102,30 +103,29 @@ async def authenticate(request: Request, state: State) -> Caller:
     device_id = params.keyid
     touch = time.monotonic() - state.last_seen.get(device_id, 0.0) > _LAST_SEEN_EVERY
 
-    async def consume(tx: Tx) -> PrincipalView:
-        try:
-            async with tx.session.begin_nested():
-                tx.session.add(Nonce(keyid=device_id, nonce=params.nonce,
-                                     expires_at=tx.now + timedelta(seconds=2 * skew + 60)))
-                await tx.session.flush()
-        except IntegrityError:
+    def consume(tx: Tx) -> PrincipalView:
+        s = tx.session
+        seen = s.scalar(select(Nonce.keyid).where(Nonce.keyid == device_id,
+                                                  Nonce.nonce == params.nonce))
+        if seen is not None:
             raise Refusal(Problem("replayed-request", "this request was already received"),
-                          _denial(device_id, request, "replayed-request")) from None
-        device = await tx.session.get(Device, device_id)
-        assert device is not None
-        if device.revoked_at is not None:
+                          _denial(device_id, request, "replayed-request"))
+        s.execute(insert(Nonce).values(keyid=device_id, nonce=params.nonce,
+                                       expires_at=tx.now + timedelta(seconds=2 * skew + 60)))
+        row = s.execute(select(Device.revoked_at, Principal).join(
+            Principal, Principal.id == Device.principal_id).where(Device.id == device_id)).one()
+        revoked_at, principal = row
+        if revoked_at is not None:
             raise Refusal(Problem("device-revoked", "this device was revoked"),
                           _denial(device_id, request, "device-revoked"))
-        principal = await tx.session.get(Principal, device.principal_id)
-        assert principal is not None
         if principal.status != "active":
             raise Refusal(Problem("principal-suspended", "this principal is suspended"),
                           _denial(device_id, request, "principal-suspended"))
         if touch:
-            device.last_seen_at = tx.now
+            s.execute(update(Device).where(Device.id == device_id).values(last_seen_at=tx.now))
         return PrincipalView.of(principal)
 
-    result = await state.writer.run(consume)
+    result = await state.writer.run(consume, shares_cache=True)
     if touch:
         state.last_seen[device_id] = time.monotonic()
     return Caller(device_id, bundle, result.value)
@@ -148,7 +148,7 @@ async def _deny(state: AppState, device_id: str, request: Request, reason: str, 
     """Log an authentication failure of a known device, then refuse."""
     entry = _denial(device_id, request, reason)
 
-    async def job(tx: Tx) -> None:
+    def job(tx: Tx) -> None:
         raise Refusal(Problem(reason, detail), entry)
 
     await state.writer.run(job)
@@ -158,8 +158,8 @@ async def purge_nonces(state: AppState) -> int:
     """Forget seen nonces whose window has passed. Safe: a nonce is kept for 2 x skew + 60 s
     after it was accepted, and by then any replay of it fails the `created` check anyway."""
 
-    async def job(tx: Tx) -> int:
-        result = await tx.session.execute(delete(Nonce).where(Nonce.expires_at < tx.now))
+    def job(tx: Tx) -> int:
+        result = tx.session.execute(delete(Nonce).where(Nonce.expires_at < tx.now))
         return int(getattr(result, "rowcount", 0) or 0)
 
     return (await state.writer.run(job)).value

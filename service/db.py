@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-__all__ = ["Database", "utcnow"]
+__all__ = ["Database", "sqlite_pragmas", "utcnow"]
 
 
 def utcnow() -> datetime:
@@ -30,15 +31,31 @@ class Database:
             kwargs.update(connect_args={"timeout": 30})
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if not self.is_postgres:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "connect", sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False,
                                            class_=AsyncSession)
+
+    def sync_engine(self) -> Engine:
+        """A synchronous engine on the same database, for the writer's thread.
+
+        The batching writer runs each batch on one thread with the synchronous driver (sqlite3,
+        psycopg): about ten times cheaper per statement than the async drivers, whose every
+        statement is a hop between threads or a trip through the event loop.
+        """
+        url = make_url(self.url)
+        if self.is_postgres:
+            return create_engine(url.set(drivername="postgresql+psycopg"), pool_size=2,
+                                 max_overflow=0, pool_pre_ping=True)
+        engine = create_engine(url.set(drivername="sqlite"),
+                               connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", sqlite_pragmas)
+        return engine
 
     async def dispose(self) -> None:
         await self.engine.dispose()
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets readers run beside the one writer; NORMAL sync is durable across application
     # crashes (a power loss may lose the last transactions, never corrupt the file).
     cur = dbapi_conn.cursor()

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from liaison.crypto.encoding import b64encode, format_time
 from liaison.crypto.errors import PolicyViolation
@@ -16,10 +17,10 @@ from liaison.crypto.labels import Label
 from liaison.crypto.policy import Policy, check_dominates
 
 from .audit import AuditLog
-from .models import AuditEntry, Channel, ChannelMember, Device, Principal
-from .views import PrincipalView, label_of
+from .models import AuditEntry, ChannelMember, Device, Principal
+from .views import PrincipalView
 
-__all__ = ["Eligibility", "device_records", "eligibility", "member_ids"]
+__all__ = ["Eligibility", "default_suite", "device_records", "eligibility", "member_ids"]
 
 
 def _time(t: Any) -> str | None:
@@ -54,47 +55,59 @@ async def device_records(session: AsyncSession, log: AuditLog, devices: Sequence
             "devices": out}
 
 
-async def member_ids(session: AsyncSession, channel_id: str) -> list[str]:
-    rows = await session.execute(select(ChannelMember.principal_id)
-                                 .where(ChannelMember.channel_id == channel_id))
+def member_ids(session: Session, channel_id: str) -> list[str]:
+    rows = session.execute(select(ChannelMember.principal_id)
+                           .where(ChannelMember.channel_id == channel_id))
     return sorted(r[0] for r in rows)
 
 
 @dataclass(frozen=True)
 class Eligibility:
-    """Who may receive a label on a channel: eligible devices, and excluded members with why."""
+    """Who may receive a label on a channel, for envelopes of one KEM suite: the eligible
+    devices (device id -> principal id) and the excluded members with the reason."""
 
-    channel: Channel
-    ceiling: Label
-    devices: dict[str, tuple[PrincipalView, Device]]
+    devices: dict[str, str]
     excluded: dict[str, str]  # principal id -> reason slug
+    suite: str
+    members: frozenset[str]
 
     def to_json(self) -> dict[str, Any]:
-        return {"excluded": [{"principal": p, "reason": r} for p, r in sorted(self.excluded.items())]}
+        return {"suite": self.suite, "excluded": [
+            {"principal": p, "reason": r} for p, r in sorted(self.excluded.items())]}
 
 
-async def eligibility(session: AsyncSession, policy: Policy, channel: Channel, label: Label
-                      ) -> Eligibility:
-    """Every active, unrevoked device of every member principal that dominates `label`."""
-    members = await member_ids(session, channel.id)
-    principals = {p.id: PrincipalView.of(p) for p in (await session.execute(
-        select(Principal).where(Principal.id.in_(members)))).scalars()}
-    devices: dict[str, list[Device]] = {}
-    for d in (await session.execute(select(Device).where(
-            Device.principal_id.in_(members), Device.revoked_at.is_(None)))).scalars():
-        devices.setdefault(d.principal_id, []).append(d)
-    eligible: dict[str, tuple[PrincipalView, Device]] = {}
+def default_suite(policy: Policy, label: Label) -> str:
+    """The suite a sender uses unless it chooses: hybrid post-quantum whenever allowed."""
+    allowed = policy.rule(label.classification).kem
+    return "MLKEM768-X25519" if "MLKEM768-X25519" in allowed else allowed[0]
+
+
+def eligibility(session: Session, policy: Policy, channel_id: str, label: Label, suite: str
+                ) -> Eligibility:
+    """Every active, unrevoked device of every member principal that dominates `label`, among
+    the devices whose key is of `suite` (one envelope has one suite). Synchronous: the writer
+    calls it; readers go through `AsyncSession.run_sync`."""
+    members = member_ids(session, channel_id)
+    principals = {p.id: PrincipalView.of(p) for p in session.execute(
+        select(Principal).where(Principal.id.in_(members))).scalars()}
+    devices: dict[str, list[tuple[str, str]]] = {}
+    for dev, pid, dev_suite in session.execute(select(Device.id, Device.principal_id, Device.suite)
+                                               .where(Device.principal_id.in_(members),
+                                                      Device.revoked_at.is_(None))):
+        devices.setdefault(pid, []).append((dev, dev_suite))
+    eligible: dict[str, str] = {}
     excluded: dict[str, str] = {}
     for pid in members:
-        view = principals[pid]
         try:
-            check_dominates(policy, view.subject, label)
+            check_dominates(policy, principals[pid].subject, label)
         except PolicyViolation as e:
             excluded[pid] = e.reason
             continue
         if not devices.get(pid):
             excluded[pid] = "no-device"
             continue
-        for d in devices[pid]:
-            eligible[d.id] = (view, d)
-    return Eligibility(channel, label_of(channel.ceiling), eligible, excluded)
+        usable = [dev for dev, dev_suite in devices[pid] if dev_suite == suite]
+        if not usable:
+            excluded[pid] = "no-device-for-suite"
+        eligible.update(dict.fromkeys(usable, pid))
+    return Eligibility(eligible, excluded, suite, frozenset(members))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from liaison.crypto.encoding import format_time, jcs
@@ -29,8 +29,8 @@ from liaison.crypto.policy import check_ceiling, check_dominates, check_suite
 
 from . import events
 from .auth import Caller
-from .directory import eligibility
-from .models import Channel, ChannelMember, Delivery, Message
+from .directory import Eligibility, eligibility
+from .models import Channel, Delivery, Message
 from .problems import Problem
 from .state import AppState
 from .views import label_of
@@ -62,7 +62,7 @@ async def _refuse(state: AppState, caller: Caller, slug: str, detail: str,
     state.metrics.rejected.labels(slug).inc()
     entry = _rejected(caller, slug, envelope_id, detail)
 
-    async def job(tx: Tx) -> None:
+    def job(tx: Tx) -> None:
         raise Refusal(Problem(slug, detail), entry)
 
     await state.writer.run(job)
@@ -130,7 +130,9 @@ async def submit(state: AppState, caller: Caller, envelope: Any, to: list[str] |
     size = len(parsed.ciphertext) - _NONCE_TAG
     rule = policy.rule(label.classification)
 
-    async def job(tx: Tx) -> Accepted:
+    label_key = jcs(label.to_json()).decode()
+
+    def job(tx: Tx) -> Accepted:
         s = tx.session
 
         def refuse(reason: str, why: str) -> Refusal:
@@ -141,26 +143,33 @@ async def submit(state: AppState, caller: Caller, envelope: Any, to: list[str] |
             check_dominates(policy, caller.principal.subject, label)
         except PolicyViolation as e:
             raise refuse(e.reason, f"sender: {e.detail}") from None
-        channel = await s.get(Channel, parsed.channel)
-        if channel is None:
-            raise refuse("not-found", f"no channel {parsed.channel}")
-        if await s.get(ChannelMember, (channel.id, caller.principal.id)) is None:
-            raise refuse("not-member", f"{caller.principal.id} is not a member of {channel.id}")
+        # Who may receive what is read once per batch and channel (jobs that could change it
+        # empty the cache first: see Writer.run).
+        ceiling = tx.cache.get(("ceiling", parsed.channel))
+        if ceiling is None:
+            text_ = s.scalar(select(Channel.ceiling).where(Channel.id == parsed.channel))
+            if text_ is None:
+                raise refuse("not-found", f"no channel {parsed.channel}")
+            ceiling = tx.cache[("ceiling", parsed.channel)] = label_of(text_)
+        key = ("eligibility", parsed.channel, label_key, parsed.suite)
+        elig: Eligibility | None = tx.cache.get(key)
+        if elig is None:
+            elig = tx.cache[key] = eligibility(s, policy, parsed.channel, label, parsed.suite)
+        if caller.principal.id not in elig.members:
+            raise refuse("not-member", f"{caller.principal.id} is not a member of {parsed.channel}")
         try:
-            check_ceiling(policy, label, label_of(channel.ceiling))
+            check_ceiling(policy, label, ceiling)
         except PolicyViolation as e:
             raise refuse(e.reason, e.detail) from None
-        if await s.get(Message, parsed.id) is not None:
+        if s.scalar(select(Message.id).where(Message.id == parsed.id)) is not None:
             raise refuse("duplicate-envelope", f"envelope {parsed.id} was already accepted")
-        elig = await eligibility(s, policy, channel, label)
         expected = set(elig.devices)
         if to is not None:
-            wanted = set(to)
-            bad = sorted(wanted - {v.id for v, _ in elig.devices.values()})
+            bad = sorted(set(to) - set(elig.devices.values()))
             if bad:
                 raise refuse("ineligible-recipient", f"not eligible: {', '.join(bad)} "
                              f"({', '.join(elig.excluded.get(b, 'not-member') for b in bad)})")
-            expected = {d for d, (v, _) in elig.devices.items() if v.id in wanted}
+            expected = {d for d, pid in elig.devices.items() if pid in to}
         given = set(parsed.recipients)
         extra, missing = sorted(given - set(elig.devices)), sorted(expected - given)
         if extra:
@@ -171,27 +180,27 @@ async def submit(state: AppState, caller: Caller, envelope: Any, to: list[str] |
             raise refuse("ineligible-recipient", "recipients must be exactly the devices of 'to'")
         recipients = sorted(given)
         index = tx.audit("message.accepted", caller.device_id, parsed.id, id=parsed.id,
-                         channel=channel.id, sender=caller.device_id, label=label.to_json(),
+                         channel=parsed.channel, sender=caller.device_id, label=label.to_json(),
                          envelope_digest=digest_hex, recipients=recipients, size=size)
-        s.add(Message(id=parsed.id, channel_id=channel.id, sender_device=caller.device_id,
-                      sender_principal=caller.principal.id, label=jcs(label.to_json()).decode(),
-                      classification=label.classification, envelope=raw, digest=digest_hex,
-                      size=size, created=parsed.created.replace(tzinfo=None),
-                      accepted_at=tx.now, expires_at=tx.now + timedelta(days=rule.retention_days),
-                      log_index=index))
-        await s.flush()
-        s.add_all([Delivery(message_id=parsed.id, device_id=d) for d in recipients])
-        event = {"type": "message", "id": parsed.id, "channel": channel.id,
+        s.execute(insert(Message).values(
+            id=parsed.id, channel_id=parsed.channel, sender_device=caller.device_id,
+            sender_principal=caller.principal.id, label=label_key,
+            classification=label.classification, envelope=raw, digest=digest_hex, size=size,
+            created=parsed.created.replace(tzinfo=None), accepted_at=tx.now,
+            expires_at=tx.now + timedelta(days=rule.retention_days), log_index=index))
+        s.execute(insert(Delivery), [{"message_id": parsed.id, "device_id": d}
+                                     for d in recipients])
+        event = {"type": "message", "id": parsed.id, "channel": parsed.channel,
                  "devices": recipients, "log_index": index}
         if state.db.is_postgres:
             # NOTIFY is transactional: listeners in every replica hear it only on commit.
-            await s.execute(text("SELECT pg_notify(:c, :p)"),
-                            {"c": events.CHANNEL, "p": json.dumps(event)})
+            s.execute(text("SELECT pg_notify(:c, :p)"),
+                      {"c": events.CHANNEL, "p": json.dumps(event)})
         else:
             tx.after_commit(lambda: state.hub.publish(event))
         return Accepted(parsed.id, index, len(recipients))
 
-    result = await state.writer.run(job)
+    result = await state.writer.run(job, shares_cache=True)
     state.metrics.accepted.inc()
     accepted = result.value
     return accepted, result.receipt(accepted.log_index).to_json()
@@ -236,9 +245,9 @@ def _not_recipient(caller: Caller, message_id: str) -> Refusal:
 async def fetch(state: AppState, caller: Caller, message_id: str) -> dict[str, Any]:
     """One message for a recipient device, re-checking dominance now, logged as delivered."""
 
-    async def job(tx: Tx) -> dict[str, Any]:
+    def job(tx: Tx) -> dict[str, Any]:
         s = tx.session
-        row = (await s.execute(select(Message, Delivery).join(
+        row = (s.execute(select(Message, Delivery).join(
             Delivery, Delivery.message_id == Message.id).where(
             Message.id == message_id, Delivery.device_id == caller.device_id))).first()
         if row is None:
@@ -264,8 +273,8 @@ async def fetch(state: AppState, caller: Caller, message_id: str) -> dict[str, A
 
 
 async def ack(state: AppState, caller: Caller, message_id: str) -> dict[str, Any]:
-    async def job(tx: Tx) -> dict[str, Any]:
-        d = (await tx.session.execute(select(Delivery).where(
+    def job(tx: Tx) -> dict[str, Any]:
+        d = (tx.session.execute(select(Delivery).where(
             Delivery.message_id == message_id, Delivery.device_id == caller.device_id))).scalar()
         if d is None:
             raise _not_recipient(caller, message_id)
@@ -281,14 +290,14 @@ async def ack(state: AppState, caller: Caller, message_id: str) -> dict[str, Any
 async def expire_due(state: AppState, limit: int = 500) -> int:
     """Destroy the ciphertext of messages past their level's retention; log each."""
 
-    async def job(tx: Tx) -> int:
+    def job(tx: Tx) -> int:
         s: AsyncSession = tx.session
-        due = (await s.execute(select(Message.id, Message.log_index).where(
+        due = (s.execute(select(Message.id, Message.log_index).where(
             Message.expires_at <= tx.now, Message.expired_at.is_(None)).limit(limit))).all()
         for mid, index in due:
             tx.audit("message.expired", "system", mid, id=mid, accepted_index=index)
         if due:
-            await s.execute(update(Message).where(Message.id.in_([m for m, _ in due]))
+            s.execute(update(Message).where(Message.id.in_([m for m, _ in due]))
                             .values(envelope=None, expired_at=tx.now))
         return len(due)
 

@@ -16,7 +16,7 @@ from liaison.crypto.labels import Label, parse_label
 
 from .. import admin, messaging
 from ..auth import CurrentCaller, State
-from ..directory import device_records, eligibility
+from ..directory import default_suite, device_records, eligibility
 from ..models import Channel, ChannelMember, Device
 from ..problems import Problem
 from ..state import AppState
@@ -87,16 +87,24 @@ async def get_channels(caller: CurrentCaller, state: State) -> dict[str, Any]:
 @router.get("/channels/{channel_id}/recipients",
             summary="Exactly the device bundles to encrypt to for a label")
 async def get_recipients(channel_id: str, caller: CurrentCaller, state: State,
-                         label: Annotated[str, Query(max_length=1024)]) -> dict[str, Any]:
+                         label: Annotated[str, Query(max_length=1024)],
+                         suite: Annotated[str | None, Query(max_length=32)] = None
+                         ) -> dict[str, Any]:
     lab = _label(state, label)
+    suite = suite or default_suite(state.policy, lab)
+    allowed = state.policy.rule(lab.classification).kem
+    if suite not in allowed:
+        raise Problem("suite-not-allowed", f"suite {suite} is not allowed at "
+                      f"{lab.classification} ({', '.join(allowed)})")
     async with state.db.sessions() as s:
-        channel = await s.get(Channel, channel_id)
-        if channel is None:
+        if await s.get(Channel, channel_id) is None:
             raise Problem("not-found", f"no channel {channel_id}")
         if await s.get(ChannelMember, (channel_id, caller.principal.id)) is None:
             raise Problem("not-member", f"{caller.principal.id} is not a member of {channel_id}")
-        elig = await eligibility(s, state.policy, channel, lab)
-        records = await device_records(s, state.log, [d for _, d in elig.devices.values()])
+        elig = await s.run_sync(lambda ss: eligibility(ss, state.policy, channel_id, lab, suite))
+        rows = (await s.execute(select(Device).where(Device.id.in_(list(elig.devices)))
+                                .order_by(Device.id))).scalars().all()
+        records = await device_records(s, state.log, rows)
     return {"channel": channel_id, "label": lab.to_json(), "label_text": lab.text(),
             **records, **elig.to_json()}
 

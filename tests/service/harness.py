@@ -164,8 +164,10 @@ class Device:
     async def post(self, path: str, body: Any = None, **kw: Any) -> httpx.Response:
         return await self.request("POST", path, body if body is not None else {}, **kw)
 
-    async def recipients(self, channel: str, label: Label) -> list[PublicBundle]:
-        r = await self.get(f"/v1/channels/{channel}/recipients?label={label.text()}")
+    async def recipients(self, channel: str, label: Label, suite: str | None = None
+                         ) -> list[PublicBundle]:
+        query = f"label={label.text()}" + (f"&suite={suite}" if suite else "")
+        r = await self.get(f"/v1/channels/{channel}/recipients?{query}")
         assert r.status_code == 200, r.text
         return [PublicBundle.from_signed(d["signed_bundle"]) for d in r.json()["devices"]]
 
@@ -175,7 +177,7 @@ class Device:
                        suite: str = "MLKEM768-X25519", **seal_kw: Any) -> dict[str, Any]:
         lab = parse_label(label, self.world.policy) if isinstance(label, str) else label
         if recipients is None:
-            recipients = await self.recipients(channel, lab)
+            recipients = await self.recipients(channel, lab, suite)
             if to is not None:
                 recipients = [b for b in recipients if b.principal in to]
         return seal(text, channel=channel, label=lab, sender=self.keys, recipients=recipients,

@@ -208,7 +208,7 @@ async def test_two_integrators_share_postgres(tmp_path: Path) -> None:
     async with postgres_database() as url, running_world(tmp_path, url) as world:
         other = await open_state(world.state.settings)
         try:
-            async def job(tx: Tx, k: int = 0) -> list[int]:
+            def job(tx: Tx, k: int = 0) -> list[int]:
                 return [tx.audit("test.filler", "system", None, k=k, j=j) for j in range(5)]
 
             async def one(state: Any, k: int) -> list[Any]:

@@ -74,7 +74,7 @@ async def grow(state: AppState, target: int, batch: int = 20_000) -> None:
     while size < target:
         n = min(batch, target - size)
 
-        async def job(tx: Tx, first: int = size, n: int = n) -> None:
+        def job(tx: Tx, first: int = size, n: int = n) -> None:
             for i in range(n):
                 tx.audit("test.filler", "system", None, seq=first + i)
 

@@ -277,11 +277,18 @@ async def test_wrong_suite_or_missing_signature_for_the_level(world: World) -> N
     # Partner gateways with classical X25519 keys and no ML-DSA key.
     gw_usa = await world.principal("usa-gateway", "USA", "CONFIDENTIAL", kind="system",
                                    suite="X25519")
-    await world.principal("ukr-gateway", "UKR", "CONFIDENTIAL", kind="system", suite="X25519")
+    gw_ukr = await world.principal("ukr-gateway", "UKR", "CONFIDENTIAL", kind="system",
+                                   suite="X25519")
     await world.channel("gateways", "CONFIDENTIAL//REL TO UKR, USA", ["usa-gateway", "ukr-gateway"])
     r = await gw_usa.send("gateways", "RESTRICTED//REL TO UKR, USA", suite="X25519")
     assert r.status_code == 201, r.text  # X25519 is allowed up to RESTRICTED
-    env = await gw_usa.envelope("gateways", "CONFIDENTIAL//REL TO UKR, USA", suite="X25519")
+    # The recipients list refuses a suite the level does not allow ...
+    r = await gw_usa.get("/v1/channels/gateways/recipients?label=CONFIDENTIAL//REL TO UKR, USA"
+                         "&suite=X25519")
+    assert r.status_code == 422 and r.json()["type"].endswith("suite-not-allowed")
+    # ... and an envelope sealed with it anyway is refused and logged.
+    env = await gw_usa.envelope("gateways", "CONFIDENTIAL//REL TO UKR, USA", suite="X25519",
+                                recipients=[gw_usa.keys.public, gw_ukr.keys.public])
     await assert_refused(world, lambda: gw_usa.submit(env), "suite-not-allowed")
     # SECRET needs ML-DSA-65 as well as Ed25519: a device without it cannot send there.
     legacy = await world.principal("usa-legacy", "USA", "SECRET", compartments=["AIRDEF"],
