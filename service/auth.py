@@ -11,10 +11,10 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any, NamedTuple
 
 from fastapi import Depends, Request
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from liaison.crypto.errors import CryptoError, RequestSignatureError
@@ -27,8 +27,8 @@ from .state import AppState
 from .views import PrincipalView
 from .writer import Refusal, Tx
 
-__all__ = ["Caller", "CurrentCaller", "State", "authenticate", "get_state", "purge_nonces",
-           "target_uri"]
+__all__ = ["Caller", "CurrentCaller", "Signed", "SignedRequest", "State", "authenticate",
+           "get_state", "purge_nonces", "target_uri"]
 
 _LAST_SEEN_EVERY = 60.0
 
@@ -72,7 +72,67 @@ async def load_bundle(state: AppState, session: AsyncSession, device_id: str) ->
     return bundle
 
 
-async def authenticate(request: Request, state: State) -> Caller:
+@dataclass(frozen=True)
+class SignedRequest:
+    """A request whose signature verified; its nonce and the device's state are not yet
+    checked: that happens in the writer (`consume`), in the same batch as the request's work."""
+
+    device_id: str
+    bundle: PublicBundle
+    nonce: str
+    what: str
+    touch: bool
+
+    def consume(self, tx: Tx, skew: int) -> PrincipalView:
+        """Accept the (keyid, nonce) pair once and read the device and principal fresh.
+
+        Runs inside a writer job; every refusal comes before the one write (the nonce), so the
+        job needs no savepoint.
+        """
+        conn = tx.session.connection()
+        seen, revoked_at, *principal = conn.execute(_CONSUME, {
+            "device": self.device_id, "nonce": self.nonce}).one()
+        if seen:
+            raise Refusal(Problem("replayed-request", "this request was already received"),
+                          _denial(self.device_id, self.what, "replayed-request"))
+        if revoked_at is not None:
+            raise Refusal(Problem("device-revoked", "this device was revoked"),
+                          _denial(self.device_id, self.what, "device-revoked"))
+        view = PrincipalView.of(_PrincipalRow(*principal))
+        if view.status != "active":
+            raise Refusal(Problem("principal-suspended", "this principal is suspended"),
+                          _denial(self.device_id, self.what, "principal-suspended"))
+        conn.execute(_INSERT_NONCE, {"keyid": self.device_id, "nonce": self.nonce,
+                                     "expires_at": tx.now + timedelta(seconds=2 * skew + 60)})
+        if self.touch:
+            conn.execute(_TOUCH, {"device": self.device_id, "now": tx.now})
+        return view
+
+
+class _PrincipalRow(NamedTuple):
+    id: str
+    display_name: str
+    nation: str
+    kind: str
+    roles: str
+    clearance: str
+    compartments: str
+    status: str
+
+
+#: One round trip for the replay check and the device's and principal's current state.
+_CONSUME = (select(select(Nonce.keyid).where(Nonce.keyid == bindparam("device"),
+                                             Nonce.nonce == bindparam("nonce")).exists(),
+                   Device.revoked_at, *(getattr(Principal, c) for c in _PrincipalRow._fields))
+            .join(Principal, Principal.id == Device.principal_id)
+            .where(Device.id == bindparam("device")))
+_INSERT_NONCE = insert(Nonce.__table__)  # type: ignore[attr-defined]
+_TOUCH = (update(Device.__table__).where(Device.__table__.c.id == bindparam("device"))  # type: ignore[attr-defined]
+          .values(last_seen_at=bindparam("now")))
+
+
+async def verify_signed(request: Request, state: AppState) -> SignedRequest:
+    """Check the RFC 9421 signature (CPU only); refusals of known devices are logged."""
     body = await request.body()
     headers = dict(request.headers)
     try:
@@ -85,6 +145,7 @@ async def authenticate(request: Request, state: State) -> Caller:
             bundle = await load_bundle(state, session, params.keyid)
     if bundle is None:
         raise Problem("unauthenticated", "the signing device is not enrolled")
+    what = f"{request.method} {request.url.path}"[:200]
     try:
         verify_request(request.method, target_uri(state, request), headers, body, bundle.ed25519,
                        skew_seconds=state.settings.clock_skew_seconds)
@@ -95,40 +156,27 @@ async def authenticate(request: Request, state: State) -> Caller:
         # are public, so charging the named device would let anyone lock a device out.
         _limit(state, f"addr:{request.client.host if request.client else 'unknown'}",
                "too many failed request signatures from this address")
-        await _deny(state, params.keyid, request, reason, detail)
+        await _deny(state, params.keyid, what, reason, detail)
         raise AssertionError("unreachable") from e
     _limit(state, params.keyid, "too many requests from this device")
-
-    skew = state.settings.clock_skew_seconds
-    device_id = params.keyid
-    touch = time.monotonic() - state.last_seen.get(device_id, 0.0) > _LAST_SEEN_EVERY
-
-    def consume(tx: Tx) -> PrincipalView:
-        s = tx.session
-        seen = s.scalar(select(Nonce.keyid).where(Nonce.keyid == device_id,
-                                                  Nonce.nonce == params.nonce))
-        if seen is not None:
-            raise Refusal(Problem("replayed-request", "this request was already received"),
-                          _denial(device_id, request, "replayed-request"))
-        s.execute(insert(Nonce).values(keyid=device_id, nonce=params.nonce,
-                                       expires_at=tx.now + timedelta(seconds=2 * skew + 60)))
-        row = s.execute(select(Device.revoked_at, Principal).join(
-            Principal, Principal.id == Device.principal_id).where(Device.id == device_id)).one()
-        revoked_at, principal = row
-        if revoked_at is not None:
-            raise Refusal(Problem("device-revoked", "this device was revoked"),
-                          _denial(device_id, request, "device-revoked"))
-        if principal.status != "active":
-            raise Refusal(Problem("principal-suspended", "this principal is suspended"),
-                          _denial(device_id, request, "principal-suspended"))
-        if touch:
-            s.execute(update(Device).where(Device.id == device_id).values(last_seen_at=tx.now))
-        return PrincipalView.of(principal)
-
-    result = await state.writer.run(consume, shares_cache=True)
+    touch = time.monotonic() - state.last_seen.get(params.keyid, 0.0) > _LAST_SEEN_EVERY
     if touch:
-        state.last_seen[device_id] = time.monotonic()
-    return Caller(device_id, bundle, result.value)
+        state.last_seen[params.keyid] = time.monotonic()
+    return SignedRequest(params.keyid, bundle, params.nonce, what, touch)
+
+
+async def authenticate(request: Request, state: State) -> Caller:
+    """The dependency of every authenticated path: verify, then consume in the writer."""
+    signed = await verify_signed(request, state)
+    skew = state.settings.clock_skew_seconds
+    result = await state.writer.run(lambda tx: signed.consume(tx, skew), shares_cache=True,
+                                    savepoint=False)
+    return Caller(signed.device_id, signed.bundle, result.value)
+
+
+async def signed_request(request: Request, state: State) -> SignedRequest:
+    """For paths whose own writer job consumes the request (`SignedRequest.consume`)."""
+    return await verify_signed(request, state)
 
 
 def _limit(state: AppState, key: str, detail: str) -> None:
@@ -138,15 +186,15 @@ def _limit(state: AppState, key: str, detail: str) -> None:
                       headers={"Retry-After": str(max(1, round(wait + 0.5)))})
 
 
-def _denial(device_id: str, request: Request, reason: str) -> tuple[str, str, str | None, dict]:
-    # The path is the client's: bounded, so a huge one cannot overflow the entry (65535 bytes).
-    return ("access.denied", device_id, device_id,
-            {"who": device_id, "what": f"{request.method} {request.url.path}"[:200], "why": reason})
+def _denial(device_id: str, what: str, reason: str) -> tuple[str, str, str | None, dict[str, Any]]:
+    # `what` is bounded by the caller (the path is the client's: a huge one must not overflow
+    # the entry's 65535 bytes).
+    return ("access.denied", device_id, device_id, {"who": device_id, "what": what, "why": reason})
 
 
-async def _deny(state: AppState, device_id: str, request: Request, reason: str, detail: str) -> None:
+async def _deny(state: AppState, device_id: str, what: str, reason: str, detail: str) -> None:
     """Log an authentication failure of a known device, then refuse."""
-    entry = _denial(device_id, request, reason)
+    entry = _denial(device_id, what, reason)
 
     def job(tx: Tx) -> None:
         raise Refusal(Problem(reason, detail), entry)
@@ -166,3 +214,4 @@ async def purge_nonces(state: AppState) -> int:
 
 
 CurrentCaller = Annotated[Caller, Depends(authenticate)]
+Signed = Annotated[SignedRequest, Depends(signed_request)]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from liaison.crypto.encoding import format_time, jcs
@@ -28,7 +28,7 @@ from liaison.crypto.labels import Label
 from liaison.crypto.policy import check_ceiling, check_dominates, check_suite
 
 from . import events
-from .auth import Caller
+from .auth import Caller, SignedRequest
 from .directory import Eligibility, eligibility
 from .models import Channel, Delivery, Message
 from .problems import Problem
@@ -39,6 +39,11 @@ from .writer import Refusal, Tx
 __all__ = ["Accepted", "ack", "expire_due", "fetch", "inbox", "submit"]
 
 _NONCE_TAG = 28  # 12-byte nonce + 16-byte tag around the content
+# Core statements, built once, for the hot path (the ORM's per-row machinery costs more than
+# SQLite itself here).
+_MESSAGE_EXISTS = select(Message.id).where(Message.id == bindparam("id"))
+_INSERT_MESSAGE = insert(Message.__table__)  # type: ignore[attr-defined]
+_INSERT_DELIVERY = insert(Delivery.__table__)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -48,24 +53,30 @@ class Accepted:
     recipients: int
 
 
-def _rejected(caller: Caller, reason: str, envelope_id: str | None, detail: str
+def _rejected(device_id: str, reason: str, envelope_id: str | None, detail: str
               ) -> tuple[str, str, str | None, dict[str, Any]]:
     fields: dict[str, Any] = {"reason": reason, "detail": detail[:200]}
     if envelope_id:
         fields["id"] = envelope_id
-    return ("message.rejected", caller.device_id, envelope_id, fields)
+    return ("message.rejected", device_id, envelope_id, fields)
 
 
-async def _refuse(state: AppState, caller: Caller, slug: str, detail: str,
+async def _refuse(state: AppState, signed: SignedRequest, slug: str, detail: str,
                   envelope_id: str | None) -> None:
-    """Log `message.rejected` and raise the problem (for checks made before the writer)."""
-    state.metrics.rejected.labels(slug).inc()
-    entry = _rejected(caller, slug, envelope_id, detail)
+    """Log `message.rejected` and raise the problem (for checks made before the writer).
+
+    The request is consumed first, so a replayed request or a revoked device is refused as
+    such, not as a bad envelope.
+    """
+    entry = _rejected(signed.device_id, slug, envelope_id, detail)
+    skew = state.settings.clock_skew_seconds
 
     def job(tx: Tx) -> None:
+        signed.consume(tx, skew)
+        state.metrics.rejected.labels(slug).inc()
         raise Refusal(Problem(slug, detail), entry)
 
-    await state.writer.run(job)
+    await state.writer.run(job, shares_cache=True, savepoint=False)
 
 
 class _Early(Exception):
@@ -76,7 +87,7 @@ class _Early(Exception):
         self.slug, self.detail, self.envelope_id = slug, detail, envelope_id
 
 
-def _precheck(state: AppState, caller: Caller, obj: Any) -> ParsedEnvelope:
+def _precheck(state: AppState, caller: SignedRequest, obj: Any) -> ParsedEnvelope:
     """CPU-only checks of SPEC 4 (no database); raises _Early with the refusal.
 
     Kept out of the writer so that verifying many requests' signatures never holds the write
@@ -115,14 +126,19 @@ def _precheck(state: AppState, caller: Caller, obj: Any) -> ParsedEnvelope:
     return parsed
 
 
-async def submit(state: AppState, caller: Caller, envelope: Any, to: list[str] | None
+async def submit(state: AppState, signed: SignedRequest, envelope: Any, to: list[str] | None
                  ) -> tuple[Accepted, dict[str, Any]]:
-    """Accept an envelope or refuse it with a logged reason. Returns the result and receipt."""
+    """Accept an envelope or refuse it with a logged reason. Returns the result and receipt.
+
+    One writer job does it all: consume the request (nonce, device, principal), then every
+    check of SPEC 4 that needs the database, then the writes.
+    """
     try:
-        parsed = _precheck(state, caller, envelope)
+        parsed = _precheck(state, signed, envelope)
     except _Early as e:
-        await _refuse(state, caller, e.slug, e.detail, e.envelope_id)
+        await _refuse(state, signed, e.slug, e.detail, e.envelope_id)
         raise AssertionError("unreachable") from e
+    skew = state.settings.clock_skew_seconds
     policy = state.policy
     label = parsed.label
     raw, digest = canonical_envelope(envelope)  # the canonical bytes are what we store and serve
@@ -134,13 +150,15 @@ async def submit(state: AppState, caller: Caller, envelope: Any, to: list[str] |
 
     def job(tx: Tx) -> Accepted:
         s = tx.session
+        principal = signed.consume(tx, skew)
 
         def refuse(reason: str, why: str) -> Refusal:
             state.metrics.rejected.labels(reason).inc()
-            return Refusal(Problem(reason, why), _rejected(caller, reason, parsed.id, why))
+            return Refusal(Problem(reason, why), _rejected(signed.device_id, reason, parsed.id,
+                                                           why))
 
         try:
-            check_dominates(policy, caller.principal.subject, label)
+            check_dominates(policy, principal.subject, label)
         except PolicyViolation as e:
             raise refuse(e.reason, f"sender: {e.detail}") from None
         # Who may receive what is read once per batch and channel (jobs that could change it
@@ -155,13 +173,14 @@ async def submit(state: AppState, caller: Caller, envelope: Any, to: list[str] |
         elig: Eligibility | None = tx.cache.get(key)
         if elig is None:
             elig = tx.cache[key] = eligibility(s, policy, parsed.channel, label, parsed.suite)
-        if caller.principal.id not in elig.members:
-            raise refuse("not-member", f"{caller.principal.id} is not a member of {parsed.channel}")
+        if principal.id not in elig.members:
+            raise refuse("not-member", f"{principal.id} is not a member of {parsed.channel}")
         try:
             check_ceiling(policy, label, ceiling)
         except PolicyViolation as e:
             raise refuse(e.reason, e.detail) from None
-        if s.scalar(select(Message.id).where(Message.id == parsed.id)) is not None:
+        conn = s.connection()
+        if conn.scalar(_MESSAGE_EXISTS, {"id": parsed.id}) is not None:
             raise refuse("duplicate-envelope", f"envelope {parsed.id} was already accepted")
         expected = set(elig.devices)
         if to is not None:
@@ -179,17 +198,19 @@ async def submit(state: AppState, caller: Caller, envelope: Any, to: list[str] |
         if to is not None and given != expected:
             raise refuse("ineligible-recipient", "recipients must be exactly the devices of 'to'")
         recipients = sorted(given)
-        index = tx.audit("message.accepted", caller.device_id, parsed.id, id=parsed.id,
-                         channel=parsed.channel, sender=caller.device_id, label=label.to_json(),
+        index = tx.audit("message.accepted", signed.device_id, parsed.id, id=parsed.id,
+                         channel=parsed.channel, sender=signed.device_id, label=label.to_json(),
                          envelope_digest=digest_hex, recipients=recipients, size=size)
-        s.execute(insert(Message).values(
-            id=parsed.id, channel_id=parsed.channel, sender_device=caller.device_id,
-            sender_principal=caller.principal.id, label=label_key,
+        conn.execute(_INSERT_MESSAGE, dict(
+            id=parsed.id, channel_id=parsed.channel, sender_device=signed.device_id,
+            sender_principal=principal.id, label=label_key,
             classification=label.classification, envelope=raw, digest=digest_hex, size=size,
             created=parsed.created.replace(tzinfo=None), accepted_at=tx.now,
-            expires_at=tx.now + timedelta(days=rule.retention_days), log_index=index))
-        s.execute(insert(Delivery), [{"message_id": parsed.id, "device_id": d}
-                                     for d in recipients])
+            expires_at=tx.now + timedelta(days=rule.retention_days), expired_at=None,
+            log_index=index))
+        conn.execute(_INSERT_DELIVERY, [
+            {"message_id": parsed.id, "device_id": d, "fetched_at": None, "acked_at": None}
+            for d in recipients])
         event = {"type": "message", "id": parsed.id, "channel": parsed.channel,
                  "devices": recipients, "log_index": index}
         if state.db.is_postgres:
@@ -200,7 +221,7 @@ async def submit(state: AppState, caller: Caller, envelope: Any, to: list[str] |
             tx.after_commit(lambda: state.hub.publish(event))
         return Accepted(parsed.id, index, len(recipients))
 
-    result = await state.writer.run(job, shares_cache=True)
+    result = await state.writer.run(job, shares_cache=True, savepoint=False)
     state.metrics.accepted.inc()
     accepted = result.value
     return accepted, result.receipt(accepted.log_index).to_json()

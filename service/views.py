@@ -26,7 +26,8 @@ class PrincipalView:
     status: str
 
     @classmethod
-    def of(cls, row: Principal) -> PrincipalView:
+    def of(cls, row: Principal | Any) -> PrincipalView:
+        """From a `Principal` row, or any object with its column attributes."""
         return cls(row.id, row.display_name, row.nation, row.kind, tuple(json.loads(row.roles)),
                    row.clearance, frozenset(json.loads(row.compartments)), row.status)
 

@@ -97,6 +97,7 @@ class _Job:
     fn: Callable[[Tx], Any]
     future: asyncio.Future[WriterResult[Any]]
     shares_cache: bool
+    savepoint: bool
 
 
 @dataclass
@@ -143,16 +144,20 @@ class Writer:
                 job.future.set_exception(Problem("unavailable", "the service is stopping"))
         self.engine.dispose()
 
-    async def run(self, fn: Callable[[Tx], T], *, shares_cache: bool = False) -> WriterResult[T]:
+    async def run(self, fn: Callable[[Tx], T], *, shares_cache: bool = False,
+                  savepoint: bool = True) -> WriterResult[T]:
         """Run `fn` in the next batch; raises the job's `Problem` if it refused.
 
         `shares_cache=True` promises that the job changes nothing that `Tx.cache` holds (who
         may receive what); any other job empties the cache before it runs.
+        `savepoint=False` promises that every write the job makes before it can still raise is
+        one that must stay even when it refuses (a consumed request nonce), so there is nothing
+        to roll back; it saves two statements per job on the hot path.
         """
         if self._task is None:
             raise RuntimeError("writer is not started")
         future: asyncio.Future[WriterResult[Any]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(fn, future, shares_cache))
+        self._queue.put_nowait(_Job(fn, future, shares_cache, savepoint))
         return await future
 
     async def _loop(self) -> None:
@@ -209,7 +214,10 @@ class Writer:
                 tx = Tx(session, now, cache, entries, start)
                 mark = len(entries)
                 try:
-                    with session.begin_nested():
+                    if job.savepoint:
+                        with session.begin_nested():
+                            value = job.fn(tx)
+                    else:
                         value = job.fn(tx)
                     outcomes.append(_Outcome(value, None, tx._mine))
                     after.extend(tx._after)

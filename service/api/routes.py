@@ -15,7 +15,7 @@ from liaison.crypto.errors import LabelSyntaxError
 from liaison.crypto.labels import Label, parse_label
 
 from .. import admin, messaging
-from ..auth import CurrentCaller, State
+from ..auth import CurrentCaller, Signed, State
 from ..directory import default_suite, device_records, eligibility
 from ..models import Channel, ChannelMember, Device
 from ..problems import Problem
@@ -110,8 +110,8 @@ async def get_recipients(channel_id: str, caller: CurrentCaller, state: State,
 
 
 @router.post("/messages", status_code=201, summary="Submit an envelope")
-async def post_message(body: SubmitRequest, caller: CurrentCaller, state: State) -> dict[str, Any]:
-    accepted, receipt = await messaging.submit(state, caller, body.envelope, body.to)
+async def post_message(body: SubmitRequest, signed: Signed, state: State) -> dict[str, Any]:
+    accepted, receipt = await messaging.submit(state, signed, body.envelope, body.to)
     return {"id": accepted.id, "recipients": accepted.recipients, **receipt}
 
 
