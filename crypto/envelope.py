@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from . import _primitives as p
@@ -160,6 +161,30 @@ class ParsedEnvelope:
     def unverified_header(self) -> dict[str, Any]:
         return {k: self.raw[k] for k in _HEADER_FIELDS}
 
+    @cached_property
+    def canonical(self) -> bytes:
+        """JCS of the whole envelope: what the server stores; its SHA-256 is the digest."""
+        return jcs(self.raw)
+
+    @property
+    def digest(self) -> bytes:
+        """SHA-256(JCS(envelope)), the digest the audit log records."""
+        return p.sha256(self.canonical)
+
+    @cached_property
+    def signed_bytes(self) -> bytes:
+        """JCS of the envelope without "signatures": what the signatures cover.
+
+        Cut out of `canonical` rather than canonicalised again (the envelope's largest cost):
+        in JCS the member is `,"signatures":{...}` exactly once, since a quote inside any string
+        value is escaped, and what remains is byte for byte JCS of the other members.
+        """
+        member = b',"signatures":' + jcs(self.raw["signatures"])
+        head, found, tail = self.canonical.partition(member)
+        if not found or member in tail:  # cannot happen for a parsed envelope; never guess
+            return jcs({k: v for k, v in self.raw.items() if k != "signatures"})
+        return head + tail
+
 
 def parse_envelope(obj: Any) -> ParsedEnvelope:
     """Check every field's presence, type and form; refuse anything extra or ambiguous."""
@@ -227,9 +252,8 @@ def verify_envelope(
     """Check that `sender_bundle` is the envelope's sender and that every signature verifies."""
     if sender_bundle.device_id != parsed.sender:
         raise BadSignature("the sender key bundle is not the envelope's sender device")
-    unsigned = {k: v for k, v in parsed.raw.items() if k != "signatures"}
-    verify_signatures(sender_bundle, ENVELOPE_DOMAIN, jcs(unsigned), parsed.raw["signatures"],
-                      required=tuple(required))
+    verify_signatures(sender_bundle, ENVELOPE_DOMAIN, parsed.signed_bytes,
+                      parsed.raw["signatures"], required=tuple(required))
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,10 @@ from sqlalchemy.orm import Session
 from liaison.crypto.encoding import b64encode, format_time
 from liaison.crypto.errors import PolicyViolation
 from liaison.crypto.labels import Label
-from liaison.crypto.policy import Policy, check_dominates
+from liaison.crypto.policy import Policy, Subject, check_dominates
 
 from .audit import AuditLog
 from .models import AuditEntry, ChannelMember, Device, Principal
-from .views import PrincipalView
 
 __all__ = ["Eligibility", "default_suite", "device_records", "eligibility", "member_ids"]
 
@@ -56,8 +55,8 @@ async def device_records(session: AsyncSession, log: AuditLog, devices: Sequence
 
 
 def member_ids(session: Session, channel_id: str) -> list[str]:
-    rows = session.execute(select(ChannelMember.principal_id)
-                           .where(ChannelMember.channel_id == channel_id))
+    rows = session.connection().execute(select(ChannelMember.principal_id)
+                                        .where(ChannelMember.channel_id == channel_id))
     return sorted(r[0] for r in rows)
 
 
@@ -88,18 +87,22 @@ def eligibility(session: Session, policy: Policy, channel_id: str, label: Label,
     the devices whose key is of `suite` (one envelope has one suite). Synchronous: the writer
     calls it; readers go through `AsyncSession.run_sync`."""
     members = member_ids(session, channel_id)
-    principals = {p.id: PrincipalView.of(p) for p in session.execute(
-        select(Principal).where(Principal.id.in_(members))).scalars()}
+    conn = session.connection()
+    subjects = {
+        pid: Subject(nation, clearance, frozenset(json.loads(comps)), kind, status == "active")
+        for pid, nation, clearance, comps, kind, status in conn.execute(
+            select(Principal.id, Principal.nation, Principal.clearance, Principal.compartments,
+                   Principal.kind, Principal.status).where(Principal.id.in_(members)))}
     devices: dict[str, list[tuple[str, str]]] = {}
-    for dev, pid, dev_suite in session.execute(select(Device.id, Device.principal_id, Device.suite)
-                                               .where(Device.principal_id.in_(members),
-                                                      Device.revoked_at.is_(None))):
+    for dev, pid, dev_suite in conn.execute(select(Device.id, Device.principal_id, Device.suite)
+                                            .where(Device.principal_id.in_(members),
+                                                   Device.revoked_at.is_(None))):
         devices.setdefault(pid, []).append((dev, dev_suite))
     eligible: dict[str, str] = {}
     excluded: dict[str, str] = {}
     for pid in members:
         try:
-            check_dominates(policy, principals[pid].subject, label)
+            check_dominates(policy, subjects[pid], label)
         except PolicyViolation as e:
             excluded[pid] = e.reason
             continue

@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from liaison.crypto.encoding import format_time, jcs
 from liaison.crypto.envelope import (
     ParsedEnvelope,
-    canonical_envelope,
     parse_envelope,
     verify_envelope,
 )
@@ -141,8 +140,8 @@ async def submit(state: AppState, signed: SignedRequest, envelope: Any, to: list
     skew = state.settings.clock_skew_seconds
     policy = state.policy
     label = parsed.label
-    raw, digest = canonical_envelope(envelope)  # the canonical bytes are what we store and serve
-    digest_hex = digest.hex()
+    raw = parsed.canonical  # the canonical bytes are what we store and serve
+    digest_hex = parsed.digest.hex()
     size = len(parsed.ciphertext) - _NONCE_TAG
     rule = policy.rule(label.classification)
 

@@ -282,3 +282,15 @@ def test_one_mib_to_fifty_hybrid_recipients() -> None:
     assert len(env["recipients"]) == 50
     for k in (many[0], many[25], many[49]):
         assert open_envelope(env, k, SENDER.public).plaintext == payload
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(max_size=256), st.text(max_size=40))
+def test_signed_bytes_cut_from_canonical_equal_canonicalising_again(data: bytes, ctype: str) -> None:
+    """The shortcut that avoids a second canonicalisation gives exactly JCS(unsigned)."""
+    env = _seal(data, content_type=ctype or "x", recipients=[ALICE.public])
+    parsed = parse_envelope(env)
+    unsigned = {k: v for k, v in env.items() if k != "signatures"}
+    assert parsed.signed_bytes == jcs(unsigned)
+    assert parsed.canonical == jcs(env)
+    assert parsed.digest == envelope_digest(env)
