@@ -61,9 +61,10 @@ def load_log_signer(path: Path, origin: str) -> note.Signer:
 
 
 async def open_state(settings: Settings, *, metrics: Metrics | None = None,
-                     migrate_new: bool = True) -> AppState:
+                     migrate_new: bool = True, log_policy: bool = True) -> AppState:
     """Load and check everything, open the database (migrating a brand-new one), start the
-    writer and log `policy.loaded`. Raises StartupError with a clear message."""
+    writer and log `policy.loaded` (unless `log_policy` is false: a pre-flight check that
+    serves nothing). Raises StartupError with a clear message."""
     policy = load_policy(settings.policy_path)
     signer = load_log_signer(settings.log_key_path, settings.origin)
     db = Database(settings.db_url)
@@ -93,7 +94,8 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None,
         tx.audit("policy.loaded", "system", policy.id, policy=policy.id, version=policy.version,
                  sha256=policy.sha256)
 
-    await writer.run(loaded)
+    if log_policy:
+        await writer.run(loaded)
     return state
 
 
@@ -146,7 +148,8 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> FastAPI:
                 await listener.stop()
             await close_state(state)
 
-    app = FastAPI(title="Liaison", version="1.0", lifespan=lifespan,
+    # No slash redirects: a path is either served or answered with a 404 problem.
+    app = FastAPI(title="Liaison", version="1.0", lifespan=lifespan, redirect_slashes=False,
                   description="End-to-end encrypted, classification-aware message exchange. "
                   "See docs/api.md for the signing scheme and every problem type.")
     install_handlers(app)

@@ -210,5 +210,6 @@ class AuditLog:
         if cp is None or index >= cp.size:
             raise LookupError(f"log index {index} is not integrated")
         proof = await self.inclusion_proof(session, index, cp.size)
-        return Receipt(index, cp.size, cp.note, tuple(proof))
+        entry = await session.get(AuditEntry, index)
+        return Receipt(index, cp.size, cp.note, tuple(proof), entry.data if entry else None)
 

@@ -137,7 +137,7 @@ def run(
         from .app import close_state
 
         async def check() -> None:
-            await close_state(await open_state(settings, migrate_new=False))
+            await close_state(await open_state(settings, migrate_new=False, log_policy=False))
 
         asyncio.run(check())
         for path in (settings.tls_cert, settings.tls_key):

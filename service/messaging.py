@@ -286,10 +286,15 @@ async def fetch(state: AppState, caller: Caller, message_id: str) -> dict[str, A
             tx.audit("message.delivered", caller.device_id, m.id, id=m.id,
                      device=caller.device_id)
         return {"envelope": json.loads(m.envelope), "log_index": m.log_index,
-                "channel": m.channel_id, "sender": m.sender_principal}
+                "channel": m.channel_id, "sender": m.sender_principal,
+                "label": json.loads(m.label)}
 
-    result = await state.writer.run(job)
-    return result.value
+    value = (await state.writer.run(job)).value
+    # Proof that the log holds this message's `message.accepted` entry, against the latest
+    # checkpoint: the reader checks it (and that checkpoint's consistency with what it saw).
+    async with state.db.sessions() as s:
+        value["receipt"] = (await state.log.receipt(s, value["log_index"])).to_json()
+    return value
 
 
 async def ack(state: AppState, caller: Caller, message_id: str) -> dict[str, Any]:

@@ -89,7 +89,7 @@ class Problem(Exception):
         body: dict[str, Any] = {"type": PROBLEM_BASE + self.slug, "title": self.title,
                                 "status": self.status, "detail": self.detail}
         if instance:
-            body["instance"] = instance
+            body["instance"] = instance[:200]  # the client's own path, bounded
         body.update(self.extra)
         return body
 

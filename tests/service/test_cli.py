@@ -241,3 +241,11 @@ async def _enrol_root(base: str, result: dict[str, str]) -> None:
         assert r.json()["log_verifier_key"] == result["log_verifier_key"]
         r = await http.send(signed(http, keys, "GET", base + "/v1/me"))
         assert r.status_code == 200 and r.json()["principal"]["id"] == "root"
+        # One start, one `policy.loaded` (init's own start logged the first one).
+        r = await http.send(signed(http, keys, "GET", base + "/v1/audit/entries?type=policy.loaded"))
+        assert r.status_code == 200, r.text
+        assert len(r.json()["entries"]) == 2
+        # No slash redirects: an unknown spelling of a path is a 404 problem.
+        r = await http.get(base + "/v1/policy/")
+        assert r.status_code == 404
+        assert r.headers["content-type"].startswith("application/problem+json")
