@@ -39,7 +39,6 @@ __all__ = [
     "WRAP_DOMAIN",
     "Opened",
     "ParsedEnvelope",
-    "canonical_envelope",
     "envelope_digest",
     "new_envelope_id",
     "open_envelope",
@@ -81,13 +80,7 @@ def _wrap_info(envelope_id: str, device_id: str) -> bytes:
 
 def envelope_digest(envelope: dict[str, Any]) -> bytes:
     """SHA-256(JCS(whole envelope)): what the audit log records."""
-    return canonical_envelope(envelope)[1]
-
-
-def canonical_envelope(envelope: dict[str, Any]) -> tuple[bytes, bytes]:
-    """(JCS bytes, their SHA-256): the form the server stores and the digest it logs."""
-    data = jcs(envelope)
-    return data, p.sha256(data)
+    return p.sha256(jcs(envelope))
 
 
 def seal(

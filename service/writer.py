@@ -2,7 +2,8 @@
 
 Requests hand the writer a *job*: a plain function of a `Tx`. One task takes all jobs that are
 waiting and runs them, in a worker thread, in one database transaction on a synchronous
-connection (each job inside a savepoint, so one refusal does not undo its neighbours); it
+connection (each job inside a savepoint unless it opts out, so one refusal does not undo its
+neighbours); it
 appends their audit entries with consecutive indexes, integrates the whole batch into the
 Merkle tree with one checkpoint signature, commits, and only then answers each request with
 its receipt. So:
@@ -15,8 +16,10 @@ its receipt. So:
 * on PostgreSQL several service processes take turns with a transaction-scoped advisory
   lock, so the log's indexes stay consecutive across replicas.
 
-A job that raises `Refusal` has its own writes rolled back, but the refusal's audit entry
-(for example `message.rejected`) is still appended and committed before the error returns.
+A job that raises `Refusal` has its own writes rolled back (with `savepoint=False`, the job
+promises that what it wrote before refusing must stay: a consumed request nonce), and the
+refusal's audit entry (for example `message.rejected`) is still appended and committed before
+the error returns.
 A job runs in the writer thread: it must not touch the event loop; work for the loop (waking
 streaming clients) goes through `Tx.after_commit`, run on the loop after the commit.
 """
