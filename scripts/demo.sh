@@ -7,10 +7,10 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c 'import liaison.clients, liaison.service' >/dev/null 2>&1; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e .
-fi
+# Always (re)install: quick when nothing changed, and a checkout with new dependencies
+# never runs against an old environment.
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e .
 # demo.py stops the server it started on every exit path; the trap covers a kill of this
 # shell too, by ending the demo's process group.
 .venv/bin/python scripts/demo.py "$@" &
