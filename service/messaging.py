@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from liaison.crypto.encoding import format_time, jcs
 from liaison.crypto.envelope import (
@@ -316,7 +315,7 @@ async def expire_due(state: AppState, limit: int = 500) -> int:
     """Destroy the ciphertext of messages past their level's retention; log each."""
 
     def job(tx: Tx) -> int:
-        s: AsyncSession = tx.session
+        s = tx.session
         due = (s.execute(select(Message.id, Message.log_index).where(
             Message.expires_at <= tx.now, Message.expired_at.is_(None)).limit(limit))).all()
         for mid, index in due:
