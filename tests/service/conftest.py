@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.harness import PG_ENV, World, postgres_database, running_world
+from tests.service.harness import PG_ENV, World, world_on
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -21,9 +21,5 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def world(backend: str, tmp_path: Path) -> AsyncIterator[World]:
-    if backend == "sqlite":
-        async with running_world(tmp_path, None) as w:
-            yield w
-    else:
-        async with postgres_database() as url, running_world(tmp_path, url) as w:
-            yield w
+    async with world_on(backend, tmp_path) as w:
+        yield w

@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,17 +16,7 @@ from liaison.crypto.errors import BadSignature, CryptoError, PolicyViolation, Pr
 from liaison.crypto.keys import generate_device
 from liaison.service.models import Cosignature
 from tests import tlog_reference as ref
-from tests.service.harness import World, postgres_database, running_world
-
-
-@asynccontextmanager
-async def world_with(backend: str, tmp: Path, **settings: Any) -> AsyncIterator[World]:
-    if backend == "sqlite":
-        async with running_world(tmp, None, **settings) as w:
-            yield w
-    else:
-        async with postgres_database() as url, running_world(tmp, url, **settings) as w:
-            yield w
+from tests.service.harness import World, world_on
 
 
 def problem(r: Any, slug: str, status: int) -> None:
@@ -72,7 +60,7 @@ async def test_who_may_read(world: World) -> None:
 
 
 async def test_audit_public_opens_reads(backend: str, tmp_path: Path) -> None:
-    async with world_with(backend, tmp_path, audit_public=True) as world:
+    async with world_on(backend, tmp_path, audit_public=True) as world:
         r = await world.http.get("/v1/audit/entries?start=0&end=2")
         assert r.status_code == 200 and len(r.json()["entries"]) == 2
         r = await world.http.get("/v1/audit/tile/entries/000.p/1")
@@ -221,7 +209,7 @@ async def test_witness_cosignatures(backend: str, tmp_path: Path) -> None:
     w3_skey, _ = note.generate_signer_key("witness.rogue", sig_type=note.SIG_COSIGNATURE_V1)
     signers = {k: note.parse_signer_key(s) for k, s in
                (("w1", w1_skey), ("w2", w2_skey), ("w3", w3_skey))}
-    async with world_with(backend, tmp_path, witness_keys=[w1, w2]) as world:
+    async with world_on(backend, tmp_path, witness_keys=[w1, w2]) as world:
         log_key = world.state.log.signer.verifier
         auditor = await world.principal("nato-auditor", "FRA", "UNCLASSIFIED", roles=["auditor"])
         analyst = await world.principal("analyst", "USA", "SECRET")

@@ -12,14 +12,15 @@ from liaison.crypto import transparency
 from liaison.crypto.labels import parse_label
 from liaison.service.models import Checkpoint
 from tests import tlog_reference as ref
-from tests.service.test_audit_api import pair, world_with
+from tests.service.harness import world_on
+from tests.service.test_audit_api import pair
 
 N = 200
 LABEL = "SECRET//AIRDEF//REL TO UKR, USA"
 
 
 async def test_concurrent_submits(backend: str, tmp_path: Path) -> None:
-    async with world_with(backend, tmp_path, audit_public=True) as world:
+    async with world_on(backend, tmp_path, audit_public=True) as world:
         usa, _ = await pair(world)
         key = world.state.log.verifier_key
         recipients = await usa.recipients("airdef", parse_label(LABEL, world.policy))
