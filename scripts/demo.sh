@@ -3,14 +3,7 @@
 # own TLS server in a temporary directory and always stops it. Usage: bash scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
-fi
-# Always (re)install: quick when nothing changed, and a checkout with new dependencies
-# never runs against an old environment.
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e .
+. scripts/_venv.sh
 # demo.py stops the server it started on every exit path; the trap covers a kill of this
 # shell too, by ending the demo's process group.
 .venv/bin/python scripts/demo.py "$@" &
