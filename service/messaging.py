@@ -225,30 +225,35 @@ async def submit(state: AppState, signed: SignedRequest, envelope: Any, to: list
     return accepted, result.receipt(accepted.log_index).to_json()
 
 
-def _inbox_item(m: Message, d: Delivery) -> dict[str, Any]:
-    return {"cursor": d.seq, "id": m.id, "channel": m.channel_id, "sender": m.sender_principal,
-            "sender_device": m.sender_device, "label": json.loads(m.label),
-            "created": format_time(m.created.replace(tzinfo=UTC), millis=False),
-            "size": m.size, "read": d.acked_at is not None, "fetched": d.fetched_at is not None,
-            "expired": m.expired_at is not None, "log_index": m.log_index}
+#: What an inbox page shows: metadata only, never the (large) envelope itself.
+_INBOX_COLUMNS = (Delivery.seq, Message.id, Message.channel_id, Message.sender_principal,
+                  Message.sender_device, Message.label, Message.created, Message.size,
+                  Delivery.acked_at, Delivery.fetched_at, Message.expired_at, Message.log_index)
 
 
 async def inbox(state: AppState, caller: Caller, after: int, limit: int) -> dict[str, Any]:
     """The device's deliveries after a cursor, re-checked against the principal's access now."""
     async with state.db.sessions() as s:
         rows = (await s.execute(
-            select(Message, Delivery).join(Delivery, Delivery.message_id == Message.id)
+            select(*_INBOX_COLUMNS).join(Delivery, Delivery.message_id == Message.id)
             .where(Delivery.device_id == caller.device_id, Delivery.seq > after)
             .order_by(Delivery.seq).limit(limit))).all()
     items, withheld = [], 0
-    for m, d in rows:
+    subject = caller.principal.subject
+    for (seq, mid, channel, sender, sender_device, label, created, size, acked_at, fetched_at,
+         expired_at, log_index) in rows:
         try:
-            check_dominates(state.policy, caller.principal.subject, label_of(m.label))
+            check_dominates(state.policy, subject, label_of(label))
         except PolicyViolation:
             withheld += 1  # access was lowered since delivery: not even the metadata is shown
             continue
-        items.append(_inbox_item(m, d))
-    next_cursor = rows[-1][1].seq if rows else after
+        items.append({"cursor": seq, "id": mid, "channel": channel, "sender": sender,
+                      "sender_device": sender_device, "label": json.loads(label),
+                      "created": format_time(created.replace(tzinfo=UTC), millis=False),
+                      "size": size, "read": acked_at is not None,
+                      "fetched": fetched_at is not None, "expired": expired_at is not None,
+                      "log_index": log_index})
+    next_cursor = rows[-1][0] if rows else after
     return {"messages": items, "next": next_cursor, "more": len(rows) == limit,
             "withheld": withheld}
 
