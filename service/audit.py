@@ -169,6 +169,23 @@ class AuditLog:
             out.update({(lv, ix): h for lv, ix, h in session.execute(query)})
         return _complete(wanted, out)
 
+    def writer_receipt(self, session: Session, index: int) -> Receipt:
+        """`receipt`, on the writer's synchronous session (a job's own answer)."""
+        conn = session.connection()
+        latest = conn.execute(select(Checkpoint.size, Checkpoint.note)
+                              .order_by(Checkpoint.size.desc()).limit(1)).first()
+        if latest is None or index >= latest[0]:
+            raise LookupError(f"log index {index} is not integrated")
+        size, text = latest
+        wanted = [n for g in merkle.inclusion_proof_nodes(index, size) for n in g]
+        found: dict[merkle.Node, bytes] = {}
+        for query in _hash_queries(wanted):
+            found.update({(lv, ix): h for lv, ix, h in conn.execute(query)})
+        reader = _DictReader(_complete(wanted, found))
+        entry = conn.scalar(select(AuditEntry.data).where(AuditEntry.idx == index))
+        return Receipt(index, size, text, tuple(merkle.inclusion_proof_from(reader, index, size)),
+                       entry)
+
     def forget_edge(self) -> None:
         """Drop the cached right edge (after a failed transaction)."""
         self._edge = None
@@ -203,13 +220,3 @@ class AuditLog:
         groups = merkle.consistency_proof_nodes(old, new)
         reader = _DictReader(await self.read_hashes(session, [n for g in groups for n in g]))
         return merkle.consistency_proof_from(reader, old, new)
-
-    async def receipt(self, session: AsyncSession, index: int) -> Receipt:
-        """A receipt for an integrated entry against the latest checkpoint."""
-        cp = await self.latest_checkpoint(session)
-        if cp is None or index >= cp.size:
-            raise LookupError(f"log index {index} is not integrated")
-        proof = await self.inclusion_proof(session, index, cp.size)
-        entry = await session.get(AuditEntry, index)
-        return Receipt(index, cp.size, cp.note, tuple(proof), entry.data if entry else None)
-

@@ -289,16 +289,14 @@ async def fetch(state: AppState, caller: Caller, message_id: str) -> dict[str, A
             d.fetched_at = tx.now
             tx.audit("message.delivered", caller.device_id, m.id, id=m.id,
                      device=caller.device_id)
+        # Proof that the log holds this message's `message.accepted` entry, against the latest
+        # checkpoint: the reader checks it (and that checkpoint's consistency with what it saw).
+        receipt = state.log.writer_receipt(s, m.log_index)
         return {"envelope": json.loads(m.envelope), "log_index": m.log_index,
                 "channel": m.channel_id, "sender": m.sender_principal,
-                "label": json.loads(m.label)}
+                "label": json.loads(m.label), "receipt": receipt.to_json()}
 
-    value = (await state.writer.run(job)).value
-    # Proof that the log holds this message's `message.accepted` entry, against the latest
-    # checkpoint: the reader checks it (and that checkpoint's consistency with what it saw).
-    async with state.db.sessions() as s:
-        value["receipt"] = (await state.log.receipt(s, value["log_index"])).to_json()
-    return value
+    return (await state.writer.run(job)).value
 
 
 async def ack(state: AppState, caller: Caller, message_id: str) -> dict[str, Any]:
