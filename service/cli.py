@@ -90,6 +90,35 @@ def migrate(data_dir: DataDir = None) -> None:
         _fail(f"cannot reach the database: {e}")
 
 
+@app.command("root-code")
+def root_code(
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Issue a new one-time enrolment code for the root admin (operators only: it needs the
+    data directory), e.g. after the root's device was lost or revoked, or on a database that
+    `migrate` created. Creates the root principal if it is missing; logged like any code."""
+    from .admin import issue_root_code
+    from .app import StartupError, close_state, open_state
+
+    async def go() -> str:
+        state = await open_state(load_settings(data_dir), migrate_new=False, log_policy=False)
+        try:
+            return await issue_root_code(state)
+        finally:
+            await close_state(state)
+
+    try:
+        code = asyncio.run(go())
+    except (SettingsError, StartupError) as e:
+        _fail(str(e))
+        return
+    if as_json:
+        typer.echo(json.dumps({"root_principal": "root", "root_enrolment_code": code}))
+    else:
+        typer.echo(f"Root enrolment code (shown once, valid 24 h):\n    {code}")
+
+
 @app.command("log-key")
 def log_key(data_dir: DataDir = None) -> None:
     """Print the audit log's verifier key (give it to auditors and clients)."""

@@ -100,6 +100,33 @@ def test_run_refuses_a_missing_data_dir(tmp_path: Path) -> None:
     assert code == 2 and "no data directory" in err
 
 
+def test_root_code_issues_a_fresh_code_for_an_operator(tmp_path: Path) -> None:
+    """A lost root device is not the end: `root-code` issues a new one-time code, logged, and
+    refuses a data dir whose database is not migrated."""
+    data, first = _init(tmp_path)
+    code, out, err = _invoke("root-code", "--data-dir", str(data), "--json")
+    assert code == 0, err
+    second = json.loads(out)["root_enrolment_code"]
+    assert second != first["root_enrolment_code"]
+    conn = sqlite3.connect(data / "liaison.db")
+    try:
+        issued = conn.execute("SELECT count(*) FROM audit_entry WHERE type = "
+                              "'enrolment.code_issued'").fetchone()[0]
+        stored = dict(conn.execute("SELECT code_hash, principal_id FROM enrolment_code "
+                                   "WHERE used_at IS NULL"))
+    finally:
+        conn.close()
+    from liaison.service.admin import code_hash
+
+    assert issued == 2 and len(stored) == 2
+    assert stored[code_hash(second)] == "root"  # a valid, unused code for the root principal
+    assert second not in (data / "liaison.db").read_bytes().decode("latin-1")  # hash only
+    for f in data.glob("liaison.db*"):
+        f.unlink()
+    code, _, err = _invoke("root-code", "--data-dir", str(data))
+    assert code == 2 and "not migrated" in err
+
+
 def test_run_refuses_a_newer_schema(tmp_path: Path, database: str | None) -> None:
     data, _ = _init(tmp_path)
     _stamp(data, database, "ffffffffffff")
