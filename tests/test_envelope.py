@@ -294,3 +294,21 @@ def test_signed_bytes_cut_from_canonical_equal_canonicalising_again(data: bytes,
     assert parsed.signed_bytes == jcs(unsigned)
     assert parsed.canonical == jcs(env)
     assert parsed.digest == envelope_digest(env)
+
+
+@given(st.binary(max_size=64), st.integers(0, 63))
+def test_b64url_refuses_every_non_canonical_tail(data: bytes, other: int) -> None:
+    """Exactly one text form per byte string: any other last character is refused."""
+    from liaison.crypto.errors import MalformedError
+
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    text = b64url_encode(data)
+    assert b64url_decode(text) == data
+    if not text:
+        return
+    changed = text[:-1] + alphabet[other]
+    try:
+        decoded = b64url_decode(changed)
+    except MalformedError:
+        return
+    assert changed == text or b64url_encode(decoded) == changed  # accepted only if canonical
