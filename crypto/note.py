@@ -189,6 +189,24 @@ def format_verifier_key(name: str, public_key: bytes, sig_type: int = SIG_ED2551
     return f"{name}+{kid.hex()}+{b64encode(bytes([sig_type]) + public_key)}"
 
 
+def _key_parts(what: str, error: type[MalformedError], name: str, hex_id: str,
+               blob_text: str) -> tuple[int, bytes]:
+    """The checks verifier and signer key strings share: name, 8-hex id, canonical base64 of
+    `type || key material`; returns (type, material). Messages never quote the input."""
+    if not is_valid_key_name(name):
+        raise error(f"{what} name must be non-empty with no spaces or controls")
+    if not _HEX8.fullmatch(hex_id):
+        raise error(f"{what} id must be 8 lowercase hex digits")
+    try:
+        blob = b64decode(blob_text) if blob_text else b""
+    except MalformedError:
+        raise error(f"{what} material is not canonical base64") from None
+    if not blob:
+        raise error(f"{what} has no key material")
+    _check_type(blob[0])
+    return blob[0], blob[1:]
+
+
 def parse_verifier_key(text: str) -> Verifier:
     """Parse `<name>+<hex id>+<base64(type || key)>`; the id must match the key."""
     if not isinstance(text, str):
@@ -197,18 +215,7 @@ def parse_verifier_key(text: str) -> Verifier:
     if len(parts) != 3:
         raise NoteSyntaxError("verifier key must be <name>+<key id>+<key>")
     name, hex_id, blob_text = parts
-    if not is_valid_key_name(name):
-        raise NoteSyntaxError("verifier key name must be non-empty with no spaces or controls")
-    if not _HEX8.fullmatch(hex_id):
-        raise NoteSyntaxError("verifier key id must be 8 lowercase hex digits")
-    try:
-        blob = b64decode(blob_text) if blob_text else b""
-    except MalformedError:
-        raise NoteSyntaxError("verifier key material is not canonical base64") from None
-    if not blob:
-        raise NoteSyntaxError("verifier key has no key material")
-    sig_type, public_key = blob[0], blob[1:]
-    _check_type(sig_type)
+    sig_type, public_key = _key_parts("verifier key", NoteSyntaxError, name, hex_id, blob_text)
     if len(public_key) != _ED25519_PUBLIC_LEN:
         raise NoteSyntaxError("Ed25519 verifier key must be 32 bytes")
     if key_id(name, sig_type, public_key).hex() != hex_id:
@@ -227,18 +234,7 @@ def parse_signer_key(text: str) -> Signer:
     if len(parts) != 5 or parts[0] != "PRIVATE" or parts[1] != "KEY":
         raise MalformedKey("signer key must be PRIVATE+KEY+<name>+<key id>+<key>")
     _, _, name, hex_id, blob_text = parts
-    if not is_valid_key_name(name):
-        raise MalformedKey("signer key name must be non-empty with no spaces or controls")
-    if not _HEX8.fullmatch(hex_id):
-        raise MalformedKey("signer key id must be 8 lowercase hex digits")
-    try:
-        blob = b64decode(blob_text) if blob_text else b""
-    except MalformedError:
-        raise MalformedKey("signer key material is not canonical base64") from None
-    if not blob:
-        raise MalformedKey("signer key has no key material")
-    sig_type, seed = blob[0], blob[1:]
-    _check_type(sig_type)
+    sig_type, seed = _key_parts("signer key", MalformedKey, name, hex_id, blob_text)
     if len(seed) != 32:
         raise MalformedKey("Ed25519 signer key must be a 32-byte seed")
     signer = Signer.from_seed(name, seed, sig_type)
