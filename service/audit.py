@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, and_, func, insert, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,9 @@ from liaison.crypto import merkle, note
 from liaison.crypto.encoding import b64encode, format_time, jcs
 
 from .models import AuditEntry, Checkpoint, TreeHash
+
+if TYPE_CHECKING:
+    from .writer import Raw
 
 __all__ = ["MAX_ENTRY_BYTES", "AuditLog", "Integrated", "Receipt", "build_entry"]
 
@@ -71,10 +74,6 @@ class Integrated:
 
 
 _SIZE = select(func.max(Checkpoint.size))
-# Core statements on the tables (not the ORM entities): the writer runs them for every batch.
-_INSERT_ENTRY = insert(AuditEntry.__table__)  # type: ignore[attr-defined]
-_INSERT_HASH = insert(TreeHash.__table__)  # type: ignore[attr-defined]
-_INSERT_CHECKPOINT = insert(Checkpoint.__table__)  # type: ignore[attr-defined]
 
 
 def _hash_queries(nodes: Sequence[merkle.Node]) -> Iterator[Select[tuple[int, int, bytes]]]:
@@ -123,35 +122,35 @@ class AuditLog:
 
     # --- writing (in the writer's thread, on its synchronous session) ------------------------
 
-    def writer_size(self, session: Session) -> int:
+    def writer_size(self, raw: Raw) -> int:
         """Number of integrated entries (every batch integrates what it appends)."""
-        return int(session.connection().scalar(_SIZE) or 0)
+        row = raw.execute("SELECT max(size) FROM checkpoint").fetchone()
+        return int(row[0] or 0) if row else 0
 
-    def append(self, session: Session, start: int,
+    def append(self, raw: Raw, start: int,
                entries: Sequence[tuple[str, str, str | None, datetime, bytes]]) -> None:
         """Insert `(type, actor, subject, time, data)` rows at indexes start, start+1, ..."""
-        if entries:
-            session.connection().execute(_INSERT_ENTRY, [
-                {"idx": start + i, "type": t, "actor": a, "subject": s, "time": tm, "data": d}
-                for i, (t, a, s, tm, d) in enumerate(entries)
-            ])
+        raw.executemany(
+            "INSERT INTO audit_entry (idx, data, type, actor, time, subject) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(start + i, d, t, a, raw.time(tm), s) for i, (t, a, s, tm, d) in enumerate(entries)])
 
-    def integrate(self, session: Session, start: int, datas: Sequence[bytes],
+    def integrate(self, raw: Raw, start: int, datas: Sequence[bytes],
                   now: datetime) -> Integrated:
         """Add entries [start, start+len(datas)) to the tree and sign one checkpoint."""
-        edge = self._right_edge(session, start)
+        edge = self._right_edge(raw, start)
         new = merkle.append_hashes(_DictReader(edge), start, [merkle.leaf_hash(d) for d in datas])
         if new:
-            session.connection().execute(_INSERT_HASH, [
-                {"level": lv, "idx": ix, "hash": h} for (lv, ix), h in new.items()])
+            raw.executemany("INSERT INTO tree_hash (level, idx, hash) VALUES (?, ?, ?)",
+                            [(lv, ix, h) for (lv, ix), h in new.items()])
         size = start + len(datas)
         known = {**edge, **new}
         reader = _DictReader(known)
         root = merkle.root_from(reader, size)
         signed = note.sign_checkpoint(note.Checkpoint(self.origin, size, root), self.signer)
         text = signed.decode()
-        session.connection().execute(_INSERT_CHECKPOINT, [
-            {"size": size, "root_hash": root, "note": text, "created_at": now}])
+        raw.execute("INSERT INTO checkpoint (size, root_hash, note, created_at) "
+                    "VALUES (?, ?, ?, ?)", (size, root, text, raw.time(now)))
         receipts = {
             i: Receipt(i, size, text, tuple(merkle.inclusion_proof_from(reader, i, size)),
                        datas[i - start])
@@ -160,13 +159,17 @@ class AuditLog:
         self._edge = (size, {n: known[n] for n in merkle.range_nodes(0, size)})
         return Integrated(size, root, text, receipts)
 
-    def _right_edge(self, session: Session, size: int) -> dict[merkle.Node, bytes]:
+    def _right_edge(self, raw: Raw, size: int) -> dict[merkle.Node, bytes]:
         if self._edge is not None and self._edge[0] == size:
             return self._edge[1]
+        # Only at start, or when another process appended since: at most one node per level.
         wanted = merkle.range_nodes(0, size)
         out: dict[merkle.Node, bytes] = {}
-        for query in _hash_queries(wanted):
-            out.update({(lv, ix): h for lv, ix, h in session.execute(query)})
+        if wanted:
+            terms = " OR ".join(["(level = ? AND idx = ?)"] * len(wanted))
+            rows = raw.execute(f"SELECT level, idx, hash FROM tree_hash WHERE {terms}",  # noqa: S608 (placeholders only)
+                               [v for node in wanted for v in node]).fetchall()
+            out = {(lv, ix): bytes(h) for lv, ix, h in rows}
         return _complete(wanted, out)
 
     def writer_receipt(self, session: Session, index: int) -> Receipt:

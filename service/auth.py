@@ -14,14 +14,14 @@ from datetime import timedelta
 from typing import Annotated, Any, NamedTuple
 
 from fastapi import Depends, Request
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from liaison.crypto.errors import CryptoError, RequestSignatureError
 from liaison.crypto.httpsig import parse_signature_params, verify_request
 from liaison.crypto.keys import PublicBundle
 
-from .models import Device, Nonce, Principal
+from .models import Device, Nonce
 from .problems import Problem
 from .state import AppState
 from .views import PrincipalView
@@ -84,28 +84,37 @@ class SignedRequest:
     touch: bool
 
     def consume(self, tx: Tx, skew: int) -> PrincipalView:
-        """Accept the (keyid, nonce) pair once and read the device and principal fresh.
+        """Accept the (keyid, nonce) pair once and check the device and principal as they are
+        now (from `Tx.cache`, which every change to them empties).
 
         Runs inside a writer job; every refusal comes before the one write (the nonce), so the
-        job needs no savepoint.
+        job needs no savepoint. A replay is refused as such before any other reason.
         """
-        conn = tx.session.connection()
-        seen, revoked_at, *principal = conn.execute(_CONSUME, {
-            "device": self.device_id, "nonce": self.nonce}).one()
-        if seen:
+        raw = tx.raw
+        key = ("device", self.device_id)
+        known: tuple[Any, PrincipalView] | None = tx.cache.get(key)
+        if known is None:
+            row = raw.execute(_DEVICE_STATE, (self.device_id,)).fetchone()
+            if row is None:  # the bundle was cached but the device is gone: cannot happen
+                raise Refusal(Problem("unauthenticated", "the signing device is not enrolled"),
+                              None)
+            known = tx.cache[key] = (row[0], PrincipalView.of(_PrincipalRow(*row[1:])))
+        revoked_at, view = known
+        refusal = None
+        if revoked_at is not None:
+            refusal = "device-revoked", "this device was revoked"
+        elif view.status != "active":
+            refusal = "principal-suspended", "this principal is suspended"
+        if refusal is not None:  # nothing is written for a refused device; a replay is named
+            if raw.execute(_NONCE_SEEN, (self.device_id, self.nonce)).fetchone() is not None:
+                refusal = "replayed-request", "this request was already received"
+            raise Refusal(Problem(*refusal), _denial(self.device_id, self.what, refusal[0]))
+        expires = raw.time(tx.now + timedelta(seconds=2 * skew + 60))
+        if raw.execute(_INSERT_NONCE, (self.device_id, self.nonce, expires)).rowcount != 1:
             raise Refusal(Problem("replayed-request", "this request was already received"),
                           _denial(self.device_id, self.what, "replayed-request"))
-        if revoked_at is not None:
-            raise Refusal(Problem("device-revoked", "this device was revoked"),
-                          _denial(self.device_id, self.what, "device-revoked"))
-        view = PrincipalView.of(_PrincipalRow(*principal))
-        if view.status != "active":
-            raise Refusal(Problem("principal-suspended", "this principal is suspended"),
-                          _denial(self.device_id, self.what, "principal-suspended"))
-        conn.execute(_INSERT_NONCE, {"keyid": self.device_id, "nonce": self.nonce,
-                                     "expires_at": tx.now + timedelta(seconds=2 * skew + 60)})
         if self.touch:
-            conn.execute(_TOUCH, {"device": self.device_id, "now": tx.now})
+            raw.execute(_TOUCH, (raw.time(tx.now), self.device_id))
         return view
 
 
@@ -120,15 +129,16 @@ class _PrincipalRow(NamedTuple):
     status: str
 
 
-#: One round trip for the replay check and the device's and principal's current state.
-_CONSUME = (select(select(Nonce.keyid).where(Nonce.keyid == bindparam("device"),
-                                             Nonce.nonce == bindparam("nonce")).exists(),
-                   Device.revoked_at, *(getattr(Principal, c) for c in _PrincipalRow._fields))
-            .join(Principal, Principal.id == Device.principal_id)
-            .where(Device.id == bindparam("device")))
-_INSERT_NONCE = insert(Nonce.__table__)  # type: ignore[attr-defined]
-_TOUCH = (update(Device.__table__).where(Device.__table__.c.id == bindparam("device"))  # type: ignore[attr-defined]
-          .values(last_seen_at=bindparam("now")))
+#: The hot path's statements, on the writer's raw connection (`Tx.raw`).
+_DEVICE_STATE = (  # the columns of _PrincipalRow, in its order
+    "SELECT device.revoked_at, principal.id, principal.display_name, principal.nation, "
+    "principal.kind, principal.roles, principal.clearance, principal.compartments, "
+    "principal.status FROM device JOIN principal ON principal.id = device.principal_id "
+    "WHERE device.id = ?")
+_NONCE_SEEN = "SELECT 1 FROM request_nonce WHERE keyid = ? AND nonce = ?"
+_INSERT_NONCE = ("INSERT INTO request_nonce (keyid, nonce, expires_at) VALUES (?, ?, ?) "
+                 "ON CONFLICT DO NOTHING")
+_TOUCH = "UPDATE device SET last_seen_at = ? WHERE id = ?"
 
 
 async def verify_signed(request: Request, state: AppState) -> SignedRequest:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import select, update
 
 from liaison.crypto.encoding import format_time, jcs
 from liaison.crypto.envelope import (
@@ -37,11 +37,12 @@ from .writer import Refusal, Tx
 __all__ = ["Accepted", "ack", "expire_due", "fetch", "inbox", "submit"]
 
 _NONCE_TAG = 28  # 12-byte nonce + 16-byte tag around the content
-# Core statements, built once, for the hot path (the ORM's per-row machinery costs more than
-# SQLite itself here).
-_MESSAGE_EXISTS = select(Message.id).where(Message.id == bindparam("id"))
-_INSERT_MESSAGE = insert(Message.__table__)  # type: ignore[attr-defined]
-_INSERT_DELIVERY = insert(Delivery.__table__)  # type: ignore[attr-defined]
+# The hot path's statements, on the writer's raw connection (`Tx.raw`).
+_INSERT_MESSAGE = (
+    "INSERT INTO message (id, channel_id, sender_device, sender_principal, label, "
+    "classification, envelope, digest, size, created, accepted_at, expires_at, log_index) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+_INSERT_DELIVERY = "INSERT INTO delivery (message_id, device_id) VALUES (?, ?)"
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ async def submit(state: AppState, signed: SignedRequest, envelope: Any, to: list
     skew = state.settings.clock_skew_seconds
     policy = state.policy
     label = parsed.label
-    raw = parsed.canonical  # the canonical bytes are what we store and serve
+    raw_envelope = parsed.canonical  # the canonical bytes are what we store and serve
     digest_hex = parsed.digest.hex()
     size = len(parsed.ciphertext) - _NONCE_TAG
     rule = policy.rule(label.classification)
@@ -159,8 +160,8 @@ async def submit(state: AppState, signed: SignedRequest, envelope: Any, to: list
             check_dominates(policy, principal.subject, label)
         except PolicyViolation as e:
             raise refuse(e.reason, f"sender: {e.detail}") from None
-        # Who may receive what is read once per batch and channel (jobs that could change it
-        # empty the cache first: see Writer.run).
+        # Who may receive what is read once and kept in Tx.cache, which every change to it
+        # empties (see Writer.run).
         ceiling = tx.cache.get(("ceiling", parsed.channel))
         if ceiling is None:
             text_ = s.scalar(select(Channel.ceiling).where(Channel.id == parsed.channel))
@@ -177,9 +178,6 @@ async def submit(state: AppState, signed: SignedRequest, envelope: Any, to: list
             check_ceiling(policy, label, ceiling)
         except PolicyViolation as e:
             raise refuse(e.reason, e.detail) from None
-        conn = s.connection()
-        if conn.scalar(_MESSAGE_EXISTS, {"id": parsed.id}) is not None:
-            raise refuse("duplicate-envelope", f"envelope {parsed.id} was already accepted")
         expected = set(elig.devices)
         if to is not None:
             bad = sorted(set(to) - set(elig.devices.values()))
@@ -196,25 +194,23 @@ async def submit(state: AppState, signed: SignedRequest, envelope: Any, to: list
         if to is not None and given != expected:
             raise refuse("ineligible-recipient", "recipients must be exactly the devices of 'to'")
         recipients = sorted(given)
+        raw = tx.raw
         index = tx.audit("message.accepted", signed.device_id, parsed.id, id=parsed.id,
                          channel=parsed.channel, sender=signed.device_id, label=label.to_json(),
                          envelope_digest=digest_hex, recipients=recipients, size=size)
-        conn.execute(_INSERT_MESSAGE, dict(
-            id=parsed.id, channel_id=parsed.channel, sender_device=signed.device_id,
-            sender_principal=principal.id, label=label_key,
-            classification=label.classification, envelope=raw, digest=digest_hex, size=size,
-            created=parsed.created.replace(tzinfo=None), accepted_at=tx.now,
-            expires_at=tx.now + timedelta(days=rule.retention_days), expired_at=None,
-            log_index=index))
-        conn.execute(_INSERT_DELIVERY, [
-            {"message_id": parsed.id, "device_id": d, "fetched_at": None, "acked_at": None}
-            for d in recipients])
+        inserted = raw.execute(_INSERT_MESSAGE, (
+            parsed.id, parsed.channel, signed.device_id, principal.id, label_key,
+            label.classification, raw_envelope, digest_hex, size,
+            raw.time(parsed.created.replace(tzinfo=None)), raw.time(tx.now),
+            raw.time(tx.now + timedelta(days=rule.retention_days)), index)).rowcount
+        if inserted != 1:  # nothing was written: the id is taken
+            raise refuse("duplicate-envelope", f"envelope {parsed.id} was already accepted")
+        raw.executemany(_INSERT_DELIVERY, [(parsed.id, d) for d in recipients])
         event = {"type": "message", "id": parsed.id, "channel": parsed.channel,
                  "devices": recipients, "log_index": index}
         if state.db.is_postgres:
             # NOTIFY is transactional: listeners in every replica hear it only on commit.
-            s.execute(text("SELECT pg_notify(:c, :p)"),
-                      {"c": events.CHANNEL, "p": json.dumps(event)})
+            raw.execute("SELECT pg_notify(?, ?)", (events.CHANNEL, json.dumps(event)))
         else:
             tx.after_commit(lambda: state.hub.publish(event))
         return Accepted(parsed.id, index, len(recipients))

@@ -14,7 +14,10 @@ its receipt. So:
   driver (sqlite3, psycopg) in a thread, about ten times cheaper per statement than the
   async drivers, and the loop keeps serving reads and verifying signatures meanwhile;
 * on PostgreSQL several service processes take turns with a transaction-scoped advisory
-  lock, so the log's indexes stay consecutive across replicas.
+  lock, so the log's indexes stay consecutive across replicas;
+* the hot path's few fixed statements go straight to the DB-API connection (`Tx.raw`), and
+  what jobs read about who may receive what (`Tx.cache`) is kept from batch to batch while
+  nothing can have changed it (see `Writer.run` and `_batch`).
 
 A job that raises `Refusal` has its own writes rolled back (with `savepoint=False`, the job
 promises that what it wrote before refusing must stay: a consumed request nonce), and the
@@ -29,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -41,7 +44,7 @@ from .audit import AuditLog, Receipt, build_entry
 from .db import Database, utcnow
 from .problems import Problem
 
-__all__ = ["Refusal", "Tx", "Writer", "WriterResult"]
+__all__ = ["Raw", "Refusal", "Tx", "Writer", "WriterResult"]
 
 T = TypeVar("T")
 log = logging.getLogger("liaison.writer")
@@ -61,11 +64,53 @@ class Refusal(Exception):
         self.entry = entry
 
 
+class Raw:
+    """The batch's DB-API connection (sqlite3 or psycopg), for the hot path's fixed statements.
+
+    SQLAlchemy's per-statement machinery (cache-key lookup, parameter processing, result
+    wrapping) cost more than SQLite itself there. Statements are written with `?` markers and
+    converted once for psycopg's `%s`; timestamps go through `time`, which gives each database
+    what SQLAlchemy's DateTime would have stored (on SQLite its text form), so ORM readers and
+    raw writers see the same values. Everything runs inside the batch's transaction.
+    """
+
+    def __init__(self, dbapi_connection: Any, postgres: bool) -> None:
+        self.cursor = dbapi_connection.cursor()
+        self.postgres = postgres
+        self._sql: dict[str, str] = {}
+
+    def _text(self, sql: str) -> str:
+        if not self.postgres:
+            return sql
+        text_ = self._sql.get(sql)
+        if text_ is None:
+            if "%" in sql:
+                raise ValueError("raw SQL may not contain '%'")
+            text_ = self._sql[sql] = sql.replace("?", "%s")
+        return text_
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement; returns the cursor (fetchone/fetchall/rowcount)."""
+        self.cursor.execute(self._text(sql), params)
+        return self.cursor
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.cursor.executemany(self._text(sql), list(rows))
+
+    def time(self, value: datetime | None) -> Any:
+        """A naive-UTC timestamp as a parameter."""
+        if value is None or self.postgres:
+            return value
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 @dataclass
 class Tx:
-    """What a job sees: the session, the batch time, the audit log, and a batch-wide cache."""
+    """What a job sees: the session (and its raw connection), the batch time, the audit log,
+    and the cache of who may receive what."""
 
     session: Session
+    raw: Raw
     now: datetime
     cache: dict[Any, Any]
     _entries: list[tuple[str, str, str | None, datetime, bytes]]
@@ -123,6 +168,11 @@ class Writer:
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._inflight: asyncio.Future[Any] | None = None
+        # `Tx.cache`, kept across batches: valid while the log's size is what this process's
+        # last committed batch left (every change to principals, devices, channels or members,
+        # by this process or another replica, appends audit entries).
+        self._cache: dict[Any, Any] = {}
+        self._cache_size: int | None = None
         self.batches = 0
         self.jobs = 0
 
@@ -152,7 +202,8 @@ class Writer:
         """Run `fn` in the next batch; raises the job's `Problem` if it refused.
 
         `shares_cache=True` promises that the job changes nothing that `Tx.cache` holds (who
-        may receive what); any other job empties the cache before it runs.
+        may receive what: principals, devices, channels, members); any other job empties the
+        cache before it runs, and its batch is not trusted to have left it current.
         `savepoint=False` promises that every write the job makes before it can still raise is
         one that must stay even when it refuses (a consumed request nonce), so there is nothing
         to roll back; it saves two statements per job on the hot path.
@@ -175,6 +226,8 @@ class Writer:
                 outcomes, receipts, after = await asyncio.shield(self._inflight)
             except Exception:  # the whole transaction failed: every job gets the error
                 self.log.forget_edge()
+                self._cache.clear()
+                self._cache_size = None
                 log.exception("write batch failed")
                 for job in jobs:
                     if not job.future.done():
@@ -200,21 +253,26 @@ class Writer:
         """One transaction for the whole batch (runs in the writer thread)."""
         self.batches += 1
         self.jobs += len(jobs)
+        size_then = self._cache_size
         if self.on_batch:
             self.on_batch()
         outcomes: list[_Outcome] = []
         after: list[Callable[[], None]] = []
         entries: list[tuple[str, str, str | None, datetime, bytes]] = []
-        cache: dict[Any, Any] = {}
+        cache = self._cache
+        self._cache_size = None  # until this batch commits
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
             if self.is_postgres:
                 session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-            start = self.log.writer_size(session)
+            raw = Raw(session.connection().connection.driver_connection, self.is_postgres)
+            start = self.log.writer_size(raw)
+            if start != size_then:
+                cache.clear()  # another process appended since: it may have changed anything
             now = utcnow()
             for job in jobs:
                 if not job.shares_cache:
                     cache.clear()
-                tx = Tx(session, now, cache, entries, start)
+                tx = Tx(session, raw, now, cache, entries, start)
                 mark = len(entries)
                 try:
                     if job.savepoint:
@@ -244,7 +302,8 @@ class Writer:
                         "internal", "the request could not be stored")))
             receipts: dict[int, Receipt] = {}
             if entries:
-                self.log.append(session, start, entries)
-                receipts = self.log.integrate(session, start, [e[4] for e in entries], now
+                self.log.append(raw, start, entries)
+                receipts = self.log.integrate(raw, start, [e[4] for e in entries], now
                                               ).receipts
+        self._cache_size = start + len(entries)
         return outcomes, receipts, after
