@@ -7,6 +7,7 @@ reviewed in one place. Keys cross this boundary as raw bytes; objects from
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -132,10 +133,17 @@ def mldsa65_sign(seed: bytes, message: bytes) -> bytes:
     return _mldsa_priv(seed).sign(message)
 
 
+@functools.lru_cache(maxsize=4096)
+def _mldsa_pub(public: bytes) -> mldsa.MLDSA65PublicKey:
+    # Decoding a 1952-byte key costs about as much as a twentieth of a verification, and a
+    # server verifies the same few devices' signatures over and over.
+    return mldsa.MLDSA65PublicKey.from_public_bytes(public)
+
+
 def mldsa65_verify(public: bytes, message: bytes, signature: bytes) -> bool:
     """True iff `signature` is a valid ML-DSA-65 signature; never raises on bad input."""
     try:
-        mldsa.MLDSA65PublicKey.from_public_bytes(public).verify(signature, message)
+        _mldsa_pub(public).verify(signature, message)
     except (InvalidSignature, ValueError):
         return False
     return True

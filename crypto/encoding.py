@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,8 +22,181 @@ _B64URL_INDEX = {c: i for i, c in enumerate(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}
 
 
+# --- RFC 8785 (JCS) --------------------------------------------------------------------------
+#
+# `jcs` is on the server's hot path (every envelope is canonicalised to be signed, verified and
+# hashed), and the pure-Python rfc8785 package spends ~5 us per kilobyte of string. `_fast_jcs`
+# produces the same bytes for the values that actually occur, several times faster; every other
+# value, and every value rfc8785 refuses, goes to rfc8785 itself, so output and errors are the
+# package's. tests/test_jcs.py checks the two against each other (property tests and the
+# published test data).
+#
+# The fast path serialises a value only when each part of it is of one of these exact types
+# (subclasses, whose methods could be overridden, take the rfc8785 path), and its output is then
+# RFC 8785's for the following reasons:
+#
+# * dict with str keys: members are written in RFC 8785 order (section 3.2.3, by the UTF-16
+#   code units of the keys). When every key is ASCII, Python's sort (by code point) is that
+#   order, as a UTF-16 code unit of an ASCII character is its code point. (Code point and
+#   UTF-16 order disagree only between a character >= U+10000, whose UTF-16 form starts with a
+#   surrogate D800..DBFF, and one in U+E000..U+FFFF.) Otherwise keys are sorted by
+#   `k.encode("utf-16-be")`, the very key rfc8785 sorts by; a lone surrogate makes that raise,
+#   which hands the value to rfc8785. A key that is not exactly a str hands it over too.
+# * list and tuple: elements in order (rfc8785 writes a tuple as an array as well).
+# * str: RFC 8785 section 3.2.2.2 escapes only `"`, `\` and U+0000..U+001F (as \b \t \n \f \r, or
+#   as \u00xx in lowercase hex) and writes every other character, U+007F and U+2028/U+2029
+#   included, as its UTF-8. Strings are first written as they are, between quotes. The output
+#   is then encoded to UTF-8, which raises on a lone surrogate (rfc8785 refuses those too, so
+#   the value is handed over). Apart from the two quotes around each string, only a string's
+#   own characters can put a `"`, `\` or byte below 0x20 into the output: punctuation, numbers
+#   and literals contain none, and the UTF-8 form of a non-ASCII character has only bytes
+#   >= 0x80. So when the output holds exactly two such bytes per string written, no string
+#   needed an escape and the output is JCS (one `bytes.translate` pass checks this).
+#   Otherwise the value is written again with every string passed through
+#   json's `encode_basestring` (`JSONEncoder(ensure_ascii=False).encode` of a str), which
+#   escapes exactly the characters JCS escapes, in the same forms (\b \t \n \f \r, other
+#   controls as \u00xx with lowercase hex), and leaves every other character as it is.
+# * int with |n| < 2**53: `str(n)`, as rfc8785 writes it. rfc8785 refuses larger magnitudes
+#   (IntegerDomainError), so those are handed over. bool and None: true, false, null.
+# * float: its JCS form comes from rfc8785 itself (ECMAScript number formatting: 1e+21, not
+#   1e21, and 1, not 1.0). JCS serialises each value independently of where it sits, so the
+#   float's text can be placed into the rest. NaN and the infinities make rfc8785 raise, and
+#   the whole value is handed over.
+#
+# Nesting deeper than `_FAST_MAX_DEPTH` is handed over as well, so cyclic and very deep values
+# run into rfc8785's recursion limit (RecursionError) as before, not the fast path's. A
+# RecursionError in the fast path also hands over. The fast path runs none of the caller's
+# code: it touches only the exact built-in types above before it gives up, so handing over
+# repeats no side effects.
+
+_SAFE_INT = 2**53  # rfc8785 accepts exactly -(2**53 - 1) ..= 2**53 - 1
+_FAST_MAX_DEPTH = 64
+# Bytes that JCS escapes inside a string: `"`, `\` and the controls U+0000..U+001F.
+_JCS_SPECIAL = b'"\\' + bytes(range(0x20))
+# `bytes.translate(None, _JCS_ORDINARY)` keeps only the special bytes.
+_JCS_ORDINARY = bytes(b for b in range(256) if b not in _JCS_SPECIAL)
+_json_string: Callable[[str], str] = json.JSONEncoder(ensure_ascii=False).encode
+
+
+class _HandOver(Exception):
+    """The fast path does not take this value: rfc8785 serialises it (or refuses it)."""
+
+
+def _utf16_key(key: str) -> bytes:
+    return key.encode("utf-16-be")
+
+
+def _sorted_keys(obj: dict[Any, Any]) -> list[str]:
+    """The keys of `obj` in RFC 8785 order (by UTF-16 code units); hands over non-str keys."""
+    for k in obj:
+        if type(k) is not str or not k.isascii():
+            break
+    else:
+        return sorted(obj)  # ASCII only: code point order is UTF-16 order
+    for k in obj:
+        if type(k) is not str:
+            raise _HandOver
+    return sorted(obj, key=_utf16_key)
+
+
+def _scalar(x: Any) -> str:
+    """JCS text of a number, bool or None."""
+    t = type(x)
+    if t is int:
+        if -_SAFE_INT < x < _SAFE_INT:
+            return str(x)
+        raise _HandOver
+    if t is bool:
+        return "true" if x else "false"
+    if x is None:
+        return "null"
+    if t is float:
+        return rfc8785.dumps(x).decode("ascii")
+    raise _HandOver
+
+
+def _emit(obj: Any, parts: list[str], escape: bool, depth: int) -> int:
+    """Append the JCS text of the dict, list or tuple `obj` to `parts`.
+
+    With `escape` false strings are written as they are and the number of strings written is
+    returned (the caller checks that none needed escaping); with `escape` true every string
+    is escaped.
+    """
+    if depth > _FAST_MAX_DEPTH:
+        raise _HandOver
+    append = parts.append
+    n = 0
+    if type(obj) is dict:
+        if not obj:
+            append("{}")
+            return 0
+        keys = _sorted_keys(obj)
+        n = len(keys)
+        sep = "{"
+        for k in keys:
+            x = obj[k]
+            t = type(x)
+            if t is str:
+                append(f"{sep}{_json_string(k)}:{_json_string(x)}" if escape
+                       else f'{sep}"{k}":"{x}"')
+                n += 1
+            elif t is dict or t is list or t is tuple:
+                append(f"{sep}{_json_string(k)}:" if escape else f'{sep}"{k}":')
+                n += _emit(x, parts, escape, depth + 1)
+            else:
+                append(f"{sep}{_json_string(k)}:{_scalar(x)}" if escape
+                       else f'{sep}"{k}":{_scalar(x)}')
+            sep = ","
+        append("}")
+        return n
+    if not obj:
+        append("[]")
+        return 0
+    sep = "["
+    for x in obj:
+        t = type(x)
+        if t is str:
+            append(sep + _json_string(x) if escape else f'{sep}"{x}"')
+            n += 1
+        elif t is dict or t is list or t is tuple:
+            append(sep)
+            n += _emit(x, parts, escape, depth + 1)
+        else:
+            append(sep + _scalar(x))
+        sep = ","
+    append("]")
+    return n
+
+
+def _fast_jcs(value: Any) -> bytes:
+    """JCS bytes of `value`, or _HandOver / CanonicalizationError / UnicodeEncodeError /
+    RecursionError, on which `jcs` asks rfc8785 instead."""
+    t = type(value)
+    if t is dict or t is list or t is tuple:
+        parts: list[str] = []
+        strings = _emit(value, parts, False, 1)
+        data = "".join(parts).encode("utf-8")
+        if len(data.translate(None, _JCS_ORDINARY)) != 2 * strings:
+            # Some string holds a `"`, `\` or control character: write it again, escaping.
+            parts = []
+            _emit(value, parts, True, 1)
+            data = "".join(parts).encode("utf-8")
+        return data
+    if t is str:
+        return _json_string(value).encode("utf-8")
+    return _scalar(value).encode("ascii")
+
+
 def jcs(value: Any) -> bytes:
-    """RFC 8785 canonical JSON bytes of `value` (via the rfc8785 package)."""
+    """RFC 8785 canonical JSON bytes of `value`.
+
+    Byte for byte what the rfc8785 package produces, and the same MalformedError where it
+    refuses; common values take a faster path (see the comment above `_SAFE_INT`).
+    """
+    try:
+        return _fast_jcs(value)
+    except (_HandOver, rfc8785.CanonicalizationError, UnicodeEncodeError, RecursionError):
+        pass
     try:
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as e:

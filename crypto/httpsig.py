@@ -1,47 +1,61 @@
 """RFC 9421 HTTP message signatures with device keys, and RFC 9530 Content-Digest (SPEC 5).
 
 Covered components: "@method" "@target-uri" and, on a request with a body, "content-digest";
-parameters `created`, `keyid` (the device id), `alg` ("ed25519") and `nonce`. The signature
-base is built by the `http-message-signatures` package; the Ed25519 operations are ours, on
-raw device keys, so no key object crosses the package boundary.
+parameters `created`, `keyid` (the device id), `alg` ("ed25519") and `nonce`. Signing builds
+the signature base with the `http-message-signatures` package. Verification is split in two:
+`check_request` does every check but the signature itself and builds the signature base for
+this one profile directly (RFC 9421 section 2.5; tests/test_httpsig_fast.py shows it equal to
+the package's); `PendingSignature.verify` is the Ed25519 verification alone, cheap to hand to a
+worker thread. The Ed25519 operations are ours, on raw device keys, so no key object crosses
+the package boundary.
 """
 
 from __future__ import annotations
 
+import base64
 import hmac
 import re
 import secrets
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from ipaddress import IPv6Address
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import http_sf
-from http_message_signatures import (
-    HTTPMessageSigner,
-    HTTPMessageVerifier,
-    HTTPSignatureAlgorithm,
-    HTTPSignatureKeyResolver,
-)
-from http_message_signatures import InvalidSignature as _LibInvalid
-from http_message_signatures.exceptions import HTTPMessageSignaturesException
+from http_message_signatures import HTTPMessageSigner, HTTPSignatureAlgorithm, HTTPSignatureKeyResolver
 
 from . import _primitives as p
 from .encoding import b64encode
 from .errors import RequestSignatureError
 from .keys import DEVICE_ID_RE, DeviceKeys
 
-__all__ = ["LABEL", "SignatureParams", "content_digest", "parse_signature_params", "sign_request",
-           "verify_request"]
+__all__ = ["LABEL", "PendingSignature", "SignatureParams", "check_request", "content_digest",
+           "parse_signature_params", "sign_request", "verify_request"]
 
 LABEL = "liaison"
 _NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
+# The profile `check_request` accepts: anything else is refused, not interpreted.
+_COMPONENTS = frozenset({"@method", "@target-uri", "content-digest"})
+_PARAMETERS = frozenset({"created", "keyid", "alg", "nonce"})
+_FIELDS = ("signature-input", "signature", "content-digest")
+_METHOD_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 section 5.6.2 token
+# An RFC 3986 absolute URI with a non-empty path, no userinfo and no fragment: for these,
+# RFC 9421 section 2.2.2 "@target-uri" is the URI exactly as given.
+_CHARS = r"A-Za-z0-9._~!$&'()*+,;=\-"  # unreserved and sub-delims
+_PCT = r"%[0-9A-Fa-f]{2}"
+_TARGET_URI_RE = re.compile(
+    rf"[A-Za-z][A-Za-z0-9+.\-]*://(?P<host>\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?:[{_CHARS}]|{_PCT})+)"
+    rf"(?::[0-9]*)?(?:/(?:[{_CHARS}:@]|{_PCT})*)+(?:\?(?:[{_CHARS}:@/?]|{_PCT})*)?")
+_SIGNATURE_RE = re.compile(rf"{LABEL}=:([A-Za-z0-9+/]{{86}}==):")  # one 64-byte signature
+
 
 class _Ed25519Raw(HTTPSignatureAlgorithm):
-    """The library's algorithm interface over raw 32-byte keys and our primitives."""
+    """The library's algorithm interface over raw 32-byte keys and our primitives (signing)."""
 
     algorithm_id = "ed25519"
 
@@ -52,10 +66,6 @@ class _Ed25519Raw(HTTPSignatureAlgorithm):
     def sign(self, message: bytes) -> bytes:
         assert self.private_key is not None
         return p.ed25519_sign(self.private_key, message)
-
-    def verify(self, signature: bytes, message: bytes) -> None:
-        if self.public_key is None or not p.ed25519_verify(self.public_key, message, signature):
-            raise _LibInvalid("signature does not verify")
 
 
 class _OneKey(HTTPSignatureKeyResolver):
@@ -101,6 +111,17 @@ def sign_request(
     return out
 
 
+class _SignatureInput(NamedTuple):
+    """The Signature-Input field as parsed, kept so that `check_request` need not parse it again."""
+
+    raw: str                 # the field value
+    public: tuple[str, int, str, tuple[str, ...]]  # what SignatureParams shows of it
+    label: str
+    items: list[Any]         # the inner list: [(bare item, parameters), ...]
+    params: dict[str, Any]   # the signature parameters, in their order
+    duplicate: bool          # a label or parameter name appeared twice
+
+
 @dataclass(frozen=True)
 class SignatureParams:
     """The parameters of a request signature, read (unverified) from Signature-Input."""
@@ -109,6 +130,7 @@ class SignatureParams:
     created: int
     nonce: str
     components: tuple[str, ...]
+    _input: _SignatureInput | None = field(default=None, repr=False, compare=False)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -124,13 +146,16 @@ def parse_signature_params(headers: Mapping[str, str]) -> SignatureParams:
     if raw is None or _header(headers, "signature") is None:
         raise RequestSignatureError("unauthenticated", "the request is not signed "
                                     "(Signature-Input and Signature headers required)")
+    duplicates: list[str] = []
     try:
-        parsed = cast(dict[str, Any], http_sf.parse(raw.encode("ascii"), tltype="dictionary"))
+        parsed = cast(dict[str, Any], http_sf.parse(
+            raw.encode("ascii"), tltype="dictionary",
+            on_duplicate_key=lambda key, _context: duplicates.append(key)))
     except Exception as e:  # http_sf raises plain ValueErrors of several kinds
         raise RequestSignatureError("unauthenticated", "Signature-Input does not parse") from e
     if len(parsed) != 1:
         raise RequestSignatureError("unauthenticated", "exactly one request signature expected")
-    (items, params), = parsed.values()
+    (label, (items, params)), = parsed.items()
     if not isinstance(items, list):
         raise RequestSignatureError("unauthenticated", "Signature-Input must be an inner list")
     keyid, created, nonce = params.get("keyid"), params.get("created"), params.get("nonce")
@@ -143,8 +168,138 @@ def parse_signature_params(headers: Mapping[str, str]) -> SignatureParams:
                                     "characters) is required")
     if params.get("alg", "ed25519") != "ed25519":
         raise RequestSignatureError("unauthenticated", "alg must be ed25519")
-    components = tuple(str(item[0]) for item in items)
-    return SignatureParams(keyid, created, nonce, components)
+    public = keyid, created, nonce, tuple(str(item[0]) for item in items)
+    return SignatureParams(*public, _input=_SignatureInput(raw, public, label, items, params,
+                                                           bool(duplicates)))
+
+
+@dataclass(frozen=True)
+class PendingSignature:
+    """Everything checked except the Ed25519 signature itself."""
+
+    params: SignatureParams
+    message: bytes      # the RFC 9421 signature base
+    signature: bytes    # the raw signature bytes
+
+    def verify(self, ed25519_public: bytes) -> None:
+        """Check the signature with the device's raw public key (one Ed25519 verification)."""
+        if not p.ed25519_verify(ed25519_public, self.message, self.signature):
+            raise RequestSignatureError("bad-request-signature",
+                                        "the request signature does not verify")
+
+
+def _refused(detail: str) -> RequestSignatureError:
+    return RequestSignatureError("bad-request-signature", detail)
+
+
+def _signature_params(components: list[str], params: Mapping[str, int | str]) -> str:
+    """RFC 9421 section 2.3 "@signature-params" value: the inner list as RFC 8941 serialises it.
+
+    Only for names that are RFC 8941 keys and strings that need no escaping (no '"' or '\\').
+    """
+    inner = " ".join(f'"{c}"' for c in components)
+    return f"({inner})" + "".join(
+        f";{k}={v}" if type(v) is int else f';{k}="{v}"' for k, v in params.items())
+
+
+def _signature_base(method: str, url: str, digest: str | None, sig: _SignatureInput) -> bytes:
+    """The RFC 9421 section 2.5 signature base of a request in our profile, or refused."""
+    if sig.duplicate:
+        raise _refused("Signature-Input repeats a label or a parameter")
+    if sig.label != LABEL:
+        raise _refused(f'the request signature must be labelled "{LABEL}"')
+    components: list[str] = []
+    for value, item_params in sig.items:
+        if type(value) is not str or value not in _COMPONENTS or item_params or value in components:
+            raise _refused('Signature-Input may cover only "@method", "@target-uri" and '
+                           '"content-digest", each once and without parameters')
+        components.append(value)
+    if not sig.params.keys() <= _PARAMETERS or any(
+            type(v) is not (int if k == "created" else str) for k, v in sig.params.items()):
+        raise _refused("Signature-Input parameters may be only created (an integer), and keyid, "
+                       "alg and nonce (strings)")
+    if not _METHOD_RE.fullmatch(method):
+        raise _refused("the request method is not a token")
+    uri = _TARGET_URI_RE.fullmatch(url)
+    if uri is None:
+        raise _refused("the request URL is not an absolute URL without userinfo or fragment")
+    if uri["ipv6"] is not None:
+        try:
+            IPv6Address(uri["ipv6"])
+        except ValueError:
+            raise _refused("the request URL has an invalid IPv6 address") from None
+    values = {"@method": method.upper(), "@target-uri": url}
+    if "content-digest" in components:
+        if digest is None:
+            raise _refused("the signature covers Content-Digest, which the request lacks")
+        digest = digest.strip(" \t")  # RFC 9421 section 2.1: without leading or trailing space
+        if not digest.isascii() or not digest.replace("\t", " ").isprintable():
+            raise _refused("Content-Digest has characters a signature base cannot carry")
+        values["content-digest"] = digest
+    lines = [f'"{c}": {values[c]}' for c in components]
+    lines.append(f'"@signature-params": {_signature_params(components, sig.params)}')
+    return "\n".join(lines).encode("ascii")
+
+
+def check_request(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    params: SignatureParams | None = None,
+    now: datetime | None = None,
+    skew_seconds: int = 300,
+) -> PendingSignature:
+    """Check a request signed by `sign_request`, all but the Ed25519 signature itself.
+
+    `params` is `parse_signature_params(headers)` if the caller has it already (ValueError if
+    it is not). Raises RequestSignatureError with a reason; `PendingSignature.verify` does the
+    rest. Only our profile is accepted: label "liaison", the components and parameters that
+    `sign_request` writes (in any order, alg optional), one Signature-Input, Signature and
+    Content-Digest field each, and a URL that is its own "@target-uri".
+    """
+    if params is None:
+        params = parse_signature_params(headers)
+    fields: dict[str, list[str]] = {name: [] for name in _FIELDS}
+    for name, value in headers.items():
+        if (lower := name.lower()) in fields:
+            fields[lower].append(value)
+    sig = params._input
+    if (sig is None or fields["signature-input"][:1] != [sig.raw]
+            or (params.keyid, params.created, params.nonce, params.components) != sig.public):
+        raise ValueError("params must be what parse_signature_params returned for these headers")
+    if abs((now.timestamp() if now else time.time()) - params.created) > skew_seconds:
+        raise RequestSignatureError("stale-request", f"signature created more than "
+                                    f"{skew_seconds} s from the server's clock")
+    digest = fields["content-digest"][0] if fields["content-digest"] else None
+    needed = {"@method", "@target-uri"}
+    if body or method.upper() in _BODY_METHODS:
+        needed.add("content-digest")
+        if digest is None:
+            raise RequestSignatureError("content-digest", "Content-Digest header is required")
+        if not hmac.compare_digest(digest.strip().encode(), content_digest(body).encode()):
+            try:
+                members = cast(dict[str, Any],
+                               http_sf.parse(digest.encode("ascii"), tltype="dictionary"))
+                sha256 = members.get("sha-256", (None,))[0]
+            except Exception:
+                sha256 = None
+            if not isinstance(sha256, bytes) or not hmac.compare_digest(sha256, p.sha256(body)):
+                raise RequestSignatureError("content-digest",
+                                            "Content-Digest does not match the body")
+    missing = needed - set(params.components)
+    if missing:
+        raise RequestSignatureError("bad-request-signature",
+                                    f"signature must cover {', '.join(sorted(missing))}")
+    if any(len(values) > 1 for values in fields.values()):
+        raise _refused("Signature-Input, Signature and Content-Digest may appear once each")
+    message = _signature_base(method, url, digest, sig)
+    signatures = fields["signature"]
+    signature = _SIGNATURE_RE.fullmatch(signatures[0].strip(" \t")) if signatures else None
+    if signature is None:
+        raise _refused(f'Signature must be one Ed25519 signature labelled "{LABEL}"')
+    return PendingSignature(params, message, base64.b64decode(signature[1], validate=True))
 
 
 def verify_request(
@@ -158,38 +313,6 @@ def verify_request(
     skew_seconds: int = 300,
 ) -> SignatureParams:
     """Verify a request signed by `sign_request`; raises RequestSignatureError with a reason."""
-    params = parse_signature_params(headers)
-    now = now or datetime.now(UTC)
-    if abs(now.timestamp() - params.created) > skew_seconds:
-        raise RequestSignatureError("stale-request", f"signature created more than "
-                                    f"{skew_seconds} s from the server's clock")
-    needed = {"@method", "@target-uri"}
-    if body or method.upper() in _BODY_METHODS:
-        needed.add("content-digest")
-        digest = _header(headers, "content-digest")
-        if digest is None:
-            raise RequestSignatureError("content-digest", "Content-Digest header is required")
-        if not hmac.compare_digest(digest.strip().encode(), content_digest(body).encode()):
-            try:
-                members = cast(dict[str, Any],
-                               http_sf.parse(digest.encode("ascii"), tltype="dictionary"))
-                value = members.get("sha-256", (None,))[0]
-            except Exception:
-                value = None
-            if not isinstance(value, bytes) or not hmac.compare_digest(value, p.sha256(body)):
-                raise RequestSignatureError("content-digest",
-                                            "Content-Digest does not match the body")
-    missing = needed - set(params.components)
-    if missing:
-        raise RequestSignatureError("bad-request-signature",
-                                    f"signature must cover {', '.join(sorted(missing))}")
-    verifier = HTTPMessageVerifier(signature_algorithm=_Ed25519Raw,
-                                   key_resolver=_OneKey(params.keyid, public=ed25519_public))
-    verifier.max_clock_skew = timedelta(seconds=skew_seconds)
-    msg = SimpleNamespace(method=method.upper(), url=url, headers=headers)
-    try:
-        verifier.verify(msg, max_age=timedelta(seconds=skew_seconds))
-    except (HTTPMessageSignaturesException, ValueError) as e:
-        raise RequestSignatureError("bad-request-signature",
-                                    "the request signature does not verify") from e
-    return params
+    pending = check_request(method, url, headers, body, now=now, skew_seconds=skew_seconds)
+    pending.verify(ed25519_public)
+    return pending.params

@@ -18,7 +18,7 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from liaison.crypto.errors import CryptoError, RequestSignatureError
-from liaison.crypto.httpsig import parse_signature_params, verify_request
+from liaison.crypto.httpsig import check_request, parse_signature_params
 from liaison.crypto.keys import PublicBundle
 
 from .models import Device, Nonce
@@ -27,13 +27,15 @@ from .state import AppState
 from .views import PrincipalView
 from .writer import Refusal, Tx
 
-__all__ = ["Caller", "CurrentCaller", "Signed", "SignedRequest", "State", "authenticate",
-           "get_state", "purge_nonces", "target_uri"]
+__all__ = ["Caller", "CurrentCaller", "SignedRequest", "State", "authenticate",
+           "get_state", "purge_nonces", "target_uri", "verify_signed"]
 
 _LAST_SEEN_EVERY = 60.0
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    # async on purpose: FastAPI runs a plain-def dependency in a worker thread, a thread hop
+    # (and a fight for the GIL) on every request for one attribute read.
     state: AppState = request.app.state.liaison
     return state
 
@@ -142,7 +144,11 @@ _TOUCH = "UPDATE device SET last_seen_at = ? WHERE id = ?"
 
 
 async def verify_signed(request: Request, state: AppState) -> SignedRequest:
-    """Check the RFC 9421 signature (CPU only); refusals of known devices are logged."""
+    """Check the RFC 9421 signature (CPU only); refusals of known devices are logged.
+
+    The Ed25519 check runs here, on the event loop: handing it to a thread (cryptography
+    releases the GIL while it verifies) measured slower, every hand-off a wait for the GIL.
+    """
     body = await request.body()
     headers = dict(request.headers)
     try:
@@ -157,8 +163,9 @@ async def verify_signed(request: Request, state: AppState) -> SignedRequest:
         raise Problem("unauthenticated", "the signing device is not enrolled")
     what = f"{request.method} {request.url.path}"[:200]
     try:
-        verify_request(request.method, target_uri(state, request), headers, body, bundle.ed25519,
-                       skew_seconds=state.settings.clock_skew_seconds)
+        pending = check_request(request.method, target_uri(state, request), headers, body,
+                                params=params, skew_seconds=state.settings.clock_skew_seconds)
+        pending.verify(bundle.ed25519)
     except (RequestSignatureError, CryptoError) as e:
         reason, detail = (e.reason, e.detail) if isinstance(e, RequestSignatureError) else (
             "bad-request-signature", str(e))
@@ -182,11 +189,6 @@ async def authenticate(request: Request, state: State) -> Caller:
     result = await state.writer.run(lambda tx: signed.consume(tx, skew), shares_cache=True,
                                     savepoint=False)
     return Caller(signed.device_id, signed.bundle, result.value)
-
-
-async def signed_request(request: Request, state: State) -> SignedRequest:
-    """For paths whose own writer job consumes the request (`SignedRequest.consume`)."""
-    return await verify_signed(request, state)
 
 
 def _limit(state: AppState, key: str, detail: str) -> None:
@@ -224,4 +226,3 @@ async def purge_nonces(state: AppState) -> int:
 
 
 CurrentCaller = Annotated[Caller, Depends(authenticate)]
-Signed = Annotated[SignedRequest, Depends(signed_request)]

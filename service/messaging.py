@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from fastapi import Request
 from sqlalchemy import select, update
 
 from liaison.crypto.encoding import format_time, jcs
@@ -26,7 +27,7 @@ from liaison.crypto.labels import Label
 from liaison.crypto.policy import check_ceiling, check_dominates, check_suite
 
 from . import events
-from .auth import Caller, SignedRequest
+from .auth import Caller, SignedRequest, verify_signed
 from .directory import Eligibility, eligibility
 from .models import Channel, Delivery, Message
 from .problems import Problem
@@ -125,13 +126,15 @@ def _precheck(state: AppState, caller: SignedRequest, obj: Any) -> ParsedEnvelop
     return parsed
 
 
-async def submit(state: AppState, signed: SignedRequest, envelope: Any, to: list[str] | None
+async def submit(state: AppState, request: Request, envelope: Any, to: list[str] | None
                  ) -> tuple[Accepted, dict[str, Any]]:
     """Accept an envelope or refuse it with a logged reason. Returns the result and receipt.
 
-    One writer job does it all: consume the request (nonce, device, principal), then every
-    check of SPEC 4 that needs the database, then the writes.
+    The request's signature first, then the envelope's checks that need no database; then one
+    writer job does the rest: consume the request (nonce, device, principal), every check of
+    SPEC 4 that needs the database, and the writes.
     """
+    signed = await verify_signed(request, state)
     try:
         parsed = _precheck(state, signed, envelope)
     except _Early as e:

@@ -15,7 +15,7 @@ from liaison.crypto.errors import LabelSyntaxError
 from liaison.crypto.labels import Label, parse_label
 
 from .. import admin, messaging
-from ..auth import CurrentCaller, Signed, State
+from ..auth import CurrentCaller, State
 from ..directory import default_suite, device_records, eligibility
 from ..models import Channel, ChannelMember, Device
 from ..problems import Problem
@@ -120,8 +120,8 @@ async def get_recipients(channel_id: str, caller: CurrentCaller, state: State,
 
 @router.post("/messages", status_code=201, summary="Submit an envelope",
              response_class=JSONResponse)
-async def post_message(body: SubmitRequest, signed: Signed, state: State) -> JSONResponse:
-    accepted, receipt = await messaging.submit(state, signed, body.envelope, body.to)
+async def post_message(body: SubmitRequest, request: Request, state: State) -> JSONResponse:
+    accepted, receipt = await messaging.submit(state, request, body.envelope, body.to)
     return _plain({"id": accepted.id, "recipients": accepted.recipients, **receipt}, 201)
 
 

@@ -1,0 +1,64 @@
+"""The writer keeps who may receive what (devices, principals, channels, members) from batch to
+batch. These tests change that state through a *second* service on the same database, as
+another replica or process would, and show the first one sees each change at once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+
+from liaison.service.app import create_app
+from liaison.service.state import AppState
+from tests.service.harness import BASE, OPS, Device, World, assert_problem, coalition
+
+LABEL = "SECRET//AIRDEF//REL TO UKR, USA"
+
+
+@asynccontextmanager
+async def second_service(world: World) -> AsyncIterator[Device]:
+    """Another app on the same settings and database; yields its root admin device."""
+    app = create_app(world.state.settings)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=BASE) as http:
+        state: AppState = app.state.liaison
+        other = World(state, http, state.policy, app)
+        yield Device(other, "root", world.root.keys)
+
+
+async def test_a_device_revoked_elsewhere_is_refused_at_once(world: World) -> None:
+    c = await coalition(world)
+    async with second_service(world) as other_root:
+        r = await c.usa.send(OPS, LABEL, to=["ukr-analyst"])
+        assert r.status_code == 201, r.text  # this service now holds usa's device state
+        env = await c.usa.envelope(OPS, LABEL, to=["ukr-analyst"])
+        r = await other_root.post(f"/v1/admin/devices/{c.usa.id}/revoke")
+        assert r.status_code == 200, r.text
+        assert_problem(await c.usa.submit(env, to=["ukr-analyst"]), "device-revoked")
+
+
+async def test_a_clearance_lowered_elsewhere_changes_who_may_receive(world: World) -> None:
+    c = await coalition(world)
+    async with second_service(world) as other_root:
+        envs = [await c.usa.envelope(OPS, LABEL, to=["ukr-analyst"]) for _ in range(2)]
+        r = await c.usa.submit(envs[0], to=["ukr-analyst"])
+        assert r.status_code == 201, r.text  # ukr is eligible, and this service knows it
+        r = await other_root.request("PATCH", "/v1/admin/principals/ukr-analyst",
+                                     {"clearance": "CONFIDENTIAL"})
+        assert r.status_code == 200, r.text
+        body = assert_problem(await c.usa.submit(envs[1], to=["ukr-analyst"]),
+                              "ineligible-recipient")
+        assert "ukr-analyst" in body["detail"]
+
+
+async def test_a_member_removed_elsewhere_can_no_longer_send(world: World) -> None:
+    c = await coalition(world)
+    async with second_service(world) as other_root:
+        r = await c.ukr.send(OPS, LABEL, to=["usa-analyst"])
+        assert r.status_code == 201, r.text
+        env = await c.ukr.envelope(OPS, LABEL, to=["usa-analyst"])
+        r = await other_root.request("PUT", f"/v1/admin/channels/{OPS}/members",
+                                     {"principals": ["usa-analyst", "fra-analyst"]})
+        assert r.status_code == 200, r.text
+        assert_problem(await c.ukr.submit(env, to=["usa-analyst"]), "not-member")
