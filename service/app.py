@@ -17,6 +17,7 @@ from liaison.crypto.errors import CryptoError, MalformedError
 from liaison.crypto.policy import Policy, parse_policy
 
 from . import messaging
+from .api.hot import HotPaths
 from .api.routes import router
 from .audit import AuditLog
 from .auth import purge_nonces
@@ -182,5 +183,8 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> FastAPI:
             state.metrics.log_size.set(await state.log.size(s))
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
+    submit_route = next(r for r in router.routes if getattr(r, "path", "") == "/v1/messages"
+                        and "POST" in getattr(r, "methods", ()))
+    app.add_middleware(HotPaths, route=submit_route)
     app.add_middleware(RequestMiddleware, max_body=settings.max_body_bytes, metrics=metrics)
     return app

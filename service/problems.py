@@ -112,6 +112,12 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, str]:
     return slug, f"{where}: {msg}" if where else msg
 
 
+def validation_problem(exc: RequestValidationError) -> Problem:
+    """The problem for a request that failed its model's validation."""
+    slug, detail = _validation_detail(exc)
+    return Problem(slug, detail[:300])
+
+
 def install_handlers(app: FastAPI) -> None:
     """Map every error to problem+json in this one place."""
 
@@ -121,8 +127,7 @@ def install_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        slug, detail = _validation_detail(exc)
-        return problem_response(Problem(slug, detail[:300]), request.url.path)
+        return problem_response(validation_problem(exc), request.url.path)
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
