@@ -101,10 +101,15 @@ def ed25519_sign(seed: bytes, message: bytes) -> bytes:
     return _ed_priv(seed).sign(message)
 
 
+@functools.lru_cache(maxsize=4096)
+def _ed_pub(public: bytes) -> ed25519.Ed25519PublicKey:
+    return ed25519.Ed25519PublicKey.from_public_bytes(public)
+
+
 def ed25519_verify(public: bytes, message: bytes, signature: bytes) -> bool:
     """True iff `signature` is a valid Ed25519 signature; never raises on bad input."""
     try:
-        ed25519.Ed25519PublicKey.from_public_bytes(public).verify(signature, message)
+        _ed_pub(public).verify(signature, message)
     except (InvalidSignature, ValueError):
         return False
     return True

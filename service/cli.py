@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import json
 import sys
@@ -197,9 +198,24 @@ def run(
         _fail(str(e))
         return
     configure_logging(settings.log_level)
+    _tune_gc()
     typer.echo(f"liaison-server: serving {'https' if tls else 'http'}://{settings.host}:"
                f"{settings.port}", err=True)
     uvicorn.Server(config).run()
+
+
+def _tune_gc() -> None:
+    """Garbage-collector settings for the long-running server.
+
+    Everything loaded so far (modules, the app's routes and schemas: most of the heap) lives
+    as long as the process, so it is frozen out of the collector's scans; and the youngest
+    generation is collected every 10,000 allocations instead of 700, since a request's
+    objects are almost all freed by reference counting when it ends. Measured with
+    bench/service.py: the full collections that re-scanned the startup heap were the slowest
+    1% of requests (p99 at 32 senders from about 85 to 45 ms), and throughput rose about 8%.
+    """
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 50)
 
 
 def main() -> None:

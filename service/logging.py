@@ -11,12 +11,19 @@ __all__ = ["configure_logging"]
 
 
 class _Json(logging.Formatter):
+    """One JSON object per line. A record's `fields` (passed as `extra={"fields": {...}}`)
+    become top-level members; any other message becomes `message`."""
+
     def format(self, record: logging.LogRecord) -> str:
-        msg = record.getMessage()
-        try:
-            body = json.loads(msg) if msg.startswith("{") else {"message": msg}
-        except ValueError:
-            body = {"message": msg}
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            body = fields
+        else:
+            msg = record.getMessage()
+            try:
+                body = json.loads(msg) if msg.startswith("{") else {"message": msg}
+            except ValueError:
+                body = {"message": msg}
         out = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
                "level": record.levelname.lower(), "logger": record.name, **body}
         if record.exc_info:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["Metrics"]
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class Metrics:
@@ -25,6 +29,21 @@ class Metrics:
                                registry=self.registry)
         self.streams = Gauge("liaison_inbox_streams", "Connected inbox streams",
                              registry=self.registry)
+
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one request and its latency. The labelled children are looked up once per
+        (method, route, status); a method outside HTTP's usual set counts as OTHER, so a
+        client cannot grow the label space."""
+        key = (method if method in _METHODS else "OTHER", route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(key[0], route, str(status)),
+                self.latency.labels(key[0], route))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
-import uuid
 from typing import Any
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -43,7 +43,7 @@ class RequestMiddleware:
             return
         start = time.perf_counter()
         headers = dict(scope.get("headers") or [])
-        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = rid
         status = 500
         started = False
@@ -82,14 +82,13 @@ class RequestMiddleware:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
             method = scope.get("method", "")
-            self.metrics.requests.labels(method, path, str(status)).inc()
-            self.metrics.latency.labels(method, path).observe(elapsed)
+            self.metrics.observe_request(method, path, status, elapsed)
             if access_log.isEnabledFor(logging.INFO):
-                access_log.info(json.dumps({
+                access_log.info("request", extra={"fields": {
                     "event": "request", "request_id": rid, "method": method,
                     "path": scope.get("path", ""), "route": path, "status": status,
                     "ms": round(elapsed * 1000, 2),
-                    "client": (scope.get("client") or ("", 0))[0]}))
+                    "client": (scope.get("client") or ("", 0))[0]}})
 
     @staticmethod
     async def _problem(send: Any, problem: Problem, scope: Scope) -> None:

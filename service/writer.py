@@ -101,7 +101,7 @@ class Raw:
         """A naive-UTC timestamp as a parameter."""
         if value is None or self.postgres:
             return value
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return value.isoformat(" ", "microseconds")  # SQLAlchemy's form: always 6 digits
 
 
 @dataclass

@@ -65,7 +65,7 @@ async def test_oversize_body_over_http(backend: str, tmp_path: Path,
         # entry (there is no actor), but the access log and the metrics record it.
         with caplog.at_level(logging.INFO, logger="liaison.access"):
             await assert_refused(world, lambda: c.usa.submit(big), "body-too-large", entry=None)
-        logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "liaison.access"]
+        logged = [r.fields for r in caplog.records if r.name == "liaison.access"]
         assert [(e["path"], e["status"]) for e in logged] == [("/v1/messages", 413)]
         small = await c.usa.envelope(OPS, SECRET_AIRDEF, b"x" * 30_000)
         assert (await c.usa.submit(small)).status_code == 201
