@@ -11,6 +11,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
+from starlette.types import ASGIApp
 
 from liaison.crypto import note
 from liaison.crypto.errors import CryptoError, MalformedError
@@ -150,7 +151,7 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> FastAPI:
             await close_state(state)
 
     # No slash redirects: a path is either served or answered with a 404 problem.
-    app = FastAPI(title="Liaison", version="1.0", lifespan=lifespan, redirect_slashes=False,
+    app = LiaisonApp(title="Liaison", version="1.0", lifespan=lifespan, redirect_slashes=False,
                   description="End-to-end encrypted, classification-aware message exchange. "
                   "See docs/api.md for the signing scheme and every problem type.")
     install_handlers(app)
@@ -183,8 +184,25 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> FastAPI:
             state.metrics.log_size.set(await state.log.size(s))
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    submit_route = next(r for r in router.routes if getattr(r, "path", "") == "/v1/messages"
-                        and "POST" in getattr(r, "methods", ()))
-    app.add_middleware(HotPaths, route=submit_route)
-    app.add_middleware(RequestMiddleware, max_body=settings.max_body_bytes, metrics=metrics)
+    app.outer = (settings.max_body_bytes, metrics)
     return app
+
+
+class LiaisonApp(FastAPI):
+    """FastAPI with two layers outside its own middleware: the request middleware (request
+    ids, body limit, metrics, access log) and `HotPaths`, which serves POST /v1/messages
+    without the framework's stack; everything else continues into FastAPI as usual.
+    `hot_paths = False` leaves that path to FastAPI's route (the tests compare the two)."""
+
+    outer: tuple[int, Metrics] | None = None
+    hot_paths = True
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app = super().build_middleware_stack()
+        if self.hot_paths:
+            submit = next(r for r in router.routes if getattr(r, "path", "") == "/v1/messages"
+                          and "POST" in getattr(r, "methods", ()))
+            app = HotPaths(app, fastapi=self, route=submit)
+        assert self.outer is not None, "create_app sets the outer layers' settings"
+        max_body, metrics = self.outer
+        return RequestMiddleware(app, max_body=max_body, metrics=metrics)

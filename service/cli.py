@@ -180,6 +180,9 @@ def run(
         config = uvicorn.Config(create_app(settings, migrate_new=False), host=settings.host,
                                 port=settings.port, log_config=None, access_log=False,
                                 lifespan="on", timeout_graceful_shutdown=5,
+                                # TLS ends here (a proxy passes it through): forwarded
+                                # headers cannot come from a trusted proxy, so none are read.
+                                proxy_headers=False, server_header=False,
                                 **tls)  # type: ignore[arg-type]
         if not plain:
             try:

@@ -430,3 +430,34 @@ def test_malformed_input_raises_primitive_error(call: Callable[[], object]) -> N
 def test_verify_malformed_returns_false(public: bytes, signature: bytes) -> None:
     assert p.ed25519_verify(public, h(ED25519[0]["message"]), signature) is False
     assert p.mldsa65_verify(public, b"", signature) is False
+
+
+# --- Ed25519 beyond RFC 8032's vectors: what a strict verifier must refuse ----------------
+
+_L = 2**252 + 27742317777372353535851937790883648493  # the order of the base point
+
+
+def test_ed25519_refuses_the_small_order_key_that_signs_everything() -> None:
+    """The identity point as public key, R = identity and S = 0 satisfy the cofactorless
+    equation [S]B = R + [k]A for every message (OpenSSL accepts it); ours refuses."""
+    identity = bytes([1]) + bytes(31)
+    for message in (b"", b"pay 100", b"another message"):
+        assert not p.ed25519_verify(identity, message, identity + bytes(32))
+
+
+def test_ed25519_refuses_a_non_canonical_s() -> None:
+    """S + L verifies the same equation as S; RFC 8032 section 5.1.7 requires S < L."""
+    seed = bytes(range(32))
+    public, message = p.ed25519_public(seed), b"malleable?"
+    sig = p.ed25519_sign(seed, message)
+    assert p.ed25519_verify(public, message, sig)
+    s = int.from_bytes(sig[32:], "little") + _L
+    assert s < 2**256
+    assert not p.ed25519_verify(public, message, sig[:32] + s.to_bytes(32, "little"))
+
+
+@pytest.mark.parametrize(("public", "signature"), [
+    (bytes(31), bytes(64)), (bytes(33), bytes(64)), (bytes(32), bytes(63)), (b"", b""),
+])
+def test_ed25519_wrong_lengths_are_refused_not_raised(public: bytes, signature: bytes) -> None:
+    assert not p.ed25519_verify(public, b"m", signature)

@@ -1,7 +1,8 @@
 """POST /v1/messages without FastAPI's router: the one path that carries the traffic.
 
 The route stays declared in `routes` (it documents the path in OpenAPI and is what this
-replaces); this ASGI layer answers it first with the same steps: strict validation of the
+replaces); this ASGI layer, outermost but for the request middleware (see `app.LiaisonApp`),
+answers it first with the same steps: strict validation of the
 wrapper by the same pydantic model, `messaging.submit`, and problem+json for every refusal.
 FastAPI's route matching, dependency solving and response wrapping cost more per request than
 the envelope's parsing (see bench/service.py); everything else still goes through FastAPI.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import email.message
 import json
+import logging
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
@@ -20,11 +22,14 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import messaging
+from ..middleware import _TooLarge
 from ..problems import Problem, problem_response, validation_problem
 from ..state import AppState
 from .schemas import SubmitRequest
 
 __all__ = ["HotPaths"]
+
+log = logging.getLogger("liaison.api")
 
 _PATH = "/v1/messages"
 
@@ -59,8 +64,9 @@ async def _json_body(request: Request) -> Any:
 class HotPaths:
     """ASGI middleware: serves POST /v1/messages itself, passes everything else on."""
 
-    def __init__(self, app: ASGIApp, *, route: Any) -> None:
+    def __init__(self, app: ASGIApp, *, fastapi: Any, route: Any) -> None:
         self.app = app
+        self.fastapi = fastapi  # the application (its state)
         self.route = route  # the documented APIRoute, for the metrics' route label
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -68,12 +74,19 @@ class HotPaths:
             await self.app(scope, receive, send)
             return
         scope["route"] = self.route
+        scope["app"] = self.fastapi  # as FastAPI sets it, for Request.app
         request = Request(scope, receive)
-        state: AppState = scope["app"].state.liaison
+        state: AppState = self.fastapi.state.liaison
         try:
             response = await self._submit(state, request)
         except Problem as p:
             response = problem_response(p, _PATH)
+        except _TooLarge:
+            raise  # the request middleware answers it
+        except Exception:  # what FastAPI's error middleware would catch: answered, logged
+            log.exception("POST %s failed", _PATH)
+            response = problem_response(Problem("internal", "the request could not be "
+                                                "processed"), _PATH)
         await response(scope, receive, send)
 
     @staticmethod

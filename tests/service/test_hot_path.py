@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-from liaison.service.api.hot import HotPaths
 from liaison.service.app import create_app
 from liaison.service.state import AppState
 from tests.service.harness import BASE, OPS, Coalition, Device, World, coalition
@@ -25,7 +24,7 @@ LABEL = "SECRET//AIRDEF//REL TO UKR, USA"
 async def routed_only(world: World) -> AsyncIterator[World]:
     """The same service (settings, database) without the hot path: FastAPI's route serves."""
     app = create_app(world.state.settings)
-    app.user_middleware = [m for m in app.user_middleware if m.cls is not HotPaths]
+    app.hot_paths = False
     async with app.router.lifespan_context(app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url=BASE) as http:
         state: AppState = app.state.liaison
