@@ -20,7 +20,14 @@ from functools import cached_property
 from typing import Any
 
 from . import _primitives as p
-from .encoding import b64url_decode, b64url_encode, format_time, jcs, parse_time
+from .encoding import (
+    b64url_check,
+    b64url_decode,
+    b64url_encode,
+    format_time,
+    jcs,
+    parse_time,
+)
 from .errors import (
     BadSignature,
     DecryptionFailed,
@@ -146,9 +153,17 @@ class ParsedEnvelope:
     label: Label
     content_type: str
     suite: str
-    ciphertext: bytes
-    recipients: dict[str, bytes]
+    #: Length of the decoded ciphertext (nonce, content, tag). The base64url texts of the
+    #: ciphertext and the wrapped keys are checked (canonical, as decoding would) but decoded
+    #: only by whoever needs the bytes: a server that stores the envelope never does.
+    ciphertext_size: int
+    #: Recipient device id -> its wrapped key, as checked base64url text.
+    recipients: dict[str, str]
     signature_algs: tuple[str, ...]
+
+    @cached_property
+    def ciphertext(self) -> bytes:
+        return b64url_decode(self.raw["ciphertext"], field="ciphertext")
 
     @property
     def unverified_header(self) -> dict[str, Any]:
@@ -206,15 +221,15 @@ def parse_envelope(obj: Any) -> ParsedEnvelope:
     try:
         created = parse_time(obj["created"], field="created")
         label = Label.from_json(obj["label"])
-        ciphertext = b64url_decode(obj["ciphertext"], field="ciphertext")
+        ciphertext_size = b64url_check(obj["ciphertext"], field="ciphertext")
     except MalformedError as e:
         raise MalformedEnvelope(str(e)) from e
-    if len(ciphertext) < _NONCE_LEN + _TAG_LEN:
+    if ciphertext_size < _NONCE_LEN + _TAG_LEN:
         raise MalformedEnvelope("ciphertext is too short")
     recips = obj["recipients"]
     if not isinstance(recips, list) or not recips or len(recips) > MAX_RECIPIENTS:
         raise MalformedEnvelope(f"recipients must be a list of 1 to {MAX_RECIPIENTS} entries")
-    recipients: dict[str, bytes] = {}
+    recipients: dict[str, str] = {}
     previous = ""
     for r in recips:
         if not isinstance(r, dict) or set(r) != {"device", "wrapped_key"}:
@@ -226,7 +241,8 @@ def parse_envelope(obj: Any) -> ParsedEnvelope:
             raise MalformedEnvelope("recipients must be sorted by device id, without repeats")
         previous = dev
         try:
-            recipients[dev] = b64url_decode(r["wrapped_key"], field="wrapped_key")
+            b64url_check(r["wrapped_key"], field="wrapped_key")
+            recipients[dev] = r["wrapped_key"]
         except MalformedError as e:
             raise MalformedEnvelope(str(e)) from e
     sigs = obj["signatures"]
@@ -235,7 +251,7 @@ def parse_envelope(obj: Any) -> ParsedEnvelope:
             or not all(isinstance(v, str) for v in sigs.values()):
         raise MalformedEnvelope("signatures must hold ed25519 and optionally mldsa65")
     return ParsedEnvelope(obj, obj["id"], obj["channel"], obj["sender"], created, label,
-                          obj["content_type"], obj["suite"], ciphertext, recipients,
+                          obj["content_type"], obj["suite"], ciphertext_size, recipients,
                           tuple(sorted(sigs)))
 
 
@@ -285,7 +301,7 @@ def open_envelope(
     if keys.kem_suite != parsed.suite:
         raise UnsupportedSuite(f"envelope suite {parsed.suite} does not match this device's key")
     try:
-        key = keys.unwrap(wrapped, _wrap_info(parsed.id, me))
+        key = keys.unwrap(b64url_decode(wrapped, field="wrapped_key"), _wrap_info(parsed.id, me))
     except p.PrimitiveError as e:
         raise DecryptionFailed("the wrapped key for this device does not unwrap") from e
     nonce, body = parsed.ciphertext[:_NONCE_LEN], parsed.ciphertext[_NONCE_LEN:]

@@ -140,6 +140,33 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+# The plain form `sign_request` writes: one member, an inner list of strings, parameters that
+# are strings or integers, no optional whitespace. Anything else goes to http_sf.
+_SF_KEY = r"[a-z*][a-z0-9_.*-]*"
+_SF_STRING = r'"[ !#-\[\]-~]*"'
+_PLAIN_INPUT = re.compile(
+    rf"({_SF_KEY})=\(((?:{_SF_STRING}(?: {_SF_STRING})*)?)\)"
+    rf"((?:;{_SF_KEY}=(?:-?[0-9]{{1,15}}|{_SF_STRING}))*)")
+_PLAIN_ITEM = re.compile(_SF_STRING)  # strings hold no '"': each match is one whole item
+_PLAIN_PARAM = re.compile(rf";({_SF_KEY})=(-?[0-9]{{1,15}}|{_SF_STRING})")
+
+
+def _parse_plain(raw: str, duplicates: list[str]) -> dict[str, Any] | None:
+    """`http_sf.parse(raw, tltype="dictionary")` for the plain form, or None for any other
+    (tests hold the two equal). Strings here have no escapes, so their text is their value."""
+    m = _PLAIN_INPUT.fullmatch(raw)
+    if m is None:
+        return None
+    label, inner, tail = m.groups()
+    items: list[Any] = [(c[1:-1], {}) for c in _PLAIN_ITEM.findall(inner)]
+    params: dict[str, Any] = {}
+    for key, value in _PLAIN_PARAM.findall(tail):
+        if key in params:
+            duplicates.append(key)
+        params[key] = value[1:-1] if value.startswith('"') else int(value)
+    return {label: (items, params)}
+
+
 def parse_signature_params(headers: Mapping[str, str]) -> SignatureParams:
     """Read keyid, created and nonce so the caller can look the key up; verifies nothing."""
     raw = _header(headers, "signature-input")
@@ -147,12 +174,15 @@ def parse_signature_params(headers: Mapping[str, str]) -> SignatureParams:
         raise RequestSignatureError("unauthenticated", "the request is not signed "
                                     "(Signature-Input and Signature headers required)")
     duplicates: list[str] = []
-    try:
-        parsed = cast(dict[str, Any], http_sf.parse(
-            raw.encode("ascii"), tltype="dictionary",
-            on_duplicate_key=lambda key, _context: duplicates.append(key)))
-    except Exception as e:  # http_sf raises plain ValueErrors of several kinds
-        raise RequestSignatureError("unauthenticated", "Signature-Input does not parse") from e
+    parsed = _parse_plain(raw, duplicates)
+    if parsed is None:
+        try:
+            parsed = cast(dict[str, Any], http_sf.parse(
+                raw.encode("ascii"), tltype="dictionary",
+                on_duplicate_key=lambda key, _context: duplicates.append(key)))
+        except Exception as e:  # http_sf raises plain ValueErrors of several kinds
+            raise RequestSignatureError("unauthenticated",
+                                        "Signature-Input does not parse") from e
     if len(parsed) != 1:
         raise RequestSignatureError("unauthenticated", "exactly one request signature expected")
     (label, (items, params)), = parsed.items()

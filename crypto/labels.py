@@ -15,7 +15,7 @@ from typing import Any
 from .errors import LabelSyntaxError
 from .policy import NATION_RE, Policy
 
-__all__ = ["Label", "format_label", "parse_label"]
+__all__ = ["Label", "check_known", "format_label", "parse_label"]
 
 _COMP_RE = re.compile(r"^[A-Z][A-Z0-9-]{0,31}$")
 _MAX_TEXT = 1024
@@ -65,14 +65,16 @@ class Label:
             raise LabelSyntaxError("label rel must name at least one nation")
         label = cls(pol, level, tuple(rel), tuple(comps))
         if policy is not None:
-            _check_known(label, policy)
+            check_known(label, policy)
         return label
 
     def text(self, policy: Policy | None = None) -> str:
         return format_label(self)
 
 
-def _check_known(label: Label, policy: Policy) -> None:
+def check_known(label: Label, policy: Policy) -> None:
+    """Refuse (LabelSyntaxError) a label naming a policy, level, nation or compartment that
+    `policy` does not know."""
     if label.policy != policy.id:
         raise LabelSyntaxError(f"label is for policy {label.policy!r}, not {policy.id!r}")
     if not policy.has_level(label.classification):

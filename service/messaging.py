@@ -23,7 +23,7 @@ from liaison.crypto.errors import (
     PolicyViolation,
     UnsupportedSuite,
 )
-from liaison.crypto.labels import Label
+from liaison.crypto.labels import check_known
 from liaison.crypto.policy import check_ceiling, check_dominates, check_suite
 
 from . import events
@@ -103,7 +103,7 @@ def _precheck(state: AppState, caller: SignedRequest, obj: Any) -> ParsedEnvelop
     except MalformedEnvelope as e:
         raise _Early("malformed-envelope", str(e), eid) from None
     try:
-        Label.from_json(obj["label"], policy)
+        check_known(parsed.label, policy)  # parse_envelope checked its form
     except LabelSyntaxError as e:
         raise _Early("malformed-label", str(e), eid) from None
     if parsed.sender != caller.device_id:
@@ -117,7 +117,7 @@ def _precheck(state: AppState, caller: SignedRequest, obj: Any) -> ParsedEnvelop
         verify_envelope(parsed, caller.bundle, required=rule.signatures)
     except BadSignature as e:
         raise _Early("bad-envelope-signature", str(e), eid) from None
-    size = len(parsed.ciphertext) - _NONCE_TAG
+    size = parsed.ciphertext_size - _NONCE_TAG
     if size > rule.max_bytes:
         raise _Early("too-large", f"{size} bytes exceeds {rule.max_bytes} at {rule.name}", eid)
     skew = abs((datetime.now(UTC) - parsed.created).total_seconds())
@@ -145,7 +145,7 @@ async def submit(state: AppState, request: Request, envelope: Any, to: list[str]
     label = parsed.label
     raw_envelope = parsed.canonical  # the canonical bytes are what we store and serve
     digest_hex = parsed.digest.hex()
-    size = len(parsed.ciphertext) - _NONCE_TAG
+    size = parsed.ciphertext_size - _NONCE_TAG
     rule = policy.rule(label.classification)
 
     label_key = jcs(label.to_json()).decode()

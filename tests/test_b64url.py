@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from liaison.crypto.encoding import b64url_decode, b64url_encode
+from liaison.crypto.encoding import b64url_check, b64url_decode, b64url_encode
 from liaison.crypto.errors import MalformedError
 
 _ALPHABET = re.compile(r"[A-Za-z0-9_-]*")
@@ -51,3 +51,22 @@ def test_any_text_is_decoded_or_refused_never_crashes(text: str) -> None:
                                   "ab\ncd", "é"])
 def test_fixed_cases(text: str) -> None:
     assert decode(text) == reference(text)
+
+
+def check(text: str) -> int | None:
+    try:
+        return b64url_check(text)
+    except MalformedError:
+        return None
+
+
+@given(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/= \n*é",
+               max_size=40))
+def test_check_refuses_exactly_what_decoding_refuses(text: str) -> None:
+    decoded = decode(text)
+    assert check(text) == (len(decoded) if decoded is not None else None)
+
+
+@given(st.binary(max_size=300))
+def test_check_gives_the_decoded_length(data: bytes) -> None:
+    assert b64url_check(b64url_encode(data)) == len(data)

@@ -27,6 +27,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import http_sf
 import pytest
@@ -492,3 +493,58 @@ def test_rfc9421_b26_our_base_construction_and_verify() -> None:
         with pytest.raises(RequestSignatureError) as e:
             changed.verify(public)
         assert e.value.reason == "bad-request-signature"
+
+
+# --- the plain-form Signature-Input parser against http_sf ----------------------------------
+
+_PIECES = st.sampled_from(['"@method"', '"@target-uri"', '"content-digest"', '"x\\"y"', "tok",
+                           '"a b"', '""', "1", "?1", ":YQ==:", '"é"'])
+_KEYS = st.sampled_from(["liaison", "created", "keyid", "nonce", "alg", "a*", "*b", "A", "k-1",
+                         "k.2", "1k", ""])
+_VALUES = st.sampled_from(["1700000000", "-5", "1234567890123456", '"d_abc"', '"ed25519"',
+                           "tok", "?0", "1.5", '"q\\\\"', '""', ":YQ==:", '"x"y"'])
+_SEPS = st.sampled_from(["", " ", "  ", ", ", "\t"])
+
+
+@st.composite
+def signature_inputs(draw: st.DrawFn) -> str:
+    items = draw(st.lists(_PIECES, max_size=4))
+    params = draw(st.lists(st.tuples(_KEYS, _VALUES), max_size=6))
+    sep = draw(_SEPS)
+    text = f"{draw(_KEYS)}=({sep.join(items) if sep.strip() == '' and sep else ' '.join(items)})"
+    text += "".join(f";{k}={v}" for k, v in params)
+    if draw(st.booleans()):
+        text += draw(st.sampled_from(["", ", other=()", " ", ";flag", "x"]))
+    return text
+
+
+def _sf(raw: str) -> tuple[Any, list[str]] | None:
+    duplicates: list[str] = []
+    try:
+        return http_sf.parse(raw.encode("ascii"), tltype="dictionary",
+                             on_duplicate_key=lambda key, _c: duplicates.append(key)), duplicates
+    except Exception:
+        return None
+
+
+@settings(max_examples=600)
+@given(signature_inputs())
+def test_plain_parser_agrees_with_http_sf_or_declines(raw: str) -> None:
+    duplicates: list[str] = []
+    fast = httpsig._parse_plain(raw, duplicates)
+    if fast is None:
+        return  # http_sf decides (and the caller uses it)
+    reference = _sf(raw)
+    assert reference is not None, raw
+    assert (fast, duplicates) == reference, raw
+
+
+def test_plain_parser_takes_what_sign_request_writes() -> None:
+    keys = generate_device("x")
+    for body in (None, b'{"a": 1}'):
+        headers = sign_request("POST" if body else "GET", "https://h.test/v1/x?y=1", {}, body,
+                               keys)
+        duplicates: list[str] = []
+        fast = httpsig._parse_plain(headers["Signature-Input"], duplicates)
+        assert fast is not None
+        assert (fast, duplicates) == _sf(headers["Signature-Input"])

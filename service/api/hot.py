@@ -10,7 +10,6 @@ the envelope's parsing (see bench/service.py); everything else still goes throug
 
 from __future__ import annotations
 
-import email.message
 import json
 import logging
 from typing import Any
@@ -44,11 +43,11 @@ async def _json_body(request: Request) -> Any:
             "type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]))
     content_type = request.headers.get("content-type")
     if content_type:
-        message = email.message.Message()
-        message["content-type"] = content_type
-        subtype = message.get_content_subtype()
-        if message.get_content_maintype() == "application" and (
-                subtype == "json" or subtype.endswith("+json")):
+        # The type as email.message reads it (what FastAPI asks): before any ";", trimmed,
+        # lower-cased, and text/plain unless it has exactly one "/".
+        mime = content_type.partition(";")[0].strip().lower()
+        maintype, _, subtype = mime.partition("/") if mime.count("/") == 1 else ("text", "", "")
+        if maintype == "application" and (subtype == "json" or subtype.endswith("+json")):
             try:
                 return json.loads(body)
             except json.JSONDecodeError as e:
