@@ -5,9 +5,10 @@ parameters `created`, `keyid` (the device id), `alg` ("ed25519") and `nonce`. Si
 the signature base with the `http-message-signatures` package. Verification is split in two:
 `check_request` does every check but the signature itself and builds the signature base for
 this one profile directly (RFC 9421 section 2.5; tests/test_httpsig_fast.py shows it equal to
-the package's); `PendingSignature.verify` is the Ed25519 verification alone, cheap to hand to a
-worker thread. The Ed25519 operations are ours, on raw device keys, so no key object crosses
-the package boundary.
+the package's); `PendingSignature.verify` is the Ed25519 verification alone. The plain
+Signature-Input that `sign_request` writes is read without http_sf (property-tested equal to
+it); any other form goes to http_sf. The Ed25519 operations are ours, on raw device keys, so
+no key object crosses the package boundary.
 """
 
 from __future__ import annotations
