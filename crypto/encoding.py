@@ -214,28 +214,9 @@ def b64url_decode(text: str, *, field: str = "value") -> bytes:
     Refusing non-canonical encodings means one byte string has exactly one text form, so a
     signed field cannot be altered without changing its bytes (no malleability).
     """
-    if not isinstance(text, str) or len(text) % 4 == 1:
-        raise MalformedError(f"{field} is not unpadded base64url")
-    try:
-        raw = text.encode("ascii")
-    except UnicodeEncodeError:
-        raise MalformedError(f"{field} is not unpadded base64url") from None
-    # The standard alphabet's two characters and padding are not base64url; once they are
-    # refused, binascii's strict mode refuses every other character outside the alphabet.
-    if b"+" in raw or b"/" in raw or b"=" in raw:
-        raise MalformedError(f"{field} is not unpadded base64url")
-    try:
-        data = binascii.a2b_base64(raw.translate(_TO_STANDARD) + b"=" * (-len(raw) % 4),
-                                   strict_mode=True)
-    except (binascii.Error, ValueError) as e:
-        raise MalformedError(f"{field} is not unpadded base64url") from e
-    # Canonical iff the bits the last character carries beyond the data are zero (4 bits when
-    # len % 4 == 2, 2 bits when len % 4 == 3): checked on that one character, not by encoding
-    # the whole (possibly megabyte) value again.
-    spare = {2: 0b1111, 3: 0b11}.get(len(text) % 4, 0)
-    if spare and _B64URL_INDEX[text[-1]] & spare:
-        raise MalformedError(f"{field} is not canonical base64url")
-    return data
+    raw = _checked(text, field)
+    # Every character is of the alphabet and the length is possible: this cannot fail.
+    return binascii.a2b_base64(raw.translate(_TO_STANDARD) + b"=" * (-len(raw) % 4))
 
 
 def b64url_check(text: str, *, field: str = "value") -> int:
@@ -244,6 +225,11 @@ def b64url_check(text: str, *, field: str = "value") -> int:
     For values a verifier only stores or passes on (wrapped keys, the ciphertext at the
     server): refused exactly where decoding would refuse them.
     """
+    return len(_checked(text, field)) * 3 // 4
+
+
+def _checked(text: str, field: str) -> bytes:
+    """The ASCII bytes of strict, canonical, unpadded base64url text; MalformedError if not."""
     if not isinstance(text, str) or len(text) % 4 == 1:
         raise MalformedError(f"{field} is not unpadded base64url")
     try:
@@ -252,10 +238,13 @@ def b64url_check(text: str, *, field: str = "value") -> int:
         raise MalformedError(f"{field} is not unpadded base64url") from None
     if raw.translate(None, _B64URL_ALPHABET):  # anything left is outside the alphabet
         raise MalformedError(f"{field} is not unpadded base64url")
+    # Canonical iff the bits the last character carries beyond the data are zero (4 bits when
+    # len % 4 == 2, 2 bits when len % 4 == 3): checked on that one character, not by encoding
+    # the whole (possibly megabyte) value again.
     spare = {2: 0b1111, 3: 0b11}.get(len(text) % 4, 0)
     if spare and _B64URL_INDEX[text[-1]] & spare:
         raise MalformedError(f"{field} is not canonical base64url")
-    return len(text) * 3 // 4
+    return raw
 
 
 def b64encode(data: bytes) -> str:
