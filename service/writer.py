@@ -49,6 +49,8 @@ __all__ = ["Raw", "Refusal", "Tx", "Writer", "WriterResult"]
 T = TypeVar("T")
 log = logging.getLogger("liaison.writer")
 
+#: Entries `Tx.cache` may hold before a batch starts it afresh.
+_CACHE_MAX = 20_000
 #: Advisory-lock key shared by every Liaison process on one PostgreSQL database.
 _PG_LOCK_KEY = 0x4C49_4149  # "LIAI"
 
@@ -266,8 +268,10 @@ class Writer:
                 session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
             raw = Raw(session.connection().connection.driver_connection, self.is_postgres)
             start = self.log.writer_size(raw)
-            if start != size_then:
-                cache.clear()  # another process appended since: it may have changed anything
+            if start != size_then or len(cache) > _CACHE_MAX:
+                # Another process appended since (it may have changed anything), or the cache
+                # has grown past its bound (labels and devices are many; it refills on demand).
+                cache.clear()
             now = utcnow()
             for job in jobs:
                 if not job.shares_cache:

@@ -8,9 +8,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import pytest
 
+from liaison.service import writer as writer_module
 from liaison.service.app import create_app
 from liaison.service.state import AppState
+from liaison.service.writer import Tx
 from tests.service.harness import BASE, OPS, Device, World, assert_problem, coalition
 
 LABEL = "SECRET//AIRDEF//REL TO UKR, USA"
@@ -62,3 +65,24 @@ async def test_a_member_removed_elsewhere_can_no_longer_send(world: World) -> No
                                      {"principals": ["usa-analyst", "fra-analyst"]})
         assert r.status_code == 200, r.text
         assert_problem(await c.ukr.submit(env, to=["usa-analyst"]), "not-member")
+
+
+async def test_the_cache_lasts_across_batches_up_to_its_bound(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    writer = world.state.writer
+
+    def put(tx: Tx) -> None:
+        tx.cache["probe"] = 1
+
+    def seen(tx: Tx) -> bool:
+        return "probe" in tx.cache
+
+    await writer.run(put, shares_cache=True)
+    assert (await writer.run(seen, shares_cache=True)).value  # kept for the next batch
+    monkeypatch.setattr(writer_module, "_CACHE_MAX", 0)
+    assert not (await writer.run(seen, shares_cache=True)).value  # over the bound: emptied
+    await writer.run(put, shares_cache=True)
+    monkeypatch.setattr(writer_module, "_CACHE_MAX", 20_000)
+    assert (await writer.run(seen, shares_cache=True)).value
+    await writer.run(lambda tx: None)  # a job that may change anything empties it
+    assert not (await writer.run(seen, shares_cache=True)).value
