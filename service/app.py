@@ -119,7 +119,7 @@ async def _retention_loop(state: AppState) -> None:
         await asyncio.sleep(state.settings.retention_interval_seconds)
 
 
-def create_app(settings: Settings, *, migrate_new: bool = True) -> FastAPI:
+def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
     """Build the app; state is opened in the lifespan (so tests and uvicorn share one path).
 
     `migrate_new=False` (what `liaison-server run` uses) refuses an unmigrated database

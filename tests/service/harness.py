@@ -140,6 +140,10 @@ class Device:
     def id(self) -> str:
         return self.keys.device_id
 
+    def on(self, world: World) -> Device:
+        """The same device, sending to another service."""
+        return Device(world, self.principal, self.keys)
+
     def build(self, method: str, path: str, json_body: Any = None, *,
               raw: bytes | None = None, headers: dict[str, str] | None = None,
               sign: bool = True, nonce: str | None = None, now: Any = None) -> httpx.Request:
@@ -325,6 +329,21 @@ async def running_world(tmp: Path, database_url: str | None, **settings: Any
             world = World(state, http, state.policy, app)
             world.root = await world.enrol_with_code("root", code)
             yield world
+
+
+@asynccontextmanager
+async def another_service(world: World, *, hot_paths: bool = True) -> AsyncIterator[World]:
+    """A second app on `world`'s settings and database, as another process or replica would
+    be (its own writer and caches). `hot_paths=False` leaves POST /v1/messages to FastAPI's
+    route. Devices of `world` act on it through `Device.on`."""
+    app = create_app(world.state.settings)
+    app.hot_paths = hot_paths
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=BASE) as http:
+        state: AppState = app.state.liaison
+        other = World(state, http, state.policy, app)
+        other.root = world.root.on(other)
+        yield other
 
 
 #: The coalition scenario's channel: its ceiling, and the labels tests send at.

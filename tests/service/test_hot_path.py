@@ -6,33 +6,14 @@ written."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 
-from liaison.service.app import create_app
-from liaison.service.state import AppState
-from tests.service.harness import BASE, OPS, Coalition, Device, World, coalition
+from tests.service.harness import OPS, Coalition, World, another_service, coalition
 
 LABEL = "SECRET//AIRDEF//REL TO UKR, USA"
-
-
-@asynccontextmanager
-async def routed_only(world: World) -> AsyncIterator[World]:
-    """The same service (settings, database) without the hot path: FastAPI's route serves."""
-    app = create_app(world.state.settings)
-    app.hot_paths = False
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=BASE) as http:
-        state: AppState = app.state.liaison
-        yield World(state, http, state.policy, app)
-
-
-def on(world: World, device: Device) -> Device:
-    return Device(world, device.principal, device.keys)
 
 
 def shape(r: httpx.Response) -> tuple[int, str | None, Any, str | None]:
@@ -90,10 +71,10 @@ async def test_bad_bodies_get_the_same_answer(world: World, case: str) -> None:
     c = await coalition(world)
     raw, headers = RAW_BODIES[case]
     answers = []
-    async with routed_only(world) as plain:
+    async with another_service(world, hot_paths=False) as plain:
         for w in (world, plain):
             before = await w.counts()
-            r = await on(w, c.usa).request("POST", "/v1/messages", raw=raw,
+            r = await c.usa.on(w).request("POST", "/v1/messages", raw=raw,
                                            headers={**headers, "x-request-id": "same-id"})
             assert 400 <= r.status_code < 500, r.text
             assert r.headers["x-request-id"] == "same-id"
@@ -104,9 +85,9 @@ async def test_bad_bodies_get_the_same_answer(world: World, case: str) -> None:
 
 async def test_accepted_and_refused_submits_match(world: World) -> None:
     c = await coalition(world)
-    async with routed_only(world) as plain:
+    async with another_service(world, hot_paths=False) as plain:
         for w in (world, plain):
-            r = await on(w, c.usa).submit((await _submit_body(c))["envelope"], ["ukr-analyst"])
+            r = await c.usa.on(w).submit((await _submit_body(c))["envelope"], ["ukr-analyst"])
             assert r.status_code == 201, r.text
             assert r.headers["content-type"] == "application/json"
             w.verify_receipt(r.json(), await w.entry_bytes(r.json()["log_index"]))
@@ -114,13 +95,13 @@ async def test_accepted_and_refused_submits_match(world: World) -> None:
         for w, out in ((world, hot), (plain, routed)):
             # Refusals from each stage: the request signature, the envelope, the database.
             body = await _submit_body(c, ["ukr-analyst"])
-            unsigned = await on(w, c.usa).request("POST", "/v1/messages", body, sign=False)
-            replay = on(w, c.usa).build("POST", "/v1/messages", body)
+            unsigned = await c.usa.on(w).request("POST", "/v1/messages", body, sign=False)
+            replay = c.usa.on(w).build("POST", "/v1/messages", body)
             first = await w.http.send(replay)
-            again = await w.http.send(on(w, c.usa).build("POST", "/v1/messages", body))
+            again = await w.http.send(c.usa.on(w).build("POST", "/v1/messages", body))
             replayed = await w.http.send(replay)
             tampered = dict(body["envelope"], channel="elsewhere")
-            bad_env = await on(w, c.usa).submit(tampered, ["ukr-analyst"])
+            bad_env = await c.usa.on(w).submit(tampered, ["ukr-analyst"])
             eid = body["envelope"]["id"]  # each service gets its own envelope (one database)
             out += [json.loads(json.dumps(shape(x)).replace(eid, "ID"))
                     for x in (unsigned, first, again, replayed, bad_env)]
@@ -136,9 +117,9 @@ async def test_oversize_body_is_refused_before_it_is_read(world: World) -> None:
     limit = world.state.settings.max_body_bytes
     raw = json.dumps({"envelope": {"pad": "x" * limit}}).encode()
     answers = []
-    async with routed_only(world) as plain:
+    async with another_service(world, hot_paths=False) as plain:
         for w in (world, plain):
-            r = await on(w, c.usa).request("POST", "/v1/messages", raw=raw,
+            r = await c.usa.on(w).request("POST", "/v1/messages", raw=raw,
                                            headers={"content-type": "application/json"})
             answers.append((r.status_code, r.json()["type"]))
     assert answers[0] == answers[1] == (413, answers[0][1])

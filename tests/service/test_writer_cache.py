@@ -4,35 +4,19 @@ another replica or process would, and show the first one sees each change at onc
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-import httpx
 import pytest
 
 from liaison.service import writer as writer_module
-from liaison.service.app import create_app
-from liaison.service.state import AppState
 from liaison.service.writer import Tx
-from tests.service.harness import BASE, OPS, Device, World, assert_problem, coalition
+from tests.service.harness import OPS, World, another_service, assert_problem, coalition
 
 LABEL = "SECRET//AIRDEF//REL TO UKR, USA"
 
 
-@asynccontextmanager
-async def second_service(world: World) -> AsyncIterator[Device]:
-    """Another app on the same settings and database; yields its root admin device."""
-    app = create_app(world.state.settings)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=BASE) as http:
-        state: AppState = app.state.liaison
-        other = World(state, http, state.policy, app)
-        yield Device(other, "root", world.root.keys)
-
-
 async def test_a_device_revoked_elsewhere_is_refused_at_once(world: World) -> None:
     c = await coalition(world)
-    async with second_service(world) as other_root:
+    async with another_service(world) as other:
+        other_root = other.root
         r = await c.usa.send(OPS, LABEL, to=["ukr-analyst"])
         assert r.status_code == 201, r.text  # this service now holds usa's device state
         env = await c.usa.envelope(OPS, LABEL, to=["ukr-analyst"])
@@ -43,7 +27,8 @@ async def test_a_device_revoked_elsewhere_is_refused_at_once(world: World) -> No
 
 async def test_a_clearance_lowered_elsewhere_changes_who_may_receive(world: World) -> None:
     c = await coalition(world)
-    async with second_service(world) as other_root:
+    async with another_service(world) as other:
+        other_root = other.root
         envs = [await c.usa.envelope(OPS, LABEL, to=["ukr-analyst"]) for _ in range(2)]
         r = await c.usa.submit(envs[0], to=["ukr-analyst"])
         assert r.status_code == 201, r.text  # ukr is eligible, and this service knows it
@@ -57,7 +42,8 @@ async def test_a_clearance_lowered_elsewhere_changes_who_may_receive(world: Worl
 
 async def test_a_member_removed_elsewhere_can_no_longer_send(world: World) -> None:
     c = await coalition(world)
-    async with second_service(world) as other_root:
+    async with another_service(world) as other:
+        other_root = other.root
         r = await c.ukr.send(OPS, LABEL, to=["usa-analyst"])
         assert r.status_code == 201, r.text
         env = await c.ukr.envelope(OPS, LABEL, to=["usa-analyst"])
