@@ -148,7 +148,8 @@ async def submit(state: AppState, request: Request, envelope: Any, to: list[str]
     size = parsed.ciphertext_size - _NONCE_TAG
     rule = policy.rule(label.classification)
 
-    label_key = jcs(label.to_json()).decode()
+    label_json = label.to_json()
+    label_key = jcs(label_json).decode()
 
     def job(tx: Tx) -> Accepted:
         s = tx.session
@@ -199,7 +200,7 @@ async def submit(state: AppState, request: Request, envelope: Any, to: list[str]
         recipients = sorted(given)
         raw = tx.raw
         index = tx.audit("message.accepted", signed.device_id, parsed.id, id=parsed.id,
-                         channel=parsed.channel, sender=signed.device_id, label=label.to_json(),
+                         channel=parsed.channel, sender=signed.device_id, label=label_json,
                          envelope_digest=digest_hex, recipients=recipients, size=size)
         inserted = raw.execute(_INSERT_MESSAGE, (
             parsed.id, parsed.channel, signed.device_id, principal.id, label_key,
