@@ -266,10 +266,17 @@ def _not_recipient(caller: Caller, message_id: str) -> Refusal:
         {"who": caller.device_id, "what": f"message {mid}", "why": "not-recipient"}))
 
 
-async def fetch(state: AppState, caller: Caller, message_id: str) -> dict[str, Any]:
-    """One message for a recipient device, re-checking dominance now, logged as delivered."""
+async def fetch(state: AppState, request: Request, message_id: str) -> dict[str, Any]:
+    """One message for a recipient device, re-checking dominance now, logged as delivered.
+
+    One writer job, as for submit: consume the request (nonce, device, principal), then read,
+    check and log. It changes nothing the writer's cache holds.
+    """
+    signed = await verify_signed(request, state)
+    skew = state.settings.clock_skew_seconds
 
     def job(tx: Tx) -> dict[str, Any]:
+        caller = Caller(signed.device_id, signed.bundle, signed.consume(tx, skew))
         s = tx.session
         row = (s.execute(select(Message, Delivery).join(
             Delivery, Delivery.message_id == Message.id).where(
@@ -285,18 +292,19 @@ async def fetch(state: AppState, caller: Caller, message_id: str) -> dict[str, A
                 {"who": caller.device_id, "what": f"message {m.id}", "why": e.reason})) from None
         if m.envelope is None:
             raise Problem("not-found", "the message expired and its ciphertext was destroyed")
+        # Proof that the log holds this message's `message.accepted` entry, against the latest
+        # checkpoint: the reader checks it (and that checkpoint's consistency with what it saw).
+        # Read before the one write below, so nothing can fail after it (no savepoint).
+        receipt = state.log.writer_receipt(s, m.log_index)
         if d.fetched_at is None:
             d.fetched_at = tx.now
             tx.audit("message.delivered", caller.device_id, m.id, id=m.id,
                      device=caller.device_id)
-        # Proof that the log holds this message's `message.accepted` entry, against the latest
-        # checkpoint: the reader checks it (and that checkpoint's consistency with what it saw).
-        receipt = state.log.writer_receipt(s, m.log_index)
         return {"envelope": json.loads(m.envelope), "log_index": m.log_index,
                 "channel": m.channel_id, "sender": m.sender_principal,
                 "label": json.loads(m.label), "receipt": receipt.to_json()}
 
-    return (await state.writer.run(job)).value
+    return (await state.writer.run(job, shares_cache=True, savepoint=False)).value
 
 
 async def ack(state: AppState, caller: Caller, message_id: str) -> dict[str, Any]:
@@ -311,7 +319,8 @@ async def ack(state: AppState, caller: Caller, message_id: str) -> dict[str, Any
                      device=caller.device_id)
         return {"id": message_id, "acked_at": format_time(d.acked_at.replace(tzinfo=UTC))}
 
-    return (await state.writer.run(job)).value
+    # It changes only the delivery row: nothing the writer's cache holds.
+    return (await state.writer.run(job, shares_cache=True)).value
 
 
 async def expire_due(state: AppState, limit: int = 500) -> int:
