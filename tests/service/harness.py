@@ -259,23 +259,8 @@ class World:
         """Serve this world's app (already started) over real HTTP on a free loopback port,
         for what the in-memory transport cannot do (streaming responses). Yields the base URL;
         requests are still signed for BASE, which the app takes as its public URL."""
-        import uvicorn
-
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=port,
-                                               lifespan="off", log_config=None, access_log=False,
-                                               timeout_graceful_shutdown=2))
-        task = asyncio.create_task(server.serve())
-        try:
-            for _ in range(500):
-                if server.started:
-                    break
-                await asyncio.sleep(0.01)
-            assert server.started, "uvicorn did not start"
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            await asyncio.wait_for(task, timeout=10)
+        async with serve_app(self.app) as base:
+            yield base
 
     async def enrol(self, principal: str, keys: DeviceKeys | None = None,
                     admin: Device | None = None) -> Device:
@@ -329,6 +314,32 @@ async def running_world(tmp: Path, database_url: str | None, **settings: Any
             world = World(state, http, state.policy, app)
             world.root = await world.enrol_with_code("root", code)
             yield world
+
+
+@asynccontextmanager
+async def serve_app(app: Any) -> AsyncIterator[str]:
+    """Serve an app whose state is already open over loopback HTTP; yields the base URL."""
+    import uvicorn
+
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only then (else
+    # Nagle and delayed ACKs add 40 ms to every kept-alive request).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None,
+                                           access_log=False, timeout_graceful_shutdown=2))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            await asyncio.sleep(0.01)
+        assert server.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=10)
+        sock.close()
 
 
 @asynccontextmanager

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import os
 import shutil
-import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
@@ -34,7 +33,7 @@ from liaison.service.settings import load_settings
 from liaison.service.state import AppState
 from liaison.service.writer import Tx
 from tests import tlog_reference as ref
-from tests.service.harness import BASE, postgres_database
+from tests.service.harness import BASE, postgres_database, serve_app
 
 GO_DIR = Path("/usr/share/gocode/src/golang.org/x/mod/sumdb/tlog")
 #: Debian's golang-go and golang-golang-x-mod-dev (x/mod 0.7.0, GOPATH mode, no network).
@@ -411,36 +410,16 @@ func main() {
 async def _go_check(app: Any, key: str, http: httpx.AsyncClient, *, old: int,
                     old_root: bytes) -> None:
     """Serve the app over loopback HTTP and let Go's sumdb/tlog + note verify it."""
-    import uvicorn
-
-    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only then (else
-    # Nagle and delayed ACKs add 40 ms to every kept-alive request).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    # The app's state is already open; uvicorn only serves it.
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None,
-                                           access_log=False))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        for _ in range(500):
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
-        assert server.started, "uvicorn did not start"
+    async with serve_app(app) as base:
         work = Path(os.environ.get("TMPDIR", "/tmp")) / f"liaison-go-{uuid.uuid4().hex[:8]}"
         work.mkdir()
         (work / "main.go").write_text(GO_PROGRAM)
         env = {**os.environ, "GO111MODULE": "off", "GOPATH": "/usr/share/gocode",
                "GOFLAGS": "", "CGO_ENABLED": "0"}
         proc = await asyncio.create_subprocess_exec(
-            "go", "run", "main.go", f"http://127.0.0.1:{port}/v1/audit", key, str(old),
+            "go", "run", "main.go", f"{base}/v1/audit", key, str(old),
             base64.b64encode(old_root).decode(), cwd=work, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
         shutil.rmtree(work, ignore_errors=True)
         assert proc.returncode == 0 and out.decode().startswith("OK"), out.decode()
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
