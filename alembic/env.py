@@ -10,7 +10,7 @@ from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
-from liaison.service import models  # noqa: F401  -- registers the tables on the metadata
+from liaison.service.storage import models  # noqa: F401  -- registers the tables on the metadata
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 from liaison.crypto import merkle, note, tiles
-from liaison.service import audit_read
 from liaison.service.app import close_state, open_state
-from liaison.service.bootstrap import write_files
-from liaison.service.settings import load_settings
+from liaison.service.config import load_settings
+from liaison.service.ops.bootstrap import write_files
 from liaison.service.state import AppState
+from liaison.service.usecases import audit as audit_read
 from liaison.service.writer import Tx
 
 

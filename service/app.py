@@ -17,19 +17,19 @@ from liaison.crypto import note
 from liaison.crypto.errors import CryptoError, MalformedError
 from liaison.crypto.policy import Policy, parse_policy
 
-from . import messaging
 from .api.hot import HotPaths
-from .api.routes import router
-from .audit import AuditLog
-from .auth import purge_nonces
-from .db import Database
-from .events import EventHub, PgListener
+from .api.messages import router
+from .api.middleware import RequestMiddleware
+from .config import Settings, SettingsError
 from .metrics import Metrics
-from .middleware import RequestMiddleware
-from .migrate import schema_state, upgrade
 from .problems import Problem, install_handlers, problem_response
-from .settings import Settings, SettingsError
 from .state import AppState, RateLimiter
+from .storage.db import Database
+from .storage.events import EventHub, PgListener
+from .storage.migrate import schema_state, upgrade
+from .tlog.log import AuditLog
+from .usecases import messaging
+from .usecases.auth import purge_nonces
 from .writer import Tx, Writer
 
 __all__ = ["StartupError", "create_app", "open_state"]
@@ -156,7 +156,7 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
                   "See docs/api.md for the signing scheme and every problem type.")
     install_handlers(app)
     app.include_router(router)
-    from .api.audit_routes import router as audit_router
+    from .api.audit import router as audit_router
 
     app.include_router(audit_router)
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from liaison.crypto.keys import PublicBundle
 from liaison.crypto.policy import Policy
 
-from .audit import AuditLog
-from .db import Database
-from .events import EventHub
+from .config import Settings
 from .metrics import Metrics
-from .settings import Settings
+from .storage.db import Database
+from .storage.events import EventHub
+from .tlog.log import AuditLog
 from .writer import Writer
 
 __all__ = ["AppState", "RateLimiter"]

@@ -40,9 +40,9 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from .audit import AuditLog, Receipt, build_entry
-from .db import Database, utcnow
 from .problems import Problem
+from .storage.db import Database, utcnow
+from .tlog.log import AuditLog, Receipt, build_entry
 
 __all__ = ["Raw", "Refusal", "Tx", "Writer", "WriterResult"]
 

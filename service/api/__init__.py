@@ -1,1 +1,1 @@
-"""HTTP routers: thin; parse, call one use case, return."""
+"""HTTP: routes, request dependencies, middleware and the mapping of domain errors to problem+json."""

@@ -20,10 +20,10 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .. import messaging
-from ..middleware import _TooLarge
 from ..problems import Problem, problem_response, validation_problem
 from ..state import AppState
+from ..usecases import messaging
+from .middleware import _TooLarge
 from .schemas import SubmitRequest
 
 __all__ = ["HotPaths"]

@@ -14,12 +14,12 @@ from sqlalchemy import select
 from liaison.crypto.errors import LabelSyntaxError
 from liaison.crypto.labels import Label, parse_label
 
-from .. import admin, messaging
-from ..auth import CurrentCaller, State
-from ..directory import default_suite, device_records, eligibility
-from ..models import Channel, ChannelMember, Device
 from ..problems import Problem
 from ..state import AppState
+from ..storage.models import Channel, ChannelMember, Device
+from ..usecases import admin, messaging
+from ..usecases.auth import CurrentCaller, State
+from ..usecases.directory import default_suite, device_records, eligibility
 from .schemas import (
     ChannelCreate,
     EnrolRequest,

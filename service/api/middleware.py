@@ -15,8 +15,8 @@ from typing import Any
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .metrics import Metrics
-from .problems import Problem
+from ..metrics import Metrics
+from ..problems import Problem
 
 __all__ = ["RequestMiddleware"]
 

@@ -28,9 +28,9 @@ from sqlalchemy import and_, func, or_, select
 from liaison.crypto import merkle, note
 from liaison.crypto.errors import CryptoError
 
-from .db import Database
-from .models import AuditEntry, Checkpoint, Cosignature, TreeHash
-from .settings import SettingsError, load_settings
+from ..config import SettingsError, load_settings
+from ..storage.db import Database
+from ..storage.models import AuditEntry, Checkpoint, Cosignature, TreeHash
 
 __all__ = ["LOG_TABLES", "VerifyReport", "app", "pg_roles_sql", "verify_log"]
 
@@ -278,7 +278,7 @@ def _log_key(data_dir: Path, origin: str, given: str | None) -> note.Verifier:
     public = data_dir / "log-verifier.key"
     if public.exists():
         return note.parse_verifier_key(public.read_text("ascii").strip())
-    from .app import load_log_signer
+    from ..app import load_log_signer
 
     return load_log_signer(data_dir / "log-signer.key", origin).verifier
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from liaison.crypto import note
 
-from .settings import SettingsError, load_settings
+from ..config import SettingsError, load_settings
 
 __all__ = ["init_database", "initialise", "write_files"]
 
@@ -87,8 +87,8 @@ def write_files(data_dir: Path, *, origin: str = "liaison.example/audit",
 
 async def init_database(data_dir: Path, database_url: str | None = None) -> str:
     """Migrate the database, create the root principal, return its one-time enrolment code."""
-    from .admin import issue_root_code
-    from .app import close_state, open_state
+    from ..app import close_state, open_state
+    from ..usecases.admin import issue_root_code
 
     overrides = {"database_url": database_url} if database_url else {}
     state = await open_state(load_settings(data_dir, **overrides))

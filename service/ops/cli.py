@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from .settings import SettingsError, load_settings
+from ..config import SettingsError, load_settings
 
 app = typer.Typer(help="Liaison server: init, migrate, run.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -67,8 +67,8 @@ def init(
 @app.command()
 def migrate(data_dir: DataDir = None) -> None:
     """Upgrade the database schema to this version."""
-    from .db import Database
-    from .migrate import schema_state, upgrade
+    from ..storage.db import Database
+    from ..storage.migrate import schema_state, upgrade
 
     async def go() -> str:
         settings = load_settings(data_dir)
@@ -99,8 +99,8 @@ def root_code(
     """Issue a new one-time enrolment code for the root admin (operators only: it needs the
     data directory), e.g. after the root's device was lost or revoked, or on a database that
     `migrate` created. Creates the root principal if it is missing; logged like any code."""
-    from .admin import issue_root_code
-    from .app import StartupError, close_state, open_state
+    from ..app import StartupError, close_state, open_state
+    from ..usecases.admin import issue_root_code
 
     async def go() -> str:
         state = await open_state(load_settings(data_dir), migrate_new=False, log_policy=False)
@@ -123,7 +123,7 @@ def root_code(
 @app.command("log-key")
 def log_key(data_dir: DataDir = None) -> None:
     """Print the audit log's verifier key (give it to auditors and clients)."""
-    from .app import StartupError, load_log_signer
+    from ..app import StartupError, load_log_signer
 
     try:
         settings = load_settings(data_dir)
@@ -154,8 +154,8 @@ def run(
 
     import uvicorn
 
-    from .app import StartupError, create_app, open_state
-    from .logging import configure_logging
+    from ..app import StartupError, create_app, open_state
+    from ..jsonlog import configure_logging
 
     try:
         overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
@@ -164,7 +164,7 @@ def run(
         if plain and not _is_loopback(settings.host):
             raise StartupError("--dev-plain-http is only allowed on a loopback address")
         # Check everything (policy, keys, schema) before binding, for a clear message.
-        from .app import close_state
+        from ..app import close_state
 
         async def check() -> None:
             await close_state(await open_state(settings, migrate_new=False, log_policy=False))

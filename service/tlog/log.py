@@ -21,10 +21,10 @@ from sqlalchemy.orm import Session
 from liaison.crypto import merkle, note
 from liaison.crypto.encoding import b64encode, format_time, jcs
 
-from .models import AuditEntry, Checkpoint, TreeHash
+from ..storage.models import AuditEntry, Checkpoint, TreeHash
 
 if TYPE_CHECKING:
-    from .writer import Raw
+    from ..writer import Raw
 
 __all__ = ["MAX_ENTRY_BYTES", "AuditLog", "Integrated", "Receipt", "build_entry"]
 

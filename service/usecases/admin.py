@@ -22,13 +22,13 @@ from liaison.crypto.keys import PublicBundle
 from liaison.crypto.labels import Label
 from liaison.crypto.policy import check_dominates, check_grant
 
+from ..problems import Problem
+from ..state import AppState
+from ..storage.models import Channel, ChannelMember, Device, EnrolmentCode, Principal
+from ..writer import Refusal, Tx
 from .auth import Caller
 from .directory import device_records, member_ids
-from .models import Channel, ChannelMember, Device, EnrolmentCode, Principal
-from .problems import Problem
-from .state import AppState
-from .views import PrincipalView, label_of
-from .writer import Refusal, Tx
+from .readmodels import PrincipalView, label_of
 
 __all__ = ["code_hash", "create_channel", "create_enrolment_code", "create_principal",
            "enrol", "list_devices", "revoke_device", "set_members", "update_principal"]

@@ -28,12 +28,12 @@ from liaison.crypto import note, tiles
 from liaison.crypto.encoding import b64encode, parse_time
 from liaison.crypto.errors import BadSignature, CryptoError, MalformedError, NoteSyntaxError
 
-from .audit import AuditLog
+from ..problems import Problem
+from ..state import AppState
+from ..storage.models import AuditEntry, Checkpoint, Cosignature, Message, TreeHash
+from ..tlog.log import AuditLog
+from ..writer import Refusal, Tx
 from .auth import Caller
-from .models import AuditEntry, Checkpoint, Cosignature, Message, TreeHash
-from .problems import Problem
-from .state import AppState
-from .writer import Refusal, Tx
 
 __all__ = [
     "MAX_ENTRIES",

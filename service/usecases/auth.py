@@ -21,11 +21,11 @@ from liaison.crypto.errors import CryptoError, RequestSignatureError
 from liaison.crypto.httpsig import check_request, parse_signature_params
 from liaison.crypto.keys import PublicBundle
 
-from .models import Device, Nonce
-from .problems import Problem
-from .state import AppState
-from .views import PrincipalView
-from .writer import Refusal, Tx
+from ..problems import Problem
+from ..state import AppState
+from ..storage.models import Device, Nonce
+from ..writer import Refusal, Tx
+from .readmodels import PrincipalView
 
 __all__ = ["Caller", "CurrentCaller", "SignedRequest", "State", "authenticate",
            "get_state", "purge_nonces", "target_uri", "verify_signed"]

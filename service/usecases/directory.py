@@ -16,8 +16,8 @@ from liaison.crypto.errors import PolicyViolation
 from liaison.crypto.labels import Label
 from liaison.crypto.policy import Policy, Subject, check_dominates
 
-from .audit import AuditLog
-from .models import AuditEntry, ChannelMember, Device, Principal
+from ..storage.models import AuditEntry, ChannelMember, Device, Principal
+from ..tlog.log import AuditLog
 
 __all__ = ["Eligibility", "default_suite", "device_records", "eligibility", "member_ids"]
 

@@ -26,14 +26,14 @@ from liaison.crypto.errors import (
 from liaison.crypto.labels import check_known
 from liaison.crypto.policy import check_ceiling, check_dominates, check_suite
 
-from . import events
+from ..problems import Problem
+from ..state import AppState
+from ..storage import events
+from ..storage.models import Channel, Delivery, Message
+from ..writer import Refusal, Tx
 from .auth import Caller, SignedRequest, verify_signed
 from .directory import Eligibility, eligibility
-from .models import Channel, Delivery, Message
-from .problems import Problem
-from .state import AppState
-from .views import label_of
-from .writer import Refusal, Tx
+from .readmodels import label_of
 
 __all__ = ["Accepted", "ack", "expire_due", "fetch", "inbox", "submit"]
 

@@ -9,7 +9,7 @@ from typing import Any
 from liaison.crypto.labels import Label
 from liaison.crypto.policy import Subject
 
-from .models import Principal
+from ..storage.models import Principal
 
 __all__ = ["PrincipalView", "label_of"]
 

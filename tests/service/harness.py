@@ -28,12 +28,12 @@ from liaison.crypto.httpsig import sign_request
 from liaison.crypto.keys import DeviceKeys, PublicBundle, generate_device
 from liaison.crypto.labels import Label, parse_label
 from liaison.crypto.policy import Policy
-from liaison.service import models
 from liaison.service.app import create_app
-from liaison.service.bootstrap import init_database, write_files
+from liaison.service.config import load_settings
+from liaison.service.ops.bootstrap import init_database, write_files
 from liaison.service.problems import PROBLEM_BASE, PROBLEM_TYPES
-from liaison.service.settings import load_settings
 from liaison.service.state import AppState
+from liaison.service.storage import models
 
 PG_ENV = "LIAISON_TEST_POSTGRES_URL"
 BASE = "https://liaison.test"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from liaison.crypto.keys import generate_device
-from liaison.service.admin import code_hash
+from liaison.service.usecases.admin import code_hash
 from tests.service.harness import Device, World, assert_problem, assert_refused
 
 

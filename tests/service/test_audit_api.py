@@ -14,7 +14,7 @@ import pytest
 from liaison.crypto import note, transparency
 from liaison.crypto.errors import BadSignature, CryptoError, PolicyViolation, ProofError
 from liaison.crypto.keys import generate_device
-from liaison.service.models import Cosignature
+from liaison.service.storage.models import Cosignature
 from tests import tlog_reference as ref
 from tests.service.harness import World, world_on
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from liaison.crypto import transparency
 from liaison.crypto.labels import parse_label
-from liaison.service.models import Checkpoint
+from liaison.service.storage.models import Checkpoint
 from tests import tlog_reference as ref
 from tests.service.harness import world_on
 from tests.service.test_audit_api import pair

@@ -24,13 +24,13 @@ import httpx
 import pytest
 
 from liaison.service.app import create_app
-from liaison.service.audit import AuditLog
-from liaison.service.bootstrap import write_files
-from liaison.service.db import Database
-from liaison.service.migrate import upgrade
+from liaison.service.config import load_settings
+from liaison.service.ops.bootstrap import write_files
 from liaison.service.problems import Problem
-from liaison.service.settings import load_settings
 from liaison.service.state import AppState
+from liaison.service.storage.db import Database
+from liaison.service.storage.migrate import upgrade
+from liaison.service.tlog.log import AuditLog
 from liaison.service.writer import Tx
 from tests import tlog_reference as ref
 from tests.service.harness import BASE, postgres_database, serve_app
@@ -178,7 +178,7 @@ async def test_empty_tree(backend: str, tmp_path: Path) -> None:
     """Size 0: no checkpoint yet, no tile exists, and the empty tree is a prefix of any."""
     from liaison.crypto import note
     from liaison.crypto.tiles import parse_tile_path
-    from liaison.service import audit_read
+    from liaison.service.usecases import audit as audit_read
 
     async with _database(backend) as url:
         db = Database(url or f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from liaison.crypto import note
 from liaison.crypto.keys import generate_device
-from liaison.service.cli import app
+from liaison.service.ops.cli import app
 from tests.service.harness import (
     create_pg_database,
     drop_pg_database,
@@ -116,7 +116,7 @@ def test_root_code_issues_a_fresh_code_for_an_operator(tmp_path: Path) -> None:
                                    "WHERE used_at IS NULL"))
     finally:
         conn.close()
-    from liaison.service.admin import code_hash
+    from liaison.service.usecases.admin import code_hash
 
     assert issued == 2 and len(stored) == 2
     assert stored[code_hash(second)] == "root"  # a valid, unused code for the root principal
@@ -158,8 +158,8 @@ def test_run_refuses_an_unmigrated_database(tmp_path: Path, database: str | None
 
 
 def _schema(data: Path, database: str | None) -> str | None:
-    from liaison.service.db import Database
-    from liaison.service.migrate import schema_state
+    from liaison.service.storage.db import Database
+    from liaison.service.storage.migrate import schema_state
 
     async def read() -> str | None:
         db = Database(database or f"sqlite+aiosqlite:///{data / 'liaison.db'}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from liaison.crypto.encoding import jcs
 from liaison.crypto.envelope import envelope_digest, open_envelope
 from liaison.crypto.labels import parse_label
-from liaison.service.models import Message
+from liaison.service.storage.models import Message
 from tests.service.harness import OPS, Device, World, assert_problem, coalition
 
 LABELS = {

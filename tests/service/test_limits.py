@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from liaison.service.api.middleware import RequestMiddleware
 from liaison.service.metrics import Metrics
-from liaison.service.middleware import RequestMiddleware
 from tests.service.harness import (
     BASE,
     OPS,

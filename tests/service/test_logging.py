@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from liaison.service.logging import _Json
+from liaison.service.jsonlog import _Json
 
 
 def _record(msg: str, **extra: object) -> logging.LogRecord:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from liaison.service.db import Database
-from liaison.service.migrate import head_revision
+from liaison.service.storage.db import Database
+from liaison.service.storage.migrate import head_revision
 from tests.service.harness import OPS, World, assert_problem, coalition
 
 

@@ -8,7 +8,7 @@ from urllib.parse import quote
 from liaison.crypto.envelope import open_envelope
 from liaison.crypto.keys import PublicBundle
 from liaison.crypto.labels import parse_label
-from liaison.service import messaging
+from liaison.service.usecases import messaging
 from tests.service.harness import OPS, Coalition, World, assert_problem, assert_refused, coalition
 
 SECRET_AIRDEF = "SECRET//AIRDEF//REL TO UKR, USA"

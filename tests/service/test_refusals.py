@@ -118,7 +118,7 @@ async def test_replayed_request(world: World) -> None:
 
 
 async def test_seen_nonces_are_forgotten_only_once_stale(world: World) -> None:
-    from liaison.service.auth import purge_nonces
+    from liaison.service.usecases.auth import purge_nonces
 
     c = await _setup(world)
     old, fresh = "o" * 22, "f" * 22

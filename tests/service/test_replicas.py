@@ -19,7 +19,7 @@ from liaison.crypto import note
 from liaison.crypto.envelope import open_envelope, seal
 from liaison.crypto.keys import DeviceKeys, PublicBundle, generate_device
 from liaison.crypto.labels import Label
-from liaison.service.cli import app
+from liaison.service.ops.cli import app
 from tests.service.harness import (
     PG_ENV,
     create_pg_database,

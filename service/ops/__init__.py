@@ -1,0 +1,1 @@
+"""Operators' tools: the `liaison-server` command line, `init`, and the audit commands."""

@@ -1,0 +1,1 @@
+"""Storage: the database engine, tables, migrations, the writer's batch connection and live events."""

@@ -1,0 +1,1 @@
+"""Use cases: what the service does, on plain values (no web framework); they raise `Problem`s."""
