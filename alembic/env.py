@@ -8,12 +8,11 @@ from typing import Any
 from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import create_async_engine
-from sqlmodel import SQLModel
 
-from liaison.service.storage import models  # noqa: F401  -- registers the tables on the metadata
+from liaison.service.storage.models import Base
 
 config = context.config
-target_metadata = SQLModel.metadata
+target_metadata = Base.metadata
 
 
 def _run(connection: Any) -> None:

@@ -29,6 +29,7 @@ from liaison.service.app import close_state, open_state
 from liaison.service.config import load_settings
 from liaison.service.ops.bootstrap import write_files
 from liaison.service.state import AppState
+from liaison.service.storage.logstore import LogReader
 from liaison.service.usecases import audit as audit_read
 from liaison.service.writer import Tx
 
@@ -67,7 +68,7 @@ def signing_rate(seconds: float) -> float:
 
 async def grow(state: AppState, target: int, batch: int = 50_000) -> float:
     async with state.db.sessions() as s:
-        size = await state.log.size(s)
+        size = await LogReader(s).size()
     start = time.perf_counter()
     while size < target:
         n = min(batch, target - size)
@@ -91,8 +92,8 @@ def _ms(samples: list[float]) -> str:
 
 async def latencies(state: AppState, samples: int) -> None:
     async with state.db.sessions() as s:
-        size = await state.log.size(s)
-        cp = await state.log.latest_checkpoint(s)
+        size = await LogReader(s).size()
+        cp = await LogReader(s).latest_checkpoint()
     assert cp is not None
     rng = random.Random(1)
     proof_times = []
@@ -103,7 +104,7 @@ async def latencies(state: AppState, samples: int) -> None:
         proof_times.append(time.perf_counter() - t0)
         if len(proof_times) == 1:  # check one, so the numbers are for correct answers
             async with state.db.sessions() as s:
-                entry = await state.log.read_hashes(s, [(0, i)])
+                entry = await LogReader(s).hashes([(0, i)])
             merkle.verify_inclusion(entry[(0, i)], i, size,
                                     [base64.b64decode(h)
                                      for h in body["inclusion_proof"]], cp.root_hash)

@@ -8,28 +8,31 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
-from sqlalchemy import text
+from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp
 
 from liaison.crypto import note
 from liaison.crypto.errors import CryptoError, MalformedError
 from liaison.crypto.policy import Policy, parse_policy
 
+from .api import admin as admin_api
+from .api import audit as audit_api
+from .api import directory as directory_api
+from .api import messages as messages_api
+from .api import ops as ops_api
+from .api.errors import install_handlers
 from .api.hot import HotPaths
-from .api.messages import router
 from .api.middleware import RequestMiddleware
 from .config import Settings, SettingsError
 from .metrics import Metrics
-from .problems import Problem, install_handlers, problem_response
-from .state import AppState, RateLimiter
+from .state import AppState
 from .storage.db import Database
 from .storage.events import EventHub, PgListener
 from .storage.migrate import schema_state, upgrade
 from .tlog.log import AuditLog
 from .usecases import messaging
 from .usecases.auth import purge_nonces
+from .usecases.ratelimit import RateLimiter
 from .writer import Tx, Writer
 
 __all__ = ["StartupError", "create_app", "open_state"]
@@ -155,37 +158,15 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
                   description="End-to-end encrypted, classification-aware message exchange. "
                   "See docs/api.md for the signing scheme and every problem type.")
     install_handlers(app)
-    app.include_router(router)
-    from .api.audit import router as audit_router
-
-    app.include_router(audit_router)
-
-    @app.get("/healthz", include_in_schema=True, summary="Liveness")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", summary="Readiness: database reachable and schema current")
-    async def readyz() -> Response:
-        state: AppState = app.state.liaison
-        try:
-            async with state.db.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            schema = await schema_state(state.db)
-        except Exception:
-            return problem_response(Problem("unavailable", "the database is unreachable"))
-        if not schema.is_current:
-            return problem_response(Problem("unavailable", schema.problem() or "schema"))
-        return JSONResponse({"status": "ready", "schema": schema.current})
-
-    @app.get("/metrics", summary="Prometheus metrics")
-    async def prometheus() -> Response:
-        state: AppState = app.state.liaison
-        async with state.db.sessions() as s:
-            state.metrics.log_size.set(await state.log.size(s))
-        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
-
+    for router in _ROUTERS:
+        app.include_router(router)
     app.outer = (settings.max_body_bytes, metrics)
     return app
+
+
+#: In the order OpenAPI lists them.
+_ROUTERS: tuple[APIRouter, ...] = (directory_api.router, messages_api.router, admin_api.router,
+                                   audit_api.router, ops_api.router)
 
 
 class LiaisonApp(FastAPI):
@@ -200,7 +181,8 @@ class LiaisonApp(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         app = super().build_middleware_stack()
         if self.hot_paths:
-            submit = next(r for r in router.routes if getattr(r, "path", "") == "/v1/messages"
+            submit = next(r for r in messages_api.router.routes
+                          if getattr(r, "path", "") == "/v1/messages"
                           and "POST" in getattr(r, "methods", ()))
             app = HotPaths(app, fastapi=self, route=submit)
         assert self.outer is not None, "create_app sets the outer layers' settings"

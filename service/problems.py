@@ -1,19 +1,15 @@
-"""RFC 9457 problem details: the one place where errors become HTTP responses.
+"""The service's one domain error, `Problem`, and the catalogue of its types.
 
-Every refusal has a stable `type` URI (`urn:liaison:problem:<slug>`), a title, a status and a
-one-line detail. No stack traces and no secret material ever go into a problem.
+Every refusal has a stable slug (its RFC 9457 `type` is `urn:liaison:problem:<slug>`), a title,
+a status and a one-line detail. Use cases raise `Problem`s; `api.errors` is the one place that
+turns them into HTTP responses. No stack traces and no secret material ever go into a problem.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
-__all__ = ["PROBLEM_TYPES", "Problem", "install_handlers", "problem_response"]
+__all__ = ["PROBLEM_BASE", "PROBLEM_TYPES", "Problem"]
 
 PROBLEM_BASE = "urn:liaison:problem:"
 
@@ -73,16 +69,19 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
 
 
 class Problem(Exception):
-    """A refusal with a stable type; raised by use cases, rendered by `problem_response`."""
+    """A refusal with a stable type; raised by use cases, rendered by `api.errors`.
 
-    def __init__(self, slug: str, detail: str, *, headers: dict[str, str] | None = None,
+    `retry_after` (seconds) tells a rate-limited caller when to come back.
+    """
+
+    def __init__(self, slug: str, detail: str, *, retry_after: int | None = None,
                  extra: dict[str, Any] | None = None) -> None:
         if slug not in PROBLEM_TYPES:
             raise KeyError(f"unknown problem type {slug}")
         super().__init__(detail)
         self.slug, self.detail = slug, detail
         self.status, self.title = PROBLEM_TYPES[slug]
-        self.headers = headers or {}
+        self.retry_after = retry_after
         self.extra = extra or {}
 
     def to_json(self, instance: str | None = None) -> dict[str, Any]:
@@ -92,49 +91,3 @@ class Problem(Exception):
             body["instance"] = instance[:200]  # the client's own path, bounded
         body.update(self.extra)
         return body
-
-
-def problem_response(problem: Problem, instance: str | None = None) -> JSONResponse:
-    return JSONResponse(problem.to_json(instance), status_code=problem.status,
-                        headers=problem.headers, media_type="application/problem+json")
-
-
-def _validation_detail(exc: RequestValidationError) -> tuple[str, str]:
-    errors = exc.errors()
-    first = errors[0] if errors else {}
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-    kind = first.get("type", "")
-    slug = "unknown-field" if kind == "extra_forbidden" else \
-        "malformed-request" if kind in ("json_invalid", "model_attributes_type") else "validation"
-    msg = first.get("msg", "invalid request")
-    if kind == "extra_forbidden":
-        msg = "unknown field"
-    return slug, f"{where}: {msg}" if where else msg
-
-
-def validation_problem(exc: RequestValidationError) -> Problem:
-    """The problem for a request that failed its model's validation."""
-    slug, detail = _validation_detail(exc)
-    return Problem(slug, detail[:300])
-
-
-def install_handlers(app: FastAPI) -> None:
-    """Map every error to problem+json in this one place."""
-
-    async def on_problem(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, Problem)
-        return problem_response(exc, request.url.path)
-
-    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
-        return problem_response(validation_problem(exc), request.url.path)
-
-    async def on_http(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, StarletteHTTPException)
-        slug = {404: "not-found", 405: "method-not-allowed", 413: "body-too-large"}.get(
-            exc.status_code, "malformed-request")
-        return problem_response(Problem(slug, str(exc.detail)[:300]), request.url.path)
-
-    app.add_exception_handler(Problem, on_problem)
-    app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(StarletteHTTPException, on_http)

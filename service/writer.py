@@ -32,28 +32,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from .problems import Problem
 from .storage.db import Database, utcnow
+from .storage.logstore import LogEntry, LogStore, SqlLogStore
+from .storage.raw import Raw, raw_connection
 from .tlog.log import AuditLog, Receipt, build_entry
 
-__all__ = ["Raw", "Refusal", "Tx", "Writer", "WriterResult"]
+__all__ = ["CacheSlot", "Entry", "Refusal", "Tx", "Writer", "WriterCache", "WriterResult"]
 
 T = TypeVar("T")
+V = TypeVar("V")
 log = logging.getLogger("liaison.writer")
 
 #: Entries `Tx.cache` may hold before a batch starts it afresh.
 _CACHE_MAX = 20_000
-#: Advisory-lock key shared by every Liaison process on one PostgreSQL database.
-_PG_LOCK_KEY = 0x4C49_4149  # "LIAI"
 
+#: An audit entry to append: (type, actor, subject, fields).
 Entry = tuple[str, str, str | None, dict[str, Any]]
 
 
@@ -66,56 +67,47 @@ class Refusal(Exception):
         self.entry = entry
 
 
-class Raw:
-    """The batch's DB-API connection (sqlite3 or psycopg), for the hot path's fixed statements.
+@dataclass(frozen=True)
+class CacheSlot(Generic[V]):
+    """One kind of value `Tx.cache` holds, named once by the use case that fills it (e.g.
+    device states by device id); the slot's type parameter types what comes out."""
 
-    SQLAlchemy's per-statement machinery (cache-key lookup, parameter processing, result
-    wrapping) cost more than SQLite itself there. Statements are written with `?` markers and
-    converted once for psycopg's `%s`; timestamps go through `time`, which gives each database
-    what SQLAlchemy's DateTime would have stored (on SQLite its text form), so ORM readers and
-    raw writers see the same values. Everything runs inside the batch's transaction.
-    """
+    name: str
 
-    def __init__(self, dbapi_connection: Any, postgres: bool) -> None:
-        self.cursor = dbapi_connection.cursor()
-        self.postgres = postgres
-        self._sql: dict[str, str] = {}
 
-    def _text(self, sql: str) -> str:
-        if not self.postgres:
-            return sql
-        text_ = self._sql.get(sql)
-        if text_ is None:
-            if "%" in sql:
-                raise ValueError("raw SQL may not contain '%'")
-            text_ = self._sql[sql] = sql.replace("?", "%s")
-        return text_
+class WriterCache:
+    """What jobs read about who may receive what, kept from batch to batch while nothing can
+    have changed it (see `Writer.run`); values typed by their `CacheSlot`."""
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """Run one statement; returns the cursor (fetchone/fetchall/rowcount)."""
-        self.cursor.execute(self._text(sql), params)
-        return self.cursor
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, Hashable], Any] = {}
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        self.cursor.executemany(self._text(sql), list(rows))
+    def get(self, slot: CacheSlot[V], key: Hashable) -> V | None:
+        value: V | None = self._items.get((slot.name, key))
+        return value
 
-    def time(self, value: datetime | None) -> Any:
-        """A naive-UTC timestamp as a parameter."""
-        if value is None or self.postgres:
-            return value
-        return value.isoformat(" ", "microseconds")  # SQLAlchemy's form: always 6 digits
+    def put(self, slot: CacheSlot[V], key: Hashable, value: V) -> V:
+        self._items[(slot.name, key)] = value
+        return value
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 @dataclass
 class Tx:
-    """What a job sees: the session (and its raw connection), the batch time, the audit log,
-    and the cache of who may receive what."""
+    """What a job sees: the session and its raw connection, the batch time (aware UTC), the
+    log's store, and the cache of who may receive what."""
 
     session: Session
     raw: Raw
+    log: LogStore
     now: datetime
-    cache: dict[Any, Any]
-    _entries: list[tuple[str, str, str | None, datetime, bytes]]
+    cache: WriterCache
+    _entries: list[LogEntry]
     _start: int
     _after: list[Callable[[], None]] = field(default_factory=list)
     _mine: list[int] = field(default_factory=list)
@@ -123,7 +115,7 @@ class Tx:
     def audit(self, type_: str, actor: str, subject: str | None = None, **fields: Any) -> int:
         """Append one entry; returns its log index (final once the batch commits)."""
         data = build_entry(type_, actor, self.now, fields)
-        self._entries.append((type_, actor, subject, self.now, data))
+        self._entries.append(LogEntry(type_, actor, subject, self.now, data))
         index = self._start + len(self._entries) - 1
         self._mine.append(index)
         return index
@@ -173,10 +165,9 @@ class Writer:
         # `Tx.cache`, kept across batches: valid while the log's size is what this process's
         # last committed batch left (every change to principals, devices, channels or members,
         # by this process or another replica, appends audit entries).
-        self._cache: dict[Any, Any] = {}
+        self._cache = WriterCache()
         self._cache_size: int | None = None
         self.batches = 0
-        self.jobs = 0
 
     def start(self) -> None:
         if self._task is None:
@@ -254,20 +245,19 @@ class Writer:
                                                   list[Callable[[], None]]]:
         """One transaction for the whole batch (runs in the writer thread)."""
         self.batches += 1
-        self.jobs += len(jobs)
         size_then = self._cache_size
         if self.on_batch:
             self.on_batch()
         outcomes: list[_Outcome] = []
         after: list[Callable[[], None]] = []
-        entries: list[tuple[str, str, str | None, datetime, bytes]] = []
+        entries: list[LogEntry] = []
         cache = self._cache
         self._cache_size = None  # until this batch commits
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            if self.is_postgres:
-                session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-            raw = Raw(session.connection().connection.driver_connection, self.is_postgres)
-            start = self.log.writer_size(raw)
+            raw = raw_connection(session, self.is_postgres)
+            raw.lock()
+            store = SqlLogStore(raw)
+            start = store.size()
             if start != size_then or len(cache) > _CACHE_MAX:
                 # Another process appended since (it may have changed anything), or the cache
                 # has grown past its bound (labels and devices are many; it refills on demand).
@@ -276,7 +266,7 @@ class Writer:
             for job in jobs:
                 if not job.shares_cache:
                     cache.clear()
-                tx = Tx(session, raw, now, cache, entries, start)
+                tx = Tx(session, raw, store, now, cache, entries, start)
                 mark = len(entries)
                 try:
                     if job.savepoint:
@@ -306,8 +296,6 @@ class Writer:
                         "internal", "the request could not be stored")))
             receipts: dict[int, Receipt] = {}
             if entries:
-                self.log.append(raw, start, entries)
-                receipts = self.log.integrate(raw, start, [e[4] for e in entries], now
-                                              ).receipts
+                receipts = self.log.integrate(store, start, entries, now).receipts
         self._cache_size = start + len(entries)
         return outcomes, receipts, after

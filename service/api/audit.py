@@ -1,14 +1,14 @@
 """The audit log's read API under /v1/audit/ (C2SP tlog-tiles, JSON conveniences, witnesses).
 
-Thin: parse, call one use case of `audit_read`, return. Who may read entries and proofs is
-decided by one dependency, `AuditReader`.
+Thin: parse, call one use case of `usecases.audit`, return. Who may read entries and proofs is
+decided by one dependency, `deps.AuditReader`.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,7 +17,7 @@ from liaison.crypto.errors import MalformedError
 
 from ..problems import Problem
 from ..usecases import audit
-from ..usecases.auth import Caller, CurrentCaller, State, authenticate
+from .deps import AuditReader, CurrentCaller, State
 
 router = APIRouter(prefix="/v1/audit")
 
@@ -29,18 +29,6 @@ OptInt = Annotated[str | None, Query(max_length=20, pattern=r"^[0-9]*$")]
 _IMMUTABLE = "max-age=31536000, immutable"
 _PARTIAL = "max-age=5"
 _TILE_TYPE = "application/octet-stream"
-
-
-async def audit_reader(request: Request, state: State) -> Caller | None:
-    """Entries and proofs: an auditor's or admin's signed request, or anyone if audit_public."""
-    if state.settings.audit_public:
-        return None
-    caller = await authenticate(request, state)
-    await audit.require_auditor(state, caller, f"{request.method} {request.url.path}")
-    return caller
-
-
-AuditReader = Annotated[Caller | None, Depends(audit_reader)]
 
 
 def _opt_int(value: str | None, minimum: int = 0) -> int | None:

@@ -3,7 +3,8 @@
 The route stays declared in `routes` (it documents the path in OpenAPI and is what this
 replaces); this ASGI layer, outermost but for the request middleware (see `app.LiaisonApp`),
 answers it first with the same steps: strict validation of the
-wrapper by the same pydantic model, `messaging.submit`, and problem+json for every refusal.
+wrapper by the same pydantic model, the request's signature, `messaging.submit`, and
+problem+json for every refusal.
 FastAPI's route matching, dependency solving and response wrapping cost more per request than
 the envelope's parsing (see bench/service.py); everything else still goes through FastAPI.
 """
@@ -20,9 +21,11 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..problems import Problem, problem_response, validation_problem
+from ..problems import Problem
 from ..state import AppState
 from ..usecases import messaging
+from .deps import signed_request
+from .errors import problem_response, validation_problem
 from .middleware import _TooLarge
 from .schemas import SubmitRequest
 
@@ -97,6 +100,7 @@ class HotPaths:
         except ValidationError as e:
             raise validation_problem(RequestValidationError(
                 [{**err, "loc": ("body", *err["loc"])} for err in e.errors()])) from None
-        accepted, receipt = await messaging.submit(state, request, payload.envelope, payload.to)
+        signed = await signed_request(request, state)
+        accepted, receipt = await messaging.submit(state, signed, payload.envelope, payload.to)
         return JSONResponse({"id": accepted.id, "recipients": accepted.recipients, **receipt},
                             status_code=201)

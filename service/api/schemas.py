@@ -1,15 +1,28 @@
-"""Request bodies: strict pydantic models (unknown fields refused, sizes bounded)."""
+"""Request bodies (strict pydantic models: unknown fields refused, sizes bounded), the label
+parameter, and plain JSON answers."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
+from fastapi import Query
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-__all__ = ["ChannelCreate", "EnrolRequest", "MembersRequest", "PrincipalCreate",
-           "PrincipalUpdate", "SubmitRequest"]
+from liaison.crypto.errors import LabelSyntaxError
+from liaison.crypto.labels import Label, parse_label
+from liaison.crypto.policy import Policy
 
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+from ..problems import Problem
+
+__all__ = ["ChannelCreate", "EnrolRequest", "MembersRequest", "PrincipalCreate",
+           "PrincipalUpdate", "Slug", "SlugQuery", "SubmitRequest", "label_param", "plain"]
+
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
+#: A principal or channel id as a query parameter.
+SlugQuery = Annotated[str, Query(pattern=SLUG_PATTERN)]
 Nation = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Upper = Annotated[str, StringConstraints(min_length=1, max_length=32)]
@@ -56,3 +69,23 @@ class MembersRequest(Strict):
 class SubmitRequest(Strict):
     envelope: dict[str, Any]
     to: list[Slug] | None = Field(default=None, max_length=1000)
+
+
+def plain(body: dict[str, Any], status: int = 200) -> JSONResponse:
+    """A JSON answer built from plain JSON values. The busy and large answers (submit, fetch,
+    inbox, recipients) use it: FastAPI's generic serialisation of a returned value (validation
+    against the annotation, then jsonable_encoder over every nested field) cost more than the
+    rest of a submit's framework work together."""
+    return JSONResponse(body, status_code=status)
+
+
+def label_param(policy: Policy, value: str | dict[str, Any]) -> Label:
+    """A label from its text form or its JSON (as an object or a JSON string)."""
+    try:
+        if isinstance(value, dict):
+            return Label.from_json(value, policy)
+        if value.lstrip().startswith("{"):
+            return Label.from_json(json.loads(value), policy)
+        return parse_label(value, policy)
+    except (LabelSyntaxError, ValueError) as e:
+        raise Problem("malformed-label", str(e)) from None

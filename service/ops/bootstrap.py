@@ -10,9 +10,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
 from liaison.crypto import note
 
+from ..app import close_state, open_state
 from ..config import SettingsError, load_settings
+from ..usecases.admin import issue_root_code
 
 __all__ = ["init_database", "initialise", "write_files"]
 
@@ -25,10 +32,6 @@ def _write_private(path: Path, data: bytes) -> None:
 
 def _dev_certificate(directory: Path, hosts: list[str]) -> None:
     """A self-signed development certificate (ECDSA P-256) for the given hosts."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Liaison development server")])
@@ -87,9 +90,6 @@ def write_files(data_dir: Path, *, origin: str = "liaison.example/audit",
 
 async def init_database(data_dir: Path, database_url: str | None = None) -> str:
     """Migrate the database, create the root principal, return its one-time enrolment code."""
-    from ..app import close_state, open_state
-    from ..usecases.admin import issue_root_code
-
     overrides = {"database_url": database_url} if database_url else {}
     state = await open_state(load_settings(data_dir, **overrides))
     try:

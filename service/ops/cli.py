@@ -6,24 +6,27 @@ import asyncio
 import gc
 import ipaddress
 import json
+import ssl
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+import uvicorn
 
+from ..app import StartupError, close_state, create_app, load_log_signer, open_state
 from ..config import SettingsError, load_settings
+from ..jsonlog import configure_logging
+from ..storage.db import Database
+from ..storage.migrate import schema_state, upgrade
+from ..usecases.admin import issue_root_code
+from .audit_cli import app as audit_app
+from .bootstrap import initialise
 
 app = typer.Typer(help="Liaison server: init, migrate, run.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 
-def _register_audit() -> None:
-    from .audit_cli import app as audit_app
-
-    app.add_typer(audit_app, name="audit")
-
-
-_register_audit()
+app.add_typer(audit_app, name="audit")
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", envvar="LIAISON_DATA_DIR",
                                               help="Server data directory")]
@@ -42,8 +45,6 @@ def init(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Create a data directory: settings, policy, TLS, log key, database, root enrolment code."""
-    from .bootstrap import initialise
-
     if data_dir is None:
         _fail("no data directory: pass --data-dir or set LIAISON_DATA_DIR")
         return
@@ -67,9 +68,6 @@ def init(
 @app.command()
 def migrate(data_dir: DataDir = None) -> None:
     """Upgrade the database schema to this version."""
-    from ..storage.db import Database
-    from ..storage.migrate import schema_state, upgrade
-
     async def go() -> str:
         settings = load_settings(data_dir)
         db = Database(settings.db_url)
@@ -99,9 +97,6 @@ def root_code(
     """Issue a new one-time enrolment code for the root admin (operators only: it needs the
     data directory), e.g. after the root's device was lost or revoked, or on a database that
     `migrate` created. Creates the root principal if it is missing; logged like any code."""
-    from ..app import StartupError, close_state, open_state
-    from ..usecases.admin import issue_root_code
-
     async def go() -> str:
         state = await open_state(load_settings(data_dir), migrate_new=False, log_policy=False)
         try:
@@ -123,8 +118,6 @@ def root_code(
 @app.command("log-key")
 def log_key(data_dir: DataDir = None) -> None:
     """Print the audit log's verifier key (give it to auditors and clients)."""
-    from ..app import StartupError, load_log_signer
-
     try:
         settings = load_settings(data_dir)
         typer.echo(load_log_signer(settings.log_key_path, settings.origin).verifier.key_string)
@@ -150,13 +143,6 @@ def run(
         "--dev-plain-http", help="Development only: plain HTTP, loopback only")] = False,
 ) -> None:
     """Serve the API over TLS 1.3 (uvicorn)."""
-    import ssl
-
-    import uvicorn
-
-    from ..app import StartupError, create_app, open_state
-    from ..jsonlog import configure_logging
-
     try:
         overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
         settings = load_settings(data_dir, **overrides)
@@ -164,8 +150,6 @@ def run(
         if plain and not _is_loopback(settings.host):
             raise StartupError("--dev-plain-http is only allowed on a loopback address")
         # Check everything (policy, keys, schema) before binding, for a clear message.
-        from ..app import close_state
-
         async def check() -> None:
             await close_state(await open_state(settings, migrate_new=False, log_policy=False))
 

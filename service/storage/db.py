@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -14,8 +14,8 @@ __all__ = ["Database", "sqlite_pragmas", "utcnow"]
 
 
 def utcnow() -> datetime:
-    """Naive UTC: every timestamp column stores UTC without a zone, on both databases."""
-    return datetime.now(UTC).replace(tzinfo=None)
+    """Now, timezone-aware UTC (the one rule for time in the service: see `models.UTCDateTime`)."""
+    return datetime.now(UTC)
 
 
 class Database:
@@ -50,6 +50,11 @@ class Database:
                                connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", sqlite_pragmas)
         return engine
+
+    async def ping(self) -> None:
+        """One round trip to the database; raises if it is unreachable."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -15,6 +15,8 @@ import logging
 from collections import defaultdict
 from typing import Any
 
+import asyncpg
+
 __all__ = ["CHANNEL", "EventHub", "PgListener"]
 
 CHANNEL = "liaison_inbox"
@@ -70,8 +72,6 @@ class PgListener:
         self._task = asyncio.create_task(self._run(), name="liaison-pg-listen")
 
     async def _run(self) -> None:
-        import asyncpg  # only needed on PostgreSQL
-
         while True:
             try:
                 closed = asyncio.Event()

@@ -1,15 +1,24 @@
-"""Database tables (SQLModel over SQLAlchemy). The Alembic migrations create exactly these."""
+"""Database tables (SQLAlchemy 2 typed declarative). The Alembic migrations create exactly these
+(`tests/service/test_schema.py` compares them with a migrated database).
+
+Timestamps are `UTCDateTime`: timezone-aware UTC in Python, naive UTC in the column (the
+schema predates this type and both databases store it the same way); a naive datetime is
+refused on the way in, never interpreted.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, LargeBinary, Text
-from sqlmodel import Field, SQLModel
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "AuditEntry",
+    "Base",
     "Channel",
     "ChannelMember",
     "Checkpoint",
@@ -21,136 +30,164 @@ __all__ = [
     "Nonce",
     "Principal",
     "TreeHash",
+    "UTCDateTime",
+    "to_column_time",
 ]
 
 
-def _dt(*, nullable: bool = False, index: bool = False) -> Any:
-    """A naive-UTC timestamp column (SQLModel's own datetime type insists on time zones)."""
-    return Field(default=None if nullable else ..., sa_column=Column(DateTime, nullable=nullable,
-                                                                     index=index))
+def to_column_time(value: datetime) -> datetime:
+    """An aware datetime as the naive-UTC value the columns hold; a naive one is refused."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("naive datetime: Liaison stores only timezone-aware UTC times")
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
-class Principal(SQLModel, table=True):
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC in Python, naive UTC in the database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else to_column_time(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, int: Integer,
+                                                    bytes: LargeBinary}
+
+
+def _s(n: int) -> String:
+    return String(n)
+
+
+class Principal(Base):
     __tablename__ = "principal"
-    id: str = Field(primary_key=True, max_length=64)
-    display_name: str = Field(max_length=200)
-    nation: str = Field(max_length=3, index=True)
-    kind: str = Field(max_length=16)  # person | system
-    roles: str = Field(sa_column=Column(Text, nullable=False))  # JSON list
-    clearance: str = Field(max_length=32)
-    compartments: str = Field(sa_column=Column(Text, nullable=False))  # JSON list
-    status: str = Field(max_length=16)  # active | suspended
-    created_at: datetime = _dt()
-    updated_at: datetime = _dt()
+    id: Mapped[str] = mapped_column(_s(64), primary_key=True)
+    display_name: Mapped[str] = mapped_column(_s(200))
+    nation: Mapped[str] = mapped_column(_s(3), index=True)
+    kind: Mapped[str] = mapped_column(_s(16))  # person | system
+    roles: Mapped[str] = mapped_column(Text)  # JSON list
+    clearance: Mapped[str] = mapped_column(_s(32))
+    compartments: Mapped[str] = mapped_column(Text)  # JSON list
+    status: Mapped[str] = mapped_column(_s(16))  # active | suspended
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
-class Device(SQLModel, table=True):
+class Device(Base):
     __tablename__ = "device"
-    id: str = Field(primary_key=True, max_length=32)
-    principal_id: str = Field(foreign_key="principal.id", index=True, max_length=64)
-    signed_bundle: str = Field(sa_column=Column(Text, nullable=False))  # JCS JSON as enrolled
-    suite: str = Field(max_length=32)
-    enrolled_at: datetime = _dt()
-    last_seen_at: datetime | None = _dt(nullable=True)
-    revoked_at: datetime | None = _dt(nullable=True)
-    enrol_index: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
-    revoke_index: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    id: Mapped[str] = mapped_column(_s(32), primary_key=True)
+    principal_id: Mapped[str] = mapped_column(_s(64), ForeignKey("principal.id"), index=True)
+    signed_bundle: Mapped[str] = mapped_column(Text)  # JCS JSON as enrolled
+    suite: Mapped[str] = mapped_column(_s(32))
+    enrolled_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    enrol_index: Mapped[int | None] = mapped_column(BigInteger)
+    revoke_index: Mapped[int | None] = mapped_column(BigInteger)
 
 
-class EnrolmentCode(SQLModel, table=True):
+class EnrolmentCode(Base):
     __tablename__ = "enrolment_code"
-    code_hash: str = Field(primary_key=True, max_length=64)  # SHA-256 hex; the code is never stored
-    principal_id: str = Field(foreign_key="principal.id", index=True, max_length=64)
-    created_at: datetime = _dt()
-    expires_at: datetime = _dt()
-    used_at: datetime | None = _dt(nullable=True)
+    code_hash: Mapped[str] = mapped_column(_s(64), primary_key=True)  # the code is never stored
+    principal_id: Mapped[str] = mapped_column(_s(64), ForeignKey("principal.id"), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
 
 
-class Channel(SQLModel, table=True):
+class Channel(Base):
     __tablename__ = "channel"
-    id: str = Field(primary_key=True, max_length=64)
-    name: str = Field(max_length=200)
-    ceiling: str = Field(sa_column=Column(Text, nullable=False))  # label JSON
-    created_at: datetime = _dt()
+    id: Mapped[str] = mapped_column(_s(64), primary_key=True)
+    name: Mapped[str] = mapped_column(_s(200))
+    ceiling: Mapped[str] = mapped_column(Text)  # label JSON
+    created_at: Mapped[datetime]
 
 
-class ChannelMember(SQLModel, table=True):
+class ChannelMember(Base):
     __tablename__ = "channel_member"
-    channel_id: str = Field(foreign_key="channel.id", primary_key=True, max_length=64)
-    principal_id: str = Field(foreign_key="principal.id", primary_key=True, max_length=64,
-                              index=True)
+    channel_id: Mapped[str] = mapped_column(_s(64), ForeignKey("channel.id"), primary_key=True)
+    principal_id: Mapped[str] = mapped_column(_s(64), ForeignKey("principal.id"),
+                                              primary_key=True, index=True)
 
 
-class Message(SQLModel, table=True):
+class Message(Base):
     __tablename__ = "message"
-    id: str = Field(primary_key=True, max_length=36)
-    channel_id: str = Field(foreign_key="channel.id", index=True, max_length=64)
-    sender_device: str = Field(max_length=32)
-    sender_principal: str = Field(max_length=64)
-    label: str = Field(sa_column=Column(Text, nullable=False))  # label JSON (canonical)
-    classification: str = Field(max_length=32)
-    envelope: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
-    digest: str = Field(max_length=64)
-    size: int
-    created: datetime = _dt()
-    accepted_at: datetime = _dt()
-    expires_at: datetime = _dt(index=True)
-    expired_at: datetime | None = _dt(nullable=True)
-    log_index: int = Field(sa_column=Column(BigInteger, nullable=False))
+    id: Mapped[str] = mapped_column(_s(36), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(_s(64), ForeignKey("channel.id"), index=True)
+    sender_device: Mapped[str] = mapped_column(_s(32))
+    sender_principal: Mapped[str] = mapped_column(_s(64))
+    label: Mapped[str] = mapped_column(Text)  # label JSON (canonical)
+    classification: Mapped[str] = mapped_column(_s(32))
+    envelope: Mapped[bytes | None]
+    digest: Mapped[str] = mapped_column(_s(64))
+    size: Mapped[int]
+    created: Mapped[datetime]
+    accepted_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    expired_at: Mapped[datetime | None]
+    log_index: Mapped[int] = mapped_column(BigInteger)
 
 
-class Delivery(SQLModel, table=True):
+class Delivery(Base):
     __tablename__ = "delivery"
     __table_args__ = (Index("ix_delivery_device_seq", "device_id", "seq"),
                       Index("ix_delivery_message_device", "message_id", "device_id", unique=True))
-    seq: int | None = Field(default=None, primary_key=True)
-    message_id: str = Field(foreign_key="message.id", max_length=36)
-    device_id: str = Field(foreign_key="device.id", max_length=32)
-    fetched_at: datetime | None = _dt(nullable=True)
-    acked_at: datetime | None = _dt(nullable=True)
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(_s(36), ForeignKey("message.id"))
+    device_id: Mapped[str] = mapped_column(_s(32), ForeignKey("device.id"))
+    fetched_at: Mapped[datetime | None]
+    acked_at: Mapped[datetime | None]
 
 
-class Nonce(SQLModel, table=True):
+class Nonce(Base):
     """Seen (keyid, nonce) pairs of RFC 9421 signatures, kept until the skew window passes."""
 
     __tablename__ = "request_nonce"
-    keyid: str = Field(primary_key=True, max_length=32)
-    nonce: str = Field(primary_key=True, max_length=64)
-    expires_at: datetime = _dt(index=True)
+    keyid: Mapped[str] = mapped_column(_s(32), primary_key=True)
+    nonce: Mapped[str] = mapped_column(_s(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
-class AuditEntry(SQLModel, table=True):
+class AuditEntry(Base):
     """One transparency-log entry: `data` is the exact JCS bytes that were hashed."""
 
     __tablename__ = "audit_entry"
-    idx: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
-    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    type: str = Field(max_length=32, index=True)
-    actor: str = Field(max_length=64, index=True)
-    time: datetime = _dt(index=True)
-    subject: str | None = Field(default=None, max_length=64, index=True)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    data: Mapped[bytes]
+    type: Mapped[str] = mapped_column(_s(32), index=True)
+    actor: Mapped[str] = mapped_column(_s(64), index=True)
+    time: Mapped[datetime] = mapped_column(index=True)
+    subject: Mapped[str | None] = mapped_column(_s(64), index=True)
 
 
-class TreeHash(SQLModel, table=True):
+class TreeHash(Base):
     """Hash of the complete subtree at (level, idx): leaves [idx*2^level, (idx+1)*2^level)."""
 
     __tablename__ = "tree_hash"
-    level: int = Field(primary_key=True)
-    idx: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
-    hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    level: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes]
 
 
-class Checkpoint(SQLModel, table=True):
+class Checkpoint(Base):
     __tablename__ = "checkpoint"
-    size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
-    root_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    note: str = Field(sa_column=Column(Text, nullable=False))  # signed note, log key only
-    created_at: datetime = _dt()
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root_hash: Mapped[bytes]
+    note: Mapped[str] = mapped_column(Text)  # signed note, log key only
+    created_at: Mapped[datetime]
 
 
-class Cosignature(SQLModel, table=True):
+class Cosignature(Base):
     __tablename__ = "cosignature"
-    size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
-    witness: str = Field(primary_key=True, max_length=200)  # witness key name
-    line: str = Field(sa_column=Column(Text, nullable=False))  # the signature line
-    created_at: datetime = _dt()
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    witness: Mapped[str] = mapped_column(_s(200), primary_key=True)  # witness key name
+    line: Mapped[str] = mapped_column(Text)  # the signature line
+    created_at: Mapped[datetime]

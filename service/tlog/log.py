@@ -1,30 +1,24 @@
-"""The audit log: the one module that appends to, integrates and reads the transparency log.
+"""The audit log: entry bytes, batch integration into the RFC 6962 tree, receipts and proofs.
 
-Entries are JCS JSON (SPEC 6) appended with consecutive indexes inside the caller's
-transaction. `integrate` then adds a whole batch to the RFC 6962 tree at once: it stores the
-hash of every complete subtree the batch creates (table `tree_hash`, the addressing of
-`liaison.crypto.merkle`), signs one checkpoint for the new size, and returns each new entry's
-inclusion proof, all without reading more than the tree's right edge.
+Entries are JCS JSON (SPEC 6) appended with consecutive indexes inside the writer's
+transaction. `AuditLog.integrate` then adds a whole batch to the tree at once: it stores the
+hash of every complete subtree the batch creates (the addressing of `liaison.crypto.merkle`),
+signs one checkpoint for the new size, and returns each new entry's inclusion proof, all
+without reading more than the tree's right edge. Storage is behind `storage.logstore`:
+`LogStore` for the writer, `LogReader` for readers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-from sqlalchemy import Select, and_, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from typing import Any
 
 from liaison.crypto import merkle, note
 from liaison.crypto.encoding import b64encode, format_time, jcs
 
-from ..storage.models import AuditEntry, Checkpoint, TreeHash
-
-if TYPE_CHECKING:
-    from ..writer import Raw
+from ..storage.logstore import LogEntry, LogReader, LogStore
 
 __all__ = ["MAX_ENTRY_BYTES", "AuditLog", "Integrated", "Receipt", "build_entry"]
 
@@ -73,33 +67,10 @@ class Integrated:
     receipts: dict[int, Receipt]
 
 
-_SIZE = select(func.max(Checkpoint.size))
+class _Hashes:
+    """A `merkle.HashReader` over hashes already read."""
 
-
-def _hash_queries(nodes: Sequence[merkle.Node]) -> Iterator[Select[tuple[int, int, bytes]]]:
-    """Queries for stored hashes, 500 nodes each, as one `level = ? AND idx IN (...)` term per
-    level: both databases answer that from the primary key (a row-value IN list made SQLite
-    scan the whole table)."""
-    wanted = list(dict.fromkeys(nodes))
-    for i in range(0, len(wanted), 500):
-        by_level: dict[int, list[int]] = {}
-        for lv, ix in wanted[i:i + 500]:
-            by_level.setdefault(lv, []).append(ix)
-        yield select(TreeHash.level, TreeHash.idx, TreeHash.hash).where(
-            or_(*(and_(TreeHash.level == lv, TreeHash.idx.in_(ixs))
-                  for lv, ixs in by_level.items())))
-
-
-def _complete(wanted: Sequence[merkle.Node], found: dict[merkle.Node, bytes]
-              ) -> dict[merkle.Node, bytes]:
-    missing = set(wanted) - set(found)
-    if missing:
-        raise LookupError(f"tree hashes missing from the database: {sorted(missing)[:3]}")
-    return found
-
-
-class _DictReader:
-    def __init__(self, hashes: dict[merkle.Node, bytes]) -> None:
+    def __init__(self, hashes: Mapping[merkle.Node, bytes]) -> None:
         self.hashes = hashes
 
     def get(self, level: int, index: int) -> bytes:
@@ -110,7 +81,7 @@ class _DictReader:
 
 
 class AuditLog:
-    """Append-only transparency log over the database tables of `models`."""
+    """The append-only transparency log of one origin, signed with the log key."""
 
     def __init__(self, signer: note.Signer, origin: str) -> None:
         self.signer = signer
@@ -120,106 +91,60 @@ class AuditLog:
         # when no other process appended since (checked against the stored size).
         self._edge: tuple[int, dict[merkle.Node, bytes]] | None = None
 
-    # --- writing (in the writer's thread, on its synchronous session) ------------------------
+    # --- writing (in the writer's thread, inside its batch transaction) ----------------------
 
-    def writer_size(self, raw: Raw) -> int:
-        """Number of integrated entries (every batch integrates what it appends)."""
-        row = raw.execute("SELECT max(size) FROM checkpoint").fetchone()
-        return int(row[0] or 0) if row else 0
-
-    def append(self, raw: Raw, start: int,
-               entries: Sequence[tuple[str, str, str | None, datetime, bytes]]) -> None:
-        """Insert `(type, actor, subject, time, data)` rows at indexes start, start+1, ..."""
-        raw.executemany(
-            "INSERT INTO audit_entry (idx, data, type, actor, time, subject) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(start + i, d, t, a, raw.time(tm), s) for i, (t, a, s, tm, d) in enumerate(entries)])
-
-    def integrate(self, raw: Raw, start: int, datas: Sequence[bytes],
+    def integrate(self, store: LogStore, start: int, entries: Sequence[LogEntry],
                   now: datetime) -> Integrated:
-        """Add entries [start, start+len(datas)) to the tree and sign one checkpoint."""
-        edge = self._right_edge(raw, start)
-        new = merkle.append_hashes(_DictReader(edge), start, [merkle.leaf_hash(d) for d in datas])
-        if new:
-            raw.executemany("INSERT INTO tree_hash (level, idx, hash) VALUES (?, ?, ?)",
-                            [(lv, ix, h) for (lv, ix), h in new.items()])
+        """Append `entries` at [start, start + len) and integrate them: new subtree hashes,
+        one signed checkpoint, and each new entry's receipt."""
+        store.append(start, entries)
+        edge = self._right_edge(store, start)
+        datas = [e.data for e in entries]
+        new = merkle.append_hashes(_Hashes(edge), start, [merkle.leaf_hash(d) for d in datas])
+        store.put_hashes(new)
         size = start + len(datas)
-        known = {**edge, **new}
-        reader = _DictReader(known)
-        root = merkle.root_from(reader, size)
-        signed = note.sign_checkpoint(note.Checkpoint(self.origin, size, root), self.signer)
-        text = signed.decode()
-        raw.execute("INSERT INTO checkpoint (size, root_hash, note, created_at) "
-                    "VALUES (?, ?, ?, ?)", (size, root, text, raw.time(now)))
+        known = _Hashes({**edge, **new})
+        root = merkle.root_from(known, size)
+        text = note.sign_checkpoint(note.Checkpoint(self.origin, size, root), self.signer).decode()
+        store.put_checkpoint(size, root, text, now)
         receipts = {
-            i: Receipt(i, size, text, tuple(merkle.inclusion_proof_from(reader, i, size)),
+            i: Receipt(i, size, text, tuple(merkle.inclusion_proof_from(known, i, size)),
                        datas[i - start])
             for i in range(start, size)
         }
-        self._edge = (size, {n: known[n] for n in merkle.range_nodes(0, size)})
+        self._edge = (size, {n: known.hashes[n] for n in merkle.range_nodes(0, size)})
         return Integrated(size, root, text, receipts)
 
-    def _right_edge(self, raw: Raw, size: int) -> dict[merkle.Node, bytes]:
+    def _right_edge(self, store: LogStore, size: int) -> dict[merkle.Node, bytes]:
         if self._edge is not None and self._edge[0] == size:
             return self._edge[1]
         # Only at start, or when another process appended since: at most one node per level.
-        wanted = merkle.range_nodes(0, size)
-        out: dict[merkle.Node, bytes] = {}
-        if wanted:
-            terms = " OR ".join(["(level = ? AND idx = ?)"] * len(wanted))
-            rows = raw.execute(f"SELECT level, idx, hash FROM tree_hash WHERE {terms}",  # noqa: S608 (placeholders only)
-                               [v for node in wanted for v in node]).fetchall()
-            out = {(lv, ix): bytes(h) for lv, ix, h in rows}
-        return _complete(wanted, out)
+        return store.hashes(merkle.range_nodes(0, size))
 
-    def writer_receipt(self, session: Session, index: int) -> Receipt:
-        """`receipt`, on the writer's synchronous session (a job's own answer)."""
-        conn = session.connection()
-        latest = conn.execute(select(Checkpoint.size, Checkpoint.note)
-                              .order_by(Checkpoint.size.desc()).limit(1)).first()
+    def receipt(self, store: LogStore, index: int) -> Receipt:
+        """Entry `index` proven against the newest checkpoint, inside a writer job."""
+        latest = store.latest_checkpoint()
         if latest is None or index >= latest[0]:
             raise LookupError(f"log index {index} is not integrated")
         size, text = latest
         wanted = [n for g in merkle.inclusion_proof_nodes(index, size) for n in g]
-        found: dict[merkle.Node, bytes] = {}
-        for query in _hash_queries(wanted):
-            found.update({(lv, ix): h for lv, ix, h in conn.execute(query)})
-        reader = _DictReader(_complete(wanted, found))
-        entry = conn.scalar(select(AuditEntry.data).where(AuditEntry.idx == index))
-        return Receipt(index, size, text, tuple(merkle.inclusion_proof_from(reader, index, size)),
-                       entry)
+        proof = merkle.inclusion_proof_from(_Hashes(store.hashes(wanted)), index, size)
+        return Receipt(index, size, text, tuple(proof), store.entry(index))
 
     def forget_edge(self) -> None:
         """Drop the cached right edge (after a failed transaction)."""
         self._edge = None
 
-    # --- reading ----------------------------------------------------------------------------
+    # --- proofs for readers ------------------------------------------------------------------
 
-    async def size(self, session: AsyncSession) -> int:
-        """Number of integrated entries, as a reader sees it."""
-        return int(await session.scalar(_SIZE) or 0)
-
-    async def read_hashes(self, session: AsyncSession,
-                          nodes: Iterable[merkle.Node]) -> dict[merkle.Node, bytes]:
-        wanted = list(dict.fromkeys(nodes))
-        out: dict[merkle.Node, bytes] = {}
-        for query in _hash_queries(wanted):
-            out.update({(lv, ix): h for lv, ix, h in await session.execute(query)})
-        return _complete(wanted, out)
-
-    async def latest_checkpoint(self, session: AsyncSession) -> Checkpoint | None:
-        return (await session.execute(
-            select(Checkpoint).order_by(Checkpoint.size.desc()).limit(1))).scalar_one_or_none()
-
-    async def checkpoint_at(self, session: AsyncSession, size: int) -> Checkpoint | None:
-        return await session.get(Checkpoint, size)
-
-    async def inclusion_proof(self, session: AsyncSession, index: int, size: int) -> list[bytes]:
+    @staticmethod
+    async def inclusion_proof(reader: LogReader, index: int, size: int) -> list[bytes]:
         groups = merkle.inclusion_proof_nodes(index, size)
-        reader = _DictReader(await self.read_hashes(session, [n for g in groups for n in g]))
-        return merkle.inclusion_proof_from(reader, index, size)
+        hashes = await reader.hashes([n for g in groups for n in g])
+        return merkle.inclusion_proof_from(_Hashes(hashes), index, size)
 
-    async def consistency_proof(self, session: AsyncSession, old: int, new: int) -> list[bytes]:
+    @staticmethod
+    async def consistency_proof(reader: LogReader, old: int, new: int) -> list[bytes]:
         groups = merkle.consistency_proof_nodes(old, new)
-        reader = _DictReader(await self.read_hashes(session, [n for g in groups for n in g]))
-        return merkle.consistency_proof_from(reader, old, new)
+        hashes = await reader.hashes([n for g in groups for n in g])
+        return merkle.consistency_proof_from(_Hashes(hashes), old, new)

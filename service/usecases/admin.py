@@ -7,11 +7,12 @@ is logged in the same transaction as the change.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 import secrets
-from datetime import UTC, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -29,6 +30,7 @@ from ..writer import Refusal, Tx
 from .auth import Caller
 from .directory import device_records, member_ids
 from .readmodels import PrincipalView, label_of
+from .refusals import access_denied
 
 __all__ = ["code_hash", "create_channel", "create_enrolment_code", "create_principal",
            "enrol", "list_devices", "revoke_device", "set_members", "update_principal"]
@@ -44,16 +46,13 @@ def code_hash(code: str) -> str:
 
 def _new_code() -> str:
     raw = secrets.token_bytes(13)  # 104 bits
-    import base64
-
     text = base64.b32encode(raw).decode().rstrip("=")[:20]
     return "-".join(text[i:i + 5] for i in range(0, 20, 5))
 
 
 def _denied(caller: Caller, what: str, e: PolicyViolation) -> Refusal:
-    return Refusal(Problem(e.reason, e.detail), (
-        "access.denied", caller.device_id, None,
-        {"who": caller.device_id, "what": what, "why": e.reason}))
+    return Refusal(Problem(e.reason, e.detail),
+                   access_denied(caller.device_id, what, e.reason, None))
 
 
 def _require_admin(caller: Caller, what: str) -> None:
@@ -148,9 +147,9 @@ async def create_enrolment_code(state: AppState, caller: Caller, pid: str) -> di
         tx.session.add(EnrolmentCode(code_hash=code_hash(code), principal_id=pid,
                                      created_at=tx.now, expires_at=expires))
         tx.audit("enrolment.code_issued", caller.device_id, pid, principal=pid,
-                 expires=format_time(expires.replace(tzinfo=UTC)))
+                 expires=format_time(expires))
         return {"principal": pid, "code": code,
-                "expires_at": format_time(expires.replace(tzinfo=UTC))}
+                "expires_at": format_time(expires)}
 
     return (await state.writer.run(job)).value
 
@@ -174,7 +173,7 @@ async def issue_root_code(state: AppState) -> str:
         tx.session.add(EnrolmentCode(code_hash=code_hash(code), principal_id="root",
                                      created_at=tx.now, expires_at=expires))
         tx.audit("enrolment.code_issued", "system", "root", principal="root",
-                 expires=format_time(expires.replace(tzinfo=UTC)))
+                 expires=format_time(expires))
 
     await state.writer.run(job)
     return code
@@ -235,7 +234,7 @@ async def revoke_device(state: AppState, caller: Caller, device_id: str) -> dict
             dev.revoked_at = tx.now
             dev.revoke_index = tx.audit("device.revoked", caller.device_id, device_id,
                                         device=device_id, principal=dev.principal_id)
-        return {"device": device_id, "revoked_at": format_time(dev.revoked_at.replace(tzinfo=UTC)),
+        return {"device": device_id, "revoked_at": format_time(dev.revoked_at),
                 "log_index": dev.revoke_index}
 
     result = await state.writer.run(job)
@@ -255,7 +254,7 @@ async def list_devices(state: AppState, caller: Caller, principal: str | None) -
         if not caller.principal.is_root:
             q = q.where(Principal.nation == caller.principal.nation)
         rows = (await s.execute(q.order_by(Device.enrolled_at).limit(1000))).scalars().all()
-        return await device_records(s, state.log, rows)
+        return await device_records(s, rows)
 
 
 async def create_channel(state: AppState, caller: Caller, cid: str, name: str, ceiling: Label

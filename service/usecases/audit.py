@@ -20,20 +20,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from liaison.crypto import note, tiles
 from liaison.crypto.encoding import b64encode, parse_time
 from liaison.crypto.errors import BadSignature, CryptoError, MalformedError, NoteSyntaxError
 
 from ..problems import Problem
 from ..state import AppState
-from ..storage.models import AuditEntry, Checkpoint, Cosignature, Message, TreeHash
+from ..storage.logstore import CheckpointRow, LogReader
+from ..storage.models import Message
 from ..tlog.log import AuditLog
-from ..writer import Refusal, Tx
+from ..writer import Tx
 from .auth import Caller
+from .refusals import access_denied, refuse
 
 __all__ = [
     "MAX_ENTRIES",
@@ -58,12 +56,6 @@ MAX_ENTRIES = 1000
 _TILE_CACHE_SIZE = 2048
 
 
-def _bytes(value: bytes | str) -> bytes:
-    # Served as stored: SQLite may hand back a row someone rewrote as TEXT; clients then
-    # see exactly the changed bytes, which their proofs refuse.
-    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
-
-
 @dataclass(frozen=True)
 class TileBody:
     """A tile's bytes and whether it is full (so immutable and cacheable for ever)."""
@@ -79,34 +71,27 @@ async def require_auditor(state: AppState, caller: Caller, what: str) -> None:
     """Only auditors and admins read entries and proofs; a refusal is logged (`access.denied`)."""
     if caller.principal.has_role("auditor") or caller.principal.has_role("admin"):
         return
-    entry = ("access.denied", caller.device_id, caller.device_id,
-             {"who": caller.device_id, "what": what[:200], "why": "not-auditor"})
-
-    def job(tx: Tx) -> None:
-        raise Refusal(Problem("not-auditor", "only an auditor or admin may read the audit log"),
-                      entry)
-
-    await state.writer.run(job)
-    raise AssertionError("unreachable: the refusal raises")
+    await refuse(state, Problem("not-auditor", "only an auditor or admin may read the audit log"),
+                 access_denied(caller.device_id, what, "not-auditor", caller.device_id))
 
 
 # --- checkpoints -----------------------------------------------------------------------------
 
 
-async def _latest(session: AsyncSession, log_: AuditLog) -> Checkpoint:
-    cp = await log_.latest_checkpoint(session)
+async def _latest(reader: LogReader) -> CheckpointRow:
+    cp = await reader.latest_checkpoint()
     if cp is None:
         raise Problem("unavailable", "the log has no checkpoint yet")
     return cp
 
 
-async def _at(session: AsyncSession, log_: AuditLog, size: int | None) -> Checkpoint:
+async def _at(reader: LogReader, size: int | None) -> CheckpointRow:
     """The stored checkpoint of `size` (the latest if None); a problem if none was signed."""
     if size is None:
-        return await _latest(session, log_)
-    cp = await log_.checkpoint_at(session, size)
+        return await _latest(reader)
+    cp = await reader.checkpoint_at(size)
     if cp is None:
-        latest = await _latest(session, log_)
+        latest = await _latest(reader)
         if size > latest.size:
             raise Problem("proof", f"tree size {size} is beyond the log's size {latest.size}")
         raise Problem("proof", f"no checkpoint was signed at tree size {size}; use the size of "
@@ -114,11 +99,9 @@ async def _at(session: AsyncSession, log_: AuditLog, size: int | None) -> Checkp
     return cp
 
 
-async def _with_cosignatures(session: AsyncSession, cp: Checkpoint) -> str:
+async def _with_cosignatures(reader: LogReader, cp: CheckpointRow) -> str:
     """The checkpoint note with the stored witness cosignatures of its size appended."""
-    lines = (await session.execute(
-        select(Cosignature.line).where(Cosignature.size == cp.size)
-        .order_by(Cosignature.witness))).scalars().all()
+    lines = await reader.cosignature_lines(cp.size)
     if not lines:
         return cp.note
     return note.add_signature_lines(cp.note.encode("utf-8"), lines).decode("utf-8")
@@ -130,14 +113,13 @@ async def signed_checkpoint(state: AppState, size: int | None = None, cosigned: 
     Each comes with the cosignatures stored for its size.
     """
     async with state.db.sessions() as s:
+        reader = LogReader(s)
         if cosigned > 0:
-            found = await s.scalar(
-                select(Cosignature.size).group_by(Cosignature.size)
-                .having(func.count() >= cosigned).order_by(Cosignature.size.desc()).limit(1))
+            found = await reader.newest_cosigned_size(cosigned)
             if found is None:
                 raise Problem("not-found", f"no checkpoint has {cosigned} witness cosignature(s)")
-            size = int(found)
-        return await _with_cosignatures(s, await _at(s, state.log, size))
+            size = found
+        return await _with_cosignatures(reader, await _at(reader, size))
 
 
 # --- tiles -----------------------------------------------------------------------------------
@@ -164,12 +146,10 @@ async def hash_tile(state: AppState, tile: tiles.Tile) -> TileBody:
         cache.move_to_end((tile.level, tile.n))
         return TileBody(cache[(tile.level, tile.n)], True)
     async with state.db.sessions() as s:
-        _check_tile_exists(tile, await state.log.size(s))
+        reader = LogReader(s)
+        _check_tile_exists(tile, await reader.size())
         first = tile.n * tiles.TILE_WIDTH
-        rows = (await s.execute(
-            select(TreeHash.idx, TreeHash.hash)
-            .where(TreeHash.level == tiles.TILE_HEIGHT * tile.level, TreeHash.idx >= first,
-                   TreeHash.idx < first + tile.width).order_by(TreeHash.idx))).all()
+        rows = await reader.hash_range(tiles.TILE_HEIGHT * tile.level, first, first + tile.width)
     if [r[0] for r in rows] != list(range(first, first + tile.width)):
         log.error("tree hashes of tile %s are missing from the database", tile.path)
         raise Problem("internal", "the log's stored hashes are incomplete")
@@ -184,16 +164,14 @@ async def hash_tile(state: AppState, tile: tiles.Tile) -> TileBody:
 async def entry_bundle(state: AppState, tile: tiles.Tile) -> TileBody:
     """An entry bundle: each entry as a big-endian uint16 length, then its bytes."""
     async with state.db.sessions() as s:
-        _check_tile_exists(tile, await state.log.size(s))
+        reader = LogReader(s)
+        _check_tile_exists(tile, await reader.size())
         first = tile.n * tiles.TILE_WIDTH
-        rows = (await s.execute(
-            select(AuditEntry.idx, AuditEntry.data)
-            .where(AuditEntry.idx >= first, AuditEntry.idx < first + tile.width)
-            .order_by(AuditEntry.idx))).all()
+        rows = await reader.entry_range(first, first + tile.width)
     if [r[0] for r in rows] != list(range(first, first + tile.width)):
         log.error("entries of bundle %s are missing from the database", tile.path)
         raise Problem("internal", "the log's stored entries are incomplete")
-    return TileBody(tiles.encode_entry_bundle([_bytes(r[1]) for r in rows]), tile.is_full)
+    return TileBody(tiles.encode_entry_bundle([r[1] for r in rows]), tile.is_full)
 
 
 # --- JSON conveniences -----------------------------------------------------------------------
@@ -217,43 +195,36 @@ async def entries(state: AppState, start: int, end: int | None, *, type_: str | 
     since_dt: datetime | None = None
     if since is not None:
         try:
-            since_dt = parse_time(since, field="since").replace(tzinfo=None)
+            since_dt = parse_time(since, field="since")
         except MalformedError as e:
             raise Problem("validation", str(e)) from None
     async with state.db.sessions() as s:
-        size = await state.log.size(s)
+        reader = LogReader(s)
+        size = await reader.size()
         stop = size if end is None else min(end, size)
         if start > stop:
             if end is not None and end < start:
                 raise Problem("validation", "end must not be below start")
             return {"entries": [], "next": start}
         filtered = type_ is not None or actor is not None or since_dt is not None
-        q = select(AuditEntry.idx, AuditEntry.data).where(AuditEntry.idx >= start)
-        if filtered:
-            q = q.where(AuditEntry.idx < stop)
-            if type_ is not None:
-                q = q.where(AuditEntry.type == type_)
-            if actor is not None:
-                q = q.where(AuditEntry.actor == actor)
-            if since_dt is not None:
-                q = q.where(AuditEntry.time >= since_dt)
-        else:
+        if not filtered:
             stop = min(stop, start + MAX_ENTRIES)
-            q = q.where(AuditEntry.idx < stop)
-        rows = (await s.execute(q.order_by(AuditEntry.idx).limit(MAX_ENTRIES))).all()
-    out = [_entry_json(int(i), _bytes(d)) for i, d in rows]
-    nxt = stop if len(rows) < MAX_ENTRIES or not filtered else int(rows[-1][0]) + 1
+        rows = await reader.entry_range(start, stop, type_=type_, actor=actor, since=since_dt,
+                                        limit=MAX_ENTRIES)
+    out = [_entry_json(i, d) for i, d in rows]
+    nxt = stop if len(rows) < MAX_ENTRIES or not filtered else rows[-1][0] + 1
     return {"entries": out, "next": nxt}
 
 
 async def inclusion(state: AppState, index: int, size: int | None) -> dict[str, Any]:
     """The inclusion proof of entry `index` in the checkpoint of `size` (default: latest)."""
     async with state.db.sessions() as s:
-        cp = await _at(s, state.log, size)
+        reader = LogReader(s)
+        cp = await _at(reader, size)
         if index >= cp.size:
             raise Problem("proof", f"log index {index} is not below tree size {cp.size}")
-        proof = await state.log.inclusion_proof(s, index, cp.size)
-        text = await _with_cosignatures(s, cp)
+        proof = await AuditLog.inclusion_proof(reader, index, cp.size)
+        text = await _with_cosignatures(reader, cp)
     return {"index": index, "size": cp.size, "inclusion_proof": [b64encode(h) for h in proof],
             "checkpoint": text}
 
@@ -261,11 +232,12 @@ async def inclusion(state: AppState, index: int, size: int | None) -> dict[str, 
 async def consistency(state: AppState, old: int, new: int | None) -> dict[str, Any]:
     """The consistency proof from tree size `old` to the checkpoint of `new` (default: latest)."""
     async with state.db.sessions() as s:
-        cp = await _at(s, state.log, new)
+        reader = LogReader(s)
+        cp = await _at(reader, new)
         if old > cp.size:
             raise Problem("proof", f"old size {old} is greater than new size {cp.size}")
-        proof = await state.log.consistency_proof(s, old, cp.size)
-        text = await _with_cosignatures(s, cp)
+        proof = await AuditLog.consistency_proof(reader, old, cp.size)
+        text = await _with_cosignatures(reader, cp)
     return {"old": old, "new": cp.size, "consistency_proof": [b64encode(h) for h in proof],
             "checkpoint": text}
 
@@ -273,16 +245,17 @@ async def consistency(state: AppState, old: int, new: int | None) -> dict[str, A
 async def message_proof(state: AppState, message_id: str) -> dict[str, Any]:
     """A message's `message.accepted` entry and its proof against the latest checkpoint."""
     async with state.db.sessions() as s:
+        reader = LogReader(s)
         msg = await s.get(Message, message_id)
         if msg is None:
             raise Problem("not-found", f"no message {message_id}")
-        entry = await s.get(AuditEntry, msg.log_index)
-        cp = await _latest(s, state.log)
+        entry = await reader.entry(msg.log_index)
+        cp = await _latest(reader)
         if entry is None or msg.log_index >= cp.size:
             raise Problem("internal", "the message's log entry is missing")
-        proof = await state.log.inclusion_proof(s, msg.log_index, cp.size)
-        text = await _with_cosignatures(s, cp)
-    return {"id": message_id, "log_index": msg.log_index, "entry": b64encode(_bytes(entry.data)),
+        proof = await AuditLog.inclusion_proof(reader, msg.log_index, cp.size)
+        text = await _with_cosignatures(reader, cp)
+    return {"id": message_id, "log_index": msg.log_index, "entry": b64encode(entry),
             "inclusion_proof": [b64encode(h) for h in proof], "tree_size": cp.size,
             "checkpoint": text}
 
@@ -317,7 +290,7 @@ async def add_cosignature(state: AppState, caller: Caller, size: int, line: str
         raise Problem("unknown-witness", f"{sig.name}+{sig.key_id.hex()} is not a configured "
                       "witness key")
     async with state.db.sessions() as s:
-        row = await state.log.checkpoint_at(s, size)
+        row = await LogReader(s).checkpoint_at(size)
     if row is None:
         raise Problem("not-found", f"no checkpoint was signed at tree size {size}")
     checkpoint = note.parse_checkpoint(note.open_note(row.note.encode("utf-8"),
@@ -332,15 +305,11 @@ async def add_cosignature(state: AppState, caller: Caller, size: int, line: str
     name = cosig.name
 
     def job(tx: Tx) -> int:
-        if tx.session.get(Cosignature, (size, name)) is not None:
+        # The writer serialises every write, so no other cosignature of this (size, witness)
+        # can be stored between the check and the insert.
+        if tx.log.has_cosignature(size, name):
             raise Problem("conflict", f"witness {name} already cosigned tree size {size}")
-        try:
-            with tx.session.begin_nested():
-                tx.session.add(Cosignature(size=size, witness=name, line=cosig.line,
-                                           created_at=tx.now))
-                tx.session.flush()
-        except IntegrityError:
-            raise Problem("conflict", f"witness {name} already cosigned tree size {size}") from None
+        tx.log.put_cosignature(size, name, cosig.line, tx.now)
         return tx.audit("witness.cosigned", caller.device_id, name if len(name) <= 64 else None,
                         witness=name, key_id=cosig.key_id.hex(), size=size,
                         root_hash=b64encode(checkpoint.root_hash), timestamp=cosig.timestamp)

@@ -1,21 +1,23 @@
 """Authentication (RFC 9421 request signatures by enrolled devices) and the caller's identity.
 
-Every authenticated path goes through `authenticate`: verify the signature (CPU only), then,
-in the writer, consume the (keyid, nonce) pair once and read the device and principal
-fresh, so a revoked device or a suspended principal is refused from the next request on.
+Every authenticated request goes through `verify_signed` (the signature: CPU only) and then,
+inside the writer job that does the request's work, `SignedRequest.consume`: the (keyid,
+nonce) pair is accepted once and the device and principal are read fresh, so a revoked
+device or a suspended principal is refused from the next request on.
+
+Nothing here knows HTTP frameworks: the API layer hands over an `IncomingRequest`.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Annotated, Any, NamedTuple
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from fastapi import Depends, Request
 from sqlalchemy import delete
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from liaison.crypto.errors import CryptoError, RequestSignatureError
 from liaison.crypto.httpsig import check_request, parse_signature_params
@@ -24,23 +26,38 @@ from liaison.crypto.keys import PublicBundle
 from ..problems import Problem
 from ..state import AppState
 from ..storage.models import Device, Nonce
-from ..writer import Refusal, Tx
+from ..writer import CacheSlot, Entry, Refusal, Tx
 from .readmodels import PrincipalView
+from .refusals import access_denied, refuse
 
-__all__ = ["Caller", "CurrentCaller", "SignedRequest", "State", "authenticate",
-           "get_state", "purge_nonces", "target_uri", "verify_signed"]
+__all__ = ["Caller", "IncomingRequest", "SignedRequest", "authenticate", "purge_nonces",
+           "verify_signed"]
 
 _LAST_SEEN_EVERY = 60.0
 
-
-async def get_state(request: Request) -> AppState:
-    # async on purpose: FastAPI runs a plain-def dependency in a worker thread, a thread hop
-    # (and a fight for the GIL) on every request for one attribute read.
-    state: AppState = request.app.state.liaison
-    return state
+#: A device's revocation time and its principal, as of the writer's cache.
+DEVICE_STATE: CacheSlot[tuple[datetime | None, PrincipalView]] = CacheSlot("device")
 
 
-State = Annotated[AppState, Depends(get_state)]
+@dataclass(frozen=True)
+class IncomingRequest:
+    """What authentication needs of an HTTP request, as plain values.
+
+    `target` is the URI the client signed (the configured public URL's form of the request's
+    own), `path` the path as received, `client` the peer's address.
+    """
+
+    method: str
+    target: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+    client: str
+
+    @property
+    def what(self) -> str:
+        """How log entries name this request (bounded: the path is the client's)."""
+        return f"{self.method} {self.path}"[:200]
 
 
 @dataclass(frozen=True)
@@ -50,74 +67,6 @@ class Caller:
     device_id: str
     bundle: PublicBundle
     principal: PrincipalView
-
-
-def target_uri(state: AppState, request: Request) -> str:
-    """The URI the client signed: the configured public URL, or the request's own."""
-    if state.settings.public_url:
-        base = state.settings.public_url.rstrip("/")
-        query = f"?{request.url.query}" if request.url.query else ""
-        return f"{base}{request.url.path}{query}"
-    return str(request.url)
-
-
-async def load_bundle(state: AppState, session: AsyncSession, device_id: str) -> PublicBundle | None:
-    """The device's public bundle, from the cache or the database (None if not enrolled)."""
-    cached = state.bundles.get(device_id)
-    if cached is not None:
-        return cached
-    row = await session.get(Device, device_id)
-    if row is None:
-        return None
-    bundle = PublicBundle.from_json(json.loads(row.signed_bundle)["bundle"])
-    state.bundles[device_id] = bundle
-    return bundle
-
-
-@dataclass(frozen=True)
-class SignedRequest:
-    """A request whose signature verified; its nonce and the device's state are not yet
-    checked: that happens in the writer (`consume`), in the same batch as the request's work."""
-
-    device_id: str
-    bundle: PublicBundle
-    nonce: str
-    what: str
-    touch: bool
-
-    def consume(self, tx: Tx, skew: int) -> PrincipalView:
-        """Accept the (keyid, nonce) pair once and check the device and principal as they are
-        now (from `Tx.cache`, which every change to them empties).
-
-        Runs inside a writer job; every refusal comes before the one write (the nonce), so the
-        job needs no savepoint. A replay is refused as such before any other reason.
-        """
-        raw = tx.raw
-        key = ("device", self.device_id)
-        known: tuple[Any, PrincipalView] | None = tx.cache.get(key)
-        if known is None:
-            row = raw.execute(_DEVICE_STATE, (self.device_id,)).fetchone()
-            if row is None:  # the bundle was cached but the device is gone: cannot happen
-                raise Refusal(Problem("unauthenticated", "the signing device is not enrolled"),
-                              None)
-            known = tx.cache[key] = (row[0], PrincipalView.of(_PrincipalRow(*row[1:])))
-        revoked_at, view = known
-        refusal = None
-        if revoked_at is not None:
-            refusal = "device-revoked", "this device was revoked"
-        elif view.status != "active":
-            refusal = "principal-suspended", "this principal is suspended"
-        if refusal is not None:  # nothing is written for a refused device; a replay is named
-            if raw.execute(_NONCE_SEEN, (self.device_id, self.nonce)).fetchone() is not None:
-                refusal = "replayed-request", "this request was already received"
-            raise Refusal(Problem(*refusal), _denial(self.device_id, self.what, refusal[0]))
-        expires = raw.time(tx.now + timedelta(seconds=2 * skew + 60))
-        if raw.execute(_INSERT_NONCE, (self.device_id, self.nonce, expires)).rowcount != 1:
-            raise Refusal(Problem("replayed-request", "this request was already received"),
-                          _denial(self.device_id, self.what, "replayed-request"))
-        if self.touch:
-            raw.execute(_TOUCH, (raw.time(tx.now), self.device_id))
-        return view
 
 
 class _PrincipalRow(NamedTuple):
@@ -143,75 +92,115 @@ _INSERT_NONCE = ("INSERT INTO request_nonce (keyid, nonce, expires_at) VALUES (?
 _TOUCH = "UPDATE device SET last_seen_at = ? WHERE id = ?"
 
 
-async def verify_signed(request: Request, state: AppState) -> SignedRequest:
+@dataclass(frozen=True)
+class SignedRequest:
+    """A request whose signature verified; its nonce and the device's state are not yet
+    checked: that happens in the writer (`consume`), in the same batch as the request's work."""
+
+    device_id: str
+    bundle: PublicBundle
+    nonce: str
+    what: str
+    touch: bool
+    skew: int
+
+    def consume(self, tx: Tx) -> PrincipalView:
+        """Accept the (keyid, nonce) pair once and check the device and principal as they are
+        now (from `Tx.cache`, which every change to them empties).
+
+        Runs inside a writer job; every refusal comes before the one write (the nonce), so the
+        job needs no savepoint. A replay is refused as such before any other reason.
+        """
+        raw = tx.raw
+        known = tx.cache.get(DEVICE_STATE, self.device_id)
+        if known is None:
+            row = raw.execute(_DEVICE_STATE, (self.device_id,)).fetchone()
+            if row is None:  # the bundle was cached but the device is gone: cannot happen
+                raise Refusal(Problem("unauthenticated", "the signing device is not enrolled"),
+                              None)
+            known = tx.cache.put(DEVICE_STATE, self.device_id,
+                                 (row[0], PrincipalView.of(_PrincipalRow(*row[1:]))))
+        revoked_at, view = known
+        refusal = None
+        if revoked_at is not None:
+            refusal = "device-revoked", "this device was revoked"
+        elif view.status != "active":
+            refusal = "principal-suspended", "this principal is suspended"
+        if refusal is not None:  # nothing is written for a refused device; a replay is named
+            if raw.execute(_NONCE_SEEN, (self.device_id, self.nonce)).fetchone() is not None:
+                refusal = "replayed-request", "this request was already received"
+            raise Refusal(Problem(*refusal), self.denied(refusal[0]))
+        expires = raw.time(tx.now + timedelta(seconds=2 * self.skew + 60))
+        if raw.execute(_INSERT_NONCE, (self.device_id, self.nonce, expires)).rowcount != 1:
+            raise Refusal(Problem("replayed-request", "this request was already received"),
+                          self.denied("replayed-request"))
+        if self.touch:
+            raw.execute(_TOUCH, (raw.time(tx.now), self.device_id))
+        return view
+
+    def caller(self, tx: Tx) -> Caller:
+        """`consume`, as the authenticated `Caller`."""
+        return Caller(self.device_id, self.bundle, self.consume(tx))
+
+    def denied(self, why: str) -> Entry:
+        """The `access.denied` entry of this request, refused for `why`."""
+        return access_denied(self.device_id, self.what, why, self.device_id)
+
+
+async def _bundle(state: AppState, device_id: str) -> PublicBundle | None:
+    """The device's public bundle, from the cache or the database (None if not enrolled).
+    Bundles never change (the id is their fingerprint), so caching them is safe."""
+    cached = state.bundles.get(device_id)
+    if cached is not None:
+        return cached
+    async with state.db.sessions() as session:
+        row = await session.get(Device, device_id)
+    if row is None:
+        return None
+    bundle = PublicBundle.from_json(json.loads(row.signed_bundle)["bundle"])
+    state.bundles[device_id] = bundle
+    return bundle
+
+
+async def verify_signed(state: AppState, request: IncomingRequest) -> SignedRequest:
     """Check the RFC 9421 signature (CPU only); refusals of known devices are logged.
 
     The Ed25519 check runs here, on the event loop: handing it to a thread (cryptography
     releases the GIL while it verifies) measured slower, every hand-off a wait for the GIL.
     """
-    body = await request.body()
-    headers = dict(request.headers)
     try:
-        params = parse_signature_params(headers)
+        params = parse_signature_params(request.headers)
     except RequestSignatureError as e:
         raise Problem(e.reason, e.detail) from None
-    bundle = state.bundles.get(params.keyid)
-    if bundle is None:
-        async with state.db.sessions() as session:
-            bundle = await load_bundle(state, session, params.keyid)
+    bundle = state.bundles.get(params.keyid) or await _bundle(state, params.keyid)
     if bundle is None:
         raise Problem("unauthenticated", "the signing device is not enrolled")
-    what = f"{request.method} {request.url.path}"[:200]
+    skew = state.settings.clock_skew_seconds
     try:
-        pending = check_request(request.method, target_uri(state, request), headers, body,
-                                params=params, skew_seconds=state.settings.clock_skew_seconds)
+        pending = check_request(request.method, request.target, request.headers, request.body,
+                                params=params, skew_seconds=skew)
         pending.verify(bundle.ed25519)
     except (RequestSignatureError, CryptoError) as e:
         reason, detail = (e.reason, e.detail) if isinstance(e, RequestSignatureError) else (
             "bad-request-signature", str(e))
         # Failures are limited per client address, not per the (unverified) keyid: device ids
         # are public, so charging the named device would let anyone lock a device out.
-        _limit(state, f"addr:{request.client.host if request.client else 'unknown'}",
-               "too many failed request signatures from this address")
-        await _deny(state, params.keyid, what, reason, detail)
-        raise AssertionError("unreachable") from e
-    _limit(state, params.keyid, "too many requests from this device")
+        state.limiter.check(f"addr:{request.client}",
+                            "too many failed request signatures from this address")
+        await refuse(state, Problem(reason, detail),
+                     access_denied(params.keyid, request.what, reason, params.keyid))
+    state.limiter.check(params.keyid, "too many requests from this device")
     touch = time.monotonic() - state.last_seen.get(params.keyid, 0.0) > _LAST_SEEN_EVERY
     if touch:
         state.last_seen[params.keyid] = time.monotonic()
-    return SignedRequest(params.keyid, bundle, params.nonce, what, touch)
+    return SignedRequest(params.keyid, bundle, params.nonce, request.what, touch, skew)
 
 
-async def authenticate(request: Request, state: State) -> Caller:
-    """The dependency of every authenticated path: verify, then consume in the writer."""
-    signed = await verify_signed(request, state)
-    skew = state.settings.clock_skew_seconds
-    result = await state.writer.run(lambda tx: signed.consume(tx, skew), shares_cache=True,
-                                    savepoint=False)
-    return Caller(signed.device_id, signed.bundle, result.value)
-
-
-def _limit(state: AppState, key: str, detail: str) -> None:
-    wait = state.limiter.take(key)
-    if wait:
-        raise Problem("rate-limited", detail,
-                      headers={"Retry-After": str(max(1, round(wait + 0.5)))})
-
-
-def _denial(device_id: str, what: str, reason: str) -> tuple[str, str, str | None, dict[str, Any]]:
-    # `what` is bounded by the caller (the path is the client's: a huge one must not overflow
-    # the entry's 65535 bytes).
-    return ("access.denied", device_id, device_id, {"who": device_id, "what": what, "why": reason})
-
-
-async def _deny(state: AppState, device_id: str, what: str, reason: str, detail: str) -> None:
-    """Log an authentication failure of a known device, then refuse."""
-    entry = _denial(device_id, what, reason)
-
-    def job(tx: Tx) -> None:
-        raise Refusal(Problem(reason, detail), entry)
-
-    await state.writer.run(job)
+async def authenticate(state: AppState, request: IncomingRequest) -> Caller:
+    """Verify, then consume in the writer: the caller of an authenticated request."""
+    signed = await verify_signed(state, request)
+    result = await state.writer.run(signed.caller, shares_cache=True, savepoint=False)
+    return result.value
 
 
 async def purge_nonces(state: AppState) -> int:
@@ -223,6 +212,3 @@ async def purge_nonces(state: AppState) -> int:
         return int(getattr(result, "rowcount", 0) or 0)
 
     return (await state.writer.run(job)).value
-
-
-CurrentCaller = Annotated[Caller, Depends(authenticate)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -16,25 +17,30 @@ from liaison.crypto.errors import PolicyViolation
 from liaison.crypto.labels import Label
 from liaison.crypto.policy import Policy, Subject, check_dominates
 
-from ..storage.models import AuditEntry, ChannelMember, Device, Principal
+from ..problems import Problem
+from ..state import AppState
+from ..storage.logstore import LogReader
+from ..storage.models import Channel, ChannelMember, Device, Principal
 from ..tlog.log import AuditLog
+from .auth import Caller
 
-__all__ = ["Eligibility", "default_suite", "device_records", "eligibility", "member_ids"]
+__all__ = ["Eligibility", "default_suite", "device_records", "devices", "eligibility",
+           "member_ids", "recipients"]
 
 
-def _time(t: Any) -> str | None:
+def _time(t: datetime | None) -> str | None:
     return format_time(t) if t is not None else None
 
 
-async def device_records(session: AsyncSession, log: AuditLog, devices: Sequence[Device]
-                         ) -> dict[str, Any]:
+async def device_records(session: AsyncSession, devices: Sequence[Device]) -> dict[str, Any]:
     """Devices as the directory shows them, each with the proof of its `device.enrolled` entry.
 
     Clients verify each proof against the checkpoint (and that checkpoint's consistency with
     the last one they saw) before they encrypt to the key: the server cannot show one key to
     one client and another key to everyone else without the log showing it.
     """
-    cp = await log.latest_checkpoint(session)
+    reader = LogReader(session)
+    cp = await reader.latest_checkpoint()
     out = []
     for d in devices:
         rec: dict[str, Any] = {
@@ -44,10 +50,11 @@ async def device_records(session: AsyncSession, log: AuditLog, devices: Sequence
         }
         for key, index in (("enrolment", d.enrol_index), ("revocation", d.revoke_index)):
             if index is not None and cp is not None and index < cp.size:
-                entry = await session.get(AuditEntry, index)
-                assert entry is not None
-                proof = await log.inclusion_proof(session, index, cp.size)
-                rec[key] = {"log_index": index, "entry": b64encode(entry.data),
+                entry = await reader.entry(index)
+                if entry is None:
+                    raise LookupError(f"log entry {index} is missing")
+                proof = await AuditLog.inclusion_proof(reader, index, cp.size)
+                rec[key] = {"log_index": index, "entry": b64encode(entry),
                             "inclusion_proof": [b64encode(h) for h in proof]}
         out.append(rec)
     return {"checkpoint": cp.note if cp else None, "tree_size": cp.size if cp else 0,
@@ -114,3 +121,36 @@ def eligibility(session: Session, policy: Policy, channel_id: str, label: Label,
             excluded[pid] = "no-device-for-suite"
         eligible.update(dict.fromkeys(usable, pid))
     return Eligibility(eligible, excluded, suite, frozenset(members))
+
+
+async def devices(state: AppState, principal: str | None, device: str | None) -> dict[str, Any]:
+    """The devices of a principal, or one device, with their enrolment proofs."""
+    if principal is None and device is None:
+        raise Problem("validation", "give principal= or device=")
+    async with state.db.sessions() as s:
+        q = select(Device)
+        q = q.where(Device.principal_id == principal) if principal else q.where(Device.id == device)
+        rows = (await s.execute(q.order_by(Device.enrolled_at).limit(100))).scalars().all()
+        return await device_records(s, rows)
+
+
+async def recipients(state: AppState, caller: Caller, channel_id: str, label: Label,
+                     suite: str | None) -> dict[str, Any]:
+    """Exactly the device bundles a member must encrypt `label` to on a channel, with their
+    enrolment proofs, and the members left out with the reason."""
+    chosen = suite or default_suite(state.policy, label)
+    allowed = state.policy.rule(label.classification).kem
+    if chosen not in allowed:
+        raise Problem("suite-not-allowed", f"suite {chosen} is not allowed at "
+                      f"{label.classification} ({', '.join(allowed)})")
+    async with state.db.sessions() as s:
+        if await s.get(Channel, channel_id) is None:
+            raise Problem("not-found", f"no channel {channel_id}")
+        if await s.get(ChannelMember, (channel_id, caller.principal.id)) is None:
+            raise Problem("not-member", f"{caller.principal.id} is not a member of {channel_id}")
+        elig = await s.run_sync(lambda ss: eligibility(ss, state.policy, channel_id, label, chosen))
+        rows = (await s.execute(select(Device).where(Device.id.in_(list(elig.devices)))
+                                .order_by(Device.id))).scalars().all()
+        records = await device_records(s, rows)
+    return {"channel": channel_id, "label": label.to_json(), "label_text": label.text(),
+            **records, **elig.to_json()}

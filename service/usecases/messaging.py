@@ -1,21 +1,24 @@
-"""Message use cases: submit (every check of SPEC 4), fetch, inbox, ack, and retention."""
+"""Message use cases: submit (every check of SPEC 4), fetch, inbox, ack, and retention.
+
+A submit runs in two stages. `precheck` makes every check that needs no database (the
+envelope's form, label, suite, signatures, size and time) on the event loop, so verifying many
+requests never holds the write transaction. Then one writer job consumes the request, checks
+the sender and the recipients against the channel (`check_recipients`, a pure function) and
+stores the message, its deliveries and its `message.accepted` entry.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
-from fastapi import Request
 from sqlalchemy import select, update
 
 from liaison.crypto.encoding import format_time, jcs
-from liaison.crypto.envelope import (
-    ParsedEnvelope,
-    parse_envelope,
-    verify_envelope,
-)
+from liaison.crypto.envelope import ParsedEnvelope, parse_envelope, verify_envelope
 from liaison.crypto.errors import (
     BadSignature,
     LabelSyntaxError,
@@ -23,19 +26,21 @@ from liaison.crypto.errors import (
     PolicyViolation,
     UnsupportedSuite,
 )
-from liaison.crypto.labels import check_known
-from liaison.crypto.policy import check_ceiling, check_dominates, check_suite
+from liaison.crypto.labels import Label, check_known
+from liaison.crypto.policy import Policy, check_ceiling, check_dominates, check_suite
 
 from ..problems import Problem
 from ..state import AppState
 from ..storage import events
 from ..storage.models import Channel, Delivery, Message
-from ..writer import Refusal, Tx
-from .auth import Caller, SignedRequest, verify_signed
+from ..writer import CacheSlot, Refusal, Tx
+from .auth import Caller, SignedRequest
 from .directory import Eligibility, eligibility
-from .readmodels import label_of
+from .readmodels import PrincipalView, label_of
+from .refusals import access_denied, message_rejected, refuse
 
-__all__ = ["Accepted", "ack", "expire_due", "fetch", "inbox", "submit"]
+__all__ = ["Accepted", "ack", "check_recipients", "expire_due", "fetch", "inbox", "precheck",
+           "submit"]
 
 _NONCE_TAG = 28  # 12-byte nonce + 16-byte tag around the content
 # The hot path's statements, on the writer's raw connection (`Tx.raw`).
@@ -45,38 +50,16 @@ _INSERT_MESSAGE = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
 _INSERT_DELIVERY = "INSERT INTO delivery (message_id, device_id) VALUES (?, ?)"
 
+#: Who may receive what, kept in the writer's cache (which every change to it empties).
+CEILING: CacheSlot[Label] = CacheSlot("ceiling")
+ELIGIBILITY: CacheSlot[Eligibility] = CacheSlot("eligibility")
+
 
 @dataclass(frozen=True)
 class Accepted:
     id: str
     log_index: int
     recipients: int
-
-
-def _rejected(device_id: str, reason: str, envelope_id: str | None, detail: str
-              ) -> tuple[str, str, str | None, dict[str, Any]]:
-    fields: dict[str, Any] = {"reason": reason, "detail": detail[:200]}
-    if envelope_id:
-        fields["id"] = envelope_id
-    return ("message.rejected", device_id, envelope_id, fields)
-
-
-async def _refuse(state: AppState, signed: SignedRequest, slug: str, detail: str,
-                  envelope_id: str | None) -> None:
-    """Log `message.rejected` and raise the problem (for checks made before the writer).
-
-    The request is consumed first, so a replayed request or a revoked device is refused as
-    such, not as a bad envelope.
-    """
-    entry = _rejected(signed.device_id, slug, envelope_id, detail)
-    skew = state.settings.clock_skew_seconds
-
-    def job(tx: Tx) -> None:
-        signed.consume(tx, skew)
-        state.metrics.rejected.labels(slug).inc()
-        raise Refusal(Problem(slug, detail), entry)
-
-    await state.writer.run(job, shares_cache=True, savepoint=False)
 
 
 class _Early(Exception):
@@ -87,13 +70,28 @@ class _Early(Exception):
         self.slug, self.detail, self.envelope_id = slug, detail, envelope_id
 
 
-def _precheck(state: AppState, caller: SignedRequest, obj: Any) -> ParsedEnvelope:
-    """CPU-only checks of SPEC 4 (no database); raises _Early with the refusal.
+def _size(parsed: ParsedEnvelope) -> int:
+    return parsed.ciphertext_size - _NONCE_TAG
 
-    Kept out of the writer so that verifying many requests' signatures never holds the write
-    transaction.
-    """
-    policy = state.policy
+
+@dataclass(frozen=True)
+class _Submission:
+    """A prechecked envelope and the values the writer job needs of it, computed once."""
+
+    parsed: ParsedEnvelope
+    label_json: dict[str, Any]
+    label_key: str  # the label's JCS text: how it is stored, and a cache key
+    size: int
+
+    @classmethod
+    def of(cls, parsed: ParsedEnvelope) -> _Submission:
+        label_json = parsed.label.to_json()
+        return cls(parsed, label_json, jcs(label_json).decode(), _size(parsed))
+
+
+def precheck(policy: Policy, skew_seconds: int, signed: SignedRequest, obj: Any,
+             now: datetime) -> ParsedEnvelope:
+    """The CPU-only checks of SPEC 4 (no database), in their order; raises _Early."""
     raw_id = obj.get("id") if isinstance(obj, dict) else None
     eid = raw_id[:36] if isinstance(raw_id, str) else None
     try:
@@ -106,7 +104,7 @@ def _precheck(state: AppState, caller: SignedRequest, obj: Any) -> ParsedEnvelop
         check_known(parsed.label, policy)  # parse_envelope checked its form
     except LabelSyntaxError as e:
         raise _Early("malformed-label", str(e), eid) from None
-    if parsed.sender != caller.device_id:
+    if parsed.sender != signed.device_id:
         raise _Early("sender-mismatch", "the envelope's sender is not the signing device", eid)
     rule = policy.rule(parsed.label.classification)
     try:
@@ -114,115 +112,158 @@ def _precheck(state: AppState, caller: SignedRequest, obj: Any) -> ParsedEnvelop
     except PolicyViolation as e:
         raise _Early(e.reason, e.detail, eid) from None
     try:
-        verify_envelope(parsed, caller.bundle, required=rule.signatures)
+        verify_envelope(parsed, signed.bundle, required=rule.signatures)
     except BadSignature as e:
         raise _Early("bad-envelope-signature", str(e), eid) from None
-    size = parsed.ciphertext_size - _NONCE_TAG
-    if size > rule.max_bytes:
-        raise _Early("too-large", f"{size} bytes exceeds {rule.max_bytes} at {rule.name}", eid)
-    skew = abs((datetime.now(UTC) - parsed.created).total_seconds())
-    if skew > state.settings.clock_skew_seconds:
+    if _size(parsed) > rule.max_bytes:
+        raise _Early("too-large", f"{_size(parsed)} bytes exceeds {rule.max_bytes} at "
+                     f"{rule.name}", eid)
+    if abs((now - parsed.created).total_seconds()) > skew_seconds:
         raise _Early("stale-envelope", "created is outside the clock-skew window", eid)
     return parsed
 
 
-async def submit(state: AppState, request: Request, envelope: Any, to: list[str] | None
-                 ) -> tuple[Accepted, dict[str, Any]]:
-    """Accept an envelope or refuse it with a logged reason. Returns the result and receipt.
+def check_recipients(elig: Eligibility, given: Collection[str], to: Sequence[str] | None
+                     ) -> list[str]:
+    """The recipient devices of an envelope, checked against who may receive it (pure).
 
-    The request's signature first, then the envelope's checks that need no database; then one
-    writer job does the rest: consume the request (nonce, device, principal), every check of
-    SPEC 4 that needs the database, and the writes.
+    Without `to`, every eligible device must be a recipient; with `to`, exactly the eligible
+    devices of the principals it names. Returns the recipients sorted; raises PolicyViolation
+    (`ineligible-recipient` or `missing-recipient`) naming the devices or principals at fault.
     """
-    signed = await verify_signed(request, state)
+    expected = set(elig.devices)
+    if to is not None:
+        bad = sorted(set(to) - set(elig.devices.values()))
+        if bad:
+            raise PolicyViolation("ineligible-recipient", f"not eligible: {', '.join(bad)} "
+                                  f"({', '.join(elig.excluded.get(b, 'not-member') for b in bad)})")
+        expected = {d for d, pid in elig.devices.items() if pid in to}
+    given_set = set(given)
+    extra, missing = sorted(given_set - set(elig.devices)), sorted(expected - given_set)
+    if extra:
+        raise PolicyViolation("ineligible-recipient", f"device(s) not eligible: {', '.join(extra)}")
+    if missing:
+        raise PolicyViolation("missing-recipient",
+                              f"eligible device(s) missing: {', '.join(missing)}")
+    if to is not None and given_set != expected:
+        raise PolicyViolation("ineligible-recipient",
+                              "recipients must be exactly the devices of 'to'")
+    return sorted(given_set)
+
+
+async def submit(state: AppState, signed: SignedRequest, envelope: Any, to: list[str] | None
+                 ) -> tuple[Accepted, dict[str, Any]]:
+    """Accept an envelope or refuse it with a logged reason. Returns the result and receipt."""
     try:
-        parsed = _precheck(state, signed, envelope)
+        parsed = precheck(state.policy, state.settings.clock_skew_seconds, signed, envelope,
+                          datetime.now(UTC))
     except _Early as e:
-        await _refuse(state, signed, e.slug, e.detail, e.envelope_id)
-        raise AssertionError("unreachable") from e
-    skew = state.settings.clock_skew_seconds
-    policy = state.policy
-    label = parsed.label
-    raw_envelope = parsed.canonical  # the canonical bytes are what we store and serve
-    digest_hex = parsed.digest.hex()
-    size = parsed.ciphertext_size - _NONCE_TAG
-    rule = policy.rule(label.classification)
-
-    label_json = label.to_json()
-    label_key = jcs(label_json).decode()
-
-    def job(tx: Tx) -> Accepted:
-        s = tx.session
-        principal = signed.consume(tx, skew)
-
-        def refuse(reason: str, why: str) -> Refusal:
-            state.metrics.rejected.labels(reason).inc()
-            return Refusal(Problem(reason, why), _rejected(signed.device_id, reason, parsed.id,
-                                                           why))
-
-        try:
-            check_dominates(policy, principal.subject, label)
-        except PolicyViolation as e:
-            raise refuse(e.reason, f"sender: {e.detail}") from None
-        # Who may receive what is read once and kept in Tx.cache, which every change to it
-        # empties (see Writer.run).
-        ceiling = tx.cache.get(("ceiling", parsed.channel))
-        if ceiling is None:
-            text_ = s.scalar(select(Channel.ceiling).where(Channel.id == parsed.channel))
-            if text_ is None:
-                raise refuse("not-found", f"no channel {parsed.channel}")
-            ceiling = tx.cache[("ceiling", parsed.channel)] = label_of(text_)
-        key = ("eligibility", parsed.channel, label_key, parsed.suite)
-        elig: Eligibility | None = tx.cache.get(key)
-        if elig is None:
-            elig = tx.cache[key] = eligibility(s, policy, parsed.channel, label, parsed.suite)
-        if principal.id not in elig.members:
-            raise refuse("not-member", f"{principal.id} is not a member of {parsed.channel}")
-        try:
-            check_ceiling(policy, label, ceiling)
-        except PolicyViolation as e:
-            raise refuse(e.reason, e.detail) from None
-        expected = set(elig.devices)
-        if to is not None:
-            bad = sorted(set(to) - set(elig.devices.values()))
-            if bad:
-                raise refuse("ineligible-recipient", f"not eligible: {', '.join(bad)} "
-                             f"({', '.join(elig.excluded.get(b, 'not-member') for b in bad)})")
-            expected = {d for d, pid in elig.devices.items() if pid in to}
-        given = set(parsed.recipients)
-        extra, missing = sorted(given - set(elig.devices)), sorted(expected - given)
-        if extra:
-            raise refuse("ineligible-recipient", f"device(s) not eligible: {', '.join(extra)}")
-        if missing:
-            raise refuse("missing-recipient", f"eligible device(s) missing: {', '.join(missing)}")
-        if to is not None and given != expected:
-            raise refuse("ineligible-recipient", "recipients must be exactly the devices of 'to'")
-        recipients = sorted(given)
-        raw = tx.raw
-        index = tx.audit("message.accepted", signed.device_id, parsed.id, id=parsed.id,
-                         channel=parsed.channel, sender=signed.device_id, label=label_json,
-                         envelope_digest=digest_hex, recipients=recipients, size=size)
-        inserted = raw.execute(_INSERT_MESSAGE, (
-            parsed.id, parsed.channel, signed.device_id, principal.id, label_key,
-            label.classification, raw_envelope, digest_hex, size,
-            raw.time(parsed.created.replace(tzinfo=None)), raw.time(tx.now),
-            raw.time(tx.now + timedelta(days=rule.retention_days)), index)).rowcount
-        if inserted != 1:  # nothing was written: the id is taken
-            raise refuse("duplicate-envelope", f"envelope {parsed.id} was already accepted")
-        raw.executemany(_INSERT_DELIVERY, [(parsed.id, d) for d in recipients])
-        event = {"type": "message", "id": parsed.id, "channel": parsed.channel,
-                 "devices": recipients, "log_index": index}
-        if state.db.is_postgres:
-            # NOTIFY is transactional: listeners in every replica hear it only on commit.
-            raw.execute("SELECT pg_notify(?, ?)", (events.CHANNEL, json.dumps(event)))
-        else:
-            tx.after_commit(lambda: state.hub.publish(event))
-        return Accepted(parsed.id, index, len(recipients))
-
-    result = await state.writer.run(job, shares_cache=True, savepoint=False)
+        await _reject_early(state, signed, e)
+    sub = _Submission.of(parsed)
+    result = await state.writer.run(lambda tx: _accept(state, tx, signed, sub, to),
+                                    shares_cache=True, savepoint=False)
     state.metrics.accepted.inc()
     accepted = result.value
     return accepted, result.receipt(accepted.log_index).to_json()
+
+
+async def _reject_early(state: AppState, signed: SignedRequest, e: _Early) -> NoReturn:
+    """Log `message.rejected` for a precheck refusal and raise it. The request is consumed
+    first, so a replayed request or a revoked device is refused as such, not as a bad
+    envelope."""
+
+    def consume(tx: Tx) -> None:
+        signed.consume(tx)
+        state.metrics.rejected.labels(e.slug).inc()
+
+    await refuse(state, Problem(e.slug, e.detail),
+                 message_rejected(signed.device_id, e.slug, e.envelope_id, e.detail), first=consume)
+
+
+def _accept(state: AppState, tx: Tx, signed: SignedRequest, sub: _Submission,
+            to: list[str] | None) -> Accepted:
+    """The writer job of a submit: consume, check against the channel, store, log."""
+    principal = signed.consume(tx)
+    parsed = sub.parsed
+
+    def refused(reason: str, why: str) -> Refusal:
+        state.metrics.rejected.labels(reason).inc()
+        return Refusal(Problem(reason, why),
+                       message_rejected(signed.device_id, reason, parsed.id, why))
+
+    try:
+        elig = _check_channel(state.policy, tx, principal, sub)
+        recipients = check_recipients(elig, parsed.recipients, to)
+    except PolicyViolation as e:
+        raise refused(e.reason, e.detail) from None
+    accepted = _store(state, tx, signed, principal, sub, recipients)
+    if accepted is None:  # nothing was written: the id is taken
+        raise refused("duplicate-envelope", f"envelope {parsed.id} was already accepted")
+    return accepted
+
+
+def _ceiling(tx: Tx, channel: str) -> Label:
+    ceiling = tx.cache.get(CEILING, channel)
+    if ceiling is None:
+        text_ = tx.session.scalar(select(Channel.ceiling).where(Channel.id == channel))
+        if text_ is None:
+            raise PolicyViolation("not-found", f"no channel {channel}")
+        ceiling = tx.cache.put(CEILING, channel, label_of(text_))
+    return ceiling
+
+
+def _eligibility(policy: Policy, tx: Tx, sub: _Submission) -> Eligibility:
+    parsed = sub.parsed
+    key = (parsed.channel, sub.label_key, parsed.suite)
+    elig = tx.cache.get(ELIGIBILITY, key)
+    if elig is None:
+        elig = tx.cache.put(ELIGIBILITY, key, eligibility(tx.session, policy, parsed.channel,
+                                                          parsed.label, parsed.suite))
+    return elig
+
+
+def _check_channel(policy: Policy, tx: Tx, principal: PrincipalView, sub: _Submission
+                   ) -> Eligibility:
+    """The sender may send this label on this channel: it dominates the label, is a member,
+    and the label is under the channel's ceiling. Raises PolicyViolation; returns who may
+    receive the label there."""
+    parsed = sub.parsed
+    try:
+        check_dominates(policy, principal.subject, parsed.label)
+    except PolicyViolation as e:
+        raise PolicyViolation(e.reason, f"sender: {e.detail}") from None
+    ceiling = _ceiling(tx, parsed.channel)
+    elig = _eligibility(policy, tx, sub)
+    if principal.id not in elig.members:
+        raise PolicyViolation("not-member", f"{principal.id} is not a member of {parsed.channel}")
+    check_ceiling(policy, parsed.label, ceiling)
+    return elig
+
+
+def _store(state: AppState, tx: Tx, signed: SignedRequest, principal: PrincipalView,
+           sub: _Submission, recipients: list[str]) -> Accepted | None:
+    """Log `message.accepted`, insert the message and its deliveries, tell live listeners.
+    None when the envelope id is taken (nothing was written)."""
+    raw, parsed, label = tx.raw, sub.parsed, sub.parsed.label
+    rule = state.policy.rule(label.classification)
+    digest = parsed.digest.hex()
+    index = tx.audit("message.accepted", signed.device_id, parsed.id, id=parsed.id,
+                     channel=parsed.channel, sender=signed.device_id, label=sub.label_json,
+                     envelope_digest=digest, recipients=recipients, size=sub.size)
+    inserted = raw.execute(_INSERT_MESSAGE, (
+        parsed.id, parsed.channel, signed.device_id, principal.id, sub.label_key,
+        label.classification, parsed.canonical, digest, sub.size,
+        raw.time(parsed.created), raw.time(tx.now),
+        raw.time(tx.now + timedelta(days=rule.retention_days)), index)).rowcount
+    if inserted != 1:
+        return None
+    raw.executemany(_INSERT_DELIVERY, [(parsed.id, d) for d in recipients])
+    event = {"type": "message", "id": parsed.id, "channel": parsed.channel,
+             "devices": recipients, "log_index": index}
+    # On PostgreSQL NOTIFY is transactional: listeners in every replica hear it on commit.
+    if not raw.notify(events.CHANNEL, json.dumps(event)):
+        tx.after_commit(lambda: state.hub.publish(event))
+    return Accepted(parsed.id, index, len(recipients))
 
 
 #: What an inbox page shows: metadata only, never the (large) envelope itself.
@@ -249,7 +290,7 @@ async def inbox(state: AppState, caller: Caller, after: int, limit: int) -> dict
             continue
         items.append({"cursor": seq, "id": mid, "channel": channel, "sender": sender,
                       "sender_device": sender_device, "label": json.loads(label),
-                      "created": format_time(created.replace(tzinfo=UTC), millis=False),
+                      "created": format_time(created, millis=False),
                       "size": size, "read": acked_at is not None,
                       "fetched": fetched_at is not None, "expired": expired_at is not None,
                       "log_index": log_index})
@@ -261,24 +302,20 @@ async def inbox(state: AppState, caller: Caller, after: int, limit: int) -> dict
 def _not_recipient(caller: Caller, message_id: str) -> Refusal:
     """Asking for a message one was not sent is an access decision too: refuse and log it."""
     mid = message_id[:36]  # the path is the caller's; keep the entry bounded
-    return Refusal(Problem("not-recipient", "no such message for this device"), (
-        "access.denied", caller.device_id, mid,
-        {"who": caller.device_id, "what": f"message {mid}", "why": "not-recipient"}))
+    return Refusal(Problem("not-recipient", "no such message for this device"),
+                   access_denied(caller.device_id, f"message {mid}", "not-recipient", mid))
 
 
-async def fetch(state: AppState, request: Request, message_id: str) -> dict[str, Any]:
+async def fetch(state: AppState, signed: SignedRequest, message_id: str) -> dict[str, Any]:
     """One message for a recipient device, re-checking dominance now, logged as delivered.
 
     One writer job, as for submit: consume the request (nonce, device, principal), then read,
     check and log. It changes nothing the writer's cache holds.
     """
-    signed = await verify_signed(request, state)
-    skew = state.settings.clock_skew_seconds
 
     def job(tx: Tx) -> dict[str, Any]:
-        caller = Caller(signed.device_id, signed.bundle, signed.consume(tx, skew))
-        s = tx.session
-        row = (s.execute(select(Message, Delivery).join(
+        caller = signed.caller(tx)
+        row = (tx.session.execute(select(Message, Delivery).join(
             Delivery, Delivery.message_id == Message.id).where(
             Message.id == message_id, Delivery.device_id == caller.device_id))).first()
         if row is None:
@@ -287,15 +324,14 @@ async def fetch(state: AppState, request: Request, message_id: str) -> dict[str,
         try:
             check_dominates(state.policy, caller.principal.subject, label_of(m.label))
         except PolicyViolation as e:
-            raise Refusal(Problem(e.reason, e.detail), (
-                "access.denied", caller.device_id, m.id,
-                {"who": caller.device_id, "what": f"message {m.id}", "why": e.reason})) from None
+            raise Refusal(Problem(e.reason, e.detail), access_denied(
+                caller.device_id, f"message {m.id}", e.reason, m.id)) from None
         if m.envelope is None:
             raise Problem("not-found", "the message expired and its ciphertext was destroyed")
         # Proof that the log holds this message's `message.accepted` entry, against the latest
         # checkpoint: the reader checks it (and that checkpoint's consistency with what it saw).
         # Read before the one write below, so nothing can fail after it (no savepoint).
-        receipt = state.log.writer_receipt(s, m.log_index)
+        receipt = state.log.receipt(tx.log, m.log_index)
         if d.fetched_at is None:
             d.fetched_at = tx.now
             tx.audit("message.delivered", caller.device_id, m.id, id=m.id,
@@ -317,7 +353,7 @@ async def ack(state: AppState, caller: Caller, message_id: str) -> dict[str, Any
             d.acked_at = tx.now
             tx.audit("message.acked", caller.device_id, message_id, id=message_id,
                      device=caller.device_id)
-        return {"id": message_id, "acked_at": format_time(d.acked_at.replace(tzinfo=UTC))}
+        return {"id": message_id, "acked_at": format_time(d.acked_at)}
 
     # It changes only the delivery row: nothing the writer's cache holds.
     return (await state.writer.run(job, shares_cache=True)).value
@@ -334,7 +370,7 @@ async def expire_due(state: AppState, limit: int = 500) -> int:
             tx.audit("message.expired", "system", mid, id=mid, accepted_index=index)
         if due:
             s.execute(update(Message).where(Message.id.in_([m for m, _ in due]))
-                            .values(envelope=None, expired_at=tx.now))
+                      .values(envelope=None, expired_at=tx.now))
         return len(due)
 
     return (await state.writer.run(job)).value

@@ -34,6 +34,7 @@ from liaison.service.ops.bootstrap import init_database, write_files
 from liaison.service.problems import PROBLEM_BASE, PROBLEM_TYPES
 from liaison.service.state import AppState
 from liaison.service.storage import models
+from liaison.service.storage.logstore import LogReader
 
 PG_ENV = "LIAISON_TEST_POSTGRES_URL"
 BASE = "https://liaison.test"
@@ -224,7 +225,7 @@ class World:
 
     async def log_size(self) -> int:
         async with self.state.db.sessions() as s:
-            return await self.state.log.size(s)
+            return await LogReader(s).size()
 
     async def entries(self, type_: str | None = None, start: int = 0) -> list[dict[str, Any]]:
         """Audit entries from index `start` on (optionally of one type), parsed."""

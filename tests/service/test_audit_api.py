@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -279,7 +279,7 @@ async def test_witness_cosignatures(backend: str, tmp_path: Path) -> None:
         line = cosign("w1", latest_cp)
         async with world.state.db.sessions() as s, s.begin():
             s.add(Cosignature(size=latest_cp.size, witness="witness.one.example", line=line,
-                              created_at=datetime(2026, 1, 1)))
+                              created_at=datetime(2026, 1, 1, tzinfo=UTC)))
         served = (await world.http.get("/v1/audit/checkpoint")).content
         assert served.endswith(line.encode())
         assert transparency.verify_checkpoint(served, log_key, policy=one_of_two) == latest_cp

@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 from liaison.crypto import note, tiles, transparency
 from liaison.crypto.errors import ProofError
 from liaison.service.app import close_state, open_state
-from liaison.service.ops.audit_cli import LOG_TABLES, pg_roles_sql, verify_log
 from liaison.service.ops.audit_cli import app as audit_app
 from liaison.service.storage.db import Database
 from liaison.service.storage.migrate import upgrade
+from liaison.service.storage.pg_roles import LOG_TABLES, pg_roles_sql
+from liaison.service.tlog.verify import verify_log
 from liaison.service.writer import Tx
 from tests.service.harness import PG_ENV, World, postgres_database, running_world
 from tests.service.test_audit_api import pair

@@ -29,6 +29,7 @@ from liaison.service.ops.bootstrap import write_files
 from liaison.service.problems import Problem
 from liaison.service.state import AppState
 from liaison.service.storage.db import Database
+from liaison.service.storage.logstore import LogReader
 from liaison.service.storage.migrate import upgrade
 from liaison.service.tlog.log import AuditLog
 from liaison.service.writer import Tx
@@ -69,7 +70,7 @@ async def _database(backend: str) -> AsyncIterator[str | None]:
 async def grow(state: AppState, target: int, batch: int = 20_000) -> None:
     """Append numbered entries through the writer until the log has `target` entries."""
     async with state.db.sessions() as s:
-        size = await state.log.size(s)
+        size = await LogReader(s).size()
     while size < target:
         n = min(batch, target - size)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from liaison.service import writer as writer_module
-from liaison.service.writer import Tx
+from liaison.service.writer import CacheSlot, Tx
 from tests.service.harness import OPS, World, another_service, assert_problem, coalition
 
 LABEL = "SECRET//AIRDEF//REL TO UKR, USA"
@@ -56,12 +56,13 @@ async def test_a_member_removed_elsewhere_can_no_longer_send(world: World) -> No
 async def test_the_cache_lasts_across_batches_up_to_its_bound(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     writer = world.state.writer
+    probe: CacheSlot[int] = CacheSlot("probe")
 
     def put(tx: Tx) -> None:
-        tx.cache["probe"] = 1
+        tx.cache.put(probe, "key", 1)
 
     def seen(tx: Tx) -> bool:
-        return "probe" in tx.cache
+        return tx.cache.get(probe, "key") == 1
 
     await writer.run(put, shares_cache=True)
     assert (await writer.run(seen, shares_cache=True)).value  # kept for the next batch

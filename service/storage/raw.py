@@ -1,0 +1,99 @@
+"""The writer's batch connection: fixed statements straight on the DB-API cursor, per backend.
+
+SQLAlchemy's per-statement machinery (cache-key lookup, parameter processing, result
+wrapping) cost more than SQLite itself on the hot path, so the writer's few fixed statements
+go to the driver's cursor (sqlite3 or psycopg) inside the batch's one transaction. Where the
+two databases differ (placeholders, how a timestamp is passed, serialising writers, live
+notifications), each has its own class; everything else is the same SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from .models import to_column_time
+
+__all__ = ["PostgresRaw", "Raw", "SqliteRaw", "raw_connection"]
+
+#: Advisory-lock key shared by every Liaison process on one PostgreSQL database.
+_PG_LOCK_KEY = 0x4C49_4149  # "LIAI"
+
+
+class Raw:
+    """The batch's DB-API cursor. Statements are written with `?` markers."""
+
+    postgres = False
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.cursor: Any = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+    def _text(self, sql: str) -> str:
+        return sql
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement; returns the cursor (fetchone/fetchall/rowcount)."""
+        self.cursor.execute(self._text(sql), params)
+        return self.cursor
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.cursor.executemany(self._text(sql), list(rows))
+
+    def time(self, value: datetime | None) -> Any:
+        """An aware timestamp as a parameter, stored exactly as `models.UTCDateTime` stores it
+        (so ORM readers and raw writers see the same values); None stays None."""
+        return None if value is None else to_column_time(value)
+
+    def lock(self) -> None:
+        """Serialise writers of this database until the transaction ends."""
+
+    def notify(self, channel: str, payload: str) -> bool:
+        """Notify listeners of every process when the transaction commits; False when this
+        backend cannot (the caller then tells its own process after the commit)."""
+        return False
+
+
+class SqliteRaw(Raw):
+    """SQLite: one process writes (its one writer task serialises the batches; SQLite itself
+    allows one write transaction at a time). Timestamps in SQLAlchemy's text form."""
+
+    def time(self, value: datetime | None) -> Any:
+        if value is None:
+            return None
+        return to_column_time(value).isoformat(" ", "microseconds")  # always 6 digits
+
+
+class PostgresRaw(Raw):
+    """PostgreSQL: `%s` placeholders; replicas take turns through a transaction-scoped advisory
+    lock; notifications through `pg_notify`, delivered only if the transaction commits."""
+
+    postgres = True
+
+    def __init__(self, session: Session) -> None:
+        super().__init__(session)
+        self._sql: dict[str, str] = {}
+
+    def _text(self, sql: str) -> str:
+        text_ = self._sql.get(sql)
+        if text_ is None:
+            if "%" in sql:
+                raise ValueError("raw SQL may not contain '%'")
+            text_ = self._sql[sql] = sql.replace("?", "%s")
+        return text_
+
+    def lock(self) -> None:
+        self.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+
+    def notify(self, channel: str, payload: str) -> bool:
+        self.execute("SELECT pg_notify(?, ?)", (channel, payload))
+        return True
+
+
+def raw_connection(session: Session, postgres: bool) -> Raw:
+    """The raw connection of `session`'s transaction, for its backend."""
+    return PostgresRaw(session) if postgres else SqliteRaw(session)
