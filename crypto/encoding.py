@@ -269,7 +269,10 @@ _RFC3339 = re.compile(
 
 
 def format_time(t: datetime, *, millis: bool = True) -> str:
-    """RFC 3339 UTC with a `Z`, to milliseconds (or seconds)."""
+    """RFC 3339 UTC with a `Z`, to milliseconds (or seconds). `t` must be timezone-aware: a
+    naive datetime is refused (ValueError), never read as local time."""
+    if t.tzinfo is None or t.utcoffset() is None:
+        raise ValueError("format_time needs a timezone-aware datetime, not a naive one")
     t = t.astimezone(UTC)
     if millis:
         return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
