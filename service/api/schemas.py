@@ -28,6 +28,13 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Upper = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 
 
+Role = Literal["analyst", "admin", "auditor"]
+
+
+def _analyst() -> list[Role]:
+    return ["analyst"]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -42,8 +49,7 @@ class PrincipalCreate(Strict):
     display_name: Name
     nation: Nation
     kind: Literal["person", "system"] = "person"
-    roles: list[Literal["analyst", "admin", "auditor"]] = Field(default_factory=lambda: ["analyst"],
-                                                                 max_length=3)
+    roles: list[Role] = Field(default_factory=_analyst, max_length=3)
     clearance: Upper
     compartments: list[Upper] = Field(default_factory=list, max_length=64)
 
@@ -52,7 +58,7 @@ class PrincipalUpdate(Strict):
     display_name: Name | None = None
     clearance: Upper | None = None
     compartments: list[Upper] | None = Field(default=None, max_length=64)
-    roles: list[Literal["analyst", "admin", "auditor"]] | None = Field(default=None, max_length=3)
+    roles: list[Role] | None = Field(default=None, max_length=3)
     status: Literal["active", "suspended"] | None = None
 
 
