@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The one-command demo: prepare .venv (if missing) and run scripts/demo.py, which starts its
 # own TLS server in a temporary directory and always stops it. Usage: bash scripts/demo.sh
+# LIAISON_DEMO_SKIP_SETUP=1 skips bringing .venv up to date (the test suite, which has just
+# done it, runs the demo that way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/_venv.sh
+if [ -z "${LIAISON_DEMO_SKIP_SETUP:-}" ]; then
+  . scripts/_venv.sh
+fi
 # demo.py stops the server it started on every exit path; the trap covers a kill of this
 # shell too, by ending the demo's process group.
 .venv/bin/python scripts/demo.py "$@" &
