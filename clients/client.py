@@ -39,6 +39,7 @@ from liaison.crypto.errors import (
 )
 from liaison.crypto.keys import DeviceKeys, PublicBundle
 from liaison.crypto.labels import Label, parse_label
+from liaison.crypto.names import DEFAULT_ROLES, Role
 from liaison.crypto.policy import Policy, check_suite
 from liaison.crypto.transparency import VerifiedReceipt
 
@@ -78,6 +79,8 @@ __all__ = ["DEFAULT_CONTENT_TYPE", "AsyncClient"]
 
 DEFAULT_CONTENT_TYPE = "text/plain; charset=utf-8"
 _RETRIES = 5
+#: The roles the audit API answers (anyone else is refused, and the refusal logged).
+_LOG_READERS: frozenset[Role] = frozenset({"auditor", "admin"})
 
 
 class AsyncClient:
@@ -480,7 +483,7 @@ class AsyncClient:
         """
         receipt = body.get("receipt")
         if not isinstance(receipt, dict):
-            if not set((await self.whoami()).roles) & {"auditor", "admin"}:
+            if not _LOG_READERS.intersection((await self.whoami()).roles):
                 return None  # the audit API would refuse (and log the refusal)
             try:
                 receipt = await self._json("GET", f"/v1/audit/messages/{message_id}")
@@ -546,7 +549,7 @@ class AsyncClient:
     # --- admin ---------------------------------------------------------------------------------
 
     async def create_principal(self, pid: str, *, name: str, nation: str, clearance: str,
-                               compartments: Sequence[str] = (), roles: Sequence[str] = ("analyst",),
+                               compartments: Sequence[str] = (), roles: Sequence[str] = DEFAULT_ROLES,
                                kind: str = "person") -> dict[str, Any]:
         return await self._json("POST", "/v1/admin/principals", body={
             "id": pid, "display_name": name, "nation": nation.upper(), "clearance": clearance,

@@ -32,6 +32,7 @@ from . import _primitives as p
 from .encoding import b64encode
 from .errors import RequestSignatureError
 from .keys import DEVICE_ID_RE, DeviceKeys
+from .names import ED25519
 
 __all__ = ["LABEL", "PendingSignature", "SignatureParams", "check_request", "content_digest",
            "parse_signature_params", "sign_request", "verify_request"]
@@ -58,7 +59,7 @@ _SIGNATURE_RE = re.compile(rf"{LABEL}=:([A-Za-z0-9+/]{{86}}==):")  # one 64-byte
 class _Ed25519Raw(HTTPSignatureAlgorithm):
     """The library's algorithm interface over raw 32-byte keys and our primitives (signing)."""
 
-    algorithm_id = "ed25519"
+    algorithm_id = ED25519
 
     def __init__(self, public_key: bytes | None = None, private_key: bytes | None = None) -> None:
         self.public_key = public_key
@@ -197,7 +198,7 @@ def parse_signature_params(headers: Mapping[str, str]) -> SignatureParams:
     if not isinstance(nonce, str) or not _NONCE_RE.fullmatch(nonce):
         raise RequestSignatureError("unauthenticated", "nonce parameter (16-64 base64url "
                                     "characters) is required")
-    if params.get("alg", "ed25519") != "ed25519":
+    if params.get("alg", ED25519) != ED25519:
         raise RequestSignatureError("unauthenticated", "alg must be ed25519")
     public = keyid, created, nonce, tuple(str(item[0]) for item in items)
     return SignatureParams(*public, _input=_SignatureInput(raw, public, label, items, params,

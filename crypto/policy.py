@@ -14,9 +14,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import MalformedError, PolicyViolation
+from .names import (
+    COMPARTMENT_RE,
+    ED25519,
+    KEM_SUITES,
+    MLDSA65,
+    NATION_RE,
+    SIGNATURE_ALGS,
+    SLUG_RE,
+    Role,
+)
 
 __all__ = [
-    "NATION_RE",
     "LevelRule",
     "Policy",
     "Subject",
@@ -29,10 +38,8 @@ __all__ = [
     "under_ceiling",
 ]
 
-NATION_RE = re.compile(r"^[A-Z]{3}$")
 _NAME_RE = re.compile(r"^[A-Z][A-Z0-9 _-]{0,31}$")
-_SIG_ALGS = {"ed25519", "mldsa65"}
-_KEMS = {"X25519", "MLKEM768-X25519"}
+_ADMIN: Role = "admin"  # the role that may manage principals
 
 
 @dataclass(frozen=True)
@@ -120,11 +127,11 @@ def _level(obj: Any, i: int) -> LevelRule:
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or "//" in name:
         raise _err(f"{where}name must be an upper-case level name")
     kem = _str_list(obj, "kem", re.compile(r".+"), where)
-    if not set(kem) <= _KEMS:
-        raise _err(f"{where}kem may only name {sorted(_KEMS)}")
+    if not set(kem) <= set(KEM_SUITES):
+        raise _err(f"{where}kem may only name {sorted(KEM_SUITES)}")
     sigs = _str_list(obj, "signatures", re.compile(r".+"), where)
-    if not set(sigs) <= _SIG_ALGS or "ed25519" not in sigs:
-        raise _err(f"{where}signatures must include ed25519 and may add mldsa65")
+    if not set(sigs) <= set(SIGNATURE_ALGS) or ED25519 not in sigs:
+        raise _err(f"{where}signatures must include {ED25519} and may add {MLDSA65}")
     max_bytes, days, systems = obj.get("max_bytes"), obj.get("retention_days"), obj.get("systems")
     if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or not 1 <= max_bytes <= 1 << 30:
         raise _err(f"{where}max_bytes must be an integer between 1 and 2^30")
@@ -146,12 +153,12 @@ def parse_policy(text: str | bytes) -> Policy:
     if extra:
         raise _err(f"unknown keys {sorted(extra)}")
     pid, version = obj.get("id"), obj.get("version")
-    if not isinstance(pid, str) or not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", pid):
+    if not isinstance(pid, str) or not SLUG_RE.fullmatch(pid):
         raise _err("id must be a lower-case slug")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise _err("version must be a positive integer")
     nations = _str_list(obj, "nations", NATION_RE, "")
-    comps = _str_list(obj, "compartments", re.compile(r"^[A-Z][A-Z0-9-]{0,31}$"), "") \
+    comps = _str_list(obj, "compartments", COMPARTMENT_RE, "") \
         if obj.get("compartments") != [] else ()
     levels_raw = obj.get("levels")
     if not isinstance(levels_raw, list) or not levels_raw:
@@ -244,7 +251,7 @@ def check_grant(
     A nation admin manages its own nation only and never grants above its own clearance or
     outside its own compartments; only the root admin may create admins of other nations.
     """
-    if "admin" not in set(admin_roles) or not admin.active:
+    if _ADMIN not in set(admin_roles) or not admin.active:
         raise PolicyViolation("not-admin", "only an active admin may manage principals")
     if nation not in policy.nations:
         raise PolicyViolation("unknown-nation", f"{nation} is not a nation of the policy")
