@@ -75,6 +75,25 @@ def test_non_problem_errors_are_server_errors() -> None:
         check_response(response)
 
 
+def test_a_request_that_cannot_be_signed_is_an_input_error(tmp_path: Path) -> None:
+    """Userinfo in the server URL: no server could verify the signature, so nothing is sent."""
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(500)
+
+    async def go() -> None:
+        async with AsyncClient("https://user@liaison.test", generate_device("x"),
+                               LogMemory(tmp_path / "log.json"),
+                               transport=httpx.MockTransport(answer)) as c:
+            with pytest.raises(InputError, match=r"cannot sign the request: .*absolute URL"):
+                await c.whoami()
+
+    asyncio.run(go())
+    assert sent == []
+
+
 # --- parsers ------------------------------------------------------------------------------
 
 
