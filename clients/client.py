@@ -45,7 +45,6 @@ from liaison.crypto.transparency import VerifiedReceipt
 
 from . import _models as m
 from ._http import SignedAuth, check_response, json_of, new_http, transport_error
-from ._policy import policy_from_json
 from ._trust import LogMemory
 from ._verify import (
     DeviceRecord,
@@ -156,7 +155,11 @@ class AsyncClient:
     async def policy(self) -> Policy:
         """The server's policy (public), validated like the server validates its file."""
         if self._policy is None:
-            self._policy = policy_from_json(await self._json("GET", "/v1/policy", signed=False))
+            served = await self._json("GET", "/v1/policy", signed=False)
+            try:
+                self._policy = Policy.from_json(served)
+            except MalformedError as e:
+                raise MalformedResponse(f"the served {e}") from None
         return self._policy
 
     async def parse_label(self, text: str | Label) -> Label:

@@ -1,5 +1,9 @@
 """The classification policy: its TOML model, and pure access decisions (no I/O, no default allow).
 
+A policy arrives as a TOML file (`parse_policy`) or as the JSON that `Policy.to_json` writes
+and `GET /v1/policy` serves (`Policy.from_json`); both are checked by one validator,
+`_validated`, so they accept and refuse exactly the same policies.
+
 Every decision is a function of facts passed in; a refusal raises `PolicyViolation` whose
 `reason` is a stable slug the service turns into a problem type and an audit entry.
 """
@@ -40,6 +44,10 @@ __all__ = [
 
 _NAME_RE = re.compile(r"^[A-Z][A-Z0-9 _-]{0,31}$")
 _ADMIN: Role = "admin"  # the role that may manage principals
+_FIELDS = frozenset({"id", "version", "nations", "compartments", "levels"})
+_LEVEL_FIELDS = frozenset({"name", "kem", "signatures", "max_bytes", "retention_days", "systems"})
+#: A policy file's SHA-256 in lower-case hex, or "" for a policy that did not come from a file.
+_SHA256_RE = re.compile(r"(?:[0-9a-f]{64})?")
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,7 @@ class Policy:
         return level in self._rank
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON form (`GET /v1/policy`): the file's fields, and the file's `sha256`."""
         return {
             "id": self.id,
             "version": self.version,
@@ -97,6 +106,21 @@ class Policy:
                 for lv in self.levels
             ],
         }
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Policy:
+        """The policy `to_json` wrote, validated exactly as `parse_policy` validates a file.
+
+        `sha256` is kept as given, not recomputed: it is the hash of the policy file the
+        policy was loaded from, which a client can compare with the one that the audit log's
+        `policy.loaded` entry records (no JSON rendering of the policy has that hash).
+        """
+        if not isinstance(obj, dict):
+            raise _err("must be an object")
+        sha256 = obj.get("sha256")
+        if not isinstance(sha256, str) or not _SHA256_RE.fullmatch(sha256):
+            raise _err("sha256 must be the policy file's SHA-256 in lower-case hex")
+        return _validated({k: v for k, v in obj.items() if k != "sha256"}, sha256)
 
 
 def _err(msg: str) -> MalformedError:
@@ -119,8 +143,7 @@ def _level(obj: Any, i: int) -> LevelRule:
     where = f"levels[{i}]."
     if not isinstance(obj, dict):
         raise _err(f"levels[{i}] must be a table")
-    allowed = {"name", "kem", "signatures", "max_bytes", "retention_days", "systems"}
-    extra = set(obj) - allowed
+    extra = set(obj) - _LEVEL_FIELDS
     if extra:
         raise _err(f"{where} unknown keys {sorted(extra)}")
     name = obj.get("name")
@@ -149,7 +172,12 @@ def parse_policy(text: str | bytes) -> Policy:
         obj = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise _err(f"not valid TOML: {e}") from e
-    extra = set(obj) - {"id", "version", "nations", "compartments", "levels"}
+    return _validated(obj, hashlib.sha256(raw).hexdigest())
+
+
+def _validated(obj: dict[str, Any], sha256: str) -> Policy:
+    """The one check of a policy's fields, read from TOML or from JSON."""
+    extra = set(obj) - _FIELDS
     if extra:
         raise _err(f"unknown keys {sorted(extra)}")
     pid, version = obj.get("id"), obj.get("version")
@@ -166,7 +194,7 @@ def parse_policy(text: str | bytes) -> Policy:
     levels = tuple(_level(lv, i) for i, lv in enumerate(levels_raw))
     if len({lv.name for lv in levels}) != len(levels):
         raise _err("level names must be unique")
-    return Policy(pid, version, nations, comps, levels, hashlib.sha256(raw).hexdigest())
+    return Policy(pid, version, nations, comps, levels, sha256)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ import pytest
 
 from liaison.clients import AsyncClient, Client, KeyStore, LogMemory
 from liaison.clients._http import check_response
-from liaison.clients._policy import policy_from_json
 from liaison.clients.errors import (
     AuthenticationFailed,
     ClientError,
@@ -97,24 +96,43 @@ def test_a_request_that_cannot_be_signed_is_an_input_error(tmp_path: Path) -> No
 # --- parsers ------------------------------------------------------------------------------
 
 
-def test_policy_from_json_round_trip(policy: Policy) -> None:
-    parsed = policy_from_json(policy.to_json())
-    assert parsed.to_json() == policy.to_json()
-    assert parsed.sha256 == policy.sha256
+def _served_policy(tmp_path: Path, served: Any) -> Policy:
+    """What AsyncClient.policy() makes of `served` as the body of GET /v1/policy."""
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v1/policy"
+        return httpx.Response(200, json=served)
+
+    async def go() -> Policy:
+        async with AsyncClient("https://liaison.test", generate_device("x"),
+                               LogMemory(tmp_path / "log.json"),
+                               transport=httpx.MockTransport(answer)) as c:
+            return await c.policy()
+
+    return asyncio.run(go())
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda p: p.pop("levels"),
-    lambda p: p.update(id="Not A Slug"),
-    lambda p: p["levels"][0].update(kem=["RSA"]),
-    lambda p: p["levels"][0].update(extra=1),
-    lambda p: p.update(nations=[1, 2]),
+def test_the_served_policy_is_validated_and_keeps_its_sha256(policy: Policy, tmp_path: Path) -> None:
+    served = {**policy.to_json(), "sha256": "ab" * 32}
+    parsed = _served_policy(tmp_path, served)
+    assert parsed.sha256 == "ab" * 32  # the server's file hash, as the audit log records it
+    assert parsed.to_json() == served
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda p: p.pop("levels"), "levels must be"),
+    (lambda p: p.update(id="Not A Slug"), "id must be"),
+    (lambda p: p["levels"][0].update(kem=["RSA"]), "kem may only"),
+    (lambda p: p["levels"][0].update(extra=1), "unknown keys"),
+    (lambda p: p.update(nations=[1, 2]), "nations must be"),
+    (lambda p: p.update(sha256=None), "sha256 must be"),
+    (lambda p: p.clear(), "sha256 must be"),
 ])
-def test_policy_from_json_refuses_malformed(policy: Policy, mutate: Callable[[Any], Any]) -> None:
+def test_a_malformed_served_policy_is_refused(policy: Policy, tmp_path: Path,
+                                              mutate: Callable[[Any], Any], message: str) -> None:
     obj = json.loads(json.dumps(policy.to_json()))
     mutate(obj)
-    with pytest.raises(MalformedResponse):
-        policy_from_json(obj)
+    with pytest.raises(MalformedResponse, match=f"^the served policy: .*{message}"):
+        _served_policy(tmp_path, obj)
 
 
 @pytest.mark.parametrize(("data", "message"), [
