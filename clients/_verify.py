@@ -37,7 +37,6 @@ __all__ = [
     "DeviceRecord",
     "VerifiedEntry",
     "check_consistency",
-    "decode_proof",
     "open_checkpoint",
     "parse_entry",
     "require_unrevoked",
@@ -54,13 +53,6 @@ def open_checkpoint(text: str | bytes, log_key: note.Verifier) -> note.Checkpoin
     except CryptoError as e:
         raise UntrustedCheckpoint(f"checkpoint is not signed by the pinned log key "
                                   f"{log_key.name}: {e}") from None
-
-
-def decode_proof(hashes: Any, what: str = "proof") -> list[bytes]:
-    try:
-        return transparency.decode_hashes(hashes, what)
-    except CryptoError as e:
-        raise MalformedResponse(str(e)) from None
 
 
 def check_consistency(old: note.Checkpoint, new: note.Checkpoint, proof: Sequence[bytes]) -> None:

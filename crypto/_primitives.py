@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import hmac
 import os
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -30,7 +29,6 @@ __all__ = [
     "aead_open",
     "aead_seal",
     "argon2id",
-    "constant_time_equal",
     "ed25519_generate",
     "ed25519_public",
     "ed25519_sign",
@@ -74,10 +72,6 @@ def sha256(*parts: bytes) -> bytes:
     for p in parts:
         h.update(p)
     return h.digest()
-
-
-def constant_time_equal(a: bytes, b: bytes) -> bool:
-    return hmac.compare_digest(a, b)
 
 
 # --- Ed25519 (RFC 8032) -----------------------------------------------------------------

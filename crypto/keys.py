@@ -197,10 +197,6 @@ class DeviceKeys:
         bundle = self.public.to_json()
         return {"bundle": bundle, "signatures": self.sign(BUNDLE_DOMAIN, jcs(bundle))}
 
-    def ed25519_sign_raw(self, message: bytes) -> bytes:
-        """A bare Ed25519 signature (for RFC 9421 request signing, which has its own base)."""
-        return p.ed25519_sign(self.ed25519, message)
-
     def unwrap(self, sealed: bytes, info: bytes) -> bytes:
         return p.hpke_open(self.kem_suite, self.kem, sealed, info)
 
