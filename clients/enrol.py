@@ -82,8 +82,8 @@ async def enrol(server: str, code: str, *, principal: str, passphrase: str, prof
         try:
             if pinned is not None:
                 # Check the log key before spending the one-time code on the wrong server.
-                cp = await http.get("/v1/audit/checkpoint")
-                open_checkpoint(check_response(cp).text, pinned)
+                answer = await http.get("/v1/audit/checkpoint")
+                open_checkpoint(check_response(answer).text, pinned)
             body = await _post_enrol(http, {"code": code.strip(), "bundle": keys.signed_bundle()})
         except httpx.TransportError as e:
             raise transport_error(server, e) from None
