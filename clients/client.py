@@ -100,7 +100,10 @@ class AsyncClient:
     def from_profile(cls, profile: str, passphrase: str | None = None, *,
                      store: KeyStore | None = None,
                      transport: httpx.AsyncBaseTransport | None = None) -> AsyncClient:
-        """Open a stored profile (passphrase from the argument, $LIAISON_PASSPHRASE or a prompt)."""
+        """Open a stored profile (passphrase from the argument, $LIAISON_PASSPHRASE or a prompt).
+
+        A plain call, not a coroutine: it reads the key store and sends nothing.
+        """
         store = store or KeyStore.default()
         store.load_public(profile)  # "no such profile" before asking for a passphrase
         pw = passphrase if passphrase is not None else passphrase_from_env_or_prompt()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,10 +37,10 @@ from liaison.clients.errors import (
     api_error,
 )
 from liaison.clients.stix import validate_stix_bundle
-from liaison.crypto import note
+from liaison.crypto import merkle, note, tiles
 from liaison.crypto.keys import generate_device
 from liaison.crypto.policy import Policy
-from tests.clients.conftest import FAST_KDF, PASSPHRASE, Liaison, Server
+from tests.clients.conftest import FAST_KDF, PASSPHRASE, Liaison, Server, uid
 from tests.clients.test_cli import STIX, world
 
 # --- error mapping -----------------------------------------------------------------------
@@ -347,6 +349,80 @@ def test_sync_client(liaison: Liaison) -> None:
         assert c.inbox()[0].read
     with pytest.raises(ClientError, match="wrong passphrase"):
         Client.from_profile(n["ukr"], "wrong", store=store)
+
+
+class Recording(httpx.AsyncBaseTransport):
+    """The live server, with the path of every request noted."""
+
+    def __init__(self, cert: str) -> None:
+        self.inner = httpx.AsyncHTTPTransport(verify=ssl.create_default_context(cafile=cert))
+        self.paths: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_sync_twins_of_label_log_admin_and_audit_calls(liaison: Liaison) -> None:
+    """The blocking twins that were missing or had lost their signatures, against the server."""
+    store = KeyStore(liaison.home, opslimit=FAST_KDF[0], memlimit=FAST_KDF[1])
+    recording = Recording(liaison.server.cert)
+    with Client.from_profile("root", PASSPHRASE, store=store, transport=recording) as c:
+        label = c.parse_label("secret//airdef//rel to usa, ukr")
+        assert label.text() == LABEL and c.parse_label(label) == label
+        before = c.checkpoint()
+        pid = uid("gbr")
+        made = c.create_principal(pid, name="GBR analyst", nation="gbr", clearance="SECRET",
+                                  compartments=["airdef"])
+        assert (made["id"], made["nation"], made["compartments"], made["roles"]) == (
+            pid, "GBR", ["AIRDEF"], ["analyst"])
+        found = c.audit_entries(start=before.size, type="principal.created", limit=5)
+        assert [e.fields["principal"]["id"] for e in found] == [pid]
+        assert found[0].actor == c.device_id and found[0].index >= before.size
+
+        cp = c.trusted_checkpoint(c.checkpoint().note)
+        assert cp.size > before.size
+        wanted = tiles.tiles_for_size(cp.size)
+        assert len(c.fetch_tile(wanted[0])) == wanted[0].width * merkle.HASH_SIZE
+        reader = c.verified_tiles(cp, wanted)
+        assert merkle.root_from(reader, cp.size) == cp.root_hash
+    assert "/v1/admin/principals" in recording.paths and "/v1/audit/entries" in recording.paths
+
+    with Client.from_profile("root", PASSPHRASE, store=store) as c, \
+            Client.connect(c.aio.server, c.aio.keys, c.aio.memory, ca_cert=liaison.server.cert,
+                           profile="root") as twin:
+        assert twin.aio.profile == "root" and twin.whoami() == c.whoami()
+
+
+def test_sync_watch(liaison: Liaison) -> None:
+    n = world(liaison)
+    store = KeyStore(liaison.home, opslimit=FAST_KDF[0], memlimit=FAST_KDF[1])
+    sent: list[str] = []
+    received = threading.Event()
+
+    def sender() -> None:  # sends until the watcher has an event (the stream needs to connect)
+        with Client.from_profile(n["usa"], PASSPHRASE, store=store) as c:
+            for _ in range(20):
+                time.sleep(0.5)
+                sent.append(c.send(n["chan"], LABEL, b"live", to=[n["ukr"]]).id)
+                if received.wait(1.0):
+                    return
+
+    with Client.from_profile(n["ukr"], PASSPHRASE, store=store) as c:
+        events = c.watch()
+        thread = threading.Thread(target=sender)
+        thread.start()
+        try:
+            event = next(events)
+        finally:
+            received.set()
+            thread.join()
+        assert event.id in sent and event.channel == n["chan"]
+        events.close()  # closes the stream on the client's loop
+        assert c.whoami().principal == n["ukr"]  # the loop still serves after the stream
 
 
 def test_malformed_answers_are_refused(liaison: Liaison) -> None:
