@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from liaison.crypto.errors import MalformedError
 from liaison.crypto.httpsig import sign_request
 from liaison.crypto.keys import DeviceKeys
 
@@ -44,8 +45,11 @@ class SignedAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         body = request.content
         headers = {k: v for k, v in request.headers.items() if k.lower() == "content-type"}
-        request.headers.update(sign_request(request.method, str(request.url), headers,
-                                            body or None, self.keys))
+        try:
+            signed = sign_request(request.method, str(request.url), headers, body or None, self.keys)
+        except MalformedError as e:  # e.g. userinfo in the server URL: no server could verify it
+            raise InputError(str(e)) from None
+        request.headers.update(signed)
         yield request
 
 

@@ -26,9 +26,12 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True)
 class _JSON:
+    """The base of every model (each a frozen dataclass): its JSON form for --json output."""
+
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)  # type: ignore[call-overload]
+        out = asdict(self)
         for k in list(out):
             value = getattr(self, k)
             if isinstance(value, Label):

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from liaison.crypto.labels import Label
+from liaison.crypto.names import DEFAULT_ROLES, ROLES
 
 from . import _models as m
 from .audit import Progress as Progress_
@@ -411,7 +412,7 @@ def principal_create(
     nation: Annotated[str, typer.Option("--nation", help="ISO 3166-1 alpha-3, e.g. UKR")],
     clearance: Annotated[str, typer.Option("--clearance", help="A level of the policy")],
     compartment: Annotated[list[str] | None, typer.Option("--compartment")] = None,
-    role: Annotated[list[str] | None, typer.Option("--role", help="analyst|admin|auditor")] = None,
+    role: Annotated[list[str] | None, typer.Option("--role", help="|".join(ROLES))] = None,
     kind: Annotated[str, typer.Option("--kind", help="person|system")] = "person",
     profile: ProfileOpt = None, as_json: JsonOpt = False,
 ) -> None:
@@ -421,7 +422,7 @@ def principal_create(
         _fail("--kind must be person or system", 2)
     body = _run(opts, lambda c: c.create_principal(
         pid, name=name, nation=nation, clearance=clearance.upper(), compartments=compartment or [],
-        roles=role or ["analyst"], kind=kind))
+        roles=role or DEFAULT_ROLES, kind=kind))
     _show_principal(opts, body, "Created")
 
 
@@ -646,7 +647,9 @@ def audit_entries(
 def _short(value: Any) -> str:
     if isinstance(value, dict) and {"classification", "rel"} <= set(value):
         try:
-            return Label.from_json(value).text()
+            # Annotated: mypy, run on the source tree, sees liaison.crypto as Any.
+            banner: str = Label.from_json(value).text()
+            return banner
         except ValueError:
             pass
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))

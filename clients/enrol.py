@@ -11,6 +11,7 @@ import httpx
 from liaison.crypto import note
 from liaison.crypto.errors import CryptoError
 from liaison.crypto.keys import generate_device
+from liaison.crypto.names import MLKEM768_X25519, SLUG_RE, X25519
 
 from . import _models as m
 from ._http import check_response, json_of, new_http, transport_error
@@ -25,7 +26,7 @@ from .errors import (
     RateLimited,
     UntrustedCheckpoint,
 )
-from .keystore import PROFILE_NAME_RE, KeyStore, Profile
+from .keystore import KeyStore, Profile
 
 __all__ = ["enrol"]
 
@@ -53,7 +54,7 @@ def _absolute(path: str) -> str:
 
 async def enrol(server: str, code: str, *, principal: str, passphrase: str, profile: str,
                 store: KeyStore | None = None, ca_cert: str | None = None,
-                log_key: str | None = None, suite: str = "MLKEM768-X25519",
+                log_key: str | None = None, suite: str = MLKEM768_X25519,
                 transport: httpx.AsyncBaseTransport | None = None) -> m.Enrolled:
     """Enrol a new device of `principal` with `code` and save it as `profile`.
 
@@ -63,7 +64,7 @@ async def enrol(server: str, code: str, *, principal: str, passphrase: str, prof
     `device.enrolled` entry proven in a checkpoint signed by the pinned key.
     """
     store = store or KeyStore.default()
-    if not PROFILE_NAME_RE.fullmatch(profile) or not PROFILE_NAME_RE.fullmatch(principal):
+    if not SLUG_RE.fullmatch(profile) or not SLUG_RE.fullmatch(principal):
         raise InputError("profile and principal must be 1-64 of a-z 0-9 . _ -")
     if store.exists(profile):
         raise ProfileExists(f"profile {profile!r} already exists; choose another with --profile")
@@ -76,13 +77,13 @@ async def enrol(server: str, code: str, *, principal: str, passphrase: str, prof
     if not server.startswith(("https://", "http://")):
         raise InputError("--server must be an https:// URL")
     ca = _absolute(ca_cert) if ca_cert else None
-    keys = generate_device(principal, suite=suite, mldsa65=suite != "X25519")
+    keys = generate_device(principal, suite=suite, mldsa65=suite != X25519)
     async with new_http(server, ca, transport=transport) as http:
         try:
             if pinned is not None:
                 # Check the log key before spending the one-time code on the wrong server.
-                cp = await http.get("/v1/audit/checkpoint")
-                open_checkpoint(check_response(cp).text, pinned)
+                answer = await http.get("/v1/audit/checkpoint")
+                open_checkpoint(check_response(answer).text, pinned)
             body = await _post_enrol(http, {"code": code.strip(), "bundle": keys.signed_bundle()})
         except httpx.TransportError as e:
             raise transport_error(server, e) from None

@@ -18,7 +18,6 @@ import contextlib
 import getpass
 import json
 import os
-import re
 import secrets
 import warnings
 from collections.abc import Callable, Mapping
@@ -31,6 +30,7 @@ from urllib.parse import urlsplit
 from liaison.crypto.encoding import format_time, jcs, parse_time
 from liaison.crypto.errors import DecryptionFailed, MalformedError
 from liaison.crypto.keys import DEVICE_ID_RE, DeviceKeys
+from liaison.crypto.names import SLUG_RE
 from liaison.crypto.passphrase import open_with_passphrase, seal_with_passphrase
 
 from .errors import KeyStoreError, ProfileExists, ProfileNotFound, WrongPassphrase
@@ -38,7 +38,6 @@ from .errors import KeyStoreError, ProfileExists, ProfileNotFound, WrongPassphra
 __all__ = [
     "HOME_ENV",
     "PASSPHRASE_ENV",
-    "PROFILE_NAME_RE",
     "KeyStore",
     "Profile",
     "default_home",
@@ -47,7 +46,6 @@ __all__ = [
 
 HOME_ENV = "LIAISON_HOME"
 PASSPHRASE_ENV = "LIAISON_PASSPHRASE"  # noqa: S105 -- the variable's name, not a secret
-PROFILE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 _FILE_VERSION = 1
 _PROFILE_FIELDS = frozenset({"name", "server", "ca_cert", "principal", "device_id", "created"})
@@ -56,7 +54,7 @@ _MAX_FILE = 1024 * 1024
 
 def _check_name(name: object) -> str:
     # The name becomes a file name: the pattern rules out "/", "..", hidden and empty names.
-    if not isinstance(name, str) or not PROFILE_NAME_RE.fullmatch(name):
+    if not isinstance(name, str) or not SLUG_RE.fullmatch(name):
         raise KeyStoreError(
             f"invalid profile name {name!r}: use 1-64 of a-z 0-9 . _ -, starting with a letter or digit"
         )
@@ -203,7 +201,7 @@ class KeyStore:
         except OSError as e:
             raise KeyStoreError(f"cannot list {self.profiles_dir}: {e.strerror}") from e
         names = (p.name.removesuffix(".json") for p in entries if p.name.endswith(".json"))
-        return sorted(n for n in names if PROFILE_NAME_RE.fullmatch(n))
+        return sorted(n for n in names if SLUG_RE.fullmatch(n))
 
     def save(self, profile: Profile, keys: DeviceKeys, passphrase: str, *, overwrite: bool = False) -> Path:
         """Seal `keys` under `passphrase` and write the profile file; returns its path."""

@@ -2,18 +2,25 @@
 
 Each `Client` owns one private event loop and runs every call to completion on it, so it
 must not be used from inside a running event loop (use AsyncClient there).
+
+Every public method of AsyncClient has a twin here with the same signature, returning `T`
+where the original returns an awaitable of `T` (`Iterator[T]` for `AsyncIterator[T]`);
+`connect` is the twin of `AsyncClient(...)` and `close` of `aclose`.
+tests/clients/test_sync_parity.py fails on any difference, missing or extra method.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Sequence
 from typing import Any, Self, TypeVar
 
 import httpx
 
+from liaison.crypto import note, tiles
 from liaison.crypto.keys import DeviceKeys
 from liaison.crypto.labels import Label
+from liaison.crypto.names import DEFAULT_ROLES
 from liaison.crypto.policy import Policy
 
 from . import _models as m
@@ -36,19 +43,36 @@ class Client:
 
     @classmethod
     def from_profile(cls, profile: str, passphrase: str | None = None, *,
-                     store: KeyStore | None = None) -> Client:
+                     store: KeyStore | None = None,
+                     transport: httpx.AsyncBaseTransport | None = None) -> Client:
         """Open a stored profile (see AsyncClient.from_profile)."""
-        return cls(AsyncClient.from_profile(profile, passphrase, store=store))
+        return cls(AsyncClient.from_profile(profile, passphrase, store=store, transport=transport))
 
     @classmethod
     def connect(cls, server: str, keys: DeviceKeys, memory: LogMemory, *,
-                ca_cert: str | None = None, transport: httpx.AsyncBaseTransport | None = None
-                ) -> Client:
+                ca_cert: str | None = None, profile: str | None = None,
+                transport: httpx.AsyncBaseTransport | None = None) -> Client:
         """A client from keys held elsewhere (an HSM wrapper, a secrets manager)."""
-        return cls(AsyncClient(server, keys, memory, ca_cert=ca_cert, transport=transport))
+        return cls(AsyncClient(server, keys, memory, ca_cert=ca_cert, profile=profile,
+                               transport=transport))
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._loop.run_until_complete(coro)
+
+    def _iterate(self, source: AsyncIterator[T]) -> Iterator[T]:
+        """Drive an async iterator on this client's loop, one item per step."""
+        async def step() -> tuple[T] | None:
+            try:
+                return (await anext(source),)
+            except StopAsyncIteration:
+                return None
+
+        try:
+            while (got := self._run(step())) is not None:
+                yield got[0]
+        finally:
+            if isinstance(source, AsyncGenerator):
+                self._run(source.aclose())
 
     def __enter__(self) -> Self:
         return self
@@ -72,6 +96,34 @@ class Client:
     def policy(self) -> Policy:
         return self._run(self.aio.policy())
 
+    def parse_label(self, text: str | Label) -> Label:
+        return self._run(self.aio.parse_label(text))
+
+    # the log
+
+    def trusted_checkpoint(self, signed_note: Any) -> note.Checkpoint:
+        return self._run(self.aio.trusted_checkpoint(signed_note))
+
+    def fetch_tile(self, tile: tiles.Tile) -> bytes:
+        return self._run(self.aio.fetch_tile(tile))
+
+    def verified_tiles(self, cp: note.Checkpoint, wanted: Sequence[tiles.Tile]
+                       ) -> tiles.VerifiedTiles:
+        return self._run(self.aio.verified_tiles(cp, wanted))
+
+    def checkpoint(self, *, cosigned: int = 0) -> m.Checkpoint:
+        return self._run(self.aio.checkpoint(cosigned=cosigned))
+
+    # directory
+
+    def device(self, device_id: str) -> DeviceRecord:
+        return self._run(self.aio.device(device_id))
+
+    def devices_of(self, principal: str) -> list[DeviceRecord]:
+        return self._run(self.aio.devices_of(principal))
+
+    # analyst
+
     def whoami(self) -> m.Me:
         return self._run(self.aio.whoami())
 
@@ -91,28 +143,24 @@ class Client:
     def read(self, message_id: str, *, expected_label: Label | None = None) -> m.Message:
         return self._run(self.aio.read(message_id, expected_label=expected_label))
 
-    def ack(self, message_id: str) -> str:
-        return self._run(self.aio.ack(message_id))
-
     def prove(self, message_id: str) -> m.MessageProof:
         return self._run(self.aio.prove(message_id))
 
-    def checkpoint(self, *, cosigned: int = 0) -> m.Checkpoint:
-        return self._run(self.aio.checkpoint(cosigned=cosigned))
+    def ack(self, message_id: str) -> str:
+        return self._run(self.aio.ack(message_id))
 
-    def audit_entries(self, **filters: Any) -> list[m.AuditEntry]:
-        return self._run(self.aio.audit_entries(**filters))
-
-    def device(self, device_id: str) -> DeviceRecord:
-        return self._run(self.aio.device(device_id))
-
-    def devices_of(self, principal: str) -> list[DeviceRecord]:
-        return self._run(self.aio.devices_of(principal))
+    def watch(self) -> Iterator[m.InboxEvent]:
+        """Blocking iterator over live events (until the server closes the stream)."""
+        return self._iterate(self.aio.watch())
 
     # admin
 
-    def create_principal(self, pid: str, **fields: Any) -> dict[str, Any]:
-        return self._run(self.aio.create_principal(pid, **fields))
+    def create_principal(self, pid: str, *, name: str, nation: str, clearance: str,
+                         compartments: Sequence[str] = (), roles: Sequence[str] = DEFAULT_ROLES,
+                         kind: str = "person") -> dict[str, Any]:
+        return self._run(self.aio.create_principal(
+            pid, name=name, nation=nation, clearance=clearance, compartments=compartments,
+            roles=roles, kind=kind))
 
     def update_principal(self, pid: str, **changes: Any) -> dict[str, Any]:
         return self._run(self.aio.update_principal(pid, **changes))
@@ -132,18 +180,10 @@ class Client:
     def set_members(self, cid: str, principals: Sequence[str]) -> dict[str, Any]:
         return self._run(self.aio.set_members(cid, principals))
 
-    def watch(self) -> Iterator[m.InboxEvent]:
-        """Blocking iterator over live events (until the server closes the stream)."""
-        agen = self.aio.watch()
+    # audit
 
-        async def step() -> m.InboxEvent | None:
-            try:
-                return await agen.__anext__()
-            except StopAsyncIteration:
-                return None
-
-        try:
-            while (event := self._run(step())) is not None:
-                yield event
-        finally:
-            self._run(agen.aclose())  # type: ignore[attr-defined]
+    def audit_entries(self, *, start: int = 0, end: int | None = None,
+                      type: str | None = None, actor: str | None = None,
+                      since: str | None = None, limit: int = 1000) -> list[m.AuditEntry]:
+        return self._run(self.aio.audit_entries(start=start, end=end, type=type, actor=actor,
+                                                since=since, limit=limit))

@@ -1,6 +1,7 @@
 """Liaison's cryptographic core: pure, typed, with no web or database imports.
 
 Modules (each one concept):
+    names         the protocol's words: id patterns, algorithm and suite names, roles
     encoding      RFC 8785 JSON, strict base64/base64url, RFC 3339 times
     keys          device keys, public bundles, self-signatures, device ids
     labels        classification labels: JSON model and banner text form

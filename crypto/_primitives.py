@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import hmac
 import os
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -20,6 +19,8 @@ from nacl import bindings as nacl_bindings
 from nacl import exceptions as nacl_exceptions
 from nacl import pwhash
 
+from .names import KEM_SUITES, MLKEM768_X25519, X25519
+
 __all__ = [
     "ARGON2ID_SALT_LEN",
     "KEM_SUITES",
@@ -28,7 +29,6 @@ __all__ = [
     "aead_open",
     "aead_seal",
     "argon2id",
-    "constant_time_equal",
     "ed25519_generate",
     "ed25519_public",
     "ed25519_sign",
@@ -50,12 +50,10 @@ _MLKEM768_PUBLIC_LEN = 1184
 _X25519_LEN = 32
 _MLKEM_SEED_LEN = 64
 
-#: KEM suites of SPEC 4, each RFC 9180 base mode with HKDF-SHA256 and ChaCha20-Poly1305.
-KEM_SUITES = ("X25519", "MLKEM768-X25519")
-
+# Each of names.KEM_SUITES (re-exported here: the suites this module implements).
 _HPKE = {
-    "X25519": hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305),
-    "MLKEM768-X25519": hpke.Suite(
+    X25519: hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305),
+    MLKEM768_X25519: hpke.Suite(
         hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305
     ),
 }
@@ -74,10 +72,6 @@ def sha256(*parts: bytes) -> bytes:
     for p in parts:
         h.update(p)
     return h.digest()
-
-
-def constant_time_equal(a: bytes, b: bytes) -> bool:
-    return hmac.compare_digest(a, b)
 
 
 # --- Ed25519 (RFC 8032) -----------------------------------------------------------------
@@ -163,9 +157,9 @@ def mldsa65_verify(public: bytes, message: bytes, signature: bytes) -> bool:
 
 def kem_generate(suite: str) -> bytes:
     """A fresh KEM private key for `suite`: X25519 32 bytes; hybrid ML-KEM seed(64) || X25519(32)."""
-    if suite == "X25519":
+    if suite == X25519:
         return os.urandom(_X25519_LEN)
-    if suite == "MLKEM768-X25519":
+    if suite == MLKEM768_X25519:
         return os.urandom(_MLKEM_SEED_LEN) + os.urandom(_X25519_LEN)
     raise PrimitiveError(f"unsupported KEM suite {suite!r}")
 
@@ -178,11 +172,11 @@ def _x_priv(raw: bytes) -> x25519.X25519PrivateKey:
 
 
 def _kem_priv(suite: str, raw: bytes) -> x25519.X25519PrivateKey | hpke.MLKEM768X25519PrivateKey:
-    if suite == "X25519":
+    if suite == X25519:
         return _x_priv(raw)
-    if suite == "MLKEM768-X25519":
+    if suite == MLKEM768_X25519:
         if len(raw) != _MLKEM_SEED_LEN + _X25519_LEN:
-            raise PrimitiveError("MLKEM768-X25519 private key must be 96 bytes")
+            raise PrimitiveError(f"{MLKEM768_X25519} private key must be 96 bytes")
         ml = mlkem.MLKEM768PrivateKey.from_seed_bytes(raw[:_MLKEM_SEED_LEN])
         return hpke.MLKEM768X25519PrivateKey(ml, _x_priv(raw[_MLKEM_SEED_LEN:]))
     raise PrimitiveError(f"unsupported KEM suite {suite!r}")
@@ -190,11 +184,11 @@ def _kem_priv(suite: str, raw: bytes) -> x25519.X25519PrivateKey | hpke.MLKEM768
 
 def kem_public(suite: str, raw_private: bytes) -> bytes:
     """The public key: X25519 32 bytes; hybrid ML-KEM-768 pk (1184) || X25519 pk (32)."""
-    if suite == "X25519":
+    if suite == X25519:
         return _x_priv(raw_private).public_key().public_bytes_raw()
-    if suite == "MLKEM768-X25519":
+    if suite == MLKEM768_X25519:
         if len(raw_private) != _MLKEM_SEED_LEN + _X25519_LEN:
-            raise PrimitiveError("MLKEM768-X25519 private key must be 96 bytes")
+            raise PrimitiveError(f"{MLKEM768_X25519} private key must be 96 bytes")
         ml = mlkem.MLKEM768PrivateKey.from_seed_bytes(raw_private[:_MLKEM_SEED_LEN])
         xk = _x_priv(raw_private[_MLKEM_SEED_LEN:])
         return ml.public_key().public_bytes_raw() + xk.public_key().public_bytes_raw()
@@ -203,11 +197,11 @@ def kem_public(suite: str, raw_private: bytes) -> bytes:
 
 def _kem_pub(suite: str, raw: bytes) -> x25519.X25519PublicKey | hpke.MLKEM768X25519PublicKey:
     try:
-        if suite == "X25519":
+        if suite == X25519:
             if len(raw) != _X25519_LEN:
                 raise ValueError("length")
             return x25519.X25519PublicKey.from_public_bytes(raw)
-        if suite == "MLKEM768-X25519":
+        if suite == MLKEM768_X25519:
             if len(raw) != _MLKEM768_PUBLIC_LEN + _X25519_LEN:
                 raise ValueError("length")
             return hpke.MLKEM768X25519PublicKey(

@@ -39,6 +39,7 @@ from .errors import (
 )
 from .keys import DEVICE_ID_RE, DeviceKeys, PublicBundle, verify_signatures
 from .labels import Label
+from .names import ED25519, KEM_SUITES, MLKEM768_X25519, SIGNATURE_ALGS, SLUG_RE
 
 __all__ = [
     "CONTENT_DOMAIN",
@@ -61,7 +62,6 @@ _FIELDS = {"v", "id", "channel", "sender", "created", "label", "content_type", "
            "ciphertext", "recipients", "signatures"}
 _HEADER_FIELDS = _FIELDS - {"ciphertext", "recipients", "signatures"}
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-_CHANNEL_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _NONCE_LEN = 12
 _KEY_LEN = 32
 _TAG_LEN = 16
@@ -98,7 +98,7 @@ def seal(
     sender: DeviceKeys,
     recipients: Sequence[PublicBundle],
     content_type: str = "text/plain; charset=utf-8",
-    suite: str = "MLKEM768-X25519",
+    suite: str = MLKEM768_X25519,
     envelope_id: str | None = None,
     created: datetime | None = None,
 ) -> dict[str, Any]:
@@ -106,7 +106,7 @@ def seal(
 
     Signs with Ed25519 always and ML-DSA-65 when the sender device has that key.
     """
-    if suite not in p.KEM_SUITES:
+    if suite not in KEM_SUITES:
         raise UnsupportedSuite(f"unsupported KEM suite {suite!r}")
     if not recipients:
         raise MalformedEnvelope("an envelope needs at least one recipient")
@@ -210,13 +210,13 @@ def parse_envelope(obj: Any) -> ParsedEnvelope:
             raise MalformedEnvelope(f"{name} must be a string")
     if not _UUID_RE.fullmatch(obj["id"]):
         raise MalformedEnvelope("id must be a lower-case UUIDv7")
-    if not _CHANNEL_RE.fullmatch(obj["channel"]):
+    if not SLUG_RE.fullmatch(obj["channel"]):
         raise MalformedEnvelope("channel is not a valid channel id")
     if not DEVICE_ID_RE.fullmatch(obj["sender"]):
         raise MalformedEnvelope("sender is not a device id")
     if not 0 < len(obj["content_type"]) <= 200:
         raise MalformedEnvelope("content_type must be 1 to 200 characters")
-    if obj["suite"] not in p.KEM_SUITES:
+    if obj["suite"] not in KEM_SUITES:
         raise UnsupportedSuite(f"unsupported KEM suite {obj['suite']!r}")
     try:
         created = parse_time(obj["created"], field="created")
@@ -246,8 +246,8 @@ def parse_envelope(obj: Any) -> ParsedEnvelope:
         except MalformedError as e:
             raise MalformedEnvelope(str(e)) from e
     sigs = obj["signatures"]
-    if not isinstance(sigs, dict) or "ed25519" not in sigs \
-            or not set(sigs) <= {"ed25519", "mldsa65"} \
+    if not isinstance(sigs, dict) or ED25519 not in sigs \
+            or not set(sigs) <= set(SIGNATURE_ALGS) \
             or not all(isinstance(v, str) for v in sigs.values()):
         raise MalformedEnvelope("signatures must hold ed25519 and optionally mldsa65")
     return ParsedEnvelope(obj, obj["id"], obj["channel"], obj["sender"], created, label,
@@ -256,7 +256,7 @@ def parse_envelope(obj: Any) -> ParsedEnvelope:
 
 
 def verify_envelope(
-    parsed: ParsedEnvelope, sender_bundle: PublicBundle, *, required: Sequence[str] = ("ed25519",)
+    parsed: ParsedEnvelope, sender_bundle: PublicBundle, *, required: Sequence[str] = (ED25519,)
 ) -> None:
     """Check that `sender_bundle` is the envelope's sender and that every signature verifies."""
     if sender_bundle.device_id != parsed.sender:
@@ -283,7 +283,7 @@ def open_envelope(
     sender_bundle: PublicBundle,
     *,
     expected_label: Label | None = None,
-    required: Sequence[str] = ("ed25519",),
+    required: Sequence[str] = (ED25519,),
 ) -> Opened:
     """Parse, verify the sender's signatures, unwrap the key and decrypt.
 

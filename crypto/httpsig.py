@@ -1,14 +1,15 @@
 """RFC 9421 HTTP message signatures with device keys, and RFC 9530 Content-Digest (SPEC 5).
 
 Covered components: "@method" "@target-uri" and, on a request with a body, "content-digest";
-parameters `created`, `keyid` (the device id), `alg` ("ed25519") and `nonce`. Signing builds
-the signature base with the `http-message-signatures` package. Verification is split in two:
-`check_request` does every check but the signature itself and builds the signature base for
-this one profile directly (RFC 9421 section 2.5; tests/test_httpsig_fast.py shows it equal to
-the package's); `PendingSignature.verify` is the Ed25519 verification alone. The plain
-Signature-Input that `sign_request` writes is read without http_sf (property-tested equal to
-it); any other form goes to http_sf. The Ed25519 operations are ours, on raw device keys, so
-no key object crosses the package boundary.
+parameters `created`, `keyid` (the device id), `alg` ("ed25519") and `nonce`, in that order.
+The signature base of this one profile (RFC 9421 section 2.5) is built by `_signature_base`,
+for signing and for verifying alike, so what `sign_request` signs is byte for byte what
+`check_request` checks; tests/test_httpsig_fast.py holds it equal to the base that the
+`http-message-signatures` package builds, and has that package verify what we sign.
+Verification is split in two: `check_request` does every check but the signature itself;
+`PendingSignature.verify` is the Ed25519 verification alone. The plain Signature-Input that
+`sign_request` writes is read without http_sf (property-tested equal to it); any other form
+goes to http_sf. The Ed25519 operations are `_primitives`', on raw device keys.
 """
 
 from __future__ import annotations
@@ -22,16 +23,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from ipaddress import IPv6Address
-from types import SimpleNamespace
 from typing import Any, NamedTuple, cast
 
 import http_sf
-from http_message_signatures import HTTPMessageSigner, HTTPSignatureAlgorithm, HTTPSignatureKeyResolver
 
 from . import _primitives as p
 from .encoding import b64encode
-from .errors import RequestSignatureError
+from .errors import MalformedError, RequestSignatureError
 from .keys import DEVICE_ID_RE, DeviceKeys
+from .names import ED25519
 
 __all__ = ["LABEL", "PendingSignature", "SignatureParams", "check_request", "content_digest",
            "parse_signature_params", "sign_request", "verify_request"]
@@ -55,31 +55,6 @@ _TARGET_URI_RE = re.compile(
 _SIGNATURE_RE = re.compile(rf"{LABEL}=:([A-Za-z0-9+/]{{86}}==):")  # one 64-byte signature
 
 
-class _Ed25519Raw(HTTPSignatureAlgorithm):
-    """The library's algorithm interface over raw 32-byte keys and our primitives (signing)."""
-
-    algorithm_id = "ed25519"
-
-    def __init__(self, public_key: bytes | None = None, private_key: bytes | None = None) -> None:
-        self.public_key = public_key
-        self.private_key = private_key
-
-    def sign(self, message: bytes) -> bytes:
-        assert self.private_key is not None
-        return p.ed25519_sign(self.private_key, message)
-
-
-class _OneKey(HTTPSignatureKeyResolver):
-    def __init__(self, keyid: str, public: bytes | None = None, private: bytes | None = None):
-        self.keyid, self.public, self.private = keyid, public, private
-
-    def resolve_public_key(self, key_id: str) -> bytes | None:
-        return self.public if key_id == self.keyid else None
-
-    def resolve_private_key(self, key_id: str) -> bytes | None:
-        return self.private if key_id == self.keyid else None
-
-
 def content_digest(body: bytes) -> str:
     """RFC 9530 `Content-Digest` value with sha-256."""
     return f"sha-256=:{b64encode(p.sha256(body))}:"
@@ -95,20 +70,35 @@ def sign_request(
     now: datetime | None = None,
     nonce: str | None = None,
 ) -> dict[str, str]:
-    """The headers to add to a request: Content-Digest (with a body), Signature-Input, Signature."""
+    """The headers to add to a request: Content-Digest (with a body), Signature-Input, Signature.
+
+    Only "@method", "@target-uri" and "content-digest" are covered: `headers` are not signed.
+    A request that `check_request` would refuse (a method that is not a token, a URL with
+    userinfo or a fragment) or a nonce it would refuse raises MalformedError, never a
+    signature that cannot verify.
+    """
+    nonce = secrets.token_urlsafe(18) if nonce is None else nonce
+    if not _NONCE_RE.fullmatch(nonce):
+        raise MalformedError("cannot sign the request: the nonce must be 16 to 64 base64url "
+                             "characters")
     out: dict[str, str] = {}
     components = ["@method", "@target-uri"]
+    digest = None
     if body or method.upper() in _BODY_METHODS:
-        out["Content-Digest"] = content_digest(body or b"")
+        digest = out["Content-Digest"] = content_digest(body or b"")
         components.append("content-digest")
-    msg = SimpleNamespace(method=method.upper(), url=url, headers={**headers, **out})
-    signer = HTTPMessageSigner(signature_algorithm=_Ed25519Raw,
-                               key_resolver=_OneKey(keys.device_id, private=keys.ed25519))
-    signer.sign(msg, key_id=keys.device_id, created=now or datetime.now(UTC),
-                nonce=nonce or secrets.token_urlsafe(18), label=LABEL,
-                covered_component_ids=components)
-    out["Signature-Input"] = msg.headers["Signature-Input"]
-    out["Signature"] = msg.headers["Signature"]
+    created = int((now or datetime.now(UTC)).timestamp())
+    params: dict[str, int | str] = {"created": created, "keyid": keys.device_id, "alg": ED25519,
+                                    "nonce": nonce}
+    value = f"{LABEL}={_signature_params(components, params)}"
+    sig = _SignatureInput(value, (keys.device_id, created, nonce, tuple(components)), LABEL,
+                          [(c, {}) for c in components], params, duplicate=False)
+    try:
+        base = _signature_base(method, url, digest, sig)
+    except RequestSignatureError as e:
+        raise MalformedError(f"cannot sign the request: {e.detail}") from None
+    out["Signature-Input"] = value
+    out["Signature"] = f"{LABEL}=:{b64encode(p.ed25519_sign(keys.ed25519, base))}:"
     return out
 
 
@@ -197,7 +187,7 @@ def parse_signature_params(headers: Mapping[str, str]) -> SignatureParams:
     if not isinstance(nonce, str) or not _NONCE_RE.fullmatch(nonce):
         raise RequestSignatureError("unauthenticated", "nonce parameter (16-64 base64url "
                                     "characters) is required")
-    if params.get("alg", "ed25519") != "ed25519":
+    if params.get("alg", ED25519) != ED25519:
         raise RequestSignatureError("unauthenticated", "alg must be ed25519")
     public = keyid, created, nonce, tuple(str(item[0]) for item in items)
     return SignatureParams(*public, _input=_SignatureInput(raw, public, label, items, params,

@@ -22,11 +22,11 @@ from typing import Any
 from . import _primitives as p
 from .encoding import b64url_decode, b64url_encode, format_time, jcs, parse_time
 from .errors import BadSignature, MalformedError, MalformedKey, UnsupportedSuite
+from .names import ED25519, KEM_SUITES, MLDSA65, MLKEM768_X25519, SIGNATURE_ALGS, SLUG_RE
 
 __all__ = [
     "BUNDLE_DOMAIN",
     "DEVICE_ID_RE",
-    "SIGNATURE_ALGS",
     "DeviceKeys",
     "PublicBundle",
     "device_id_of",
@@ -36,9 +36,7 @@ __all__ = [
 ]
 
 BUNDLE_DOMAIN = b"liaison/v1/bundle"
-SIGNATURE_ALGS = ("ed25519", "mldsa65")
 DEVICE_ID_RE = re.compile(r"^d_[a-z2-7]{26}$")
-_PRINCIPAL_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _KEYSTORE_VERSION = 1
 
 
@@ -65,9 +63,9 @@ class PublicBundle:
     created: str
 
     def to_json(self) -> dict[str, Any]:
-        sig: dict[str, str] = {"ed25519": b64url_encode(self.ed25519)}
+        sig: dict[str, str] = {ED25519: b64url_encode(self.ed25519)}
         if self.mldsa65 is not None:
-            sig["mldsa65"] = b64url_encode(self.mldsa65)
+            sig[MLDSA65] = b64url_encode(self.mldsa65)
         return {
             "principal": self.principal,
             "sig": sig,
@@ -81,7 +79,7 @@ class PublicBundle:
 
     @property
     def algorithms(self) -> tuple[str, ...]:
-        return ("ed25519", "mldsa65") if self.mldsa65 is not None else ("ed25519",)
+        return SIGNATURE_ALGS if self.mldsa65 is not None else (ED25519,)
 
     @classmethod
     def from_json(cls, obj: Any) -> PublicBundle:
@@ -89,20 +87,20 @@ class PublicBundle:
         if not isinstance(obj, dict) or set(obj) != {"principal", "sig", "kem", "created"}:
             raise MalformedKey("bundle must have exactly principal, sig, kem, created")
         principal, sig, kem, created = obj["principal"], obj["sig"], obj["kem"], obj["created"]
-        if not isinstance(principal, str) or not _PRINCIPAL_RE.fullmatch(principal):
+        if not isinstance(principal, str) or not SLUG_RE.fullmatch(principal):
             raise MalformedKey("bundle principal is not a valid principal id")
-        if not isinstance(sig, dict) or "ed25519" not in sig or not set(sig) <= set(SIGNATURE_ALGS):
+        if not isinstance(sig, dict) or ED25519 not in sig or not set(sig) <= set(SIGNATURE_ALGS):
             raise MalformedKey("bundle sig must name ed25519 and optionally mldsa65")
         if not isinstance(kem, dict) or set(kem) != {"suite", "pk"}:
             raise MalformedKey("bundle kem must have exactly suite and pk")
-        if kem["suite"] not in p.KEM_SUITES:
+        if kem["suite"] not in KEM_SUITES:
             raise UnsupportedSuite(f"unsupported KEM suite {kem['suite']!r}")
         if not isinstance(created, str):
             raise MalformedKey("bundle created must be an RFC 3339 string")
         try:
             parse_time(created, field="bundle created")
-            ed = b64url_decode(sig["ed25519"], field="ed25519 key")
-            ml = b64url_decode(sig["mldsa65"], field="mldsa65 key") if "mldsa65" in sig else None
+            ed = b64url_decode(sig[ED25519], field="ed25519 key")
+            ml = b64url_decode(sig[MLDSA65], field="mldsa65 key") if MLDSA65 in sig else None
             kem_pk = b64url_decode(kem["pk"], field="kem pk")
         except MalformedError as e:
             raise MalformedKey(str(e)) from e
@@ -133,7 +131,7 @@ def verify_signatures(
     message: bytes,
     signatures: Any,
     *,
-    required: tuple[str, ...] | list[str] = ("ed25519",),
+    required: tuple[str, ...] | list[str] = (ED25519,),
 ) -> None:
     """Verify a `{"ed25519": b64url, "mldsa65": b64url}` map by `bundle`'s keys.
 
@@ -153,7 +151,7 @@ def verify_signatures(
             sig = b64url_decode(value, field=f"{alg} signature")
         except MalformedError as e:
             raise BadSignature(str(e)) from e
-        if alg == "ed25519":
+        if alg == ED25519:
             ok = p.ed25519_verify(bundle.ed25519, signed, sig)
         elif bundle.mldsa65 is None:
             raise BadSignature("mldsa65 signature from a device without an mldsa65 key")
@@ -199,10 +197,6 @@ class DeviceKeys:
         bundle = self.public.to_json()
         return {"bundle": bundle, "signatures": self.sign(BUNDLE_DOMAIN, jcs(bundle))}
 
-    def ed25519_sign_raw(self, message: bytes) -> bytes:
-        """A bare Ed25519 signature (for RFC 9421 request signing, which has its own base)."""
-        return p.ed25519_sign(self.ed25519, message)
-
     def unwrap(self, sealed: bytes, info: bytes) -> bytes:
         return p.hpke_open(self.kem_suite, self.kem, sealed, info)
 
@@ -212,11 +206,11 @@ class DeviceKeys:
             "v": _KEYSTORE_VERSION,
             "principal": self.principal,
             "created": self.created,
-            "ed25519": b64url_encode(self.ed25519),
+            ED25519: b64url_encode(self.ed25519),
             "kem": {"suite": self.kem_suite, "sk": b64url_encode(self.kem)},
         }
         if self.mldsa65 is not None:
-            obj["mldsa65"] = b64url_encode(self.mldsa65)
+            obj[MLDSA65] = b64url_encode(self.mldsa65)
         return jcs(obj)
 
     @classmethod
@@ -228,8 +222,8 @@ class DeviceKeys:
             keys = cls(
                 principal=obj["principal"],
                 created=obj["created"],
-                ed25519=b64url_decode(obj["ed25519"]),
-                mldsa65=b64url_decode(obj["mldsa65"]) if "mldsa65" in obj else None,
+                ed25519=b64url_decode(obj[ED25519]),
+                mldsa65=b64url_decode(obj[MLDSA65]) if MLDSA65 in obj else None,
                 kem_suite=obj["kem"]["suite"],
                 kem=b64url_decode(obj["kem"]["sk"]),
             )
@@ -244,23 +238,23 @@ class DeviceKeys:
 def sign_with(keys: DeviceKeys, domain: bytes, message: bytes) -> dict[str, str]:
     """Sign `domain || 0x00 || message` with every signing key of the device."""
     signed = _domain(domain, message)
-    out = {"ed25519": b64url_encode(p.ed25519_sign(keys.ed25519, signed))}
+    out = {ED25519: b64url_encode(p.ed25519_sign(keys.ed25519, signed))}
     if keys.mldsa65 is not None:
-        out["mldsa65"] = b64url_encode(p.mldsa65_sign(keys.mldsa65, signed))
+        out[MLDSA65] = b64url_encode(p.mldsa65_sign(keys.mldsa65, signed))
     return out
 
 
 def generate_device(
     principal: str,
     *,
-    suite: str = "MLKEM768-X25519",
+    suite: str = MLKEM768_X25519,
     mldsa65: bool = True,
     now: datetime | None = None,
 ) -> DeviceKeys:
     """Fresh keys for a new device of `principal` (hybrid post-quantum by default)."""
-    if suite not in p.KEM_SUITES:
+    if suite not in KEM_SUITES:
         raise UnsupportedSuite(f"unsupported KEM suite {suite!r}")
-    if not _PRINCIPAL_RE.fullmatch(principal):
+    if not SLUG_RE.fullmatch(principal):
         raise MalformedKey(f"{principal!r} is not a valid principal id")
     created = format_time(now or datetime.now().astimezone(), millis=False)
     return DeviceKeys(

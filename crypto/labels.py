@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import LabelSyntaxError
-from .policy import NATION_RE, Policy
+from .names import COMPARTMENT_RE, NATION_RE
+from .policy import Policy
 
 __all__ = ["Label", "check_known", "format_label", "parse_label"]
 
-_COMP_RE = re.compile(r"^[A-Z][A-Z0-9-]{0,31}$")
 _MAX_TEXT = 1024
 
 
@@ -55,7 +55,7 @@ class Label:
         pol, level, rel, comps = obj["policy"], obj["classification"], obj["rel"], obj["compartments"]
         if not isinstance(pol, str) or not isinstance(level, str) or not pol or not level:
             raise LabelSyntaxError("label policy and classification must be non-empty strings")
-        for name, lst, pattern in (("rel", rel, NATION_RE), ("compartments", comps, _COMP_RE)):
+        for name, lst, pattern in (("rel", rel, NATION_RE), ("compartments", comps, COMPARTMENT_RE)):
             if not isinstance(lst, list) or not all(isinstance(x, str) and pattern.fullmatch(x)
                                                     for x in lst):
                 raise LabelSyntaxError(f"label {name} must be a list of upper-case codes")

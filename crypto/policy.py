@@ -1,5 +1,9 @@
 """The classification policy: its TOML model, and pure access decisions (no I/O, no default allow).
 
+A policy arrives as a TOML file (`parse_policy`) or as the JSON that `Policy.to_json` writes
+and `GET /v1/policy` serves (`Policy.from_json`); both are checked by one validator,
+`_validated`, so they accept and refuse exactly the same policies.
+
 Every decision is a function of facts passed in; a refusal raises `PolicyViolation` whose
 `reason` is a stable slug the service turns into a problem type and an audit entry.
 """
@@ -14,9 +18,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import MalformedError, PolicyViolation
+from .names import (
+    COMPARTMENT_RE,
+    ED25519,
+    KEM_SUITES,
+    MLDSA65,
+    NATION_RE,
+    SIGNATURE_ALGS,
+    SLUG_RE,
+    Role,
+)
 
 __all__ = [
-    "NATION_RE",
     "LevelRule",
     "Policy",
     "Subject",
@@ -29,10 +42,12 @@ __all__ = [
     "under_ceiling",
 ]
 
-NATION_RE = re.compile(r"^[A-Z]{3}$")
 _NAME_RE = re.compile(r"^[A-Z][A-Z0-9 _-]{0,31}$")
-_SIG_ALGS = {"ed25519", "mldsa65"}
-_KEMS = {"X25519", "MLKEM768-X25519"}
+_ADMIN: Role = "admin"  # the role that may manage principals
+_FIELDS = frozenset({"id", "version", "nations", "compartments", "levels"})
+_LEVEL_FIELDS = frozenset({"name", "kem", "signatures", "max_bytes", "retention_days", "systems"})
+#: A policy file's SHA-256 in lower-case hex, or "" for a policy that did not come from a file.
+_SHA256_RE = re.compile(r"(?:[0-9a-f]{64})?")
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,7 @@ class Policy:
         return level in self._rank
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON form (`GET /v1/policy`): the file's fields, and the file's `sha256`."""
         return {
             "id": self.id,
             "version": self.version,
@@ -90,6 +106,21 @@ class Policy:
                 for lv in self.levels
             ],
         }
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Policy:
+        """The policy `to_json` wrote, validated exactly as `parse_policy` validates a file.
+
+        `sha256` is kept as given, not recomputed: it is the hash of the policy file the
+        policy was loaded from, which a client can compare with the one that the audit log's
+        `policy.loaded` entry records (no JSON rendering of the policy has that hash).
+        """
+        if not isinstance(obj, dict):
+            raise _err("must be an object")
+        sha256 = obj.get("sha256")
+        if not isinstance(sha256, str) or not _SHA256_RE.fullmatch(sha256):
+            raise _err("sha256 must be the policy file's SHA-256 in lower-case hex")
+        return _validated({k: v for k, v in obj.items() if k != "sha256"}, sha256)
 
 
 def _err(msg: str) -> MalformedError:
@@ -112,19 +143,18 @@ def _level(obj: Any, i: int) -> LevelRule:
     where = f"levels[{i}]."
     if not isinstance(obj, dict):
         raise _err(f"levels[{i}] must be a table")
-    allowed = {"name", "kem", "signatures", "max_bytes", "retention_days", "systems"}
-    extra = set(obj) - allowed
+    extra = set(obj) - _LEVEL_FIELDS
     if extra:
         raise _err(f"{where} unknown keys {sorted(extra)}")
     name = obj.get("name")
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or "//" in name:
         raise _err(f"{where}name must be an upper-case level name")
     kem = _str_list(obj, "kem", re.compile(r".+"), where)
-    if not set(kem) <= _KEMS:
-        raise _err(f"{where}kem may only name {sorted(_KEMS)}")
+    if not set(kem) <= set(KEM_SUITES):
+        raise _err(f"{where}kem may only name {sorted(KEM_SUITES)}")
     sigs = _str_list(obj, "signatures", re.compile(r".+"), where)
-    if not set(sigs) <= _SIG_ALGS or "ed25519" not in sigs:
-        raise _err(f"{where}signatures must include ed25519 and may add mldsa65")
+    if not set(sigs) <= set(SIGNATURE_ALGS) or ED25519 not in sigs:
+        raise _err(f"{where}signatures must include {ED25519} and may add {MLDSA65}")
     max_bytes, days, systems = obj.get("max_bytes"), obj.get("retention_days"), obj.get("systems")
     if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or not 1 <= max_bytes <= 1 << 30:
         raise _err(f"{where}max_bytes must be an integer between 1 and 2^30")
@@ -142,16 +172,21 @@ def parse_policy(text: str | bytes) -> Policy:
         obj = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise _err(f"not valid TOML: {e}") from e
-    extra = set(obj) - {"id", "version", "nations", "compartments", "levels"}
+    return _validated(obj, hashlib.sha256(raw).hexdigest())
+
+
+def _validated(obj: dict[str, Any], sha256: str) -> Policy:
+    """The one check of a policy's fields, read from TOML or from JSON."""
+    extra = set(obj) - _FIELDS
     if extra:
         raise _err(f"unknown keys {sorted(extra)}")
     pid, version = obj.get("id"), obj.get("version")
-    if not isinstance(pid, str) or not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", pid):
+    if not isinstance(pid, str) or not SLUG_RE.fullmatch(pid):
         raise _err("id must be a lower-case slug")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise _err("version must be a positive integer")
     nations = _str_list(obj, "nations", NATION_RE, "")
-    comps = _str_list(obj, "compartments", re.compile(r"^[A-Z][A-Z0-9-]{0,31}$"), "") \
+    comps = _str_list(obj, "compartments", COMPARTMENT_RE, "") \
         if obj.get("compartments") != [] else ()
     levels_raw = obj.get("levels")
     if not isinstance(levels_raw, list) or not levels_raw:
@@ -159,7 +194,7 @@ def parse_policy(text: str | bytes) -> Policy:
     levels = tuple(_level(lv, i) for i, lv in enumerate(levels_raw))
     if len({lv.name for lv in levels}) != len(levels):
         raise _err("level names must be unique")
-    return Policy(pid, version, nations, comps, levels, hashlib.sha256(raw).hexdigest())
+    return Policy(pid, version, nations, comps, levels, sha256)
 
 
 @dataclass(frozen=True)
@@ -244,7 +279,7 @@ def check_grant(
     A nation admin manages its own nation only and never grants above its own clearance or
     outside its own compartments; only the root admin may create admins of other nations.
     """
-    if "admin" not in set(admin_roles) or not admin.active:
+    if _ADMIN not in set(admin_roles) or not admin.active:
         raise PolicyViolation("not-admin", "only an active admin may manage principals")
     if nation not in policy.nations:
         raise PolicyViolation("unknown-nation", f"{nation} is not a nation of the policy")

@@ -39,7 +39,6 @@ __all__ = [
     "tile_for_node",
     "tile_path",
     "tile_width",
-    "tiles_changed",
     "tiles_for_size",
     "tiles_needed",
     "verify_entry_bundle",
@@ -237,24 +236,6 @@ def edge_tiles(size: int) -> list[Tile]:
     while count := size >> (TILE_HEIGHT * level):
         if count % TILE_WIDTH:
             out.append(Tile(level, count >> TILE_HEIGHT, count % TILE_WIDTH))
-        level += 1
-    return out
-
-
-def tiles_changed(old_size: int, new_size: int) -> list[Tile]:
-    """Hash tiles of the tree of `new_size` that the tree of `old_size` lacks or had narrower."""
-    _check_size(old_size)
-    _check_size(new_size)
-    if old_size > new_size:
-        raise MalformedError("old size is greater than new size")
-    out: list[Tile] = []
-    level = 0
-    while count := new_size >> (TILE_HEIGHT * level):
-        first = (old_size >> (TILE_HEIGHT * level)) >> TILE_HEIGHT  # first tile not full before
-        full, rest = divmod(count, TILE_WIDTH)
-        out.extend(Tile(level, n) for n in range(first, full))
-        if rest and _width_or_zero(old_size, level, full) != rest:
-            out.append(Tile(level, full, rest))
         level += 1
     return out
 

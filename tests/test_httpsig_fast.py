@@ -1,10 +1,14 @@
-"""RFC 9421 request signatures: `check_request` and `PendingSignature` against the package.
+"""RFC 9421 request signatures: `sign_request`, `check_request` and `PendingSignature` against
+the `http-message-signatures` package, an independent implementation used here only.
 
-`check_request` builds the signature base for our one profile itself; `verify_request` used to
-hand the whole request to the `http-message-signatures` package. These tests show that:
+`sign_request` and `check_request` build the signature base for our one profile with the same
+code; `sign_request` used to have the package sign, and `verify_request` used to hand the whole
+request to it. These tests show that:
 
 - for random methods, URLs (ports, IPv6 hosts, percent-encoding, query strings), bodies,
-  nonces, created times, component and parameter orders, the base we build is byte for byte
+  nonces and created times, `sign_request` writes exactly the headers the package's signer
+  writes (Ed25519 is deterministic), and what it signs is refused by neither verifier;
+- for random requests, component and parameter orders, the base we build is byte for byte
   the base the package builds (`HTTPMessageVerifier._build_signature_base`), and a request
   signed by `sign_request` verifies both ways;
 - any change to the method, URL, body, Content-Digest, Signature-Input or Signature gives the
@@ -40,7 +44,13 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
     load_pem_public_key,
 )
-from http_message_signatures import HTTPMessageVerifier, InvalidSignature
+from http_message_signatures import (
+    HTTPMessageSigner,
+    HTTPMessageVerifier,
+    HTTPSignatureAlgorithm,
+    HTTPSignatureKeyResolver,
+    InvalidSignature,
+)
 from http_message_signatures.exceptions import HTTPMessageSignaturesException
 from http_message_signatures.structures import get_header_fields
 from hypothesis import HealthCheck, given, settings
@@ -48,7 +58,7 @@ from hypothesis import strategies as st
 
 from liaison.crypto import _primitives as p
 from liaison.crypto import httpsig
-from liaison.crypto.errors import RequestSignatureError
+from liaison.crypto.errors import MalformedError, RequestSignatureError
 from liaison.crypto.httpsig import (
     PendingSignature,
     check_request,
@@ -57,7 +67,7 @@ from liaison.crypto.httpsig import (
     sign_request,
     verify_request,
 )
-from liaison.crypto.keys import generate_device
+from liaison.crypto.keys import DeviceKeys, generate_device
 
 VECTOR = json.loads((Path(__file__).resolve().parent / "vectors" / "rfc9421" / "b26_ed25519.json")
                     .read_text(encoding="utf-8"))
@@ -70,10 +80,51 @@ SKEW = 300
 # --- the package-based reference ----------------------------------------------------------
 
 
-class _LibEd25519(httpsig._Ed25519Raw):
+class _LibEd25519(HTTPSignatureAlgorithm):
+    """The package's algorithm interface over raw 32-byte keys and our Ed25519 primitives."""
+
+    algorithm_id = "ed25519"
+
+    def __init__(self, public_key: bytes | None = None, private_key: bytes | None = None) -> None:
+        self.public_key = public_key
+        self.private_key = private_key
+
+    def sign(self, message: bytes) -> bytes:
+        assert self.private_key is not None
+        return p.ed25519_sign(self.private_key, message)
+
     def verify(self, signature: bytes, message: bytes) -> None:
         if self.public_key is None or not p.ed25519_verify(self.public_key, message, signature):
             raise InvalidSignature("signature does not verify")
+
+
+class _OneKey(HTTPSignatureKeyResolver):
+    def __init__(self, keyid: str, public: bytes | None = None, private: bytes | None = None):
+        self.keyid, self.public, self.private = keyid, public, private
+
+    def resolve_public_key(self, key_id: str) -> bytes | None:
+        return self.public if key_id == self.keyid else None
+
+    def resolve_private_key(self, key_id: str) -> bytes | None:
+        return self.private if key_id == self.keyid else None
+
+
+def library_sign(method: str, url: str, headers: Mapping[str, str], body: bytes | None,
+                 keys: DeviceKeys, *, now: datetime, nonce: str) -> dict[str, str]:
+    """`sign_request` as it was before `_signature_base` signed too: the package signs."""
+    out: dict[str, str] = {}
+    components = ["@method", "@target-uri"]
+    if body or method.upper() in {"POST", "PUT", "PATCH"}:
+        out["Content-Digest"] = content_digest(body or b"")
+        components.append("content-digest")
+    msg = SimpleNamespace(method=method.upper(), url=url, headers={**headers, **out})
+    signer = HTTPMessageSigner(signature_algorithm=_LibEd25519,
+                               key_resolver=_OneKey(keys.device_id, private=keys.ed25519))
+    signer.sign(msg, key_id=keys.device_id, created=now, nonce=nonce, label="liaison",
+                covered_component_ids=components)
+    out["Signature-Input"] = msg.headers["Signature-Input"]
+    out["Signature"] = msg.headers["Signature"]
+    return out
 
 
 def legacy_verify(method: str, url: str, headers: Mapping[str, str], body: bytes,
@@ -100,7 +151,7 @@ def legacy_verify(method: str, url: str, headers: Mapping[str, str], body: bytes
     if needed - set(params.components):
         raise RequestSignatureError("bad-request-signature", "missing")
     verifier = HTTPMessageVerifier(signature_algorithm=_LibEd25519,
-                                   key_resolver=httpsig._OneKey(params.keyid, public=ed25519_public))
+                                   key_resolver=_OneKey(params.keyid, public=ed25519_public))
     verifier.max_clock_skew = timedelta(seconds=skew_seconds)
     msg = SimpleNamespace(method=method.upper(), url=url, headers=headers)
     try:
@@ -204,6 +255,42 @@ def test_the_base_is_the_packages_and_both_verifiers_accept(
     assert pending.params.nonce == nonce
     assert verify_request(method, url, headers, body, PUBLIC) == pending.params
     assert legacy_verify(method, url, headers, body, PUBLIC) == pending.params
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(method=methods, url=urls, body=bodies, nonce=nonces,
+       now=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
+                        timezones=st.just(UTC)),
+       extra=st.dictionaries(st.sampled_from(["Content-Type", "Date", "X-Other"]),
+                             st.sampled_from(["application/json", "x"]), max_size=2))
+def test_sign_request_writes_what_the_package_signer_writes(
+        method: str, url: str, body: bytes, nonce: str, now: datetime, extra: dict[str, str]) -> None:
+    """Same headers, label, parameters and their order, and (Ed25519 being deterministic) the
+    same signature: the package signing the package's base, we ours."""
+    ours = sign_request(method, url, extra, body or None, KEYS, now=now, nonce=nonce)
+    assert ours == library_sign(method, url, extra, body or None, KEYS, now=now, nonce=nonce)
+    assert list(ours) == (["Content-Digest"] if "Content-Digest" in ours else []) + [
+        "Signature-Input", "Signature"]
+    headers = {**extra, **ours}
+    pending = check_request(method, url, headers, body, now=now)
+    assert pending.message == library_base(method, url, headers)
+    pending.verify(PUBLIC)
+
+
+@pytest.mark.parametrize(("method", "url", "nonce", "detail"), [
+    ("GET", "https://user@liaison.test/v1/inbox", None, "absolute URL"),
+    ("GET", "https://liaison.test/v1/inbox#top", None, "absolute URL"),
+    ("GET", "liaison.test/v1/inbox", None, "absolute URL"),
+    ("GET", "https://[1:2:3]/v1/inbox", None, "IPv6"),
+    ("GE T", "https://liaison.test/v1/inbox", None, "not a token"),
+    ("GET", "https://liaison.test/v1/inbox", "short", "nonce"),
+    ("GET", "https://liaison.test/v1/inbox", "a" * 15 + '"', "nonce"),
+])
+def test_sign_request_refuses_what_no_verifier_would_take(method: str, url: str, nonce: str | None,
+                                                          detail: str) -> None:
+    with pytest.raises(MalformedError, match=detail) as e:
+        sign_request(method, url, {}, None, KEYS, nonce=nonce)
+    assert str(e.value).startswith("cannot sign the request: ")
 
 
 @settings(max_examples=200, deadline=None)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import itertools
+import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -10,7 +15,16 @@ from hypothesis import strategies as st
 
 from liaison.crypto.errors import MalformedError, PolicyViolation
 from liaison.crypto.labels import Label
+from liaison.crypto.names import (
+    COMPARTMENT_PATTERN,
+    ED25519,
+    KEM_SUITES,
+    MLDSA65,
+    NATION_PATTERN,
+    SLUG_PATTERN,
+)
 from liaison.crypto.policy import (
+    LevelRule,
     Policy,
     Subject,
     check_ceiling,
@@ -159,3 +173,121 @@ def test_scoped_admin_grants() -> None:
 def test_malformed_policy_refused(text: str, message: str) -> None:
     with pytest.raises(MalformedError, match=message):
         parse_policy(text)
+
+
+# --- the JSON form: the same validator as the TOML file, both directions ---------------------
+
+
+def _unique(strategy: st.SearchStrategy[str], min_size: int) -> st.SearchStrategy[tuple[str, ...]]:
+    return st.lists(strategy, min_size=min_size, max_size=5, unique=True).map(tuple)
+
+
+def _ordered_subset(items: tuple[str, ...], *, must: str | None = None
+                    ) -> st.SearchStrategy[tuple[str, ...]]:
+    return st.permutations(items).flatmap(
+        lambda order: st.integers(1, len(order)).map(lambda n: tuple(order[:n]))
+    ).filter(lambda chosen: must is None or must in chosen)
+
+
+level_rules = st.builds(
+    LevelRule,
+    name=st.from_regex(r"[A-Z][A-Z0-9 _-]{0,31}", fullmatch=True),
+    kem=_ordered_subset(KEM_SUITES),
+    signatures=_ordered_subset((ED25519, MLDSA65), must=ED25519),
+    max_bytes=st.integers(1, 1 << 30),
+    retention_days=st.integers(1, 36500),
+    systems=st.booleans(),
+)
+policies = st.builds(
+    Policy,
+    id=st.from_regex(SLUG_PATTERN, fullmatch=True),
+    version=st.integers(1, 1 << 40),
+    nations=_unique(st.from_regex(NATION_PATTERN, fullmatch=True), 1),
+    compartments=_unique(st.from_regex(COMPARTMENT_PATTERN, fullmatch=True), 0),
+    levels=st.lists(level_rules, min_size=1, max_size=5, unique_by=lambda lv: lv.name).map(tuple),
+    sha256=st.one_of(st.just(""), st.binary(min_size=32, max_size=32).map(bytes.hex)),
+)
+
+
+def _toml_value(value: Any) -> str:
+    # JSON writes strings, integers and booleans as TOML does; arrays and inline tables nest.
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def _toml(obj: dict[str, Any]) -> str:
+    """The policy file with `to_json`'s fields (all but sha256, the file's own hash)."""
+    return "".join(f"{k} = {_toml_value(v)}\n" for k, v in obj.items() if k != "sha256")
+
+
+@given(policies)
+def test_policy_json_round_trip(policy: Policy) -> None:
+    """to_json then from_json gives the policy back, sha256 included, as JSON text too."""
+    served = policy.to_json()
+    assert Policy.from_json(served) == policy
+    assert Policy.from_json(json.loads(json.dumps(served))) == policy
+    assert Policy.from_json(served).to_json() == served
+
+
+@given(policies)
+def test_the_file_and_the_json_give_the_same_policy(policy: Policy) -> None:
+    """The policy file with the same fields parses to the same policy; only sha256 differs (it
+    is the file's hash, and from_json keeps the one it is given)."""
+    text = _toml(policy.to_json())
+    parsed = parse_policy(text)
+    assert parsed.sha256 == hashlib.sha256(text.encode()).hexdigest()
+    assert Policy.from_json({**parsed.to_json(), "sha256": policy.sha256}) == policy
+    assert Policy.from_json(parsed.to_json()) == parsed
+
+
+def test_the_default_policy_round_trips(policy: Policy) -> None:
+    assert Policy.from_json(json.loads(json.dumps(policy.to_json()))) == policy
+    assert policy.sha256 == hashlib.sha256(DEFAULT_POLICY.read_bytes()).hexdigest()
+
+
+MUTATIONS: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
+    "no levels": (lambda p: p.pop("levels"), "levels must be"),
+    "empty levels": (lambda p: p.update(levels=[]), "levels must be"),
+    "id": (lambda p: p.update(id="Not A Slug"), "id must be"),
+    "id type": (lambda p: p.update(id=7), "id must be"),
+    "version": (lambda p: p.update(version=0), "version must be"),
+    "version bool": (lambda p: p.update(version=True), "version must be"),
+    "nations type": (lambda p: p.update(nations=[1, 2]), "nations must be"),
+    "nations case": (lambda p: p.update(nations=["usa"]), "nations has invalid"),
+    "compartments": (lambda p: p.update(compartments=["a b"]), "compartments has invalid"),
+    "extra": (lambda p: p.update(extra=1), "unknown keys"),
+    "level extra": (lambda p: p["levels"][0].update(extra=1), "unknown keys"),
+    "level type": (lambda p: p["levels"].append("x"), "must be a table"),
+    "kem": (lambda p: p["levels"][0].update(kem=["RSA"]), "kem may only"),
+    "signatures": (lambda p: p["levels"][0].update(signatures=[MLDSA65]), "must include ed25519"),
+    "max_bytes": (lambda p: p["levels"][0].update(max_bytes=1 << 31), "max_bytes"),
+    "retention": (lambda p: p["levels"][0].update(retention_days=0), "retention_days"),
+    "systems": (lambda p: p["levels"][0].update(systems=1), "systems must be"),
+    "level names": (lambda p: p["levels"].append(dict(p["levels"][0])), "unique"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MUTATIONS))
+def test_json_and_file_refuse_alike(policy: Policy, name: str) -> None:
+    """One validator: each mutation is refused from JSON and from the file, with one message."""
+    mutate, message = MUTATIONS[name]
+    obj = copy.deepcopy(policy.to_json())
+    mutate(obj)
+    with pytest.raises(MalformedError, match=message) as from_json:
+        Policy.from_json(obj)
+    with pytest.raises(MalformedError, match=message) as from_file:
+        parse_policy(_toml(obj))
+    assert str(from_json.value) == str(from_file.value)
+
+
+@pytest.mark.parametrize("obj", [
+    None, [], "policy", {"sha256": ""},
+    {**POLICY.to_json(), "sha256": "ABC"}, {**POLICY.to_json(), "sha256": 1},
+    {k: v for k, v in POLICY.to_json().items() if k != "sha256"},
+])
+def test_from_json_refuses_what_is_not_to_json_output(obj: Any) -> None:
+    with pytest.raises(MalformedError, match=r"^policy: "):
+        Policy.from_json(obj)

@@ -133,13 +133,10 @@ def test_spec_tile_counts() -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(old=st.integers(0, 200_000), grow=st.integers(0, 70_000))
-def test_tiles_changed_is_the_difference(old: int, grow: int) -> None:
-    new = old + grow
-    before, after = set(t.tiles_for_size(old)), set(t.tiles_for_size(new))
-    assert set(t.tiles_changed(old, new)) == after - before
-    for tile in after:
-        assert t.tile_width(new, tile.level, tile.n) == tile.width
+@given(size=st.integers(0, 270_000))
+def test_tiles_for_size_have_their_widths(size: int) -> None:
+    for tile in t.tiles_for_size(size):
+        assert t.tile_width(size, tile.level, tile.n) == tile.width
 
 
 # --- entry bundles -----------------------------------------------------------------------
@@ -310,7 +307,6 @@ def test_sizes_are_checked() -> None:
     for call in (
         lambda: t.tiles_for_size(-1),
         lambda: t.edge_tiles(-5),
-        lambda: t.tiles_changed(5, 4),
         lambda: t.tile_width(2**64, 0, 0),
     ):
         with pytest.raises(MalformedError):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,6 @@ import pytest
 
 from liaison.clients import AsyncClient, Client, KeyStore, LogMemory
 from liaison.clients._http import check_response
-from liaison.clients._policy import policy_from_json
 from liaison.clients.errors import (
     AuthenticationFailed,
     ClientError,
@@ -36,10 +37,10 @@ from liaison.clients.errors import (
     api_error,
 )
 from liaison.clients.stix import validate_stix_bundle
-from liaison.crypto import note
+from liaison.crypto import merkle, note, tiles
 from liaison.crypto.keys import generate_device
 from liaison.crypto.policy import Policy
-from tests.clients.conftest import FAST_KDF, PASSPHRASE, Liaison, Server
+from tests.clients.conftest import FAST_KDF, PASSPHRASE, Liaison, Server, uid
 from tests.clients.test_cli import STIX, world
 
 # --- error mapping -----------------------------------------------------------------------
@@ -75,27 +76,65 @@ def test_non_problem_errors_are_server_errors() -> None:
         check_response(response)
 
 
+def test_a_request_that_cannot_be_signed_is_an_input_error(tmp_path: Path) -> None:
+    """Userinfo in the server URL: no server could verify the signature, so nothing is sent."""
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(500)
+
+    async def go() -> None:
+        async with AsyncClient("https://user@liaison.test", generate_device("x"),
+                               LogMemory(tmp_path / "log.json"),
+                               transport=httpx.MockTransport(answer)) as c:
+            with pytest.raises(InputError, match=r"cannot sign the request: .*absolute URL"):
+                await c.whoami()
+
+    asyncio.run(go())
+    assert sent == []
+
+
 # --- parsers ------------------------------------------------------------------------------
 
 
-def test_policy_from_json_round_trip(policy: Policy) -> None:
-    parsed = policy_from_json(policy.to_json())
-    assert parsed.to_json() == policy.to_json()
-    assert parsed.sha256 == policy.sha256
+def _served_policy(tmp_path: Path, served: Any) -> Policy:
+    """What AsyncClient.policy() makes of `served` as the body of GET /v1/policy."""
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v1/policy"
+        return httpx.Response(200, json=served)
+
+    async def go() -> Policy:
+        async with AsyncClient("https://liaison.test", generate_device("x"),
+                               LogMemory(tmp_path / "log.json"),
+                               transport=httpx.MockTransport(answer)) as c:
+            return await c.policy()
+
+    return asyncio.run(go())
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda p: p.pop("levels"),
-    lambda p: p.update(id="Not A Slug"),
-    lambda p: p["levels"][0].update(kem=["RSA"]),
-    lambda p: p["levels"][0].update(extra=1),
-    lambda p: p.update(nations=[1, 2]),
+def test_the_served_policy_is_validated_and_keeps_its_sha256(policy: Policy, tmp_path: Path) -> None:
+    served = {**policy.to_json(), "sha256": "ab" * 32}
+    parsed = _served_policy(tmp_path, served)
+    assert parsed.sha256 == "ab" * 32  # the server's file hash, as the audit log records it
+    assert parsed.to_json() == served
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda p: p.pop("levels"), "levels must be"),
+    (lambda p: p.update(id="Not A Slug"), "id must be"),
+    (lambda p: p["levels"][0].update(kem=["RSA"]), "kem may only"),
+    (lambda p: p["levels"][0].update(extra=1), "unknown keys"),
+    (lambda p: p.update(nations=[1, 2]), "nations must be"),
+    (lambda p: p.update(sha256=None), "sha256 must be"),
+    (lambda p: p.clear(), "sha256 must be"),
 ])
-def test_policy_from_json_refuses_malformed(policy: Policy, mutate: Callable[[Any], Any]) -> None:
+def test_a_malformed_served_policy_is_refused(policy: Policy, tmp_path: Path,
+                                              mutate: Callable[[Any], Any], message: str) -> None:
     obj = json.loads(json.dumps(policy.to_json()))
     mutate(obj)
-    with pytest.raises(MalformedResponse):
-        policy_from_json(obj)
+    with pytest.raises(MalformedResponse, match=f"^the served policy: .*{message}"):
+        _served_policy(tmp_path, obj)
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -310,6 +349,80 @@ def test_sync_client(liaison: Liaison) -> None:
         assert c.inbox()[0].read
     with pytest.raises(ClientError, match="wrong passphrase"):
         Client.from_profile(n["ukr"], "wrong", store=store)
+
+
+class Recording(httpx.AsyncBaseTransport):
+    """The live server, with the path of every request noted."""
+
+    def __init__(self, cert: str) -> None:
+        self.inner = httpx.AsyncHTTPTransport(verify=ssl.create_default_context(cafile=cert))
+        self.paths: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_sync_twins_of_label_log_admin_and_audit_calls(liaison: Liaison) -> None:
+    """The blocking twins that were missing or had lost their signatures, against the server."""
+    store = KeyStore(liaison.home, opslimit=FAST_KDF[0], memlimit=FAST_KDF[1])
+    recording = Recording(liaison.server.cert)
+    with Client.from_profile("root", PASSPHRASE, store=store, transport=recording) as c:
+        label = c.parse_label("secret//airdef//rel to usa, ukr")
+        assert label.text() == LABEL and c.parse_label(label) == label
+        before = c.checkpoint()
+        pid = uid("gbr")
+        made = c.create_principal(pid, name="GBR analyst", nation="gbr", clearance="SECRET",
+                                  compartments=["airdef"])
+        assert (made["id"], made["nation"], made["compartments"], made["roles"]) == (
+            pid, "GBR", ["AIRDEF"], ["analyst"])
+        found = c.audit_entries(start=before.size, type="principal.created", limit=5)
+        assert [e.fields["principal"]["id"] for e in found] == [pid]
+        assert found[0].actor == c.device_id and found[0].index >= before.size
+
+        cp = c.trusted_checkpoint(c.checkpoint().note)
+        assert cp.size > before.size
+        wanted = tiles.tiles_for_size(cp.size)
+        assert len(c.fetch_tile(wanted[0])) == wanted[0].width * merkle.HASH_SIZE
+        reader = c.verified_tiles(cp, wanted)
+        assert merkle.root_from(reader, cp.size) == cp.root_hash
+    assert "/v1/admin/principals" in recording.paths and "/v1/audit/entries" in recording.paths
+
+    with Client.from_profile("root", PASSPHRASE, store=store) as c, \
+            Client.connect(c.aio.server, c.aio.keys, c.aio.memory, ca_cert=liaison.server.cert,
+                           profile="root") as twin:
+        assert twin.aio.profile == "root" and twin.whoami() == c.whoami()
+
+
+def test_sync_watch(liaison: Liaison) -> None:
+    n = world(liaison)
+    store = KeyStore(liaison.home, opslimit=FAST_KDF[0], memlimit=FAST_KDF[1])
+    sent: list[str] = []
+    received = threading.Event()
+
+    def sender() -> None:  # sends until the watcher has an event (the stream needs to connect)
+        with Client.from_profile(n["usa"], PASSPHRASE, store=store) as c:
+            for _ in range(20):
+                time.sleep(0.5)
+                sent.append(c.send(n["chan"], LABEL, b"live", to=[n["ukr"]]).id)
+                if received.wait(1.0):
+                    return
+
+    with Client.from_profile(n["ukr"], PASSPHRASE, store=store) as c:
+        events = c.watch()
+        thread = threading.Thread(target=sender)
+        thread.start()
+        try:
+            event = next(events)
+        finally:
+            received.set()
+            thread.join()
+        assert event.id in sent and event.channel == n["chan"]
+        events.close()  # closes the stream on the client's loop
+        assert c.whoami().principal == n["ukr"]  # the loop still serves after the stream
 
 
 def test_malformed_answers_are_refused(liaison: Liaison) -> None:
