@@ -149,9 +149,7 @@ class WitnessKey:
         if self.exists:
             return self.verifier_key
         try:
-            # Annotated: mypy, run on the source tree, sees liaison.crypto as Any.
-            pair: tuple[str, str] = note.generate_signer_key(name, sig_type=note.SIG_COSIGNATURE_V1)
-            signer_key, verifier_key = pair
+            signer_key, verifier_key = note.generate_signer_key(name, sig_type=note.SIG_COSIGNATURE_V1)
         except CryptoError as e:
             raise KeyStoreError(f"bad witness name {name!r}: {e}") from None
         sealed = seal_with_passphrase(signer_key.encode(), passphrase)

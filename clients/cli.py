@@ -647,9 +647,7 @@ def audit_entries(
 def _short(value: Any) -> str:
     if isinstance(value, dict) and {"classification", "rel"} <= set(value):
         try:
-            # Annotated: mypy, run on the source tree, sees liaison.crypto as Any.
-            banner: str = Label.from_json(value).text()
-            return banner
+            return Label.from_json(value).text()
         except ValueError:
             pass
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))

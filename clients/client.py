@@ -114,15 +114,11 @@ class AsyncClient:
 
     @property
     def device_id(self) -> str:
-        # Annotated: mypy, run on the source tree, sees liaison.crypto as Any.
-        device_id: str = self.keys.device_id
-        return device_id
+        return self.keys.device_id
 
     @property
     def principal(self) -> str:
-        # Annotated: mypy, run on the source tree, sees liaison.crypto as Any.
-        principal: str = self.keys.principal
-        return principal
+        return self.keys.principal
 
     async def __aenter__(self) -> Self:
         return self
@@ -216,8 +212,7 @@ class AsyncClient:
             raise InconsistentLog(f"cannot prove that the checkpoint of size {new.size} extends "
                                   f"the one of size {old_size} seen before ({e})") from None
         try:
-            # Annotated: mypy, run on the source tree, sees liaison.crypto as Any.
-            proof: list[bytes] = merkle.consistency_proof_from(reader, old_size, new.size)
+            proof = merkle.consistency_proof_from(reader, old_size, new.size)
         except CryptoError as e:
             raise ProofInvalid(f"cannot build a consistency proof from the tiles: {e}") from None
         return proof
@@ -626,8 +621,7 @@ def _entry_ok(e: dict[str, Any]) -> bool:
 
 def _b64(text: str) -> bytes:
     try:
-        # Annotated: mypy, run on the source tree, sees liaison.crypto as Any.
-        data: bytes = b64decode(text, field="entry")
+        data = b64decode(text, field="entry")
     except MalformedError as e:
         raise MalformedResponse(str(e)) from None
     return data
@@ -635,8 +629,7 @@ def _b64(text: str) -> bytes:
 
 def _text(label: Any) -> str:
     try:
-        # Annotated: mypy, run on the source tree, sees liaison.crypto as Any.
-        text: str = Label.from_json(label).text()
+        text = Label.from_json(label).text()
     except (LabelSyntaxError, TypeError):
         return json.dumps(label)
     return text

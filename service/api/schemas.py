@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from liaison.crypto.errors import LabelSyntaxError
 from liaison.crypto.labels import Label, parse_label
+from liaison.crypto.names import DEFAULT_ROLES, NATION_PATTERN, SLUG_PATTERN, Role
 from liaison.crypto.policy import Policy
 
 from ..problems import Problem
@@ -19,20 +20,16 @@ from ..problems import Problem
 __all__ = ["ChannelCreate", "EnrolRequest", "MembersRequest", "PrincipalCreate",
            "PrincipalUpdate", "Slug", "SlugQuery", "SubmitRequest", "label_param", "plain"]
 
-SLUG_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
 #: A principal or channel id as a query parameter.
 SlugQuery = Annotated[str, Query(pattern=SLUG_PATTERN)]
-Nation = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Nation = Annotated[str, StringConstraints(pattern=NATION_PATTERN)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Upper = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 
 
-Role = Literal["analyst", "admin", "auditor"]
-
-
-def _analyst() -> list[Role]:
-    return ["analyst"]
+def _default_roles() -> list[Role]:
+    return list(DEFAULT_ROLES)
 
 
 class Strict(BaseModel):
@@ -49,7 +46,7 @@ class PrincipalCreate(Strict):
     display_name: Name
     nation: Nation
     kind: Literal["person", "system"] = "person"
-    roles: list[Role] = Field(default_factory=_analyst, max_length=3)
+    roles: list[Role] = Field(default_factory=_default_roles, max_length=3)
     clearance: Upper
     compartments: list[Upper] = Field(default_factory=list, max_length=64)
 

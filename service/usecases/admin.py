@@ -21,6 +21,7 @@ from liaison.crypto.encoding import format_time, jcs
 from liaison.crypto.errors import CryptoError, MalformedKey, PolicyViolation, UnsupportedSuite
 from liaison.crypto.keys import PublicBundle
 from liaison.crypto.labels import Label
+from liaison.crypto.names import ROLES
 from liaison.crypto.policy import check_dominates, check_grant
 
 from ..problems import Problem
@@ -34,9 +35,6 @@ from .refusals import access_denied
 
 __all__ = ["code_hash", "create_channel", "create_enrolment_code", "create_principal",
            "enrol", "list_devices", "revoke_device", "set_members", "update_principal"]
-
-ROLES = ("analyst", "admin", "auditor")
-
 
 def code_hash(code: str) -> str:
     """Codes are stored only as SHA-256; 100 random bits make offline guessing pointless."""

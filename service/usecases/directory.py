@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from liaison.crypto.encoding import b64encode, format_time
 from liaison.crypto.errors import PolicyViolation
 from liaison.crypto.labels import Label
+from liaison.crypto.names import MLKEM768_X25519
 from liaison.crypto.policy import Policy, Subject, check_dominates
 
 from ..problems import Problem
@@ -85,7 +86,7 @@ class Eligibility:
 def default_suite(policy: Policy, label: Label) -> str:
     """The suite a sender uses unless it chooses: hybrid post-quantum whenever allowed."""
     allowed = policy.rule(label.classification).kem
-    return "MLKEM768-X25519" if "MLKEM768-X25519" in allowed else allowed[0]
+    return MLKEM768_X25519 if MLKEM768_X25519 in allowed else allowed[0]
 
 
 def eligibility(session: Session, policy: Policy, channel_id: str, label: Label, suite: str

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import ssl
 import subprocess
@@ -27,17 +26,12 @@ import pytest
 from typer.testing import CliRunner
 
 from liaison.clients import cli
+from tests.service.harness import free_port
 
 BIN = Path(sys.executable).parent
 PASSPHRASE = "correct horse battery staple"
 #: Argon2id limits for profiles sealed in tests: the floor libsodium allows (fast).
 FAST_KDF = (1, 8192)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
