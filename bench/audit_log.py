@@ -86,8 +86,10 @@ async def grow(state: AppState, target: int, batch: int = 50_000) -> float:
 def _ms(samples: list[float]) -> str:
     samples = sorted(samples)
     p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
-    return (f"p50 {statistics.median(samples) * 1e3:6.2f} ms  p99 {p99 * 1e3:6.2f} ms  "
-            f"max {samples[-1] * 1e3:6.2f} ms")
+    return (
+        f"p50 {statistics.median(samples) * 1e3:6.2f} ms  p99 {p99 * 1e3:6.2f} ms  "
+        f"max {samples[-1] * 1e3:6.2f} ms"
+    )
 
 
 async def latencies(state: AppState, samples: int) -> None:
@@ -105,9 +107,9 @@ async def latencies(state: AppState, samples: int) -> None:
         if len(proof_times) == 1:  # check one, so the numbers are for correct answers
             async with state.db.sessions() as s:
                 entry = await LogReader(s).hashes([(0, i)])
-            merkle.verify_inclusion(entry[(0, i)], i, size,
-                                    [base64.b64decode(h)
-                                     for h in body["inclusion_proof"]], cp.root_hash)
+            merkle.verify_inclusion(
+                entry[(0, i)], i, size, [base64.b64decode(h) for h in body["inclusion_proof"]], cp.root_hash
+            )
     print(f"inclusion proof at {size} entries:  {_ms(proof_times)}")
     full = size // tiles.TILE_WIDTH
     tile_times = []
@@ -121,8 +123,7 @@ async def latencies(state: AppState, samples: int) -> None:
 
 
 async def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--database-url", help="an empty database (default: SQLite in a temp dir)")
     ap.add_argument("--entries", type=int, default=1_000_000, help="log size for latencies")
     ap.add_argument("--appends", type=int, default=2000, help="appends per throughput run")
@@ -139,13 +140,16 @@ async def main() -> None:
             print(f"database: {db}")
             for writers in (1, 64):
                 rate, batches = await appends(state, args.appends, writers)
-                print(f"appends, {writers:>2} concurrent writer(s): {rate:8.0f} appends/s "
-                      f"({args.appends // writers * writers} appends in {batches} batches)")
-            print(f"checkpoint signing (Ed25519 note): {signing_rate(args.seconds):8.0f} "
-                  "signatures/s")
+                print(
+                    f"appends, {writers:>2} concurrent writer(s): {rate:8.0f} appends/s "
+                    f"({args.appends // writers * writers} appends in {batches} batches)"
+                )
+            print(f"checkpoint signing (Ed25519 note): {signing_rate(args.seconds):8.0f} signatures/s")
             took = await grow(state, args.entries)
-            print(f"grew the log to {args.entries} entries in {took:.1f} s "
-                  f"({args.entries / max(took, 1e-9):.0f} entries/s in large batches)")
+            print(
+                f"grew the log to {args.entries} entries in {took:.1f} s "
+                f"({args.entries / max(took, 1e-9):.0f} entries/s in large batches)"
+            )
             await latencies(state, args.samples)
         finally:
             await close_state(state)

@@ -34,24 +34,28 @@ def main() -> None:
     args = ap.parse_args()
     sender = generate_device("usa-analyst-1")
     pool = [generate_device(f"ukr-analyst-{i}", mldsa65=False) for i in range(100)]
-    print(f"{'payload':>8} {'rcpts':>5} | {'seal msg/s':>10} {'seal MB/s':>9} | "
-          f"{'open msg/s':>10} {'open MB/s':>9}")
+    print(
+        f"{'payload':>8} {'rcpts':>5} | {'seal msg/s':>10} {'seal MB/s':>9} | "
+        f"{'open msg/s':>10} {'open MB/s':>9}"
+    )
     for size in (1024, 1 << 20):
         payload = os.urandom(size)
         for count in (1, 10, 100):
             recipients = [k.public for k in pool[:count]]
 
             def do_seal(payload: bytes = payload, recipients: list = recipients) -> object:  # type: ignore[type-arg]
-                return seal(payload, channel="bench", label=LABEL, sender=sender,
-                            recipients=recipients)
+                return seal(payload, channel="bench", label=LABEL, sender=sender, recipients=recipients)
 
             env = do_seal()
             seal_rate = _rate(do_seal, args.seconds)
             open_rate = _rate(lambda env=env: open_envelope(env, pool[0], sender.public), args.seconds)
             mb = size / 1e6
             label = "1 KiB" if size == 1024 else "1 MiB"
-            print(f"{label:>8} {count:>5} | {seal_rate:>10.1f} {seal_rate * mb:>9.2f} | "
-                  f"{open_rate:>10.1f} {open_rate * mb:>9.2f}", flush=True)
+            print(
+                f"{label:>8} {count:>5} | {seal_rate:>10.1f} {seal_rate * mb:>9.2f} | "
+                f"{open_rate:>10.1f} {open_rate * mb:>9.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -80,8 +80,9 @@ class Conn:
 
     @classmethod
     async def open(cls, port: int, ctx: ssl.SSLContext) -> Conn:
-        r, w = await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
-                                             server_hostname="127.0.0.1", limit=1 << 22)
+        r, w = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=ctx, server_hostname="127.0.0.1", limit=1 << 22
+        )
         return cls(r, w)
 
     async def call(self, request: bytes) -> tuple[int, bytes]:
@@ -110,21 +111,27 @@ class Target:
         """The request's bytes, signed now with a fresh nonce."""
         data = json.dumps(body, separators=(",", ":")).encode() if body is not None else b""
         headers = {"content-type": "application/json"} if data else {}
-        headers.update(sign_request(method, self.base + path, headers, data or None, keys,
-                                    nonce=secrets.token_urlsafe(18)))
+        headers.update(
+            sign_request(
+                method, self.base + path, headers, data or None, keys, nonce=secrets.token_urlsafe(18)
+            )
+        )
         lines = [f"{method} {path} HTTP/1.1", f"host: 127.0.0.1:{self.port}"]
         lines += [f"{k}: {v}" for k, v in headers.items()]
         if data:
             lines.append(f"content-length: {len(data)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + data
 
-    async def call(self, keys: DeviceKeys | None, method: str, path: str, body: Any = None
-                   ) -> tuple[int, Any]:
+    async def call(
+        self, keys: DeviceKeys | None, method: str, path: str, body: Any = None
+    ) -> tuple[int, Any]:
         """One request on a fresh connection (set-up only)."""
         if keys is None:
             data = json.dumps(body).encode()
-            req = (f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{self.port}\r\ncontent-type: "
-                   f"application/json\r\ncontent-length: {len(data)}\r\n\r\n").encode() + data
+            req = (
+                f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{self.port}\r\ncontent-type: "
+                f"application/json\r\ncontent-length: {len(data)}\r\n\r\n"
+            ).encode() + data
         else:
             req = self.prepare(keys, method, path, body)
         conn = await Conn.open(self.port, self.ctx)
@@ -154,17 +161,21 @@ class Server:
             self.port = s.getsockname()[1]
         self.log = self.data.parent / f"server-{self.backend}.log"
         self.proc = subprocess.Popen(
-            [str(BIN / "liaison-server"), "run", "--data-dir", str(self.data), "--port",
-             str(self.port)], env=self.env, stdout=subprocess.DEVNULL,
-            stderr=self.log.open("wb"))
+            [str(BIN / "liaison-server"), "run", "--data-dir", str(self.data), "--port", str(self.port)],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("wb"),
+        )
         ctx = ssl.create_default_context(cafile=self.init["tls_cert"])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise SystemExit(f"server exited: {self.log.read_text()[-2000:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw, \
-                        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                with (
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw,
+                    ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+                ):
                     tls.sendall(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
                     if tls.recv(64).startswith(b"HTTP/1.1 200"):
                         return
@@ -204,8 +215,12 @@ def init_server(backend: str, tmp: Path, database_url: str | None) -> Server:
     if database_url:
         env["LIAISON_DATABASE_URL"] = database_url
     data = tmp / f"data-{backend}"
-    out = subprocess.run([str(BIN / "liaison-server"), "init", "--data-dir", str(data), "--json"],
-                         env=env, check=True, capture_output=True)
+    out = subprocess.run(
+        [str(BIN / "liaison-server"), "init", "--data-dir", str(data), "--json"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     return Server(backend, data, json.loads(out.stdout), env)
 
 
@@ -228,8 +243,7 @@ async def drop_pg(url: str) -> None:
     from sqlalchemy.engine.url import make_url
 
     u = make_url(url)
-    conn = await asyncpg.connect(u.set(drivername="postgresql", database="postgres")
-                                 .render_as_string(False))
+    conn = await asyncpg.connect(u.set(drivername="postgresql", database="postgres").render_as_string(False))
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)')
     finally:
@@ -249,21 +263,32 @@ class Scene:
 
 async def setup(t: Target, init: dict[str, Any], n_senders: int) -> Scene:
     root = generate_device("root")
-    status, body = await t.call(None, "POST", "/v1/enrol", {
-        "code": init["root_enrolment_code"], "bundle": root.signed_bundle()})
+    status, body = await t.call(
+        None, "POST", "/v1/enrol", {"code": init["root_enrolment_code"], "bundle": root.signed_bundle()}
+    )
     assert status == 201, body
 
     async def principal(pid: str, nation: str) -> DeviceKeys:
-        s, b = await t.call(root, "POST", "/v1/admin/principals", {
-            "id": pid, "display_name": pid, "nation": nation, "clearance": "SECRET",
-            "compartments": ["AIRDEF"]})
+        s, b = await t.call(
+            root,
+            "POST",
+            "/v1/admin/principals",
+            {
+                "id": pid,
+                "display_name": pid,
+                "nation": nation,
+                "clearance": "SECRET",
+                "compartments": ["AIRDEF"],
+            },
+        )
         assert s == 201, b
         s, b = await t.call(root, "POST", f"/v1/admin/principals/{pid}/enrolment-codes")
         assert s == 201, b
         keys = generate_device(pid)
         while True:  # enrolment is limited per client address (burst 20, then 1/s): wait
-            s, e = await t.call(None, "POST", "/v1/enrol", {"code": b["code"],
-                                                             "bundle": keys.signed_bundle()})
+            s, e = await t.call(
+                None, "POST", "/v1/enrol", {"code": b["code"], "bundle": keys.signed_bundle()}
+            )
             if s != 429:
                 break
             await asyncio.sleep(1.0)
@@ -276,22 +301,25 @@ async def setup(t: Target, init: dict[str, Any], n_senders: int) -> Scene:
         cid = f"bench-{i:02d}"
         s, b = await t.call(root, "POST", "/v1/admin/channels", {"id": cid, "ceiling": LABEL_TEXT})
         assert s == 201, b
-        s, b = await t.call(root, "PUT", f"/v1/admin/channels/{cid}/members",
-                            {"principals": [sender.principal, *RECIPIENTS]})
+        s, b = await t.call(
+            root, "PUT", f"/v1/admin/channels/{cid}/members", {"principals": [sender.principal, *RECIPIENTS]}
+        )
         assert s == 200, b
-    s, b = await t.call(senders[0], "GET",
-                        f"/v1/channels/bench-00/recipients?label={quote(LABEL_TEXT)}")
+    s, b = await t.call(senders[0], "GET", f"/v1/channels/bench-00/recipients?label={quote(LABEL_TEXT)}")
     assert s == 200, b
-    bundles = [PublicBundle.from_signed(d["signed_bundle"]) for d in b["devices"]
-               if d["principal"] in RECIPIENTS]
+    bundles = [
+        PublicBundle.from_signed(d["signed_bundle"]) for d in b["devices"] if d["principal"] in RECIPIENTS
+    ]
     assert len(bundles) == 5
     return Scene(root, senders, recipients, bundles)
 
 
 def _seal_many(args: tuple[DeviceKeys, int, list[PublicBundle], int, int]) -> list[dict[str, Any]]:
     sender, index, bundles, count, size = args
-    return [seal(os.urandom(size), channel=f"bench-{index:02d}", label=LABEL, sender=sender,
-                 recipients=bundles) for _ in range(count)]
+    return [
+        seal(os.urandom(size), channel=f"bench-{index:02d}", label=LABEL, sender=sender, recipients=bundles)
+        for _ in range(count)
+    ]
 
 
 # --- phases ----------------------------------------------------------------------------------
@@ -319,8 +347,9 @@ class Result:
         return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
 
 
-async def run_phase(t: Target, server: Server, name: str, queues: list[list[bytes]],
-                    ok_status: int) -> Result:
+async def run_phase(
+    t: Target, server: Server, name: str, queues: list[list[bytes]], ok_status: int
+) -> Result:
     conns = [await Conn.open(t.port, t.ctx) for _ in queues]
     latencies: list[float] = []
     errors: collections.Counter[int] = collections.Counter()
@@ -352,25 +381,35 @@ async def write_batches(t: Target) -> float:
     """The server's count of write transactions (batches), from /metrics."""
     conn = await Conn.open(t.port, t.ctx)
     try:
-        _, body = await conn.call(f"GET /metrics HTTP/1.1\r\nhost: 127.0.0.1:{t.port}\r\n\r\n"
-                                  .encode())
+        _, body = await conn.call(f"GET /metrics HTTP/1.1\r\nhost: 127.0.0.1:{t.port}\r\n\r\n".encode())
     finally:
         await conn.close()
     m = re.search(rb"^liaison_write_batches_total ([0-9.e+]+)$", body, re.MULTILINE)
     return float(m.group(1)) if m else float("nan")
 
 
-async def send_phases(t: Target, server: Server, scene: Scene, per_sender: int,
-                      pool: concurrent.futures.ProcessPoolExecutor,
-                      profile: Path | None) -> list[Result]:
+async def send_phases(
+    t: Target,
+    server: Server,
+    scene: Scene,
+    per_sender: int,
+    pool: concurrent.futures.ProcessPoolExecutor,
+    profile: Path | None,
+) -> list[Result]:
     results = []
     for n in CONCURRENCY:
-        jobs = [(scene.senders[i], i, scene.bundles, per_sender if n > 1 else per_sender * 4, 1024)
-                for i in range(n)]
+        jobs = [
+            (scene.senders[i], i, scene.bundles, per_sender if n > 1 else per_sender * 4, 1024)
+            for i in range(n)
+        ]
         envelopes = list(pool.map(_seal_many, jobs))
-        queues = [[t.prepare(scene.senders[i], "POST", "/v1/messages",
-                             {"envelope": env, "to": RECIPIENTS}) for env in envelopes[i]]
-                  for i in range(n)]
+        queues = [
+            [
+                t.prepare(scene.senders[i], "POST", "/v1/messages", {"envelope": env, "to": RECIPIENTS})
+                for env in envelopes[i]
+            ]
+            for i in range(n)
+        ]
         spy = _start_profiler(server, profile) if profile and n == CONCURRENCY[-1] else None
         results.append(await run_phase(t, server, f"submit x{n}", queues, 201))
         if spy:
@@ -395,12 +434,13 @@ async def inbox_phases(t: Target, server: Server, scene: Scene, fetches: int) ->
             after = b["next"]
         pages.append(paths)
         ids.append(mine)
-    listing = [[t.prepare(k, "GET", p) for p in ps] for k, ps in zip(scene.recipients, pages,
-                                                                      strict=True)]
+    listing = [[t.prepare(k, "GET", p) for p in ps] for k, ps in zip(scene.recipients, pages, strict=True)]
     r1 = await run_phase(t, server, "inbox pages (100 items) x5", listing, 200)
     r1.name += f" = {r1.rate * 100:,.0f} items/s"
-    fetch = [[t.prepare(k, "GET", f"/v1/messages/{m}") for m in mine[:fetches]]
-             for k, mine in zip(scene.recipients, ids, strict=True)]
+    fetch = [
+        [t.prepare(k, "GET", f"/v1/messages/{m}") for m in mine[:fetches]]
+        for k, mine in zip(scene.recipients, ids, strict=True)
+    ]
     r2 = await run_phase(t, server, "message fetch (first, logged) x5", fetch, 200)
     return [r1, r2]
 
@@ -412,10 +452,24 @@ def _start_profiler(server: Server, out: Path) -> subprocess.Popen[bytes] | None
         return None
     out.mkdir(parents=True, exist_ok=True)
     assert server.proc is not None
-    proc = subprocess.Popen([spy, "record", "--pid", str(server.proc.pid), "--format", "raw",
-                             "--rate", "250", "--nonblocking", "--gil", "-o",
-                             str(out / f"{server.backend}.txt")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            spy,
+            "record",
+            "--pid",
+            str(server.proc.pid),
+            "--format",
+            "raw",
+            "--rate",
+            "250",
+            "--nonblocking",
+            "--gil",
+            "-o",
+            str(out / f"{server.backend}.txt"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(1.0)  # let it attach
     return proc
 
@@ -467,20 +521,30 @@ def summarise_profile(path: Path, top: int = 10) -> None:
 
 def report(backend: str, results: list[Result], mem: dict[str, int], wall: float) -> None:
     print(f"\n== {backend} (TLS, one server process) ==")
-    print(f"{'phase':<46} {'ok/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'ok':>5} {'errors':>7} "
-          f"{'srv CPU':>7} {'cli CPU':>7} {'req/batch':>9}")
+    print(
+        f"{'phase':<46} {'ok/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'ok':>5} {'errors':>7} "
+        f"{'srv CPU':>7} {'cli CPU':>7} {'req/batch':>9}"
+    )
     for r in results:
         errs = ",".join(f"{k}:{v}" for k, v in sorted(r.errors.items())) or "-"
         per_batch = (r.ok + sum(r.errors.values())) / r.batches if r.batches else float("nan")
-        print(f"{r.name:<46} {r.rate:7,.0f} {r.pct(0.5):7.1f} {r.pct(0.99):7.1f} {r.ok:5d} "
-              f"{errs:>7} {r.server_cpu / r.seconds:7.0%} {r.client_cpu / r.seconds:7.0%} "
-              f"{per_batch:9.1f}")
-    print(f"server memory: peak {mem['VmHWM'] / 1024:.0f} MB (VmHWM), now {mem['VmRSS'] / 1024:.0f} "
-          f"MB; bench wall time {wall:.0f} s")
+        print(
+            f"{r.name:<46} {r.rate:7,.0f} {r.pct(0.5):7.1f} {r.pct(0.99):7.1f} {r.ok:5d} "
+            f"{errs:>7} {r.server_cpu / r.seconds:7.0%} {r.client_cpu / r.seconds:7.0%} "
+            f"{per_batch:9.1f}"
+        )
+    print(
+        f"server memory: peak {mem['VmHWM'] / 1024:.0f} MB (VmHWM), now {mem['VmRSS'] / 1024:.0f} "
+        f"MB; bench wall time {wall:.0f} s"
+    )
 
 
-async def bench(backend: str, database_url: str | None, args: argparse.Namespace,
-                pool: concurrent.futures.ProcessPoolExecutor) -> None:
+async def bench(
+    backend: str,
+    database_url: str | None,
+    args: argparse.Namespace,
+    pool: concurrent.futures.ProcessPoolExecutor,
+) -> None:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="liaison-bench-") as tmp:
         server = init_server(backend, Path(tmp), database_url)
@@ -498,18 +562,27 @@ async def bench(backend: str, database_url: str | None, args: argparse.Namespace
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--postgres", default=os.environ.get("LIAISON_TEST_POSTGRES_URL"),
-                    help="PostgreSQL server URL (postgresql+asyncpg://...); a fresh database "
-                    "is created on it")
+    ap.add_argument(
+        "--postgres",
+        default=os.environ.get("LIAISON_TEST_POSTGRES_URL"),
+        help="PostgreSQL server URL (postgresql+asyncpg://...); a fresh database is created on it",
+    )
     ap.add_argument("--sqlite-only", action="store_true")
-    ap.add_argument("--per-sender", type=int, default=100,
-                    help="messages per sender at 8 and 32 senders (4x that for 1 sender)")
+    ap.add_argument(
+        "--per-sender",
+        type=int,
+        default=100,
+        help="messages per sender at 8 and 32 senders (4x that for 1 sender)",
+    )
     ap.add_argument("--fetches", type=int, default=300, help="message fetches per recipient")
-    ap.add_argument("--profile", type=Path, default=None,
-                    help="sample the server with py-spy during the 32-sender phase")
+    ap.add_argument(
+        "--profile", type=Path, default=None, help="sample the server with py-spy during the 32-sender phase"
+    )
     args = ap.parse_args()
-    print(f"liaison service bench: {os.cpu_count()} CPUs, 1 KiB messages to 5 recipients at "
-          f"{LABEL_TEXT}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"liaison service bench: {os.cpu_count()} CPUs, 1 KiB messages to 5 recipients at "
+        f"{LABEL_TEXT}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    )
     with concurrent.futures.ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         asyncio.run(bench("sqlite", None, args, pool))
         if args.postgres and not args.sqlite_only:
@@ -518,8 +591,10 @@ def main() -> None:
                 asyncio.run(bench("postgres", url, args, pool))
             finally:
                 asyncio.run(drop_pg(url))
-    print("\nTargets: >= 1,000 accepted msg/s at 32 senders with p99 < 100 ms, < 300 MB RSS "
-          "(SQLite, TLS, 2 cores).")
+    print(
+        "\nTargets: >= 1,000 accepted msg/s at 32 senders with p99 < 100 ms, < 300 MB RSS "
+        "(SQLite, TLS, 2 cores)."
+    )
 
 
 if __name__ == "__main__":

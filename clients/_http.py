@@ -53,8 +53,13 @@ class SignedAuth(httpx.Auth):
         yield request
 
 
-def new_http(server: str, ca_cert: str | None, *, auth: httpx.Auth | None = None,
-             transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+def new_http(
+    server: str,
+    ca_cert: str | None,
+    *,
+    auth: httpx.Auth | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
     """An AsyncClient for `server`, trusting `ca_cert` (a PEM file) or the system CAs."""
     verify: ssl.SSLContext | bool = True
     if ca_cert is not None and transport is None:
@@ -63,17 +68,24 @@ def new_http(server: str, ca_cert: str | None, *, auth: httpx.Auth | None = None
             verify = ssl.create_default_context(cafile=str(path))
         except (OSError, ssl.SSLError) as e:
             raise InputError(f"cannot load the CA certificate {path}: {e}") from None
-    return httpx.AsyncClient(base_url=server.rstrip("/"), verify=verify, auth=auth,
-                             transport=transport, timeout=_TIMEOUT,
-                             headers={"user-agent": USER_AGENT}, follow_redirects=False)
+    return httpx.AsyncClient(
+        base_url=server.rstrip("/"),
+        verify=verify,
+        auth=auth,
+        transport=transport,
+        timeout=_TIMEOUT,
+        headers={"user-agent": USER_AGENT},
+        follow_redirects=False,
+    )
 
 
 def transport_error(server: str, e: httpx.TransportError) -> TransportError:
     """A one-line, specific error for a failure below HTTP."""
     text = str(e) or type(e).__name__
     if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(e.__context__, ssl.SSLCertVerificationError):
-        return TLSError(f"the TLS certificate of {server} does not verify: pass --ca-cert "
-                        "with the server's certificate")
+        return TLSError(
+            f"the TLS certificate of {server} does not verify: pass --ca-cert with the server's certificate"
+        )
     if isinstance(e, httpx.TimeoutException):
         return ServerUnreachable(f"{server} did not answer in time")
     if isinstance(e, httpx.ConnectError):
@@ -99,8 +111,9 @@ def check_response(response: httpx.Response) -> httpx.Response:
         detail = str(problem.get("detail") or "")[:300].replace("\n", " ")
         err = api_error(slug, response.status_code, detail, str(problem.get("title") or ""))
     else:
-        err = ServerError("http", response.status_code,
-                          f"HTTP {response.status_code} {response.reason_phrase}")
+        err = ServerError(
+            "http", response.status_code, f"HTTP {response.status_code} {response.reason_phrase}"
+        )
     if isinstance(err, RateLimited):
         try:
             err.retry_after = float(response.headers.get("retry-after", ""))

@@ -67,8 +67,9 @@ class LogMemory:
         """The pinned log key; KeyStoreError if none was pinned (profile not enrolled here)."""
         key = self._read().get("log_key")
         if not isinstance(key, str):
-            raise KeyStoreError(f"no pinned log key in {self.path}: enrol this profile again, "
-                                "or pin the key with --log-key")
+            raise KeyStoreError(
+                f"no pinned log key in {self.path}: enrol this profile again, or pin the key with --log-key"
+            )
         try:
             return note.parse_verifier_key(key)
         except CryptoError as e:

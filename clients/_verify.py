@@ -52,8 +52,9 @@ def open_checkpoint(text: str | bytes, log_key: note.Verifier) -> note.Checkpoin
     try:
         return transparency.verify_checkpoint(text, log_key)
     except CryptoError as e:
-        raise UntrustedCheckpoint(f"checkpoint is not signed by the pinned log key "
-                                  f"{log_key.name}: {e}") from None
+        raise UntrustedCheckpoint(
+            f"checkpoint is not signed by the pinned log key {log_key.name}: {e}"
+        ) from None
 
 
 def check_consistency(old: note.Checkpoint, new: note.Checkpoint, proof: Sequence[bytes]) -> None:
@@ -61,8 +62,9 @@ def check_consistency(old: note.Checkpoint, new: note.Checkpoint, proof: Sequenc
     try:
         transparency.check_consistency(old, new, list(proof))
     except CryptoError as e:
-        raise InconsistentLog(f"{e}; the server's log is not the one this profile saw "
-                              "before: refusing it") from None
+        raise InconsistentLog(
+            f"{e}; the server's log is not the one this profile saw before: refusing it"
+        ) from None
 
 
 def parse_entry(data: bytes) -> dict[str, Any]:
@@ -84,8 +86,9 @@ def verify_entry(entry: Any, index: Any, proof: Any, cp: note.Checkpoint) -> Ver
         raise MalformedResponse(f"log proof: {e}") from None
 
 
-def verify_message_receipt(receipt: Mapping[str, Any], envelope: Mapping[str, Any],
-                           log_key: note.Verifier) -> transparency.VerifiedReceipt:
+def verify_message_receipt(
+    receipt: Mapping[str, Any], envelope: Mapping[str, Any], log_key: note.Verifier
+) -> transparency.VerifiedReceipt:
     """A receipt for this envelope's `message.accepted` entry (id and digest), verified."""
     if not isinstance(receipt, Mapping) or receipt.get("entry") is None:
         raise ProofMissing(f"message {envelope.get('id')}: the receipt carries no log entry")
@@ -127,19 +130,23 @@ def verify_device_record(rec: Any, cp: note.Checkpoint) -> DeviceRecord:
     except CryptoError as e:
         raise MalformedResponse(f"device {dev}: {e}") from None
     if not isinstance(rec.get("enrolment"), dict):
-        raise ProofMissing(f"device {dev} of {bundle.principal}: no proof that its key is in "
-                           "the audit log; refusing to use it")
+        raise ProofMissing(
+            f"device {dev} of {bundle.principal}: no proof that its key is in "
+            "the audit log; refusing to use it"
+        )
     if rec.get("principal") != bundle.principal:
-        raise SignatureInvalid(f"device {dev}: the bundle is for {bundle.principal}, not "
-                               f"{rec.get('principal')}")
+        raise SignatureInvalid(
+            f"device {dev}: the bundle is for {bundle.principal}, not {rec.get('principal')}"
+        )
     try:
         status = transparency.inspect_device_record(rec, cp)
     except ProofError as e:
         raise ProofInvalid(str(e)) from None
     except (MalformedError, PolicyViolation) as e:
         raise MalformedResponse(f"device {dev}: {e}") from None
-    return DeviceRecord(dev, bundle.principal, status.bundle, status.enrol_index, status.revoked,
-                        status.revoke_index)
+    return DeviceRecord(
+        dev, bundle.principal, status.bundle, status.enrol_index, status.revoked, status.revoke_index
+    )
 
 
 def require_unrevoked(rec: DeviceRecord, role: str) -> None:

@@ -44,8 +44,9 @@ def _quiet(done: int, total: int, what: str) -> None:
     return None
 
 
-async def verify_log(client: AsyncClient, *, entries: bool = True,
-                     progress: Progress = _quiet) -> tuple[m.LogVerification, note.Checkpoint, str]:
+async def verify_log(
+    client: AsyncClient, *, entries: bool = True, progress: Progress = _quiet
+) -> tuple[m.LogVerification, note.Checkpoint, str]:
     """Verify the latest checkpoint against every tile; returns the result, checkpoint and note."""
     text = (await client._request("GET", "/v1/audit/checkpoint", signed=False)).text
     cp = open_checkpoint(text, client.memory.log_key)
@@ -62,8 +63,7 @@ async def verify_log(client: AsyncClient, *, entries: bool = True,
         progress(done, total, t.path)
     try:
         reader = tiles.verify_tiles(cp.size, cp.root_hash, fetched)
-        if cp.size and tiles.root_from_level0_tiles(cp.size, [fetched[t] for t in level0]) \
-                != cp.root_hash:
+        if cp.size and tiles.root_from_level0_tiles(cp.size, [fetched[t] for t in level0]) != cp.root_hash:
             raise ProofInvalid("the level-0 tiles do not hash to the checkpoint's root")
     except CryptoError as e:
         raise ProofInvalid(f"the tiles do not verify against checkpoint {cp.size}: {e}") from None
@@ -72,8 +72,11 @@ async def verify_log(client: AsyncClient, *, entries: bool = True,
         try:
             data = await client.fetch_tile(b)
         except PermissionDenied as e:
-            raise PermissionDenied(e.slug, e.status, f"{e.detail} (entry bundles need the auditor "
-                                   "role; --no-entries checks the hash tiles only)") from None
+            raise PermissionDenied(
+                e.slug,
+                e.status,
+                f"{e.detail} (entry bundles need the auditor role; --no-entries checks the hash tiles only)",
+            ) from None
         try:
             level0_tile = fetched[tiles.Tile(0, b.n, b.width)]
             items = tiles.verify_entry_bundle(_cut_bundle(data, b.width), level0_tile)
@@ -90,11 +93,20 @@ async def verify_log(client: AsyncClient, *, entries: bool = True,
         if old.origin != cp.origin or old.size > cp.size:
             raise InconsistentLog(f"the log shrank or changed origin since size {old.size}")
         if merkle.root_from(reader, old.size) != old.root_hash:
-            raise InconsistentLog(f"the log of size {cp.size} does not extend the checkpoint of "
-                                  f"size {old.size} this profile saw: the log was rewritten")
+            raise InconsistentLog(
+                f"the log of size {cp.size} does not extend the checkpoint of "
+                f"size {old.size} this profile saw: the log was rewritten"
+            )
     client.memory.save(text)
-    result = m.LogVerification(cp.origin, cp.size, b64encode(cp.root_hash), len(hash_tiles),
-                               sum(counts.values()), previous, dict(sorted(counts.items())))
+    result = m.LogVerification(
+        cp.origin,
+        cp.size,
+        b64encode(cp.root_hash),
+        len(hash_tiles),
+        sum(counts.values()),
+        previous,
+        dict(sorted(counts.items())),
+    )
     return result, cp, text
 
 
@@ -104,17 +116,17 @@ def _cut_bundle(data: bytes, width: int) -> bytes:
     for _ in range(width):
         if pos + 2 > len(data):
             raise MalformedResponse("entry bundle is truncated")
-        pos += 2 + int.from_bytes(data[pos:pos + 2], "big")
+        pos += 2 + int.from_bytes(data[pos : pos + 2], "big")
     return data[:pos]
 
 
-async def witness(client: AsyncClient, signer: note.Signer, *, progress: Progress = _quiet,
-                  now: int | None = None) -> tuple[m.LogVerification, str]:
+async def witness(
+    client: AsyncClient, signer: note.Signer, *, progress: Progress = _quiet, now: int | None = None
+) -> tuple[m.LogVerification, str]:
     """Verify the log (tiles, root, consistency), cosign the checkpoint and submit it."""
     result, cp, _ = await verify_log(client, progress=progress)
     line = note.cosign_checkpoint(cp, signer, int(time.time()) if now is None else now)
-    await client._json("POST", "/v1/audit/cosignatures",
-                       body={"size": cp.size, "cosignature": line})
+    await client._json("POST", "/v1/audit/cosignatures", body={"size": cp.size, "cosignature": line})
     return result, line
 
 
@@ -132,8 +144,10 @@ class WitnessKey:
         try:
             doc = json.loads(self.path.read_text("utf-8"))
         except FileNotFoundError:
-            raise KeyStoreError("this profile has no witness key: run 'liaison audit witness-key' "
-                                "and give the verifier key to the server operator") from None
+            raise KeyStoreError(
+                "this profile has no witness key: run 'liaison audit witness-key' "
+                "and give the verifier key to the server operator"
+            ) from None
         except (OSError, ValueError) as e:
             raise KeyStoreError(f"witness key file {self.path} is damaged") from e
         if not isinstance(doc, dict) or doc.get("v") != 1:

@@ -40,24 +40,32 @@ PROFILE_ENV = "LIAISON_PROFILE"
 #: Tests lower it in-process; there is deliberately no environment switch for it.
 KDF_LIMITS: tuple[int | None, int | None] = (None, None)
 
-app = typer.Typer(help="Liaison client: enrol, send, read and audit end-to-end encrypted, "
-                  "classification-labelled messages.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
-admin_app = typer.Typer(help="Administer principals, enrolment codes, devices and channels.",
-                        no_args_is_help=True)
+app = typer.Typer(
+    help="Liaison client: enrol, send, read and audit end-to-end encrypted, "
+    "classification-labelled messages.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+admin_app = typer.Typer(
+    help="Administer principals, enrolment codes, devices and channels.", no_args_is_help=True
+)
 principal_app = typer.Typer(help="Create and change principals.", no_args_is_help=True)
 device_app = typer.Typer(help="List and revoke devices.", no_args_is_help=True)
 channel_app = typer.Typer(help="Create channels and set their members.", no_args_is_help=True)
-audit_app = typer.Typer(help="Verify the audit log, prove messages, witness checkpoints.",
-                        no_args_is_help=True)
+audit_app = typer.Typer(
+    help="Verify the audit log, prove messages, witness checkpoints.", no_args_is_help=True
+)
 app.add_typer(admin_app, name="admin")
 app.add_typer(audit_app, name="audit")
 admin_app.add_typer(principal_app, name="principal")
 admin_app.add_typer(device_app, name="device")
 admin_app.add_typer(channel_app, name="channel")
 
-ProfileOpt = Annotated[str | None, typer.Option(
-    "--profile", "-p", help="Profile to use (default: $LIAISON_PROFILE, else the only one)")]
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option("--profile", "-p", help="Profile to use (default: $LIAISON_PROFILE, else the only one)"),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 
 _REASONS = {
@@ -132,6 +140,7 @@ def _emit(opts: Options, obj: Any) -> None:
 
 def _run(opts: Options, fn: Callable[[AsyncClient], Awaitable[T]]) -> T:
     """Open the profile, run `fn` with a client, and turn every ClientError into exit 1."""
+
     async def go() -> T:
         store = _store()
         name = _profile_name(store, opts.profile)
@@ -169,14 +178,21 @@ def enrol(
     ctx: typer.Context,
     server: Annotated[str, typer.Option(help="Server URL, e.g. https://liaison.example:8443")],
     code: Annotated[str, typer.Option(help="One-time enrolment code from an admin")],
-    ca_cert: Annotated[Path | None, typer.Option("--ca-cert", help="PEM file of the server's "
-                                                 "CA (or its self-signed certificate)")] = None,
-    principal: Annotated[str | None, typer.Option(help="Principal the code is for (default: "
-                                                  "the profile name)")] = None,
-    log_key: Annotated[str | None, typer.Option("--log-key", help="Pin this log verifier key "
-                                                "instead of trusting the server's on first use")]
-    = None,
-    profile: ProfileOpt = None, as_json: JsonOpt = False,
+    ca_cert: Annotated[
+        Path | None,
+        typer.Option("--ca-cert", help="PEM file of the server's CA (or its self-signed certificate)"),
+    ] = None,
+    principal: Annotated[
+        str | None, typer.Option(help="Principal the code is for (default: the profile name)")
+    ] = None,
+    log_key: Annotated[
+        str | None,
+        typer.Option(
+            "--log-key", help="Pin this log verifier key instead of trusting the server's on first use"
+        ),
+    ] = None,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Make device keys, enrol them with a one-time code and save them as a profile."""
     opts = _opts(ctx, profile, as_json)
@@ -189,17 +205,28 @@ def enrol(
         if ca_cert is not None and not ca_cert.is_file():
             raise InputError(f"--ca-cert {ca_cert} is not a file")
         passphrase = _passphrase(confirm=True)
-        return asyncio.run(do_enrol(server, code, principal=who, passphrase=passphrase,
-                                    profile=name, store=_store(),
-                                    ca_cert=str(ca_cert) if ca_cert else None, log_key=log_key))
+        return asyncio.run(
+            do_enrol(
+                server,
+                code,
+                principal=who,
+                passphrase=passphrase,
+                profile=name,
+                store=_store(),
+                ca_cert=str(ca_cert) if ca_cert else None,
+                log_key=log_key,
+            )
+        )
 
     result = _guard(go)
     if opts.json:
         _emit(opts, result.to_json())
         return
     out = _out()
-    out.print(f"Enrolled [bold]{result.principal}[/] device [bold]{result.device}[/] "
-              f"as profile [bold]{result.profile}[/] (log index {result.log_index}).")
+    out.print(
+        f"Enrolled [bold]{result.principal}[/] device [bold]{result.device}[/] "
+        f"as profile [bold]{result.profile}[/] (log index {result.log_index})."
+    )
     out.print(f"Pinned log key: {escape(result.log_key)}")
 
 
@@ -212,9 +239,11 @@ def whoami(ctx: typer.Context, profile: ProfileOpt = None, as_json: JsonOpt = Fa
         _emit(opts, me.to_json())
         return
     comps = "/".join(me.compartments) or "none"
-    _out().print(f"{me.principal} ({me.display_name}, {me.nation}, {me.kind}) on device "
-                 f"{me.device}\n  clearance {me.clearance}, compartments {comps}, roles "
-                 f"{', '.join(me.roles)}, {me.status}")
+    _out().print(
+        f"{me.principal} ({me.display_name}, {me.nation}, {me.kind}) on device "
+        f"{me.device}\n  clearance {me.clearance}, compartments {comps}, roles "
+        f"{', '.join(me.roles)}, {me.status}"
+    )
 
 
 @app.command()
@@ -278,18 +307,19 @@ def _print_plan(plan: m.Plan) -> None:
 def send(
     ctx: typer.Context,
     channel: Annotated[str, typer.Option("--channel", "-c", help="Channel id")],
-    label: Annotated[str, typer.Option("--label", "-l",
-                                       help='Label, e.g. "SECRET//AIRDEF//REL TO UKR, USA"')],
-    source: Annotated[str, typer.Argument(metavar="[FILE|-]", help="Content (default: stdin)")]
-    = "-",
-    to: Annotated[list[str] | None, typer.Option("--to", help="Only these principals "
-                                                 "(repeatable)")] = None,
-    content_type: Annotated[str, typer.Option(
-        "--content-type", help="e.g. application/stix+json;version=2.1 (validated)")]
-    = DEFAULT_CONTENT_TYPE,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show who would and would not "
-                                          "receive it; send nothing")] = False,
-    profile: ProfileOpt = None, as_json: JsonOpt = False,
+    label: Annotated[
+        str, typer.Option("--label", "-l", help='Label, e.g. "SECRET//AIRDEF//REL TO UKR, USA"')
+    ],
+    source: Annotated[str, typer.Argument(metavar="[FILE|-]", help="Content (default: stdin)")] = "-",
+    to: Annotated[list[str] | None, typer.Option("--to", help="Only these principals (repeatable)")] = None,
+    content_type: Annotated[
+        str, typer.Option("--content-type", help="e.g. application/stix+json;version=2.1 (validated)")
+    ] = DEFAULT_CONTENT_TYPE,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show who would and would not receive it; send nothing")
+    ] = False,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Seal a message to every eligible device of a channel (verified keys only) and send it."""
     opts = _opts(ctx, profile, as_json)
@@ -305,29 +335,45 @@ def send(
     if opts.json:
         _emit(opts, sent.to_json())
         return
-    _out().print(f"Sent {sent.id} [bold]{sent.label_text}[/] to {sent.recipients} device(s); "
-                 f"logged at index {sent.log_index}.")
+    _out().print(
+        f"Sent {sent.id} [bold]{sent.label_text}[/] to {sent.recipients} device(s); "
+        f"logged at index {sent.log_index}."
+    )
 
 
 @app.command()
 def inbox(
     ctx: typer.Context,
     unread: Annotated[bool, typer.Option("--unread", help="Only messages not yet acked")] = False,
-    profile: ProfileOpt = None, as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """This device's messages: id, time, sender, label banner, size, read?"""
     opts = _opts(ctx, profile, as_json)
     items = [i for i in _run(opts, lambda c: c.inbox()) if not (unread and i.read)]
     if opts.json:
-        _emit(opts, [{"id": i.id, "sender": i.sender, "label": i.label_text,
-                      "label_json": i.label.to_json(), "created": i.created, "read": i.read,
-                      "channel": i.channel, "size": i.size, "sender_device": i.sender_device,
-                      "log_index": i.log_index} for i in items])
+        _emit(
+            opts,
+            [
+                {
+                    "id": i.id,
+                    "sender": i.sender,
+                    "label": i.label_text,
+                    "label_json": i.label.to_json(),
+                    "created": i.created,
+                    "read": i.read,
+                    "channel": i.channel,
+                    "size": i.size,
+                    "sender_device": i.sender_device,
+                    "log_index": i.log_index,
+                }
+                for i in items
+            ],
+        )
         return
     table = Table("id", "time", "sender", "label", "size", "read?")
     for i in items:
-        table.add_row(i.id, i.created, i.sender, i.label_text, str(i.size),
-                      "yes" if i.read else "no")
+        table.add_row(i.id, i.created, i.sender, i.label_text, str(i.size), "yes" if i.read else "no")
     _out().print(table)
 
 
@@ -336,17 +382,29 @@ def read(
     ctx: typer.Context,
     message_id: Annotated[str, typer.Argument(metavar="ID")],
     raw: Annotated[bool, typer.Option("--raw", help="Only the content bytes, no banners")] = False,
-    profile: ProfileOpt = None, as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Verify, decrypt and print a message between its label banners; refuse and say why."""
     opts = _opts(ctx, profile, as_json)
     msg = _run(opts, lambda c: c.read(message_id))
     if opts.json:
-        _emit(opts, {"id": msg.id, "channel": msg.channel, "sender": msg.sender,
-                     "sender_device": msg.sender_device, "label": msg.label_text,
-                     "label_json": msg.label.to_json(), "created": msg.created,
-                     "content_type": msg.content_type, "log_index": msg.log_index,
-                     "log_proven": msg.log_proven, "text": msg.text})
+        _emit(
+            opts,
+            {
+                "id": msg.id,
+                "channel": msg.channel,
+                "sender": msg.sender,
+                "sender_device": msg.sender_device,
+                "label": msg.label_text,
+                "label_json": msg.label.to_json(),
+                "created": msg.created,
+                "content_type": msg.content_type,
+                "log_index": msg.log_index,
+                "log_proven": msg.log_proven,
+                "text": msg.text,
+            },
+        )
         return
     if raw:
         sys.stdout.buffer.write(msg.plaintext)
@@ -354,16 +412,23 @@ def read(
         return
     banner = f"==== {msg.label_text} ===="
     body = msg.text if msg.text.endswith("\n") else msg.text + "\n"
-    proof = (f"log entry {msg.log_index} proven" if msg.log_proven
-             else "no log proof offered to this principal")
-    sys.stdout.write(f"{banner}\nFrom {msg.sender} ({msg.sender_device}) on {msg.channel}, "
-                     f"{msg.created}, {msg.content_type}; signature and sender key verified, "
-                     f"{proof}\n\n{body}\n{banner}\n")
+    proof = (
+        f"log entry {msg.log_index} proven" if msg.log_proven else "no log proof offered to this principal"
+    )
+    sys.stdout.write(
+        f"{banner}\nFrom {msg.sender} ({msg.sender_device}) on {msg.channel}, "
+        f"{msg.created}, {msg.content_type}; signature and sender key verified, "
+        f"{proof}\n\n{body}\n{banner}\n"
+    )
 
 
 @app.command()
-def ack(ctx: typer.Context, message_id: Annotated[str, typer.Argument(metavar="ID")],
-        profile: ProfileOpt = None, as_json: JsonOpt = False) -> None:
+def ack(
+    ctx: typer.Context,
+    message_id: Annotated[str, typer.Argument(metavar="ID")],
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Acknowledge a message (marks it read; logged)."""
     opts = _opts(ctx, profile, as_json)
     when = _run(opts, lambda c: c.ack(message_id))
@@ -376,9 +441,9 @@ def ack(ctx: typer.Context, message_id: Annotated[str, typer.Argument(metavar="I
 @app.command()
 def watch(
     ctx: typer.Context,
-    count: Annotated[int | None, typer.Option("--count", help="Stop after this many events")]
-    = None,
-    profile: ProfileOpt = None, as_json: JsonOpt = False,
+    count: Annotated[int | None, typer.Option("--count", help="Stop after this many events")] = None,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Print new messages as they arrive (server-sent events) until interrupted."""
     opts = _opts(ctx, profile, as_json)
@@ -391,8 +456,10 @@ def watch(
             if opts.json:
                 typer.echo(json.dumps(event.to_json()))
             else:
-                typer.echo(f"new message {event.id} on {event.channel} (log index "
-                           f"{event.log_index}): liaison read {event.id}")
+                typer.echo(
+                    f"new message {event.id} on {event.channel} (log index "
+                    f"{event.log_index}): liaison read {event.id}"
+                )
             sys.stdout.flush()
             seen += 1
             if count is not None and seen >= count:
@@ -414,15 +481,25 @@ def principal_create(
     compartment: Annotated[list[str] | None, typer.Option("--compartment")] = None,
     role: Annotated[list[str] | None, typer.Option("--role", help="|".join(ROLES))] = None,
     kind: Annotated[str, typer.Option("--kind", help="person|system")] = "person",
-    profile: ProfileOpt = None, as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create a principal (nation admins: own nation, up to their own clearance)."""
     opts = _opts(ctx, profile, as_json)
     if kind not in ("person", "system"):
         _fail("--kind must be person or system", 2)
-    body = _run(opts, lambda c: c.create_principal(
-        pid, name=name, nation=nation, clearance=clearance.upper(), compartments=compartment or [],
-        roles=role or DEFAULT_ROLES, kind=kind))
+    body = _run(
+        opts,
+        lambda c: c.create_principal(
+            pid,
+            name=name,
+            nation=nation,
+            clearance=clearance.upper(),
+            compartments=compartment or [],
+            roles=role or DEFAULT_ROLES,
+            kind=kind,
+        ),
+    )
     _show_principal(opts, body, "Created")
 
 
@@ -432,20 +509,29 @@ def principal_update(
     pid: Annotated[str, typer.Argument(metavar="ID")],
     clearance: Annotated[str | None, typer.Option("--clearance")] = None,
     status: Annotated[str | None, typer.Option("--status", help="active|suspended")] = None,
-    compartment: Annotated[list[str] | None, typer.Option(
-        "--compartment", help="The new set of compartments (repeatable)")] = None,
+    compartment: Annotated[
+        list[str] | None, typer.Option("--compartment", help="The new set of compartments (repeatable)")
+    ] = None,
     role: Annotated[list[str] | None, typer.Option("--role")] = None,
     name: Annotated[str | None, typer.Option("--name")] = None,
-    profile: ProfileOpt = None, as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Change a principal's clearance, status, compartments, roles or name."""
     opts = _opts(ctx, profile, as_json)
     if status is not None and status not in ("active", "suspended"):
         _fail("--status must be active or suspended", 2)
-    body = _run(opts, lambda c: c.update_principal(
-        pid, clearance=clearance.upper() if clearance else None, status=status,
-        compartments=[x.upper() for x in compartment] if compartment is not None else None,
-        roles=role, display_name=name))
+    body = _run(
+        opts,
+        lambda c: c.update_principal(
+            pid,
+            clearance=clearance.upper() if clearance else None,
+            status=status,
+            compartments=[x.upper() for x in compartment] if compartment is not None else None,
+            roles=role,
+            display_name=name,
+        ),
+    )
     _show_principal(opts, body, "Updated")
 
 
@@ -454,28 +540,38 @@ def _show_principal(opts: Options, body: dict[str, Any], verb: str) -> None:
         _emit(opts, body)
         return
     comps = "/".join(body.get("compartments", [])) or "none"
-    _out().print(f"{verb} {body.get('id')} ({body.get('nation')}, {body.get('kind')}): "
-                 f"{body.get('clearance')}, compartments {comps}, roles "
-                 f"{', '.join(body.get('roles', []))}, {body.get('status')}")
+    _out().print(
+        f"{verb} {body.get('id')} ({body.get('nation')}, {body.get('kind')}): "
+        f"{body.get('clearance')}, compartments {comps}, roles "
+        f"{', '.join(body.get('roles', []))}, {body.get('status')}"
+    )
 
 
 @admin_app.command("enrol-code")
-def enrol_code(ctx: typer.Context, pid: Annotated[str, typer.Argument(metavar="PRINCIPAL")],
-               profile: ProfileOpt = None, as_json: JsonOpt = False) -> None:
+def enrol_code(
+    ctx: typer.Context,
+    pid: Annotated[str, typer.Argument(metavar="PRINCIPAL")],
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Issue a one-time enrolment code for a principal (give it over a trusted channel)."""
     opts = _opts(ctx, profile, as_json)
     body = _run(opts, lambda c: c.enrolment_code(pid))
     if opts.json:
         _emit(opts, body)
     else:
-        _out().print(f"Enrolment code for {pid} (one use, until {body.get('expires_at')}):\n"
-                     f"  {body.get('code')}")
+        _out().print(
+            f"Enrolment code for {pid} (one use, until {body.get('expires_at')}):\n  {body.get('code')}"
+        )
 
 
 @device_app.command("list")
-def device_list(ctx: typer.Context,
-                principal: Annotated[str | None, typer.Option("--principal")] = None,
-                profile: ProfileOpt = None, as_json: JsonOpt = False) -> None:
+def device_list(
+    ctx: typer.Context,
+    principal: Annotated[str | None, typer.Option("--principal")] = None,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """The device inventory (scoped to the admin's nation)."""
     opts = _opts(ctx, profile, as_json)
     devices = _run(opts, lambda c: c.list_devices(principal))
@@ -484,30 +580,34 @@ def device_list(ctx: typer.Context,
         return
     table = Table("device", "principal", "enrolled", "revoked", "last seen")
     for d in devices:
-        table.add_row(d.device, d.principal, d.enrolled_at or "", d.revoked_at or "no",
-                      d.last_seen_at or "")
+        table.add_row(d.device, d.principal, d.enrolled_at or "", d.revoked_at or "no", d.last_seen_at or "")
     _out().print(table)
 
 
 @device_app.command("revoke")
-def device_revoke(ctx: typer.Context, device_id: Annotated[str, typer.Argument(metavar="DEVICE_ID")],
-                  profile: ProfileOpt = None, as_json: JsonOpt = False) -> None:
+def device_revoke(
+    ctx: typer.Context,
+    device_id: Annotated[str, typer.Argument(metavar="DEVICE_ID")],
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Revoke a device: it can no longer send, fetch or be encrypted to."""
     opts = _opts(ctx, profile, as_json)
     body = _run(opts, lambda c: c.revoke_device(device_id))
     if opts.json:
         _emit(opts, body)
     else:
-        _out().print(f"Revoked {device_id} at {body.get('revoked_at')} (log index "
-                     f"{body.get('log_index')}).")
+        _out().print(f"Revoked {device_id} at {body.get('revoked_at')} (log index {body.get('log_index')}).")
 
 
 @channel_app.command("create")
 def channel_create(
-    ctx: typer.Context, cid: Annotated[str, typer.Argument(metavar="ID")],
+    ctx: typer.Context,
+    cid: Annotated[str, typer.Argument(metavar="ID")],
     ceiling: Annotated[str, typer.Option("--ceiling", help="Highest label the channel carries")],
     name: Annotated[str | None, typer.Option("--name")] = None,
-    profile: ProfileOpt = None, as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create a channel with a ceiling label."""
     opts = _opts(ctx, profile, as_json)
@@ -520,9 +620,11 @@ def channel_create(
 
 @channel_app.command("members")
 def channel_members(
-    ctx: typer.Context, cid: Annotated[str, typer.Argument(metavar="ID")],
+    ctx: typer.Context,
+    cid: Annotated[str, typer.Argument(metavar="ID")],
     principals: Annotated[list[str], typer.Argument(metavar="PRINCIPAL...")],
-    profile: ProfileOpt = None, as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Set a channel's members (the full list)."""
     opts = _opts(ctx, profile, as_json)
@@ -539,9 +641,12 @@ def channel_members(
 @audit_app.command("checkpoint")
 def audit_checkpoint(
     ctx: typer.Context,
-    cosigned: Annotated[int, typer.Option("--cosigned", help="The newest checkpoint with at "
-                                          "least this many witness cosignatures")] = 0,
-    profile: ProfileOpt = None, as_json: JsonOpt = False,
+    cosigned: Annotated[
+        int,
+        typer.Option("--cosigned", help="The newest checkpoint with at least this many witness cosignatures"),
+    ] = 0,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Fetch the latest checkpoint: signature and consistency with the saved one checked."""
     opts = _opts(ctx, profile, as_json)
@@ -550,17 +655,26 @@ def audit_checkpoint(
         _emit(opts, cp.to_json())
         return
     since = f" (consistent with size {cp.previous_size} seen before)" if cp.previous_size else ""
-    _out().print(f"{cp.origin}: {cp.size} entries, root {cp.root_hash}{since}\n"
-                 f"cosigned by: {', '.join(cp.cosigners) or 'no witness yet'}")
+    _out().print(
+        f"{cp.origin}: {cp.size} entries, root {cp.root_hash}{since}\n"
+        f"cosigned by: {', '.join(cp.cosigners) or 'no witness yet'}"
+    )
 
 
 def _progress(opts: Options) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    console=_err(), transient=True, disable=opts.json)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=_err(),
+        transient=True,
+        disable=opts.json,
+    )
 
 
 def _with_progress(opts: Options, fn: Callable[[AsyncClient, Progress_], Awaitable[T]]) -> T:
     """Run `fn` with a progress bar on stderr (none in --json mode)."""
+
     async def go(c: AsyncClient) -> T:
         with _progress(opts) as bar:
             task = bar.add_task("fetching and checking tiles", total=None)
@@ -581,18 +695,25 @@ def _print_verification(opts: Options, v: m.LogVerification, extra: dict[str, An
     out.print(f"[green]Verified[/] {v.origin}: {v.size} entries, root {v.root_hash}")
     out.print(f"  {v.tiles} hash tiles authenticated, root recomputed from the level-0 tiles")
     if v.entries:
-        out.print(f"  {v.entries} entries checked against their leaf hashes: "
-                  + ", ".join(f"{k} {n}" for k, n in v.counts.items()))
-    out.print(f"  consistent with the checkpoint of size {v.previous_size} seen before"
-              if v.previous_size is not None else "  (first checkpoint this profile has kept)")
+        out.print(
+            f"  {v.entries} entries checked against their leaf hashes: "
+            + ", ".join(f"{k} {n}" for k, n in v.counts.items())
+        )
+    out.print(
+        f"  consistent with the checkpoint of size {v.previous_size} seen before"
+        if v.previous_size is not None
+        else "  (first checkpoint this profile has kept)"
+    )
 
 
 @audit_app.command("verify")
 def audit_verify(
     ctx: typer.Context,
-    entries: Annotated[bool, typer.Option("--entries/--no-entries",
-                                          help="Also check every entry bundle (auditors)")] = True,
-    profile: ProfileOpt = None, as_json: JsonOpt = False,
+    entries: Annotated[
+        bool, typer.Option("--entries/--no-entries", help="Also check every entry bundle (auditors)")
+    ] = True,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Fetch every tile, recompute the root, check the signature and consistency."""
     opts = _opts(ctx, profile, as_json)
@@ -604,8 +725,12 @@ def audit_verify(
 
 
 @audit_app.command("prove")
-def audit_prove(ctx: typer.Context, message_id: Annotated[str, typer.Argument(metavar="MESSAGE_ID")],
-                profile: ProfileOpt = None, as_json: JsonOpt = False) -> None:
+def audit_prove(
+    ctx: typer.Context,
+    message_id: Annotated[str, typer.Argument(metavar="MESSAGE_ID")],
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Prove a message's acceptance is in the log (and its envelope, if you are a recipient)."""
     opts = _opts(ctx, profile, as_json)
     proof = _run(opts, lambda c: c.prove(message_id))
@@ -613,11 +738,12 @@ def audit_prove(ctx: typer.Context, message_id: Annotated[str, typer.Argument(me
         _emit(opts, proof.to_json())
         return
     e = proof.entry
-    _out().print(f"[green]Proven[/]: message {proof.id} accepted at log index {proof.log_index} "
-                 f"(tree size {proof.tree_size}), channel {e.get('channel')}, sender "
-                 f"{e.get('sender')}, {len(e.get('recipients', []))} recipient device(s), "
-                 f"digest {e.get('envelope_digest')}"
-                 + ("; the envelope matches it" if proof.envelope_checked else ""))
+    _out().print(
+        f"[green]Proven[/]: message {proof.id} accepted at log index {proof.log_index} "
+        f"(tree size {proof.tree_size}), channel {e.get('channel')}, sender "
+        f"{e.get('sender')}, {len(e.get('recipients', []))} recipient device(s), "
+        f"digest {e.get('envelope_digest')}" + ("; the envelope matches it" if proof.envelope_checked else "")
+    )
 
 
 @audit_app.command("entries")
@@ -628,12 +754,14 @@ def audit_entries(
     since: Annotated[str | None, typer.Option("--since", help="RFC 3339 time")] = None,
     start: Annotated[int, typer.Option("--start", help="First log index")] = 0,
     limit: Annotated[int, typer.Option("--limit")] = 1000,
-    profile: ProfileOpt = None, as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Log entries as a table (auditors and admins)."""
     opts = _opts(ctx, profile, as_json)
-    found = _run(opts, lambda c: c.audit_entries(start=start, type=type_, actor=actor,
-                                                 since=since, limit=limit))
+    found = _run(
+        opts, lambda c: c.audit_entries(start=start, type=type_, actor=actor, since=since, limit=limit)
+    )
     if opts.json:
         _emit(opts, [e.to_json() for e in found])
         return
@@ -657,9 +785,11 @@ def _short(value: Any) -> str:
 @audit_app.command("witness-key")
 def audit_witness_key(
     ctx: typer.Context,
-    name: Annotated[str | None, typer.Option("--name", help="Witness key name (default: "
-                                             "<principal>.witness)")] = None,
-    profile: ProfileOpt = None, as_json: JsonOpt = False,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Witness key name (default: <principal>.witness)")
+    ] = None,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create (once) this auditor's witness key; print the verifier key for the operator."""
     opts = _opts(ctx, profile, as_json)
@@ -679,8 +809,7 @@ def audit_witness_key(
     if opts.json:
         _emit(opts, {"verifier_key": verifier})
     else:
-        _out().print("Witness verifier key (add it to the server's LIAISON_WITNESS_KEYS):\n"
-                     f"  {verifier}")
+        _out().print(f"Witness verifier key (add it to the server's LIAISON_WITNESS_KEYS):\n  {verifier}")
 
 
 @audit_app.command("witness")

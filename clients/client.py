@@ -85,9 +85,16 @@ _LOG_READERS: frozenset[Role] = frozenset({"auditor", "admin"})
 class AsyncClient:
     """One device talking to one server. Use `from_profile`, or build it from keys directly."""
 
-    def __init__(self, server: str, keys: DeviceKeys, memory: LogMemory, *,
-                 ca_cert: str | None = None, profile: str | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        server: str,
+        keys: DeviceKeys,
+        memory: LogMemory,
+        *,
+        ca_cert: str | None = None,
+        profile: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.server = server.rstrip("/")
         self.keys = keys
         self.memory = memory
@@ -97,9 +104,14 @@ class AsyncClient:
         self._me: m.Me | None = None
 
     @classmethod
-    def from_profile(cls, profile: str, passphrase: str | None = None, *,
-                     store: KeyStore | None = None,
-                     transport: httpx.AsyncBaseTransport | None = None) -> AsyncClient:
+    def from_profile(
+        cls,
+        profile: str,
+        passphrase: str | None = None,
+        *,
+        store: KeyStore | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> AsyncClient:
         """Open a stored profile (passphrase from the argument, $LIAISON_PASSPHRASE or a prompt).
 
         A plain call, not a coroutine: it reads the key store and sends nothing.
@@ -109,8 +121,7 @@ class AsyncClient:
         pw = passphrase if passphrase is not None else passphrase_from_env_or_prompt()
         prof, keys = store.load(profile, pw)
         memory = LogMemory(store.state_dir(profile) / "log.json")
-        return cls(prof.server, keys, memory, ca_cert=prof.ca_cert, profile=profile,
-                   transport=transport)
+        return cls(prof.server, keys, memory, ca_cert=prof.ca_cert, profile=profile, transport=transport)
 
     @property
     def device_id(self) -> str:
@@ -131,17 +142,29 @@ class AsyncClient:
 
     # --- plumbing ---------------------------------------------------------------------------
 
-    async def _request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
-                       body: Any = None, signed: bool = True) -> httpx.Response:
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        signed: bool = True,
+    ) -> httpx.Response:
         """Send one request; retry on 429 as the server asks; map every failure to an error."""
         params = {k: v for k, v in (params or {}).items() if v is not None}
         content = json.dumps(body).encode() if body is not None else None
         headers = {"content-type": "application/json"} if content is not None else {}
         for attempt in range(_RETRIES):
             try:
-                r = await self._http.request(method, path, params=params or None, content=content,
-                                             headers=headers,
-                                             auth=httpx.USE_CLIENT_DEFAULT if signed else None)
+                r = await self._http.request(
+                    method,
+                    path,
+                    params=params or None,
+                    content=content,
+                    headers=headers,
+                    auth=httpx.USE_CLIENT_DEFAULT if signed else None,
+                )
             except httpx.TransportError as e:
                 raise transport_error(self.server, e) from None
             try:
@@ -209,8 +232,10 @@ class AsyncClient:
             reader = await self.verified_tiles(new, tiles.tiles_needed(new.size, nodes))
         except ProofInvalid as e:
             # The log cannot show the tree it signed: it cannot prove it extends the old one.
-            raise InconsistentLog(f"cannot prove that the checkpoint of size {new.size} extends "
-                                  f"the one of size {old_size} seen before ({e})") from None
+            raise InconsistentLog(
+                f"cannot prove that the checkpoint of size {new.size} extends "
+                f"the one of size {old_size} seen before ({e})"
+            ) from None
         try:
             proof = merkle.consistency_proof_from(reader, old_size, new.size)
         except CryptoError as e:
@@ -226,16 +251,17 @@ class AsyncClient:
             if tile.is_full:
                 raise
             full = tiles.Tile(tile.level, tile.n, tiles.TILE_WIDTH, tile.entries)
-            return (await self._request("GET", "/v1/audit/" + full.path,
-                                        signed=tile.entries)).content
+            return (await self._request("GET", "/v1/audit/" + full.path, signed=tile.entries)).content
 
-    async def verified_tiles(self, cp: note.Checkpoint, wanted: Sequence[tiles.Tile]
-                             ) -> tiles.VerifiedTiles:
+    async def verified_tiles(self, cp: note.Checkpoint, wanted: Sequence[tiles.Tile]) -> tiles.VerifiedTiles:
         fetched: dict[tiles.Tile, bytes] = {}
         for t in wanted:
             data = await self.fetch_tile(t)
-            key = t if len(data) == t.width * merkle.HASH_SIZE else tiles.Tile(
-                t.level, t.n, min(tiles.TILE_WIDTH, max(1, len(data) // merkle.HASH_SIZE)))
+            key = (
+                t
+                if len(data) == t.width * merkle.HASH_SIZE
+                else tiles.Tile(t.level, t.n, min(tiles.TILE_WIDTH, max(1, len(data) // merkle.HASH_SIZE)))
+            )
             fetched[key] = data
         try:
             return tiles.verify_tiles(cp.size, cp.root_hash, fetched)
@@ -247,16 +273,21 @@ class AsyncClient:
         verified and checked for consistency with the saved one."""
         before = self.memory.last()
         params = {"cosigned": cosigned} if cosigned else None
-        text = (await self._request("GET", "/v1/audit/checkpoint", params=params,
-                                    signed=False)).text
+        text = (await self._request("GET", "/v1/audit/checkpoint", params=params, signed=False)).text
         cp = await self.trusted_checkpoint(text)
         # Other signature lines are witnesses' cosignatures; their names are listed as served
         # (a client that knows witness keys checks them with note.WitnessPolicy).
         lines = text.rsplit("\n\n", 1)[-1].splitlines()
         names = [line.split(" ")[1] for line in lines if line.startswith("\u2014 ") and " " in line[2:]]
         cosigners = tuple(n for n in names if n != cp.origin)
-        return m.Checkpoint(cp.origin, cp.size, b64encode(cp.root_hash), text, cosigners,
-                            before.checkpoint.size if before else None)
+        return m.Checkpoint(
+            cp.origin,
+            cp.size,
+            b64encode(cp.root_hash),
+            text,
+            cosigners,
+            before.checkpoint.size if before else None,
+        )
 
     # --- directory ----------------------------------------------------------------------------
 
@@ -301,9 +332,17 @@ class AsyncClient:
         p = body.get("principal")
         if not isinstance(p, dict) or body.get("device") != self.device_id:
             raise MalformedResponse("/v1/me did not describe this device")
-        self._me = m.Me(p["id"], self.device_id, p.get("display_name", ""), p.get("nation", ""),
-                        p.get("kind", ""), tuple(p.get("roles", ())), p.get("clearance", ""),
-                        tuple(p.get("compartments", ())), p.get("status", ""))
+        self._me = m.Me(
+            p["id"],
+            self.device_id,
+            p.get("display_name", ""),
+            p.get("nation", ""),
+            p.get("kind", ""),
+            tuple(p.get("roles", ())),
+            p.get("clearance", ""),
+            tuple(p.get("compartments", ())),
+            p.get("status", ""),
+        )
         return self._me
 
     async def channels(self) -> list[m.Channel]:
@@ -315,14 +354,17 @@ class AsyncClient:
                 ceiling = Label.from_json(c["ceiling"], policy)
             except (LabelSyntaxError, KeyError, TypeError) as e:
                 raise MalformedResponse(f"channel {c.get('id')}: bad ceiling ({e})") from None
-            out.append(m.Channel(c["id"], c.get("name", c["id"]), ceiling, ceiling.text(),
-                                 tuple(c.get("members", ()))))
+            out.append(
+                m.Channel(
+                    c["id"], c.get("name", c["id"]), ceiling, ceiling.text(), tuple(c.get("members", ()))
+                )
+            )
         return out
 
-    async def _plan(self, channel: str, label: Label, to: Sequence[str] | None
-                    ) -> tuple[m.Plan, list[PublicBundle]]:
-        body = await self._json("GET", f"/v1/channels/{channel}/recipients",
-                                params={"label": label.text()})
+    async def _plan(
+        self, channel: str, label: Label, to: Sequence[str] | None
+    ) -> tuple[m.Plan, list[PublicBundle]]:
+        body = await self._json("GET", f"/v1/channels/{channel}/recipients", params={"label": label.text()})
         try:
             served = Label.from_json(body.get("label"), await self.policy())
         except LabelSyntaxError as e:
@@ -333,8 +375,11 @@ class AsyncClient:
         verified = [verify_device_record(r, cp) for r in records]
         for rec in verified:
             require_unrevoked(rec, "recipient")
-        excluded = [m.Excluded(e["principal"], e["reason"]) for e in body.get("excluded", [])
-                    if isinstance(e, dict) and {"principal", "reason"} <= set(e)]
+        excluded = [
+            m.Excluded(e["principal"], e["reason"])
+            for e in body.get("excluded", [])
+            if isinstance(e, dict) and {"principal", "reason"} <= set(e)
+        ]
         if to is not None:
             wanted = set(to)
             known = {r.principal for r in verified}
@@ -343,19 +388,29 @@ class AsyncClient:
                 raise InputError(f"{pid} cannot receive {label.text()} on {channel}: {why}")
             excluded += [m.Excluded(p, "not-addressed") for p in sorted(known - wanted)]
             verified = [r for r in verified if r.principal in wanted]
-        plan = m.Plan(channel, label, label.text(),
-                      tuple(m.Recipient(r.principal, r.device, r.enrol_index) for r in verified),
-                      tuple(sorted(excluded, key=lambda e: e.principal)), cp.size)
+        plan = m.Plan(
+            channel,
+            label,
+            label.text(),
+            tuple(m.Recipient(r.principal, r.device, r.enrol_index) for r in verified),
+            tuple(sorted(excluded, key=lambda e: e.principal)),
+            cp.size,
+        )
         return plan, [r.bundle for r in verified]
 
-    async def plan(self, channel: str, label: str | Label, *, to: Sequence[str] | None = None
-                   ) -> m.Plan:
+    async def plan(self, channel: str, label: str | Label, *, to: Sequence[str] | None = None) -> m.Plan:
         """Exactly which devices would receive a message, and which members would not, and why."""
         return (await self._plan(channel, await self.parse_label(label), to))[0]
 
-    async def send(self, channel: str, label: str | Label, data: bytes, *,
-                   to: Sequence[str] | None = None,
-                   content_type: str = DEFAULT_CONTENT_TYPE) -> m.Sent:
+    async def send(
+        self,
+        channel: str,
+        label: str | Label,
+        data: bytes,
+        *,
+        to: Sequence[str] | None = None,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+    ) -> m.Sent:
         """Seal `data` to every verified eligible device (or those of `to`) and submit it."""
         lab = await self.parse_label(label)
         policy = await self.policy()
@@ -370,14 +425,20 @@ class AsyncClient:
         suites = {b.kem_suite for b in bundles}
         suite = suites.pop() if len(suites) == 1 else ""
         if not suite:
-            raise InputError("the recipients' devices use different KEM suites; send to each "
-                             "group with --to")
+            raise InputError("the recipients' devices use different KEM suites; send to each group with --to")
         try:
             check_suite(policy, lab, suite, self.keys.public.algorithms)
         except PolicyViolation as e:
             raise InputError(f"cannot send at {lab.classification}: {e.detail}") from None
-        envelope = seal(data, channel=channel, label=lab, sender=self.keys, recipients=bundles,
-                        content_type=content_type, suite=suite)
+        envelope = seal(
+            data,
+            channel=channel,
+            label=lab,
+            sender=self.keys,
+            recipients=bundles,
+            content_type=content_type,
+            suite=suite,
+        )
         body: dict[str, Any] = {"envelope": envelope}
         if to is not None:
             body["to"] = sorted(set(to))
@@ -388,8 +449,9 @@ class AsyncClient:
         # consistent with what this profile saw before.
         cp = await self.trusted_checkpoint(answer.get("checkpoint"))
         receipt = verify_message_receipt(answer, envelope, self.memory.log_key)
-        return m.Sent(envelope["id"], receipt.entry.index, int(answer.get("recipients", 0)),
-                      cp.size, lab.text())
+        return m.Sent(
+            envelope["id"], receipt.entry.index, int(answer.get("recipients", 0)), cp.size, lab.text()
+        )
 
     async def inbox(self, *, after: int = 0, limit: int | None = None) -> list[m.InboxItem]:
         """This device's messages after a cursor (all pages, or at most `limit`)."""
@@ -403,10 +465,22 @@ class AsyncClient:
             for x in body.get("messages", []):
                 try:
                     lab = Label.from_json(x["label"], policy)
-                    items.append(m.InboxItem(x["id"], x["channel"], x["sender"], x["sender_device"],
-                                             lab, lab.text(), x["created"], int(x["size"]),
-                                             bool(x["read"]), bool(x.get("expired")),
-                                             int(x["log_index"]), int(x["cursor"])))
+                    items.append(
+                        m.InboxItem(
+                            x["id"],
+                            x["channel"],
+                            x["sender"],
+                            x["sender_device"],
+                            lab,
+                            lab.text(),
+                            x["created"],
+                            int(x["size"]),
+                            bool(x["read"]),
+                            bool(x.get("expired")),
+                            int(x["log_index"]),
+                            int(x["cursor"]),
+                        )
+                    )
                 except (KeyError, TypeError, ValueError, LabelSyntaxError) as e:
                     raise MalformedResponse(f"inbox entry is malformed ({e})") from None
             nxt = body.get("next")
@@ -425,8 +499,9 @@ class AsyncClient:
             body = await self._json("GET", f"/v1/messages/{message_id}")
         except NotFound as e:
             if e.slug == "not-recipient":
-                raise NotRecipient(f"this device ({self.device_id}) is not a recipient of "
-                                   f"message {message_id}") from None
+                raise NotRecipient(
+                    f"this device ({self.device_id}) is not a recipient of message {message_id}"
+                ) from None
             raise
         envelope = body.get("envelope")
         try:
@@ -440,48 +515,64 @@ class AsyncClient:
         try:
             label = Label.from_json(envelope["label"], policy)
         except LabelSyntaxError as e:
-            raise LabelAltered(f"message {message_id}: the label does not fit the policy ({e})") \
-                from None
+            raise LabelAltered(f"message {message_id}: the label does not fit the policy ({e})") from None
         if expected_label is None and isinstance(body.get("label"), dict):
             # The server's own index label, when it sends one, must be the signed one too.
             try:
                 expected_label = Label.from_json(body["label"], policy)
             except LabelSyntaxError as e:
-                raise LabelAltered(f"message {message_id}: the label shown is malformed ({e})") \
-                    from None
+                raise LabelAltered(f"message {message_id}: the label shown is malformed ({e})") from None
         sender = await self.device(parsed.sender)
         require_unrevoked(sender, "sender")
         if sender.principal != body.get("sender"):
-            raise SignatureInvalid(f"message {message_id}: the server names sender "
-                                   f"{body.get('sender')}, but the key is {sender.principal}'s")
+            raise SignatureInvalid(
+                f"message {message_id}: the server names sender "
+                f"{body.get('sender')}, but the key is {sender.principal}'s"
+            )
         try:
-            opened = open_envelope(envelope, self.keys, sender.bundle,
-                                   expected_label=expected_label,
-                                   required=policy.rule(label.classification).signatures)
+            opened = open_envelope(
+                envelope,
+                self.keys,
+                sender.bundle,
+                expected_label=expected_label,
+                required=policy.rule(label.classification).signatures,
+            )
         except BadSignature as e:
             raise SignatureInvalid(f"message {message_id}: signature invalid ({e})") from None
         except LabelMismatch as e:
             raise LabelAltered(f"message {message_id}: {e}") from None
         except _CryptoNotARecipient:
-            raise NotRecipient(f"message {message_id} carries no key for this device "
-                               f"({self.device_id})") from None
+            raise NotRecipient(
+                f"message {message_id} carries no key for this device ({self.device_id})"
+            ) from None
         except DecryptionFailed as e:
             raise VerificationFailed(f"message {message_id}: {e}") from None
         except CryptoError as e:
             raise MalformedResponse(f"message {message_id}: {e}") from None
         proven = await self._message_receipt(message_id, envelope, body)
         if proven is not None and proven.entry.json.get("label") != label.to_json():
-            raise LabelAltered(f"message {message_id}: the label the log recorded "
-                               f"({_text(proven.entry.json.get('label'))}) is not the label the "
-                               f"sender signed ({label.text()})")
-        return m.Message(parsed.id, parsed.channel, sender.principal, parsed.sender, label,
-                         label.text(), format_time(parsed.created, millis=False),
-                         parsed.content_type, opened.plaintext,
-                         proven.entry.index if proven else int(body.get("log_index", -1)),
-                         proven is not None)
+            raise LabelAltered(
+                f"message {message_id}: the label the log recorded "
+                f"({_text(proven.entry.json.get('label'))}) is not the label the "
+                f"sender signed ({label.text()})"
+            )
+        return m.Message(
+            parsed.id,
+            parsed.channel,
+            sender.principal,
+            parsed.sender,
+            label,
+            label.text(),
+            format_time(parsed.created, millis=False),
+            parsed.content_type,
+            opened.plaintext,
+            proven.entry.index if proven else int(body.get("log_index", -1)),
+            proven is not None,
+        )
 
-    async def _message_receipt(self, message_id: str, envelope: dict[str, Any],
-                               body: dict[str, Any]) -> VerifiedReceipt | None:
+    async def _message_receipt(
+        self, message_id: str, envelope: dict[str, Any], body: dict[str, Any]
+    ) -> VerifiedReceipt | None:
         """The proof that the log accepted exactly this envelope, or None if none is offered.
 
         Taken from the fetch answer's `receipt` when the server includes one, else from the
@@ -508,8 +599,7 @@ class AsyncClient:
         cp = await self.trusted_checkpoint(proof.get("checkpoint"))
         if proof.get("tree_size") != cp.size:
             raise MalformedResponse("the message proof's tree size is not its checkpoint's")
-        entry = verify_entry(proof.get("entry"), proof.get("log_index"),
-                             proof.get("inclusion_proof"), cp)
+        entry = verify_entry(proof.get("entry"), proof.get("log_index"), proof.get("inclusion_proof"), cp)
         if (entry.json.get("type"), entry.json.get("id")) != ("message.accepted", message_id):
             raise ProofInvalid(f"log entry {entry.index} is not the acceptance of {message_id}")
         checked = False
@@ -535,8 +625,9 @@ class AsyncClient:
     async def watch(self) -> AsyncIterator[m.InboxEvent]:
         """Live events for this device (server-sent events), until the server closes."""
         try:
-            async with self._http.stream("GET", "/v1/inbox/stream",
-                                         timeout=httpx.Timeout(30.0, read=None)) as r:
+            async with self._http.stream(
+                "GET", "/v1/inbox/stream", timeout=httpx.Timeout(30.0, read=None)
+            ) as r:
                 if not r.is_success:
                     await r.aread()
                     check_response(r)
@@ -555,12 +646,30 @@ class AsyncClient:
 
     # --- admin ---------------------------------------------------------------------------------
 
-    async def create_principal(self, pid: str, *, name: str, nation: str, clearance: str,
-                               compartments: Sequence[str] = (), roles: Sequence[str] = DEFAULT_ROLES,
-                               kind: str = "person") -> dict[str, Any]:
-        return await self._json("POST", "/v1/admin/principals", body={
-            "id": pid, "display_name": name, "nation": nation.upper(), "clearance": clearance,
-            "compartments": [c.upper() for c in compartments], "roles": list(roles), "kind": kind})
+    async def create_principal(
+        self,
+        pid: str,
+        *,
+        name: str,
+        nation: str,
+        clearance: str,
+        compartments: Sequence[str] = (),
+        roles: Sequence[str] = DEFAULT_ROLES,
+        kind: str = "person",
+    ) -> dict[str, Any]:
+        return await self._json(
+            "POST",
+            "/v1/admin/principals",
+            body={
+                "id": pid,
+                "display_name": name,
+                "nation": nation.upper(),
+                "clearance": clearance,
+                "compartments": [c.upper() for c in compartments],
+                "roles": list(roles),
+                "kind": kind,
+            },
+        )
 
     async def update_principal(self, pid: str, **changes: Any) -> dict[str, Any]:
         body = {k: v for k, v in changes.items() if v is not None}
@@ -571,9 +680,17 @@ class AsyncClient:
 
     async def list_devices(self, principal: str | None = None) -> list[m.DeviceInfo]:
         body = await self._json("GET", "/v1/admin/devices", params={"principal": principal})
-        return [m.DeviceInfo(d["device"], d["principal"], d.get("enrolled_at"), bool(d["revoked"]),
-                             d.get("revoked_at"), d.get("last_seen_at"))
-                for d in body.get("devices", [])]
+        return [
+            m.DeviceInfo(
+                d["device"],
+                d["principal"],
+                d.get("enrolled_at"),
+                bool(d["revoked"]),
+                d.get("revoked_at"),
+                d.get("last_seen_at"),
+            )
+            for d in body.get("devices", [])
+        ]
 
     async def revoke_device(self, device_id: str) -> dict[str, Any]:
         return await self._json("POST", f"/v1/admin/devices/{device_id}/revoke", body={})
@@ -586,29 +703,45 @@ class AsyncClient:
         return await self._json("POST", "/v1/admin/channels", body=body)
 
     async def set_members(self, cid: str, principals: Sequence[str]) -> dict[str, Any]:
-        return await self._json("PUT", f"/v1/admin/channels/{cid}/members",
-                                body={"principals": list(principals)})
+        return await self._json(
+            "PUT", f"/v1/admin/channels/{cid}/members", body={"principals": list(principals)}
+        )
 
     # --- audit -----------------------------------------------------------------------------
 
-    async def audit_entries(self, *, start: int = 0, end: int | None = None,
-                            type: str | None = None, actor: str | None = None,
-                            since: str | None = None, limit: int = 1000) -> list[m.AuditEntry]:
+    async def audit_entries(
+        self,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        type: str | None = None,
+        actor: str | None = None,
+        since: str | None = None,
+        limit: int = 1000,
+    ) -> list[m.AuditEntry]:
         """Log entries (auditors); each entry's JSON is parsed from its bytes, not the server's."""
         out: list[m.AuditEntry] = []
         cursor: int | None = start
         while cursor is not None and len(out) < limit:
-            body = await self._json("GET", "/v1/audit/entries", params={
-                "start": cursor, "end": end, "type": type, "actor": actor, "since": since})
+            body = await self._json(
+                "GET",
+                "/v1/audit/entries",
+                params={"start": cursor, "end": end, "type": type, "actor": actor, "since": since},
+            )
             for e in body.get("entries", []):
                 if not isinstance(e, dict) or not _entry_ok(e):
                     raise MalformedResponse("an audit entry is malformed")
                 data = _b64(e["entry"])
                 obj = parse_entry(data)
-                out.append(m.AuditEntry(int(e["index"]), obj["type"], str(obj.get("time", "")),
-                                        str(obj.get("actor", "")),
-                                        {k: v for k, v in obj.items()
-                                         if k not in ("v", "type", "time", "actor")}))
+                out.append(
+                    m.AuditEntry(
+                        int(e["index"]),
+                        obj["type"],
+                        str(obj.get("time", "")),
+                        str(obj.get("actor", "")),
+                        {k: v for k, v in obj.items() if k not in ("v", "type", "time", "actor")},
+                    )
+                )
             nxt = body.get("next")
             more = bool(body.get("entries")) and isinstance(nxt, int) and nxt > cursor
             cursor = nxt if more else None
@@ -638,7 +771,11 @@ def _text(label: Any) -> str:
 def _event(data: str) -> m.InboxEvent:
     try:
         obj = json.loads(data)
-        return m.InboxEvent(str(obj.get("type", "message")), str(obj["id"]),
-                            str(obj.get("channel", "")), int(obj.get("log_index", -1)))
+        return m.InboxEvent(
+            str(obj.get("type", "message")),
+            str(obj["id"]),
+            str(obj.get("channel", "")),
+            int(obj.get("log_index", -1)),
+        )
     except (ValueError, KeyError, TypeError) as e:
         raise MalformedResponse(f"stream event is malformed ({e})") from None

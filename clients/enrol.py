@@ -52,10 +52,19 @@ def _absolute(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
-async def enrol(server: str, code: str, *, principal: str, passphrase: str, profile: str,
-                store: KeyStore | None = None, ca_cert: str | None = None,
-                log_key: str | None = None, suite: str = MLKEM768_X25519,
-                transport: httpx.AsyncBaseTransport | None = None) -> m.Enrolled:
+async def enrol(
+    server: str,
+    code: str,
+    *,
+    principal: str,
+    passphrase: str,
+    profile: str,
+    store: KeyStore | None = None,
+    ca_cert: str | None = None,
+    log_key: str | None = None,
+    suite: str = MLKEM768_X25519,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> m.Enrolled:
     """Enrol a new device of `principal` with `code` and save it as `profile`.
 
     The log verifier key is pinned from the answer (trust on first use) unless `log_key` is
@@ -114,10 +123,11 @@ async def enrol(server: str, code: str, *, principal: str, passphrase: str, prof
     memory.save(receipt["checkpoint"])
     store.save(Profile.for_keys(profile, server.rstrip("/"), keys, ca_cert=ca), keys, passphrase)
 
-    async with AsyncClient(server, keys, memory, ca_cert=ca, profile=profile,
-                           transport=transport) as client:
+    async with AsyncClient(server, keys, memory, ca_cert=ca, profile=profile, transport=transport) as client:
         mine = await client.device(keys.device_id)
     if mine.bundle != keys.public or mine.enrol_index != index:
-        raise ProofInvalid(f"the log does not show this device's key as enrolled at {index}; "
-                           f"profile {profile!r} was saved, but do not use it")
+        raise ProofInvalid(
+            f"the log does not show this device's key as enrolled at {index}; "
+            f"profile {profile!r} was saved, but do not use it"
+        )
     return m.Enrolled(profile, principal, keys.device_id, index, served_key, server.rstrip("/"))

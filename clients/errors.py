@@ -209,14 +209,22 @@ class MalformedResponse(VerificationFailed):
 
 _BY_SLUG: dict[str, type[APIError]] = {}
 for _cls, _slugs in (
-    (AuthenticationFailed, "unauthenticated bad-request-signature stale-request replayed-request "
-                           "content-digest"),
+    (
+        AuthenticationFailed,
+        "unauthenticated bad-request-signature stale-request replayed-request content-digest",
+    ),
     (DeviceRevoked, "device-revoked"),
-    (PermissionDenied, "forbidden not-admin other-nation grant-above-own not-auditor "
-                       "principal-suspended not-member sender-mismatch unknown-witness"),
-    (PolicyRefused, "clearance releasability compartment system-level above-ceiling wrong-policy "
-                    "suite-not-allowed signature-required missing-recipient ineligible-recipient "
-                    "too-large unknown-level unknown-nation unknown-compartment"),
+    (
+        PermissionDenied,
+        "forbidden not-admin other-nation grant-above-own not-auditor "
+        "principal-suspended not-member sender-mismatch unknown-witness",
+    ),
+    (
+        PolicyRefused,
+        "clearance releasability compartment system-level above-ceiling wrong-policy "
+        "suite-not-allowed signature-required missing-recipient ineligible-recipient "
+        "too-large unknown-level unknown-nation unknown-compartment",
+    ),
     (NotFound, "not-found not-recipient"),
     (Conflict, "conflict duplicate-envelope"),
     (EnrolmentRefused, "enrolment-code bad-bundle"),

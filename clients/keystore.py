@@ -213,8 +213,9 @@ class KeyStore:
         if not overwrite and path.exists():
             raise ProfileExists(f"profile {profile.name!r} already exists")
         try:
-            sealed = seal_with_passphrase(keys.to_bytes(), passphrase,
-                                          opslimit=self._opslimit, memlimit=self._memlimit)
+            sealed = seal_with_passphrase(
+                keys.to_bytes(), passphrase, opslimit=self._opslimit, memlimit=self._memlimit
+            )
         except ValueError as e:
             raise KeyStoreError(f"cannot seal the keys: {e}") from e
         doc = {"v": _FILE_VERSION, "profile": profile.to_json(), "keys": json.loads(sealed)}

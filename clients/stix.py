@@ -28,7 +28,7 @@ def validate_stix_bundle(data: bytes) -> dict[str, Any]:
     except (ValueError, RecursionError) as e:
         raise InputError(f"STIX bundle is not JSON: {e}") from None
     if not isinstance(obj, dict) or obj.get("type") != "bundle":
-        raise InputError("STIX content must be a bundle (\"type\": \"bundle\")")
+        raise InputError('STIX content must be a bundle ("type": "bundle")')
     for o in obj.get("objects") or []:
         if isinstance(o, dict) and o.get("spec_version", "2.1") != "2.1":
             raise InputError(f"STIX object {o.get('id')} is not spec_version 2.1")

@@ -42,25 +42,37 @@ class Client:
         self.aio = aio
 
     @classmethod
-    def from_profile(cls, profile: str, passphrase: str | None = None, *,
-                     store: KeyStore | None = None,
-                     transport: httpx.AsyncBaseTransport | None = None) -> Client:
+    def from_profile(
+        cls,
+        profile: str,
+        passphrase: str | None = None,
+        *,
+        store: KeyStore | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> Client:
         """Open a stored profile (see AsyncClient.from_profile)."""
         return cls(AsyncClient.from_profile(profile, passphrase, store=store, transport=transport))
 
     @classmethod
-    def connect(cls, server: str, keys: DeviceKeys, memory: LogMemory, *,
-                ca_cert: str | None = None, profile: str | None = None,
-                transport: httpx.AsyncBaseTransport | None = None) -> Client:
+    def connect(
+        cls,
+        server: str,
+        keys: DeviceKeys,
+        memory: LogMemory,
+        *,
+        ca_cert: str | None = None,
+        profile: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> Client:
         """A client from keys held elsewhere (an HSM wrapper, a secrets manager)."""
-        return cls(AsyncClient(server, keys, memory, ca_cert=ca_cert, profile=profile,
-                               transport=transport))
+        return cls(AsyncClient(server, keys, memory, ca_cert=ca_cert, profile=profile, transport=transport))
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._loop.run_until_complete(coro)
 
     def _iterate(self, source: AsyncIterator[T]) -> Iterator[T]:
         """Drive an async iterator on this client's loop, one item per step."""
+
         async def step() -> tuple[T] | None:
             try:
                 return (await anext(source),)
@@ -107,8 +119,7 @@ class Client:
     def fetch_tile(self, tile: tiles.Tile) -> bytes:
         return self._run(self.aio.fetch_tile(tile))
 
-    def verified_tiles(self, cp: note.Checkpoint, wanted: Sequence[tiles.Tile]
-                       ) -> tiles.VerifiedTiles:
+    def verified_tiles(self, cp: note.Checkpoint, wanted: Sequence[tiles.Tile]) -> tiles.VerifiedTiles:
         return self._run(self.aio.verified_tiles(cp, wanted))
 
     def checkpoint(self, *, cosigned: int = 0) -> m.Checkpoint:
@@ -133,8 +144,15 @@ class Client:
     def plan(self, channel: str, label: str | Label, *, to: Sequence[str] | None = None) -> m.Plan:
         return self._run(self.aio.plan(channel, label, to=to))
 
-    def send(self, channel: str, label: str | Label, data: bytes, *,
-             to: Sequence[str] | None = None, content_type: str = DEFAULT_CONTENT_TYPE) -> m.Sent:
+    def send(
+        self,
+        channel: str,
+        label: str | Label,
+        data: bytes,
+        *,
+        to: Sequence[str] | None = None,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+    ) -> m.Sent:
         return self._run(self.aio.send(channel, label, data, to=to, content_type=content_type))
 
     def inbox(self, *, after: int = 0, limit: int | None = None) -> list[m.InboxItem]:
@@ -155,12 +173,28 @@ class Client:
 
     # admin
 
-    def create_principal(self, pid: str, *, name: str, nation: str, clearance: str,
-                         compartments: Sequence[str] = (), roles: Sequence[str] = DEFAULT_ROLES,
-                         kind: str = "person") -> dict[str, Any]:
-        return self._run(self.aio.create_principal(
-            pid, name=name, nation=nation, clearance=clearance, compartments=compartments,
-            roles=roles, kind=kind))
+    def create_principal(
+        self,
+        pid: str,
+        *,
+        name: str,
+        nation: str,
+        clearance: str,
+        compartments: Sequence[str] = (),
+        roles: Sequence[str] = DEFAULT_ROLES,
+        kind: str = "person",
+    ) -> dict[str, Any]:
+        return self._run(
+            self.aio.create_principal(
+                pid,
+                name=name,
+                nation=nation,
+                clearance=clearance,
+                compartments=compartments,
+                roles=roles,
+                kind=kind,
+            )
+        )
 
     def update_principal(self, pid: str, **changes: Any) -> dict[str, Any]:
         return self._run(self.aio.update_principal(pid, **changes))
@@ -182,8 +216,16 @@ class Client:
 
     # audit
 
-    def audit_entries(self, *, start: int = 0, end: int | None = None,
-                      type: str | None = None, actor: str | None = None,
-                      since: str | None = None, limit: int = 1000) -> list[m.AuditEntry]:
-        return self._run(self.aio.audit_entries(start=start, end=end, type=type, actor=actor,
-                                                since=since, limit=limit))
+    def audit_entries(
+        self,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        type: str | None = None,
+        actor: str | None = None,
+        since: str | None = None,
+        limit: int = 1000,
+    ) -> list[m.AuditEntry]:
+        return self._run(
+            self.aio.audit_entries(start=start, end=end, type=type, actor=actor, since=since, limit=limit)
+        )

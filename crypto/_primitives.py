@@ -53,9 +53,7 @@ _MLKEM_SEED_LEN = 64
 # Each of names.KEM_SUITES (re-exported here: the suites this module implements).
 _HPKE = {
     X25519: hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305),
-    MLKEM768_X25519: hpke.Suite(
-        hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305
-    ),
+    MLKEM768_X25519: hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305),
 }
 
 
@@ -258,8 +256,14 @@ ARGON2ID_OPSLIMIT = pwhash.argon2id.OPSLIMIT_MODERATE
 ARGON2ID_MEMLIMIT = pwhash.argon2id.MEMLIMIT_MODERATE
 
 
-def argon2id(passphrase: bytes, salt: bytes, *, opslimit: int = ARGON2ID_OPSLIMIT,
-             memlimit: int = ARGON2ID_MEMLIMIT, length: int = 32) -> bytes:
+def argon2id(
+    passphrase: bytes,
+    salt: bytes,
+    *,
+    opslimit: int = ARGON2ID_OPSLIMIT,
+    memlimit: int = ARGON2ID_MEMLIMIT,
+    length: int = 32,
+) -> bytes:
     """Argon2id (libsodium via PyNaCl) key derivation from a passphrase."""
     if len(salt) != ARGON2ID_SALT_LEN:
         raise PrimitiveError(f"Argon2id salt must be {ARGON2ID_SALT_LEN} bytes")

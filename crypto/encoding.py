@@ -14,13 +14,22 @@ import rfc8785
 
 from .errors import MalformedError
 
-__all__ = ["b64decode", "b64encode", "b64url_check", "b64url_decode", "b64url_encode",
-           "format_time", "jcs", "parse_time"]
+__all__ = [
+    "b64decode",
+    "b64encode",
+    "b64url_check",
+    "b64url_decode",
+    "b64url_encode",
+    "format_time",
+    "jcs",
+    "parse_time",
+]
 
 _TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_B64URL_INDEX = {c: i for i, c in enumerate(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}
+_B64URL_INDEX = {
+    c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+}
 
 
 # --- RFC 8785 (JCS) --------------------------------------------------------------------------
@@ -138,15 +147,13 @@ def _emit(obj: Any, parts: list[str], escape: bool, depth: int) -> int:
             x = obj[k]
             t = type(x)
             if t is str:
-                append(f"{sep}{_json_string(k)}:{_json_string(x)}" if escape
-                       else f'{sep}"{k}":"{x}"')
+                append(f"{sep}{_json_string(k)}:{_json_string(x)}" if escape else f'{sep}"{k}":"{x}"')
                 n += 1
             elif t is dict or t is list or t is tuple:
                 append(f"{sep}{_json_string(k)}:" if escape else f'{sep}"{k}":')
                 n += _emit(x, parts, escape, depth + 1)
             else:
-                append(f"{sep}{_json_string(k)}:{_scalar(x)}" if escape
-                       else f'{sep}"{k}":{_scalar(x)}')
+                append(f"{sep}{_json_string(k)}:{_scalar(x)}" if escape else f'{sep}"{k}":{_scalar(x)}')
             sep = ","
         append("}")
         return n
@@ -263,9 +270,7 @@ def b64decode(text: str, *, field: str = "value") -> bytes:
     return data
 
 
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"
-)
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$")
 
 
 def format_time(t: datetime, *, millis: bool = True) -> str:

@@ -58,8 +58,19 @@ __all__ = [
 CONTENT_DOMAIN = b"liaison/v1/content"
 WRAP_DOMAIN = b"liaison/v1/wrap"
 ENVELOPE_DOMAIN = b"liaison/v1/envelope"
-_FIELDS = {"v", "id", "channel", "sender", "created", "label", "content_type", "suite",
-           "ciphertext", "recipients", "signatures"}
+_FIELDS = {
+    "v",
+    "id",
+    "channel",
+    "sender",
+    "created",
+    "label",
+    "content_type",
+    "suite",
+    "ciphertext",
+    "recipients",
+    "signatures",
+}
 _HEADER_FIELDS = _FIELDS - {"ciphertext", "recipients", "signatures"}
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 _NONCE_LEN = 12
@@ -132,8 +143,10 @@ def seal(
     key, nonce = p.random_bytes(_KEY_LEN), p.random_bytes(_NONCE_LEN)
     ciphertext = nonce + p.aead_seal(key, nonce, plaintext, _aad(header))
     wrapped = [
-        {"device": dev, "wrapped_key": b64url_encode(
-            p.hpke_seal(suite, by_id[dev].kem_pk, key, _wrap_info(eid, dev)))}
+        {
+            "device": dev,
+            "wrapped_key": b64url_encode(p.hpke_seal(suite, by_id[dev].kem_pk, key, _wrap_info(eid, dev))),
+        }
         for dev in sorted(by_id)
     ]
     unsigned = {**header, "ciphertext": b64url_encode(ciphertext), "recipients": wrapped}
@@ -246,13 +259,26 @@ def parse_envelope(obj: Any) -> ParsedEnvelope:
         except MalformedError as e:
             raise MalformedEnvelope(str(e)) from e
     sigs = obj["signatures"]
-    if not isinstance(sigs, dict) or ED25519 not in sigs \
-            or not set(sigs) <= set(SIGNATURE_ALGS) \
-            or not all(isinstance(v, str) for v in sigs.values()):
+    if (
+        not isinstance(sigs, dict)
+        or ED25519 not in sigs
+        or not set(sigs) <= set(SIGNATURE_ALGS)
+        or not all(isinstance(v, str) for v in sigs.values())
+    ):
         raise MalformedEnvelope("signatures must hold ed25519 and optionally mldsa65")
-    return ParsedEnvelope(obj, obj["id"], obj["channel"], obj["sender"], created, label,
-                          obj["content_type"], obj["suite"], ciphertext_size, recipients,
-                          tuple(sorted(sigs)))
+    return ParsedEnvelope(
+        obj,
+        obj["id"],
+        obj["channel"],
+        obj["sender"],
+        created,
+        label,
+        obj["content_type"],
+        obj["suite"],
+        ciphertext_size,
+        recipients,
+        tuple(sorted(sigs)),
+    )
 
 
 def verify_envelope(
@@ -261,8 +287,13 @@ def verify_envelope(
     """Check that `sender_bundle` is the envelope's sender and that every signature verifies."""
     if sender_bundle.device_id != parsed.sender:
         raise BadSignature("the sender key bundle is not the envelope's sender device")
-    verify_signatures(sender_bundle, ENVELOPE_DOMAIN, parsed.signed_bytes,
-                      parsed.raw["signatures"], required=tuple(required))
+    verify_signatures(
+        sender_bundle,
+        ENVELOPE_DOMAIN,
+        parsed.signed_bytes,
+        parsed.raw["signatures"],
+        required=tuple(required),
+    )
 
 
 @dataclass(frozen=True)

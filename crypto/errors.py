@@ -1,19 +1,19 @@
 """The exception tree of liaison.crypto: every failure is a specific subclass of CryptoError.
 
-    CryptoError
-    ├── MalformedError              bytes or JSON that do not parse as the format says
-    │   ├── MalformedEnvelope       an envelope with a missing, extra or ill-typed field
-    │   ├── MalformedKey            a key, bundle or key-store blob that does not parse
-    │   ├── LabelSyntaxError        label text or JSON that does not parse
-    │   └── NoteSyntaxError         a signed note or checkpoint that does not parse
-    ├── UnsupportedSuite            a KEM suite or signature algorithm we do not implement
-    ├── BadSignature                a signature that does not verify (envelope, bundle, note)
-    ├── LabelMismatch               a label that is not the one bound to the ciphertext
-    ├── NotARecipient               the envelope carries no wrapped key for this device
-    ├── DecryptionFailed            the wrapped key or the content did not decrypt
-    ├── PolicyViolation             a label or principal that the policy refuses
-    ├── ProofError                  an inclusion or consistency proof that does not verify
-    └── RequestSignatureError       an RFC 9421 request signature that is missing, stale or bad
+CryptoError
+├── MalformedError              bytes or JSON that do not parse as the format says
+│   ├── MalformedEnvelope       an envelope with a missing, extra or ill-typed field
+│   ├── MalformedKey            a key, bundle or key-store blob that does not parse
+│   ├── LabelSyntaxError        label text or JSON that does not parse
+│   └── NoteSyntaxError         a signed note or checkpoint that does not parse
+├── UnsupportedSuite            a KEM suite or signature algorithm we do not implement
+├── BadSignature                a signature that does not verify (envelope, bundle, note)
+├── LabelMismatch               a label that is not the one bound to the ciphertext
+├── NotARecipient               the envelope carries no wrapped key for this device
+├── DecryptionFailed            the wrapped key or the content did not decrypt
+├── PolicyViolation             a label or principal that the policy refuses
+├── ProofError                  an inclusion or consistency proof that does not verify
+└── RequestSignatureError       an RFC 9421 request signature that is missing, stale or bad
 """
 
 from __future__ import annotations

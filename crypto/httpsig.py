@@ -33,8 +33,16 @@ from .errors import MalformedError, RequestSignatureError
 from .keys import DEVICE_ID_RE, DeviceKeys
 from .names import ED25519
 
-__all__ = ["LABEL", "PendingSignature", "SignatureParams", "check_request", "content_digest",
-           "parse_signature_params", "sign_request", "verify_request"]
+__all__ = [
+    "LABEL",
+    "PendingSignature",
+    "SignatureParams",
+    "check_request",
+    "content_digest",
+    "parse_signature_params",
+    "sign_request",
+    "verify_request",
+]
 
 LABEL = "liaison"
 _NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -51,7 +59,8 @@ _CHARS = r"A-Za-z0-9._~!$&'()*+,;=\-"  # unreserved and sub-delims
 _PCT = r"%[0-9A-Fa-f]{2}"
 _TARGET_URI_RE = re.compile(
     rf"[A-Za-z][A-Za-z0-9+.\-]*://(?P<host>\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?:[{_CHARS}]|{_PCT})+)"
-    rf"(?::[0-9]*)?(?:/(?:[{_CHARS}:@]|{_PCT})*)+(?:\?(?:[{_CHARS}:@/?]|{_PCT})*)?")
+    rf"(?::[0-9]*)?(?:/(?:[{_CHARS}:@]|{_PCT})*)+(?:\?(?:[{_CHARS}:@/?]|{_PCT})*)?"
+)
 _SIGNATURE_RE = re.compile(rf"{LABEL}=:([A-Za-z0-9+/]{{86}}==):")  # one 64-byte signature
 
 
@@ -79,8 +88,7 @@ def sign_request(
     """
     nonce = secrets.token_urlsafe(18) if nonce is None else nonce
     if not _NONCE_RE.fullmatch(nonce):
-        raise MalformedError("cannot sign the request: the nonce must be 16 to 64 base64url "
-                             "characters")
+        raise MalformedError("cannot sign the request: the nonce must be 16 to 64 base64url characters")
     out: dict[str, str] = {}
     components = ["@method", "@target-uri"]
     digest = None
@@ -88,11 +96,21 @@ def sign_request(
         digest = out["Content-Digest"] = content_digest(body or b"")
         components.append("content-digest")
     created = int((now or datetime.now(UTC)).timestamp())
-    params: dict[str, int | str] = {"created": created, "keyid": keys.device_id, "alg": ED25519,
-                                    "nonce": nonce}
+    params: dict[str, int | str] = {
+        "created": created,
+        "keyid": keys.device_id,
+        "alg": ED25519,
+        "nonce": nonce,
+    }
     value = f"{LABEL}={_signature_params(components, params)}"
-    sig = _SignatureInput(value, (keys.device_id, created, nonce, tuple(components)), LABEL,
-                          [(c, {}) for c in components], params, duplicate=False)
+    sig = _SignatureInput(
+        value,
+        (keys.device_id, created, nonce, tuple(components)),
+        LABEL,
+        [(c, {}) for c in components],
+        params,
+        duplicate=False,
+    )
     try:
         base = _signature_base(method, url, digest, sig)
     except RequestSignatureError as e:
@@ -105,12 +123,12 @@ def sign_request(
 class _SignatureInput(NamedTuple):
     """The Signature-Input field as parsed, kept so that `check_request` need not parse it again."""
 
-    raw: str                 # the field value
+    raw: str  # the field value
     public: tuple[str, int, str, tuple[str, ...]]  # what SignatureParams shows of it
     label: str
-    items: list[Any]         # the inner list: [(bare item, parameters), ...]
-    params: dict[str, Any]   # the signature parameters, in their order
-    duplicate: bool          # a label or parameter name appeared twice
+    items: list[Any]  # the inner list: [(bare item, parameters), ...]
+    params: dict[str, Any]  # the signature parameters, in their order
+    duplicate: bool  # a label or parameter name appeared twice
 
 
 @dataclass(frozen=True)
@@ -137,7 +155,8 @@ _SF_KEY = r"[a-z*][a-z0-9_.*-]*"
 _SF_STRING = r'"[ !#-\[\]-~]*"'
 _PLAIN_INPUT = re.compile(
     rf"({_SF_KEY})=\(((?:{_SF_STRING}(?: {_SF_STRING})*)?)\)"
-    rf"((?:;{_SF_KEY}=(?:-?[0-9]{{1,15}}|{_SF_STRING}))*)")
+    rf"((?:;{_SF_KEY}=(?:-?[0-9]{{1,15}}|{_SF_STRING}))*)"
+)
 _PLAIN_ITEM = re.compile(_SF_STRING)  # strings hold no '"': each match is one whole item
 _PLAIN_PARAM = re.compile(rf";({_SF_KEY})=(-?[0-9]{{1,15}}|{_SF_STRING})")
 
@@ -162,21 +181,26 @@ def parse_signature_params(headers: Mapping[str, str]) -> SignatureParams:
     """Read keyid, created and nonce so the caller can look the key up; verifies nothing."""
     raw = _header(headers, "signature-input")
     if raw is None or _header(headers, "signature") is None:
-        raise RequestSignatureError("unauthenticated", "the request is not signed "
-                                    "(Signature-Input and Signature headers required)")
+        raise RequestSignatureError(
+            "unauthenticated", "the request is not signed (Signature-Input and Signature headers required)"
+        )
     duplicates: list[str] = []
     parsed = _parse_plain(raw, duplicates)
     if parsed is None:
         try:
-            parsed = cast(dict[str, Any], http_sf.parse(
-                raw.encode("ascii"), tltype="dictionary",
-                on_duplicate_key=lambda key, _context: duplicates.append(key)))
+            parsed = cast(
+                dict[str, Any],
+                http_sf.parse(
+                    raw.encode("ascii"),
+                    tltype="dictionary",
+                    on_duplicate_key=lambda key, _context: duplicates.append(key),
+                ),
+            )
         except Exception as e:  # http_sf raises plain ValueErrors of several kinds
-            raise RequestSignatureError("unauthenticated",
-                                        "Signature-Input does not parse") from e
+            raise RequestSignatureError("unauthenticated", "Signature-Input does not parse") from e
     if len(parsed) != 1:
         raise RequestSignatureError("unauthenticated", "exactly one request signature expected")
-    (label, (items, params)), = parsed.items()
+    ((label, (items, params)),) = parsed.items()
     if not isinstance(items, list):
         raise RequestSignatureError("unauthenticated", "Signature-Input must be an inner list")
     keyid, created, nonce = params.get("keyid"), params.get("created"), params.get("nonce")
@@ -185,13 +209,15 @@ def parse_signature_params(headers: Mapping[str, str]) -> SignatureParams:
     if type(created) is not int:
         raise RequestSignatureError("unauthenticated", "created parameter is required")
     if not isinstance(nonce, str) or not _NONCE_RE.fullmatch(nonce):
-        raise RequestSignatureError("unauthenticated", "nonce parameter (16-64 base64url "
-                                    "characters) is required")
+        raise RequestSignatureError(
+            "unauthenticated", "nonce parameter (16-64 base64url characters) is required"
+        )
     if params.get("alg", ED25519) != ED25519:
         raise RequestSignatureError("unauthenticated", "alg must be ed25519")
     public = keyid, created, nonce, tuple(str(item[0]) for item in items)
-    return SignatureParams(*public, _input=_SignatureInput(raw, public, label, items, params,
-                                                           bool(duplicates)))
+    return SignatureParams(
+        *public, _input=_SignatureInput(raw, public, label, items, params, bool(duplicates))
+    )
 
 
 @dataclass(frozen=True)
@@ -199,14 +225,13 @@ class PendingSignature:
     """Everything checked except the Ed25519 signature itself."""
 
     params: SignatureParams
-    message: bytes      # the RFC 9421 signature base
-    signature: bytes    # the raw signature bytes
+    message: bytes  # the RFC 9421 signature base
+    signature: bytes  # the raw signature bytes
 
     def verify(self, ed25519_public: bytes) -> None:
         """Check the signature with the device's raw public key (one Ed25519 verification)."""
         if not p.ed25519_verify(ed25519_public, self.message, self.signature):
-            raise RequestSignatureError("bad-request-signature",
-                                        "the request signature does not verify")
+            raise RequestSignatureError("bad-request-signature", "the request signature does not verify")
 
 
 def _refused(detail: str) -> RequestSignatureError:
@@ -219,8 +244,7 @@ def _signature_params(components: list[str], params: Mapping[str, int | str]) ->
     Only for names that are RFC 8941 keys and strings that need no escaping (no '"' or '\\').
     """
     inner = " ".join(f'"{c}"' for c in components)
-    return f"({inner})" + "".join(
-        f";{k}={v}" if type(v) is int else f';{k}="{v}"' for k, v in params.items())
+    return f"({inner})" + "".join(f";{k}={v}" if type(v) is int else f';{k}="{v}"' for k, v in params.items())
 
 
 def _signature_base(method: str, url: str, digest: str | None, sig: _SignatureInput) -> bytes:
@@ -232,13 +256,17 @@ def _signature_base(method: str, url: str, digest: str | None, sig: _SignatureIn
     components: list[str] = []
     for value, item_params in sig.items:
         if type(value) is not str or value not in _COMPONENTS or item_params or value in components:
-            raise _refused('Signature-Input may cover only "@method", "@target-uri" and '
-                           '"content-digest", each once and without parameters')
+            raise _refused(
+                'Signature-Input may cover only "@method", "@target-uri" and '
+                '"content-digest", each once and without parameters'
+            )
         components.append(value)
     if not sig.params.keys() <= _PARAMETERS or any(
-            type(v) is not (int if k == "created" else str) for k, v in sig.params.items()):
-        raise _refused("Signature-Input parameters may be only created (an integer), and keyid, "
-                       "alg and nonce (strings)")
+        type(v) is not (int if k == "created" else str) for k, v in sig.params.items()
+    ):
+        raise _refused(
+            "Signature-Input parameters may be only created (an integer), and keyid, alg and nonce (strings)"
+        )
     if not _METHOD_RE.fullmatch(method):
         raise _refused("the request method is not a token")
     uri = _TARGET_URI_RE.fullmatch(url)
@@ -287,12 +315,16 @@ def check_request(
         if (lower := name.lower()) in fields:
             fields[lower].append(value)
     sig = params._input
-    if (sig is None or fields["signature-input"][:1] != [sig.raw]
-            or (params.keyid, params.created, params.nonce, params.components) != sig.public):
+    if (
+        sig is None
+        or fields["signature-input"][:1] != [sig.raw]
+        or (params.keyid, params.created, params.nonce, params.components) != sig.public
+    ):
         raise ValueError("params must be what parse_signature_params returned for these headers")
     if abs((now.timestamp() if now else time.time()) - params.created) > skew_seconds:
-        raise RequestSignatureError("stale-request", f"signature created more than "
-                                    f"{skew_seconds} s from the server's clock")
+        raise RequestSignatureError(
+            "stale-request", f"signature created more than {skew_seconds} s from the server's clock"
+        )
     digest = fields["content-digest"][0] if fields["content-digest"] else None
     needed = {"@method", "@target-uri"}
     if body or method.upper() in _BODY_METHODS:
@@ -301,18 +333,17 @@ def check_request(
             raise RequestSignatureError("content-digest", "Content-Digest header is required")
         if not hmac.compare_digest(digest.strip().encode(), content_digest(body).encode()):
             try:
-                members = cast(dict[str, Any],
-                               http_sf.parse(digest.encode("ascii"), tltype="dictionary"))
+                members = cast(dict[str, Any], http_sf.parse(digest.encode("ascii"), tltype="dictionary"))
                 sha256 = members.get("sha-256", (None,))[0]
             except Exception:
                 sha256 = None
             if not isinstance(sha256, bytes) or not hmac.compare_digest(sha256, p.sha256(body)):
-                raise RequestSignatureError("content-digest",
-                                            "Content-Digest does not match the body")
+                raise RequestSignatureError("content-digest", "Content-Digest does not match the body")
     missing = needed - set(params.components)
     if missing:
-        raise RequestSignatureError("bad-request-signature",
-                                    f"signature must cover {', '.join(sorted(missing))}")
+        raise RequestSignatureError(
+            "bad-request-signature", f"signature must cover {', '.join(sorted(missing))}"
+        )
     if any(len(values) > 1 for values in fields.values()):
         raise _refused("Signature-Input, Signature and Content-Digest may appear once each")
     message = _signature_base(method, url, digest, sig)

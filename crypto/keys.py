@@ -120,8 +120,9 @@ class PublicBundle:
         if not isinstance(obj, dict) or set(obj) != {"bundle", "signatures"}:
             raise MalformedKey("signed bundle must have exactly bundle and signatures")
         bundle = cls.from_json(obj["bundle"])
-        verify_signatures(bundle, BUNDLE_DOMAIN, jcs(obj["bundle"]), obj["signatures"],
-                          required=bundle.algorithms)
+        verify_signatures(
+            bundle, BUNDLE_DOMAIN, jcs(obj["bundle"]), obj["signatures"], required=bundle.algorithms
+        )
         return bundle
 
 

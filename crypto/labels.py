@@ -48,16 +48,13 @@ class Label:
 
         With `policy`, also check that every name is one the policy knows.
         """
-        if not isinstance(obj, dict) or set(obj) != {"policy", "classification", "rel",
-                                                      "compartments"}:
-            raise LabelSyntaxError("label must have exactly policy, classification, rel, "
-                                   "compartments")
+        if not isinstance(obj, dict) or set(obj) != {"policy", "classification", "rel", "compartments"}:
+            raise LabelSyntaxError("label must have exactly policy, classification, rel, compartments")
         pol, level, rel, comps = obj["policy"], obj["classification"], obj["rel"], obj["compartments"]
         if not isinstance(pol, str) or not isinstance(level, str) or not pol or not level:
             raise LabelSyntaxError("label policy and classification must be non-empty strings")
         for name, lst, pattern in (("rel", rel, NATION_RE), ("compartments", comps, COMPARTMENT_RE)):
-            if not isinstance(lst, list) or not all(isinstance(x, str) and pattern.fullmatch(x)
-                                                    for x in lst):
+            if not isinstance(lst, list) or not all(isinstance(x, str) and pattern.fullmatch(x) for x in lst):
                 raise LabelSyntaxError(f"label {name} must be a list of upper-case codes")
             if lst != sorted(set(lst)):
                 raise LabelSyntaxError(f"label {name} must be sorted and unique")
@@ -111,8 +108,7 @@ def parse_label(text: str, policy: Policy) -> Label:
     level = re.sub(r"\s+", " ", parts[0].upper())
     if not policy.has_level(level):
         raise LabelSyntaxError(
-            f"unknown classification {parts[0]!r}; known: "
-            + ", ".join(lv.name for lv in policy.levels)
+            f"unknown classification {parts[0]!r}; known: " + ", ".join(lv.name for lv in policy.levels)
         )
     rest = parts[1:]
     rel: tuple[str, ...] | None = None
@@ -132,8 +128,7 @@ def parse_label(text: str, policy: Policy) -> Label:
         unknown = [c for c in raw if c not in policy.compartments]
         if unknown:
             raise LabelSyntaxError(
-                f"unknown compartment(s) {', '.join(unknown)}; known: "
-                + ", ".join(policy.compartments)
+                f"unknown compartment(s) {', '.join(unknown)}; known: " + ", ".join(policy.compartments)
             )
         comps = tuple(raw)
     if rel is None:
@@ -158,6 +153,7 @@ def _parse_rel(body: str, policy: Policy) -> tuple[str, ...]:
     if unknown:
         raise LabelSyntaxError(
             f"unknown nation(s) {', '.join(unknown)} in REL TO; known: "
-            + ", ".join(policy.nations) + " or COALITION"
+            + ", ".join(policy.nations)
+            + " or COALITION"
         )
     return tuple(names)

@@ -255,9 +255,7 @@ def consistency_proof_from(reader: HashReader, old: int, new: int) -> list[bytes
     return [_fold(reader, nodes) for nodes in consistency_proof_nodes(old, new)]
 
 
-def append_hashes(
-    reader: HashReader, size: int, new_leaf_hashes: Sequence[bytes]
-) -> dict[Node, bytes]:
+def append_hashes(reader: HashReader, size: int, new_leaf_hashes: Sequence[bytes]) -> dict[Node, bytes]:
     """Every stored hash that appending `new_leaf_hashes` at `size` creates, in creation order.
 
     Reads from `reader` only nodes complete before the append; one call handles a whole
@@ -355,9 +353,7 @@ def root_from_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[byte
     return r
 
 
-def verify_inclusion(
-    leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
-) -> None:
+def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> None:
     """Raise `ProofError` unless `proof` shows `leaf` at `index` in the tree (`size`, `root`)."""
     _check_hash("root hash", root)
     # Roots and proofs are public, so a plain comparison leaks nothing worth a constant-time one.
@@ -365,9 +361,7 @@ def verify_inclusion(
         raise ProofError("inclusion proof does not lead to the expected root")
 
 
-def root_from_consistency(
-    old_size: int, new_size: int, old_root: bytes, proof: Sequence[bytes]
-) -> bytes:
+def root_from_consistency(old_size: int, new_size: int, old_root: bytes, proof: Sequence[bytes]) -> bytes:
     """Check `proof` against `old_root` and return the new root it implies (0 < old < new)."""
     _check_size("new size", new_size, ProofError)
     if not isinstance(old_size, int) or not 0 < old_size < new_size:

@@ -119,9 +119,7 @@ class Verifier:
     public_key: bytes
 
     @classmethod
-    def from_public_key(
-        cls, name: str, public_key: bytes, sig_type: int = SIG_ED25519
-    ) -> Verifier:
+    def from_public_key(cls, name: str, public_key: bytes, sig_type: int = SIG_ED25519) -> Verifier:
         if not is_valid_key_name(name):
             raise NoteSyntaxError("key name must be non-empty with no spaces, '+' or controls")
         _check_type(sig_type)
@@ -189,8 +187,9 @@ def format_verifier_key(name: str, public_key: bytes, sig_type: int = SIG_ED2551
     return f"{name}+{kid.hex()}+{b64encode(bytes([sig_type]) + public_key)}"
 
 
-def _key_parts(what: str, error: type[MalformedError], name: str, hex_id: str,
-               blob_text: str) -> tuple[int, bytes]:
+def _key_parts(
+    what: str, error: type[MalformedError], name: str, hex_id: str, blob_text: str
+) -> tuple[int, bytes]:
     """The checks verifier and signer key strings share: name, 8-hex id, canonical base64 of
     `type || key material`; returns (type, material). Messages never quote the input."""
     if not is_valid_key_name(name):

@@ -165,8 +165,7 @@ def open_with_passphrase(blob: bytes, passphrase: str) -> bytes:
     except UnicodeEncodeError as e:
         raise DecryptionFailed("wrong passphrase or damaged key file") from e
     try:
-        key = p.argon2id(pw, salt, opslimit=header["opslimit"], memlimit=header["memlimit"],
-                         length=_KEY_LEN)
+        key = p.argon2id(pw, salt, opslimit=header["opslimit"], memlimit=header["memlimit"], length=_KEY_LEN)
     except p.PrimitiveError as e:
         raise MalformedKey("refusing Argon2id parameters") from e
     try:

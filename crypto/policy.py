@@ -99,8 +99,11 @@ class Policy:
             "compartments": list(self.compartments),
             "levels": [
                 {
-                    "name": lv.name, "kem": list(lv.kem), "signatures": list(lv.signatures),
-                    "max_bytes": lv.max_bytes, "retention_days": lv.retention_days,
+                    "name": lv.name,
+                    "kem": list(lv.kem),
+                    "signatures": list(lv.signatures),
+                    "max_bytes": lv.max_bytes,
+                    "retention_days": lv.retention_days,
                     "systems": lv.systems,
                 }
                 for lv in self.levels
@@ -186,8 +189,7 @@ def _validated(obj: dict[str, Any], sha256: str) -> Policy:
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise _err("version must be a positive integer")
     nations = _str_list(obj, "nations", NATION_RE, "")
-    comps = _str_list(obj, "compartments", COMPARTMENT_RE, "") \
-        if obj.get("compartments") != [] else ()
+    comps = _str_list(obj, "compartments", COMPARTMENT_RE, "") if obj.get("compartments") != [] else ()
     levels_raw = obj.get("levels")
     if not isinstance(levels_raw, list) or not levels_raw:
         raise _err("levels must be a non-empty array of tables")
@@ -215,18 +217,14 @@ def check_dominates(policy: Policy, subject: Subject, label: Any) -> None:
     if label.policy != policy.id:
         raise PolicyViolation("wrong-policy", f"label is for policy {label.policy!r}")
     if policy.rank(subject.clearance) < policy.rank(label.classification):
-        raise PolicyViolation(
-            "clearance", f"clearance {subject.clearance} is below {label.classification}"
-        )
+        raise PolicyViolation("clearance", f"clearance {subject.clearance} is below {label.classification}")
     if subject.nation not in label.rel:
         raise PolicyViolation("releasability", f"{subject.nation} is not in REL TO")
     missing = set(label.compartments) - subject.compartments
     if missing:
         raise PolicyViolation("compartment", f"missing compartment(s) {', '.join(sorted(missing))}")
     if subject.kind == "system" and not policy.rule(label.classification).systems:
-        raise PolicyViolation(
-            "system-level", f"systems may not handle {label.classification} at this policy"
-        )
+        raise PolicyViolation("system-level", f"systems may not handle {label.classification} at this policy")
 
 
 def dominates(policy: Policy, subject: Subject, label: Any) -> bool:
@@ -271,8 +269,14 @@ def check_suite(policy: Policy, label: Any, suite: str, signatures: Iterable[str
 
 
 def check_grant(
-    policy: Policy, admin: Subject, admin_roles: Iterable[str], root: bool,
-    nation: str, clearance: str, compartments: Iterable[str], roles: Iterable[str] = (),
+    policy: Policy,
+    admin: Subject,
+    admin_roles: Iterable[str],
+    root: bool,
+    nation: str,
+    clearance: str,
+    compartments: Iterable[str],
+    roles: Iterable[str] = (),
 ) -> None:
     """Raise unless a scoped admin may create or change a principal with these attributes.
 

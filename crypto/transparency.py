@@ -125,12 +125,12 @@ def check_consistency(old: note.Checkpoint, new: note.Checkpoint, proof: Sequenc
     try:
         merkle.verify_consistency(old.size, new.size, old.root_hash, new.root_hash, hashes)
     except ProofError as e:
-        raise ProofError(f"the checkpoint of size {new.size} is not consistent with the one of "
-                         f"size {old.size}: {e}") from None
+        raise ProofError(
+            f"the checkpoint of size {new.size} is not consistent with the one of size {old.size}: {e}"
+        ) from None
 
 
-def advance(trusted: note.Checkpoint | None, seen: note.Checkpoint, proof: Sequence[Any]
-            ) -> note.Checkpoint:
+def advance(trusted: note.Checkpoint | None, seen: note.Checkpoint, proof: Sequence[Any]) -> note.Checkpoint:
     """The checkpoint to keep after seeing `seen`: the larger, once consistency is proven.
 
     `proof` is the consistency proof between the smaller and the larger of the two.
@@ -194,18 +194,19 @@ def _index(value: Any, what: str = "log index") -> int:
     return int(value)
 
 
-def verify_entry(entry: bytes | str, index: int, proof: Sequence[Any],
-                 checkpoint: note.Checkpoint) -> VerifiedEntry:
+def verify_entry(
+    entry: bytes | str, index: int, proof: Sequence[Any], checkpoint: note.Checkpoint
+) -> VerifiedEntry:
     """The entry (bytes or std base64) is leaf `index` of the checkpoint's tree."""
     data = _entry_bytes(entry)
     index = _index(index)
     hashes = decode_hashes(list(proof), "inclusion proof")
     try:
-        merkle.verify_inclusion(merkle.leaf_hash(data), index, checkpoint.size, hashes,
-                                checkpoint.root_hash)
+        merkle.verify_inclusion(merkle.leaf_hash(data), index, checkpoint.size, hashes, checkpoint.root_hash)
     except ProofError as e:
-        raise ProofError(f"log entry {index} is not in the checkpoint of size "
-                         f"{checkpoint.size}: {e}") from None
+        raise ProofError(
+            f"log entry {index} is not in the checkpoint of size {checkpoint.size}: {e}"
+        ) from None
     return VerifiedEntry(index, data, parse_entry(data))
 
 
@@ -250,8 +251,7 @@ def verify_receipt(
     assert data is not None
     if entry is not None and data != entry:
         raise ProofError("the receipt's entry is not the expected entry")
-    verified = verify_entry(data, _index(receipt.get("log_index")),
-                            receipt.get("inclusion_proof") or [], cp)
+    verified = verify_entry(data, _index(receipt.get("log_index")), receipt.get("inclusion_proof") or [], cp)
     return VerifiedReceipt(cp, text, verified)
 
 
@@ -268,8 +268,7 @@ def verify_message_receipt(
     e = r.entry.json
     digest = sha256(jcs(dict(envelope))).hex()
     if e.get("type") != "message.accepted" or e.get("id") != envelope.get("id"):
-        raise ProofError(f"log entry {r.index} is not the acceptance of message "
-                         f"{envelope.get('id')}")
+        raise ProofError(f"log entry {r.index} is not the acceptance of message {envelope.get('id')}")
     if e.get("envelope_digest") != digest:
         raise ProofError(f"log entry {r.index} records another envelope than this one")
     return r
@@ -289,8 +288,7 @@ class DeviceStatus:
     revoke_index: int | None
 
 
-def inspect_device_record(record: Mapping[str, Any], checkpoint: note.Checkpoint
-                          ) -> DeviceStatus:
+def inspect_device_record(record: Mapping[str, Any], checkpoint: note.Checkpoint) -> DeviceStatus:
     """Verify a directory record against a (verified) checkpoint; see the module docstring.
 
     A record without an enrolment proof is refused: a key the log does not show could be
@@ -306,16 +304,18 @@ def inspect_device_record(record: Mapping[str, Any], checkpoint: note.Checkpoint
     if bundle.device_id != dev:
         raise ProofError(f"device {dev}: its key bundle has id {bundle.device_id}")
     if "principal" in record and record["principal"] != bundle.principal:
-        raise ProofError(f"device {dev}: the bundle is for {bundle.principal}, not "
-                         f"{record['principal']}")
+        raise ProofError(f"device {dev}: the bundle is for {bundle.principal}, not {record['principal']}")
     enrolment = record.get("enrolment")
     if not isinstance(enrolment, Mapping):
         raise ProofError(f"device {dev}: no proof that its key is in the audit log")
-    enrolled = verify_entry(_entry_bytes(enrolment.get("entry")), _index(enrolment.get("log_index")),
-                            enrolment.get("inclusion_proof") or [], checkpoint)
+    enrolled = verify_entry(
+        _entry_bytes(enrolment.get("entry")),
+        _index(enrolment.get("log_index")),
+        enrolment.get("inclusion_proof") or [],
+        checkpoint,
+    )
     e = enrolled.json
-    if (e.get("type"), e.get("device"), e.get("principal")) != ("device.enrolled", dev,
-                                                                 bundle.principal):
+    if (e.get("type"), e.get("device"), e.get("principal")) != ("device.enrolled", dev, bundle.principal):
         raise ProofError(f"device {dev}: log entry {enrolled.index} is not its enrolment")
     if e.get("bundle_digest") != sha256(jcs(signed["bundle"])).hex():
         raise ProofError(f"device {dev}: log entry {enrolled.index} records another key bundle")
@@ -325,8 +325,12 @@ def inspect_device_record(record: Mapping[str, Any], checkpoint: note.Checkpoint
     if revocation is not None:
         if not isinstance(revocation, Mapping):
             raise MalformedError(f"device {dev}: malformed revocation proof")
-        r = verify_entry(_entry_bytes(revocation.get("entry")), _index(revocation.get("log_index")),
-                         revocation.get("inclusion_proof") or [], checkpoint)
+        r = verify_entry(
+            _entry_bytes(revocation.get("entry")),
+            _index(revocation.get("log_index")),
+            revocation.get("inclusion_proof") or [],
+            checkpoint,
+        )
         if (r.json.get("type"), r.json.get("device")) != ("device.revoked", dev):
             raise ProofError(f"device {dev}: log entry {r.index} is not its revocation")
         revoked, revoke_index = True, r.index
@@ -364,10 +368,10 @@ def verify_log_entries(
             verified = tiles.verify_tiles(checkpoint.size, checkpoint.root_hash, hash_tiles)
             for i, h in enumerate(leaves):
                 if verified.get(0, i) != h:
-                    raise ProofError(f"log entry {i} is not the entry the checkpoint of size "
-                                     f"{checkpoint.size} commits to")
+                    raise ProofError(
+                        f"log entry {i} is not the entry the checkpoint of size {checkpoint.size} commits to"
+                    )
         except MalformedError as e:
             raise ProofError(f"hash tiles: {e}") from None
     if merkle.root_from_leaf_hashes(leaves) != checkpoint.root_hash:
-        raise ProofError(f"the entries do not hash to the root of the checkpoint of size "
-                         f"{checkpoint.size}")
+        raise ProofError(f"the entries do not hash to the root of the checkpoint of size {checkpoint.size}")

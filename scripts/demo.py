@@ -30,19 +30,26 @@ from typing import Any
 
 BIN = Path(sys.executable).parent
 PASSPHRASE = "demo passphrase, never use it for real"  # noqa: S105 -- a demo, in a temp dir
-BOLD, DIM, GREEN, RED, RESET = ("\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m") \
-    if sys.stdout.isatty() else ("", "", "", "", "")
+BOLD, DIM, GREEN, RED, RESET = (
+    ("\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m") if sys.stdout.isatty() else ("", "", "", "", "")
+)
 
 STIX = {
     "type": "bundle",
     "id": "bundle--6f0a8b34-4f43-4a07-9d5b-0e3c6f6c2b11",
-    "objects": [{
-        "type": "indicator", "spec_version": "2.1",
-        "id": "indicator--2f7c4a1e-8a51-4bc1-9a6b-5b3cf2a7e9d4",
-        "created": "2026-11-25T08:00:00.000Z", "modified": "2026-11-25T08:00:00.000Z",
-        "name": "Shahed C2 relay", "pattern_type": "stix",
-        "pattern": "[ipv4-addr:value = '203.0.113.45']", "valid_from": "2026-11-25T08:00:00Z",
-    }],
+    "objects": [
+        {
+            "type": "indicator",
+            "spec_version": "2.1",
+            "id": "indicator--2f7c4a1e-8a51-4bc1-9a6b-5b3cf2a7e9d4",
+            "created": "2026-11-25T08:00:00.000Z",
+            "modified": "2026-11-25T08:00:00.000Z",
+            "name": "Shahed C2 relay",
+            "pattern_type": "stix",
+            "pattern": "[ipv4-addr:value = '203.0.113.45']",
+            "valid_from": "2026-11-25T08:00:00Z",
+        }
+    ],
 }
 
 
@@ -54,8 +61,12 @@ class Demo:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.data = root / "server"
-        self.env = {**os.environ, "LIAISON_HOME": str(root / "home"),
-                    "LIAISON_PASSPHRASE": PASSPHRASE, "PYTHONUNBUFFERED": "1"}
+        self.env = {
+            **os.environ,
+            "LIAISON_HOME": str(root / "home"),
+            "LIAISON_PASSPHRASE": PASSPHRASE,
+            "PYTHONUNBUFFERED": "1",
+        }
         self.env.pop("LIAISON_PROFILE", None)
         self.server: subprocess.Popen[bytes] | None = None
         self.port = _free_port()
@@ -72,15 +83,27 @@ class Demo:
     def say(self, text: str) -> None:
         print(textwrap.fill(text, 100), flush=True)
 
-    def liaison(self, profile: str | None, *args: str, stdin: bytes | None = None,
-                expect: str = "ok", quiet: bool = False) -> str:
+    def liaison(
+        self,
+        profile: str | None,
+        *args: str,
+        stdin: bytes | None = None,
+        expect: str = "ok",
+        quiet: bool = False,
+    ) -> str:
         """Run `liaison`; `expect` is "ok" or "refused" (exit 1 with a reason on stderr)."""
         argv = [str(BIN / "liaison"), *(["--profile", profile] if profile else []), *args]
         shown = " ".join(_quote(a) for a in ["liaison", *argv[1:]])
         if not quiet:
             print(f"{DIM}$ {shown}{RESET}", flush=True)
-        r = subprocess.run(argv, input=stdin, capture_output=True,  # noqa: S603 -- our own CLI
-                           env=self.env, timeout=120, check=False)
+        r = subprocess.run(  # noqa: S603 -- our own CLI
+            argv,
+            input=stdin,
+            capture_output=True,
+            env=self.env,
+            timeout=120,
+            check=False,
+        )
         out, err = r.stdout.decode(), r.stderr.decode().strip()
         if not quiet and out.strip():
             print(out.rstrip(), flush=True)
@@ -99,8 +122,13 @@ class Demo:
 
     def init_server(self) -> dict[str, Any]:
         argv = [str(BIN / "liaison-server"), "init", "--data-dir", str(self.data), "--json"]
-        r = subprocess.run(argv, capture_output=True, env=self.env,  # noqa: S603
-                           check=False, timeout=120)
+        r = subprocess.run(  # noqa: S603 -- our own CLI
+            argv,
+            capture_output=True,
+            env=self.env,
+            check=False,
+            timeout=120,
+        )
         if r.returncode != 0:
             raise DemoFailed(f"liaison-server init failed: {r.stderr.decode().strip()}")
         return dict(json.loads(r.stdout))
@@ -111,16 +139,23 @@ class Demo:
             env["LIAISON_WITNESS_KEYS"] = json.dumps(self.witness_keys)
         with (self.root / "server.log").open("ab") as log:  # the child keeps its copy
             self.server = subprocess.Popen(  # noqa: S603 -- our own console script
-                [str(BIN / "liaison-server"), "run", "--data-dir", str(self.data), "--port",
-                 str(self.port)], stdout=log, stderr=log, env=env, start_new_session=True)
+                [str(BIN / "liaison-server"), "run", "--data-dir", str(self.data), "--port", str(self.port)],
+                stdout=log,
+                stderr=log,
+                env=env,
+                start_new_session=True,
+            )
         ctx = ssl.create_default_context(cafile=str(self.data / "tls" / "cert.pem"))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.server.poll() is not None:
                 raise DemoFailed(f"the server exited; see {self.root / 'server.log'}")
             try:
-                with urllib.request.urlopen(f"{self.url}/readyz", context=ctx,  # noqa: S310
-                                            timeout=2):
+                with urllib.request.urlopen(  # noqa: S310 -- our own https URL
+                    f"{self.url}/readyz",
+                    context=ctx,
+                    timeout=2,
+                ):
                     print(f"server ready at {self.url} (TLS, certificate {self.data}/tls/cert.pem)")
                     return
             except OSError:
@@ -141,13 +176,34 @@ class Demo:
 
     def enrol(self, admin: str, principal: str) -> None:
         code = self.json(admin, "admin", "enrol-code", principal)["code"]
-        self.liaison(None, "enrol", "--server", self.url, "--code", code, "--ca-cert",
-                     str(self.data / "tls" / "cert.pem"), "--profile", principal)
+        self.liaison(
+            None,
+            "enrol",
+            "--server",
+            self.url,
+            "--code",
+            code,
+            "--ca-cert",
+            str(self.data / "tls" / "cert.pem"),
+            "--profile",
+            principal,
+        )
 
-    def create(self, admin: str, pid: str, name: str, nation: str, clearance: str,
-               *extra: str) -> None:
-        self.liaison(admin, "admin", "principal", "create", pid, "--name", name, "--nation", nation,
-                     "--clearance", clearance, *extra)
+    def create(self, admin: str, pid: str, name: str, nation: str, clearance: str, *extra: str) -> None:
+        self.liaison(
+            admin,
+            "admin",
+            "principal",
+            "create",
+            pid,
+            "--name",
+            name,
+            "--nation",
+            nation,
+            "--clearance",
+            clearance,
+            *extra,
+        )
         self.enrol(admin, pid)
 
     def last_id(self, profile: str) -> str:
@@ -162,31 +218,64 @@ class Demo:
         self.start_server()
 
         self.step("The root admin enrols its device (one-time code printed by init)")
-        self.liaison(None, "enrol", "--server", self.url, "--code", init["root_enrolment_code"],
-                     "--ca-cert", init["tls_cert"], "--principal", "root",
-                     "--log-key", init["log_verifier_key"])
+        self.liaison(
+            None,
+            "enrol",
+            "--server",
+            self.url,
+            "--code",
+            init["root_enrolment_code"],
+            "--ca-cert",
+            init["tls_cert"],
+            "--principal",
+            "root",
+            "--log-key",
+            init["log_verifier_key"],
+        )
         self.liaison("root", "whoami")
 
         self.step("Root creates a nation admin for USA, UKR and FRA; each enrols")
         for nation, comps in (("USA", ["AIRDEF"]), ("UKR", ["AIRDEF"]), ("FRA", [])):
             pid = f"{nation.lower()}-admin"
-            self.create("root", pid, f"{nation} national administrator", nation, "SECRET",
-                        "--role", "admin", *[a for c in comps for a in ("--compartment", c)])
+            self.create(
+                "root",
+                pid,
+                f"{nation} national administrator",
+                nation,
+                "SECRET",
+                "--role",
+                "admin",
+                *[a for c in comps for a in ("--compartment", c)],
+            )
 
-        self.step("Nation admins create their principals: an analyst each, a Ukrainian partner "
-                  "system, and an auditor")
-        self.create("usa-admin", "usa-analyst", "USA air defence analyst", "USA", "SECRET",
-                    "--compartment", "AIRDEF")
-        self.create("ukr-admin", "ukr-analyst", "UKR air defence analyst", "UKR", "SECRET",
-                    "--compartment", "AIRDEF")
-        self.create("ukr-admin", "ukr-system", "UKR C2 partner system", "UKR", "SECRET",
-                    "--kind", "system")
+        self.step(
+            "Nation admins create their principals: an analyst each, a Ukrainian partner "
+            "system, and an auditor"
+        )
+        self.create(
+            "usa-admin", "usa-analyst", "USA air defence analyst", "USA", "SECRET", "--compartment", "AIRDEF"
+        )
+        self.create(
+            "ukr-admin", "ukr-analyst", "UKR air defence analyst", "UKR", "SECRET", "--compartment", "AIRDEF"
+        )
+        self.create("ukr-admin", "ukr-system", "UKR C2 partner system", "UKR", "SECRET", "--kind", "system")
         self.create("fra-admin", "fra-analyst", "FRA liaison analyst", "FRA", "SECRET")
-        self.create("fra-admin", "fra-auditor", "FRA auditor", "FRA", "SECRET", "--role",
-                    "auditor")
+        self.create("fra-admin", "fra-auditor", "FRA auditor", "FRA", "SECRET", "--role", "auditor")
         self.say("A nation admin cannot reach outside its nation or above its own access:")
-        self.liaison("fra-admin", "admin", "principal", "create", "usa-spy", "--name", "x",
-                     "--nation", "USA", "--clearance", "SECRET", expect="refused")
+        self.liaison(
+            "fra-admin",
+            "admin",
+            "principal",
+            "create",
+            "usa-spy",
+            "--name",
+            "x",
+            "--nation",
+            "USA",
+            "--clearance",
+            "SECRET",
+            expect="refused",
+        )
 
         self.step("The auditor makes a witness key; the operator adds it and restarts the server")
         self.witness_keys.append(self.json("fra-auditor", "audit", "witness-key")["verifier_key"])
@@ -195,48 +284,109 @@ class Demo:
         self.start_server()
 
         self.step("Root opens a coalition channel (ceiling SECRET//AIRDEF//REL TO FRA, UKR, USA)")
-        self.liaison("root", "admin", "channel", "create", "ops", "--name", "Coalition air defence",
-                     "--ceiling", "SECRET//AIRDEF//REL TO FRA, UKR, USA")
-        self.liaison("root", "admin", "channel", "members", "ops", "usa-analyst", "ukr-analyst",
-                     "fra-analyst", "ukr-system")
+        self.liaison(
+            "root",
+            "admin",
+            "channel",
+            "create",
+            "ops",
+            "--name",
+            "Coalition air defence",
+            "--ceiling",
+            "SECRET//AIRDEF//REL TO FRA, UKR, USA",
+        )
+        self.liaison(
+            "root",
+            "admin",
+            "channel",
+            "members",
+            "ops",
+            "usa-analyst",
+            "ukr-analyst",
+            "fra-analyst",
+            "ukr-system",
+        )
         self.liaison("usa-analyst", "channels")
 
         self.step("UNCLASSIFIED: everyone on the channel, the partner system included")
         unclass = "UNCLASSIFIED//REL TO FRA, UKR, USA"
         self.liaison("usa-analyst", "send", "--channel", "ops", "--label", unclass, "--dry-run")
-        self.liaison("usa-analyst", "send", "--channel", "ops", "--label", unclass,
-                     stdin=b"Coordination call moved to 14:00Z.\n")
+        self.liaison(
+            "usa-analyst",
+            "send",
+            "--channel",
+            "ops",
+            "--label",
+            unclass,
+            stdin=b"Coordination call moved to 14:00Z.\n",
+        )
 
-        self.step("SECRET//REL TO UKR, USA: France and the system are excluded, and the client "
-                  "says why")
+        self.step("SECRET//REL TO UKR, USA: France and the system are excluded, and the client says why")
         secret = "SECRET//REL TO UKR, USA"  # noqa: S105 -- a label, not a password
         plan = self.json("usa-analyst", "send", "--channel", "ops", "--label", secret, "--dry-run")
         self.liaison("usa-analyst", "send", "--channel", "ops", "--label", secret, "--dry-run")
         reasons = {e["principal"]: e["reason"] for e in plan["excluded"]}
         if reasons != {"fra-analyst": "releasability", "ukr-system": "system-level"}:
             raise DemoFailed(f"unexpected exclusions {reasons}")
-        self.liaison("usa-analyst", "send", "--channel", "ops", "--label", secret,
-                     stdin=b"Patriot battery relocating to grid 37U DQ 12345 67890 tonight.\n")
+        self.liaison(
+            "usa-analyst",
+            "send",
+            "--channel",
+            "ops",
+            "--label",
+            secret,
+            stdin=b"Patriot battery relocating to grid 37U DQ 12345 67890 tonight.\n",
+        )
         secret_id = self.last_id("ukr-analyst")
 
         self.step("A compartment: SECRET//AIRDEF//REL TO FRA, UKR, USA needs AIRDEF")
         comp = "SECRET//AIRDEF//REL TO FRA, UKR, USA"
         self.liaison("ukr-analyst", "send", "--channel", "ops", "--label", comp, "--dry-run")
-        self.liaison("ukr-analyst", "send", "--channel", "ops", "--label", comp,
-                     stdin=b"Radar picture: 12 Shahed tracks inbound from the south-east.\n")
+        self.liaison(
+            "ukr-analyst",
+            "send",
+            "--channel",
+            "ops",
+            "--label",
+            comp,
+            stdin=b"Radar picture: 12 Shahed tracks inbound from the south-east.\n",
+        )
         comp_id = self.last_id("usa-analyst")
         self.say("France may not write what it may not read:")
-        self.liaison("fra-analyst", "send", "--channel", "ops", "--label", comp,
-                     stdin=b"test\n", expect="refused")
+        self.liaison(
+            "fra-analyst", "send", "--channel", "ops", "--label", comp, stdin=b"test\n", expect="refused"
+        )
 
         self.step("A STIX 2.1 bundle, validated before sealing, to the partner system only")
         stix_type = "application/stix+json;version=2.1"
-        self.liaison("ukr-analyst", "send", "--channel", "ops", "--label", unclass, "--to",
-                     "ukr-system", "--content-type", stix_type, stdin=json.dumps(STIX).encode())
+        self.liaison(
+            "ukr-analyst",
+            "send",
+            "--channel",
+            "ops",
+            "--label",
+            unclass,
+            "--to",
+            "ukr-system",
+            "--content-type",
+            stix_type,
+            stdin=json.dumps(STIX).encode(),
+        )
         bad = {**STIX, "objects": [{**STIX["objects"][0], "pattern": "not a pattern"}]}
-        self.liaison("ukr-analyst", "send", "--channel", "ops", "--label", unclass, "--to",
-                     "ukr-system", "--content-type", stix_type, stdin=json.dumps(bad).encode(),
-                     expect="refused")
+        self.liaison(
+            "ukr-analyst",
+            "send",
+            "--channel",
+            "ops",
+            "--label",
+            unclass,
+            "--to",
+            "ukr-system",
+            "--content-type",
+            stix_type,
+            stdin=json.dumps(bad).encode(),
+            expect="refused",
+        )
 
         self.step("Who can read what")
         self.liaison("ukr-analyst", "inbox")
@@ -271,8 +421,7 @@ class Demo:
         if not cp["cosigners"]:
             raise DemoFailed("the served checkpoint carries no cosignature")
         self.liaison("fra-auditor", "audit", "checkpoint", "--cosigned", "1")
-        print(f"\n{GREEN}{BOLD}Demo complete: every check passed, the log verified and was "
-              f"cosigned.{RESET}")
+        print(f"\n{GREEN}{BOLD}Demo complete: every check passed, the log verified and was cosigned.{RESET}")
 
     def partner_system(self) -> None:
         """The system's side, in-process with the library (what a partner would write)."""
@@ -297,8 +446,9 @@ class Demo:
                 message = system.read(item.id)
                 print(f"  {message.label_text}  {message.content_type}  from {message.sender}")
                 system.ack(item.id)
-            system.send("ops", "UNCLASSIFIED//REL TO FRA, UKR, USA",
-                        b"Track 7 confirmed destroyed by air defence.")
+            system.send(
+                "ops", "UNCLASSIFIED//REL TO FRA, UKR, USA", b"Track 7 confirmed destroyed by air defence."
+            )
         if len(items) != 2:
             raise DemoFailed(f"the system should have received 2 messages, not {len(items)}")
 
@@ -329,8 +479,7 @@ def main() -> int:
         print(f"\n{RED}{BOLD}Demo FAILED:{RESET} {e}", file=sys.stderr)
         log = root / "server.log"
         if log.exists():
-            print("last server log lines:\n" + "\n".join(log.read_text().splitlines()[-15:]),
-                  file=sys.stderr)
+            print("last server log lines:\n" + "\n".join(log.read_text().splitlines()[-15:]), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

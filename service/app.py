@@ -65,8 +65,9 @@ def load_log_signer(path: Path, origin: str) -> note.Signer:
     return signer
 
 
-async def open_state(settings: Settings, *, metrics: Metrics | None = None,
-                     migrate_new: bool = True, log_policy: bool = True) -> AppState:
+async def open_state(
+    settings: Settings, *, metrics: Metrics | None = None, migrate_new: bool = True, log_policy: bool = True
+) -> AppState:
     """Load and check everything, open the database (migrating a brand-new one), start the
     writer and log `policy.loaded` (unless `log_policy` is false: a pre-flight check that
     serves nothing). Raises StartupError with a clear message."""
@@ -88,16 +89,28 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None,
     audit_log = AuditLog(signer, settings.origin)
     metrics = metrics or Metrics()
     writer = Writer(db, audit_log, batch_max=settings.batch_max, on_batch=metrics.batches.inc)
-    state = AppState(settings=settings, policy=policy, db=db, log=audit_log, writer=writer,
-                     hub=EventHub(), metrics=metrics,
-                     limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
-                     enrol_limiter=RateLimiter(settings.enrol_rate_per_second,
-                                                 settings.enrol_rate_burst))
+    state = AppState(
+        settings=settings,
+        policy=policy,
+        db=db,
+        log=audit_log,
+        writer=writer,
+        hub=EventHub(),
+        metrics=metrics,
+        limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        enrol_limiter=RateLimiter(settings.enrol_rate_per_second, settings.enrol_rate_burst),
+    )
     writer.start()
 
     def loaded(tx: Tx) -> None:
-        tx.audit("policy.loaded", "system", policy.id, policy=policy.id, version=policy.version,
-                 sha256=policy.sha256)
+        tx.audit(
+            "policy.loaded",
+            "system",
+            policy.id,
+            policy=policy.id,
+            version=policy.version,
+            sha256=policy.sha256,
+        )
 
     if log_policy:
         await writer.run(loaded)
@@ -136,8 +149,7 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
         app.state.liaison = state
         listener = None
         if state.db.is_postgres:
-            dsn = state.db.engine.url.set(drivername="postgresql").render_as_string(
-                hide_password=False)
+            dsn = state.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
             listener = PgListener(dsn, state.hub)
             await listener.start()
             with contextlib.suppress(TimeoutError):
@@ -154,9 +166,14 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
             await close_state(state)
 
     # No slash redirects: a path is either served or answered with a 404 problem.
-    app = LiaisonApp(title="Liaison", version="1.0", lifespan=lifespan, redirect_slashes=False,
-                  description="End-to-end encrypted, classification-aware message exchange. "
-                  "See docs/api.md for the signing scheme and every problem type.")
+    app = LiaisonApp(
+        title="Liaison",
+        version="1.0",
+        lifespan=lifespan,
+        redirect_slashes=False,
+        description="End-to-end encrypted, classification-aware message exchange. "
+        "See docs/api.md for the signing scheme and every problem type.",
+    )
     install_handlers(app)
     for router in _ROUTERS:
         app.include_router(router)
@@ -165,8 +182,13 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
 
 
 #: In the order OpenAPI lists them.
-_ROUTERS: tuple[APIRouter, ...] = (directory_api.router, messages_api.router, admin_api.router,
-                                   audit_api.router, ops_api.router)
+_ROUTERS: tuple[APIRouter, ...] = (
+    directory_api.router,
+    messages_api.router,
+    admin_api.router,
+    audit_api.router,
+    ops_api.router,
+)
 
 
 class LiaisonApp(FastAPI):
@@ -181,9 +203,11 @@ class LiaisonApp(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         app = super().build_middleware_stack()
         if self.hot_paths:
-            submit = next(r for r in messages_api.router.routes
-                          if getattr(r, "path", "") == "/v1/messages"
-                          and "POST" in getattr(r, "methods", ()))
+            submit = next(
+                r
+                for r in messages_api.router.routes
+                if getattr(r, "path", "") == "/v1/messages" and "POST" in getattr(r, "methods", ())
+            )
             app = HotPaths(app, fastapi=self, route=submit)
         assert self.outer is not None, "create_app sets the outer layers' settings"
         max_body, metrics = self.outer

@@ -85,8 +85,9 @@ def load_settings(data_dir: Path | str | None = None, **overrides: Any) -> Setti
         raise SettingsError("no data directory: pass --data-dir or set LIAISON_DATA_DIR")
     path = Path(raw_dir).expanduser().resolve()
     if not path.is_dir():
-        raise SettingsError(f"data directory {path} does not exist: run 'liaison-server init "
-                            f"--data-dir {path}' first")
+        raise SettingsError(
+            f"data directory {path} does not exist: run 'liaison-server init --data-dir {path}' first"
+        )
     file_values: dict[str, Any] = {}
     settings_file = path / "settings.toml"
     if settings_file.exists():
@@ -95,7 +96,7 @@ def load_settings(data_dir: Path | str | None = None, **overrides: Any) -> Setti
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise SettingsError(f"{settings_file} is not valid TOML: {e}") from e
     # Environment wins over the file; explicit overrides win over both.
-    env_names = {k[len("LIAISON_"):].lower() for k in os.environ if k.startswith("LIAISON_")}
+    env_names = {k[len("LIAISON_") :].lower() for k in os.environ if k.startswith("LIAISON_")}
     merged = {k: v for k, v in file_values.items() if k not in env_names}
     merged.update(overrides)
     merged["data_dir"] = path

@@ -24,8 +24,12 @@ class _Json(logging.Formatter):
                 body = json.loads(msg) if msg.startswith("{") else {"message": msg}
             except ValueError:
                 body = {"message": msg}
-        out = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
-               "level": record.levelname.lower(), "logger": record.name, **body}
+        out = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            **body,
+        }
         if record.exc_info:
             exc = record.exc_info[1]
             out["error"] = f"{type(exc).__name__}: {exc}"[:500]

@@ -14,21 +14,30 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("liaison_http_requests_total", "HTTP requests",
-                                ["method", "route", "status"], registry=self.registry)
-        self.latency = Histogram("liaison_http_request_seconds", "HTTP request latency",
-                                 ["method", "route"], registry=self.registry,
-                                 buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5))
-        self.accepted = Counter("liaison_messages_accepted_total", "Messages accepted",
-                                registry=self.registry)
-        self.rejected = Counter("liaison_messages_rejected_total", "Messages rejected",
-                                ["reason"], registry=self.registry)
-        self.log_size = Gauge("liaison_audit_log_size", "Entries in the audit log",
-                              registry=self.registry)
-        self.batches = Counter("liaison_write_batches_total", "Write transactions (batches)",
-                               registry=self.registry)
-        self.streams = Gauge("liaison_inbox_streams", "Connected inbox streams",
-                             registry=self.registry)
+        self.requests = Counter(
+            "liaison_http_requests_total",
+            "HTTP requests",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "liaison_http_request_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.accepted = Counter(
+            "liaison_messages_accepted_total", "Messages accepted", registry=self.registry
+        )
+        self.rejected = Counter(
+            "liaison_messages_rejected_total", "Messages rejected", ["reason"], registry=self.registry
+        )
+        self.log_size = Gauge("liaison_audit_log_size", "Entries in the audit log", registry=self.registry)
+        self.batches = Counter(
+            "liaison_write_batches_total", "Write transactions (batches)", registry=self.registry
+        )
+        self.streams = Gauge("liaison_inbox_streams", "Connected inbox streams", registry=self.registry)
 
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
@@ -41,7 +50,8 @@ class Metrics:
         if children is None:
             children = self._children[key] = (
                 self.requests.labels(key[0], route, str(status)),
-                self.latency.labels(key[0], route))
+                self.latency.labels(key[0], route),
+            )
         children[0].inc()
         children[1].observe(seconds)
 

@@ -74,8 +74,9 @@ class Problem(Exception):
     `retry_after` (seconds) tells a rate-limited caller when to come back.
     """
 
-    def __init__(self, slug: str, detail: str, *, retry_after: int | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, slug: str, detail: str, *, retry_after: int | None = None, extra: dict[str, Any] | None = None
+    ) -> None:
         if slug not in PROBLEM_TYPES:
             raise KeyError(f"unknown problem type {slug}")
         super().__init__(detail)
@@ -85,8 +86,12 @@ class Problem(Exception):
         self.extra = extra or {}
 
     def to_json(self, instance: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"type": PROBLEM_BASE + self.slug, "title": self.title,
-                                "status": self.status, "detail": self.detail}
+        body: dict[str, Any] = {
+            "type": PROBLEM_BASE + self.slug,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
         if instance:
             body["instance"] = instance[:200]  # the client's own path, bounded
         body.update(self.extra)

@@ -152,8 +152,14 @@ class _Outcome:
 class Writer:
     """Serialises and batches all writes of this process (see the module docstring)."""
 
-    def __init__(self, db: Database, log_: AuditLog, *, batch_max: int = 256,
-                 on_batch: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        log_: AuditLog,
+        *,
+        batch_max: int = 256,
+        on_batch: Callable[[], None] | None = None,
+    ) -> None:
         self.engine = db.sync_engine()
         self.is_postgres = db.is_postgres
         self.log = log_
@@ -190,8 +196,9 @@ class Writer:
                 job.future.set_exception(Problem("unavailable", "the service is stopping"))
         self.engine.dispose()
 
-    async def run(self, fn: Callable[[Tx], T], *, shares_cache: bool = False,
-                  savepoint: bool = True) -> WriterResult[T]:
+    async def run(
+        self, fn: Callable[[Tx], T], *, shares_cache: bool = False, savepoint: bool = True
+    ) -> WriterResult[T]:
         """Run `fn` in the next batch; raises the job's `Problem` if it refused.
 
         `shares_cache=True` promises that the job changes nothing that `Tx.cache` holds (who
@@ -225,7 +232,8 @@ class Writer:
                 for job in jobs:
                     if not job.future.done():
                         job.future.set_exception(
-                            Problem("unavailable", "the database write failed; try again"))
+                            Problem("unavailable", "the database write failed; try again")
+                        )
                 continue
             for job, out in zip(jobs, outcomes, strict=True):
                 if job.future.done():
@@ -233,16 +241,14 @@ class Writer:
                 if out.error is not None:
                     job.future.set_exception(out.error)
                 else:
-                    job.future.set_result(WriterResult(
-                        out.value, {i: receipts[i] for i in out.mine}))
+                    job.future.set_result(WriterResult(out.value, {i: receipts[i] for i in out.mine}))
             for fn in after:
                 try:
                     fn()
                 except Exception:
                     log.exception("after-commit hook failed")
 
-    def _batch(self, jobs: list[_Job]) -> tuple[list[_Outcome], dict[int, Receipt],
-                                                  list[Callable[[], None]]]:
+    def _batch(self, jobs: list[_Job]) -> tuple[list[_Outcome], dict[int, Receipt], list[Callable[[], None]]]:
         """One transaction for the whole batch (runs in the writer thread)."""
         self.batches += 1
         size_then = self._cache_size
@@ -292,8 +298,7 @@ class Writer:
                     del entries[mark:]
                     cache.clear()
                     log.exception("write job failed")
-                    outcomes.append(_Outcome(None, Problem(
-                        "internal", "the request could not be stored")))
+                    outcomes.append(_Outcome(None, Problem("internal", "the request could not be stored")))
             receipts: dict[int, Receipt] = {}
             if entries:
                 receipts = self.log.integrate(store, start, entries, now).receipts

@@ -9,13 +9,21 @@ import sys
 from pathlib import Path
 
 CRYPTO = Path(__file__).resolve().parent.parent / "crypto"
-FORBIDDEN = ("fastapi", "starlette", "sqlalchemy", "sqlmodel", "httpx", "uvicorn", "asyncpg",
-             "aiosqlite", "alembic")
+FORBIDDEN = (
+    "fastapi",
+    "starlette",
+    "sqlalchemy",
+    "sqlmodel",
+    "httpx",
+    "uvicorn",
+    "asyncpg",
+    "aiosqlite",
+    "alembic",
+)
 
 
 def test_importing_every_crypto_module_loads_no_web_or_db_package() -> None:
-    modules = [f"liaison.crypto.{p.stem}" for p in sorted(CRYPTO.glob("*.py"))
-               if p.stem != "__init__"]
+    modules = [f"liaison.crypto.{p.stem}" for p in sorted(CRYPTO.glob("*.py")) if p.stem != "__init__"]
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r}: importlib.import_module(m)\n"
@@ -37,7 +45,6 @@ def test_only_primitives_imports_hazmat_or_nacl() -> None:
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names = [node.module]
-            if any(n.startswith(("cryptography", "nacl")) for n in names) \
-                    and path.name != "_primitives.py":
+            if any(n.startswith(("cryptography", "nacl")) for n in names) and path.name != "_primitives.py":
                 offenders.append(path.name)
     assert offenders == []

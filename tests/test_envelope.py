@@ -42,8 +42,12 @@ CLASSIC = generate_device("pol-system-1", suite="X25519", mldsa65=False)
 
 
 def _seal(plaintext: bytes = b"grid 37U", **kw: Any) -> dict[str, Any]:
-    args: dict[str, Any] = {"channel": "airdef-ops", "label": LABEL, "sender": SENDER,
-                            "recipients": [ALICE.public, BOB.public]}
+    args: dict[str, Any] = {
+        "channel": "airdef-ops",
+        "label": LABEL,
+        "sender": SENDER,
+        "recipients": [ALICE.public, BOB.public],
+    }
     args.update(kw)
     return seal(plaintext, **args)
 
@@ -59,16 +63,30 @@ def test_round_trip_each_recipient() -> None:
 
 
 def test_layout_matches_spec() -> None:
-    assert set(ENVELOPE) == {"v", "id", "channel", "sender", "created", "label", "content_type",
-                             "suite", "ciphertext", "recipients", "signatures"}
+    assert set(ENVELOPE) == {
+        "v",
+        "id",
+        "channel",
+        "sender",
+        "created",
+        "label",
+        "content_type",
+        "suite",
+        "ciphertext",
+        "recipients",
+        "signatures",
+    }
     assert ENVELOPE["sender"] == SENDER.device_id
     assert [r["device"] for r in ENVELOPE["recipients"]] == sorted([ALICE.device_id, BOB.device_id])
     assert set(ENVELOPE["signatures"]) == {"ed25519", "mldsa65"}
     assert ENVELOPE["label"] == LABEL.to_json()
     # Signature is over the domain-separated JCS of the envelope without signatures.
     unsigned = {k: v for k, v in ENVELOPE.items() if k != "signatures"}
-    assert prim.ed25519_verify(SENDER.public.ed25519, ENVELOPE_DOMAIN + b"\x00" + jcs(unsigned),
-                               b64url_decode(ENVELOPE["signatures"]["ed25519"]))
+    assert prim.ed25519_verify(
+        SENDER.public.ed25519,
+        ENVELOPE_DOMAIN + b"\x00" + jcs(unsigned),
+        b64url_decode(ENVELOPE["signatures"]["ed25519"]),
+    )
     # The AAD binds the header: recompute it independently and decrypt with the unwrapped key.
     header = {k: v for k, v in unsigned.items() if k not in ("ciphertext", "recipients")}
     aad = prim.sha256(b"liaison/v1/content\x00" + jcs(header))
@@ -226,7 +244,7 @@ def _alter(value: Any, data: st.DataObject) -> Any:
         if len(raw) >= 1:
             i = data.draw(st.integers(0, len(raw) - 1))
             bit = 1 << data.draw(st.integers(0, 7))
-            return b64url_encode(raw[:i] + bytes([raw[i] ^ bit]) + raw[i + 1:])
+            return b64url_encode(raw[:i] + bytes([raw[i] ^ bit]) + raw[i + 1 :])
     except Exception:
         pass
     i = data.draw(st.integers(0, len(value)))

@@ -69,8 +69,9 @@ from liaison.crypto.httpsig import (
 )
 from liaison.crypto.keys import DeviceKeys, generate_device
 
-VECTOR = json.loads((Path(__file__).resolve().parent / "vectors" / "rfc9421" / "b26_ed25519.json")
-                    .read_text(encoding="utf-8"))
+VECTOR = json.loads(
+    (Path(__file__).resolve().parent / "vectors" / "rfc9421" / "b26_ed25519.json").read_text(encoding="utf-8")
+)
 KEYS = generate_device("x")
 PUBLIC = p.ed25519_public(KEYS.ed25519)
 OTHER_ID = "d_" + "a" * 26
@@ -109,8 +110,16 @@ class _OneKey(HTTPSignatureKeyResolver):
         return self.private if key_id == self.keyid else None
 
 
-def library_sign(method: str, url: str, headers: Mapping[str, str], body: bytes | None,
-                 keys: DeviceKeys, *, now: datetime, nonce: str) -> dict[str, str]:
+def library_sign(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes | None,
+    keys: DeviceKeys,
+    *,
+    now: datetime,
+    nonce: str,
+) -> dict[str, str]:
     """`sign_request` as it was before `_signature_base` signed too: the package signs."""
     out: dict[str, str] = {}
     components = ["@method", "@target-uri"]
@@ -118,17 +127,31 @@ def library_sign(method: str, url: str, headers: Mapping[str, str], body: bytes 
         out["Content-Digest"] = content_digest(body or b"")
         components.append("content-digest")
     msg = SimpleNamespace(method=method.upper(), url=url, headers={**headers, **out})
-    signer = HTTPMessageSigner(signature_algorithm=_LibEd25519,
-                               key_resolver=_OneKey(keys.device_id, private=keys.ed25519))
-    signer.sign(msg, key_id=keys.device_id, created=now, nonce=nonce, label="liaison",
-                covered_component_ids=components)
+    signer = HTTPMessageSigner(
+        signature_algorithm=_LibEd25519, key_resolver=_OneKey(keys.device_id, private=keys.ed25519)
+    )
+    signer.sign(
+        msg,
+        key_id=keys.device_id,
+        created=now,
+        nonce=nonce,
+        label="liaison",
+        covered_component_ids=components,
+    )
     out["Signature-Input"] = msg.headers["Signature-Input"]
     out["Signature"] = msg.headers["Signature"]
     return out
 
 
-def legacy_verify(method: str, url: str, headers: Mapping[str, str], body: bytes,
-                  ed25519_public: bytes, *, skew_seconds: int = SKEW) -> httpsig.SignatureParams:
+def legacy_verify(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    ed25519_public: bytes,
+    *,
+    skew_seconds: int = SKEW,
+) -> httpsig.SignatureParams:
     """`verify_request` as it was before `check_request`: the package builds the base and checks."""
     params = parse_signature_params(headers)
     now = datetime.now(UTC)
@@ -142,16 +165,16 @@ def legacy_verify(method: str, url: str, headers: Mapping[str, str], body: bytes
             raise RequestSignatureError("content-digest", "Content-Digest header is required")
         if digest.strip() != content_digest(body):
             try:
-                value = http_sf.parse(digest.encode("ascii"), tltype="dictionary").get(
-                    "sha-256", (None,))[0]
+                value = http_sf.parse(digest.encode("ascii"), tltype="dictionary").get("sha-256", (None,))[0]
             except Exception:
                 value = None
             if value != p.sha256(body):
                 raise RequestSignatureError("content-digest", "mismatch")
     if needed - set(params.components):
         raise RequestSignatureError("bad-request-signature", "missing")
-    verifier = HTTPMessageVerifier(signature_algorithm=_LibEd25519,
-                                   key_resolver=_OneKey(params.keyid, public=ed25519_public))
+    verifier = HTTPMessageVerifier(
+        signature_algorithm=_LibEd25519, key_resolver=_OneKey(params.keyid, public=ed25519_public)
+    )
     verifier.max_clock_skew = timedelta(seconds=skew_seconds)
     msg = SimpleNamespace(method=method.upper(), url=url, headers=headers)
     try:
@@ -164,11 +187,12 @@ def legacy_verify(method: str, url: str, headers: Mapping[str, str], body: bytes
 def library_base(method: str, url: str, headers: Mapping[str, str]) -> bytes:
     """The signature base the package builds for the request's one signature."""
     verifier = HTTPMessageVerifier(signature_algorithm=_LibEd25519, key_resolver=None)
-    (_, node), = verifier._parse_signature_dictionary(
-        get_header_fields(headers)["Signature-Input"]).items()
+    ((_, node),) = verifier._parse_signature_dictionary(get_header_fields(headers)["Signature-Input"]).items()
     base, _, _ = verifier._build_signature_base(
         SimpleNamespace(method=method.upper(), url=url, headers=headers),
-        covered_component_ids=list(node), signature_params=node.params)
+        covered_component_ids=list(node),
+        signature_params=node.params,
+    )
     return str(base).encode()
 
 
@@ -200,23 +224,34 @@ urls = st.builds(
     lambda scheme, host, port, segments, query: f"{scheme}://{host}{port}/{'/'.join(segments)}{query}",
     st.sampled_from(["https", "http", "HTTPS", "h2c+x"]),
     hosts,
-    st.one_of(st.just(""), st.just(":"), st.integers(0, 65535).map(lambda n: f":{n}"),
-              st.just(":0443")),
+    st.one_of(st.just(""), st.just(":"), st.integers(0, 65535).map(lambda n: f":{n}"), st.just(":0443")),
     st.lists(_text(":@"), max_size=4),
     st.one_of(st.just(""), _text(":@/?", 16).map(lambda q: "?" + q)),
 )
-methods = st.one_of(st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]),
-                    st.from_regex(r"[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]{0,7}", fullmatch=True))
+methods = st.one_of(
+    st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]),
+    st.from_regex(r"[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]{0,7}", fullmatch=True),
+)
 nonces = st.from_regex(r"[A-Za-z0-9_-]{16,64}", fullmatch=True)
 bodies = st.one_of(st.just(b""), st.binary(max_size=600))
 
 
-def signed(method: str, url: str, body: bytes, *, nonce: str | None = None, offset: int = 0,
-           lower: bool = True) -> dict[str, str]:
+def signed(
+    method: str, url: str, body: bytes, *, nonce: str | None = None, offset: int = 0, lower: bool = True
+) -> dict[str, str]:
     """Headers of a request signed by `sign_request`, `offset` seconds from now."""
     headers = {"Content-Type": "application/json"} if body else {}
-    headers.update(sign_request(method, url, headers, body or None, KEYS, nonce=nonce,
-                                now=datetime.now(UTC) + timedelta(seconds=offset)))
+    headers.update(
+        sign_request(
+            method,
+            url,
+            headers,
+            body or None,
+            KEYS,
+            nonce=nonce,
+            now=datetime.now(UTC) + timedelta(seconds=offset),
+        )
+    )
     return {k.lower(): v for k, v in headers.items()} if lower else headers
 
 
@@ -239,15 +274,19 @@ def test_signed_requests_verify_and_the_pending_signature_carries_the_base() -> 
         assert check_request(method, url, headers, body, params=params) == pending
         with pytest.raises(RequestSignatureError) as e:
             pending.verify(p.ed25519_public(generate_device("y").ed25519))
-        assert (e.value.reason, e.value.detail) == ("bad-request-signature",
-                                                    "the request signature does not verify")
+        assert (e.value.reason, e.value.detail) == (
+            "bad-request-signature",
+            "the request signature does not verify",
+        )
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(method=methods, url=urls, body=bodies, nonce=nonces, offset=st.integers(-280, 280),
-       lower=st.booleans())
+@given(
+    method=methods, url=urls, body=bodies, nonce=nonces, offset=st.integers(-280, 280), lower=st.booleans()
+)
 def test_the_base_is_the_packages_and_both_verifiers_accept(
-        method: str, url: str, body: bytes, nonce: str, offset: int, lower: bool) -> None:
+    method: str, url: str, body: bytes, nonce: str, offset: int, lower: bool
+) -> None:
     headers = signed(method, url, body, nonce=nonce, offset=offset, lower=lower)
     pending = check_request(method, url, headers, body)
     assert pending.message == library_base(method, url, headers)
@@ -258,46 +297,60 @@ def test_the_base_is_the_packages_and_both_verifiers_accept(
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(method=methods, url=urls, body=bodies, nonce=nonces,
-       now=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
-                        timezones=st.just(UTC)),
-       extra=st.dictionaries(st.sampled_from(["Content-Type", "Date", "X-Other"]),
-                             st.sampled_from(["application/json", "x"]), max_size=2))
+@given(
+    method=methods,
+    url=urls,
+    body=bodies,
+    nonce=nonces,
+    now=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
+    extra=st.dictionaries(
+        st.sampled_from(["Content-Type", "Date", "X-Other"]),
+        st.sampled_from(["application/json", "x"]),
+        max_size=2,
+    ),
+)
 def test_sign_request_writes_what_the_package_signer_writes(
-        method: str, url: str, body: bytes, nonce: str, now: datetime, extra: dict[str, str]) -> None:
+    method: str, url: str, body: bytes, nonce: str, now: datetime, extra: dict[str, str]
+) -> None:
     """Same headers, label, parameters and their order, and (Ed25519 being deterministic) the
     same signature: the package signing the package's base, we ours."""
     ours = sign_request(method, url, extra, body or None, KEYS, now=now, nonce=nonce)
     assert ours == library_sign(method, url, extra, body or None, KEYS, now=now, nonce=nonce)
     assert list(ours) == (["Content-Digest"] if "Content-Digest" in ours else []) + [
-        "Signature-Input", "Signature"]
+        "Signature-Input",
+        "Signature",
+    ]
     headers = {**extra, **ours}
     pending = check_request(method, url, headers, body, now=now)
     assert pending.message == library_base(method, url, headers)
     pending.verify(PUBLIC)
 
 
-@pytest.mark.parametrize(("method", "url", "nonce", "detail"), [
-    ("GET", "https://user@liaison.test/v1/inbox", None, "absolute URL"),
-    ("GET", "https://liaison.test/v1/inbox#top", None, "absolute URL"),
-    ("GET", "liaison.test/v1/inbox", None, "absolute URL"),
-    ("GET", "https://[1:2:3]/v1/inbox", None, "IPv6"),
-    ("GE T", "https://liaison.test/v1/inbox", None, "not a token"),
-    ("GET", "https://liaison.test/v1/inbox", "short", "nonce"),
-    ("GET", "https://liaison.test/v1/inbox", "a" * 15 + '"', "nonce"),
-])
-def test_sign_request_refuses_what_no_verifier_would_take(method: str, url: str, nonce: str | None,
-                                                          detail: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "url", "nonce", "detail"),
+    [
+        ("GET", "https://user@liaison.test/v1/inbox", None, "absolute URL"),
+        ("GET", "https://liaison.test/v1/inbox#top", None, "absolute URL"),
+        ("GET", "liaison.test/v1/inbox", None, "absolute URL"),
+        ("GET", "https://[1:2:3]/v1/inbox", None, "IPv6"),
+        ("GE T", "https://liaison.test/v1/inbox", None, "not a token"),
+        ("GET", "https://liaison.test/v1/inbox", "short", "nonce"),
+        ("GET", "https://liaison.test/v1/inbox", "a" * 15 + '"', "nonce"),
+    ],
+)
+def test_sign_request_refuses_what_no_verifier_would_take(
+    method: str, url: str, nonce: str | None, detail: str
+) -> None:
     with pytest.raises(MalformedError, match=detail) as e:
         sign_request(method, url, {}, None, KEYS, nonce=nonce)
     assert str(e.value).startswith("cannot sign the request: ")
 
 
 @settings(max_examples=200, deadline=None)
-@given(method=st.sampled_from(["GET", "POST", "DELETE"]), url=urls, body=bodies, nonce=nonces,
-       data=st.data())
+@given(method=st.sampled_from(["GET", "POST", "DELETE"]), url=urls, body=bodies, nonce=nonces, data=st.data())
 def test_other_orders_and_spellings_of_signature_input(
-        method: str, url: str, body: bytes, nonce: str, data: st.DataObject) -> None:
+    method: str, url: str, body: bytes, nonce: str, data: st.DataObject
+) -> None:
     """Signature-Input written by another client: components and parameters in any order, alg
     left out, extra whitespace. The base follows the parsed value, never the raw text."""
     needs_digest = bool(body) or method == "POST"
@@ -305,14 +358,19 @@ def test_other_orders_and_spellings_of_signature_input(
     if not needs_digest and data.draw(st.booleans()):
         components.append("content-digest")  # covered though not required
     components = data.draw(st.permutations(components))
-    params = [f"created={int(datetime.now(UTC).timestamp())}", f'keyid="{KEYS.device_id}"',
-              f'nonce="{nonce}"'] + (['alg="ed25519"'] if data.draw(st.booleans()) else [])
+    params = [
+        f"created={int(datetime.now(UTC).timestamp())}",
+        f'keyid="{KEYS.device_id}"',
+        f'nonce="{nonce}"',
+    ] + (['alg="ed25519"'] if data.draw(st.booleans()) else [])
     params = data.draw(st.permutations(params))
     gap = data.draw(st.sampled_from(["", " ", "  "]))
     inner = (" " + gap).join(f'"{c}"' for c in components)
-    headers = {"content-digest": content_digest(body),
-               "signature-input": f"liaison=({gap}{inner}{gap});" + ";".join(params),
-               "signature": "liaison=:" + base64.b64encode(bytes(64)).decode() + ":"}
+    headers = {
+        "content-digest": content_digest(body),
+        "signature-input": f"liaison=({gap}{inner}{gap});" + ";".join(params),
+        "signature": "liaison=:" + base64.b64encode(bytes(64)).decode() + ":",
+    }
     base = library_base(method, url, headers)
     headers["signature"] = f"liaison=:{base64.b64encode(p.ed25519_sign(KEYS.ed25519, base)).decode()}:"
     pending = check_request(method, url, headers, body)
@@ -347,7 +405,7 @@ def _sig(f: Callable[[str], str]) -> Mutation:
 
 def _flip_b64(value: str) -> str:
     i = value.index(":") + 10
-    return value[:i] + ("A" if value[i] != "A" else "B") + value[i + 1:]
+    return value[:i] + ("A" if value[i] != "A" else "B") + value[i + 1 :]
 
 
 def _cd(f: Callable[[bytes], str | None]) -> Mutation:
@@ -392,7 +450,7 @@ MUTATIONS: dict[str, Mutation] = {
     "si-alg-drop": _si(lambda v: v.replace(';alg="ed25519"', "")),
     "si-alg-other": _si(lambda v: v.replace('alg="ed25519"', 'alg="rsa-pss-sha512"')),
     "si-alg-token": _si(lambda v: v.replace('alg="ed25519"', "alg=ed25519")),
-    "si-label": _si(lambda v: "sig1" + v[len("liaison"):]),
+    "si-label": _si(lambda v: "sig1" + v[len("liaison") :]),
     "si-drop-method": _si(lambda v: v.replace('"@method" ', "")),
     "si-drop-digest": _si(lambda v: v.replace(' "content-digest"', "")),
     "si-swap": _si(lambda v: v.replace('"@method" "@target-uri"', '"@target-uri" "@method"')),
@@ -409,7 +467,7 @@ MUTATIONS: dict[str, Mutation] = {
     "si-remove": lambda m, u, h, b: (m, u, _h(h, signature_input=None), b),
     "si-twice": lambda m, u, h, b: (m, u, {**h, "Signature-Input": h["signature-input"]}, b),
     "sig-flip": _sig(_flip_b64),
-    "sig-label": _sig(lambda v: "sig1" + v[len("liaison"):]),
+    "sig-label": _sig(lambda v: "sig1" + v[len("liaison") :]),
     "sig-second-member": _sig(lambda v: v + ", other=" + v.split("=", 1)[1]),
     "sig-repeat-label": _sig(lambda v: v + ", " + v),
     "sig-short": _sig(lambda v: "liaison=:" + base64.b64encode(bytes(32)).decode() + ":"),
@@ -418,8 +476,12 @@ MUTATIONS: dict[str, Mutation] = {
     "sig-token": _sig(lambda v: "liaison=abc"),
     "sig-remove": lambda m, u, h, b: (m, u, _h(h, signature=None), b),
     "sig-twice": lambda m, u, h, b: (m, u, {**h, "Signature": h["signature"]}, b),
-    "relabel-both": lambda m, u, h, b: (m, u, _h(h, signature_input="sig1" + h["signature-input"][7:],
-                                                 signature="sig1" + h["signature"][7:]), b),
+    "relabel-both": lambda m, u, h, b: (
+        m,
+        u,
+        _h(h, signature_input="sig1" + h["signature-input"][7:], signature="sig1" + h["signature"][7:]),
+        b,
+    ),
     "headers-capitalised": lambda m, u, h, b: (m, u, {k.title(): v for k, v in h.items()}, b),
 }
 
@@ -430,12 +492,16 @@ TIGHTENED = {"url-fragment", "url-userinfo", "relabel-both", "sig-params", "si-r
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
-       path=st.sampled_from(["/v1/inbox", "/v1/messages/%01%ff", "/v1/a(b)!$'*+,;=:@~"]),
-       query=st.sampled_from(["", "?after=3&limit=50", "?q=%20x/y?z"]),
-       body=st.one_of(st.just(b""), st.binary(min_size=1, max_size=300)), nonce=nonces)
-def test_every_change_fails_as_with_the_package(method: str, path: str, query: str, body: bytes,
-                                                nonce: str) -> None:
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
+    path=st.sampled_from(["/v1/inbox", "/v1/messages/%01%ff", "/v1/a(b)!$'*+,;=:@~"]),
+    query=st.sampled_from(["", "?after=3&limit=50", "?q=%20x/y?z"]),
+    body=st.one_of(st.just(b""), st.binary(min_size=1, max_size=300)),
+    nonce=nonces,
+)
+def test_every_change_fails_as_with_the_package(
+    method: str, path: str, query: str, body: bytes, nonce: str
+) -> None:
     url = f"https://liaison.test{path}{query}"
     headers = signed(method, url, body, nonce=nonce)
     assert outcome(lambda: verify_request(method, url, headers, body, PUBLIC)) == "ok"
@@ -461,13 +527,24 @@ def test_mutations_that_matter_are_refused() -> None:
     url = "https://liaison.test/v1/messages?after=3"
     body = b'{"a": 1}'
     headers = signed("POST", url, body)
-    expect = {"method": "bad-request-signature", "url-path": "bad-request-signature",
-              "body-flip": "content-digest", "digest-remove": "content-digest",
-              "digest-extra-member": "bad-request-signature", "si-created-stale": "stale-request",
-              "si-alg-other": "unauthenticated", "si-repeat-label": "bad-request-signature",
-              "si-two-signatures": "unauthenticated", "sig-flip": "bad-request-signature",
-              "sig-remove": "unauthenticated", "method-lowercase": "ok", "digest-spaces": "ok",
-              "si-whitespace": "ok", "headers-capitalised": "ok", "sig-spaces": "ok"}
+    expect = {
+        "method": "bad-request-signature",
+        "url-path": "bad-request-signature",
+        "body-flip": "content-digest",
+        "digest-remove": "content-digest",
+        "digest-extra-member": "bad-request-signature",
+        "si-created-stale": "stale-request",
+        "si-alg-other": "unauthenticated",
+        "si-repeat-label": "bad-request-signature",
+        "si-two-signatures": "unauthenticated",
+        "sig-flip": "bad-request-signature",
+        "sig-remove": "unauthenticated",
+        "method-lowercase": "ok",
+        "digest-spaces": "ok",
+        "si-whitespace": "ok",
+        "headers-capitalised": "ok",
+        "sig-spaces": "ok",
+    }
     for name, reason in expect.items():
         m, u, h, b = MUTATIONS[name]("POST", url, headers, body)
         assert outcome(lambda m=m, u=u, h=h, b=b: verify_request(m, u, h, b, PUBLIC)) == reason, name
@@ -478,9 +555,9 @@ def test_refusal_details() -> None:
     headers = signed("GET", url, b"")
     cases = {
         "sig1" + headers["signature-input"][7:]: 'labelled "liaison"',
-        headers["signature-input"] + ', ' + headers["signature-input"]: "repeats a label",
+        headers["signature-input"] + ", " + headers["signature-input"]: "repeats a label",
         headers["signature-input"].replace('"@method"', '"@method" "@authority"'): "may cover only",
-        headers["signature-input"] + ";tag=\"x\"": "parameters may be only",
+        headers["signature-input"] + ';tag="x"': "parameters may be only",
     }
     for value, detail in cases.items():
         with pytest.raises(RequestSignatureError) as e:
@@ -506,8 +583,11 @@ def test_params_must_come_from_these_headers() -> None:
     assert made == mine  # equal as values, but carries no parse
     with pytest.raises(ValueError, match="parse_signature_params"):
         check_request("GET", url, headers, b"", params=made)
-    for changed in (replace(mine, _input=None), replace(mine, keyid=OTHER_ID),
-                    replace(mine, components=(*mine.components, "content-digest"))):
+    for changed in (
+        replace(mine, _input=None),
+        replace(mine, keyid=OTHER_ID),
+        replace(mine, components=(*mine.components, "content-digest")),
+    ):
         with pytest.raises(ValueError, match="parse_signature_params"):
             check_request("GET", url, headers, b"", params=changed)
 
@@ -544,13 +624,16 @@ def test_rfc9421_b26_vector_is_self_consistent() -> None:
     assert headers["Content-Digest"] == _sha512(body)
     assert headers["Content-Length"] == str(len(body))
     assert VECTOR["signature_base"].endswith('"@signature-params": ' + VECTOR["signature_params"])
-    assert VECTOR["signature_input"] == f'{VECTOR["label"]}={VECTOR["signature_params"]}'
+    assert VECTOR["signature_input"] == f"{VECTOR['label']}={VECTOR['signature_params']}"
 
 
 def test_rfc9421_b26_the_package_builds_the_rfc_base() -> None:
     request = VECTOR["request"]
-    headers = {**dict(request["headers"]), "Signature-Input": VECTOR["signature_input"],
-               "Signature": VECTOR["signature"]}
+    headers = {
+        **dict(request["headers"]),
+        "Signature-Input": VECTOR["signature_input"],
+        "Signature": VECTOR["signature"],
+    }
     assert library_base(request["method"], request["url"], headers) == VECTOR["signature_base"].encode()
 
 
@@ -563,20 +646,23 @@ def test_rfc9421_b26_our_base_construction_and_verify() -> None:
     # Ed25519 is deterministic: the RFC's signature is exactly ours over the RFC's base.
     assert p.ed25519_sign(seed, base) == signature
     # Our "@signature-params" serialisation and line format, on the RFC's components.
-    params_line = httpsig._signature_params(VECTOR["covered_components"],
-                                            {"created": VECTOR["created"],
-                                             "keyid": VECTOR["key"]["keyid"]})
+    params_line = httpsig._signature_params(
+        VECTOR["covered_components"], {"created": VECTOR["created"], "keyid": VECTOR["key"]["keyid"]}
+    )
     assert params_line == VECTOR["signature_params"]
     lines = VECTOR["signature_base"].split("\n")
     assert lines[1] == '"@method": ' + VECTOR["request"]["method"].upper()
     assert lines[-1] == f'"@signature-params": {params_line}'
     # The verification half of the split API, on the RFC's base and signature.
-    params = httpsig.SignatureParams(VECTOR["key"]["keyid"], VECTOR["created"], "",
-                                     tuple(VECTOR["covered_components"]))
+    params = httpsig.SignatureParams(
+        VECTOR["key"]["keyid"], VECTOR["created"], "", tuple(VECTOR["covered_components"])
+    )
     PendingSignature(params, base, signature).verify(public)
-    for changed in (PendingSignature(params, base.replace(b"POST", b"PUT"), signature),
-                    PendingSignature(params, base, bytes([signature[0] ^ 1]) + signature[1:]),
-                    PendingSignature(params, base, signature[:-1])):
+    for changed in (
+        PendingSignature(params, base.replace(b"POST", b"PUT"), signature),
+        PendingSignature(params, base, bytes([signature[0] ^ 1]) + signature[1:]),
+        PendingSignature(params, base, signature[:-1]),
+    ):
         with pytest.raises(RequestSignatureError) as e:
             changed.verify(public)
         assert e.value.reason == "bad-request-signature"
@@ -584,12 +670,40 @@ def test_rfc9421_b26_our_base_construction_and_verify() -> None:
 
 # --- the plain-form Signature-Input parser against http_sf ----------------------------------
 
-_PIECES = st.sampled_from(['"@method"', '"@target-uri"', '"content-digest"', '"x\\"y"', "tok",
-                           '"a b"', '""', "1", "?1", ":YQ==:", '"é"'])
-_KEYS = st.sampled_from(["liaison", "created", "keyid", "nonce", "alg", "a*", "*b", "A", "k-1",
-                         "k.2", "1k", ""])
-_VALUES = st.sampled_from(["1700000000", "-5", "1234567890123456", '"d_abc"', '"ed25519"',
-                           "tok", "?0", "1.5", '"q\\\\"', '""', ":YQ==:", '"x"y"'])
+_PIECES = st.sampled_from(
+    [
+        '"@method"',
+        '"@target-uri"',
+        '"content-digest"',
+        '"x\\"y"',
+        "tok",
+        '"a b"',
+        '""',
+        "1",
+        "?1",
+        ":YQ==:",
+        '"é"',
+    ]
+)
+_KEYS = st.sampled_from(
+    ["liaison", "created", "keyid", "nonce", "alg", "a*", "*b", "A", "k-1", "k.2", "1k", ""]
+)
+_VALUES = st.sampled_from(
+    [
+        "1700000000",
+        "-5",
+        "1234567890123456",
+        '"d_abc"',
+        '"ed25519"',
+        "tok",
+        "?0",
+        "1.5",
+        '"q\\\\"',
+        '""',
+        ":YQ==:",
+        '"x"y"',
+    ]
+)
 _SEPS = st.sampled_from(["", " ", "  ", ", ", "\t"])
 
 
@@ -608,8 +722,9 @@ def signature_inputs(draw: st.DrawFn) -> str:
 def _sf(raw: str) -> tuple[Any, list[str]] | None:
     duplicates: list[str] = []
     try:
-        return http_sf.parse(raw.encode("ascii"), tltype="dictionary",
-                             on_duplicate_key=lambda key, _c: duplicates.append(key)), duplicates
+        return http_sf.parse(
+            raw.encode("ascii"), tltype="dictionary", on_duplicate_key=lambda key, _c: duplicates.append(key)
+        ), duplicates
     except Exception:
         return None
 
@@ -629,8 +744,7 @@ def test_plain_parser_agrees_with_http_sf_or_declines(raw: str) -> None:
 def test_plain_parser_takes_what_sign_request_writes() -> None:
     keys = generate_device("x")
     for body in (None, b'{"a": 1}'):
-        headers = sign_request("POST" if body else "GET", "https://h.test/v1/x?y=1", {}, body,
-                               keys)
+        headers = sign_request("POST" if body else "GET", "https://h.test/v1/x?y=1", {}, body, keys)
         duplicates: list[str] = []
         fast = httpsig._parse_plain(headers["Signature-Input"], duplicates)
         assert fast is not None

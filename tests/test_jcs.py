@@ -48,9 +48,34 @@ def _ours(value: Any) -> tuple[str, Any]:
 # Characters JCS treats specially, or that sort differently by UTF-16 code unit than by code point
 # (U+E000..U+FFFF against U+10000 and above), or that are not Unicode scalar values at all.
 SPECIAL_CHARS = [
-    '"', "\\", "/", "\x00", "\x01", "\x08", "\t", "\n", "\x0b", "\x0c", "\r", "\x1f", " ", "\x7f",
-    "\x80", "\u00f6", "\u0632", "\u2028", "\u2029", "\u20ac", "\ud7ff", "\ue000", "\ufb33",
-    "\ufeff", "\uffff", "\U00010000", "\U0001f600", "\U0010ffff",
+    '"',
+    "\\",
+    "/",
+    "\x00",
+    "\x01",
+    "\x08",
+    "\t",
+    "\n",
+    "\x0b",
+    "\x0c",
+    "\r",
+    "\x1f",
+    " ",
+    "\x7f",
+    "\x80",
+    "\u00f6",
+    "\u0632",
+    "\u2028",
+    "\u2029",
+    "\u20ac",
+    "\ud7ff",
+    "\ue000",
+    "\ufb33",
+    "\ufeff",
+    "\uffff",
+    "\U00010000",
+    "\U0001f600",
+    "\U0010ffff",
 ]
 SURROGATES = ["\ud800", "\udbff", "\udc00", "\udfff", "\ud83d"]
 
@@ -63,19 +88,38 @@ any_chars = st.one_of(valid_chars, st.sampled_from(SURROGATES), st.characters(ex
 
 # Short keys over a small alphabet, so that keys share prefixes and meet at the characters where
 # UTF-16 and code point order part ways.
-KEY_ALPHABET = ["a", "b", "B", "1", "_", '"', "\\", "\n", "\x7f", "\u00f6", "\u20ac", "\ue000",
-                "\ufb33", "\uffff", "\U00010000", "\U0001f600", "\U0010ffff"]
-valid_keys = st.one_of(st.text(st.sampled_from(KEY_ALPHABET), max_size=3),
-                       st.text(valid_chars, max_size=8))
+KEY_ALPHABET = [
+    "a",
+    "b",
+    "B",
+    "1",
+    "_",
+    '"',
+    "\\",
+    "\n",
+    "\x7f",
+    "\u00f6",
+    "\u20ac",
+    "\ue000",
+    "\ufb33",
+    "\uffff",
+    "\U00010000",
+    "\U0001f600",
+    "\U0010ffff",
+]
+valid_keys = st.one_of(st.text(st.sampled_from(KEY_ALPHABET), max_size=3), st.text(valid_chars, max_size=8))
 any_keys = st.one_of(valid_keys, st.text(st.sampled_from(KEY_ALPHABET + SURROGATES), max_size=3))
 
 SAFE = 2**53 - 1
 edge_ints = st.sampled_from([0, 1, -1, SAFE, -SAFE, SAFE + 1, -SAFE - 1, 2**63, -(2**64), 10**30])
 
 
-def _json_values(chars: st.SearchStrategy[str], keys: st.SearchStrategy[str],
-                 ints: st.SearchStrategy[int], floats: st.SearchStrategy[float]
-                 ) -> st.SearchStrategy[Any]:
+def _json_values(
+    chars: st.SearchStrategy[str],
+    keys: st.SearchStrategy[str],
+    ints: st.SearchStrategy[int],
+    floats: st.SearchStrategy[float],
+) -> st.SearchStrategy[Any]:
     scalars = st.one_of(st.none(), st.booleans(), ints, floats, st.text(chars, max_size=12))
     return st.recursive(
         scalars,
@@ -91,8 +135,9 @@ def _json_values(chars: st.SearchStrategy[str], keys: st.SearchStrategy[str],
 # Anything: lone surrogates, NaN and infinities, integers outside the safe range.
 any_values = _json_values(any_chars, any_keys, st.one_of(st.integers(), edge_ints), st.floats())
 # Values RFC 8785 can serialise: what the fast path must take on, without handing over.
-valid_values = _json_values(valid_chars, valid_keys, st.integers(-SAFE, SAFE),
-                            st.floats(allow_nan=False, allow_infinity=False))
+valid_values = _json_values(
+    valid_chars, valid_keys, st.integers(-SAFE, SAFE), st.floats(allow_nan=False, allow_infinity=False)
+)
 
 
 # --- properties ------------------------------------------------------------------------------
@@ -174,23 +219,85 @@ class MyDict(dict[str, Any]):
     pass
 
 
-@pytest.mark.parametrize("value", [
-    # numbers at and beyond the I-JSON integer range, and floats in ECMAScript form
-    SAFE, -SAFE, SAFE + 1, -SAFE - 1, 2**64, 10**5000, [1, 2**53], {"n": -(2**60)},
-    0.0, -0.0, 1.0, 1.5, -2.5, 1e21, 1e-7, 1e-6, 123456789012345680000.0, 5e-324,
-    1.7976931348623157e308, 0.1 + 0.2, [1.0, {"f": 1e300}],
-    math.nan, math.inf, -math.inf, [math.nan], {"x": math.inf},
-    # strings
-    "", "plain", "\u2028\u2029\x7f", '"\\/\x00\x1f\b\t\n\f\r', "\ud800", ["ok", "\udfff"],
-    {"\ud83d": 1}, {"a": 1, "\U0001f600": "\ud83d"},
-    # types rfc8785 refuses, or accepts by subclass
-    b"bytes", bytearray(b"x"), {1, 2}, frozenset(), Decimal("1.5"), 1j, object(), [b"x"],
-    {1: "int key"}, {None: 1}, {True: 1}, {1.5: 1}, {("t",): 1}, {"a": 1, 2: "mixed"},
-    {LoudStr("b"): 1, "a": 2}, {"a": 2, LoudStr("b"): 1}, {"k": LoudStr("v")}, [LoudStr("v")],
-    LoudStr("top"), OrderedDict([("b", 1), ("a", 2)]), MyDict(b=1, a=2),
-    MyList([3, 2]), Colour.RED, [Colour.RED], Tone.DARK, {"t": Tone.DARK}, {Tone.DARK: 1},
-    (1, "two", (3,)), [], {}, (), [[]], {"": {}}, None, True, False,
-], ids=lambda v: _id(v))
+@pytest.mark.parametrize(
+    "value",
+    [
+        # numbers at and beyond the I-JSON integer range, and floats in ECMAScript form
+        SAFE,
+        -SAFE,
+        SAFE + 1,
+        -SAFE - 1,
+        2**64,
+        10**5000,
+        [1, 2**53],
+        {"n": -(2**60)},
+        0.0,
+        -0.0,
+        1.0,
+        1.5,
+        -2.5,
+        1e21,
+        1e-7,
+        1e-6,
+        123456789012345680000.0,
+        5e-324,
+        1.7976931348623157e308,
+        0.1 + 0.2,
+        [1.0, {"f": 1e300}],
+        math.nan,
+        math.inf,
+        -math.inf,
+        [math.nan],
+        {"x": math.inf},
+        # strings
+        "",
+        "plain",
+        "\u2028\u2029\x7f",
+        '"\\/\x00\x1f\b\t\n\f\r',
+        "\ud800",
+        ["ok", "\udfff"],
+        {"\ud83d": 1},
+        {"a": 1, "\U0001f600": "\ud83d"},
+        # types rfc8785 refuses, or accepts by subclass
+        b"bytes",
+        bytearray(b"x"),
+        {1, 2},
+        frozenset(),
+        Decimal("1.5"),
+        1j,
+        object(),
+        [b"x"],
+        {1: "int key"},
+        {None: 1},
+        {True: 1},
+        {1.5: 1},
+        {("t",): 1},
+        {"a": 1, 2: "mixed"},
+        {LoudStr("b"): 1, "a": 2},
+        {"a": 2, LoudStr("b"): 1},
+        {"k": LoudStr("v")},
+        [LoudStr("v")],
+        LoudStr("top"),
+        OrderedDict([("b", 1), ("a", 2)]),
+        MyDict(b=1, a=2),
+        MyList([3, 2]),
+        Colour.RED,
+        [Colour.RED],
+        Tone.DARK,
+        {"t": Tone.DARK},
+        {Tone.DARK: 1},
+        (1, "two", (3,)),
+        [],
+        {},
+        (),
+        [[]],
+        {"": {}},
+        None,
+        True,
+        False,
+    ],
+    ids=lambda v: _id(v),
+)
 def test_fixed_values_same_as_rfc8785(value: Any) -> None:
     assert _ours(value) == _reference(value)
 
@@ -199,9 +306,10 @@ def test_escapes_are_jcs() -> None:
     # RFC 8785 section 3.2.2.2: two-character forms for \b \t \n \f \r, \u00xx in lowercase
     # hex for the other controls, everything else (U+007F, U+2028, '/', non-ASCII) as is.
     value = {"s": '"\\/\x00\x08\t\n\x0b\x0c\r\x1b\x1f\x7f\u2028\u20ac\U0001f600'}
-    assert jcs(value) == (
-        '{"s":"\\"\\\\/\\u0000\\b\\t\\n\\u000b\\f\\r\\u001b\\u001f\x7f\u2028\u20ac\U0001f600"}'
-    ).encode()
+    assert (
+        jcs(value)
+        == ('{"s":"\\"\\\\/\\u0000\\b\\t\\n\\u000b\\f\\r\\u001b\\u001f\x7f\u2028\u20ac\U0001f600"}').encode()
+    )
     assert jcs(value) == rfc8785.dumps(value)
 
 
@@ -274,8 +382,13 @@ def test_near_the_stack_limit_behaves_as_before() -> None:
 def test_sealed_envelope_takes_the_fast_path() -> None:
     label = Label("coalition-2026", "SECRET", ("UKR", "USA"), ("AIRDEF",))
     recipients = [generate_device(f"jcs-recipient-{i}").public for i in range(3)]
-    env = seal(b"grid 37U", channel="airdef-ops", label=label,
-               sender=generate_device("jcs-sender"), recipients=recipients)
+    env = seal(
+        b"grid 37U",
+        channel="airdef-ops",
+        label=label,
+        sender=generate_device("jcs-sender"),
+        recipients=recipients,
+    )
     assert encoding._fast_jcs(env) == rfc8785.dumps(env) == jcs(env)
     unsigned = {k: v for k, v in env.items() if k != "signatures"}
     assert encoding._fast_jcs(unsigned) == rfc8785.dumps(unsigned) == jcs(unsigned)

@@ -81,9 +81,19 @@ def test_private_serialisation_round_trip() -> None:
         assert again.public == keys.public
 
 
-@pytest.mark.parametrize("blob", [b"", b"{}", b"[]", b'{"v": 1}', b"\xff", b'{"v":1,"principal":"x",'
-                                  b'"created":"2026-01-01T00:00:00Z","ed25519":"AA","kem":'
-                                  b'{"suite":"X25519","sk":"AA"}}'])
+@pytest.mark.parametrize(
+    "blob",
+    [
+        b"",
+        b"{}",
+        b"[]",
+        b'{"v": 1}',
+        b"\xff",
+        b'{"v":1,"principal":"x",'
+        b'"created":"2026-01-01T00:00:00Z","ed25519":"AA","kem":'
+        b'{"suite":"X25519","sk":"AA"}}',
+    ],
+)
 def test_malformed_private_keys_refused(blob: bytes) -> None:
     with pytest.raises(MalformedKey):
         DeviceKeys.from_bytes(blob)

@@ -153,8 +153,10 @@ def test_profile_exists_unless_overwrite(store: KeyStore, profile: Profile) -> N
         store.load("work", PASS)
 
 
-@pytest.mark.parametrize("name", ["", "Work", "../etc", ".hidden", "a/b", "-x", "_x", "a" * 65,
-                                  "wörk", "a b", "work.json/..", "x\n"])
+@pytest.mark.parametrize(
+    "name",
+    ["", "Work", "../etc", ".hidden", "a/b", "-x", "_x", "a" * 65, "wörk", "a b", "work.json/..", "x\n"],
+)
 def test_bad_names_refused(store: KeyStore, name: str) -> None:
     with pytest.raises(KeyStoreError, match="invalid profile name"):
         store.load(name, PASS)
@@ -183,8 +185,16 @@ def test_empty_passphrase_refused(store: KeyStore, profile: Profile) -> None:
 
 @pytest.mark.parametrize(
     "field,value",
-    [("server", "ftp://x"), ("server", "liaison.example"), ("server", 5), ("ca_cert", ""),
-     ("principal", ""), ("device_id", "d_short"), ("created", "yesterday"), ("name", "Bad")],
+    [
+        ("server", "ftp://x"),
+        ("server", "liaison.example"),
+        ("server", 5),
+        ("ca_cert", ""),
+        ("principal", ""),
+        ("device_id", "d_short"),
+        ("created", "yesterday"),
+        ("name", "Bad"),
+    ],
 )
 def test_profile_fields_validated(profile: Profile, field: str, value: object) -> None:
     obj = profile.to_json()

@@ -27,8 +27,10 @@ def labels() -> st.SearchStrategy[Label]:
 def test_parse_spec_example(policy: Policy) -> None:
     label = parse_label("SECRET//AIRDEF//REL TO FRA, UKR, USA", policy)
     assert label.to_json() == {
-        "policy": "coalition-2026", "classification": "SECRET",
-        "rel": ["FRA", "UKR", "USA"], "compartments": ["AIRDEF"],
+        "policy": "coalition-2026",
+        "classification": "SECRET",
+        "rel": ["FRA", "UKR", "USA"],
+        "compartments": ["AIRDEF"],
     }
     assert format_label(label) == "SECRET//AIRDEF//REL TO FRA, UKR, USA"
 
@@ -89,12 +91,9 @@ def test_json_round_trip(label: Label) -> None:
         None,
         [],
         {"policy": "coalition-2026", "classification": "SECRET", "rel": ["USA"]},
-        {"policy": "coalition-2026", "classification": "SECRET", "rel": ["USA"], "compartments": [],
-         "x": 1},
-        {"policy": "coalition-2026", "classification": "SECRET", "rel": ["USA", "FRA"],
-         "compartments": []},
-        {"policy": "coalition-2026", "classification": "SECRET", "rel": ["USA", "USA"],
-         "compartments": []},
+        {"policy": "coalition-2026", "classification": "SECRET", "rel": ["USA"], "compartments": [], "x": 1},
+        {"policy": "coalition-2026", "classification": "SECRET", "rel": ["USA", "FRA"], "compartments": []},
+        {"policy": "coalition-2026", "classification": "SECRET", "rel": ["USA", "USA"], "compartments": []},
         {"policy": "coalition-2026", "classification": "SECRET", "rel": [], "compartments": []},
         {"policy": "coalition-2026", "classification": "SECRET", "rel": ["usa"], "compartments": []},
         {"policy": "coalition-2026", "classification": 3, "rel": ["USA"], "compartments": []},

@@ -22,15 +22,33 @@ PACKAGE = "liaison.service"
 
 #: Layer of each top-level name under service/ (a module or a subpackage), lowest first.
 LAYERS: dict[str, int] = {
-    "config": 0, "problems": 0, "metrics": 0, "jsonlog": 0,
-    "storage": 1, "tlog": 2, "writer": 3, "usecases": 4, "state": 4, "api": 5, "app": 6,
+    "config": 0,
+    "problems": 0,
+    "metrics": 0,
+    "jsonlog": 0,
+    "storage": 1,
+    "tlog": 2,
+    "writer": 3,
+    "usecases": 4,
+    "state": 4,
+    "api": 5,
+    "app": 6,
     "ops": 7,
 }
 BASE = 0
 FRAMEWORKS = ("fastapi", "starlette", "uvicorn", "typer")
 #: Layers that must never import a framework (everything below api/).
-FRAMEWORK_FREE = {"config", "problems", "metrics", "jsonlog", "storage", "tlog", "writer",
-                  "usecases", "state"}
+FRAMEWORK_FREE = {
+    "config",
+    "problems",
+    "metrics",
+    "jsonlog",
+    "storage",
+    "tlog",
+    "writer",
+    "usecases",
+    "state",
+}
 
 
 def module_name(path: Path) -> str:
@@ -129,14 +147,16 @@ def service_graph() -> dict[str, set[str]]:
     graph = {}
     for name, path in modules.items():
         # A package's __init__ is imported on the way to its submodules: not an edge to follow.
-        graph[name] = {t for t in imports_of(name, path, modules)
-                       if not (t in modules and modules[t].name == "__init__.py")}
+        graph[name] = {
+            t
+            for t in imports_of(name, path, modules)
+            if not (t in modules and modules[t].name == "__init__.py")
+        }
     return graph
 
 
 def test_every_module_of_the_service_is_in_a_layer() -> None:
-    assert {layer_of(m) for m in service_modules() if m != PACKAGE} <= set(LAYERS) | {
-        "default_policy"}
+    assert {layer_of(m) for m in service_modules() if m != PACKAGE} <= set(LAYERS) | {"default_policy"}
 
 
 def test_imports_point_one_way_and_only_api_knows_http() -> None:
@@ -175,13 +195,19 @@ def test_the_checks_find_each_kind_of_violation() -> None:
 
 def test_deferred_and_relative_imports_are_seen(tmp_path: Path) -> None:
     src = tmp_path / "mod.py"
-    src.write_text("from . import writer\nfrom ..api import hot\ndef f():\n"
-                   "    from .storage.db import Database\n    import uvicorn\n")
+    src.write_text(
+        "from . import writer\nfrom ..api import hot\ndef f():\n"
+        "    from .storage.db import Database\n    import uvicorn\n"
+    )
     name = f"{PACKAGE}.usecases.mod"
     known = {f"{PACKAGE}.usecases.writer", f"{PACKAGE}.api.hot"}
     got = imports_of(name, src, known)
-    assert {f"{PACKAGE}.usecases.writer", f"{PACKAGE}.api.hot",
-            f"{PACKAGE}.usecases.storage.db", "uvicorn"} <= got
+    assert {
+        f"{PACKAGE}.usecases.writer",
+        f"{PACKAGE}.api.hot",
+        f"{PACKAGE}.usecases.storage.db",
+        "uvicorn",
+    } <= got
 
 
 @pytest.mark.parametrize("layer", sorted(FRAMEWORK_FREE))

@@ -143,9 +143,7 @@ def test_every_consistency_proof_verifies() -> None:
 def test_list_proofs_equal_reader_proofs_on_small_trees() -> None:
     for size in range(1, 48):
         for i in range(size):
-            assert m.inclusion_proof(RNG_LEAVES, i, size) == m.inclusion_proof_from(
-                RNG_STORE, i, size
-            )
+            assert m.inclusion_proof(RNG_LEAVES, i, size) == m.inclusion_proof_from(RNG_STORE, i, size)
         for old in range(size + 1):
             assert m.consistency_proof(RNG_LEAVES, old, size) == m.consistency_proof_from(
                 RNG_STORE, old, size
@@ -196,9 +194,7 @@ def test_inclusion_proofs_verify_and_any_alteration_fails(leaves: list[bytes], d
 
 @settings(max_examples=60, deadline=None)
 @given(leaves=leaf_lists, data=st.data())
-def test_consistency_proofs_verify_and_any_alteration_fails(
-    leaves: list[bytes], data: Any
-) -> None:
+def test_consistency_proofs_verify_and_any_alteration_fails(leaves: list[bytes], data: Any) -> None:
     hashes = [m.leaf_hash(x) for x in leaves]
     new = data.draw(st.integers(1, len(hashes)), label="new")
     old = data.draw(st.integers(1, new), label="old")

@@ -167,9 +167,7 @@ def test_sigsum_cosignature_is_reproduced_and_verifies() -> None:
 @pytest.mark.parametrize("which", ["other_key_id_line", "other_name_line", "wrong_size_line"])
 def test_sigsum_cosignature_variants_do_not_verify(which: str) -> None:
     with pytest.raises(BadSignature):
-        n.verify_cosignature_line(
-            SIGSUM["cosignature"][which], SIGSUM_CP, [SIGSUM_WITNESS.verifier]
-        )
+        n.verify_cosignature_line(SIGSUM["cosignature"][which], SIGSUM_CP, [SIGSUM_WITNESS.verifier])
 
 
 def test_cosignature_message_layout_from_spec() -> None:
@@ -295,9 +293,7 @@ def test_policy_refuses_bad_configuration() -> None:
 
 # --- notes: round trips and malformed input ----------------------------------------------
 
-line_text = st.text(
-    st.characters(exclude_categories=["Cs"], min_codepoint=0x20), min_size=1, max_size=40
-)
+line_text = st.text(st.characters(exclude_categories=["Cs"], min_codepoint=0x20), min_size=1, max_size=40)
 
 
 @settings(max_examples=60, deadline=None)
@@ -405,9 +401,7 @@ def test_spec_checkpoint_round_trips() -> None:
     assert n.format_checkpoint(cp) == SPEC["checkpoint_text"]
 
 
-origins = st.text(
-    st.characters(exclude_categories=["Cs"], min_codepoint=0x20), min_size=1, max_size=30
-)
+origins = st.text(st.characters(exclude_categories=["Cs"], min_codepoint=0x20), min_size=1, max_size=30)
 
 
 @settings(max_examples=80, deadline=None)

@@ -69,8 +69,14 @@ def test_known_answer_vector() -> None:
 
 def test_vector_matches_independent_construction() -> None:
     key = pwhash.argon2id.kdf(32, PASS.encode(), VECTOR_SALT, opslimit=OPS, memlimit=MEM)
-    header = {"v": 1, "kdf": "argon2id", "opslimit": 1, "memlimit": 8192,
-              "salt": b64url_encode(VECTOR_SALT), "nonce": b64url_encode(VECTOR_NONCE)}
+    header = {
+        "v": 1,
+        "kdf": "argon2id",
+        "opslimit": 1,
+        "memlimit": 8192,
+        "salt": b64url_encode(VECTOR_SALT),
+        "nonce": b64url_encode(VECTOR_NONCE),
+    }
     aad = b"liaison/v1/keystore\x00" + jcs(header)
     ct = ChaCha20Poly1305(key).encrypt(VECTOR_NONCE, SECRET, aad)
     assert jcs({**header, "ct": b64url_encode(ct)}) == VECTOR
@@ -84,8 +90,16 @@ def test_passphrase_is_nfc_normalised() -> None:
     assert open_with_passphrase(sealed, decomposed) == SECRET
 
 
-@pytest.mark.parametrize("wrong", ["", "correct horse battery stapl", "Correct horse battery staple",
-                                   "correct horse battery staple ", "\ud800"])
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        "",
+        "correct horse battery stapl",
+        "Correct horse battery staple",
+        "correct horse battery staple ",
+        "\ud800",
+    ],
+)
 def test_wrong_passphrase(blob: bytes, wrong: str) -> None:
     with pytest.raises(DecryptionFailed, match="wrong passphrase or damaged key file"):
         open_with_passphrase(blob, wrong)
@@ -114,8 +128,12 @@ def test_swapped_parameters_fail_even_when_well_formed(blob: bytes) -> None:
     # Each header change parses fine and must still fail: the header is the AEAD's AAD.
     obj = json.loads(blob)
     other_salt = b64url_encode(bytes(16))
-    for changes in ({"opslimit": 2}, {"memlimit": 16384}, {"salt": other_salt},
-                    {"nonce": b64url_encode(bytes(12))}):
+    for changes in (
+        {"opslimit": 2},
+        {"memlimit": 16384},
+        {"salt": other_salt},
+        {"nonce": b64url_encode(bytes(12))},
+    ):
         with pytest.raises(DecryptionFailed):
             open_with_passphrase(_resealed(blob, **changes), PASS)
     ct = b64url_decode(obj["ct"])
@@ -185,8 +203,12 @@ def test_missing_field(blob: bytes) -> None:
 
 def test_non_canonical_encoding_refused(blob: bytes) -> None:
     obj = json.loads(blob)
-    for raw in (json.dumps(obj).encode(), json.dumps(obj, indent=1).encode(),
-                blob.replace(b'"v":1', b'"v":1.0'), blob[:-1] + b',"v":1}'):
+    for raw in (
+        json.dumps(obj).encode(),
+        json.dumps(obj, indent=1).encode(),
+        blob.replace(b'"v":1', b'"v":1.0'),
+        blob[:-1] + b',"v":1}',
+    ):
         with pytest.raises(MalformedKey):
             open_with_passphrase(raw, PASS)
 
@@ -210,8 +232,10 @@ def test_costs_out_of_bounds_refused(blob: bytes, changes: dict[str, object]) ->
 
 
 def test_huge_cost_beyond_json_numbers_refused(blob: bytes) -> None:
-    for raw in (blob.replace(b'"opslimit":1', b'"opslimit":' + str(2**63).encode()),
-                blob.replace(b'"memlimit":8192', b'"memlimit":' + b"9" * 5000)):
+    for raw in (
+        blob.replace(b'"opslimit":1', b'"opslimit":' + str(2**63).encode()),
+        blob.replace(b'"memlimit":8192', b'"memlimit":' + b"9" * 5000),
+    ):
         with pytest.raises(MalformedKey):
             open_with_passphrase(raw, PASS)
 

@@ -145,8 +145,9 @@ def test_scoped_admin_grants() -> None:
         check_grant(POLICY, admin, ["analyst"], False, "UKR", "SECRET", [])
     assert e.value.reason == "not-admin"
     # root may grant anything the policy knows
-    check_grant(POLICY, Subject("USA", "UNCLASSIFIED", frozenset()), ["admin"], True,
-                "FRA", "TOP SECRET", ["HUMINT"])
+    check_grant(
+        POLICY, Subject("USA", "UNCLASSIFIED", frozenset()), ["admin"], True, "FRA", "TOP SECRET", ["HUMINT"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -159,15 +160,23 @@ def test_scoped_admin_grants() -> None:
         ('id = "x"\nversion = 1\nnations = ["usa"]\n', "nations has invalid"),
         ('id = "x"\nversion = 1\nnations = ["USA", "USA"]\n', "duplicates"),
         ('id = "x"\nversion = 1\nnations = ["USA"]\nextra = 1\n', "unknown keys"),
-        ('id = "x"\nversion = 1\nnations = ["USA"]\ncompartments = []\n[[levels]]\nname = "U"\n'
-         'kem = ["RSA"]\nsignatures = ["ed25519"]\nmax_bytes = 10\nretention_days = 1\nsystems = true\n',
-         "kem may only"),
-        ('id = "x"\nversion = 1\nnations = ["USA"]\ncompartments = []\n[[levels]]\nname = "U"\n'
-         'kem = ["X25519"]\nsignatures = ["mldsa65"]\nmax_bytes = 10\nretention_days = 1\nsystems = true\n',
-         "must include ed25519"),
-        ('id = "x"\nversion = 1\nnations = ["USA"]\ncompartments = []\n[[levels]]\nname = "U"\n'
-         'kem = ["X25519"]\nsignatures = ["ed25519"]\nmax_bytes = -1\nretention_days = 1\nsystems = true\n',
-         "max_bytes"),
+        (
+            'id = "x"\nversion = 1\nnations = ["USA"]\ncompartments = []\n[[levels]]\nname = "U"\n'
+            'kem = ["RSA"]\nsignatures = ["ed25519"]\nmax_bytes = 10\nretention_days = 1\nsystems = true\n',
+            "kem may only",
+        ),
+        (
+            'id = "x"\nversion = 1\nnations = ["USA"]\ncompartments = []\n[[levels]]\nname = "U"\n'
+            'kem = ["X25519"]\nsignatures = ["mldsa65"]\nmax_bytes = 10\nretention_days = 1\n'
+            "systems = true\n",
+            "must include ed25519",
+        ),
+        (
+            'id = "x"\nversion = 1\nnations = ["USA"]\ncompartments = []\n[[levels]]\nname = "U"\n'
+            'kem = ["X25519"]\nsignatures = ["ed25519"]\nmax_bytes = -1\nretention_days = 1\n'
+            "systems = true\n",
+            "max_bytes",
+        ),
     ],
 )
 def test_malformed_policy_refused(text: str, message: str) -> None:
@@ -182,11 +191,12 @@ def _unique(strategy: st.SearchStrategy[str], min_size: int) -> st.SearchStrateg
     return st.lists(strategy, min_size=min_size, max_size=5, unique=True).map(tuple)
 
 
-def _ordered_subset(items: tuple[str, ...], *, must: str | None = None
-                    ) -> st.SearchStrategy[tuple[str, ...]]:
-    return st.permutations(items).flatmap(
-        lambda order: st.integers(1, len(order)).map(lambda n: tuple(order[:n]))
-    ).filter(lambda chosen: must is None or must in chosen)
+def _ordered_subset(items: tuple[str, ...], *, must: str | None = None) -> st.SearchStrategy[tuple[str, ...]]:
+    return (
+        st.permutations(items)
+        .flatmap(lambda order: st.integers(1, len(order)).map(lambda n: tuple(order[:n])))
+        .filter(lambda chosen: must is None or must in chosen)
+    )
 
 
 level_rules = st.builds(
@@ -283,11 +293,18 @@ def test_json_and_file_refuse_alike(policy: Policy, name: str) -> None:
     assert str(from_json.value) == str(from_file.value)
 
 
-@pytest.mark.parametrize("obj", [
-    None, [], "policy", {"sha256": ""},
-    {**POLICY.to_json(), "sha256": "ABC"}, {**POLICY.to_json(), "sha256": 1},
-    {k: v for k, v in POLICY.to_json().items() if k != "sha256"},
-])
+@pytest.mark.parametrize(
+    "obj",
+    [
+        None,
+        [],
+        "policy",
+        {"sha256": ""},
+        {**POLICY.to_json(), "sha256": "ABC"},
+        {**POLICY.to_json(), "sha256": 1},
+        {k: v for k, v in POLICY.to_json().items() if k != "sha256"},
+    ],
+)
 def test_from_json_refuses_what_is_not_to_json_output(obj: Any) -> None:
     with pytest.raises(MalformedError, match=r"^policy: "):
         Policy.from_json(obj)

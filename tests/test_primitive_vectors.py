@@ -188,9 +188,7 @@ def test_rfc9180_wrong_recipient_key_fails() -> None:
         )
 
 
-@pytest.mark.parametrize(
-    "encryption", RFC9180_A21["encryptions"], ids=lambda e: f"seq{e['sequence_number']}"
-)
+@pytest.mark.parametrize("encryption", RFC9180_A21["encryptions"], ids=lambda e: f"seq{e['sequence_number']}")
 def test_rfc9180_aead_matches_every_encryption(encryption: dict[str, Any]) -> None:
     # The published key and per-sequence nonce drive our content AEAD (the same ChaCha20-Poly1305).
     key, nonce = h(RFC9180_A21["key"]), h(encryption["nonce"])
@@ -248,9 +246,7 @@ def test_xwing_flipped_bits_fail(field: str) -> None:
             _xwing_open(**changed)
 
 
-@pytest.mark.parametrize(
-    "encryption", XWING_A51["encryptions"], ids=lambda e: f"seq{e['sequence_number']}"
-)
+@pytest.mark.parametrize("encryption", XWING_A51["encryptions"], ids=lambda e: f"seq{e['sequence_number']}")
 def test_xwing_aead_matches_encryptions(encryption: dict[str, Any]) -> None:
     key, nonce = h(XWING_A51["key"]), h(encryption["nonce"])
     pt, aad, ct = h(encryption["pt"]), h(encryption["aad"]), h(encryption["ct"])
@@ -380,21 +376,22 @@ def _malformed_cases() -> Iterator[tuple[str, Callable[[], object]]]:
         yield f"hpke_open-X25519-sk{n}", lambda n=n: p.hpke_open("X25519", bytes(n), bytes(64), b"")
     for n in (0, 32, 95, 97):
         yield f"kem_public-hybrid-{n}", lambda n=n: p.kem_public("MLKEM768-X25519", bytes(n))
-        yield f"hpke_open-hybrid-sk{n}", lambda n=n: p.hpke_open(
-            "MLKEM768-X25519", bytes(n), bytes(1200), b""
+        yield (
+            f"hpke_open-hybrid-sk{n}",
+            lambda n=n: p.hpke_open("MLKEM768-X25519", bytes(n), bytes(1200), b""),
         )
     for n in (0, 32, 1184, 1215, 1217):
-        yield f"hpke_seal-hybrid-pk{n}", lambda n=n: p.hpke_seal(
-            "MLKEM768-X25519", bytes(n), b"k", b""
-        )
+        yield f"hpke_seal-hybrid-pk{n}", lambda n=n: p.hpke_seal("MLKEM768-X25519", bytes(n), b"k", b"")
     # 1184 bytes of 0xff are not a valid ML-KEM-768 encapsulation key (coefficients >= q).
-    yield "hpke_seal-hybrid-bad-mlkem", lambda: p.hpke_seal(
-        "MLKEM768-X25519", b"\xff" * _MLKEM768_PK_LEN + bytes(range(32)), b"k", b""
+    yield (
+        "hpke_seal-hybrid-bad-mlkem",
+        lambda: p.hpke_seal("MLKEM768-X25519", b"\xff" * _MLKEM768_PK_LEN + bytes(range(32)), b"k", b""),
     )
     for i, point in enumerate(_LOW_ORDER_X25519):
         yield f"hpke_seal-X25519-low-order{i}", lambda pt=point: p.hpke_seal("X25519", pt, b"k", b"")
-        yield f"hpke_seal-hybrid-low-order{i}", lambda pt=point: p.hpke_seal(
-            "MLKEM768-X25519", _XWING_MLKEM_PK + pt, b"k", b""
+        yield (
+            f"hpke_seal-hybrid-low-order{i}",
+            lambda pt=point: p.hpke_seal("MLKEM768-X25519", _XWING_MLKEM_PK + pt, b"k", b""),
         )
     for n in (0, 16, 31, 33):
         yield f"aead_seal-key{n}", lambda n=n: p.aead_seal(bytes(n), bytes(12), b"pt", b"")
@@ -422,9 +419,13 @@ def test_malformed_input_raises_primitive_error(call: Callable[[], object]) -> N
 
 @pytest.mark.parametrize(
     ("public", "signature"),
-    [(bytes(31), bytes(64)), (bytes(33), bytes(64)), (b"", b""),
-     (h(ED25519[0]["public_key"]), h(ED25519[0]["signature"])[:63]),
-     (h(ED25519[0]["public_key"]), h(ED25519[0]["signature"]) + b"\x00")],
+    [
+        (bytes(31), bytes(64)),
+        (bytes(33), bytes(64)),
+        (b"", b""),
+        (h(ED25519[0]["public_key"]), h(ED25519[0]["signature"])[:63]),
+        (h(ED25519[0]["public_key"]), h(ED25519[0]["signature"]) + b"\x00"),
+    ],
     ids=["pk31", "pk33", "empty", "sig63", "sig65"],
 )
 def test_verify_malformed_returns_false(public: bytes, signature: bytes) -> None:
@@ -456,8 +457,14 @@ def test_ed25519_refuses_a_non_canonical_s() -> None:
     assert not p.ed25519_verify(public, message, sig[:32] + s.to_bytes(32, "little"))
 
 
-@pytest.mark.parametrize(("public", "signature"), [
-    (bytes(31), bytes(64)), (bytes(33), bytes(64)), (bytes(32), bytes(63)), (b"", b""),
-])
+@pytest.mark.parametrize(
+    ("public", "signature"),
+    [
+        (bytes(31), bytes(64)),
+        (bytes(33), bytes(64)),
+        (bytes(32), bytes(63)),
+        (b"", b""),
+    ],
+)
 def test_ed25519_wrong_lengths_are_refused_not_raised(public: bytes, signature: bytes) -> None:
     assert not p.ed25519_verify(public, b"m", signature)

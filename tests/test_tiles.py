@@ -122,11 +122,15 @@ def test_tile_refuses_bad_fields() -> None:
 def test_spec_tile_counts() -> None:
     tiles = t.tiles_for_size(70_000)
     assert sum(1 for x in tiles if x.level == 0 and x.is_full) == 273
-    assert [x for x in tiles if not x.is_full] == t.edge_tiles(70_000) == [
-        t.Tile(0, 273, 112),
-        t.Tile(1, 1, 17),
-        t.Tile(2, 0, 1),
-    ]
+    assert (
+        [x for x in tiles if not x.is_full]
+        == t.edge_tiles(70_000)
+        == [
+            t.Tile(0, 273, 112),
+            t.Tile(1, 1, 17),
+            t.Tile(2, 0, 1),
+        ]
+    )
     assert [x for x in tiles if x.level == 1] == [t.Tile(1, 0), t.Tile(1, 1, 17)]
     assert t.tiles_for_size(256) == [t.Tile(0, 0), t.Tile(1, 0, 1)]
     assert t.tiles_for_size(0) == t.edge_tiles(0) == []
@@ -287,9 +291,7 @@ def test_tile_width_rules() -> None:
     edge = fetch(t.edge_tiles(size))
     # A full tile offered for a partial one is cut to the checkpoint's width.
     full = {tile: data for tile, data in edge.items() if tile != t.Tile(0, 273, 112)}
-    full[t.Tile(0, 273)] = b"".join(STORE.get(0, 273 * 256 + i) for i in range(112)) + bytes(
-        32 * 144
-    )
+    full[t.Tile(0, 273)] = b"".join(STORE.get(0, 273 * 256 + i) for i in range(112)) + bytes(32 * 144)
     assert m.root_from(t.verify_tiles(size, root(size), full), size) == root(size)
     with pytest.raises(ProofError, match="narrower"):
         t.verify_tiles(size, root(size), {**edge, t.Tile(0, 273, 100): bytes(3200)})

@@ -28,8 +28,9 @@ KEY = SIGNER.verifier
 
 
 def entry(i: int, type_: str = "test.entry", **fields: Any) -> bytes:
-    return jcs({"v": 1, "type": type_, "time": "2026-01-01T00:00:00.000Z", "actor": "system",
-                "i": i, **fields})
+    return jcs(
+        {"v": 1, "type": type_, "time": "2026-01-01T00:00:00.000Z", "actor": "system", "i": i, **fields}
+    )
 
 
 class Log:
@@ -52,13 +53,16 @@ class Log:
         return [base64.b64encode(h).decode() for h in ref.inclusion_proof(self.leaves[:size], index)]
 
     def consistency(self, old: int, new: int) -> list[str]:
-        return [base64.b64encode(h).decode()
-                for h in ref.consistency_proof(self.leaves[:new], old)]
+        return [base64.b64encode(h).decode() for h in ref.consistency_proof(self.leaves[:new], old)]
 
     def receipt(self, index: int, with_entry: bool = True) -> dict[str, Any]:
         cp, text = self.checkpoint()
-        out = {"log_index": index, "tree_size": cp.size, "checkpoint": text,
-               "inclusion_proof": self.proof(index)}
+        out = {
+            "log_index": index,
+            "tree_size": cp.size,
+            "checkpoint": text,
+            "inclusion_proof": self.proof(index),
+        }
         if with_entry:
             out["entry"] = base64.b64encode(self.entries[index]).decode()
         return out
@@ -146,9 +150,15 @@ def test_verify_entry_matches_reference(size: int, data: st.DataObject) -> None:
 def test_parse_entry_refuses_ambiguous_bytes() -> None:
     good = entry(1)
     assert transparency.parse_entry(good)["i"] == 1
-    for bad in (b"not json", b"[1]", jcs({"v": 2, "type": "t", "time": "t", "actor": "a"}),
-                jcs({"v": 1, "time": "t", "actor": "a"}), good.replace(b",", b", ", 1),
-                b'{"v":1,"type":"t","time":"t","actor":"a","actor":"b"}', b"\xff"):
+    for bad in (
+        b"not json",
+        b"[1]",
+        jcs({"v": 2, "type": "t", "time": "t", "actor": "a"}),
+        jcs({"v": 1, "time": "t", "actor": "a"}),
+        good.replace(b",", b", ", 1),
+        b'{"v":1,"type":"t","time":"t","actor":"a","actor":"b"}',
+        b"\xff",
+    ):
         with pytest.raises(MalformedError):
             transparency.parse_entry(bad)
 
@@ -169,8 +179,7 @@ def test_verify_receipt() -> None:
     with pytest.raises(ProofError):
         transparency.verify_receipt({**r, "log_index": 6}, KEY)
     with pytest.raises(BadSignature):
-        transparency.verify_receipt({**r, "checkpoint": r["checkpoint"].replace("10", "11", 1)},
-                                    KEY)
+        transparency.verify_receipt({**r, "checkpoint": r["checkpoint"].replace("10", "11", 1)}, KEY)
     with pytest.raises(MalformedError):
         transparency.verify_receipt("nope", KEY)  # type: ignore[arg-type]
 
@@ -193,18 +202,28 @@ def _directory(revoke: bool = False) -> tuple[Log, dict[str, Any], Any]:
     keys = generate_device("ukr-analyst", suite="X25519", mldsa65=False)
     signed = keys.signed_bundle()
     digest = hashlib.sha256(jcs(signed["bundle"])).hexdigest()
-    entries = [entry(0), entry(1, "device.enrolled", device=keys.device_id,
-                                principal="ukr-analyst", bundle_digest=digest)]
+    entries = [
+        entry(0),
+        entry(1, "device.enrolled", device=keys.device_id, principal="ukr-analyst", bundle_digest=digest),
+    ]
     if revoke:
         entries.append(entry(2, "device.revoked", device=keys.device_id, principal="ukr-analyst"))
     log = Log(entries)
 
     def proof_of(i: int) -> dict[str, Any]:
-        return {"log_index": i, "entry": base64.b64encode(log.entries[i]).decode(),
-                "inclusion_proof": log.proof(i)}
+        return {
+            "log_index": i,
+            "entry": base64.b64encode(log.entries[i]).decode(),
+            "inclusion_proof": log.proof(i),
+        }
 
-    rec = {"device": keys.device_id, "principal": "ukr-analyst", "signed_bundle": signed,
-           "revoked": revoke, "enrolment": proof_of(1)}
+    rec = {
+        "device": keys.device_id,
+        "principal": "ukr-analyst",
+        "signed_bundle": signed,
+        "revoked": revoke,
+        "enrolment": proof_of(1),
+    }
     if revoke:
         rec["revocation"] = proof_of(2)
     return log, rec, keys
@@ -241,8 +260,7 @@ def test_device_record_refusals() -> None:
     cases: list[dict[str, Any]] = [
         {**rec, "enrolment": None},
         {**rec, "enrolment": {**rec["enrolment"], "log_index": 0}},
-        {**rec, "enrolment": {**rec["enrolment"],
-                              "entry": base64.b64encode(log.entries[0]).decode()}},
+        {**rec, "enrolment": {**rec["enrolment"], "entry": base64.b64encode(log.entries[0]).decode()}},
         {**rec, "signed_bundle": other.signed_bundle()},
         {**rec, "device": other.device_id, "signed_bundle": other.signed_bundle()},
         {**rec, "principal": "someone-else"},

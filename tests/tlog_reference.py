@@ -89,6 +89,7 @@ def inclusion_proof(leaves: Sequence[bytes], m: int) -> list[bytes]:
 
 def consistency_proof(leaves: Sequence[bytes], m: int) -> list[bytes]:
     """RFC 6962 2.1.2 PROOF(m, D[n])."""
+
     def sub(d: Sequence[bytes], m: int, b: bool) -> list[bytes]:
         n = len(d)
         if m == n:
@@ -103,8 +104,7 @@ def consistency_proof(leaves: Sequence[bytes], m: int) -> list[bytes]:
     return sub(leaves, m, True)
 
 
-def verify_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes],
-                     root: bytes) -> None:
+def verify_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> None:
     """RFC 9162 2.1.3.2, step by step."""
     if index >= size:
         raise RefError("leaf_index >= tree_size")
@@ -126,8 +126,9 @@ def verify_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[by
         raise RefError(f"inclusion proof for leaf {index} in tree {size} does not verify")
 
 
-def verify_consistency(first: int, second: int, first_hash: bytes, second_hash: bytes,
-                       proof: Sequence[bytes]) -> None:
+def verify_consistency(
+    first: int, second: int, first_hash: bytes, second_hash: bytes, proof: Sequence[bytes]
+) -> None:
     """RFC 9162 2.1.4.2, step by step (with the trivial cases of sizes 0 and equal)."""
     if first == 0:
         if proof:
@@ -188,7 +189,7 @@ def open_checkpoint(data: bytes, verifier_key: str) -> RefCheckpoint:
     cut = msg.rfind("\n\n")
     if cut < 0:
         raise RefError("no signature block")
-    text, sigs = msg[:cut + 1], msg[cut + 2:]
+    text, sigs = msg[: cut + 1], msg[cut + 2 :]
     ok = False
     for line in sigs.splitlines():
         if not line.startswith("\u2014 "):
@@ -237,11 +238,11 @@ def split_bundle(data: bytes) -> list[bytes]:
     while pos < len(data):
         if pos + 2 > len(data):
             raise RefError("truncated bundle")
-        size = int.from_bytes(data[pos:pos + 2], "big")
+        size = int.from_bytes(data[pos : pos + 2], "big")
         pos += 2
         if pos + size > len(data):
             raise RefError("truncated entry")
-        out.append(data[pos:pos + size])
+        out.append(data[pos : pos + size])
         pos += size
     return out
 
@@ -250,8 +251,7 @@ def split_bundle(data: bytes) -> list[bytes]:
 TileFetcher = Callable[[str], bytes]
 
 
-def audit_tiles(size: int, root: bytes, fetch: TileFetcher, *, entries: bool = True
-                ) -> list[bytes]:
+def audit_tiles(size: int, root: bytes, fetch: TileFetcher, *, entries: bool = True) -> list[bytes]:
     """Fetch every tile of the tree of `size` and check it all against `root`.
 
     Level 0: the leaf hashes (and, with `entries`, the bundles whose entries must hash to
@@ -267,7 +267,7 @@ def audit_tiles(size: int, root: bytes, fetch: TileFetcher, *, entries: bool = T
             data = fetch(ref_tile_path(level, n, width))
             if len(data) != 32 * width:
                 raise RefError(f"tile {level}/{n} has {len(data)} bytes, want {32 * width}")
-            tile = [data[i:i + 32] for i in range(0, len(data), 32)]
+            tile = [data[i : i + 32] for i in range(0, len(data), 32)]
             if level == 0 and entries:
                 bundle = split_bundle(fetch(ref_entries_path(n, width)))
                 if len(bundle) != width or [leaf(e) for e in bundle] != tile:
@@ -279,7 +279,7 @@ def audit_tiles(size: int, root: bytes, fetch: TileFetcher, *, entries: bool = T
     for lv in range(1, len(levels)):
         below = levels[lv - 1]
         for i, h in enumerate(levels[lv]):
-            if mth(below[i * 256:(i + 1) * 256]) != h:
+            if mth(below[i * 256 : (i + 1) * 256]) != h:
                 raise RefError(f"hash {i} of tile level {lv} is not the MTH of the tile below")
     leaves = levels[0] if levels else []
     if mth(leaves) != root:

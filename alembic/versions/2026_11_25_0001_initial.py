@@ -67,8 +67,7 @@ def upgrade() -> None:
     op.create_table(
         "channel_member",
         sa.Column("channel_id", _s(64), sa.ForeignKey("channel.id"), primary_key=True),
-        sa.Column("principal_id", _s(64), sa.ForeignKey("principal.id"), primary_key=True,
-                  index=True),
+        sa.Column("principal_id", _s(64), sa.ForeignKey("principal.id"), primary_key=True, index=True),
     )
     op.create_table(
         "message",
@@ -96,8 +95,7 @@ def upgrade() -> None:
         sa.Column("acked_at", sa.DateTime(), nullable=True),
     )
     op.create_index("ix_delivery_device_seq", "delivery", ["device_id", "seq"])
-    op.create_index("ix_delivery_message_device", "delivery", ["message_id", "device_id"],
-                    unique=True)
+    op.create_index("ix_delivery_message_device", "delivery", ["message_id", "device_id"], unique=True)
     op.create_table(
         "request_nonce",
         sa.Column("keyid", _s(32), primary_key=True),
@@ -145,10 +143,14 @@ def _append_only_triggers() -> None:
             "TG_OP, TG_TABLE_NAME; END $$"
         )
         for table in LOG_TABLES:
-            op.execute(f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                       "FOR EACH ROW EXECUTE FUNCTION liaison_append_only()")
-            op.execute(f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-                       "FOR EACH STATEMENT EXECUTE FUNCTION liaison_append_only()")
+            op.execute(
+                f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION liaison_append_only()"
+            )
+            op.execute(
+                f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION liaison_append_only()"
+            )
     else:
         for table in LOG_TABLES:
             for verb in ("UPDATE", "DELETE"):
@@ -165,7 +167,18 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
             op.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
         op.execute("DROP FUNCTION IF EXISTS liaison_append_only()")
-    for table in ("cosignature", "checkpoint", "tree_hash", "audit_entry", "request_nonce",
-                  "delivery", "message", "channel_member", "channel", "enrolment_code", "device",
-                  "principal"):
+    for table in (
+        "cosignature",
+        "checkpoint",
+        "tree_hash",
+        "audit_entry",
+        "request_nonce",
+        "delivery",
+        "message",
+        "channel_member",
+        "channel",
+        "enrolment_code",
+        "device",
+        "principal",
+    ):
         op.drop_table(table)

@@ -58,57 +58,64 @@ def _tile_response(body: audit.TileBody, public: bool) -> Response:
     return Response(body.data, media_type=_TILE_TYPE, headers={"Cache-Control": cache})
 
 
-@router.get("/checkpoint", summary="The latest signed checkpoint (C2SP tlog-checkpoint)",
-            response_class=Response)
-async def get_checkpoint(state: State, size: OptInt = None,
-                         cosigned: Annotated[int, Query(ge=0, le=100)] = 0) -> Response:
+@router.get(
+    "/checkpoint", summary="The latest signed checkpoint (C2SP tlog-checkpoint)", response_class=Response
+)
+async def get_checkpoint(
+    state: State, size: OptInt = None, cosigned: Annotated[int, Query(ge=0, le=100)] = 0
+) -> Response:
     """The latest checkpoint with its cosignatures; `?size=` an older one, `?cosigned=K`
     the newest one that carries at least K witness cosignatures."""
     text = await audit.signed_checkpoint(state, _opt_int(size), cosigned)
-    return Response(text, media_type="text/plain; charset=utf-8",
-                    # Cosignatures may still be added to any size, so never cache for long.
-                    headers={"Cache-Control": "no-store" if not size and not cosigned
-                             else "no-cache"})
+    return Response(
+        text,
+        media_type="text/plain; charset=utf-8",
+        # Cosignatures may still be added to any size, so never cache for long.
+        headers={"Cache-Control": "no-store" if not size and not cosigned else "no-cache"},
+    )
 
 
-@router.get("/tile/entries/{rest:path}", summary="An entry bundle (C2SP tlog-tiles)",
-            response_class=Response)
+@router.get("/tile/entries/{rest:path}", summary="An entry bundle (C2SP tlog-tiles)", response_class=Response)
 async def get_entry_bundle(rest: str, state: State, reader: AuditReader) -> Response:
     tile = _tile(f"tile/entries/{rest}")
     return _tile_response(await audit.entry_bundle(state, tile), reader is None)
 
 
-@router.get("/tile/{rest:path}", summary="A hash tile (C2SP tlog-tiles, height 8)",
-            response_class=Response)
+@router.get("/tile/{rest:path}", summary="A hash tile (C2SP tlog-tiles, height 8)", response_class=Response)
 async def get_hash_tile(rest: str, state: State) -> Response:
     tile = _tile(f"tile/{rest}")
     return _tile_response(await audit.hash_tile(state, tile), True)
 
 
 @router.get("/entries", summary="Log entries in [start, end), at most 1000 per call")
-async def get_entries(state: State, reader: AuditReader, start: Size = 0, end: OptInt = None,
-                      type_: Annotated[str | None, Query(alias="type", max_length=32)] = None,
-                      actor: Annotated[str | None, Query(max_length=64)] = None,
-                      since: Annotated[str | None, Query(max_length=40)] = None) -> dict[str, Any]:
-    return await audit.entries(state, start, _opt_int(end), type_=_opt(type_),
-                                    actor=_opt(actor), since=_opt(since))
+async def get_entries(
+    state: State,
+    reader: AuditReader,
+    start: Size = 0,
+    end: OptInt = None,
+    type_: Annotated[str | None, Query(alias="type", max_length=32)] = None,
+    actor: Annotated[str | None, Query(max_length=64)] = None,
+    since: Annotated[str | None, Query(max_length=40)] = None,
+) -> dict[str, Any]:
+    return await audit.entries(
+        state, start, _opt_int(end), type_=_opt(type_), actor=_opt(actor), since=_opt(since)
+    )
 
 
 @router.get("/proof/inclusion", summary="Inclusion proof of one entry")
-async def get_inclusion(state: State, reader: AuditReader, index: Size, size: OptInt = None
-                        ) -> dict[str, Any]:
+async def get_inclusion(
+    state: State, reader: AuditReader, index: Size, size: OptInt = None
+) -> dict[str, Any]:
     return await audit.inclusion(state, index, _opt_int(size, 1))
 
 
 @router.get("/proof/consistency", summary="Consistency proof between two tree sizes")
-async def get_consistency(state: State, reader: AuditReader, old: Size, new: OptInt = None
-                          ) -> dict[str, Any]:
+async def get_consistency(state: State, reader: AuditReader, old: Size, new: OptInt = None) -> dict[str, Any]:
     return await audit.consistency(state, old, _opt_int(new))
 
 
 @router.get("/messages/{message_id}", summary="A message's log entry and inclusion proof")
-async def get_message_proof(message_id: str, state: State, reader: AuditReader
-                            ) -> dict[str, Any]:
+async def get_message_proof(message_id: str, state: State, reader: AuditReader) -> dict[str, Any]:
     if len(message_id) > 36:
         raise Problem("not-found", "no such message")
     return await audit.message_proof(state, message_id)
@@ -121,8 +128,7 @@ class CosignatureRequest(BaseModel):
 
 
 @router.post("/cosignatures", status_code=201, summary="Submit a witness cosignature")
-async def post_cosignature(body: CosignatureRequest, caller: CurrentCaller, state: State
-                           ) -> JSONResponse:
+async def post_cosignature(body: CosignatureRequest, caller: CurrentCaller, state: State) -> JSONResponse:
     await audit.require_auditor(state, caller, "POST /v1/audit/cosignatures")
     result = await audit.add_cosignature(state, caller, body.size, body.cosignature)
     return JSONResponse(result, status_code=201)

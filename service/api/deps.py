@@ -39,9 +39,13 @@ def target_uri(state: AppState, request: Request) -> str:
 async def incoming(state: AppState, request: Request) -> IncomingRequest:
     """The request as use cases see it (its body read whole: bodies are bounded upstream)."""
     return IncomingRequest(
-        method=request.method, target=target_uri(state, request), path=request.url.path,
-        headers=dict(request.headers), body=await request.body(),
-        client=request.client.host if request.client else "unknown")
+        method=request.method,
+        target=target_uri(state, request),
+        path=request.url.path,
+        headers=dict(request.headers),
+        body=await request.body(),
+        client=request.client.host if request.client else "unknown",
+    )
 
 
 async def signed_request(request: Request, state: State) -> SignedRequest:

@@ -24,8 +24,9 @@ async def get_policy(state: State) -> dict[str, Any]:
 
 @router.post("/enrol", status_code=201, summary="Enrol a device with a one-time code")
 async def post_enrol(body: EnrolRequest, state: State, request: Request) -> dict[str, Any]:
-    state.enrol_limiter.check(request.client.host if request.client else "unknown",
-                              "too many enrolment attempts")
+    state.enrol_limiter.check(
+        request.client.host if request.client else "unknown", "too many enrolment attempts"
+    )
     return await admin.enrol(state, body.code, body.bundle)
 
 
@@ -35,10 +36,12 @@ async def get_me(caller: CurrentCaller) -> dict[str, Any]:
 
 
 @router.get("/directory/devices", summary="Devices of a principal, with enrolment proofs")
-async def get_directory(caller: CurrentCaller, state: State,
-                        principal: SlugQuery | None = None,
-                        device: Annotated[str | None, Query(pattern=r"^d_[a-z2-7]{26}$")] = None,
-                        ) -> dict[str, Any]:
+async def get_directory(
+    caller: CurrentCaller,
+    state: State,
+    principal: SlugQuery | None = None,
+    device: Annotated[str | None, Query(pattern=r"^d_[a-z2-7]{26}$")] = None,
+) -> dict[str, Any]:
     return await directory.devices(state, principal, device)
 
 
@@ -47,12 +50,18 @@ async def get_channels(caller: CurrentCaller, state: State) -> dict[str, Any]:
     return await admin.list_channels(state, caller)
 
 
-@router.get("/channels/{channel_id}/recipients",
-            summary="Exactly the device bundles to encrypt to for a label",
-            response_class=JSONResponse)
-async def get_recipients(channel_id: str, caller: CurrentCaller, state: State,
-                         label: Annotated[str, Query(max_length=1024)],
-                         suite: Annotated[str | None, Query(max_length=32)] = None
-                         ) -> JSONResponse:
-    return plain(await directory.recipients(state, caller, channel_id,
-                                            label_param(state.policy, label), suite))
+@router.get(
+    "/channels/{channel_id}/recipients",
+    summary="Exactly the device bundles to encrypt to for a label",
+    response_class=JSONResponse,
+)
+async def get_recipients(
+    channel_id: str,
+    caller: CurrentCaller,
+    state: State,
+    label: Annotated[str, Query(max_length=1024)],
+    suite: Annotated[str | None, Query(max_length=32)] = None,
+) -> JSONResponse:
+    return plain(
+        await directory.recipients(state, caller, channel_id, label_param(state.policy, label), suite)
+    )

@@ -16,8 +16,9 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 def problem_response(problem: Problem, instance: str | None = None) -> JSONResponse:
     headers = {"Retry-After": str(problem.retry_after)} if problem.retry_after is not None else {}
-    return JSONResponse(problem.to_json(instance), status_code=problem.status, headers=headers,
-                        media_type=PROBLEM_MEDIA_TYPE)
+    return JSONResponse(
+        problem.to_json(instance), status_code=problem.status, headers=headers, media_type=PROBLEM_MEDIA_TYPE
+    )
 
 
 def _validation_detail(exc: RequestValidationError) -> tuple[str, str]:
@@ -25,8 +26,13 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, str]:
     first = errors[0] if errors else {}
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
     kind = first.get("type", "")
-    slug = "unknown-field" if kind == "extra_forbidden" else \
-        "malformed-request" if kind in ("json_invalid", "model_attributes_type") else "validation"
+    slug = (
+        "unknown-field"
+        if kind == "extra_forbidden"
+        else "malformed-request"
+        if kind in ("json_invalid", "model_attributes_type")
+        else "validation"
+    )
     msg = first.get("msg", "invalid request")
     if kind == "extra_forbidden":
         msg = "unknown field"
@@ -53,7 +59,8 @@ def install_handlers(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         slug = {404: "not-found", 405: "method-not-allowed", 413: "body-too-large"}.get(
-            exc.status_code, "malformed-request")
+            exc.status_code, "malformed-request"
+        )
         return problem_response(Problem(slug, str(exc.detail)[:300]), request.url.path)
 
     app.add_exception_handler(Problem, on_problem)

@@ -42,8 +42,11 @@ async def _json_body(request: Request) -> Any:
     an empty body refused as missing."""
     body = await request.body()
     if not body:
-        raise validation_problem(RequestValidationError([{
-            "type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]))
+        raise validation_problem(
+            RequestValidationError(
+                [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+            )
+        )
     content_type = request.headers.get("content-type")
     if content_type:
         # The type as email.message reads it (what FastAPI asks): before any ";", trimmed,
@@ -54,12 +57,21 @@ async def _json_body(request: Request) -> Any:
             try:
                 return json.loads(body)
             except json.JSONDecodeError as e:
-                raise validation_problem(RequestValidationError([{
-                    "type": "json_invalid", "loc": ("body", e.pos), "msg": "JSON decode error",
-                    "input": {}, "ctx": {"error": e.msg}}])) from None
+                raise validation_problem(
+                    RequestValidationError(
+                        [
+                            {
+                                "type": "json_invalid",
+                                "loc": ("body", e.pos),
+                                "msg": "JSON decode error",
+                                "input": {},
+                                "ctx": {"error": e.msg},
+                            }
+                        ]
+                    )
+                ) from None
             except Exception:  # not UTF-8, nested too deep: what FastAPI answers too
-                raise Problem("malformed-request", "There was an error parsing the body"
-                              ) from None
+                raise Problem("malformed-request", "There was an error parsing the body") from None
     return body
 
 
@@ -87,8 +99,7 @@ class HotPaths:
             raise  # the request middleware answers it
         except Exception:  # what FastAPI's error middleware would catch: answered, logged
             log.exception("POST %s failed", _PATH)
-            response = problem_response(Problem("internal", "the request could not be "
-                                                "processed"), _PATH)
+            response = problem_response(Problem("internal", "the request could not be processed"), _PATH)
         await response(scope, receive, send)
 
     @staticmethod
@@ -98,9 +109,11 @@ class HotPaths:
             # as such ("model_attributes_type"), not as a wrong instance.
             payload = SubmitRequest.model_validate(await _json_body(request), from_attributes=True)
         except ValidationError as e:
-            raise validation_problem(RequestValidationError(
-                [{**err, "loc": ("body", *err["loc"])} for err in e.errors()])) from None
+            raise validation_problem(
+                RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors()])
+            ) from None
         signed = await signed_request(request, state)
         accepted, receipt = await messaging.submit(state, signed, payload.envelope, payload.to)
-        return JSONResponse({"id": accepted.id, "recipients": accepted.recipients, **receipt},
-                            status_code=201)
+        return JSONResponse(
+            {"id": accepted.id, "recipients": accepted.recipients, **receipt}, status_code=201
+        )

@@ -21,8 +21,7 @@ from .schemas import SubmitRequest, plain
 router = APIRouter(prefix="/v1")
 
 
-@router.post("/messages", status_code=201, summary="Submit an envelope",
-             response_class=JSONResponse)
+@router.post("/messages", status_code=201, summary="Submit an envelope", response_class=JSONResponse)
 async def post_message(body: SubmitRequest, request: Request, state: State) -> JSONResponse:
     # The signature is checked after the body's validation, as the hot path does.
     signed = await signed_request(request, state)
@@ -30,8 +29,7 @@ async def post_message(body: SubmitRequest, request: Request, state: State) -> J
     return plain({"id": accepted.id, "recipients": accepted.recipients, **receipt}, 201)
 
 
-@router.get("/messages/{message_id}", summary="One message for this device",
-            response_class=JSONResponse)
+@router.get("/messages/{message_id}", summary="One message for this device", response_class=JSONResponse)
 async def get_message(message_id: str, signed: Signed, state: State) -> JSONResponse:
     return plain(await messaging.fetch(state, signed, message_id))
 
@@ -41,11 +39,13 @@ async def post_ack(message_id: str, caller: CurrentCaller, state: State) -> dict
     return await messaging.ack(state, caller, message_id)
 
 
-@router.get("/inbox", summary="This device's messages, cursor-paginated",
-            response_class=JSONResponse)
-async def get_inbox(caller: CurrentCaller, state: State,
-                    after: Annotated[int, Query(ge=0)] = 0,
-                    limit: Annotated[int, Query(ge=1, le=500)] = 100) -> JSONResponse:
+@router.get("/inbox", summary="This device's messages, cursor-paginated", response_class=JSONResponse)
+async def get_inbox(
+    caller: CurrentCaller,
+    state: State,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> JSONResponse:
     return plain(await messaging.inbox(state, caller, after, limit))
 
 
@@ -71,5 +71,8 @@ async def get_stream(caller: CurrentCaller, state: State, request: Request) -> S
             state.hub.unsubscribe(caller.device_id, queue)
             state.metrics.streams.dec()
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

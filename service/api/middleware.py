@@ -75,8 +75,11 @@ class RequestMiddleware:
             await self.app(scope, receive_limited, send_wrapped)
         except _TooLarge:
             if not started:
-                await self._problem(send_wrapped, Problem(
-                    "body-too-large", f"request body exceeds {self.max_body} bytes"), scope)
+                await self._problem(
+                    send_wrapped,
+                    Problem("body-too-large", f"request body exceeds {self.max_body} bytes"),
+                    scope,
+                )
         finally:
             elapsed = time.perf_counter() - start
             route = scope.get("route")
@@ -84,17 +87,34 @@ class RequestMiddleware:
             method = scope.get("method", "")
             self.metrics.observe_request(method, path, status, elapsed)
             if access_log.isEnabledFor(logging.INFO):
-                access_log.info("request", extra={"fields": {
-                    "event": "request", "request_id": rid, "method": method,
-                    "path": scope.get("path", ""), "route": path, "status": status,
-                    "ms": round(elapsed * 1000, 2),
-                    "client": (scope.get("client") or ("", 0))[0]}})
+                access_log.info(
+                    "request",
+                    extra={
+                        "fields": {
+                            "event": "request",
+                            "request_id": rid,
+                            "method": method,
+                            "path": scope.get("path", ""),
+                            "route": path,
+                            "status": status,
+                            "ms": round(elapsed * 1000, 2),
+                            "client": (scope.get("client") or ("", 0))[0],
+                        }
+                    },
+                )
 
     @staticmethod
     async def _problem(send: Any, problem: Problem, scope: Scope) -> None:
         body = json.dumps(problem.to_json(scope.get("path"))).encode()
-        await send({"type": "http.response.start", "status": problem.status,
-                    "headers": [(b"content-type", b"application/problem+json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": problem.status,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

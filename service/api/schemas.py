@@ -17,8 +17,18 @@ from liaison.crypto.policy import Policy
 
 from ..problems import Problem
 
-__all__ = ["ChannelCreate", "EnrolRequest", "MembersRequest", "PrincipalCreate",
-           "PrincipalUpdate", "Slug", "SlugQuery", "SubmitRequest", "label_param", "plain"]
+__all__ = [
+    "ChannelCreate",
+    "EnrolRequest",
+    "MembersRequest",
+    "PrincipalCreate",
+    "PrincipalUpdate",
+    "Slug",
+    "SlugQuery",
+    "SubmitRequest",
+    "label_param",
+    "plain",
+]
 
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
 #: A principal or channel id as a query parameter.

@@ -35,8 +35,9 @@ app = typer.Typer(help="Operator commands on the audit log.", no_args_is_help=Tr
 
 # --- commands --------------------------------------------------------------------------------
 
-DataDir = Annotated[Path | None, typer.Option("--data-dir", envvar="LIAISON_DATA_DIR",
-                                              help="Server data directory")]
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", envvar="LIAISON_DATA_DIR", help="Server data directory")
+]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -57,10 +58,14 @@ def _log_key(data_dir: Path, origin: str, given: str | None) -> note.Verifier:
 @app.command()
 def verify(
     data_dir: DataDir = None,
-    database_url: Annotated[str | None, typer.Option(
-        "--database-url", help="Database URL (default: the data directory's settings)")] = None,
-    log_key: Annotated[str | None, typer.Option(
-        "--log-key", help="Log verifier key to trust (default: the data directory's)")] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="Database URL (default: the data directory's settings)"),
+    ] = None,
+    log_key: Annotated[
+        str | None,
+        typer.Option("--log-key", help="Log verifier key to trust (default: the data directory's)"),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
 ) -> None:
     """Recompute the tree from every stored entry; compare it with every stored checkpoint.
@@ -80,9 +85,15 @@ def verify(
     async def run() -> VerifyReport:
         db = Database(settings.db_url)
         try:
-            with Progress("[progress.description]{task.description}", BarColumn(),
-                          MofNCompleteColumn(), TimeRemainingColumn(), console=console,
-                          transient=True, disable=quiet) as bar:
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+                disable=quiet,
+            ) as bar:
                 task = bar.add_task("verifying entries", total=None)
 
                 def tick(done: int, total: int) -> None:
@@ -98,14 +109,19 @@ def verify(
         _fail(f"cannot reach the database: {e}")
         return
     if report.ok:
-        typer.echo(f"OK: {report.size} entries, {report.checkpoints} checkpoints and "
-                   f"{report.cosignatures} cosignatures verified against log key "
-                   f"{verifier.name}+{verifier.key_id.hex()}"
-                   + (f" ({report.cosignatures_unchecked} cosignatures from witnesses not "
-                      "configured here were not checked)" if report.cosignatures_unchecked else ""))
+        typer.echo(
+            f"OK: {report.size} entries, {report.checkpoints} checkpoints and "
+            f"{report.cosignatures} cosignatures verified against log key "
+            f"{verifier.name}+{verifier.key_id.hex()}"
+            + (
+                f" ({report.cosignatures_unchecked} cosignatures from witnesses not "
+                "configured here were not checked)"
+                if report.cosignatures_unchecked
+                else ""
+            )
+        )
         return
-    where = f" first bad index: {report.first_bad_index}" if report.first_bad_index is not None \
-        else ""
+    where = f" first bad index: {report.first_bad_index}" if report.first_bad_index is not None else ""
     typer.echo(f"FAILED: the audit log does not verify;{where}", err=True)
     for f in report.failures:
         typer.echo(f"  - {f}", err=True)
@@ -114,10 +130,10 @@ def verify(
 
 @app.command("pg-roles")
 def pg_roles(
-    app_role: Annotated[str, typer.Option("--app-role", help="Role the service logs in as")
-                        ] = "liaison_app",
-    owner_role: Annotated[str, typer.Option("--owner-role", help="Role that owns the tables")
-                          ] = "liaison_owner",
+    app_role: Annotated[str, typer.Option("--app-role", help="Role the service logs in as")] = "liaison_app",
+    owner_role: Annotated[
+        str, typer.Option("--owner-role", help="Role that owns the tables")
+    ] = "liaison_owner",
     schema: Annotated[str, typer.Option(help="Schema of the Liaison tables")] = "public",
 ) -> None:
     """Print the PostgreSQL role set-up (SQL for psql; see docs/audit.md).

@@ -42,32 +42,44 @@ def _dev_certificate(directory: Path, hosts: list[str]) -> None:
         except ValueError:
             sans.append(x509.DNSName(h))
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=365))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_private(directory / "key.pem", key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    _write_private(
+        directory / "key.pem",
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
 
 
-def initialise(data_dir: Path, *, origin: str = "liaison.example/audit",
-               tls_hosts: list[str] | None = None, database_url: str | None = None
-               ) -> dict[str, Any]:
+def initialise(
+    data_dir: Path,
+    *,
+    origin: str = "liaison.example/audit",
+    tls_hosts: list[str] | None = None,
+    database_url: str | None = None,
+) -> dict[str, Any]:
     """Create and populate `data_dir`; returns what `init --json` prints."""
     result = write_files(data_dir, origin=origin, tls_hosts=tls_hosts)
-    result["root_enrolment_code"] = asyncio.run(init_database(Path(result["data_dir"]),
-                                                              database_url))
+    result["root_enrolment_code"] = asyncio.run(init_database(Path(result["data_dir"]), database_url))
     return result
 
 
-def write_files(data_dir: Path, *, origin: str = "liaison.example/audit",
-                tls_hosts: list[str] | None = None) -> dict[str, Any]:
+def write_files(
+    data_dir: Path, *, origin: str = "liaison.example/audit", tls_hosts: list[str] | None = None
+) -> dict[str, Any]:
     """The file part of `initialise`: settings, policy, TLS certificate and log keys."""
     data_dir = data_dir.expanduser().resolve()
     if data_dir.exists() and any(data_dir.iterdir()):
@@ -76,16 +88,22 @@ def write_files(data_dir: Path, *, origin: str = "liaison.example/audit",
         raise SettingsError(f"origin {origin!r} is not a valid log name (no spaces or '+')")
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     (data_dir / "settings.toml").write_text(
-        "# Liaison server settings; LIAISON_* environment variables override them.\n"
-        f'origin = "{origin}"\n', "utf-8")
+        f'# Liaison server settings; LIAISON_* environment variables override them.\norigin = "{origin}"\n',
+        "utf-8",
+    )
     policy = resources.files("liaison.service").joinpath("default_policy.toml").read_bytes()
     (data_dir / "policy.toml").write_bytes(policy)
     _dev_certificate(data_dir / "tls", ["localhost", "127.0.0.1", "::1", *(tls_hosts or [])])
     signer_key, verifier_key = note.generate_signer_key(origin)
     _write_private(data_dir / "log-signer.key", (signer_key + "\n").encode())
     (data_dir / "log-verifier.key").write_text(verifier_key + "\n", "ascii")
-    return {"data_dir": str(data_dir), "origin": origin, "root_principal": "root",
-            "tls_cert": str(data_dir / "tls" / "cert.pem"), "log_verifier_key": verifier_key}
+    return {
+        "data_dir": str(data_dir),
+        "origin": origin,
+        "root_principal": "root",
+        "tls_cert": str(data_dir / "tls" / "cert.pem"),
+        "log_verifier_key": verifier_key,
+    }
 
 
 async def init_database(data_dir: Path, database_url: str | None = None) -> str:

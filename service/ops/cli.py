@@ -23,13 +23,18 @@ from ..usecases.admin import issue_root_code
 from .audit_cli import app as audit_app
 from .bootstrap import initialise
 
-app = typer.Typer(help="Liaison server: init, migrate, run.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="Liaison server: init, migrate, run.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 
 app.add_typer(audit_app, name="audit")
 
-DataDir = Annotated[Path | None, typer.Option("--data-dir", envvar="LIAISON_DATA_DIR",
-                                              help="Server data directory")]
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", envvar="LIAISON_DATA_DIR", help="Server data directory")
+]
 
 
 def _fail(message: str) -> None:
@@ -68,6 +73,7 @@ def init(
 @app.command()
 def migrate(data_dir: DataDir = None) -> None:
     """Upgrade the database schema to this version."""
+
     async def go() -> str:
         settings = load_settings(data_dir)
         db = Database(settings.db_url)
@@ -97,6 +103,7 @@ def root_code(
     """Issue a new one-time enrolment code for the root admin (operators only: it needs the
     data directory), e.g. after the root's device was lost or revoked, or on a database that
     `migrate` created. Creates the root principal if it is missing; logged like any code."""
+
     async def go() -> str:
         state = await open_state(load_settings(data_dir), migrate_new=False, log_policy=False)
         try:
@@ -139,8 +146,9 @@ def run(
     data_dir: DataDir = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
-    dev_plain_http: Annotated[bool, typer.Option(
-        "--dev-plain-http", help="Development only: plain HTTP, loopback only")] = False,
+    dev_plain_http: Annotated[
+        bool, typer.Option("--dev-plain-http", help="Development only: plain HTTP, loopback only")
+    ] = False,
 ) -> None:
     """Serve the API over TLS 1.3 (uvicorn)."""
     try:
@@ -149,6 +157,7 @@ def run(
         plain = dev_plain_http or settings.dev_plain_http
         if plain and not _is_loopback(settings.host):
             raise StartupError("--dev-plain-http is only allowed on a loopback address")
+
         # Check everything (policy, keys, schema) before binding, for a clear message.
         async def check() -> None:
             await close_state(await open_state(settings, migrate_new=False, log_policy=False))
@@ -157,23 +166,29 @@ def run(
         for path in (settings.tls_cert, settings.tls_key):
             if not plain and not path.exists():
                 raise StartupError(f"TLS file {path} is missing")
-        tls: dict[str, object] = {}
-        if not plain:
-            tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key),
-                   "ssl_version": ssl.PROTOCOL_TLS_SERVER}
-        config = uvicorn.Config(create_app(settings, migrate_new=False), host=settings.host,
-                                port=settings.port, log_config=None, access_log=False,
-                                lifespan="on", timeout_graceful_shutdown=5,
-                                # TLS ends here (a proxy passes it through): forwarded
-                                # headers cannot come from a trusted proxy, so none are read.
-                                proxy_headers=False, server_header=False,
-                                **tls)  # type: ignore[arg-type]
+        config = uvicorn.Config(
+            create_app(settings, migrate_new=False),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            # TLS ends here (a proxy passes it through): forwarded
+            # headers cannot come from a trusted proxy, so none are read.
+            proxy_headers=False,
+            server_header=False,
+            ssl_certfile=None if plain else str(settings.tls_cert),
+            ssl_keyfile=None if plain else str(settings.tls_key),
+            ssl_version=ssl.PROTOCOL_TLS_SERVER,
+        )
         if not plain:
             try:
                 config.load()  # builds the SSL context now, so a bad key is refused clearly
             except (ssl.SSLError, OSError) as e:
-                raise StartupError(f"TLS certificate or key in {settings.tls_cert.parent} is "
-                                   f"unreadable: {e}") from None
+                raise StartupError(
+                    f"TLS certificate or key in {settings.tls_cert.parent} is unreadable: {e}"
+                ) from None
             assert config.ssl is not None
             # SPEC 5: TLS 1.3 only. uvicorn has no option for the minimum version, and
             # PROTOCOL_TLS_SERVER alone still accepts TLS 1.2.
@@ -186,8 +201,9 @@ def run(
         return
     configure_logging(settings.log_level)
     _tune_gc()
-    typer.echo(f"liaison-server: serving {'https' if tls else 'http'}://{settings.host}:"
-               f"{settings.port}", err=True)
+    typer.echo(
+        f"liaison-server: serving {'http' if plain else 'https'}://{settings.host}:{settings.port}", err=True
+    )
     uvicorn.Server(config).run()
 
 

@@ -32,8 +32,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if not self.is_postgres:
             event.listen(self.engine.sync_engine, "connect", sqlite_pragmas)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False,
-                                           class_=AsyncSession)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
 
     def sync_engine(self) -> Engine:
         """A synchronous engine on the same database, for the writer's thread.
@@ -44,10 +43,12 @@ class Database:
         """
         url = make_url(self.url)
         if self.is_postgres:
-            return create_engine(url.set(drivername="postgresql+psycopg"), pool_size=2,
-                                 max_overflow=0, pool_pre_ping=True)
-        engine = create_engine(url.set(drivername="sqlite"),
-                               connect_args={"check_same_thread": False, "timeout": 30})
+            return create_engine(
+                url.set(drivername="postgresql+psycopg"), pool_size=2, max_overflow=0, pool_pre_ping=True
+            )
+        engine = create_engine(
+            url.set(drivername="sqlite"), connect_args={"check_same_thread": False, "timeout": 30}
+        )
         event.listen(engine, "connect", sqlite_pragmas)
         return engine
 

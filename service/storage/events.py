@@ -45,7 +45,7 @@ class EventHub:
         for device in event.get("devices", ()):
             for q in list(self._subs.get(device, ())):
                 with contextlib.suppress(asyncio.QueueFull):  # a stuck client loses live hints,
-                    q.put_nowait(event)                         # never data: the inbox has it
+                    q.put_nowait(event)  # never data: the inbox has it
 
     @property
     def subscribers(self) -> int:

@@ -85,7 +85,7 @@ def _by_level(nodes: Sequence[Node]) -> Iterator[dict[int, list[int]]]:
     wanted = list(dict.fromkeys(nodes))
     for i in range(0, len(wanted), _NODES_PER_QUERY):
         group: dict[int, list[int]] = {}
-        for level, index in wanted[i:i + _NODES_PER_QUERY]:
+        for level, index in wanted[i : i + _NODES_PER_QUERY]:
             group.setdefault(level, []).append(index)
         yield group
 
@@ -150,30 +150,36 @@ class SqlLogStore:
                 params += [level, *indexes]
             rows = self.raw.execute(
                 f"SELECT level, idx, hash FROM tree_hash WHERE {' OR '.join(terms)}",  # noqa: S608 (placeholders only)
-                params).fetchall()
+                params,
+            ).fetchall()
             found.update({(lv, ix): bytes(h) for lv, ix, h in rows})
         return _missing(nodes, found)
 
     def append(self, start: int, entries: Sequence[LogEntry]) -> None:
         raw = self.raw
         raw.executemany(
-            "INSERT INTO audit_entry (idx, data, type, actor, time, subject) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(start + i, e.data, e.type, e.actor, raw.time(e.time), e.subject)
-             for i, e in enumerate(entries)])
+            "INSERT INTO audit_entry (idx, data, type, actor, time, subject) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (start + i, e.data, e.type, e.actor, raw.time(e.time), e.subject)
+                for i, e in enumerate(entries)
+            ],
+        )
 
     def put_hashes(self, hashes: Mapping[Node, bytes]) -> None:
         if hashes:
-            self.raw.executemany("INSERT INTO tree_hash (level, idx, hash) VALUES (?, ?, ?)",
-                                 [(lv, ix, h) for (lv, ix), h in hashes.items()])
+            self.raw.executemany(
+                "INSERT INTO tree_hash (level, idx, hash) VALUES (?, ?, ?)",
+                [(lv, ix, h) for (lv, ix), h in hashes.items()],
+            )
 
     def put_checkpoint(self, size: int, root: bytes, signed_note: str, now: datetime) -> None:
-        self.raw.execute("INSERT INTO checkpoint (size, root_hash, note, created_at) "
-                         "VALUES (?, ?, ?, ?)", (size, root, signed_note, self.raw.time(now)))
+        self.raw.execute(
+            "INSERT INTO checkpoint (size, root_hash, note, created_at) VALUES (?, ?, ?, ?)",
+            (size, root, signed_note, self.raw.time(now)),
+        )
 
     def latest_checkpoint(self) -> tuple[int, str] | None:
-        row = self.raw.execute(
-            "SELECT size, note FROM checkpoint ORDER BY size DESC LIMIT 1").fetchone()
+        row = self.raw.execute("SELECT size, note FROM checkpoint ORDER BY size DESC LIMIT 1").fetchone()
         return (int(row[0]), str(row[1])) if row else None
 
     def entry(self, index: int) -> bytes | None:
@@ -181,12 +187,18 @@ class SqlLogStore:
         return as_bytes(row[0]) if row else None
 
     def has_cosignature(self, size: int, witness: str) -> bool:
-        return self.raw.execute("SELECT 1 FROM cosignature WHERE size = ? AND witness = ?",
-                                (size, witness)).fetchone() is not None
+        return (
+            self.raw.execute(
+                "SELECT 1 FROM cosignature WHERE size = ? AND witness = ?", (size, witness)
+            ).fetchone()
+            is not None
+        )
 
     def put_cosignature(self, size: int, witness: str, line: str, now: datetime) -> None:
-        self.raw.execute("INSERT INTO cosignature (size, witness, line, created_at) "
-                         "VALUES (?, ?, ?, ?)", (size, witness, line, self.raw.time(now)))
+        self.raw.execute(
+            "INSERT INTO cosignature (size, witness, line, created_at) VALUES (?, ?, ?, ?)",
+            (size, witness, line, self.raw.time(now)),
+        )
 
 
 _SIZE = select(func.max(Checkpoint.size))
@@ -206,10 +218,9 @@ class LogReader:
         wanted = list(nodes)
         found: dict[Node, bytes] = {}
         for group in _by_level(wanted):
-            query: Select[tuple[int, int, bytes]] = select(
-                TreeHash.level, TreeHash.idx, TreeHash.hash).where(or_(*(
-                    and_(TreeHash.level == lv, TreeHash.idx.in_(ixs))
-                    for lv, ixs in group.items())))
+            query: Select[tuple[int, int, bytes]] = select(TreeHash.level, TreeHash.idx, TreeHash.hash).where(
+                or_(*(and_(TreeHash.level == lv, TreeHash.idx.in_(ixs)) for lv, ixs in group.items()))
+            )
             found.update({(lv, ix): h for lv, ix, h in await self.session.execute(query)})
         return _missing(wanted, found)
 
@@ -218,44 +229,67 @@ class LogReader:
         rows = await self.session.execute(
             select(TreeHash.idx, TreeHash.hash)
             .where(TreeHash.level == level, TreeHash.idx >= first, TreeHash.idx < end)
-            .order_by(TreeHash.idx))
+            .order_by(TreeHash.idx)
+        )
         return [(int(i), as_bytes(h)) for i, h in rows]
 
     async def latest_checkpoint(self) -> CheckpointRow | None:
-        row = (await self.session.execute(
-            select(Checkpoint.size, Checkpoint.root_hash, Checkpoint.note)
-            .order_by(Checkpoint.size.desc()).limit(1))).first()
+        row = (
+            await self.session.execute(
+                select(Checkpoint.size, Checkpoint.root_hash, Checkpoint.note)
+                .order_by(Checkpoint.size.desc())
+                .limit(1)
+            )
+        ).first()
         return CheckpointRow(int(row[0]), as_bytes(row[1]), row[2]) if row else None
 
     async def checkpoint_at(self, size: int) -> CheckpointRow | None:
-        row = (await self.session.execute(
-            select(Checkpoint.size, Checkpoint.root_hash, Checkpoint.note)
-            .where(Checkpoint.size == size))).first()
+        row = (
+            await self.session.execute(
+                select(Checkpoint.size, Checkpoint.root_hash, Checkpoint.note).where(Checkpoint.size == size)
+            )
+        ).first()
         return CheckpointRow(int(row[0]), as_bytes(row[1]), row[2]) if row else None
 
     async def cosignature_lines(self, size: int) -> list[str]:
         """The stored cosignature lines of the checkpoint of `size`, by witness name."""
-        return list((await self.session.execute(
-            select(Cosignature.line).where(Cosignature.size == size)
-            .order_by(Cosignature.witness))).scalars().all())
+        return list(
+            (
+                await self.session.execute(
+                    select(Cosignature.line).where(Cosignature.size == size).order_by(Cosignature.witness)
+                )
+            )
+            .scalars()
+            .all()
+        )
 
     async def newest_cosigned_size(self, witnesses: int) -> int | None:
         """The largest size that has at least `witnesses` cosignatures."""
         found = await self.session.scalar(
-            select(Cosignature.size).group_by(Cosignature.size)
-            .having(func.count() >= witnesses).order_by(Cosignature.size.desc()).limit(1))
+            select(Cosignature.size)
+            .group_by(Cosignature.size)
+            .having(func.count() >= witnesses)
+            .order_by(Cosignature.size.desc())
+            .limit(1)
+        )
         return None if found is None else int(found)
 
     async def entry(self, index: int) -> bytes | None:
         data = await self.session.scalar(select(AuditEntry.data).where(AuditEntry.idx == index))
         return None if data is None else as_bytes(data)
 
-    async def entry_range(self, first: int, end: int, *, type_: str | None = None,
-                          actor: str | None = None, since: datetime | None = None,
-                          limit: int | None = None) -> list[tuple[int, bytes]]:
+    async def entry_range(
+        self,
+        first: int,
+        end: int,
+        *,
+        type_: str | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[int, bytes]]:
         """(index, bytes) of the entries in [first, end) that match the filters, in order."""
-        q = select(AuditEntry.idx, AuditEntry.data).where(AuditEntry.idx >= first,
-                                                          AuditEntry.idx < end)
+        q = select(AuditEntry.idx, AuditEntry.data).where(AuditEntry.idx >= first, AuditEntry.idx < end)
         if type_ is not None:
             q = q.where(AuditEntry.type == type_)
         if actor is not None:
@@ -277,32 +311,34 @@ class LogReader:
 
     async def all_checkpoints(self) -> list[CheckpointRow]:
         rows = await self.session.execute(
-            select(Checkpoint.size, Checkpoint.root_hash, Checkpoint.note)
-            .order_by(Checkpoint.size))
+            select(Checkpoint.size, Checkpoint.root_hash, Checkpoint.note).order_by(Checkpoint.size)
+        )
         return [CheckpointRow(int(s), as_bytes(r), n) for s, r, n in rows]
 
     async def all_cosignatures(self) -> list[tuple[int, str, str]]:
         """(size, witness, line) of every stored cosignature."""
-        rows = await self.session.execute(
-            select(Cosignature.size, Cosignature.witness, Cosignature.line))
+        rows = await self.session.execute(select(Cosignature.size, Cosignature.witness, Cosignature.line))
         return [(int(s), w, line) for s, w, line in rows]
 
-    async def entry_rows(self, first: int, end: int, limit: int
-                         ) -> list[tuple[int, bytes, str, str]]:
+    async def entry_rows(self, first: int, end: int, limit: int) -> list[tuple[int, bytes, str, str]]:
         """(index, bytes, type column, actor column) of up to `limit` entries from `first`."""
         rows = await self.session.execute(
             select(AuditEntry.idx, AuditEntry.data, AuditEntry.type, AuditEntry.actor)
             .where(AuditEntry.idx >= first, AuditEntry.idx < end)
-            .order_by(AuditEntry.idx).limit(limit))
+            .order_by(AuditEntry.idx)
+            .limit(limit)
+        )
         return [(int(i), as_bytes(d), t, a) for i, d, t, a in rows]
 
     async def hash_spans(self, spans: Mapping[int, tuple[int, int]]) -> dict[Node, bytes]:
         """Every stored hash of each level L with index in [first, last] for spans[L]."""
-        conds = [and_(TreeHash.level == lv, TreeHash.idx >= lo, TreeHash.idx <= hi)
-                 for lv, (lo, hi) in spans.items()]
+        conds = [
+            and_(TreeHash.level == lv, TreeHash.idx >= lo, TreeHash.idx <= hi)
+            for lv, (lo, hi) in spans.items()
+        ]
         if not conds:
             return {}
         rows = await self.session.execute(
-            select(TreeHash.level, TreeHash.idx, TreeHash.hash).where(or_(*conds)))
+            select(TreeHash.level, TreeHash.idx, TreeHash.hash).where(or_(*conds))
+        )
         return {(int(lv), int(ix)): as_bytes(h) for lv, ix, h in rows}
-

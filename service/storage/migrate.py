@@ -49,8 +49,10 @@ class SchemaState:
         if self.current is None:
             return "the database is not migrated: run 'liaison-server migrate'"
         if not self.known:
-            return (f"the database schema {self.current} is newer than this version of "
-                    f"liaison-server ({self.head}): upgrade liaison-server")
+            return (
+                f"the database schema {self.current} is newer than this version of "
+                f"liaison-server ({self.head}): upgrade liaison-server"
+            )
         return f"the database schema {self.current} is old: run 'liaison-server migrate'"
 
 

@@ -59,8 +59,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, int: Integer,
-                                                    bytes: LargeBinary}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, int: Integer, bytes: LargeBinary}
 
 
 def _s(n: int) -> String:
@@ -114,8 +113,9 @@ class Channel(Base):
 class ChannelMember(Base):
     __tablename__ = "channel_member"
     channel_id: Mapped[str] = mapped_column(_s(64), ForeignKey("channel.id"), primary_key=True)
-    principal_id: Mapped[str] = mapped_column(_s(64), ForeignKey("principal.id"),
-                                              primary_key=True, index=True)
+    principal_id: Mapped[str] = mapped_column(
+        _s(64), ForeignKey("principal.id"), primary_key=True, index=True
+    )
 
 
 class Message(Base):
@@ -138,8 +138,10 @@ class Message(Base):
 
 class Delivery(Base):
     __tablename__ = "delivery"
-    __table_args__ = (Index("ix_delivery_device_seq", "device_id", "seq"),
-                      Index("ix_delivery_message_device", "message_id", "device_id", unique=True))
+    __table_args__ = (
+        Index("ix_delivery_device_seq", "device_id", "seq"),
+        Index("ix_delivery_message_device", "message_id", "device_id", unique=True),
+    )
     seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     message_id: Mapped[str] = mapped_column(_s(36), ForeignKey("message.id"))
     device_id: Mapped[str] = mapped_column(_s(32), ForeignKey("device.id"))

@@ -13,8 +13,9 @@ LOG_TABLES = ("audit_entry", "tree_hash", "checkpoint", "cosignature")
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-def pg_roles_sql(app_role: str = "liaison_app", owner_role: str = "liaison_owner",
-                 schema: str = "public") -> str:
+def pg_roles_sql(
+    app_role: str = "liaison_app", owner_role: str = "liaison_owner", schema: str = "public"
+) -> str:
     """The SQL that makes the log tables append-only for the service's role (see docs/audit.md)."""
     for name in (app_role, owner_role, schema):
         if not _ROLE.fullmatch(name):

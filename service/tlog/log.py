@@ -49,9 +49,12 @@ class Receipt:
     entry: bytes | None = None
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"log_index": self.index, "tree_size": self.size,
-                               "checkpoint": self.checkpoint,
-                               "inclusion_proof": [b64encode(h) for h in self.proof]}
+        out: dict[str, Any] = {
+            "log_index": self.index,
+            "tree_size": self.size,
+            "checkpoint": self.checkpoint,
+            "inclusion_proof": [b64encode(h) for h in self.proof],
+        }
         if self.entry is not None:
             out["entry"] = b64encode(self.entry)
         return out
@@ -93,8 +96,9 @@ class AuditLog:
 
     # --- writing (in the writer's thread, inside its batch transaction) ----------------------
 
-    def integrate(self, store: LogStore, start: int, entries: Sequence[LogEntry],
-                  now: datetime) -> Integrated:
+    def integrate(
+        self, store: LogStore, start: int, entries: Sequence[LogEntry], now: datetime
+    ) -> Integrated:
         """Append `entries` at [start, start + len) and integrate them: new subtree hashes,
         one signed checkpoint, and each new entry's receipt."""
         store.append(start, entries)
@@ -108,8 +112,7 @@ class AuditLog:
         text = note.sign_checkpoint(note.Checkpoint(self.origin, size, root), self.signer).decode()
         store.put_checkpoint(size, root, text, now)
         receipts = {
-            i: Receipt(i, size, text, tuple(merkle.inclusion_proof_from(known, i, size)),
-                       datas[i - start])
+            i: Receipt(i, size, text, tuple(merkle.inclusion_proof_from(known, i, size)), datas[i - start])
             for i in range(start, size)
         }
         self._edge = (size, {n: known.hashes[n] for n in merkle.range_nodes(0, size)})

@@ -89,8 +89,7 @@ def _stored_node_count(size: int) -> int:
     return total
 
 
-async def _compare_stored(db: Database, created: dict[merkle.Node, bytes],
-                          report: VerifyReport) -> None:
+async def _compare_stored(db: Database, created: dict[merkle.Node, bytes], report: VerifyReport) -> None:
     """Compare recomputed subtree hashes with the rows of `tree_hash`.
 
     A changed entry shows as a leaf mismatch (naming its index) and, above it, as mismatches
@@ -100,8 +99,7 @@ async def _compare_stored(db: Database, created: dict[merkle.Node, bytes],
     for level, idx in created:
         by_level.setdefault(level, []).append(idx)
     async with db.sessions() as s:
-        stored = await LogReader(s).hash_spans(
-            {lv: (min(ix), max(ix)) for lv, ix in by_level.items()})
+        stored = await LogReader(s).hash_spans({lv: (min(ix), max(ix)) for lv, ix in by_level.items()})
     for (level, idx), h in sorted(created.items()):  # leaves first, then each level up
         got = stored.get((level, idx))
         if got == h:
@@ -110,11 +108,15 @@ async def _compare_stored(db: Database, created: dict[merkle.Node, bytes],
         what = "is missing" if got is None else "differs"
         if level == 0:
             report.bad_leaves.append(idx)
-            report.fail(f"entry {idx}: {what} from its stored leaf hash (the entry or its hash "
-                        "was changed)", idx)
+            report.fail(
+                f"entry {idx}: {what} from its stored leaf hash (the entry or its hash was changed)", idx
+            )
         elif not report.explained(first, last):
-            report.fail(f"stored tree hash ({level}, {idx}) over entries [{first}, {last}) "
-                        f"{what} from the one recomputed from the entries", first)
+            report.fail(
+                f"stored tree hash ({level}, {idx}) over entries [{first}, {last}) "
+                f"{what} from the one recomputed from the entries",
+                first,
+            )
 
 
 def _check_entry(idx: int, data: bytes, type_: str, actor: str, report: VerifyReport) -> None:
@@ -127,10 +129,14 @@ def _check_entry(idx: int, data: bytes, type_: str, actor: str, report: VerifyRe
         report.fail(f"entry {idx}: its type/actor columns do not match its bytes", idx)
 
 
-async def verify_log(db: Database, log_key: note.Verifier, *,
-                     witnesses: Sequence[note.Verifier] = (),
-                     progress: Callable[[int, int], None] | None = None,
-                     chunk: int = _CHUNK) -> VerifyReport:
+async def verify_log(
+    db: Database,
+    log_key: note.Verifier,
+    *,
+    witnesses: Sequence[note.Verifier] = (),
+    progress: Callable[[int, int], None] | None = None,
+    chunk: int = _CHUNK,
+) -> VerifyReport:
     """Rebuild the tree from every stored entry and check everything stored against it."""
     report = VerifyReport()
     async with db.sessions() as s:
@@ -141,11 +147,9 @@ async def verify_log(db: Database, log_key: note.Verifier, *,
         cosigs = await reader.all_cosignatures()
     report.size, report.checkpoints = size, len(cps)
     if count != size:
-        report.fail(f"{count} entries are stored but the latest checkpoint has size {size}",
-                    min(count, size))
+        report.fail(f"{count} entries are stored but the latest checkpoint has size {size}", min(count, size))
     if hashes != _stored_node_count(size):
-        report.fail(f"{hashes} tree hashes are stored; a tree of {size} has "
-                    f"{_stored_node_count(size)}")
+        report.fail(f"{hashes} tree hashes are stored; a tree of {size} has {_stored_node_count(size)}")
 
     edge, pending = _Edge(), list(reversed(cps))
     root_mismatch: list[tuple[int, int]] = []  # (checkpoint size, last good size before it)
@@ -171,8 +175,7 @@ async def verify_log(db: Database, log_key: note.Verifier, *,
         created: dict[merkle.Node, bytes] = {}
         for idx, data, type_, actor in rows:
             if idx != edge.size:
-                report.fail(f"entry {edge.size} is missing (next stored index is {idx})",
-                            edge.size)
+                report.fail(f"entry {edge.size} is missing (next stored index is {idx})", edge.size)
                 return report
             _check_entry(idx, data, type_, actor, report)
             edge.push(merkle.leaf_hash(data), created)
@@ -187,14 +190,18 @@ async def verify_log(db: Database, log_key: note.Verifier, *,
         if not report.explained(0, cp_size):
             # The entries below this size no longer hash to what the log signed, and every
             # stored hash agrees with them: the change is in [good, cp_size).
-            report.fail(f"checkpoint of size {cp_size}: the stored entries do not hash to its "
-                        f"signed root; an entry in [{good}, {cp_size}) was changed", good)
+            report.fail(
+                f"checkpoint of size {cp_size}: the stored entries do not hash to its "
+                f"signed root; an entry in [{good}, {cp_size}) was changed",
+                good,
+            )
     _check_cosignatures(cosigs, cps, witnesses, report)
     return report
 
 
-def _check_checkpoint(size: int, root: bytes, text: str, computed: bytes,
-                      log_key: note.Verifier, report: VerifyReport) -> bool:
+def _check_checkpoint(
+    size: int, root: bytes, text: str, computed: bytes, log_key: note.Verifier, report: VerifyReport
+) -> bool:
     """Check one stored checkpoint; False if its signed root differs from the entries'."""
     try:
         cp = note.open_checkpoint(text.encode("utf-8"), log_key)
@@ -206,9 +213,12 @@ def _check_checkpoint(size: int, root: bytes, text: str, computed: bytes,
     return cp.root_hash == computed
 
 
-def _check_cosignatures(cosigs: Sequence[tuple[int, str, str]],
-                        cps: Sequence[tuple[int, bytes, str]],
-                        witnesses: Sequence[note.Verifier], report: VerifyReport) -> None:
+def _check_cosignatures(
+    cosigs: Sequence[tuple[int, str, str]],
+    cps: Sequence[tuple[int, bytes, str]],
+    witnesses: Sequence[note.Verifier],
+    report: VerifyReport,
+) -> None:
     texts = {size: text for size, _, text in cps}
     for size, witness, line in cosigs:
         report.cosignatures += 1
@@ -220,7 +230,7 @@ def _check_cosignatures(cosigs: Sequence[tuple[int, str, str]],
             report.cosignatures_unchecked += 1
             continue
         try:
-            cp = note.parse_checkpoint(texts[size][:texts[size].rindex("\n\n") + 1])
+            cp = note.parse_checkpoint(texts[size][: texts[size].rindex("\n\n") + 1])
             note.verify_cosignature_line(line, cp, known)
         except (CryptoError, ValueError) as e:
             report.fail(f"cosignature by {witness} for size {size} does not verify: {e}")

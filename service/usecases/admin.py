@@ -33,8 +33,18 @@ from .directory import device_records, member_ids
 from .readmodels import PrincipalView, label_of
 from .refusals import access_denied
 
-__all__ = ["code_hash", "create_channel", "create_enrolment_code", "create_principal",
-           "enrol", "list_devices", "revoke_device", "set_members", "update_principal"]
+__all__ = [
+    "code_hash",
+    "create_channel",
+    "create_enrolment_code",
+    "create_principal",
+    "enrol",
+    "list_devices",
+    "revoke_device",
+    "set_members",
+    "update_principal",
+]
+
 
 def code_hash(code: str) -> str:
     """Codes are stored only as SHA-256; 100 random bits make offline guessing pointless."""
@@ -45,12 +55,11 @@ def code_hash(code: str) -> str:
 def _new_code() -> str:
     raw = secrets.token_bytes(13)  # 104 bits
     text = base64.b32encode(raw).decode().rstrip("=")[:20]
-    return "-".join(text[i:i + 5] for i in range(0, 20, 5))
+    return "-".join(text[i : i + 5] for i in range(0, 20, 5))
 
 
 def _denied(caller: Caller, what: str, e: PolicyViolation) -> Refusal:
-    return Refusal(Problem(e.reason, e.detail),
-                   access_denied(caller.device_id, what, e.reason, None))
+    return Refusal(Problem(e.reason, e.detail), access_denied(caller.device_id, what, e.reason, None))
 
 
 def _require_admin(caller: Caller, what: str) -> None:
@@ -58,12 +67,18 @@ def _require_admin(caller: Caller, what: str) -> None:
         raise _denied(caller, what, PolicyViolation("not-admin", "only an admin may do this"))
 
 
-def _check_grant(state: AppState, caller: Caller, what: str, nation: str, clearance: str,
-                 compartments: list[str], roles: list[str]) -> None:
+def _check_grant(
+    state: AppState,
+    caller: Caller,
+    what: str,
+    nation: str,
+    clearance: str,
+    compartments: list[str],
+    roles: list[str],
+) -> None:
     me = caller.principal
     try:
-        check_grant(state.policy, me.subject, me.roles, me.is_root, nation, clearance,
-                    compartments, roles)
+        check_grant(state.policy, me.subject, me.roles, me.is_root, nation, clearance, compartments, roles)
         if "admin" in roles and not me.is_root:
             raise PolicyViolation("grant-above-own", "only the root admin may create admins")
         unknown = set(roles) - set(ROLES)
@@ -78,15 +93,21 @@ async def create_principal(state: AppState, caller: Caller, req: dict[str, Any])
 
     def job(tx: Tx) -> dict[str, Any]:
         _require_admin(caller, what)
-        _check_grant(state, caller, what, req["nation"], req["clearance"], req["compartments"],
-                     req["roles"])
+        _check_grant(state, caller, what, req["nation"], req["clearance"], req["compartments"], req["roles"])
         if tx.session.get(Principal, req["id"]) is not None:
             raise Problem("conflict", f"principal {req['id']} already exists")
-        row = Principal(id=req["id"], display_name=req["display_name"], nation=req["nation"],
-                        kind=req["kind"], roles=json.dumps(sorted(set(req["roles"]))),
-                        clearance=req["clearance"],
-                        compartments=json.dumps(sorted(set(req["compartments"]))),
-                        status="active", created_at=tx.now, updated_at=tx.now)
+        row = Principal(
+            id=req["id"],
+            display_name=req["display_name"],
+            nation=req["nation"],
+            kind=req["kind"],
+            roles=json.dumps(sorted(set(req["roles"]))),
+            clearance=req["clearance"],
+            compartments=json.dumps(sorted(set(req["compartments"]))),
+            status="active",
+            created_at=tx.now,
+            updated_at=tx.now,
+        )
         tx.session.add(row)
         view = PrincipalView.of(row)
         tx.audit("principal.created", caller.device_id, row.id, principal=view.to_json())
@@ -95,8 +116,9 @@ async def create_principal(state: AppState, caller: Caller, req: dict[str, Any])
     return (await state.writer.run(job)).value
 
 
-async def update_principal(state: AppState, caller: Caller, pid: str, changes: dict[str, Any]
-                           ) -> dict[str, Any]:
+async def update_principal(
+    state: AppState, caller: Caller, pid: str, changes: dict[str, Any]
+) -> dict[str, Any]:
     what = f"update principal {pid}"
 
     def job(tx: Tx) -> dict[str, Any]:
@@ -105,15 +127,25 @@ async def update_principal(state: AppState, caller: Caller, pid: str, changes: d
         if row is None:
             raise Problem("not-found", f"no principal {pid}")
         if pid == "root" or (pid == caller.principal.id and not caller.principal.is_root):
-            raise _denied(caller, what, PolicyViolation("forbidden", "admins cannot change "
-                                                        "themselves or the root principal"))
+            raise _denied(
+                caller,
+                what,
+                PolicyViolation("forbidden", "admins cannot change themselves or the root principal"),
+            )
         before = PrincipalView.of(row)
         roles = changes.get("roles", list(before.roles))
         comps = changes.get("compartments", sorted(before.compartments))
         clearance = changes.get("clearance", before.clearance)
         # The admin must be entitled to the principal both as it is and as it will be.
-        _check_grant(state, caller, what, before.nation, before.clearance,
-                     sorted(before.compartments), list(before.roles))
+        _check_grant(
+            state,
+            caller,
+            what,
+            before.nation,
+            before.clearance,
+            sorted(before.compartments),
+            list(before.roles),
+        )
         _check_grant(state, caller, what, before.nation, clearance, comps, roles)
         row.clearance, row.compartments = clearance, json.dumps(sorted(set(comps)))
         row.roles = json.dumps(sorted(set(roles)))
@@ -121,8 +153,9 @@ async def update_principal(state: AppState, caller: Caller, pid: str, changes: d
         row.display_name = changes.get("display_name", row.display_name)
         row.updated_at = tx.now
         after = PrincipalView.of(row)
-        tx.audit("principal.updated", caller.device_id, pid, principal=after.to_json(),
-                 changed=sorted(changes))
+        tx.audit(
+            "principal.updated", caller.device_id, pid, principal=after.to_json(), changed=sorted(changes)
+        )
         return after.to_json()
 
     return (await state.writer.run(job)).value
@@ -139,15 +172,15 @@ async def create_enrolment_code(state: AppState, caller: Caller, pid: str) -> di
         if not (caller.principal.id == pid and caller.principal.has_role("admin")):
             _require_admin(caller, what)
             view = PrincipalView.of(row)
-            _check_grant(state, caller, what, view.nation, view.clearance,
-                         sorted(view.compartments), list(view.roles))
+            _check_grant(
+                state, caller, what, view.nation, view.clearance, sorted(view.compartments), list(view.roles)
+            )
         expires = tx.now + timedelta(seconds=state.settings.enrolment_code_ttl_seconds)
-        tx.session.add(EnrolmentCode(code_hash=code_hash(code), principal_id=pid,
-                                     created_at=tx.now, expires_at=expires))
-        tx.audit("enrolment.code_issued", caller.device_id, pid, principal=pid,
-                 expires=format_time(expires))
-        return {"principal": pid, "code": code,
-                "expires_at": format_time(expires)}
+        tx.session.add(
+            EnrolmentCode(code_hash=code_hash(code), principal_id=pid, created_at=tx.now, expires_at=expires)
+        )
+        tx.audit("enrolment.code_issued", caller.device_id, pid, principal=pid, expires=format_time(expires))
+        return {"principal": pid, "code": code, "expires_at": format_time(expires)}
 
     return (await state.writer.run(job)).value
 
@@ -159,19 +192,28 @@ async def issue_root_code(state: AppState) -> str:
 
     def job(tx: Tx) -> None:
         if tx.session.get(Principal, "root") is None:
-            row = Principal(id="root", display_name="Root administrator", nation=policy.nations[0],
-                            kind="person", roles=json.dumps(["admin", "auditor"]),
-                            clearance=policy.levels[-1].name,
-                            compartments=json.dumps(sorted(policy.compartments)), status="active",
-                            created_at=tx.now, updated_at=tx.now)
+            row = Principal(
+                id="root",
+                display_name="Root administrator",
+                nation=policy.nations[0],
+                kind="person",
+                roles=json.dumps(["admin", "auditor"]),
+                clearance=policy.levels[-1].name,
+                compartments=json.dumps(sorted(policy.compartments)),
+                status="active",
+                created_at=tx.now,
+                updated_at=tx.now,
+            )
             tx.session.add(row)
             tx.session.flush()
             tx.audit("principal.created", "system", "root", principal=PrincipalView.of(row).to_json())
         expires = tx.now + timedelta(seconds=state.settings.enrolment_code_ttl_seconds)
-        tx.session.add(EnrolmentCode(code_hash=code_hash(code), principal_id="root",
-                                     created_at=tx.now, expires_at=expires))
-        tx.audit("enrolment.code_issued", "system", "root", principal="root",
-                 expires=format_time(expires))
+        tx.session.add(
+            EnrolmentCode(
+                code_hash=code_hash(code), principal_id="root", created_at=tx.now, expires_at=expires
+            )
+        )
+        tx.audit("enrolment.code_issued", "system", "root", principal="root", expires=format_time(expires))
 
     await state.writer.run(job)
     return code
@@ -190,25 +232,46 @@ async def enrol(state: AppState, code: str, signed_bundle: Any) -> dict[str, Any
 
     def job(tx: Tx) -> dict[str, Any]:
         row = tx.session.get(EnrolmentCode, h)
-        if row is None or not hmac.compare_digest(row.code_hash, h) or row.used_at is not None \
-                or row.expires_at < tx.now:
+        if (
+            row is None
+            or not hmac.compare_digest(row.code_hash, h)
+            or row.used_at is not None
+            or row.expires_at < tx.now
+        ):
             raise Problem("enrolment-code", "the enrolment code is invalid, used or expired")
         if row.principal_id != bundle.principal:
             raise Problem("bad-bundle", "the bundle names another principal than the code")
         if tx.session.get(Device, bundle.device_id) is not None:
             raise Problem("conflict", "this device is already enrolled")
         row.used_at = tx.now
-        index = tx.audit("device.enrolled", "system", bundle.device_id, device=bundle.device_id,
-                         principal=bundle.principal, bundle_digest=digest, suite=bundle.kem_suite)
-        tx.session.add(Device(id=bundle.device_id, principal_id=bundle.principal,
-                              signed_bundle=jcs(signed_bundle).decode(), suite=bundle.kem_suite,
-                              enrolled_at=tx.now, enrol_index=index))
+        index = tx.audit(
+            "device.enrolled",
+            "system",
+            bundle.device_id,
+            device=bundle.device_id,
+            principal=bundle.principal,
+            bundle_digest=digest,
+            suite=bundle.kem_suite,
+        )
+        tx.session.add(
+            Device(
+                id=bundle.device_id,
+                principal_id=bundle.principal,
+                signed_bundle=jcs(signed_bundle).decode(),
+                suite=bundle.kem_suite,
+                enrolled_at=tx.now,
+                enrol_index=index,
+            )
+        )
         return {"device": bundle.device_id, "principal": bundle.principal, "log_index": index}
 
     result = await state.writer.run(job)
     value = result.value
-    return {**value, "receipt": result.receipt(value["log_index"]).to_json(),
-            "log_verifier_key": state.log.verifier_key}
+    return {
+        **value,
+        "receipt": result.receipt(value["log_index"]).to_json(),
+        "log_verifier_key": state.log.verifier_key,
+    }
 
 
 async def revoke_device(state: AppState, caller: Caller, device_id: str) -> dict[str, Any]:
@@ -226,14 +289,15 @@ async def revoke_device(state: AppState, caller: Caller, device_id: str) -> dict
             # nation, at or below the admin's access, not an admin), so a nation admin can
             # never lock out the root admin, a peer admin or someone cleared above it.
             view = PrincipalView.of(owner)
-            _check_grant(state, caller, what, view.nation, view.clearance,
-                         sorted(view.compartments), list(view.roles))
+            _check_grant(
+                state, caller, what, view.nation, view.clearance, sorted(view.compartments), list(view.roles)
+            )
         if dev.revoked_at is None:
             dev.revoked_at = tx.now
-            dev.revoke_index = tx.audit("device.revoked", caller.device_id, device_id,
-                                        device=device_id, principal=dev.principal_id)
-        return {"device": device_id, "revoked_at": format_time(dev.revoked_at),
-                "log_index": dev.revoke_index}
+            dev.revoke_index = tx.audit(
+                "device.revoked", caller.device_id, device_id, device=device_id, principal=dev.principal_id
+            )
+        return {"device": device_id, "revoked_at": format_time(dev.revoked_at), "log_index": dev.revoke_index}
 
     result = await state.writer.run(job)
     value = result.value
@@ -255,8 +319,9 @@ async def list_devices(state: AppState, caller: Caller, principal: str | None) -
         return await device_records(s, rows)
 
 
-async def create_channel(state: AppState, caller: Caller, cid: str, name: str, ceiling: Label
-                         ) -> dict[str, Any]:
+async def create_channel(
+    state: AppState, caller: Caller, cid: str, name: str, ceiling: Label
+) -> dict[str, Any]:
     what = f"create channel {cid}"
 
     def job(tx: Tx) -> dict[str, Any]:
@@ -268,17 +333,14 @@ async def create_channel(state: AppState, caller: Caller, cid: str, name: str, c
                 raise _denied(caller, what, PolicyViolation("grant-above-own", e.detail)) from None
         if tx.session.get(Channel, cid) is not None:
             raise Problem("conflict", f"channel {cid} already exists")
-        tx.session.add(Channel(id=cid, name=name, ceiling=jcs(ceiling.to_json()).decode(),
-                               created_at=tx.now))
-        tx.audit("channel.created", caller.device_id, cid, channel=cid, name=name,
-                 ceiling=ceiling.to_json())
+        tx.session.add(Channel(id=cid, name=name, ceiling=jcs(ceiling.to_json()).decode(), created_at=tx.now))
+        tx.audit("channel.created", caller.device_id, cid, channel=cid, name=name, ceiling=ceiling.to_json())
         return {"id": cid, "name": name, "ceiling": ceiling.to_json(), "members": []}
 
     return (await state.writer.run(job)).value
 
 
-async def set_members(state: AppState, caller: Caller, cid: str, principals: list[str]
-                      ) -> dict[str, Any]:
+async def set_members(state: AppState, caller: Caller, cid: str, principals: list[str]) -> dict[str, Any]:
     what = f"members of channel {cid}"
     wanted = sorted(set(principals))
 
@@ -288,26 +350,40 @@ async def set_members(state: AppState, caller: Caller, cid: str, principals: lis
         if channel is None:
             raise Problem("not-found", f"no channel {cid}")
         current = set(member_ids(tx.session, cid))
-        rows = {p.id: p for p in (tx.session.execute(
-            select(Principal).where(Principal.id.in_(wanted)))).scalars()}
+        rows = {
+            p.id: p for p in (tx.session.execute(select(Principal).where(Principal.id.in_(wanted)))).scalars()
+        }
         unknown = [p for p in wanted if p not in rows]
         if unknown:
             raise Problem("not-found", f"no principal(s) {', '.join(unknown)}")
         changed = current.symmetric_difference(wanted)
         if not caller.principal.is_root:
-            nations = {p.id: p.nation for p in (tx.session.execute(
-                select(Principal).where(Principal.id.in_(changed)))).scalars()}
+            nations = {
+                p.id: p.nation
+                for p in (tx.session.execute(select(Principal).where(Principal.id.in_(changed)))).scalars()
+            }
             foreign = sorted(p for p in changed if nations.get(p) != caller.principal.nation)
             if foreign:
-                raise _denied(caller, what, PolicyViolation(
-                    "other-nation", f"cannot add or remove other nations' principals: "
-                    f"{', '.join(foreign)}"))
+                raise _denied(
+                    caller,
+                    what,
+                    PolicyViolation(
+                        "other-nation",
+                        f"cannot add or remove other nations' principals: {', '.join(foreign)}",
+                    ),
+                )
         tx.session.execute(delete(ChannelMember).where(ChannelMember.channel_id == cid))
         tx.session.add_all([ChannelMember(channel_id=cid, principal_id=p) for p in wanted])
-        tx.audit("channel.members", caller.device_id, cid, channel=cid, members=wanted,
-                 added=sorted(set(wanted) - current), removed=sorted(current - set(wanted)))
-        return {"id": cid, "name": channel.name, "ceiling": json.loads(channel.ceiling),
-                "members": wanted}
+        tx.audit(
+            "channel.members",
+            caller.device_id,
+            cid,
+            channel=cid,
+            members=wanted,
+            added=sorted(set(wanted) - current),
+            removed=sorted(current - set(wanted)),
+        )
+        return {"id": cid, "name": channel.name, "ceiling": json.loads(channel.ceiling), "members": wanted}
 
     return (await state.writer.run(job)).value
 
@@ -318,11 +394,19 @@ async def list_channels(state: AppState, caller: Caller) -> dict[str, Any]:
         q = select(Channel).order_by(Channel.id)
         if not caller.principal.has_role("admin"):
             q = q.join(ChannelMember, ChannelMember.channel_id == Channel.id).where(
-                ChannelMember.principal_id == caller.principal.id)
+                ChannelMember.principal_id == caller.principal.id
+            )
         channels = (await s.execute(q.limit(1000))).scalars().all()
         out = []
         for c in channels:
             ceiling = label_of(c.ceiling)
-            out.append({"id": c.id, "name": c.name, "ceiling": ceiling.to_json(),
-                        "ceiling_text": ceiling.text(), "members": await s.run_sync(member_ids, c.id)})
+            out.append(
+                {
+                    "id": c.id,
+                    "name": c.name,
+                    "ceiling": ceiling.to_json(),
+                    "ceiling_text": ceiling.text(),
+                    "members": await s.run_sync(member_ids, c.id),
+                }
+            )
         return {"channels": out}

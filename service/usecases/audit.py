@@ -71,8 +71,11 @@ async def require_auditor(state: AppState, caller: Caller, what: str) -> None:
     """Only auditors and admins read entries and proofs; a refusal is logged (`access.denied`)."""
     if caller.principal.has_role("auditor") or caller.principal.has_role("admin"):
         return
-    await refuse(state, Problem("not-auditor", "only an auditor or admin may read the audit log"),
-                 access_denied(caller.device_id, what, "not-auditor", caller.device_id))
+    await refuse(
+        state,
+        Problem("not-auditor", "only an auditor or admin may read the audit log"),
+        access_denied(caller.device_id, what, "not-auditor", caller.device_id),
+    )
 
 
 # --- checkpoints -----------------------------------------------------------------------------
@@ -94,8 +97,9 @@ async def _at(reader: LogReader, size: int | None) -> CheckpointRow:
         latest = await _latest(reader)
         if size > latest.size:
             raise Problem("proof", f"tree size {size} is beyond the log's size {latest.size}")
-        raise Problem("proof", f"no checkpoint was signed at tree size {size}; use the size of "
-                      "a checkpoint you hold")
+        raise Problem(
+            "proof", f"no checkpoint was signed at tree size {size}; use the size of a checkpoint you hold"
+        )
     return cp
 
 
@@ -124,8 +128,9 @@ async def signed_checkpoint(state: AppState, size: int | None = None, cosigned: 
 
 # --- tiles -----------------------------------------------------------------------------------
 
-_tile_cache: weakref.WeakKeyDictionary[AuditLog, OrderedDict[tuple[int, int], bytes]] = \
+_tile_cache: weakref.WeakKeyDictionary[AuditLog, OrderedDict[tuple[int, int], bytes]] = (
     weakref.WeakKeyDictionary()
+)
 
 
 def _check_tile_exists(tile: tiles.Tile, size: int) -> None:
@@ -185,8 +190,15 @@ def _entry_json(idx: int, data: bytes) -> dict[str, Any]:
     return {"index": idx, "entry": b64encode(data), "json": parsed}
 
 
-async def entries(state: AppState, start: int, end: int | None, *, type_: str | None = None,
-                  actor: str | None = None, since: str | None = None) -> dict[str, Any]:
+async def entries(
+    state: AppState,
+    start: int,
+    end: int | None,
+    *,
+    type_: str | None = None,
+    actor: str | None = None,
+    since: str | None = None,
+) -> dict[str, Any]:
     """Entries in [start, end) (end defaults to and is capped at the log size), at most 1000.
 
     With filters, the matching entries in that range; `next` is where to continue: the end
@@ -209,8 +221,9 @@ async def entries(state: AppState, start: int, end: int | None, *, type_: str | 
         filtered = type_ is not None or actor is not None or since_dt is not None
         if not filtered:
             stop = min(stop, start + MAX_ENTRIES)
-        rows = await reader.entry_range(start, stop, type_=type_, actor=actor, since=since_dt,
-                                        limit=MAX_ENTRIES)
+        rows = await reader.entry_range(
+            start, stop, type_=type_, actor=actor, since=since_dt, limit=MAX_ENTRIES
+        )
     out = [_entry_json(i, d) for i, d in rows]
     nxt = stop if len(rows) < MAX_ENTRIES or not filtered else rows[-1][0] + 1
     return {"entries": out, "next": nxt}
@@ -225,8 +238,12 @@ async def inclusion(state: AppState, index: int, size: int | None) -> dict[str, 
             raise Problem("proof", f"log index {index} is not below tree size {cp.size}")
         proof = await AuditLog.inclusion_proof(reader, index, cp.size)
         text = await _with_cosignatures(reader, cp)
-    return {"index": index, "size": cp.size, "inclusion_proof": [b64encode(h) for h in proof],
-            "checkpoint": text}
+    return {
+        "index": index,
+        "size": cp.size,
+        "inclusion_proof": [b64encode(h) for h in proof],
+        "checkpoint": text,
+    }
 
 
 async def consistency(state: AppState, old: int, new: int | None) -> dict[str, Any]:
@@ -238,8 +255,12 @@ async def consistency(state: AppState, old: int, new: int | None) -> dict[str, A
             raise Problem("proof", f"old size {old} is greater than new size {cp.size}")
         proof = await AuditLog.consistency_proof(reader, old, cp.size)
         text = await _with_cosignatures(reader, cp)
-    return {"old": old, "new": cp.size, "consistency_proof": [b64encode(h) for h in proof],
-            "checkpoint": text}
+    return {
+        "old": old,
+        "new": cp.size,
+        "consistency_proof": [b64encode(h) for h in proof],
+        "checkpoint": text,
+    }
 
 
 async def message_proof(state: AppState, message_id: str) -> dict[str, Any]:
@@ -255,9 +276,14 @@ async def message_proof(state: AppState, message_id: str) -> dict[str, Any]:
             raise Problem("internal", "the message's log entry is missing")
         proof = await AuditLog.inclusion_proof(reader, msg.log_index, cp.size)
         text = await _with_cosignatures(reader, cp)
-    return {"id": message_id, "log_index": msg.log_index, "entry": b64encode(entry),
-            "inclusion_proof": [b64encode(h) for h in proof], "tree_size": cp.size,
-            "checkpoint": text}
+    return {
+        "id": message_id,
+        "log_index": msg.log_index,
+        "entry": b64encode(entry),
+        "inclusion_proof": [b64encode(h) for h in proof],
+        "tree_size": cp.size,
+        "checkpoint": text,
+    }
 
 
 # --- witnesses -------------------------------------------------------------------------------
@@ -277,24 +303,26 @@ def witness_verifiers(keys: list[str]) -> list[note.Verifier]:
     return out
 
 
-async def add_cosignature(state: AppState, caller: Caller, size: int, line: str
-                          ) -> dict[str, Any]:
+async def add_cosignature(state: AppState, caller: Caller, size: int, line: str) -> dict[str, Any]:
     """Check a witness's C2SP tlog-cosignature on our checkpoint of `size`, store and log it."""
     try:
         sig = note.parse_signature_line(line[:-1] if line.endswith("\n") else line)
     except NoteSyntaxError as e:
         raise Problem("bad-cosignature", f"not a signature line: {e}") from None
-    witnesses = [w for w in witness_verifiers(state.settings.witness_keys)
-                 if (w.name, w.key_id) == (sig.name, sig.key_id)]
+    witnesses = [
+        w
+        for w in witness_verifiers(state.settings.witness_keys)
+        if (w.name, w.key_id) == (sig.name, sig.key_id)
+    ]
     if not witnesses:
-        raise Problem("unknown-witness", f"{sig.name}+{sig.key_id.hex()} is not a configured "
-                      "witness key")
+        raise Problem("unknown-witness", f"{sig.name}+{sig.key_id.hex()} is not a configured witness key")
     async with state.db.sessions() as s:
         row = await LogReader(s).checkpoint_at(size)
     if row is None:
         raise Problem("not-found", f"no checkpoint was signed at tree size {size}")
-    checkpoint = note.parse_checkpoint(note.open_note(row.note.encode("utf-8"),
-                                                      [state.log.signer.verifier]).text)
+    checkpoint = note.parse_checkpoint(
+        note.open_note(row.note.encode("utf-8"), [state.log.signer.verifier]).text
+    )
     # A witness's clock may run a little ahead of ours; a cosignature from far in the future
     # would claim an observation that has not happened yet.
     not_after = int(time.time()) + state.settings.clock_skew_seconds
@@ -310,9 +338,16 @@ async def add_cosignature(state: AppState, caller: Caller, size: int, line: str
         if tx.log.has_cosignature(size, name):
             raise Problem("conflict", f"witness {name} already cosigned tree size {size}")
         tx.log.put_cosignature(size, name, cosig.line, tx.now)
-        return tx.audit("witness.cosigned", caller.device_id, name if len(name) <= 64 else None,
-                        witness=name, key_id=cosig.key_id.hex(), size=size,
-                        root_hash=b64encode(checkpoint.root_hash), timestamp=cosig.timestamp)
+        return tx.audit(
+            "witness.cosigned",
+            caller.device_id,
+            name if len(name) <= 64 else None,
+            witness=name,
+            key_id=cosig.key_id.hex(),
+            size=size,
+            root_hash=b64encode(checkpoint.root_hash),
+            timestamp=cosig.timestamp,
+        )
 
     index = (await state.writer.run(job)).value
     return {"size": size, "witness": name, "log_index": index}

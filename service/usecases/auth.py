@@ -30,8 +30,7 @@ from ..writer import CacheSlot, Entry, Refusal, Tx
 from .readmodels import PrincipalView
 from .refusals import access_denied, refuse
 
-__all__ = ["Caller", "IncomingRequest", "SignedRequest", "authenticate", "purge_nonces",
-           "verify_signed"]
+__all__ = ["Caller", "IncomingRequest", "SignedRequest", "authenticate", "purge_nonces", "verify_signed"]
 
 _LAST_SEEN_EVERY = 60.0
 
@@ -85,10 +84,10 @@ _DEVICE_STATE = (  # the columns of _PrincipalRow, in its order
     "SELECT device.revoked_at, principal.id, principal.display_name, principal.nation, "
     "principal.kind, principal.roles, principal.clearance, principal.compartments, "
     "principal.status FROM device JOIN principal ON principal.id = device.principal_id "
-    "WHERE device.id = ?")
+    "WHERE device.id = ?"
+)
 _NONCE_SEEN = "SELECT 1 FROM request_nonce WHERE keyid = ? AND nonce = ?"
-_INSERT_NONCE = ("INSERT INTO request_nonce (keyid, nonce, expires_at) VALUES (?, ?, ?) "
-                 "ON CONFLICT DO NOTHING")
+_INSERT_NONCE = "INSERT INTO request_nonce (keyid, nonce, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
 _TOUCH = "UPDATE device SET last_seen_at = ? WHERE id = ?"
 
 
@@ -116,10 +115,10 @@ class SignedRequest:
         if known is None:
             row = raw.execute(_DEVICE_STATE, (self.device_id,)).fetchone()
             if row is None:  # the bundle was cached but the device is gone: cannot happen
-                raise Refusal(Problem("unauthenticated", "the signing device is not enrolled"),
-                              None)
-            known = tx.cache.put(DEVICE_STATE, self.device_id,
-                                 (row[0], PrincipalView.of(_PrincipalRow(*row[1:]))))
+                raise Refusal(Problem("unauthenticated", "the signing device is not enrolled"), None)
+            known = tx.cache.put(
+                DEVICE_STATE, self.device_id, (row[0], PrincipalView.of(_PrincipalRow(*row[1:])))
+            )
         revoked_at, view = known
         refusal = None
         if revoked_at is not None:
@@ -132,8 +131,10 @@ class SignedRequest:
             raise Refusal(Problem(*refusal), self.denied(refusal[0]))
         expires = raw.time(tx.now + timedelta(seconds=2 * self.skew + 60))
         if raw.execute(_INSERT_NONCE, (self.device_id, self.nonce, expires)).rowcount != 1:
-            raise Refusal(Problem("replayed-request", "this request was already received"),
-                          self.denied("replayed-request"))
+            raise Refusal(
+                Problem("replayed-request", "this request was already received"),
+                self.denied("replayed-request"),
+            )
         if self.touch:
             raw.execute(_TOUCH, (raw.time(tx.now), self.device_id))
         return view
@@ -177,18 +178,22 @@ async def verify_signed(state: AppState, request: IncomingRequest) -> SignedRequ
         raise Problem("unauthenticated", "the signing device is not enrolled")
     skew = state.settings.clock_skew_seconds
     try:
-        pending = check_request(request.method, request.target, request.headers, request.body,
-                                params=params, skew_seconds=skew)
+        pending = check_request(
+            request.method, request.target, request.headers, request.body, params=params, skew_seconds=skew
+        )
         pending.verify(bundle.ed25519)
     except (RequestSignatureError, CryptoError) as e:
-        reason, detail = (e.reason, e.detail) if isinstance(e, RequestSignatureError) else (
-            "bad-request-signature", str(e))
+        reason, detail = (
+            (e.reason, e.detail)
+            if isinstance(e, RequestSignatureError)
+            else ("bad-request-signature", str(e))
+        )
         # Failures are limited per client address, not per the (unverified) keyid: device ids
         # are public, so charging the named device would let anyone lock a device out.
-        state.limiter.check(f"addr:{request.client}",
-                            "too many failed request signatures from this address")
-        await refuse(state, Problem(reason, detail),
-                     access_denied(params.keyid, request.what, reason, params.keyid))
+        state.limiter.check(f"addr:{request.client}", "too many failed request signatures from this address")
+        await refuse(
+            state, Problem(reason, detail), access_denied(params.keyid, request.what, reason, params.keyid)
+        )
     state.limiter.check(params.keyid, "too many requests from this device")
     touch = time.monotonic() - state.last_seen.get(params.keyid, 0.0) > _LAST_SEEN_EVERY
     if touch:

@@ -25,8 +25,15 @@ from ..storage.models import Channel, ChannelMember, Device, Principal
 from ..tlog.log import AuditLog
 from .auth import Caller
 
-__all__ = ["Eligibility", "default_suite", "device_records", "devices", "eligibility",
-           "member_ids", "recipients"]
+__all__ = [
+    "Eligibility",
+    "default_suite",
+    "device_records",
+    "devices",
+    "eligibility",
+    "member_ids",
+    "recipients",
+]
 
 
 def _time(t: datetime | None) -> str | None:
@@ -45,9 +52,13 @@ async def device_records(session: AsyncSession, devices: Sequence[Device]) -> di
     out = []
     for d in devices:
         rec: dict[str, Any] = {
-            "device": d.id, "principal": d.principal_id, "signed_bundle": json.loads(d.signed_bundle),
-            "enrolled_at": _time(d.enrolled_at), "revoked": d.revoked_at is not None,
-            "revoked_at": _time(d.revoked_at), "last_seen_at": _time(d.last_seen_at),
+            "device": d.id,
+            "principal": d.principal_id,
+            "signed_bundle": json.loads(d.signed_bundle),
+            "enrolled_at": _time(d.enrolled_at),
+            "revoked": d.revoked_at is not None,
+            "revoked_at": _time(d.revoked_at),
+            "last_seen_at": _time(d.last_seen_at),
         }
         for key, index in (("enrolment", d.enrol_index), ("revocation", d.revoke_index)):
             if index is not None and cp is not None and index < cp.size:
@@ -55,16 +66,19 @@ async def device_records(session: AsyncSession, devices: Sequence[Device]) -> di
                 if entry is None:
                     raise LookupError(f"log entry {index} is missing")
                 proof = await AuditLog.inclusion_proof(reader, index, cp.size)
-                rec[key] = {"log_index": index, "entry": b64encode(entry),
-                            "inclusion_proof": [b64encode(h) for h in proof]}
+                rec[key] = {
+                    "log_index": index,
+                    "entry": b64encode(entry),
+                    "inclusion_proof": [b64encode(h) for h in proof],
+                }
         out.append(rec)
-    return {"checkpoint": cp.note if cp else None, "tree_size": cp.size if cp else 0,
-            "devices": out}
+    return {"checkpoint": cp.note if cp else None, "tree_size": cp.size if cp else 0, "devices": out}
 
 
 def member_ids(session: Session, channel_id: str) -> list[str]:
-    rows = session.connection().execute(select(ChannelMember.principal_id)
-                                        .where(ChannelMember.channel_id == channel_id))
+    rows = session.connection().execute(
+        select(ChannelMember.principal_id).where(ChannelMember.channel_id == channel_id)
+    )
     return sorted(r[0] for r in rows)
 
 
@@ -79,8 +93,10 @@ class Eligibility:
     members: frozenset[str]
 
     def to_json(self) -> dict[str, Any]:
-        return {"suite": self.suite, "excluded": [
-            {"principal": p, "reason": r} for p, r in sorted(self.excluded.items())]}
+        return {
+            "suite": self.suite,
+            "excluded": [{"principal": p, "reason": r} for p, r in sorted(self.excluded.items())],
+        }
 
 
 def default_suite(policy: Policy, label: Label) -> str:
@@ -89,8 +105,7 @@ def default_suite(policy: Policy, label: Label) -> str:
     return MLKEM768_X25519 if MLKEM768_X25519 in allowed else allowed[0]
 
 
-def eligibility(session: Session, policy: Policy, channel_id: str, label: Label, suite: str
-                ) -> Eligibility:
+def eligibility(session: Session, policy: Policy, channel_id: str, label: Label, suite: str) -> Eligibility:
     """Every active, unrevoked device of every member principal that dominates `label`, among
     the devices whose key is of `suite` (one envelope has one suite). Synchronous: the writer
     calls it; readers go through `AsyncSession.run_sync`."""
@@ -99,12 +114,22 @@ def eligibility(session: Session, policy: Policy, channel_id: str, label: Label,
     subjects = {
         pid: Subject(nation, clearance, frozenset(json.loads(comps)), kind, status == "active")
         for pid, nation, clearance, comps, kind, status in conn.execute(
-            select(Principal.id, Principal.nation, Principal.clearance, Principal.compartments,
-                   Principal.kind, Principal.status).where(Principal.id.in_(members)))}
+            select(
+                Principal.id,
+                Principal.nation,
+                Principal.clearance,
+                Principal.compartments,
+                Principal.kind,
+                Principal.status,
+            ).where(Principal.id.in_(members))
+        )
+    }
     devices: dict[str, list[tuple[str, str]]] = {}
-    for dev, pid, dev_suite in conn.execute(select(Device.id, Device.principal_id, Device.suite)
-                                            .where(Device.principal_id.in_(members),
-                                                   Device.revoked_at.is_(None))):
+    for dev, pid, dev_suite in conn.execute(
+        select(Device.id, Device.principal_id, Device.suite).where(
+            Device.principal_id.in_(members), Device.revoked_at.is_(None)
+        )
+    ):
         devices.setdefault(pid, []).append((dev, dev_suite))
     eligible: dict[str, str] = {}
     excluded: dict[str, str] = {}
@@ -135,23 +160,34 @@ async def devices(state: AppState, principal: str | None, device: str | None) ->
         return await device_records(s, rows)
 
 
-async def recipients(state: AppState, caller: Caller, channel_id: str, label: Label,
-                     suite: str | None) -> dict[str, Any]:
+async def recipients(
+    state: AppState, caller: Caller, channel_id: str, label: Label, suite: str | None
+) -> dict[str, Any]:
     """Exactly the device bundles a member must encrypt `label` to on a channel, with their
     enrolment proofs, and the members left out with the reason."""
     chosen = suite or default_suite(state.policy, label)
     allowed = state.policy.rule(label.classification).kem
     if chosen not in allowed:
-        raise Problem("suite-not-allowed", f"suite {chosen} is not allowed at "
-                      f"{label.classification} ({', '.join(allowed)})")
+        raise Problem(
+            "suite-not-allowed",
+            f"suite {chosen} is not allowed at {label.classification} ({', '.join(allowed)})",
+        )
     async with state.db.sessions() as s:
         if await s.get(Channel, channel_id) is None:
             raise Problem("not-found", f"no channel {channel_id}")
         if await s.get(ChannelMember, (channel_id, caller.principal.id)) is None:
             raise Problem("not-member", f"{caller.principal.id} is not a member of {channel_id}")
         elig = await s.run_sync(lambda ss: eligibility(ss, state.policy, channel_id, label, chosen))
-        rows = (await s.execute(select(Device).where(Device.id.in_(list(elig.devices)))
-                                .order_by(Device.id))).scalars().all()
+        rows = (
+            (await s.execute(select(Device).where(Device.id.in_(list(elig.devices))).order_by(Device.id)))
+            .scalars()
+            .all()
+        )
         records = await device_records(s, rows)
-    return {"channel": channel_id, "label": label.to_json(), "label_text": label.text(),
-            **records, **elig.to_json()}
+    return {
+        "channel": channel_id,
+        "label": label.to_json(),
+        "label_text": label.text(),
+        **records,
+        **elig.to_json(),
+    }

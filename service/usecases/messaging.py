@@ -39,15 +39,15 @@ from .directory import Eligibility, eligibility
 from .readmodels import PrincipalView, label_of
 from .refusals import access_denied, message_rejected, refuse
 
-__all__ = ["Accepted", "ack", "check_recipients", "expire_due", "fetch", "inbox", "precheck",
-           "submit"]
+__all__ = ["Accepted", "ack", "check_recipients", "expire_due", "fetch", "inbox", "precheck", "submit"]
 
 _NONCE_TAG = 28  # 12-byte nonce + 16-byte tag around the content
 # The hot path's statements, on the writer's raw connection (`Tx.raw`).
 _INSERT_MESSAGE = (
     "INSERT INTO message (id, channel_id, sender_device, sender_principal, label, "
     "classification, envelope, digest, size, created, accepted_at, expires_at, log_index) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
 _INSERT_DELIVERY = "INSERT INTO delivery (message_id, device_id) VALUES (?, ?)"
 
 #: Who may receive what, kept in the writer's cache (which every change to it empties).
@@ -89,8 +89,9 @@ class _Submission:
         return cls(parsed, label_json, jcs(label_json).decode(), _size(parsed))
 
 
-def precheck(policy: Policy, skew_seconds: int, signed: SignedRequest, obj: Any,
-             now: datetime) -> ParsedEnvelope:
+def precheck(
+    policy: Policy, skew_seconds: int, signed: SignedRequest, obj: Any, now: datetime
+) -> ParsedEnvelope:
     """The CPU-only checks of SPEC 4 (no database), in their order; raises _Early."""
     raw_id = obj.get("id") if isinstance(obj, dict) else None
     eid = raw_id[:36] if isinstance(raw_id, str) else None
@@ -116,15 +117,13 @@ def precheck(policy: Policy, skew_seconds: int, signed: SignedRequest, obj: Any,
     except BadSignature as e:
         raise _Early("bad-envelope-signature", str(e), eid) from None
     if _size(parsed) > rule.max_bytes:
-        raise _Early("too-large", f"{_size(parsed)} bytes exceeds {rule.max_bytes} at "
-                     f"{rule.name}", eid)
+        raise _Early("too-large", f"{_size(parsed)} bytes exceeds {rule.max_bytes} at {rule.name}", eid)
     if abs((now - parsed.created).total_seconds()) > skew_seconds:
         raise _Early("stale-envelope", "created is outside the clock-skew window", eid)
     return parsed
 
 
-def check_recipients(elig: Eligibility, given: Collection[str], to: Sequence[str] | None
-                     ) -> list[str]:
+def check_recipients(elig: Eligibility, given: Collection[str], to: Sequence[str] | None) -> list[str]:
     """The recipient devices of an envelope, checked against who may receive it (pure).
 
     Without `to`, every eligible device must be a recipient; with `to`, exactly the eligible
@@ -135,33 +134,37 @@ def check_recipients(elig: Eligibility, given: Collection[str], to: Sequence[str
     if to is not None:
         bad = sorted(set(to) - set(elig.devices.values()))
         if bad:
-            raise PolicyViolation("ineligible-recipient", f"not eligible: {', '.join(bad)} "
-                                  f"({', '.join(elig.excluded.get(b, 'not-member') for b in bad)})")
+            raise PolicyViolation(
+                "ineligible-recipient",
+                f"not eligible: {', '.join(bad)} "
+                f"({', '.join(elig.excluded.get(b, 'not-member') for b in bad)})",
+            )
         expected = {d for d, pid in elig.devices.items() if pid in to}
     given_set = set(given)
     extra, missing = sorted(given_set - set(elig.devices)), sorted(expected - given_set)
     if extra:
         raise PolicyViolation("ineligible-recipient", f"device(s) not eligible: {', '.join(extra)}")
     if missing:
-        raise PolicyViolation("missing-recipient",
-                              f"eligible device(s) missing: {', '.join(missing)}")
+        raise PolicyViolation("missing-recipient", f"eligible device(s) missing: {', '.join(missing)}")
     if to is not None and given_set != expected:
-        raise PolicyViolation("ineligible-recipient",
-                              "recipients must be exactly the devices of 'to'")
+        raise PolicyViolation("ineligible-recipient", "recipients must be exactly the devices of 'to'")
     return sorted(given_set)
 
 
-async def submit(state: AppState, signed: SignedRequest, envelope: Any, to: list[str] | None
-                 ) -> tuple[Accepted, dict[str, Any]]:
+async def submit(
+    state: AppState, signed: SignedRequest, envelope: Any, to: list[str] | None
+) -> tuple[Accepted, dict[str, Any]]:
     """Accept an envelope or refuse it with a logged reason. Returns the result and receipt."""
     try:
-        parsed = precheck(state.policy, state.settings.clock_skew_seconds, signed, envelope,
-                          datetime.now(UTC))
+        parsed = precheck(
+            state.policy, state.settings.clock_skew_seconds, signed, envelope, datetime.now(UTC)
+        )
     except _Early as e:
         await _reject_early(state, signed, e)
     sub = _Submission.of(parsed)
-    result = await state.writer.run(lambda tx: _accept(state, tx, signed, sub, to),
-                                    shares_cache=True, savepoint=False)
+    result = await state.writer.run(
+        lambda tx: _accept(state, tx, signed, sub, to), shares_cache=True, savepoint=False
+    )
     state.metrics.accepted.inc()
     accepted = result.value
     return accepted, result.receipt(accepted.log_index).to_json()
@@ -176,20 +179,24 @@ async def _reject_early(state: AppState, signed: SignedRequest, e: _Early) -> No
         signed.consume(tx)
         state.metrics.rejected.labels(e.slug).inc()
 
-    await refuse(state, Problem(e.slug, e.detail),
-                 message_rejected(signed.device_id, e.slug, e.envelope_id, e.detail), first=consume)
+    await refuse(
+        state,
+        Problem(e.slug, e.detail),
+        message_rejected(signed.device_id, e.slug, e.envelope_id, e.detail),
+        first=consume,
+    )
 
 
-def _accept(state: AppState, tx: Tx, signed: SignedRequest, sub: _Submission,
-            to: list[str] | None) -> Accepted:
+def _accept(
+    state: AppState, tx: Tx, signed: SignedRequest, sub: _Submission, to: list[str] | None
+) -> Accepted:
     """The writer job of a submit: consume, check against the channel, store, log."""
     principal = signed.consume(tx)
     parsed = sub.parsed
 
     def refused(reason: str, why: str) -> Refusal:
         state.metrics.rejected.labels(reason).inc()
-        return Refusal(Problem(reason, why),
-                       message_rejected(signed.device_id, reason, parsed.id, why))
+        return Refusal(Problem(reason, why), message_rejected(signed.device_id, reason, parsed.id, why))
 
     try:
         elig = _check_channel(state.policy, tx, principal, sub)
@@ -217,13 +224,13 @@ def _eligibility(policy: Policy, tx: Tx, sub: _Submission) -> Eligibility:
     key = (parsed.channel, sub.label_key, parsed.suite)
     elig = tx.cache.get(ELIGIBILITY, key)
     if elig is None:
-        elig = tx.cache.put(ELIGIBILITY, key, eligibility(tx.session, policy, parsed.channel,
-                                                          parsed.label, parsed.suite))
+        elig = tx.cache.put(
+            ELIGIBILITY, key, eligibility(tx.session, policy, parsed.channel, parsed.label, parsed.suite)
+        )
     return elig
 
 
-def _check_channel(policy: Policy, tx: Tx, principal: PrincipalView, sub: _Submission
-                   ) -> Eligibility:
+def _check_channel(policy: Policy, tx: Tx, principal: PrincipalView, sub: _Submission) -> Eligibility:
     """The sender may send this label on this channel: it dominates the label, is a member,
     and the label is under the channel's ceiling. Raises PolicyViolation; returns who may
     receive the label there."""
@@ -240,26 +247,59 @@ def _check_channel(policy: Policy, tx: Tx, principal: PrincipalView, sub: _Submi
     return elig
 
 
-def _store(state: AppState, tx: Tx, signed: SignedRequest, principal: PrincipalView,
-           sub: _Submission, recipients: list[str]) -> Accepted | None:
+def _store(
+    state: AppState,
+    tx: Tx,
+    signed: SignedRequest,
+    principal: PrincipalView,
+    sub: _Submission,
+    recipients: list[str],
+) -> Accepted | None:
     """Log `message.accepted`, insert the message and its deliveries, tell live listeners.
     None when the envelope id is taken (nothing was written)."""
     raw, parsed, label = tx.raw, sub.parsed, sub.parsed.label
     rule = state.policy.rule(label.classification)
     digest = parsed.digest.hex()
-    index = tx.audit("message.accepted", signed.device_id, parsed.id, id=parsed.id,
-                     channel=parsed.channel, sender=signed.device_id, label=sub.label_json,
-                     envelope_digest=digest, recipients=recipients, size=sub.size)
-    inserted = raw.execute(_INSERT_MESSAGE, (
-        parsed.id, parsed.channel, signed.device_id, principal.id, sub.label_key,
-        label.classification, parsed.canonical, digest, sub.size,
-        raw.time(parsed.created), raw.time(tx.now),
-        raw.time(tx.now + timedelta(days=rule.retention_days)), index)).rowcount
+    index = tx.audit(
+        "message.accepted",
+        signed.device_id,
+        parsed.id,
+        id=parsed.id,
+        channel=parsed.channel,
+        sender=signed.device_id,
+        label=sub.label_json,
+        envelope_digest=digest,
+        recipients=recipients,
+        size=sub.size,
+    )
+    inserted = raw.execute(
+        _INSERT_MESSAGE,
+        (
+            parsed.id,
+            parsed.channel,
+            signed.device_id,
+            principal.id,
+            sub.label_key,
+            label.classification,
+            parsed.canonical,
+            digest,
+            sub.size,
+            raw.time(parsed.created),
+            raw.time(tx.now),
+            raw.time(tx.now + timedelta(days=rule.retention_days)),
+            index,
+        ),
+    ).rowcount
     if inserted != 1:
         return None
     raw.executemany(_INSERT_DELIVERY, [(parsed.id, d) for d in recipients])
-    event = {"type": "message", "id": parsed.id, "channel": parsed.channel,
-             "devices": recipients, "log_index": index}
+    event = {
+        "type": "message",
+        "id": parsed.id,
+        "channel": parsed.channel,
+        "devices": recipients,
+        "log_index": index,
+    }
     # On PostgreSQL NOTIFY is transactional: listeners in every replica hear it on commit.
     if not raw.notify(events.CHANNEL, json.dumps(event)):
         tx.after_commit(lambda: state.hub.publish(event))
@@ -267,43 +307,82 @@ def _store(state: AppState, tx: Tx, signed: SignedRequest, principal: PrincipalV
 
 
 #: What an inbox page shows: metadata only, never the (large) envelope itself.
-_INBOX_COLUMNS = (Delivery.seq, Message.id, Message.channel_id, Message.sender_principal,
-                  Message.sender_device, Message.label, Message.created, Message.size,
-                  Delivery.acked_at, Delivery.fetched_at, Message.expired_at, Message.log_index)
+_INBOX_COLUMNS = (
+    Delivery.seq,
+    Message.id,
+    Message.channel_id,
+    Message.sender_principal,
+    Message.sender_device,
+    Message.label,
+    Message.created,
+    Message.size,
+    Delivery.acked_at,
+    Delivery.fetched_at,
+    Message.expired_at,
+    Message.log_index,
+)
 
 
 async def inbox(state: AppState, caller: Caller, after: int, limit: int) -> dict[str, Any]:
     """The device's deliveries after a cursor, re-checked against the principal's access now."""
     async with state.db.sessions() as s:
-        rows = (await s.execute(
-            select(*_INBOX_COLUMNS).join(Delivery, Delivery.message_id == Message.id)
-            .where(Delivery.device_id == caller.device_id, Delivery.seq > after)
-            .order_by(Delivery.seq).limit(limit))).all()
+        rows = (
+            await s.execute(
+                select(*_INBOX_COLUMNS)
+                .join(Delivery, Delivery.message_id == Message.id)
+                .where(Delivery.device_id == caller.device_id, Delivery.seq > after)
+                .order_by(Delivery.seq)
+                .limit(limit)
+            )
+        ).all()
     items, withheld = [], 0
     subject = caller.principal.subject
-    for (seq, mid, channel, sender, sender_device, label, created, size, acked_at, fetched_at,
-         expired_at, log_index) in rows:
+    for (
+        seq,
+        mid,
+        channel,
+        sender,
+        sender_device,
+        label,
+        created,
+        size,
+        acked_at,
+        fetched_at,
+        expired_at,
+        log_index,
+    ) in rows:
         try:
             check_dominates(state.policy, subject, label_of(label))
         except PolicyViolation:
             withheld += 1  # access was lowered since delivery: not even the metadata is shown
             continue
-        items.append({"cursor": seq, "id": mid, "channel": channel, "sender": sender,
-                      "sender_device": sender_device, "label": json.loads(label),
-                      "created": format_time(created, millis=False),
-                      "size": size, "read": acked_at is not None,
-                      "fetched": fetched_at is not None, "expired": expired_at is not None,
-                      "log_index": log_index})
+        items.append(
+            {
+                "cursor": seq,
+                "id": mid,
+                "channel": channel,
+                "sender": sender,
+                "sender_device": sender_device,
+                "label": json.loads(label),
+                "created": format_time(created, millis=False),
+                "size": size,
+                "read": acked_at is not None,
+                "fetched": fetched_at is not None,
+                "expired": expired_at is not None,
+                "log_index": log_index,
+            }
+        )
     next_cursor = rows[-1][0] if rows else after
-    return {"messages": items, "next": next_cursor, "more": len(rows) == limit,
-            "withheld": withheld}
+    return {"messages": items, "next": next_cursor, "more": len(rows) == limit, "withheld": withheld}
 
 
 def _not_recipient(caller: Caller, message_id: str) -> Refusal:
     """Asking for a message one was not sent is an access decision too: refuse and log it."""
     mid = message_id[:36]  # the path is the caller's; keep the entry bounded
-    return Refusal(Problem("not-recipient", "no such message for this device"),
-                   access_denied(caller.device_id, f"message {mid}", "not-recipient", mid))
+    return Refusal(
+        Problem("not-recipient", "no such message for this device"),
+        access_denied(caller.device_id, f"message {mid}", "not-recipient", mid),
+    )
 
 
 async def fetch(state: AppState, signed: SignedRequest, message_id: str) -> dict[str, Any]:
@@ -315,17 +394,23 @@ async def fetch(state: AppState, signed: SignedRequest, message_id: str) -> dict
 
     def job(tx: Tx) -> dict[str, Any]:
         caller = signed.caller(tx)
-        row = (tx.session.execute(select(Message, Delivery).join(
-            Delivery, Delivery.message_id == Message.id).where(
-            Message.id == message_id, Delivery.device_id == caller.device_id))).first()
+        row = (
+            tx.session.execute(
+                select(Message, Delivery)
+                .join(Delivery, Delivery.message_id == Message.id)
+                .where(Message.id == message_id, Delivery.device_id == caller.device_id)
+            )
+        ).first()
         if row is None:
             raise _not_recipient(caller, message_id)
         m, d = row
         try:
             check_dominates(state.policy, caller.principal.subject, label_of(m.label))
         except PolicyViolation as e:
-            raise Refusal(Problem(e.reason, e.detail), access_denied(
-                caller.device_id, f"message {m.id}", e.reason, m.id)) from None
+            raise Refusal(
+                Problem(e.reason, e.detail),
+                access_denied(caller.device_id, f"message {m.id}", e.reason, m.id),
+            ) from None
         if m.envelope is None:
             raise Problem("not-found", "the message expired and its ciphertext was destroyed")
         # Proof that the log holds this message's `message.accepted` entry, against the latest
@@ -334,25 +419,33 @@ async def fetch(state: AppState, signed: SignedRequest, message_id: str) -> dict
         receipt = state.log.receipt(tx.log, m.log_index)
         if d.fetched_at is None:
             d.fetched_at = tx.now
-            tx.audit("message.delivered", caller.device_id, m.id, id=m.id,
-                     device=caller.device_id)
-        return {"envelope": json.loads(m.envelope), "log_index": m.log_index,
-                "channel": m.channel_id, "sender": m.sender_principal,
-                "label": json.loads(m.label), "receipt": receipt.to_json()}
+            tx.audit("message.delivered", caller.device_id, m.id, id=m.id, device=caller.device_id)
+        return {
+            "envelope": json.loads(m.envelope),
+            "log_index": m.log_index,
+            "channel": m.channel_id,
+            "sender": m.sender_principal,
+            "label": json.loads(m.label),
+            "receipt": receipt.to_json(),
+        }
 
     return (await state.writer.run(job, shares_cache=True, savepoint=False)).value
 
 
 async def ack(state: AppState, caller: Caller, message_id: str) -> dict[str, Any]:
     def job(tx: Tx) -> dict[str, Any]:
-        d = (tx.session.execute(select(Delivery).where(
-            Delivery.message_id == message_id, Delivery.device_id == caller.device_id))).scalar()
+        d = (
+            tx.session.execute(
+                select(Delivery).where(
+                    Delivery.message_id == message_id, Delivery.device_id == caller.device_id
+                )
+            )
+        ).scalar()
         if d is None:
             raise _not_recipient(caller, message_id)
         if d.acked_at is None:
             d.acked_at = tx.now
-            tx.audit("message.acked", caller.device_id, message_id, id=message_id,
-                     device=caller.device_id)
+            tx.audit("message.acked", caller.device_id, message_id, id=message_id, device=caller.device_id)
         return {"id": message_id, "acked_at": format_time(d.acked_at)}
 
     # It changes only the delivery row: nothing the writer's cache holds.
@@ -364,13 +457,21 @@ async def expire_due(state: AppState, limit: int = 500) -> int:
 
     def job(tx: Tx) -> int:
         s = tx.session
-        due = (s.execute(select(Message.id, Message.log_index).where(
-            Message.expires_at <= tx.now, Message.expired_at.is_(None)).limit(limit))).all()
+        due = (
+            s.execute(
+                select(Message.id, Message.log_index)
+                .where(Message.expires_at <= tx.now, Message.expired_at.is_(None))
+                .limit(limit)
+            )
+        ).all()
         for mid, index in due:
             tx.audit("message.expired", "system", mid, id=mid, accepted_index=index)
         if due:
-            s.execute(update(Message).where(Message.id.in_([m for m, _ in due]))
-                      .values(envelope=None, expired_at=tx.now))
+            s.execute(
+                update(Message)
+                .where(Message.id.in_([m for m, _ in due]))
+                .values(envelope=None, expired_at=tx.now)
+            )
         return len(due)
 
     return (await state.writer.run(job)).value

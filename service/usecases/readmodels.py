@@ -28,13 +28,20 @@ class PrincipalView:
     @classmethod
     def of(cls, row: Principal | Any) -> PrincipalView:
         """From a `Principal` row, or any object with its column attributes."""
-        return cls(row.id, row.display_name, row.nation, row.kind, tuple(json.loads(row.roles)),
-                   row.clearance, frozenset(json.loads(row.compartments)), row.status)
+        return cls(
+            row.id,
+            row.display_name,
+            row.nation,
+            row.kind,
+            tuple(json.loads(row.roles)),
+            row.clearance,
+            frozenset(json.loads(row.compartments)),
+            row.status,
+        )
 
     @property
     def subject(self) -> Subject:
-        return Subject(self.nation, self.clearance, self.compartments, self.kind,
-                       self.status == "active")
+        return Subject(self.nation, self.clearance, self.compartments, self.kind, self.status == "active")
 
     @property
     def is_root(self) -> bool:
@@ -44,9 +51,16 @@ class PrincipalView:
         return role in self.roles
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "display_name": self.display_name, "nation": self.nation,
-                "kind": self.kind, "roles": list(self.roles), "clearance": self.clearance,
-                "compartments": sorted(self.compartments), "status": self.status}
+        return {
+            "id": self.id,
+            "display_name": self.display_name,
+            "nation": self.nation,
+            "kind": self.kind,
+            "roles": list(self.roles),
+            "clearance": self.clearance,
+            "compartments": sorted(self.compartments),
+            "status": self.status,
+        }
 
 
 def label_of(text: str) -> Label:

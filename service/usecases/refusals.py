@@ -26,8 +26,7 @@ def access_denied(who: str, what: str, why: str, subject: str | None) -> Entry:
     return ("access.denied", who, subject, {"who": who, "what": what[:_BOUND], "why": why})
 
 
-def message_rejected(device_id: str, reason: str, envelope_id: str | None, detail: str
-                     ) -> Entry:
+def message_rejected(device_id: str, reason: str, envelope_id: str | None, detail: str) -> Entry:
     """`message.rejected`: a submitted envelope refused for `reason`."""
     fields: dict[str, Any] = {"reason": reason, "detail": detail[:_BOUND]}
     if envelope_id:
@@ -35,8 +34,9 @@ def message_rejected(device_id: str, reason: str, envelope_id: str | None, detai
     return ("message.rejected", device_id, envelope_id, fields)
 
 
-async def refuse(state: AppState, problem: Problem, entry: Entry | None, *,
-                 first: Callable[[Tx], object] | None = None) -> NoReturn:
+async def refuse(
+    state: AppState, problem: Problem, entry: Entry | None, *, first: Callable[[Tx], object] | None = None
+) -> NoReturn:
     """Log `entry` and raise `problem`, in one writer job.
 
     `first` runs in that job before the refusal: consuming the request's nonce there means a

@@ -53,12 +53,20 @@ class Server:
         return str(self.init["tls_cert"])
 
     def start(self) -> None:
-        env = {**os.environ, "LIAISON_WITNESS_KEYS": json.dumps(self.witness_keys),
-               "LIAISON_RATE_LIMIT_PER_SECOND": "1000", "LIAISON_RATE_LIMIT_BURST": "2000"}
+        env = {
+            **os.environ,
+            "LIAISON_WITNESS_KEYS": json.dumps(self.witness_keys),
+            "LIAISON_RATE_LIMIT_PER_SECOND": "1000",
+            "LIAISON_RATE_LIMIT_BURST": "2000",
+        }
         with (self.data.parent / "server.log").open("ab") as log:  # the child keeps its copy
             self.proc = subprocess.Popen(
-                [str(BIN / "liaison-server"), "run", "--data-dir", str(self.data), "--port",
-                 str(self.port)], stdout=log, stderr=log, env=env, start_new_session=True)
+                [str(BIN / "liaison-server"), "run", "--data-dir", str(self.data), "--port", str(self.port)],
+                stdout=log,
+                stderr=log,
+                env=env,
+                start_new_session=True,
+            )
         ctx = ssl.create_default_context(cafile=self.cert)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -96,8 +104,12 @@ class Server:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("server")
     data = base / "data"
-    r = subprocess.run([str(BIN / "liaison-server"), "init", "--data-dir", str(data), "--json"],
-                       capture_output=True, check=True, timeout=120)
+    r = subprocess.run(
+        [str(BIN / "liaison-server"), "init", "--data-dir", str(data), "--json"],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
     srv = Server(data, json.loads(r.stdout))
     srv.start()
     try:
@@ -130,8 +142,9 @@ class Liaison:
         monkeypatch.setenv("LIAISON_PASSPHRASE", PASSPHRASE)
         monkeypatch.delenv("LIAISON_PROFILE", raising=False)
 
-    def __call__(self, *args: str, input: str | bytes | None = None, ok: bool = True,
-                 passphrase: str | None = None) -> Result:
+    def __call__(
+        self, *args: str, input: str | bytes | None = None, ok: bool = True, passphrase: str | None = None
+    ) -> Result:
         cli._PASSPHRASE.clear()
         self.monkeypatch.setenv("LIAISON_PASSPHRASE", passphrase or self.passphrase)
         r = self.runner.invoke(cli.app, list(args), input=input, catch_exceptions=False)
@@ -140,8 +153,7 @@ class Liaison:
             assert r.exit_code == 0, f"liaison {' '.join(args)} -> {r.exit_code}: {r.stderr}"
         return result
 
-    def refused(self, *args: str, input: str | bytes | None = None, passphrase: str | None = None
-                ) -> str:
+    def refused(self, *args: str, input: str | bytes | None = None, passphrase: str | None = None) -> str:
         """Run a command that must fail with exit 1 and one line on stderr; return that line."""
         r = self(*args, input=input, ok=False, passphrase=passphrase)
         assert r.code == 1, f"expected exit 1, got {r.code}: {r.stdout} {r.stderr}"
@@ -152,14 +164,38 @@ class Liaison:
     # --- setting up a world through the CLI itself ----------------------------------------
 
     def enrol(self, profile: str, code: str, principal: str | None = None) -> dict[str, Any]:
-        return self("--json", "enrol", "--server", self.server.url, "--code", code, "--ca-cert",
-                    self.server.cert, "--profile", profile,
-                    *(["--principal", principal] if principal else [])).json()
+        return self(
+            "--json",
+            "enrol",
+            "--server",
+            self.server.url,
+            "--code",
+            code,
+            "--ca-cert",
+            self.server.cert,
+            "--profile",
+            profile,
+            *(["--principal", principal] if principal else []),
+        ).json()
 
-    def principal(self, pid: str, nation: str, clearance: str, *extra: str,
-                  admin: str = "root") -> dict[str, Any]:
-        self("-p", admin, "admin", "principal", "create", pid, "--name", pid, "--nation", nation,
-             "--clearance", clearance, *extra)
+    def principal(
+        self, pid: str, nation: str, clearance: str, *extra: str, admin: str = "root"
+    ) -> dict[str, Any]:
+        self(
+            "-p",
+            admin,
+            "admin",
+            "principal",
+            "create",
+            pid,
+            "--name",
+            pid,
+            "--nation",
+            nation,
+            "--clearance",
+            clearance,
+            *extra,
+        )
         code = self("-p", admin, "--json", "admin", "enrol-code", pid).json()["code"]
         return self.enrol(pid, code)
 
@@ -178,8 +214,7 @@ def root_home(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def liaison(server: Server, root_home: Path, tmp_path: Path,
-            monkeypatch: pytest.MonkeyPatch) -> Liaison:
+def liaison(server: Server, root_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Liaison:
     """A CLI runner whose home starts with a copy of the root profile (and its log memory)."""
     import shutil
 

@@ -19,23 +19,52 @@ from tests.clients.conftest import BIN, PASSPHRASE, Liaison, Server, uid
 
 STIX_TYPE = "application/stix+json;version=2.1"
 STIX = {
-    "type": "bundle", "id": "bundle--5d0092c5-5f74-4287-9642-33f4c354e56d",
-    "objects": [{
-        "type": "indicator", "spec_version": "2.1",
-        "id": "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f",
-        "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
-        "name": "C2 relay", "pattern": "[ipv4-addr:value = '198.51.100.1']",
-        "pattern_type": "stix", "valid_from": "2026-01-01T00:00:00Z"}],
+    "type": "bundle",
+    "id": "bundle--5d0092c5-5f74-4287-9642-33f4c354e56d",
+    "objects": [
+        {
+            "type": "indicator",
+            "spec_version": "2.1",
+            "id": "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f",
+            "created": "2026-01-01T00:00:00.000Z",
+            "modified": "2026-01-01T00:00:00.000Z",
+            "name": "C2 relay",
+            "pattern": "[ipv4-addr:value = '198.51.100.1']",
+            "pattern_type": "stix",
+            "valid_from": "2026-01-01T00:00:00Z",
+        }
+    ],
 }
 
 COMMANDS = [
-    [], ["enrol"], ["whoami"], ["channels"], ["send"], ["inbox"], ["read"], ["ack"], ["watch"],
-    ["profiles"], ["admin"], ["admin", "principal"], ["admin", "principal", "create"],
-    ["admin", "principal", "update"], ["admin", "enrol-code"], ["admin", "device"],
-    ["admin", "device", "list"], ["admin", "device", "revoke"], ["admin", "channel"],
-    ["admin", "channel", "create"], ["admin", "channel", "members"], ["audit"],
-    ["audit", "checkpoint"], ["audit", "verify"], ["audit", "prove"], ["audit", "entries"],
-    ["audit", "witness"], ["audit", "witness-key"],
+    [],
+    ["enrol"],
+    ["whoami"],
+    ["channels"],
+    ["send"],
+    ["inbox"],
+    ["read"],
+    ["ack"],
+    ["watch"],
+    ["profiles"],
+    ["admin"],
+    ["admin", "principal"],
+    ["admin", "principal", "create"],
+    ["admin", "principal", "update"],
+    ["admin", "enrol-code"],
+    ["admin", "device"],
+    ["admin", "device", "list"],
+    ["admin", "device", "revoke"],
+    ["admin", "channel"],
+    ["admin", "channel", "create"],
+    ["admin", "channel", "members"],
+    ["audit"],
+    ["audit", "checkpoint"],
+    ["audit", "verify"],
+    ["audit", "prove"],
+    ["audit", "entries"],
+    ["audit", "witness"],
+    ["audit", "witness-key"],
 ]
 
 
@@ -52,17 +81,39 @@ def world(liaison: Liaison) -> dict[str, str]:
     liaison.principal(names["ukr"], "UKR", "SECRET", "--compartment", "AIRDEF")
     liaison.principal(names["fra"], "FRA", "SECRET")
     liaison.principal(names["sys"], "UKR", "SECRET", "--kind", "system")
-    liaison("-p", "root", "admin", "channel", "create", names["chan"], "--ceiling",
-            "SECRET//AIRDEF//REL TO FRA, UKR, USA", "--name", "Air defence")
-    liaison("-p", "root", "admin", "channel", "members", names["chan"], names["usa"],
-            names["ukr"], names["fra"], names["sys"])
+    liaison(
+        "-p",
+        "root",
+        "admin",
+        "channel",
+        "create",
+        names["chan"],
+        "--ceiling",
+        "SECRET//AIRDEF//REL TO FRA, UKR, USA",
+        "--name",
+        "Air defence",
+    )
+    liaison(
+        "-p",
+        "root",
+        "admin",
+        "channel",
+        "members",
+        names["chan"],
+        names["usa"],
+        names["ukr"],
+        names["fra"],
+        names["sys"],
+    )
     return names
 
 
-def send(liaison: Liaison, profile: str, channel: str, label: str, text: str = "hello",
-         *extra: str) -> dict[str, Any]:
-    return liaison("-p", profile, "--json", "send", "--channel", channel, "--label", label,
-                   *extra, input=text).json()
+def send(
+    liaison: Liaison, profile: str, channel: str, label: str, text: str = "hello", *extra: str
+) -> dict[str, Any]:
+    return liaison(
+        "-p", profile, "--json", "send", "--channel", channel, "--label", label, *extra, input=text
+    ).json()
 
 
 def test_enrol_whoami_channels_profiles(liaison: Liaison) -> None:
@@ -81,8 +132,20 @@ def test_enrol_whoami_channels_profiles(liaison: Liaison) -> None:
 
 def test_enrol_refusals(liaison: Liaison) -> None:
     pid = uid("ukr")
-    liaison("-p", "root", "admin", "principal", "create", pid, "--name", "x", "--nation", "UKR",
-            "--clearance", "SECRET")
+    liaison(
+        "-p",
+        "root",
+        "admin",
+        "principal",
+        "create",
+        pid,
+        "--name",
+        "x",
+        "--nation",
+        "UKR",
+        "--clearance",
+        "SECRET",
+    )
     code = liaison("-p", "root", "--json", "admin", "enrol-code", pid).json()["code"]
     args = ["enrol", "--server", liaison.server.url, "--code", code, "--profile", pid]
     # No CA certificate: the self-signed server is not trusted, and nothing is saved.
@@ -93,8 +156,19 @@ def test_enrol_refusals(liaison: Liaison) -> None:
     assert "untrusted-checkpoint" in line
     liaison.enrol(pid, code)
     # A used code.
-    line = liaison.refused("enrol", "--server", liaison.server.url, "--code", code, "--ca-cert",
-                           liaison.server.cert, "--profile", uid("other"), "--principal", pid)
+    line = liaison.refused(
+        "enrol",
+        "--server",
+        liaison.server.url,
+        "--code",
+        code,
+        "--ca-cert",
+        liaison.server.cert,
+        "--profile",
+        uid("other"),
+        "--principal",
+        pid,
+    )
     assert "enrolment-code" in line
     assert "already exists" in liaison.refused(*args, "--ca-cert", liaison.server.cert)
 
@@ -124,11 +198,14 @@ def test_profile_choice(liaison: Liaison) -> None:
 def test_send_dry_run_read_ack_inbox(liaison: Liaison) -> None:
     n = world(liaison)
     label = "SECRET//AIRDEF//REL TO FRA, UKR, USA"
-    plan = liaison("-p", n["usa"], "--json", "send", "--channel", n["chan"], "--label", label,
-                   "--dry-run").json()
+    plan = liaison(
+        "-p", n["usa"], "--json", "send", "--channel", n["chan"], "--label", label, "--dry-run"
+    ).json()
     assert {r["principal"] for r in plan["recipients"]} == {n["usa"], n["ukr"]}
     assert {(e["principal"], e["reason"]) for e in plan["excluded"]} == {
-        (n["fra"], "compartment"), (n["sys"], "compartment")}
+        (n["fra"], "compartment"),
+        (n["sys"], "compartment"),
+    }
     table = liaison("-p", n["usa"], "send", "-c", n["chan"], "-l", label, "--dry-run").stdout
     assert "Would be encrypted to" in table and "lacks a compartment" in table
 
@@ -136,7 +213,8 @@ def test_send_dry_run_read_ack_inbox(liaison: Liaison) -> None:
     assert {"id", "log_index"} <= set(sent) and sent["recipients"] == 2
     inbox = liaison("-p", n["ukr"], "--json", "inbox").json()
     assert [(m["id"], m["sender"], m["label"], m["read"]) for m in inbox] == [
-        (sent["id"], n["usa"], label, False)]
+        (sent["id"], n["usa"], label, False)
+    ]
     assert {"id", "sender", "label", "created", "read"} <= set(inbox[0])
     assert sent["id"] in liaison("-p", n["ukr"], "inbox").stdout
 
@@ -162,49 +240,81 @@ def test_send_dry_run_read_ack_inbox(liaison: Liaison) -> None:
 def test_send_levels_and_subsets(liaison: Liaison, tmp_path: Path) -> None:
     n = world(liaison)
     unclass = "UNCLASSIFIED//REL TO FRA, UKR, USA"
-    plan = liaison("-p", n["ukr"], "--json", "send", "-c", n["chan"], "-l", unclass,
-                   "--dry-run").json()
+    plan = liaison("-p", n["ukr"], "--json", "send", "-c", n["chan"], "-l", unclass, "--dry-run").json()
     assert len(plan["recipients"]) == 4 and plan["excluded"] == []
-    plan = liaison("-p", n["ukr"], "--json", "send", "-c", n["chan"], "-l",
-                   "SECRET//REL TO UKR, USA", "--dry-run").json()
+    plan = liaison(
+        "-p", n["ukr"], "--json", "send", "-c", n["chan"], "-l", "SECRET//REL TO UKR, USA", "--dry-run"
+    ).json()
     assert {(e["principal"], e["reason"]) for e in plan["excluded"]} == {
-        (n["fra"], "releasability"), (n["sys"], "system-level")}
+        (n["fra"], "releasability"),
+        (n["sys"], "system-level"),
+    }
     # --to names a subset; a file argument instead of stdin.
     f = tmp_path / "note.txt"
     f.write_text("for the system only")
-    sent = liaison("-p", n["ukr"], "--json", "send", "-c", n["chan"], "-l", unclass, "--to",
-                   n["sys"], str(f)).json()
+    sent = liaison(
+        "-p", n["ukr"], "--json", "send", "-c", n["chan"], "-l", unclass, "--to", n["sys"], str(f)
+    ).json()
     assert sent["recipients"] == 1
     assert "for the system only" in liaison("-p", n["sys"], "read", sent["id"]).stdout
     assert "not-recipient" in liaison.refused("-p", n["fra"], "read", sent["id"])
     # Someone who cannot receive the label cannot be named with --to.
-    line = liaison.refused("-p", n["ukr"], "send", "-c", n["chan"], "-l",
-                           "SECRET//REL TO UKR, USA", "--to", n["fra"], input="x")
+    line = liaison.refused(
+        "-p", n["ukr"], "send", "-c", n["chan"], "-l", "SECRET//REL TO UKR, USA", "--to", n["fra"], input="x"
+    )
     assert "releasability" in line
     # Writing above one's own access, above the ceiling, bad label text, unknown channel.
-    assert "compartment" in liaison.refused("-p", n["fra"], "send", "-c", n["chan"], "-l",
-                                            "SECRET//AIRDEF//REL TO FRA, UKR, USA", input="x")
-    assert "above-ceiling" in liaison.refused("-p", n["usa"], "send", "-c", n["chan"], "-l",
-                                              "SECRET//REL TO GBR, USA", input="x")
-    assert "unknown classification" in liaison.refused("-p", n["usa"], "send", "-c", n["chan"],
-                                                       "-l", "SEKRIT//REL TO USA", input="x")
-    assert "not-found" in liaison.refused("-p", n["usa"], "send", "-c", "no-such-channel",
-                                          "-l", unclass, input="x")
+    assert "compartment" in liaison.refused(
+        "-p", n["fra"], "send", "-c", n["chan"], "-l", "SECRET//AIRDEF//REL TO FRA, UKR, USA", input="x"
+    )
+    assert "above-ceiling" in liaison.refused(
+        "-p", n["usa"], "send", "-c", n["chan"], "-l", "SECRET//REL TO GBR, USA", input="x"
+    )
+    assert "unknown classification" in liaison.refused(
+        "-p", n["usa"], "send", "-c", n["chan"], "-l", "SEKRIT//REL TO USA", input="x"
+    )
+    assert "not-found" in liaison.refused(
+        "-p", n["usa"], "send", "-c", "no-such-channel", "-l", unclass, input="x"
+    )
 
 
 def test_stix_bundles_are_validated(liaison: Liaison) -> None:
     n = world(liaison)
     unclass = "UNCLASSIFIED//REL TO FRA, UKR, USA"
-    sent = liaison("-p", n["ukr"], "--json", "send", "-c", n["chan"], "-l", unclass,
-                   "--content-type", STIX_TYPE, "--to", n["sys"], input=json.dumps(STIX)).json()
+    sent = liaison(
+        "-p",
+        n["ukr"],
+        "--json",
+        "send",
+        "-c",
+        n["chan"],
+        "-l",
+        unclass,
+        "--content-type",
+        STIX_TYPE,
+        "--to",
+        n["sys"],
+        input=json.dumps(STIX),
+    ).json()
     got = liaison("-p", n["sys"], "--json", "read", sent["id"]).json()
     assert got["content_type"] == STIX_TYPE and json.loads(got["text"]) == STIX
     bad = {**STIX, "objects": [{**STIX["objects"][0], "pattern": "nonsense"}]}
-    line = liaison.refused("-p", n["ukr"], "send", "-c", n["chan"], "-l", unclass,
-                           "--content-type", STIX_TYPE, input=json.dumps(bad))
+    line = liaison.refused(
+        "-p",
+        n["ukr"],
+        "send",
+        "-c",
+        n["chan"],
+        "-l",
+        unclass,
+        "--content-type",
+        STIX_TYPE,
+        input=json.dumps(bad),
+    )
     assert "invalid STIX 2.1 bundle" in line
-    assert "not JSON" in liaison.refused("-p", n["ukr"], "send", "-c", n["chan"], "-l", unclass,
-                                         "--content-type", STIX_TYPE, input="{")
+    assert "not JSON" in liaison.refused(
+        "-p", n["ukr"], "send", "-c", n["chan"], "-l", unclass, "--content-type", STIX_TYPE, input="{"
+    )
 
 
 def test_tampered_envelope_is_refused(liaison: Liaison, server: Server) -> None:
@@ -236,13 +346,13 @@ def test_revoked_sender_key_is_refused(liaison: Liaison) -> None:
     assert device in liaison("-p", "root", "admin", "device", "list", "--principal", n["sys"]).stdout
     revoked = liaison("-p", "root", "--json", "admin", "device", "revoke", device).json()
     assert revoked["device"] == device and isinstance(revoked["log_index"], int)
-    listed = liaison("-p", "root", "--json", "admin", "device", "list", "--principal",
-                     n["sys"]).json()
+    listed = liaison("-p", "root", "--json", "admin", "device", "list", "--principal", n["sys"]).json()
     assert listed[0]["revoked"] is True
     assert "key-revoked" in liaison.refused("-p", n["ukr"], "read", sent["id"])
     assert "device-revoked" in liaison.refused("-p", n["sys"], "inbox")
-    plan = liaison("-p", n["ukr"], "--json", "send", "-c", n["chan"], "-l",
-                   "UNCLASSIFIED//REL TO UKR, USA", "--dry-run").json()
+    plan = liaison(
+        "-p", n["ukr"], "--json", "send", "-c", n["chan"], "-l", "UNCLASSIFIED//REL TO UKR, USA", "--dry-run"
+    ).json()
     assert {"principal": n["sys"], "reason": "no-device"} in plan["excluded"]
 
 
@@ -256,12 +366,14 @@ def test_key_without_proof_is_refused(liaison: Liaison, server: Server) -> None:
     try:
         line = liaison.refused("-p", n["usa"], "send", "-c", n["chan"], "-l", label, "--dry-run")
         assert "proof-missing" in line and device in line
-        assert "proof-missing" in liaison.refused("-p", n["usa"], "send", "-c", n["chan"], "-l",
-                                                  label, input="x")
+        assert "proof-missing" in liaison.refused(
+            "-p", n["usa"], "send", "-c", n["chan"], "-l", label, input="x"
+        )
         # Pointing the proof at another entry is caught too.
         server.sql("UPDATE device SET enrol_index = ? WHERE id = ?", index - 1, device)
-        assert "proof-invalid" in liaison.refused("-p", n["usa"], "send", "-c", n["chan"], "-l",
-                                                  label, input="x")
+        assert "proof-invalid" in liaison.refused(
+            "-p", n["usa"], "send", "-c", n["chan"], "-l", label, input="x"
+        )
     finally:
         server.sql("UPDATE device SET enrol_index = ? WHERE id = ?", index, device)
     send(liaison, n["usa"], n["chan"], label)
@@ -276,8 +388,7 @@ def test_checkpoint_inconsistent_with_saved_one(liaison: Liaison, server: Server
     state = liaison.home / "state" / "root" / "log.json"
     liaison("-p", "root", "audit", "checkpoint")
     saved = json.loads(state.read_text())
-    cp = note.parse_checkpoint(note.open_note(saved["checkpoint"].encode(),
-                                              [_signer(server).verifier]).text)
+    cp = note.parse_checkpoint(note.open_note(saved["checkpoint"].encode(), [_signer(server).verifier]).text)
     forged = note.Checkpoint(cp.origin, cp.size - 1, merkle.leaf_hash(b"another history"))
     saved["checkpoint"] = note.sign_checkpoint(forged, _signer(server)).decode()
     state.write_text(json.dumps(saved))
@@ -297,19 +408,51 @@ def test_checkpoint_from_another_key(liaison: Liaison) -> None:
 
 def test_admin_principal_update_and_codes(liaison: Liaison) -> None:
     pid = uid("fra")
-    created = liaison("-p", "root", "--json", "admin", "principal", "create", pid, "--name",
-                      "Analyst", "--nation", "fra", "--clearance", "confidential",
-                      "--compartment", "cyber", "--role", "analyst").json()
+    created = liaison(
+        "-p",
+        "root",
+        "--json",
+        "admin",
+        "principal",
+        "create",
+        pid,
+        "--name",
+        "Analyst",
+        "--nation",
+        "fra",
+        "--clearance",
+        "confidential",
+        "--compartment",
+        "cyber",
+        "--role",
+        "analyst",
+    ).json()
     assert (created["nation"], created["clearance"], created["compartments"]) == (
-        "FRA", "CONFIDENTIAL", ["CYBER"])
+        "FRA",
+        "CONFIDENTIAL",
+        ["CYBER"],
+    )
     code = liaison("-p", "root", "--json", "admin", "enrol-code", pid).json()
     assert set(code) >= {"code"} and code["principal"] == pid
     liaison.enrol(pid, code["code"])
-    updated = liaison("-p", "root", "--json", "admin", "principal", "update", pid,
-                      "--clearance", "SECRET", "--compartment", "AIRDEF").json()
+    updated = liaison(
+        "-p",
+        "root",
+        "--json",
+        "admin",
+        "principal",
+        "update",
+        pid,
+        "--clearance",
+        "SECRET",
+        "--compartment",
+        "AIRDEF",
+    ).json()
     assert (updated["clearance"], updated["compartments"]) == ("SECRET", ["AIRDEF"])
-    assert "Updated" in liaison("-p", "root", "admin", "principal", "update", pid, "--status",
-                                "suspended").stdout
+    assert (
+        "Updated"
+        in liaison("-p", "root", "admin", "principal", "update", pid, "--status", "suspended").stdout
+    )
     assert "principal-suspended" in liaison.refused("-p", pid, "whoami")
     liaison("-p", "root", "admin", "principal", "update", pid, "--status", "active")
     assert liaison("-p", pid, "--json", "whoami").json()["clearance"] == "SECRET"
@@ -317,12 +460,40 @@ def test_admin_principal_update_and_codes(liaison: Liaison) -> None:
     assert "not-admin" in liaison.refused("-p", pid, "admin", "enrol-code", pid)
     admin = uid("fra-admin")
     liaison.principal(admin, "FRA", "SECRET", "--role", "admin")
-    assert "other-nation" in liaison.refused("-p", admin, "admin", "principal", "create",
-                                             uid("usa"), "--name", "x", "--nation", "USA",
-                                             "--clearance", "SECRET")
-    assert "--kind" in liaison("-p", admin, "admin", "principal", "create", "x", "--name", "x",
-                               "--nation", "FRA", "--clearance", "SECRET", "--kind", "robot",
-                               ok=False).stderr
+    assert "other-nation" in liaison.refused(
+        "-p",
+        admin,
+        "admin",
+        "principal",
+        "create",
+        uid("usa"),
+        "--name",
+        "x",
+        "--nation",
+        "USA",
+        "--clearance",
+        "SECRET",
+    )
+    assert (
+        "--kind"
+        in liaison(
+            "-p",
+            admin,
+            "admin",
+            "principal",
+            "create",
+            "x",
+            "--name",
+            "x",
+            "--nation",
+            "FRA",
+            "--clearance",
+            "SECRET",
+            "--kind",
+            "robot",
+            ok=False,
+        ).stderr
+    )
 
 
 def test_channels_admin(liaison: Liaison) -> None:
@@ -330,12 +501,13 @@ def test_channels_admin(liaison: Liaison) -> None:
     chans = liaison("-p", n["usa"], "--json", "channels").json()
     assert [c["id"] for c in chans] == [n["chan"]]
     assert chans[0]["ceiling_text"] == "SECRET//AIRDEF//REL TO FRA, UKR, USA"
-    assert "conflict" in liaison.refused("-p", "root", "admin", "channel", "create", n["chan"],
-                                         "--ceiling", "UNCLASSIFIED")
-    assert "not-found" in liaison.refused("-p", "root", "admin", "channel", "members", n["chan"],
-                                          "nobody-here")
-    body = liaison("-p", "root", "--json", "admin", "channel", "members", n["chan"],
-                   n["usa"]).json()
+    assert "conflict" in liaison.refused(
+        "-p", "root", "admin", "channel", "create", n["chan"], "--ceiling", "UNCLASSIFIED"
+    )
+    assert "not-found" in liaison.refused(
+        "-p", "root", "admin", "channel", "members", n["chan"], "nobody-here"
+    )
+    body = liaison("-p", "root", "--json", "admin", "channel", "members", n["chan"], n["usa"]).json()
     assert body["members"] == [n["usa"]]
     assert liaison("-p", n["ukr"], "--json", "channels").json() == []
 
@@ -352,22 +524,24 @@ def test_audit_commands(liaison: Liaison, server: Server) -> None:
     proof = liaison("-p", "root", "--json", "audit", "prove", sent["id"]).json()
     assert proof["log_index"] == sent["log_index"] and proof["entry"]["id"] == sent["id"]
     assert proof["envelope_checked"] is False  # root is no recipient: the entry alone
-    entries = liaison("-p", "root", "--json", "audit", "entries", "--type",
-                      "message.accepted").json()
+    entries = liaison("-p", "root", "--json", "audit", "entries", "--type", "message.accepted").json()
     assert sent["id"] in {e["fields"]["id"] for e in entries}
     assert all(e["type"] == "message.accepted" for e in entries)
     device = liaison("-p", n["usa"], "--json", "whoami").json()["device"]
     mine = liaison("-p", "root", "--json", "audit", "entries", "--actor", device).json()
     assert mine and all(e["actor"] == device for e in mine)
-    assert "message.accepted" in liaison("-p", "root", "audit", "entries", "--since",
-                                         "2000-01-01T00:00:00Z").stdout
+    assert (
+        "message.accepted"
+        in liaison("-p", "root", "audit", "entries", "--since", "2000-01-01T00:00:00Z").stdout
+    )
     # Analysts verify the hash tiles (public) but may not read entries or proofs.
     assert "not-auditor" in liaison.refused("-p", n["usa"], "audit", "entries")
     assert "not-auditor" in liaison.refused("-p", n["usa"], "audit", "verify")
     assert liaison("-p", n["usa"], "--json", "audit", "verify", "--no-entries").json()["entries"] == 0
     # A message read by an admin (who may read the audit API) is proven in the log.
-    got = liaison("-p", "root", "admin", "principal", "update", n["usa"], "--role", "analyst",
-                  "--role", "auditor")
+    got = liaison(
+        "-p", "root", "admin", "principal", "update", n["usa"], "--role", "analyst", "--role", "auditor"
+    )
     assert got.code == 0
     assert liaison("-p", n["usa"], "--json", "read", sent["id"]).json()["log_proven"] is True
 
@@ -386,31 +560,39 @@ def test_audit_witness(liaison: Liaison, server: Server) -> None:
     assert out["cosignature"].startswith(f"\u2014 {auditor}.witness ")
     cp = liaison("-p", auditor, "--json", "audit", "checkpoint", "--cosigned", "1").json()
     assert f"{auditor}.witness" in cp["cosigners"] and cp["size"] == out["size"]
-    assert "wrong passphrase" in liaison.refused("-p", auditor, "audit", "witness",
-                                                 passphrase="wrong")
+    assert "wrong passphrase" in liaison.refused("-p", auditor, "audit", "witness", passphrase="wrong")
 
 
 def test_console_script_subprocess(liaison: Liaison, server: Server) -> None:
     """The installed `liaison` entry point: JSON on stdout, a one-line reason and exit 1."""
     env = {**os.environ, "LIAISON_HOME": str(liaison.home), "LIAISON_PASSPHRASE": PASSPHRASE}
-    r = subprocess.run([str(BIN / "liaison"), "--json", "whoami"], capture_output=True,
-                       env=env, timeout=60, check=False)
+    r = subprocess.run(
+        [str(BIN / "liaison"), "--json", "whoami"], capture_output=True, env=env, timeout=60, check=False
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["principal"] == "root"
-    r = subprocess.run([str(BIN / "liaison"), "read", "01a21227-0000-7000-8000-000000000000"],
-                       capture_output=True, env=env, timeout=60, check=False)
+    r = subprocess.run(
+        [str(BIN / "liaison"), "read", "01a21227-0000-7000-8000-000000000000"],
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     assert r.returncode == 1 and r.stdout == b""
     assert r.stderr.decode().count("\n") == 1 and "not-recipient" in r.stderr.decode()
-    r = subprocess.run([str(BIN / "liaison"), "send"], capture_output=True, env=env, timeout=60,
-                       check=False)
+    r = subprocess.run([str(BIN / "liaison"), "send"], capture_output=True, env=env, timeout=60, check=False)
     assert r.returncode == 2
 
 
 def test_watch_streams_new_messages(liaison: Liaison) -> None:
     n = world(liaison)
     env = {**os.environ, "LIAISON_HOME": str(liaison.home), "LIAISON_PASSPHRASE": PASSPHRASE}
-    proc = subprocess.Popen([str(BIN / "liaison"), "-p", n["ukr"], "--json", "watch", "--count",
-                             "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [str(BIN / "liaison"), "-p", n["ukr"], "--json", "watch", "--count", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     try:
         import time
 
@@ -433,8 +615,7 @@ def test_watch_streams_new_messages(liaison: Liaison) -> None:
 
 
 def test_json_outputs_are_json(liaison: Liaison) -> None:
-    for args in (["whoami"], ["channels"], ["inbox"], ["audit", "checkpoint"],
-                 ["admin", "device", "list"]):
+    for args in (["whoami"], ["channels"], ["inbox"], ["audit", "checkpoint"], ["admin", "device", "list"]):
         json.loads(liaison("-p", "root", "--json", *args).stdout)
 
 

@@ -46,20 +46,30 @@ from tests.clients.test_cli import STIX, world
 # --- error mapping -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("slug", "status", "cls"), [
-    ("unauthenticated", 401, AuthenticationFailed), ("replayed-request", 401, AuthenticationFailed),
-    ("device-revoked", 403, DeviceRevoked), ("not-admin", 403, PermissionDenied),
-    ("not-auditor", 403, PermissionDenied), ("clearance", 403, PolicyRefused),
-    ("missing-recipient", 422, PolicyRefused), ("not-recipient", 404, NotFound),
-    ("rate-limited", 429, RateLimited), ("internal", 500, ServerError),
-    ("a-future-slug", 422, InvalidRequest), ("a-future-slug", 503, ServerError),
-])
+@pytest.mark.parametrize(
+    ("slug", "status", "cls"),
+    [
+        ("unauthenticated", 401, AuthenticationFailed),
+        ("replayed-request", 401, AuthenticationFailed),
+        ("device-revoked", 403, DeviceRevoked),
+        ("not-admin", 403, PermissionDenied),
+        ("not-auditor", 403, PermissionDenied),
+        ("clearance", 403, PolicyRefused),
+        ("missing-recipient", 422, PolicyRefused),
+        ("not-recipient", 404, NotFound),
+        ("rate-limited", 429, RateLimited),
+        ("internal", 500, ServerError),
+        ("a-future-slug", 422, InvalidRequest),
+        ("a-future-slug", 503, ServerError),
+    ],
+)
 def test_problem_types_map_to_specific_errors(slug: str, status: int, cls: type) -> None:
-    response = httpx.Response(status, headers={"content-type": "application/problem+json",
-                                               "retry-after": "2"},
-                              json={"type": f"urn:liaison:problem:{slug}", "title": "t",
-                                    "status": status, "detail": "why\nnot"},
-                              request=httpx.Request("GET", "https://x/"))
+    response = httpx.Response(
+        status,
+        headers={"content-type": "application/problem+json", "retry-after": "2"},
+        json={"type": f"urn:liaison:problem:{slug}", "title": "t", "status": status, "detail": "why\nnot"},
+        request=httpx.Request("GET", "https://x/"),
+    )
     with pytest.raises(cls) as e:
         check_response(response)
     assert type(e.value) is cls and e.value.slug == slug and e.value.status == status
@@ -70,8 +80,9 @@ def test_problem_types_map_to_specific_errors(slug: str, status: int, cls: type)
 
 
 def test_non_problem_errors_are_server_errors() -> None:
-    response = httpx.Response(502, text="<html>bad gateway</html>",
-                              request=httpx.Request("GET", "https://x/"))
+    response = httpx.Response(
+        502, text="<html>bad gateway</html>", request=httpx.Request("GET", "https://x/")
+    )
     with pytest.raises(ServerError, match="HTTP 502"):
         check_response(response)
 
@@ -85,9 +96,12 @@ def test_a_request_that_cannot_be_signed_is_an_input_error(tmp_path: Path) -> No
         return httpx.Response(500)
 
     async def go() -> None:
-        async with AsyncClient("https://user@liaison.test", generate_device("x"),
-                               LogMemory(tmp_path / "log.json"),
-                               transport=httpx.MockTransport(answer)) as c:
+        async with AsyncClient(
+            "https://user@liaison.test",
+            generate_device("x"),
+            LogMemory(tmp_path / "log.json"),
+            transport=httpx.MockTransport(answer),
+        ) as c:
             with pytest.raises(InputError, match=r"cannot sign the request: .*absolute URL"):
                 await c.whoami()
 
@@ -100,14 +114,18 @@ def test_a_request_that_cannot_be_signed_is_an_input_error(tmp_path: Path) -> No
 
 def _served_policy(tmp_path: Path, served: Any) -> Policy:
     """What AsyncClient.policy() makes of `served` as the body of GET /v1/policy."""
+
     def answer(request: httpx.Request) -> httpx.Response:
         assert request.url.path == "/v1/policy"
         return httpx.Response(200, json=served)
 
     async def go() -> Policy:
-        async with AsyncClient("https://liaison.test", generate_device("x"),
-                               LogMemory(tmp_path / "log.json"),
-                               transport=httpx.MockTransport(answer)) as c:
+        async with AsyncClient(
+            "https://liaison.test",
+            generate_device("x"),
+            LogMemory(tmp_path / "log.json"),
+            transport=httpx.MockTransport(answer),
+        ) as c:
             return await c.policy()
 
     return asyncio.run(go())
@@ -120,31 +138,44 @@ def test_the_served_policy_is_validated_and_keeps_its_sha256(policy: Policy, tmp
     assert parsed.to_json() == served
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda p: p.pop("levels"), "levels must be"),
-    (lambda p: p.update(id="Not A Slug"), "id must be"),
-    (lambda p: p["levels"][0].update(kem=["RSA"]), "kem may only"),
-    (lambda p: p["levels"][0].update(extra=1), "unknown keys"),
-    (lambda p: p.update(nations=[1, 2]), "nations must be"),
-    (lambda p: p.update(sha256=None), "sha256 must be"),
-    (lambda p: p.clear(), "sha256 must be"),
-])
-def test_a_malformed_served_policy_is_refused(policy: Policy, tmp_path: Path,
-                                              mutate: Callable[[Any], Any], message: str) -> None:
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda p: p.pop("levels"), "levels must be"),
+        (lambda p: p.update(id="Not A Slug"), "id must be"),
+        (lambda p: p["levels"][0].update(kem=["RSA"]), "kem may only"),
+        (lambda p: p["levels"][0].update(extra=1), "unknown keys"),
+        (lambda p: p.update(nations=[1, 2]), "nations must be"),
+        (lambda p: p.update(sha256=None), "sha256 must be"),
+        (lambda p: p.clear(), "sha256 must be"),
+    ],
+)
+def test_a_malformed_served_policy_is_refused(
+    policy: Policy, tmp_path: Path, mutate: Callable[[Any], Any], message: str
+) -> None:
     obj = json.loads(json.dumps(policy.to_json()))
     mutate(obj)
     with pytest.raises(MalformedResponse, match=f"^the served policy: .*{message}"):
         _served_policy(tmp_path, obj)
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    (b"{", "not JSON"),
-    (json.dumps({"type": "indicator"}).encode(), "must be a bundle"),
-    (json.dumps({**STIX, "objects": [{**STIX["objects"][0], "spec_version": "2.0"}]}).encode(),
-     "spec_version 2.1"),
-    (json.dumps({**STIX, "objects": [{k: v for k, v in STIX["objects"][0].items()
-                                      if k != "pattern"}]}).encode(), "invalid STIX"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"{", "not JSON"),
+        (json.dumps({"type": "indicator"}).encode(), "must be a bundle"),
+        (
+            json.dumps({**STIX, "objects": [{**STIX["objects"][0], "spec_version": "2.0"}]}).encode(),
+            "spec_version 2.1",
+        ),
+        (
+            json.dumps(
+                {**STIX, "objects": [{k: v for k, v in STIX["objects"][0].items() if k != "pattern"}]}
+            ).encode(),
+            "invalid STIX",
+        ),
+    ],
+)
 def test_stix_validation_refuses(data: bytes, message: str) -> None:
     with pytest.raises(InputError, match=message):
         validate_stix_bundle(data)
@@ -177,8 +208,7 @@ def test_log_memory_pins_once_and_only_moves_forward(tmp_path: Path, server: Ser
 # --- against the live server ------------------------------------------------------------
 
 
-def _client(liaison: Liaison, profile: str,
-            transport: httpx.AsyncBaseTransport | None = None) -> AsyncClient:
+def _client(liaison: Liaison, profile: str, transport: httpx.AsyncBaseTransport | None = None) -> AsyncClient:
     store = KeyStore(liaison.home, opslimit=FAST_KDF[0], memlimit=FAST_KDF[1])
     client = AsyncClient.from_profile(profile, PASSPHRASE, store=store)
     if transport is None:
@@ -222,8 +252,7 @@ async def _swapped(liaison: Liaison, n: dict[str, str], mitm: Any) -> None:
             if d["principal"] == n["ukr"]:
                 d["signed_bundle"], d["device"] = mitm.signed_bundle(), mitm.device_id
 
-    async with _client(liaison, n["usa"], Tampering(liaison.server.cert, "/v1/channels/",
-                                                    swap)) as c:
+    async with _client(liaison, n["usa"], Tampering(liaison.server.cert, "/v1/channels/", swap)) as c:
         with pytest.raises(ProofInvalid, match="is not its enrolment"):
             await c.send(n["chan"], LABEL, b"for ukr only")
 
@@ -232,8 +261,9 @@ async def _swapped(liaison: Liaison, n: dict[str, str], mitm: Any) -> None:
             if d["principal"] == n["ukr"]:
                 d["signed_bundle"] = mitm.signed_bundle()
 
-    async with _client(liaison, n["usa"], Tampering(liaison.server.cert, "/v1/channels/",
-                                                    swap_bundle_only)) as c:
+    async with _client(
+        liaison, n["usa"], Tampering(liaison.server.cert, "/v1/channels/", swap_bundle_only)
+    ) as c:
         with pytest.raises(ClientError, match="key bundle"):
             await c.send(n["chan"], LABEL, b"for ukr only")
 
@@ -241,24 +271,21 @@ async def _swapped(liaison: Liaison, n: dict[str, str], mitm: Any) -> None:
         for d in body["devices"]:
             d.pop("enrolment")
 
-    async with _client(liaison, n["usa"], Tampering(liaison.server.cert, "/v1/channels/",
-                                                    drop)) as c:
+    async with _client(liaison, n["usa"], Tampering(liaison.server.cert, "/v1/channels/", drop)) as c:
         with pytest.raises(ProofMissing):
             await c.plan(n["chan"], LABEL)
 
     def relabel(body: dict[str, Any]) -> None:
         body["label"]["rel"] = ["FRA", "UKR", "USA"]
 
-    async with _client(liaison, n["usa"], Tampering(liaison.server.cert, "/v1/channels/",
-                                                    relabel)) as c:
+    async with _client(liaison, n["usa"], Tampering(liaison.server.cert, "/v1/channels/", relabel)) as c:
         with pytest.raises(LabelAltered):
             await c.plan(n["chan"], LABEL)
 
 
 def test_forged_sender_is_refused(liaison: Liaison) -> None:
     n = world(liaison)
-    sent = liaison("-p", n["usa"], "--json", "send", "-c", n["chan"], "-l", LABEL,
-                   input="hi").json()
+    sent = liaison("-p", n["usa"], "--json", "send", "-c", n["chan"], "-l", LABEL, input="hi").json()
     asyncio.run(_forged(liaison, n, sent))
 
 
@@ -266,8 +293,7 @@ async def _forged(liaison: Liaison, n: dict[str, str], sent: dict[str, Any]) -> 
     def forge(body: dict[str, Any]) -> None:
         body["sender"] = n["fra"]
 
-    async with _client(liaison, n["ukr"], Tampering(liaison.server.cert, "/v1/messages/",
-                                                    forge)) as c:
+    async with _client(liaison, n["ukr"], Tampering(liaison.server.cert, "/v1/messages/", forge)) as c:
         with pytest.raises(SignatureInvalid, match="names sender"):
             await c.read(sent["id"])
 
@@ -275,12 +301,18 @@ async def _forged(liaison: Liaison, n: dict[str, str], sent: dict[str, Any]) -> 
 def test_label_shown_differs_from_signed_label(liaison: Liaison, server: Server) -> None:
     """The server's index (the inbox) shows a lower label than the sender signed: refused."""
     n = world(liaison)
-    sent = liaison("-p", n["usa"], "--json", "send", "-c", n["chan"], "-l", LABEL,
-                   input="hi").json()
-    lowered = {"policy": "coalition-2026", "classification": "UNCLASSIFIED",
-               "rel": ["UKR", "USA"], "compartments": []}
-    server.sql("UPDATE message SET label = ?, classification = 'UNCLASSIFIED' WHERE id = ?",
-               json.dumps(lowered, separators=(",", ":")), sent["id"])
+    sent = liaison("-p", n["usa"], "--json", "send", "-c", n["chan"], "-l", LABEL, input="hi").json()
+    lowered = {
+        "policy": "coalition-2026",
+        "classification": "UNCLASSIFIED",
+        "rel": ["UKR", "USA"],
+        "compartments": [],
+    }
+    server.sql(
+        "UPDATE message SET label = ?, classification = 'UNCLASSIFIED' WHERE id = ?",
+        json.dumps(lowered, separators=(",", ":")),
+        sent["id"],
+    )
     asyncio.run(_lowered(liaison, n, sent))
 
 
@@ -308,8 +340,7 @@ async def _forked(liaison: Liaison, n: dict[str, str], signer: note.Signer) -> N
         cp = note.Checkpoint(signer.name, body["tree_size"], b"\x07" * 32)
         body["checkpoint"] = note.sign_checkpoint(cp, signer).decode()
 
-    async with _client(liaison, n["usa"], Tampering(liaison.server.cert, "/v1/messages",
-                                                    fork)) as c:
+    async with _client(liaison, n["usa"], Tampering(liaison.server.cert, "/v1/messages", fork)) as c:
         with pytest.raises(InconsistentLog):
             await c.send(n["chan"], LABEL, b"x")
 
@@ -324,8 +355,7 @@ def test_async_watch(liaison: Liaison) -> None:
             await asyncio.sleep(0.5)  # let the stream connect: it carries only new messages
             sent = await sender.send(n["chan"], LABEL, b"live")
             event = await asyncio.wait_for(first, timeout=20)
-            assert (event.id, event.channel, event.log_index) == (sent.id, n["chan"],
-                                                                  sent.log_index)
+            assert (event.id, event.channel, event.log_index) == (sent.id, n["chan"], sent.log_index)
             await stream.aclose()  # type: ignore[attr-defined]
 
     asyncio.run(go())
@@ -375,10 +405,15 @@ def test_sync_twins_of_label_log_admin_and_audit_calls(liaison: Liaison) -> None
         assert label.text() == LABEL and c.parse_label(label) == label
         before = c.checkpoint()
         pid = uid("gbr")
-        made = c.create_principal(pid, name="GBR analyst", nation="gbr", clearance="SECRET",
-                                  compartments=["airdef"])
+        made = c.create_principal(
+            pid, name="GBR analyst", nation="gbr", clearance="SECRET", compartments=["airdef"]
+        )
         assert (made["id"], made["nation"], made["compartments"], made["roles"]) == (
-            pid, "GBR", ["AIRDEF"], ["analyst"])
+            pid,
+            "GBR",
+            ["AIRDEF"],
+            ["analyst"],
+        )
         found = c.audit_entries(start=before.size, type="principal.created", limit=5)
         assert [e.fields["principal"]["id"] for e in found] == [pid]
         assert found[0].actor == c.device_id and found[0].index >= before.size
@@ -391,9 +426,12 @@ def test_sync_twins_of_label_log_admin_and_audit_calls(liaison: Liaison) -> None
         assert merkle.root_from(reader, cp.size) == cp.root_hash
     assert "/v1/admin/principals" in recording.paths and "/v1/audit/entries" in recording.paths
 
-    with Client.from_profile("root", PASSPHRASE, store=store) as c, \
-            Client.connect(c.aio.server, c.aio.keys, c.aio.memory, ca_cert=liaison.server.cert,
-                           profile="root") as twin:
+    with (
+        Client.from_profile("root", PASSPHRASE, store=store) as c,
+        Client.connect(
+            c.aio.server, c.aio.keys, c.aio.memory, ca_cert=liaison.server.cert, profile="root"
+        ) as twin,
+    ):
         assert twin.aio.profile == "root" and twin.whoami() == c.whoami()
 
 
@@ -435,7 +473,6 @@ async def _garbled(liaison: Liaison, n: dict[str, str]) -> None:
     def garble(body: dict[str, Any]) -> None:
         body["devices"] = "nope"
 
-    async with _client(liaison, n["usa"], Tampering(liaison.server.cert, "/v1/channels/",
-                                                    garble)) as c:
+    async with _client(liaison, n["usa"], Tampering(liaison.server.cert, "/v1/channels/", garble)) as c:
         with pytest.raises(MalformedResponse):
             await c.plan(n["chan"], LABEL)

@@ -16,15 +16,13 @@ from typing import Any
 from liaison.clients import AsyncClient, Client
 
 #: AsyncClient's name -> the blocking twin's, where they differ (as httpx names them).
-RENAMED = {"__init__": "connect", "aclose": "close", "__aenter__": "__enter__",
-           "__aexit__": "__exit__"}
+RENAMED = {"__init__": "connect", "aclose": "close", "__aenter__": "__enter__", "__aexit__": "__exit__"}
 _ASYNC_DUNDERS = {"__init__", "__aenter__", "__aexit__"}
 _SYNC_DUNDERS = {"__enter__", "__exit__"}  # Client.__init__ wraps an AsyncClient: its own
 
 
 def _surface(cls: type, dunders: set[str]) -> dict[str, Any]:
-    return {name: obj for name, obj in vars(cls).items()
-            if not name.startswith("_") or name in dunders}
+    return {name: obj for name, obj in vars(cls).items() if not name.startswith("_") or name in dunders}
 
 
 def _function(obj: Any) -> Any:
@@ -57,8 +55,10 @@ def signature(name: str, obj: Any, *, of_async: bool) -> tuple[str, list[tuple[A
     for an AsyncClient method as its blocking twin must have them."""
     fn = _function(obj)
     hints = typing.get_type_hints(fn)
-    params = [(p.name, p.kind, p.default, hints.get(p.name, inspect.Parameter.empty))
-              for p in list(inspect.signature(fn).parameters.values())[1:]]
+    params = [
+        (p.name, p.kind, p.default, hints.get(p.name, inspect.Parameter.empty))
+        for p in list(inspect.signature(fn).parameters.values())[1:]
+    ]
     kind, returns = _kind(obj), hints.get("return", inspect.Signature.empty)
     if of_async:
         returns = _blocking(fn, returns)
@@ -75,10 +75,14 @@ def differences(async_cls: type, sync_cls: type) -> list[str]:
     originals = _surface(async_cls, _ASYNC_DUNDERS)
     twins = _surface(sync_cls, _SYNC_DUNDERS)
     expected = {RENAMED.get(name, name): name for name in originals}
-    found = [f"{sync_cls.__name__} lacks {twin} (the twin of {expected[twin]})"
-             for twin in sorted(expected.keys() - twins.keys())]
-    found += [f"{sync_cls.__name__}.{twin} has no original in {async_cls.__name__}"
-              for twin in sorted(twins.keys() - expected.keys())]
+    found = [
+        f"{sync_cls.__name__} lacks {twin} (the twin of {expected[twin]})"
+        for twin in sorted(expected.keys() - twins.keys())
+    ]
+    found += [
+        f"{sync_cls.__name__}.{twin} has no original in {async_cls.__name__}"
+        for twin in sorted(twins.keys() - expected.keys())
+    ]
     for twin in sorted(expected.keys() & twins.keys()):
         name = expected[twin]
         want = signature(name, originals[name], of_async=True)
@@ -102,6 +106,7 @@ def test_the_parity_check_sees_each_kind_of_drift() -> None:
         async def fetch(self, key: str, *, limit: int = 10) -> list[str]: ...
         async def events(self) -> abc.AsyncIterator[int]:
             yield 1
+
         @property
         def name(self) -> str: ...
 

@@ -14,8 +14,10 @@ from tests.service.harness import PG_ENV, World, world_on
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "postgres" and not os.environ.get(PG_ENV):
-        pytest.skip(f"PostgreSQL tests need {PG_ENV} (e.g. postgresql+asyncpg://postgres@"
-                    "127.0.0.1:5432/test); .ci/run sets it")
+        pytest.skip(
+            f"PostgreSQL tests need {PG_ENV} (e.g. postgresql+asyncpg://postgres@"
+            "127.0.0.1:5432/test); .ci/run sets it"
+        )
     return str(request.param)
 
 

@@ -41,9 +41,15 @@ BASE = "https://liaison.test"
 
 #: Tables whose row counts `World.counts` reports (to prove nothing was partially written).
 TABLES: dict[str, Any] = {
-    "principal": models.Principal, "device": models.Device, "code": models.EnrolmentCode,
-    "channel": models.Channel, "member": models.ChannelMember, "message": models.Message,
-    "delivery": models.Delivery, "log": models.AuditEntry, "checkpoint": models.Checkpoint,
+    "principal": models.Principal,
+    "device": models.Device,
+    "code": models.EnrolmentCode,
+    "channel": models.Channel,
+    "member": models.ChannelMember,
+    "message": models.Message,
+    "delivery": models.Delivery,
+    "log": models.AuditEntry,
+    "checkpoint": models.Checkpoint,
 }
 
 
@@ -56,7 +62,10 @@ def free_port() -> int:
 def assert_problem(r: httpx.Response, slug: str) -> dict[str, Any]:
     """`r` is an RFC 9457 problem of type `slug`, with that type's status; returns the body."""
     assert r.headers.get("content-type", "").startswith("application/problem+json"), (
-        r.status_code, r.headers.get("content-type"), r.text[:300])
+        r.status_code,
+        r.headers.get("content-type"),
+        r.text[:300],
+    )
     body = r.json()
     assert body["type"] == PROBLEM_BASE + slug, (r.status_code, body)
     assert r.status_code == body["status"] == PROBLEM_TYPES[slug][0], (r.status_code, body)
@@ -68,8 +77,7 @@ def assert_problem(r: httpx.Response, slug: str) -> dict[str, Any]:
 def _pg_admin_dsn() -> str:
     from sqlalchemy.engine.url import make_url
 
-    return make_url(os.environ[PG_ENV]).set(drivername="postgresql").render_as_string(
-        hide_password=False)
+    return make_url(os.environ[PG_ENV]).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 async def create_pg_database() -> str:
@@ -108,9 +116,13 @@ async def postgres_database() -> AsyncIterator[str]:
         await drop_pg_database(url)
 
 
-async def assert_refused(world: World, call: Callable[[], Awaitable[httpx.Response]], slug: str,
-                         entry: str | None = "message.rejected", why: str | None = None
-                         ) -> dict[str, Any]:
+async def assert_refused(
+    world: World,
+    call: Callable[[], Awaitable[httpx.Response]],
+    slug: str,
+    entry: str | None = "message.rejected",
+    why: str | None = None,
+) -> dict[str, Any]:
     """`call()` is refused as problem `slug`; the refusal is the one audit entry appended (of
     type `entry`, giving `why` or `slug` as its reason) and no other table changes.
     Returns the entry (or the problem body when `entry` is None: nothing may be logged)."""
@@ -125,7 +137,9 @@ async def assert_refused(world: World, call: Callable[[], Awaitable[httpx.Respon
     assert [e["type"] for e in new] == [entry], new
     assert new[0]["reason" if entry == "message.rejected" else "why"] == (why or slug), new[0]
     assert after == {**before, "log": before["log"] + 1, "checkpoint": before["checkpoint"] + 1}, (
-        before, after)
+        before,
+        after,
+    )
     return new[0]
 
 
@@ -145,22 +159,28 @@ class Device:
         """The same device, sending to another service."""
         return Device(world, self.principal, self.keys)
 
-    def build(self, method: str, path: str, json_body: Any = None, *,
-              raw: bytes | None = None, headers: dict[str, str] | None = None,
-              sign: bool = True, nonce: str | None = None, now: Any = None) -> httpx.Request:
+    def build(
+        self,
+        method: str,
+        path: str,
+        json_body: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        sign: bool = True,
+        nonce: str | None = None,
+        now: Any = None,
+    ) -> httpx.Request:
         """A signed request, not sent (so a test can replay or tamper with it)."""
-        body = raw if raw is not None else (
-            json.dumps(json_body).encode() if json_body is not None else b"")
+        body = raw if raw is not None else (json.dumps(json_body).encode() if json_body is not None else b"")
         h = {"content-type": "application/json"} if body else {}
         h.update(headers or {})
         url = httpx.URL(BASE + path)  # sign exactly the encoded URL that goes on the wire
         if sign:
-            h.update(sign_request(method, str(url), h, body or None, self.keys, nonce=nonce,
-                                  now=now))
+            h.update(sign_request(method, str(url), h, body or None, self.keys, nonce=nonce, now=now))
         return self.world.http.build_request(method, url, content=body or None, headers=h)
 
-    async def request(self, method: str, path: str, json_body: Any = None, **kw: Any
-                      ) -> httpx.Response:
+    async def request(self, method: str, path: str, json_body: Any = None, **kw: Any) -> httpx.Response:
         return await self.world.http.send(self.build(method, path, json_body, **kw))
 
     async def get(self, path: str, **kw: Any) -> httpx.Response:
@@ -169,24 +189,31 @@ class Device:
     async def post(self, path: str, body: Any = None, **kw: Any) -> httpx.Response:
         return await self.request("POST", path, body if body is not None else {}, **kw)
 
-    async def recipients(self, channel: str, label: Label, suite: str | None = None
-                         ) -> list[PublicBundle]:
+    async def recipients(self, channel: str, label: Label, suite: str | None = None) -> list[PublicBundle]:
         query = f"label={label.text()}" + (f"&suite={suite}" if suite else "")
         r = await self.get(f"/v1/channels/{channel}/recipients?{query}")
         assert r.status_code == 200, r.text
         return [PublicBundle.from_signed(d["signed_bundle"]) for d in r.json()["devices"]]
 
-    async def envelope(self, channel: str, label: Label | str, text: bytes = b"hello", *,
-                       to: list[str] | None = None,
-                       recipients: list[PublicBundle] | None = None,
-                       suite: str = "MLKEM768-X25519", **seal_kw: Any) -> dict[str, Any]:
+    async def envelope(
+        self,
+        channel: str,
+        label: Label | str,
+        text: bytes = b"hello",
+        *,
+        to: list[str] | None = None,
+        recipients: list[PublicBundle] | None = None,
+        suite: str = "MLKEM768-X25519",
+        **seal_kw: Any,
+    ) -> dict[str, Any]:
         lab = parse_label(label, self.world.policy) if isinstance(label, str) else label
         if recipients is None:
             recipients = await self.recipients(channel, lab, suite)
             if to is not None:
                 recipients = [b for b in recipients if b.principal in to]
-        return seal(text, channel=channel, label=lab, sender=self.keys, recipients=recipients,
-                    suite=suite, **seal_kw)
+        return seal(
+            text, channel=channel, label=lab, sender=self.keys, recipients=recipients, suite=suite, **seal_kw
+        )
 
     async def submit(self, env: dict[str, Any], to: list[str] | None = None) -> httpx.Response:
         body: dict[str, Any] = {"envelope": env}
@@ -194,12 +221,19 @@ class Device:
             body["to"] = to
         return await self.post("/v1/messages", body)
 
-    async def send(self, channel: str, label: Label | str, text: bytes = b"hello", *,
-                   to: list[str] | None = None, recipients: list[PublicBundle] | None = None,
-                   suite: str = "MLKEM768-X25519", mutate: Any = None, **seal_kw: Any
-                   ) -> httpx.Response:
-        env = await self.envelope(channel, label, text, to=to, recipients=recipients,
-                                  suite=suite, **seal_kw)
+    async def send(
+        self,
+        channel: str,
+        label: Label | str,
+        text: bytes = b"hello",
+        *,
+        to: list[str] | None = None,
+        recipients: list[PublicBundle] | None = None,
+        suite: str = "MLKEM768-X25519",
+        mutate: Any = None,
+        **seal_kw: Any,
+    ) -> httpx.Response:
+        env = await self.envelope(channel, label, text, to=to, recipients=recipients, suite=suite, **seal_kw)
         if mutate:
             mutate(env)
         return await self.submit(env, to)
@@ -220,8 +254,10 @@ class World:
     async def counts(self) -> dict[str, int]:
         """Row counts of the tables that matter (see TABLES)."""
         async with self.state.db.sessions() as s:
-            return {name: int(await s.scalar(select(func.count()).select_from(model)) or 0)
-                    for name, model in TABLES.items()}
+            return {
+                name: int(await s.scalar(select(func.count()).select_from(model)) or 0)
+                for name, model in TABLES.items()
+            }
 
     async def log_size(self) -> int:
         async with self.state.db.sessions() as s:
@@ -246,8 +282,13 @@ class World:
         cp = note.open_checkpoint(receipt["checkpoint"].encode(), self.state.log.signer.verifier)
         assert cp.size == receipt["tree_size"] > receipt["log_index"]
         if entry is not None:
-            merkle.verify_inclusion(merkle.leaf_hash(entry), receipt["log_index"], cp.size,
-                                    [b64decode(h) for h in receipt["inclusion_proof"]], cp.root_hash)
+            merkle.verify_inclusion(
+                merkle.leaf_hash(entry),
+                receipt["log_index"],
+                cp.size,
+                [b64decode(h) for h in receipt["inclusion_proof"]],
+                cp.root_hash,
+            )
 
     async def entry_bytes(self, index: int) -> bytes:
         async with self.state.db.sessions() as s:
@@ -263,45 +304,59 @@ class World:
         async with serve_app(self.app) as base:
             yield base
 
-    async def enrol(self, principal: str, keys: DeviceKeys | None = None,
-                    admin: Device | None = None) -> Device:
+    async def enrol(
+        self, principal: str, keys: DeviceKeys | None = None, admin: Device | None = None
+    ) -> Device:
         admin = admin or self.root
         r = await admin.post(f"/v1/admin/principals/{principal}/enrolment-codes")
         assert r.status_code == 201, r.text
         return await self.enrol_with_code(principal, r.json()["code"], keys)
 
-    async def enrol_with_code(self, principal: str, code: str,
-                              keys: DeviceKeys | None = None) -> Device:
+    async def enrol_with_code(self, principal: str, code: str, keys: DeviceKeys | None = None) -> Device:
         keys = keys or generate_device(principal)
         r = await self.http.post("/v1/enrol", json={"code": code, "bundle": keys.signed_bundle()})
         assert r.status_code == 201, r.text
         return Device(self, principal, keys)
 
-    async def principal(self, pid: str, nation: str, clearance: str, *,
-                        compartments: list[str] | None = None, roles: list[str] | None = None,
-                        kind: str = "person", admin: Device | None = None,
-                        suite: str = "MLKEM768-X25519") -> Device:
+    async def principal(
+        self,
+        pid: str,
+        nation: str,
+        clearance: str,
+        *,
+        compartments: list[str] | None = None,
+        roles: list[str] | None = None,
+        kind: str = "person",
+        admin: Device | None = None,
+        suite: str = "MLKEM768-X25519",
+    ) -> Device:
         admin = admin or self.root
-        r = await admin.post("/v1/admin/principals", {
-            "id": pid, "display_name": pid, "nation": nation, "clearance": clearance,
-            "compartments": compartments or [], "roles": roles or ["analyst"], "kind": kind})
+        r = await admin.post(
+            "/v1/admin/principals",
+            {
+                "id": pid,
+                "display_name": pid,
+                "nation": nation,
+                "clearance": clearance,
+                "compartments": compartments or [],
+                "roles": roles or ["analyst"],
+                "kind": kind,
+            },
+        )
         assert r.status_code == 201, r.text
         keys = generate_device(pid, suite=suite, mldsa65=suite != "X25519")
         return await self.enrol(pid, keys, admin=admin)
 
-    async def channel(self, cid: str, ceiling: str, members: list[str],
-                      admin: Device | None = None) -> None:
+    async def channel(self, cid: str, ceiling: str, members: list[str], admin: Device | None = None) -> None:
         admin = admin or self.root
         r = await admin.post("/v1/admin/channels", {"id": cid, "ceiling": ceiling})
         assert r.status_code == 201, r.text
-        r = await admin.request("PUT", f"/v1/admin/channels/{cid}/members",
-                                {"principals": members})
+        r = await admin.request("PUT", f"/v1/admin/channels/{cid}/members", {"principals": members})
         assert r.status_code == 200, r.text
 
 
 @asynccontextmanager
-async def running_world(tmp: Path, database_url: str | None, **settings: Any
-                        ) -> AsyncIterator[World]:
+async def running_world(tmp: Path, database_url: str | None, **settings: Any) -> AsyncIterator[World]:
     data_dir = tmp / f"data-{uuid.uuid4().hex[:6]}"
     write_files(data_dir)
     code = await init_database(data_dir, database_url)
@@ -327,8 +382,9 @@ async def serve_app(app: Any) -> AsyncIterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None,
-                                           access_log=False, timeout_graceful_shutdown=2))
+    server = uvicorn.Server(
+        uvicorn.Config(app, lifespan="off", log_config=None, access_log=False, timeout_graceful_shutdown=2)
+    )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         for _ in range(500):
@@ -350,8 +406,10 @@ async def another_service(world: World, *, hot_paths: bool = True) -> AsyncItera
     route. Devices of `world` act on it through `Device.on`."""
     app = create_app(world.state.settings)
     app.hot_paths = hot_paths
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=BASE) as http:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as http,
+    ):
         state: AppState = app.state.liaison
         other = World(state, http, state.policy, app)
         other.root = world.root.on(other)
@@ -367,10 +425,10 @@ OPS_CEILING = "SECRET//AIRDEF/CYBER//REL TO FRA, UKR, USA"
 class Coalition:
     """Three nations' analysts and a system on one channel (see `coalition`)."""
 
-    usa: Device      # USA, SECRET, AIRDEF + CYBER
-    ukr: Device      # UKR, SECRET, AIRDEF
-    fra: Device      # FRA, CONFIDENTIAL, no compartment
-    sensor: Device   # UKR system, SECRET clearance (but systems stop at CONFIDENTIAL), AIRDEF
+    usa: Device  # USA, SECRET, AIRDEF + CYBER
+    ukr: Device  # UKR, SECRET, AIRDEF
+    fra: Device  # FRA, CONFIDENTIAL, no compartment
+    sensor: Device  # UKR system, SECRET clearance (but systems stop at CONFIDENTIAL), AIRDEF
 
     @property
     def all(self) -> list[Device]:
@@ -382,8 +440,7 @@ async def coalition(world: World) -> Coalition:
         usa=await world.principal("usa-analyst", "USA", "SECRET", compartments=["AIRDEF", "CYBER"]),
         ukr=await world.principal("ukr-analyst", "UKR", "SECRET", compartments=["AIRDEF"]),
         fra=await world.principal("fra-analyst", "FRA", "CONFIDENTIAL"),
-        sensor=await world.principal("ukr-sensor", "UKR", "SECRET", compartments=["AIRDEF"],
-                                     kind="system"),
+        sensor=await world.principal("ukr-sensor", "UKR", "SECRET", compartments=["AIRDEF"], kind="system"),
     )
     await world.channel(OPS, OPS_CEILING, [d.principal for d in c.all])
     return c
@@ -417,9 +474,9 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
             event[key] = json.loads(value) if key == "data" else value
 
 
-async def next_message_event(events: AsyncIterator[dict[str, Any]], seconds: float = 10
-                             ) -> dict[str, Any]:
+async def next_message_event(events: AsyncIterator[dict[str, Any]], seconds: float = 10) -> dict[str, Any]:
     """The next `message` event, skipping comments; fails after `seconds`."""
+
     async def first() -> dict[str, Any]:
         async for ev in events:
             if ev.get("event") == "message":
@@ -429,8 +486,9 @@ async def next_message_event(events: AsyncIterator[dict[str, Any]], seconds: flo
     return await asyncio.wait_for(first(), seconds)
 
 
-def signed(http: httpx.AsyncClient, keys: DeviceKeys, method: str, url: str,
-           json_body: Any = None) -> httpx.Request:
+def signed(
+    http: httpx.AsyncClient, keys: DeviceKeys, method: str, url: str, json_body: Any = None
+) -> httpx.Request:
     """A request signed by `keys` for exactly `url` (for servers without a public URL)."""
     body = json.dumps(json_body).encode() if json_body is not None else b""
     headers = {"content-type": "application/json"} if body else {}
@@ -450,16 +508,21 @@ def server_env(**extra: str) -> dict[str, str]:
 
 def start_server(data: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     exe = Path(sys.executable).with_name("liaison-server")
-    return subprocess.Popen([str(exe), "run", "--data-dir", str(data), "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [str(exe), "run", "--data-dir", str(data), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def wait_ready(proc: subprocess.Popen[bytes], base: str, cert: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stderr.read().decode()[-2000:]}"
-                                 if proc.stderr else "server exited")
+            raise AssertionError(
+                f"server exited: {proc.stderr.read().decode()[-2000:]}" if proc.stderr else "server exited"
+            )
         try:
             if httpx.get(base + "/readyz", verify=tls_context(cert), timeout=2).status_code == 200:
                 return

@@ -10,37 +10,50 @@ from liaison.service.usecases.admin import code_hash
 from tests.service.harness import Device, World, assert_problem, assert_refused
 
 
-def _principal(pid: str, nation: str, clearance: str, comps: list[str] | None = None,
-               roles: list[str] | None = None, kind: str = "person") -> dict[str, Any]:
-    return {"id": pid, "display_name": pid.upper(), "nation": nation, "clearance": clearance,
-            "compartments": comps or [], "roles": roles or ["analyst"], "kind": kind}
+def _principal(
+    pid: str,
+    nation: str,
+    clearance: str,
+    comps: list[str] | None = None,
+    roles: list[str] | None = None,
+    kind: str = "person",
+) -> dict[str, Any]:
+    return {
+        "id": pid,
+        "display_name": pid.upper(),
+        "nation": nation,
+        "clearance": clearance,
+        "compartments": comps or [],
+        "roles": roles or ["analyst"],
+        "kind": kind,
+    }
 
 
 async def _nation_admins(world: World) -> tuple[Device, Device]:
-    usa = await world.principal("usa-admin", "USA", "SECRET", compartments=["AIRDEF"],
-                                roles=["admin"])
-    ukr = await world.principal("ukr-admin", "UKR", "SECRET", compartments=["AIRDEF", "CYBER"],
-                                roles=["admin"])
+    usa = await world.principal("usa-admin", "USA", "SECRET", compartments=["AIRDEF"], roles=["admin"])
+    ukr = await world.principal(
+        "ukr-admin", "UKR", "SECRET", compartments=["AIRDEF", "CYBER"], roles=["admin"]
+    )
     return usa, ukr
 
 
 async def test_nation_admin_manages_its_own_nation_within_its_own_access(world: World) -> None:
     usa_admin, _ = await _nation_admins(world)
     # Within scope: a USA analyst at or below SECRET, AIRDEF at most; enrolled, put in a channel.
-    r = await usa_admin.post("/v1/admin/principals",
-                             _principal("usa-a1", "USA", "SECRET", ["AIRDEF"]))
+    r = await usa_admin.post("/v1/admin/principals", _principal("usa-a1", "USA", "SECRET", ["AIRDEF"]))
     assert r.status_code == 201, r.text
     created = (await world.entries("principal.created"))[-1]
     assert created["actor"] == usa_admin.id and created["principal"]["id"] == "usa-a1"
     dev = await world.enrol("usa-a1", admin=usa_admin)
-    r = await usa_admin.request("PATCH", "/v1/admin/principals/usa-a1",
-                                {"clearance": "CONFIDENTIAL", "compartments": []})
+    r = await usa_admin.request(
+        "PATCH", "/v1/admin/principals/usa-a1", {"clearance": "CONFIDENTIAL", "compartments": []}
+    )
     assert r.status_code == 200 and r.json()["clearance"] == "CONFIDENTIAL"
-    r = await usa_admin.post("/v1/admin/channels", {"id": "usa-air",
-                                                    "ceiling": "SECRET//AIRDEF//REL TO USA"})
+    r = await usa_admin.post("/v1/admin/channels", {"id": "usa-air", "ceiling": "SECRET//AIRDEF//REL TO USA"})
     assert r.status_code == 201, r.text
-    r = await usa_admin.request("PUT", "/v1/admin/channels/usa-air/members",
-                                {"principals": ["usa-admin", "usa-a1"]})
+    r = await usa_admin.request(
+        "PUT", "/v1/admin/channels/usa-air/members", {"principals": ["usa-admin", "usa-a1"]}
+    )
     assert r.status_code == 200, r.text
     r = await usa_admin.post(f"/v1/admin/devices/{dev.id}/revoke")
     assert r.status_code == 200, r.text
@@ -52,13 +65,13 @@ async def test_nation_admin_acting_on_another_nation_is_refused_and_logged(world
     await world.channel("mixed", "SECRET//AIRDEF//REL TO UKR, USA", ["usa-admin", "ukr-admin"])
     calls = [
         lambda: usa_admin.post("/v1/admin/principals", _principal("ukr-a2", "UKR", "SECRET")),
-        lambda: usa_admin.request("PATCH", "/v1/admin/principals/ukr-a1",
-                                  {"display_name": "renamed"}),
+        lambda: usa_admin.request("PATCH", "/v1/admin/principals/ukr-a1", {"display_name": "renamed"}),
         lambda: usa_admin.request("PATCH", "/v1/admin/principals/ukr-a1", {"status": "suspended"}),
         lambda: usa_admin.post("/v1/admin/principals/ukr-a1/enrolment-codes"),
         lambda: usa_admin.post(f"/v1/admin/devices/{ukr.id}/revoke"),
-        lambda: usa_admin.request("PUT", "/v1/admin/channels/mixed/members",
-                                  {"principals": ["usa-admin"]}),  # would remove ukr-admin
+        lambda: usa_admin.request(
+            "PUT", "/v1/admin/channels/mixed/members", {"principals": ["usa-admin"]}
+        ),  # would remove ukr-admin
     ]
     for call in calls:
         entry = await assert_refused(world, call, "other-nation", "access.denied")
@@ -72,46 +85,58 @@ async def test_nation_admin_acting_on_another_nation_is_refused_and_logged(world
 async def test_nation_admin_never_grants_above_its_own(world: World) -> None:
     usa_admin, _ = await _nation_admins(world)
     refused = [
-        _principal("usa-ts", "USA", "TOP SECRET"),                  # clearance above own
-        _principal("usa-hum", "USA", "SECRET", ["HUMINT"]),         # compartment not held
-        _principal("usa-adm", "USA", "SECRET", roles=["admin"]),    # only root makes admins
+        _principal("usa-ts", "USA", "TOP SECRET"),  # clearance above own
+        _principal("usa-hum", "USA", "SECRET", ["HUMINT"]),  # compartment not held
+        _principal("usa-adm", "USA", "SECRET", roles=["admin"]),  # only root makes admins
     ]
     for body in refused:
-        await assert_refused(world, lambda body=body: usa_admin.post("/v1/admin/principals", body),
-                             "grant-above-own", "access.denied")
+        await assert_refused(
+            world,
+            lambda body=body: usa_admin.post("/v1/admin/principals", body),
+            "grant-above-own",
+            "access.denied",
+        )
     r = await usa_admin.post("/v1/admin/principals", _principal("usa-a1", "USA", "CONFIDENTIAL"))
     assert r.status_code == 201
-    for change in ({"clearance": "TOP SECRET"}, {"compartments": ["CYBER"]},
-                   {"roles": ["analyst", "admin"]}):
+    for change in ({"clearance": "TOP SECRET"}, {"compartments": ["CYBER"]}, {"roles": ["analyst", "admin"]}):
         await assert_refused(
-            world, lambda change=change: usa_admin.request("PATCH", "/v1/admin/principals/usa-a1",
-                                                           change),
-            "grant-above-own", "access.denied")
+            world,
+            lambda change=change: usa_admin.request("PATCH", "/v1/admin/principals/usa-a1", change),
+            "grant-above-own",
+            "access.denied",
+        )
     # Not even by raising itself, or by managing a principal above it made by root.
-    await assert_refused(world, lambda: usa_admin.request(
-        "PATCH", "/v1/admin/principals/usa-admin", {"clearance": "TOP SECRET"}),
-        "forbidden", "access.denied")
-    r = await world.root.post("/v1/admin/principals",
-                              _principal("usa-top", "USA", "TOP SECRET", ["HUMINT"]))
+    await assert_refused(
+        world,
+        lambda: usa_admin.request("PATCH", "/v1/admin/principals/usa-admin", {"clearance": "TOP SECRET"}),
+        "forbidden",
+        "access.denied",
+    )
+    r = await world.root.post("/v1/admin/principals", _principal("usa-top", "USA", "TOP SECRET", ["HUMINT"]))
     assert r.status_code == 201
     top = await world.enrol("usa-top")
     peer = await world.principal("usa-admin2", "USA", "CONFIDENTIAL", roles=["admin"])
-    for call in (lambda: usa_admin.request("PATCH", "/v1/admin/principals/usa-top",
-                                           {"clearance": "SECRET"}),
-                 lambda: usa_admin.post("/v1/admin/principals/usa-top/enrolment-codes"),
-                 lambda: usa_admin.post(f"/v1/admin/devices/{top.id}/revoke"),
-                 # the root admin (of the policy's first nation, USA) and a peer admin too
-                 lambda: usa_admin.post(f"/v1/admin/devices/{world.root.id}/revoke"),
-                 lambda: usa_admin.post(f"/v1/admin/devices/{peer.id}/revoke"),
-                 lambda: usa_admin.post("/v1/admin/principals/usa-admin2/enrolment-codes"),
-                 lambda: usa_admin.request("PATCH", "/v1/admin/principals/usa-admin2",
-                                           {"status": "suspended"})):
+    for call in (
+        lambda: usa_admin.request("PATCH", "/v1/admin/principals/usa-top", {"clearance": "SECRET"}),
+        lambda: usa_admin.post("/v1/admin/principals/usa-top/enrolment-codes"),
+        lambda: usa_admin.post(f"/v1/admin/devices/{top.id}/revoke"),
+        # the root admin (of the policy's first nation, USA) and a peer admin too
+        lambda: usa_admin.post(f"/v1/admin/devices/{world.root.id}/revoke"),
+        lambda: usa_admin.post(f"/v1/admin/devices/{peer.id}/revoke"),
+        lambda: usa_admin.post("/v1/admin/principals/usa-admin2/enrolment-codes"),
+        lambda: usa_admin.request("PATCH", "/v1/admin/principals/usa-admin2", {"status": "suspended"}),
+    ):
         await assert_refused(world, call, "grant-above-own", "access.denied")
     assert (await world.root.get("/v1/me")).status_code == 200
     # Nor open a channel above what it may read.
-    await assert_refused(world, lambda: usa_admin.post(
-        "/v1/admin/channels", {"id": "humint", "ceiling": "SECRET//HUMINT//REL TO USA"}),
-        "grant-above-own", "access.denied")
+    await assert_refused(
+        world,
+        lambda: usa_admin.post(
+            "/v1/admin/channels", {"id": "humint", "ceiling": "SECRET//HUMINT//REL TO USA"}
+        ),
+        "grant-above-own",
+        "access.denied",
+    )
     r = await world.root.get("/v1/admin/devices?principal=usa-a1")
     assert r.json()["devices"] == []
 
@@ -155,30 +180,31 @@ async def test_enrolment_codes_are_single_use_hashed_and_expiring(world: World) 
 
     async def enrol(code: str, principal: str = "usa-a1") -> Any:
         keys = generate_device(principal)
-        return await world.http.post("/v1/enrol", json={"code": code,
-                                                         "bundle": keys.signed_bundle()})
+        return await world.http.post("/v1/enrol", json={"code": code, "bundle": keys.signed_bundle()})
 
     await assert_refused(world, lambda: enrol(code), "enrolment-code", entry=None)  # used
-    await assert_refused(world, lambda: enrol("AAAAA-BBBBB-CCCCC-DDDDD"), "enrolment-code",
-                         entry=None)
+    await assert_refused(world, lambda: enrol("AAAAA-BBBBB-CCCCC-DDDDD"), "enrolment-code", entry=None)
     r = await world.root.post("/v1/admin/principals/usa-a1/enrolment-codes")
     late = r.json()["code"]
-    await world.sql("UPDATE enrolment_code SET expires_at = created_at WHERE code_hash = :h",
-                    h=code_hash(late))
+    await world.sql(
+        "UPDATE enrolment_code SET expires_at = created_at WHERE code_hash = :h", h=code_hash(late)
+    )
     await assert_refused(world, lambda: enrol(late), "enrolment-code", entry=None)
     # A code for one principal cannot enrol a device of another.
     r = await world.root.post("/v1/admin/principals", _principal("usa-a2", "USA", "SECRET"))
     r = await world.root.post("/v1/admin/principals/usa-a1/enrolment-codes")
-    await assert_refused(world, lambda: enrol(r.json()["code"], "usa-a2"), "bad-bundle",
-                         entry=None)
+    await assert_refused(world, lambda: enrol(r.json()["code"], "usa-a2"), "bad-bundle", entry=None)
     # A bundle whose self-signature does not verify proves no key possession.
     keys = generate_device("usa-a1")
     signed = keys.signed_bundle()
     signed["bundle"] = generate_device("usa-a1").public.to_json()
     r2 = await world.root.post("/v1/admin/principals/usa-a1/enrolment-codes")
-    await assert_refused(world, lambda: world.http.post(
-        "/v1/enrol", json={"code": r2.json()["code"], "bundle": signed}), "bad-bundle",
-        entry=None)
+    await assert_refused(
+        world,
+        lambda: world.http.post("/v1/enrol", json={"code": r2.json()["code"], "bundle": signed}),
+        "bad-bundle",
+        entry=None,
+    )
     # ...and that code is still good for a proper bundle (the failure consumed nothing).
     assert (await enrol(r2.json()["code"])).status_code == 201
 
@@ -208,5 +234,6 @@ async def test_device_inventory_is_scoped(world: World) -> None:
     assert [d["device"] for d in r.json()["devices"]] == [ukr.id]
     r = await world.root.get("/v1/admin/devices")
     assert {usa.id, usa2.id, ukr.id, usa_admin.id, ukr_admin.id, world.root.id} == {
-        d["device"] for d in r.json()["devices"]}
+        d["device"] for d in r.json()["devices"]
+    }
     assert_problem(await usa_admin.get("/v1/admin/devices?principal=Not%20A%20Slug"), "validation")

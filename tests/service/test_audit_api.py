@@ -28,8 +28,7 @@ def problem(r: Any, slug: str, status: int) -> None:
 async def pair(world: World) -> tuple[Any, Any]:
     usa = await world.principal("usa-analyst", "USA", "SECRET", compartments=["AIRDEF"])
     ukr = await world.principal("ukr-analyst", "UKR", "SECRET", compartments=["AIRDEF"])
-    await world.channel("airdef", "SECRET//AIRDEF//REL TO UKR, USA",
-                        ["usa-analyst", "ukr-analyst"])
+    await world.channel("airdef", "SECRET//AIRDEF//REL TO UKR, USA", ["usa-analyst", "ukr-analyst"])
     return usa, ukr
 
 
@@ -42,15 +41,18 @@ async def test_who_may_read(world: World) -> None:
     r = await world.http.get(f"/v1/audit/tile/0/000.p/{size}")
     assert r.status_code == 200 and len(r.content) == 32 * size
     assert r.headers["cache-control"].startswith("public")
-    paths = ["/v1/audit/entries?start=0&end=2", "/v1/audit/proof/inclusion?index=0",
-             "/v1/audit/proof/consistency?old=1", f"/v1/audit/tile/entries/000.p/{size}"]
+    paths = [
+        "/v1/audit/entries?start=0&end=2",
+        "/v1/audit/proof/inclusion?index=0",
+        "/v1/audit/proof/consistency?old=1",
+        f"/v1/audit/tile/entries/000.p/{size}",
+    ]
     for p in paths:
         problem(await world.http.get(p), "unauthenticated", 401)
         before = await world.log_size()
         problem(await usa.get(p), "not-auditor", 403)
         denied = await world.entries(start=before)
-        assert [(e["type"], e["why"], e["who"]) for e in denied] == [
-            ("access.denied", "not-auditor", usa.id)]
+        assert [(e["type"], e["why"], e["who"]) for e in denied] == [("access.denied", "not-auditor", usa.id)]
         for reader in (auditor, world.root):  # the auditor role, or an admin
             r = await reader.get(p)
             assert r.status_code == 200, (p, r.text)
@@ -126,8 +128,13 @@ async def test_receipts_verify(world: World) -> None:
     got = transparency.verify_message_receipt(sent, env, key)
     assert got.index == sent["log_index"] and got.entry.json["id"] == env["id"]
     cp = ref.open_checkpoint(sent["checkpoint"].encode(), key)  # the independent check too
-    ref.verify_inclusion(ref.leaf(base64.b64decode(sent["entry"])), sent["log_index"], cp.size,
-                         [base64.b64decode(h) for h in sent["inclusion_proof"]], cp.root)
+    ref.verify_inclusion(
+        ref.leaf(base64.b64decode(sent["entry"])),
+        sent["log_index"],
+        cp.size,
+        [base64.b64decode(h) for h in sent["inclusion_proof"]],
+        cp.root,
+    )
     other = await usa.envelope("airdef", "SECRET//AIRDEF//REL TO UKR, USA", b"other")
     with pytest.raises(ProofError):
         transparency.verify_message_receipt(sent, other, key)
@@ -144,8 +151,7 @@ async def test_receipts_verify(world: World) -> None:
     # Enrolment and revocation receipts.
     code = (await world.root.post("/v1/admin/principals/ukr-analyst/enrolment-codes")).json()
     keys = generate_device("ukr-analyst")
-    r = await world.http.post("/v1/enrol", json={"code": code["code"],
-                                                 "bundle": keys.signed_bundle()})
+    r = await world.http.post("/v1/enrol", json={"code": code["code"], "bundle": keys.signed_bundle()})
     enrolled = transparency.verify_receipt(r.json()["receipt"], r.json()["log_verifier_key"])
     assert enrolled.entry.json["type"] == "device.enrolled"
     assert enrolled.entry.json["device"] == keys.device_id
@@ -188,8 +194,13 @@ async def test_directory_proofs(world: World) -> None:
     swapped = {**recs[ukr.id], "signed_bundle": recs[second.id]["signed_bundle"]}
     with pytest.raises(CryptoError):
         transparency.verify_device_record(swapped, cp)
-    swapped = {**recs[second.id], "revocation": None, "revoked": False,
-               "enrolment": recs[ukr.id]["enrolment"], "device": second.id}
+    swapped = {
+        **recs[second.id],
+        "revocation": None,
+        "revoked": False,
+        "enrolment": recs[ukr.id]["enrolment"],
+        "device": second.id,
+    }
     with pytest.raises(ProofError):
         transparency.verify_device_record(swapped, cp)
     with pytest.raises(ProofError):
@@ -199,16 +210,14 @@ async def test_directory_proofs(world: World) -> None:
     r = await usa.get("/v1/channels/airdef/recipients?label=SECRET//AIRDEF//REL TO UKR, USA")
     body = r.json()
     cp = transparency.verify_checkpoint(body["checkpoint"], key)
-    assert {transparency.verify_device_record(d, cp).device_id for d in body["devices"]} == {
-        usa.id, ukr.id}
+    assert {transparency.verify_device_record(d, cp).device_id for d in body["devices"]} == {usa.id, ukr.id}
 
 
 async def test_witness_cosignatures(backend: str, tmp_path: Path) -> None:
     w1_skey, w1 = note.generate_signer_key("witness.one.example", sig_type=note.SIG_COSIGNATURE_V1)
     w2_skey, w2 = note.generate_signer_key("witness.two.example", sig_type=note.SIG_COSIGNATURE_V1)
     w3_skey, _ = note.generate_signer_key("witness.rogue", sig_type=note.SIG_COSIGNATURE_V1)
-    signers = {k: note.parse_signer_key(s) for k, s in
-               (("w1", w1_skey), ("w2", w2_skey), ("w3", w3_skey))}
+    signers = {k: note.parse_signer_key(s) for k, s in (("w1", w1_skey), ("w2", w2_skey), ("w3", w3_skey))}
     async with world_on(backend, tmp_path, witness_keys=[w1, w2]) as world:
         log_key = world.state.log.signer.verifier
         auditor = await world.principal("nato-auditor", "FRA", "UNCLASSIFIED", roles=["auditor"])
@@ -221,18 +230,15 @@ async def test_witness_cosignatures(backend: str, tmp_path: Path) -> None:
             return note.cosign_checkpoint(c, signers[who], now)
 
         before = await world.log_size()
-        r = await auditor.post("/v1/audit/cosignatures", {"size": cp.size,
-                                                          "cosignature": cosign("w1")})
+        r = await auditor.post("/v1/audit/cosignatures", {"size": cp.size, "cosignature": cosign("w1")})
         assert r.status_code == 201, r.text
-        assert r.json() == {"size": cp.size, "witness": "witness.one.example",
-                            "log_index": before}
+        assert r.json() == {"size": cp.size, "witness": "witness.one.example", "log_index": before}
         [entry] = await world.entries(start=before)
         assert entry["type"] == "witness.cosigned" and entry["size"] == cp.size
         assert entry["witness"] == "witness.one.example" and entry["timestamp"] == now
 
         # The checkpoint of that size now carries the cosignature.
-        one_of_two = note.WitnessPolicy((note.parse_verifier_key(w1),
-                                         note.parse_verifier_key(w2)), 1)
+        one_of_two = note.WitnessPolicy((note.parse_verifier_key(w1), note.parse_verifier_key(w2)), 1)
         two_of_two = note.WitnessPolicy(one_of_two.witnesses, 2)
         for path in (f"/v1/audit/checkpoint?size={cp.size}", "/v1/audit/checkpoint?cosigned=1"):
             served = (await world.http.get(path)).content
@@ -249,8 +255,13 @@ async def test_witness_cosignatures(backend: str, tmp_path: Path) -> None:
         # Refusals: unknown key, bad signature, repeat, wrong role, unknown size, malformed.
         cases = [
             (auditor, cp.size, cosign("w3"), "unknown-witness", 403),
-            (auditor, cp.size, cosign("w2", note.Checkpoint(cp.origin, cp.size, bytes(32))),
-             "bad-cosignature", 422),
+            (
+                auditor,
+                cp.size,
+                cosign("w2", note.Checkpoint(cp.origin, cp.size, bytes(32))),
+                "bad-cosignature",
+                422,
+            ),
             (auditor, cp.size, cosign("w1"), "conflict", 409),
             (analyst, cp.size, cosign("w2"), "not-auditor", 403),
             (auditor, cp.size + 1000, cosign("w2"), "not-found", 404),
@@ -261,25 +272,31 @@ async def test_witness_cosignatures(backend: str, tmp_path: Path) -> None:
             r = await device.post("/v1/audit/cosignatures", {"size": size, "cosignature": line})
             problem(r, slug, status)
         future = note.cosign_checkpoint(cp, signers["w2"], now + 3600)
-        problem(await auditor.post("/v1/audit/cosignatures",
-                                   {"size": cp.size, "cosignature": future}),
-                "bad-cosignature", 422)
+        problem(
+            await auditor.post("/v1/audit/cosignatures", {"size": cp.size, "cosignature": future}),
+            "bad-cosignature",
+            422,
+        )
 
         # A second witness brings the quorum to two.
-        r = await auditor.post("/v1/audit/cosignatures", {"size": cp.size,
-                                                          "cosignature": cosign("w2")})
+        r = await auditor.post("/v1/audit/cosignatures", {"size": cp.size, "cosignature": cosign("w2")})
         assert r.status_code == 201, r.text
         served = (await world.http.get("/v1/audit/checkpoint?cosigned=2")).content
         assert transparency.verify_checkpoint(served, log_key, policy=two_of_two) == cp
 
         # The plain /checkpoint carries the cosignatures stored for the latest size (stored
         # here directly: posting one through the API logs `witness.cosigned`, a new size).
-        latest_cp = note.open_checkpoint((await world.http.get("/v1/audit/checkpoint")).content,
-                                         log_key)
+        latest_cp = note.open_checkpoint((await world.http.get("/v1/audit/checkpoint")).content, log_key)
         line = cosign("w1", latest_cp)
         async with world.state.db.sessions() as s, s.begin():
-            s.add(Cosignature(size=latest_cp.size, witness="witness.one.example", line=line,
-                              created_at=datetime(2026, 1, 1, tzinfo=UTC)))
+            s.add(
+                Cosignature(
+                    size=latest_cp.size,
+                    witness="witness.one.example",
+                    line=line,
+                    created_at=datetime(2026, 1, 1, tzinfo=UTC),
+                )
+            )
         served = (await world.http.get("/v1/audit/checkpoint")).content
         assert served.endswith(line.encode())
         assert transparency.verify_checkpoint(served, log_key, policy=one_of_two) == latest_cp

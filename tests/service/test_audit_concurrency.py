@@ -24,8 +24,9 @@ async def test_concurrent_submits(backend: str, tmp_path: Path) -> None:
         usa, _ = await pair(world)
         key = world.state.log.verifier_key
         recipients = await usa.recipients("airdef", parse_label(LABEL, world.policy))
-        envs = [await usa.envelope("airdef", LABEL, f"m{i}".encode(), recipients=recipients)
-                for i in range(N)]
+        envs = [
+            await usa.envelope("airdef", LABEL, f"m{i}".encode(), recipients=recipients) for i in range(N)
+        ]
         batches_before = world.state.writer.batches
         responses = await asyncio.gather(*(usa.submit(e) for e in envs))
         batches = world.state.writer.batches - batches_before
@@ -41,8 +42,13 @@ async def test_concurrent_submits(backend: str, tmp_path: Path) -> None:
         for env, r in zip(envs, receipts, strict=True):
             v = transparency.verify_message_receipt(r, env, key)
             cp = ref.open_checkpoint(r["checkpoint"].encode(), key)
-            ref.verify_inclusion(ref.leaf(v.entry.data), v.index, cp.size,
-                                 [base64.b64decode(h) for h in r["inclusion_proof"]], cp.root)
+            ref.verify_inclusion(
+                ref.leaf(v.entry.data),
+                v.index,
+                cp.size,
+                [base64.b64decode(h) for h in r["inclusion_proof"]],
+                cp.root,
+            )
             assert checkpoints.setdefault(cp.size, cp.root) == cp.root
         assert len(checkpoints) < N // 4, (len(checkpoints), batches)
         assert batches < N, batches
@@ -68,4 +74,4 @@ async def test_concurrent_submits(backend: str, tmp_path: Path) -> None:
             ref.verify_consistency(a, b, checkpoints.get(a, ref.mth([])), checkpoints[b], proof)
 
         for i in range(0, len(pairs), 50):
-            await asyncio.gather(*(check(a, b) for a, b in pairs[i:i + 50]))
+            await asyncio.gather(*(check(a, b) for a, b in pairs[i : i + 50]))

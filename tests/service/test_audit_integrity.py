@@ -36,19 +36,33 @@ async def refused(world: World, sql: str) -> str:
 
 async def test_triggers_refuse_update_delete_truncate(world: World) -> None:
     await pair(world)
-    cp = note.open_checkpoint((await world.http.get("/v1/audit/checkpoint")).content,
-                              world.state.log.signer.verifier)
+    cp = note.open_checkpoint(
+        (await world.http.get("/v1/audit/checkpoint")).content, world.state.log.signer.verifier
+    )
     r = await world.root.post("/v1/audit/cosignatures", {"size": cp.size, "cosignature": "x"})
     assert r.status_code == 422  # no witness configured here; rows come below
-    await world.sql("INSERT INTO cosignature (size, witness, line, created_at) "
-                    "VALUES (1, 'w', 'l', '2026-01-01 00:00:00')")
-    where = {"audit_entry": "idx = 0", "tree_hash": "level = 0 AND idx = 0",
-             "checkpoint": "size = 1", "cosignature": "size = 1"}
-    column = {"audit_entry": "type = 'x'", "tree_hash": "idx = idx",
-              "checkpoint": "note = 'x'", "cosignature": "line = 'x'"}
+    await world.sql(
+        "INSERT INTO cosignature (size, witness, line, created_at) "
+        "VALUES (1, 'w', 'l', '2026-01-01 00:00:00')"
+    )
+    where = {
+        "audit_entry": "idx = 0",
+        "tree_hash": "level = 0 AND idx = 0",
+        "checkpoint": "size = 1",
+        "cosignature": "size = 1",
+    }
+    column = {
+        "audit_entry": "type = 'x'",
+        "tree_hash": "idx = idx",
+        "checkpoint": "note = 'x'",
+        "cosignature": "line = 'x'",
+    }
     for table in LOG_TABLES:
-        for sql in (f"UPDATE {table} SET {column[table]} WHERE {where[table]}",
-                    f"DELETE FROM {table} WHERE {where[table]}", f"DELETE FROM {table}"):
+        for sql in (
+            f"UPDATE {table} SET {column[table]} WHERE {where[table]}",
+            f"DELETE FROM {table} WHERE {where[table]}",
+            f"DELETE FROM {table}",
+        ):
             assert "append-only" in await refused(world, sql), sql
         if world.state.db.is_postgres:
             assert "append-only" in await refused(world, f"TRUNCATE {table}")
@@ -77,10 +91,13 @@ async def test_postgres_roles(tmp_path: Path) -> None:
             await conn.execute("SET ROLE liaison_app")
             for table in LOG_TABLES:
                 key_column = "size" if table in ("checkpoint", "cosignature") else "idx"
-                for sql in (f"UPDATE {table} SET {key_column} = 0",
-                            f"DELETE FROM {table}", f"TRUNCATE {table}",
-                            f"ALTER TABLE {table} DISABLE TRIGGER ALL",
-                            f"DROP TRIGGER {table}_append_only ON {table}"):
+                for sql in (
+                    f"UPDATE {table} SET {key_column} = 0",
+                    f"DELETE FROM {table}",
+                    f"TRUNCATE {table}",
+                    f"ALTER TABLE {table} DISABLE TRIGGER ALL",
+                    f"DROP TRIGGER {table}_append_only ON {table}",
+                ):
                     with pytest.raises(asyncpg.exceptions.InsufficientPrivilegeError):
                         await conn.execute(sql)
                 await conn.fetch(f"SELECT * FROM {table} LIMIT 1")
@@ -90,11 +107,14 @@ async def test_postgres_roles(tmp_path: Path) -> None:
             await conn.close()
         app_url = make_url(url).set(username="liaison_app", password=None)
         try:
-            probe = await asyncpg.connect(app_url.set(drivername="postgresql").render_as_string(
-                hide_password=False))
+            probe = await asyncpg.connect(
+                app_url.set(drivername="postgresql").render_as_string(hide_password=False)
+            )
             await probe.close()
-        except (asyncpg.exceptions.InvalidAuthorizationSpecificationError,
-                asyncpg.exceptions.InvalidPasswordError):
+        except (
+            asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+            asyncpg.exceptions.InvalidPasswordError,
+        ):
             pytest.skip("this PostgreSQL does not let liaison_app log in without a password")
         # The whole service works as liaison_app: enrol, exchange, read the log.
         async with running_world(tmp_path, app_url.render_as_string(hide_password=False)) as w:
@@ -117,9 +137,9 @@ async def _drop_update_trigger(world: World, table: str) -> None:
 
 def _cli(world: World, *args: str) -> Any:
     url = [] if not world.state.db.is_postgres else ["--database-url", world.state.db.url]
-    return CliRunner().invoke(audit_app, ["verify", "--data-dir",
-                                          str(world.state.settings.data_dir), "--quiet",
-                                          *url, *args])
+    return CliRunner().invoke(
+        audit_app, ["verify", "--data-dir", str(world.state.settings.data_dir), "--quiet", *url, *args]
+    )
 
 
 async def test_tampered_entry_is_detected(world: World) -> None:
@@ -184,8 +204,9 @@ async def test_rewritten_hashes_are_detected(world: World) -> None:
     for table in ("audit_entry", "tree_hash"):
         await _drop_update_trigger(world, table)
     await world.sql("UPDATE audit_entry SET data = :d WHERE idx = :i", d=forged, i=index)
-    await world.sql("UPDATE tree_hash SET hash = :h WHERE level = 0 AND idx = :i",
-                    h=merkle.leaf_hash(forged), i=index)
+    await world.sql(
+        "UPDATE tree_hash SET hash = :h WHERE level = 0 AND idx = :i", h=merkle.leaf_hash(forged), i=index
+    )
     report = await verify_log(world.state.db, key)
     assert not report.ok
     assert report.first_bad_index is not None and report.first_bad_index <= index
@@ -193,8 +214,9 @@ async def test_rewritten_hashes_are_detected(world: World) -> None:
 
 
 async def test_verify_cli_usage_errors(tmp_path: Path) -> None:
-    r = await asyncio.to_thread(CliRunner().invoke, audit_app,
-                                ["verify", "--data-dir", str(tmp_path / "nope")])
+    r = await asyncio.to_thread(
+        CliRunner().invoke, audit_app, ["verify", "--data-dir", str(tmp_path / "nope")]
+    )
     assert r.exit_code == 2 and "does not exist" in r.output
     r = await asyncio.to_thread(CliRunner().invoke, audit_app, ["pg-roles", "--app-role", "x;y"])
     assert r.exit_code == 2
@@ -209,6 +231,7 @@ async def test_two_integrators_share_postgres(tmp_path: Path) -> None:
     async with postgres_database() as url, running_world(tmp_path, url) as world:
         other = await open_state(world.state.settings)
         try:
+
             def job(tx: Tx, k: int = 0) -> list[int]:
                 return [tx.audit("test.filler", "system", None, k=k, j=j) for j in range(5)]
 
@@ -216,8 +239,7 @@ async def test_two_integrators_share_postgres(tmp_path: Path) -> None:
                 result = await state.writer.run(lambda tx: job(tx, k))
                 return [result.receipts[i] for i in result.value]
 
-            results = await asyncio.gather(*(one(s, k) for k in range(40)
-                                             for s in (world.state, other)))
+            results = await asyncio.gather(*(one(s, k) for k in range(40) for s in (world.state, other)))
         finally:
             await close_state(other)
         receipts = [r for rs in results for r in rs]

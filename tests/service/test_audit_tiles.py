@@ -44,8 +44,9 @@ pytestmark = pytest.mark.slow
 
 
 @asynccontextmanager
-async def bare_app(tmp: Path, backend: str, **settings: Any
-                   ) -> AsyncIterator[tuple[Any, AppState, httpx.AsyncClient]]:
+async def bare_app(
+    tmp: Path, backend: str, **settings: Any
+) -> AsyncIterator[tuple[Any, AppState, httpx.AsyncClient]]:
     """The app on a fresh database whose log holds only its start-up `policy.loaded` entry."""
     async with _database(backend) as url:
         data_dir = tmp / f"data-{uuid.uuid4().hex[:6]}"
@@ -94,7 +95,7 @@ class Fetcher:
             self.seen[p] = await self.http.get(f"/v1/audit/{p}")
 
         for i in range(0, len(paths), 64):
-            await asyncio.gather(*(one(p) for p in paths[i:i + 64]))
+            await asyncio.gather(*(one(p) for p in paths[i : i + 64]))
 
     def __call__(self, path: str) -> bytes:
         r = self.seen[path]
@@ -121,14 +122,14 @@ def tile_paths(size: int) -> list[str]:
     return out
 
 
-async def check_tree(http: httpx.AsyncClient, key: str, size: int, root: bytes,
-                     older: dict[int, bytes]) -> list[bytes]:
+async def check_tree(
+    http: httpx.AsyncClient, key: str, size: int, root: bytes, older: dict[int, bytes]
+) -> list[bytes]:
     """Audit every tile of the tree of `size` and compare served proofs with the RFC's."""
     fetch = Fetcher(http)
     await fetch.prefetch(tile_paths(size))
     leaves = ref.audit_tiles(size, root, fetch)
-    picks = sorted({0, size // 2, size - 1, max(0, size - 2), min(size - 1, 255),
-                    min(size - 1, 256)})
+    picks = sorted({0, size // 2, size - 1, max(0, size - 2), min(size - 1, 255), min(size - 1, 256)})
     for i in picks:
         r = await http.get(f"/v1/audit/proof/inclusion?index={i}&size={size}")
         assert r.status_code == 200, r.text
@@ -144,9 +145,13 @@ async def check_tree(http: httpx.AsyncClient, key: str, size: int, root: bytes,
         assert proof == ref.consistency_proof(leaves, old)
         ref.verify_consistency(old, size, old_root, root, proof)
     # Nothing beyond the tree is served.
-    beyond = [ref.ref_tile_path(0, size // 256, size % 256 + 1) if size % 256 < 255
-              else ref.ref_tile_path(0, size // 256 + 1, 1),
-              ref.ref_entries_path(size // 256 + 1, 1), ref.ref_tile_path(3, 0, 1)]
+    beyond = [
+        ref.ref_tile_path(0, size // 256, size % 256 + 1)
+        if size % 256 < 255
+        else ref.ref_tile_path(0, size // 256 + 1, 1),
+        ref.ref_entries_path(size // 256 + 1, 1),
+        ref.ref_tile_path(3, 0, 1),
+    ]
     for p in beyond:
         r = await http.get(f"/v1/audit/{p}")
         assert r.status_code == 404, (p, r.status_code)
@@ -210,8 +215,14 @@ async def test_tile_paths_refused(backend: str, tmp_path: Path) -> None:
     """Non-canonical tile paths name nothing; entry bundles need an auditor by default."""
     async with bare_app(tmp_path, backend) as (_, state, http):
         await grow(state, 300)
-        for p in ("tile/0/0", "tile/0/000.p/256", "tile/0/x000/001", "tile/00/000",
-                  "tile/0/001.p/045", "tile/64/000"):
+        for p in (
+            "tile/0/0",
+            "tile/0/000.p/256",
+            "tile/0/x000/001",
+            "tile/00/000",
+            "tile/0/001.p/045",
+            "tile/64/000",
+        ):
             r = await http.get(f"/v1/audit/{p}")
             assert r.status_code == 404, (p, r.status_code)
             assert r.headers["content-type"].startswith("application/problem+json")
@@ -228,11 +239,14 @@ async def test_tile_paths_refused(backend: str, tmp_path: Path) -> None:
 def test_go_verifier_available() -> None:
     """Says, as a skip, when the Go cross-check in the tree-size test could not run."""
     if not HAVE_GO:
-        pytest.skip("Go's sumdb verifier not installed (apt-get install golang-go "
-                    "golang-golang-x-mod-dev): the served log was checked by the Python "
-                    "reference verifier only")
+        pytest.skip(
+            "Go's sumdb verifier not installed (apt-get install golang-go "
+            "golang-golang-x-mod-dev): the served log was checked by the Python "
+            "reference verifier only"
+        )
 
-GO_PROGRAM = r'''
+
+GO_PROGRAM = r"""
 package main
 
 import (
@@ -405,22 +419,35 @@ func main() {
 	check(tlog.CheckTree(tp, size, root, oldN, oldHash))
 	fmt.Println("OK", size)
 }
-'''
+"""
 
 
-async def _go_check(app: Any, key: str, http: httpx.AsyncClient, *, old: int,
-                    old_root: bytes) -> None:
+async def _go_check(app: Any, key: str, http: httpx.AsyncClient, *, old: int, old_root: bytes) -> None:
     """Serve the app over loopback HTTP and let Go's sumdb/tlog + note verify it."""
     async with serve_app(app) as base:
         work = Path(os.environ.get("TMPDIR", "/tmp")) / f"liaison-go-{uuid.uuid4().hex[:8]}"
         work.mkdir()
         (work / "main.go").write_text(GO_PROGRAM)
-        env = {**os.environ, "GO111MODULE": "off", "GOPATH": "/usr/share/gocode",
-               "GOFLAGS": "", "CGO_ENABLED": "0"}
+        env = {
+            **os.environ,
+            "GO111MODULE": "off",
+            "GOPATH": "/usr/share/gocode",
+            "GOFLAGS": "",
+            "CGO_ENABLED": "0",
+        }
         proc = await asyncio.create_subprocess_exec(
-            "go", "run", "main.go", f"{base}/v1/audit", key, str(old),
-            base64.b64encode(old_root).decode(), cwd=work, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            "go",
+            "run",
+            "main.go",
+            f"{base}/v1/audit",
+            key,
+            str(old),
+            base64.b64encode(old_root).decode(),
+            cwd=work,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
         shutil.rmtree(work, ignore_errors=True)
         assert proc.returncode == 0 and out.decode().startswith("OK"), out.decode()

@@ -110,10 +110,12 @@ def test_root_code_issues_a_fresh_code_for_an_operator(tmp_path: Path) -> None:
     assert second != first["root_enrolment_code"]
     conn = sqlite3.connect(data / "liaison.db")
     try:
-        issued = conn.execute("SELECT count(*) FROM audit_entry WHERE type = "
-                              "'enrolment.code_issued'").fetchone()[0]
-        stored = dict(conn.execute("SELECT code_hash, principal_id FROM enrolment_code "
-                                   "WHERE used_at IS NULL"))
+        issued = conn.execute(
+            "SELECT count(*) FROM audit_entry WHERE type = 'enrolment.code_issued'"
+        ).fetchone()[0]
+        stored = dict(
+            conn.execute("SELECT code_hash, principal_id FROM enrolment_code WHERE used_at IS NULL")
+        )
     finally:
         conn.close()
     from liaison.service.usecases.admin import code_hash
@@ -135,8 +137,9 @@ def test_run_refuses_a_newer_schema(tmp_path: Path, database: str | None) -> Non
     assert code == 2 and "newer" in err  # migrate will not touch it either
 
 
-def test_run_refuses_an_unmigrated_database(tmp_path: Path, database: str | None,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_refuses_an_unmigrated_database(
+    tmp_path: Path, database: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data, _ = _init(tmp_path)
     # The data dir now points at an empty database (a wrong URL, a lost file): run must not
     # quietly create an empty, root-less service there.
@@ -250,8 +253,11 @@ def test_run_serves_tls_13_right_after_init(tmp_path: Path) -> None:
                 assert tls.version() == "TLSv1.3"
         old = tls_context(result["tls_cert"])
         old.maximum_version = ssl.TLSVersion.TLSv1_2
-        with pytest.raises(ssl.SSLError), socket.create_connection(("127.0.0.1", port)) as raw, \
-                old.wrap_socket(raw, server_hostname="127.0.0.1"):
+        with (
+            pytest.raises(ssl.SSLError),
+            socket.create_connection(("127.0.0.1", port)) as raw,
+            old.wrap_socket(raw, server_hostname="127.0.0.1"),
+        ):
             pass
         # The root enrols with the code init printed and acts, with no other step.
         asyncio.run(_enrol_root(base, result))
@@ -262,8 +268,9 @@ def test_run_serves_tls_13_right_after_init(tmp_path: Path) -> None:
 async def _enrol_root(base: str, result: dict[str, str]) -> None:
     keys = generate_device("root")
     async with httpx.AsyncClient(verify=tls_context(result["tls_cert"]), timeout=10) as http:
-        r = await http.post(base + "/v1/enrol", json={"code": result["root_enrolment_code"],
-                                                       "bundle": keys.signed_bundle()})
+        r = await http.post(
+            base + "/v1/enrol", json={"code": result["root_enrolment_code"], "bundle": keys.signed_bundle()}
+        )
         assert r.status_code == 201, r.text
         assert r.json()["log_verifier_key"] == result["log_verifier_key"]
         r = await http.send(signed(http, keys, "GET", base + "/v1/me"))

@@ -23,16 +23,18 @@ LABELS = {
 }
 
 
-async def _check_delivered(world: World, sender: Device, mid: str, text: bytes,
-                           expected: list[Device], everyone: list[Device]) -> None:
+async def _check_delivered(
+    world: World, sender: Device, mid: str, text: bytes, expected: list[Device], everyone: list[Device]
+) -> None:
     for dev in everyone:
         got = await dev.get(f"/v1/messages/{mid}")
         inbox = (await dev.get("/v1/inbox")).json()["messages"]
         if dev in expected:
             assert got.status_code == 200, (dev.principal, got.text)
             rule = world.policy.rule(got.json()["envelope"]["label"]["classification"])
-            opened = open_envelope(got.json()["envelope"], dev.keys, sender.keys.public,
-                                   required=rule.signatures)
+            opened = open_envelope(
+                got.json()["envelope"], dev.keys, sender.keys.public, required=rule.signatures
+            )
             assert opened.plaintext == text
             assert mid in [m["id"] for m in inbox]
         else:
@@ -78,17 +80,23 @@ async def test_to_names_an_exact_subset_of_the_eligible(world: World) -> None:
     await _check_delivered(world, c.usa, r.json()["id"], b"just for fra", [c.fra], c.all)
 
 
-async def test_every_eligible_device_of_a_principal_including_the_senders_others(
-        world: World) -> None:
+async def test_every_eligible_device_of_a_principal_including_the_senders_others(world: World) -> None:
     c = await coalition(world)
     usa2 = await world.enrol("usa-analyst")
     ukr2 = await world.enrol("ukr-analyst")
     r = await c.usa.send(OPS, LABELS["s"], b"to all my devices too")
     assert r.status_code == 201, r.text
     assert (await world.entries("message.accepted"))[-1]["recipients"] == sorted(
-        [c.usa.id, usa2.id, c.ukr.id, ukr2.id])
-    await _check_delivered(world, c.usa, r.json()["id"], b"to all my devices too",
-                           [c.usa, usa2, c.ukr, ukr2], [*c.all, usa2, ukr2])
+        [c.usa.id, usa2.id, c.ukr.id, ukr2.id]
+    )
+    await _check_delivered(
+        world,
+        c.usa,
+        r.json()["id"],
+        b"to all my devices too",
+        [c.usa, usa2, c.ukr, ukr2],
+        [*c.all, usa2, ukr2],
+    )
 
 
 async def test_first_fetch_is_logged_as_delivered_once(world: World) -> None:

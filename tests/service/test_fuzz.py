@@ -13,18 +13,35 @@ from hypothesis import strategies as st
 from liaison.service.problems import PROBLEM_BASE
 from tests.service.harness import OPS, World, coalition
 
-FUZZ = settings(max_examples=30, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
     | st.text(max_size=40),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
-                                                                 max_size=4),
-    max_leaves=12)
-ENVELOPE_FIELDS = ["v", "id", "channel", "sender", "created", "label", "content_type", "suite",
-                   "ciphertext", "recipients", "signatures"]
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12,
+)
+ENVELOPE_FIELDS = [
+    "v",
+    "id",
+    "channel",
+    "sender",
+    "created",
+    "label",
+    "content_type",
+    "suite",
+    "ciphertext",
+    "recipients",
+    "signatures",
+]
 
 
 def _is_problem(status: int, headers: Any, text: str) -> None:
@@ -46,7 +63,8 @@ async def test_fuzz_submit(world: World, data: st.DataObject) -> None:
     if not hasattr(world, "_fuzz"):
         world._fuzz = await coalition(world)  # type: ignore[attr-defined]
         world._env = await world._fuzz.usa.envelope(  # type: ignore[attr-defined]
-            OPS, "SECRET//AIRDEF//REL TO UKR, USA")
+            OPS, "SECRET//AIRDEF//REL TO UKR, USA"
+        )
     usa = world._fuzz.usa  # type: ignore[attr-defined]
     env = dict(world._env)  # type: ignore[attr-defined]
     # Start from a valid envelope and break one or two fields, or add one, or drop one.
@@ -66,9 +84,15 @@ async def test_fuzz_submit(world: World, data: st.DataObject) -> None:
 
 
 @FUZZ
-@given(body=st.dictionaries(st.sampled_from(["id", "display_name", "nation", "clearance",
-                                             "compartments", "roles", "kind", "status", "x"]),
-                            json_values, max_size=8))
+@given(
+    body=st.dictionaries(
+        st.sampled_from(
+            ["id", "display_name", "nation", "clearance", "compartments", "roles", "kind", "status", "x"]
+        ),
+        json_values,
+        max_size=8,
+    )
+)
 async def test_fuzz_admin_principals(world: World, body: dict[str, Any]) -> None:
     r = await world.root.post("/v1/admin/principals", body)
     if r.status_code == 201:  # a valid principal by chance: fine, and made exactly so
@@ -90,11 +114,16 @@ async def test_fuzz_enrol(world: World, body: Any, raw: bytes) -> None:
 
 
 @FUZZ
-@given(label=st.text(max_size=120), after=st.text(max_size=30), limit=st.text(max_size=30),
-       mid=st.text(min_size=1, max_size=80).filter(lambda m: m.strip(".")),  # not "." or ".."
-       sig=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=200))
-async def test_fuzz_queries_paths_and_signature_headers(world: World, label: str, after: str,
-                                                        limit: str, mid: str, sig: str) -> None:
+@given(
+    label=st.text(max_size=120),
+    after=st.text(max_size=30),
+    limit=st.text(max_size=30),
+    mid=st.text(min_size=1, max_size=80).filter(lambda m: m.strip(".")),  # not "." or ".."
+    sig=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=200),
+)
+async def test_fuzz_queries_paths_and_signature_headers(
+    world: World, label: str, after: str, limit: str, mid: str, sig: str
+) -> None:
     if not hasattr(world, "_fuzz"):
         world._fuzz = await coalition(world)  # type: ignore[attr-defined]
     usa = world._fuzz.usa  # type: ignore[attr-defined]

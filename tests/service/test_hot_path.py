@@ -30,8 +30,10 @@ def shape(r: httpx.Response) -> tuple[int, str | None, Any, str | None]:
 
 def unchanged(before: dict[str, int], after: dict[str, int]) -> bool:
     """Nothing written but (perhaps) the refusal's audit entry and its checkpoint."""
+
     def skip(d: dict[str, int]) -> dict[str, int]:
         return {k: v for k, v in d.items() if k not in ("log", "checkpoint")}
+
     return skip(before) == skip(after)
 
 
@@ -50,8 +52,7 @@ RAW_BODIES: dict[str, tuple[bytes, dict[str, str]]] = {
     "text/plain": (b'{"envelope": {}}', {"content-type": "text/plain"}),
     "no content type": (b'{"envelope": {}}', {}),
     "+json subtype": (b'{"envelope": 1}', {"content-type": "application/merge-patch+json"}),
-    "JSON with parameters": (b'{"envelope": 1}',
-                             {"content-type": " Application/JSON ; charset=utf-8"}),
+    "JSON with parameters": (b'{"envelope": 1}', {"content-type": " Application/JSON ; charset=utf-8"}),
     "two slashes": (b'{"envelope": 1}', {"content-type": "application/json/x"}),
     "no subtype": (b'{"envelope": 1}', {"content-type": "application"}),
     "empty subtype": (b'{"envelope": 1}', {"content-type": "application/"}),
@@ -60,8 +61,7 @@ RAW_BODIES: dict[str, tuple[bytes, dict[str, str]]] = {
     "missing envelope": (b'{"to": ["ukr-analyst"]}', {"content-type": "application/json"}),
     "envelope not an object": (b'{"envelope": [1]}', {"content-type": "application/json"}),
     "bad to": (b'{"envelope": {}, "to": ["NOT A SLUG"]}', {"content-type": "application/json"}),
-    "to not a list": (b'{"envelope": {}, "to": "ukr-analyst"}',
-                      {"content-type": "application/json"}),
+    "to not a list": (b'{"envelope": {}, "to": "ukr-analyst"}', {"content-type": "application/json"}),
     "malformed envelope": (b'{"envelope": {"v": 1}}', {"content-type": "application/json"}),
 }
 
@@ -74,8 +74,9 @@ async def test_bad_bodies_get_the_same_answer(world: World, case: str) -> None:
     async with another_service(world, hot_paths=False) as plain:
         for w in (world, plain):
             before = await w.counts()
-            r = await c.usa.on(w).request("POST", "/v1/messages", raw=raw,
-                                           headers={**headers, "x-request-id": "same-id"})
+            r = await c.usa.on(w).request(
+                "POST", "/v1/messages", raw=raw, headers={**headers, "x-request-id": "same-id"}
+            )
             assert 400 <= r.status_code < 500, r.text
             assert r.headers["x-request-id"] == "same-id"
             assert unchanged(before, await w.counts())
@@ -103,13 +104,20 @@ async def test_accepted_and_refused_submits_match(world: World) -> None:
             tampered = dict(body["envelope"], channel="elsewhere")
             bad_env = await c.usa.on(w).submit(tampered, ["ukr-analyst"])
             eid = body["envelope"]["id"]  # each service gets its own envelope (one database)
-            out += [json.loads(json.dumps(shape(x)).replace(eid, "ID"))
-                    for x in (unsigned, first, again, replayed, bad_env)]
+            out += [
+                json.loads(json.dumps(shape(x)).replace(eid, "ID"))
+                for x in (unsigned, first, again, replayed, bad_env)
+            ]
             assert first.status_code == 201
         assert hot == routed
     types = [b["type"].rpartition(":")[2] if isinstance(b, dict) else s for s, _, b, _ in hot]
-    assert types == ["unauthenticated", 201, "duplicate-envelope", "replayed-request",
-                     "bad-envelope-signature"], types
+    assert types == [
+        "unauthenticated",
+        201,
+        "duplicate-envelope",
+        "replayed-request",
+        "bad-envelope-signature",
+    ], types
 
 
 async def test_oversize_body_is_refused_before_it_is_read(world: World) -> None:
@@ -119,8 +127,9 @@ async def test_oversize_body_is_refused_before_it_is_read(world: World) -> None:
     answers = []
     async with another_service(world, hot_paths=False) as plain:
         for w in (world, plain):
-            r = await c.usa.on(w).request("POST", "/v1/messages", raw=raw,
-                                           headers={"content-type": "application/json"})
+            r = await c.usa.on(w).request(
+                "POST", "/v1/messages", raw=raw, headers={"content-type": "application/json"}
+            )
             answers.append((r.status_code, r.json()["type"]))
     assert answers[0] == answers[1] == (413, answers[0][1])
     assert answers[0][1].endswith("body-too-large")

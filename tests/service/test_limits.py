@@ -49,15 +49,20 @@ async def test_declared_oversize_body_is_refused_without_reading_it() -> None:
     mw = RequestMiddleware(app, max_body=1000, metrics=Metrics())
     for length in (b"1001", b"99999999999999999999", b"-1", b"12abc"):
         sent.clear()
-        scope = {"type": "http", "method": "POST", "path": "/v1/messages",
-                 "headers": [(b"content-length", length)]}
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/v1/messages",
+            "headers": [(b"content-length", length)],
+        }
         await mw(scope, receive, send)
         assert called == [] and sent[0]["status"] == 413
         assert json.loads(sent[1]["body"])["type"] == "urn:liaison:problem:body-too-large"
 
 
-async def test_oversize_body_over_http(backend: str, tmp_path: Path,
-                                       caplog: pytest.LogCaptureFixture) -> None:
+async def test_oversize_body_over_http(
+    backend: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     async with world_on(backend, tmp_path, max_body_bytes=64 * 1024) as world:
         c = await coalition(world)
         big = await c.usa.envelope(OPS, SECRET_AIRDEF, b"x" * 70_000)
@@ -74,8 +79,10 @@ async def test_oversize_body_over_http(backend: str, tmp_path: Path,
             # A declared length far over the limit, and no body at all: the server answers at
             # once instead of waiting for 50 MB that will never come.
             reader, writer = await asyncio.open_connection(host, int(port))
-            writer.write(b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: "
-                         b"application/json\r\ncontent-length: 50000000\r\n\r\n{")
+            writer.write(
+                b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: "
+                b"application/json\r\ncontent-length: 50000000\r\n\r\n{"
+            )
             await writer.drain()
             head = await asyncio.wait_for(reader.read(4096), timeout=5)
             writer.close()
@@ -87,8 +94,9 @@ async def test_oversize_body_over_http(backend: str, tmp_path: Path,
                     yield b" " * 4096
 
             async with httpx.AsyncClient(base_url=url) as http:
-                r = await http.post("/v1/enrol", content=chunks(),
-                                    headers={"content-type": "application/json"})
+                r = await http.post(
+                    "/v1/enrol", content=chunks(), headers={"content-type": "application/json"}
+                )
             assert_problem(r, "body-too-large")
         assert (await world.counts())["message"] == 1
 
@@ -145,16 +153,20 @@ async def test_strict_models_refuse_unknown_fields(world: World) -> None:
     root = world.root
     env = await c.usa.envelope(OPS, SECRET_AIRDEF)
     cases = [
-        ("POST", "/v1/admin/principals", {"id": "usa-x", "display_name": "x", "nation": "USA",
-                                          "clearance": "SECRET", "admin": True}),
+        (
+            "POST",
+            "/v1/admin/principals",
+            {"id": "usa-x", "display_name": "x", "nation": "USA", "clearance": "SECRET", "admin": True},
+        ),
         ("PATCH", "/v1/admin/principals/usa-analyst", {"clearance": "SECRET", "nation": "UKR"}),
         ("POST", "/v1/admin/channels", {"id": "c9", "ceiling": "SECRET//REL TO USA", "x": 1}),
         ("PUT", f"/v1/admin/channels/{OPS}/members", {"principals": [], "owner": "root"}),
         ("POST", "/v1/messages", {"envelope": env, "priority": "flash"}),
     ]
     for method, path, body in cases:
-        problem = await assert_refused(world, lambda m=method, p=path, b=body: root.request(m, p, b),
-                                       "unknown-field", entry=None)
+        problem = await assert_refused(
+            world, lambda m=method, p=path, b=body: root.request(m, p, b), "unknown-field", entry=None
+        )
         assert "unknown field" in problem["detail"]
     r = await world.http.post("/v1/enrol", json={"code": "x", "bundle": {}, "admin": True})
     assert_problem(r, "unknown-field")
@@ -166,19 +178,40 @@ async def test_malformed_input_is_a_problem_never_a_500(world: World) -> None:
     checks: list[tuple[httpx.Response, str]] = [
         (await root.request("POST", "/v1/admin/principals", raw=b"{not json"), "malformed-request"),
         (await root.request("POST", "/v1/admin/principals", raw=b"[1, 2]"), "malformed-request"),
-        (await root.request("POST", "/v1/admin/principals", {"id": "X Y", "display_name": "x",
-                            "nation": "USA", "clearance": "SECRET"}), "validation"),
-        (await root.request("POST", "/v1/admin/principals", {"id": "ok", "display_name": "x",
-                            "nation": "ZZZ", "clearance": "SECRET"}), "unknown-nation"),
-        (await root.request("POST", "/v1/admin/principals", {"id": "ok", "display_name": "x",
-                            "nation": "USA", "clearance": "COSMIC"}), "unknown-level"),
+        (
+            await root.request(
+                "POST",
+                "/v1/admin/principals",
+                {"id": "X Y", "display_name": "x", "nation": "USA", "clearance": "SECRET"},
+            ),
+            "validation",
+        ),
+        (
+            await root.request(
+                "POST",
+                "/v1/admin/principals",
+                {"id": "ok", "display_name": "x", "nation": "ZZZ", "clearance": "SECRET"},
+            ),
+            "unknown-nation",
+        ),
+        (
+            await root.request(
+                "POST",
+                "/v1/admin/principals",
+                {"id": "ok", "display_name": "x", "nation": "USA", "clearance": "COSMIC"},
+            ),
+            "unknown-level",
+        ),
         (await root.request("PATCH", "/v1/admin/principals/usa-analyst", {}), "validation"),
-        (await root.request("PATCH", "/v1/admin/principals/nobody", {"display_name": "x"}),
-         "not-found"),
-        (await root.request("POST", "/v1/admin/channels", {"id": "c1", "ceiling": "SECRET"}),
-         "malformed-label"),
-        (await root.request("POST", "/v1/admin/channels", {"id": OPS, "ceiling": "SECRET//REL TO "
-                            "USA"}), "conflict"),
+        (await root.request("PATCH", "/v1/admin/principals/nobody", {"display_name": "x"}), "not-found"),
+        (
+            await root.request("POST", "/v1/admin/channels", {"id": "c1", "ceiling": "SECRET"}),
+            "malformed-label",
+        ),
+        (
+            await root.request("POST", "/v1/admin/channels", {"id": OPS, "ceiling": "SECRET//REL TO USA"}),
+            "conflict",
+        ),
         (await root.request("POST", "/v1/messages", {"envelope": "x"}), "validation"),
         (await root.request("POST", "/v1/messages", {"envelope": {}}), "malformed-envelope"),
         (await root.request("POST", "/v1/messages", {}), "validation"),
@@ -188,19 +221,23 @@ async def test_malformed_input_is_a_problem_never_a_500(world: World) -> None:
         (await root.request("DELETE", "/v1/inbox"), "method-not-allowed"),
         (await root.request("GET", "/v1/nowhere"), "not-found"),
         (await world.http.get("/v1/inbox"), "unauthenticated"),
-        (await world.http.get("/v1/inbox", headers={"signature-input": "garbage((",
-                                                    "signature": "x"}), "unauthenticated"),
-        (await world.http.post("/v1/enrol", json={"code": "x", "bundle": {"bundle": 1}}),
-         "bad-bundle"),
-        (await world.http.post("/v1/enrol", content=b"\xff\xfe",
-                               headers={"content-type": "application/json"}), "malformed-request"),
+        (
+            await world.http.get("/v1/inbox", headers={"signature-input": "garbage((", "signature": "x"}),
+            "unauthenticated",
+        ),
+        (await world.http.post("/v1/enrol", json={"code": "x", "bundle": {"bundle": 1}}), "bad-bundle"),
+        (
+            await world.http.post(
+                "/v1/enrol", content=b"\xff\xfe", headers={"content-type": "application/json"}
+            ),
+            "malformed-request",
+        ),
     ]
     for r, slug in checks:
         assert_problem(r, slug)
     # An unknown device id in a well-formed signature is unauthenticated, and not logged.
     other = c.usa.build("GET", "/v1/inbox")
-    other.headers["signature-input"] = other.headers["signature-input"].replace(
-        c.usa.id, "d_" + "a" * 26)
+    other.headers["signature-input"] = other.headers["signature-input"].replace(c.usa.id, "d_" + "a" * 26)
     await assert_refused(world, lambda: world.http.send(other), "unauthenticated", entry=None)
 
 
@@ -212,8 +249,9 @@ async def test_huge_paths_and_ids_are_refused_cleanly(world: World) -> None:
     # escapes to six bytes each): logged as a bounded denial, not a failed write batch.
     req = c.usa.build("GET", "/v1/messages/" + "%01" * 21_000)
     req.headers["signature"] = BAD_SIGNATURE
-    entry = await assert_refused(world, lambda: world.http.send(req), "bad-request-signature",
-                                 "access.denied")
+    entry = await assert_refused(
+        world, lambda: world.http.send(req), "bad-request-signature", "access.denied"
+    )
     assert len(json.dumps(entry)) < 2000
     assert (await c.usa.send(OPS, SECRET_AIRDEF)).status_code == 201  # the service is fine
 
@@ -224,14 +262,19 @@ async def test_huge_paths_and_ids_are_refused_cleanly(world: World) -> None:
 async def test_refused_admin_changes_leave_no_trace(world: World) -> None:
     await coalition(world)
     before = await world.counts()
-    r = await world.root.request("PUT", f"/v1/admin/channels/{OPS}/members",
-                                 {"principals": ["usa-analyst", "nobody"]})
+    r = await world.root.request(
+        "PUT", f"/v1/admin/channels/{OPS}/members", {"principals": ["usa-analyst", "nobody"]}
+    )
     assert_problem(r, "not-found")
-    r = await world.root.request("PATCH", "/v1/admin/principals/ukr-analyst",
-                                 {"clearance": "SECRET", "compartments": ["NOPE"]})
+    r = await world.root.request(
+        "PATCH", "/v1/admin/principals/ukr-analyst", {"clearance": "SECRET", "compartments": ["NOPE"]}
+    )
     assert_problem(r, "unknown-compartment")
-    assert await world.counts() == {**before, "log": before["log"] + 1,
-                                    "checkpoint": before["checkpoint"] + 1}  # the denial only
+    assert await world.counts() == {
+        **before,
+        "log": before["log"] + 1,
+        "checkpoint": before["checkpoint"] + 1,
+    }  # the denial only
     members = (await world.root.get("/v1/channels")).json()["channels"][0]["members"]
     assert members == ["fra-analyst", "ukr-analyst", "ukr-sensor", "usa-analyst"]
     me = (await world.root.get("/v1/admin/devices?principal=ukr-analyst")).json()
@@ -241,12 +284,10 @@ async def test_refused_admin_changes_leave_no_trace(world: World) -> None:
 async def test_refusals_in_a_batch_do_not_touch_their_neighbours(world: World) -> None:
     c = await coalition(world)
     good = [await c.usa.envelope(OPS, SECRET_AIRDEF, f"ok {i}".encode()) for i in range(6)]
-    bad = [await c.usa.envelope(OPS, SECRET_AIRDEF, recipients=[c.usa.keys.public])
-           for _ in range(6)]
+    bad = [await c.usa.envelope(OPS, SECRET_AIRDEF, recipients=[c.usa.keys.public]) for _ in range(6)]
     before = await world.counts()
     batches = world.state.writer.batches
-    results = await asyncio.gather(*(c.usa.submit(e) for pair in zip(good, bad, strict=True)
-                                     for e in pair))
+    results = await asyncio.gather(*(c.usa.submit(e) for pair in zip(good, bad, strict=True) for e in pair))
     assert [r.status_code for r in results] == [201, 422] * 6
     after = await world.counts()
     assert after["message"] == before["message"] + 6

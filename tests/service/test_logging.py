@@ -15,8 +15,7 @@ def _record(msg: str, **extra: object) -> logging.LogRecord:
 
 
 def test_structured_fields_become_members() -> None:
-    line = _Json().format(_record("request", fields={"event": "request", "status": 201,
-                                                      "request_id": "abc"}))
+    line = _Json().format(_record("request", fields={"event": "request", "status": 201, "request_id": "abc"}))
     out = json.loads(line)
     assert "\n" not in line
     assert (out["event"], out["status"], out["request_id"]) == ("request", 201, "abc")

@@ -31,41 +31,40 @@ async def test_no_read_up(world: World) -> None:
     # FRA (CONFIDENTIAL, not in REL TO) and the sensor (a system) were not recipients: they
     # are refused the message, and the attempt is logged.
     for dev in (c.fra, c.sensor):
-        entry = await assert_refused(world, lambda dev=dev: dev.get(f"/v1/messages/{mid}"),
-                                     "not-recipient", "access.denied")
+        entry = await assert_refused(
+            world, lambda dev=dev: dev.get(f"/v1/messages/{mid}"), "not-recipient", "access.denied"
+        )
         assert entry["who"] == dev.id and mid in entry["what"]
-        await assert_refused(world, lambda dev=dev: dev.post(f"/v1/messages/{mid}/ack"),
-                             "not-recipient", "access.denied")
+        await assert_refused(
+            world, lambda dev=dev: dev.post(f"/v1/messages/{mid}/ack"), "not-recipient", "access.denied"
+        )
     # Nor can a device of a dominating principal read a message not addressed to it.
     ukr2 = await world.enrol("ukr-analyst")
-    await assert_refused(world, lambda: ukr2.get(f"/v1/messages/{mid}"), "not-recipient",
-                         "access.denied")
+    await assert_refused(world, lambda: ukr2.get(f"/v1/messages/{mid}"), "not-recipient", "access.denied")
 
 
 async def test_lowered_clearance_is_refused_from_that_moment(world: World) -> None:
     c, mid = await _sent(world)
     await _patch(world, "ukr-analyst", clearance="CONFIDENTIAL")
-    await assert_refused(world, lambda: c.ukr.get(f"/v1/messages/{mid}"), "clearance",
-                         "access.denied")
+    await assert_refused(world, lambda: c.ukr.get(f"/v1/messages/{mid}"), "clearance", "access.denied")
     inbox = (await c.ukr.get("/v1/inbox")).json()
     assert inbox["messages"] == [] and inbox["withheld"] == 1  # not even the metadata
     await _patch(world, "ukr-analyst", clearance="SECRET")
     got = await c.ukr.get(f"/v1/messages/{mid}")
     assert got.status_code == 200
-    assert open_envelope(got.json()["envelope"], c.ukr.keys, c.usa.keys.public).plaintext == \
-        b"for ukr"
+    assert open_envelope(got.json()["envelope"], c.ukr.keys, c.usa.keys.public).plaintext == b"for ukr"
 
 
 async def test_removed_compartment_and_suspension_are_refused_on_read(world: World) -> None:
     c, mid = await _sent(world)
     await _patch(world, "ukr-analyst", compartments=[])
-    await assert_refused(world, lambda: c.ukr.get(f"/v1/messages/{mid}"), "compartment",
-                         "access.denied")
+    await assert_refused(world, lambda: c.ukr.get(f"/v1/messages/{mid}"), "compartment", "access.denied")
     await _patch(world, "ukr-analyst", compartments=["AIRDEF"])
     assert (await c.ukr.get(f"/v1/messages/{mid}")).status_code == 200
     await _patch(world, "usa-analyst", status="suspended")
-    await assert_refused(world, lambda: c.usa.get(f"/v1/messages/{mid}"), "principal-suspended",
-                         "access.denied")
+    await assert_refused(
+        world, lambda: c.usa.get(f"/v1/messages/{mid}"), "principal-suspended", "access.denied"
+    )
 
 
 async def test_revoked_device_is_refused_from_that_moment(world: World) -> None:
@@ -77,8 +76,11 @@ async def test_revoked_device_is_refused_from_that_moment(world: World) -> None:
     # A device may revoke itself (a lost laptop reported by its owner, from the other one).
     r = await c.ukr.post(f"/v1/admin/devices/{ukr2.id}/revoke")
     assert r.status_code == 200, r.text
-    for call in (lambda: ukr2.get(f"/v1/messages/{mid}"), lambda: ukr2.get("/v1/inbox"),
-                 lambda: ukr2.post(f"/v1/messages/{mid}/ack")):
+    for call in (
+        lambda: ukr2.get(f"/v1/messages/{mid}"),
+        lambda: ukr2.get("/v1/inbox"),
+        lambda: ukr2.post(f"/v1/messages/{mid}/ack"),
+    ):
         await assert_refused(world, call, "device-revoked", "access.denied")
     assert (await c.ukr.get(f"/v1/messages/{mid}")).status_code == 200
 
@@ -93,8 +95,10 @@ async def test_recipients_are_exactly_the_eligible_device_bundles(world: World) 
     assert r.status_code == 200, r.text
     body = r.json()
     assert {d["device"] for d in body["devices"]} == {c.usa.id, usa2.id, c.ukr.id}
-    assert body["excluded"] == [{"principal": "fra-analyst", "reason": "clearance"},
-                                {"principal": "ukr-sensor", "reason": "system-level"}]
+    assert body["excluded"] == [
+        {"principal": "fra-analyst", "reason": "clearance"},
+        {"principal": "ukr-sensor", "reason": "system-level"},
+    ]
     assert body["label"] == parse_label(SECRET_AIRDEF, world.policy).to_json()
     for d in body["devices"]:
         # The signed bundle as enrolled, and the proof its enrolment is in the log.
@@ -102,15 +106,17 @@ async def test_recipients_are_exactly_the_eligible_device_bundles(world: World) 
         assert PublicBundle.from_signed(d["signed_bundle"]) == keys.public  # self-signature ok
         assert d["enrolment"]["log_index"] < body["tree_size"]
     # The label may also be given as JSON, and a label the channel has no one for is empty.
-    label_json = '{"policy":"coalition-2026","classification":"SECRET","rel":["USA"],' \
-                 '"compartments":["AIRDEF","CYBER"]}'
+    label_json = (
+        '{"policy":"coalition-2026","classification":"SECRET","rel":["USA"],'
+        '"compartments":["AIRDEF","CYBER"]}'
+    )
     r = await c.usa.get(f"/v1/channels/{OPS}/recipients?label={quote(label_json)}")
     assert {d["device"] for d in r.json()["devices"]} == {c.usa.id, usa2.id}
     for bad in ("SECRET//NOPE//REL TO USA", "SECRET", "{not json", "TOP SECRET//REL TO MARS"):
-        assert_problem(await c.usa.get(f"/v1/channels/{OPS}/recipients?label={quote(bad)}"),
-                       "malformed-label")
-    assert_problem(await c.usa.get(f"/v1/channels/nope/recipients?label={SECRET_AIRDEF}"),
-                   "not-found")
+        assert_problem(
+            await c.usa.get(f"/v1/channels/{OPS}/recipients?label={quote(bad)}"), "malformed-label"
+        )
+    assert_problem(await c.usa.get(f"/v1/channels/nope/recipients?label={SECRET_AIRDEF}"), "not-found")
 
 
 async def test_inbox_cursor_pagination(world: World) -> None:
@@ -184,8 +190,7 @@ async def test_retention_destroys_expired_ciphertext(world: World) -> None:
 async def test_retention_period_follows_the_level(world: World) -> None:
     c = await coalition(world)
     days = {}
-    for label in ("UNCLASSIFIED//REL TO FRA, UKR, USA", "CONFIDENTIAL//REL TO FRA, UKR, USA",
-                  SECRET_AIRDEF):
+    for label in ("UNCLASSIFIED//REL TO FRA, UKR, USA", "CONFIDENTIAL//REL TO FRA, UKR, USA", SECRET_AIRDEF):
         r = await c.usa.send(OPS, label)
         days[r.json()["id"]] = world.policy.rule(label.split("//")[0]).retention_days
     rows = (await world.sql("SELECT id, accepted_at, expires_at FROM message")).all()

@@ -44,11 +44,14 @@ async def test_compartment_missing(world: World) -> None:
 
 async def test_label_above_the_channel_ceiling(world: World) -> None:
     c = await _setup(world)
-    await world.channel("lowside", "CONFIDENTIAL//REL TO FRA, UKR, USA",
-                        ["usa-analyst", "ukr-analyst", "fra-analyst"])
-    for label in (SECRET_AIRDEF,                               # level above
-                  "CONFIDENTIAL//AIRDEF//REL TO UKR, USA",     # compartment outside
-                  "CONFIDENTIAL//REL TO GBR, UKR, USA"):       # nation outside
+    await world.channel(
+        "lowside", "CONFIDENTIAL//REL TO FRA, UKR, USA", ["usa-analyst", "ukr-analyst", "fra-analyst"]
+    )
+    for label in (
+        SECRET_AIRDEF,  # level above
+        "CONFIDENTIAL//AIRDEF//REL TO UKR, USA",  # compartment outside
+        "CONFIDENTIAL//REL TO GBR, UKR, USA",
+    ):  # nation outside
         bundles = await c.usa.recipients(OPS, parse_label(label, world.policy))
         env = await c.usa.envelope("lowside", label, recipients=bundles)
         await assert_refused(world, lambda env=env: c.usa.submit(env), "above-ceiling")
@@ -65,8 +68,13 @@ async def test_systems_may_not_handle_levels_that_exclude_them(world: World) -> 
     c = await _setup(world)
     # The sensor holds SECRET and AIRDEF, but the policy keeps systems out of SECRET.
     bundles = await c.usa.recipients(OPS, parse_label(SECRET_AIRDEF, world.policy))
-    env = seal(b"x", channel=OPS, label=parse_label(SECRET_AIRDEF, world.policy),
-               sender=c.sensor.keys, recipients=bundles)
+    env = seal(
+        b"x",
+        channel=OPS,
+        label=parse_label(SECRET_AIRDEF, world.policy),
+        sender=c.sensor.keys,
+        recipients=bundles,
+    )
     await assert_refused(world, lambda: c.sensor.submit(env), "system-level")
     r = await c.usa.get(f"/v1/channels/{OPS}/recipients?label={SECRET_AIRDEF}")
     assert {"principal": "ukr-sensor", "reason": "system-level"} in r.json()["excluded"]
@@ -90,12 +98,12 @@ async def test_extra_ineligible_recipient(world: World) -> None:
     await assert_refused(world, lambda: c.usa.submit(env), "ineligible-recipient")
     # `to` naming a principal that is not eligible is refused the same way.
     env = await c.usa.envelope(OPS, SECRET_AIRDEF, to=["ukr-analyst"])
-    await assert_refused(world, lambda: c.usa.submit(env, to=["ukr-analyst", "fra-analyst"]),
-                         "ineligible-recipient")
+    await assert_refused(
+        world, lambda: c.usa.submit(env, to=["ukr-analyst", "fra-analyst"]), "ineligible-recipient"
+    )
     # `to` with recipients that are not exactly its devices.
     env = await c.usa.envelope(OPS, SECRET_AIRDEF)
-    await assert_refused(world, lambda: c.usa.submit(env, to=["ukr-analyst"]),
-                         "ineligible-recipient")
+    await assert_refused(world, lambda: c.usa.submit(env, to=["ukr-analyst"]), "ineligible-recipient")
 
 
 async def test_replayed_request(world: World) -> None:
@@ -104,15 +112,14 @@ async def test_replayed_request(world: World) -> None:
     request = c.usa.build("POST", "/v1/messages", {"envelope": env})
     assert (await world.http.send(request)).status_code == 201
     replay = c.usa.build("POST", "/v1/messages", {"envelope": env})
-    replay.headers.update({k: request.headers[k] for k in ("signature-input", "signature",
-                                                            "content-digest")})
-    await assert_refused(world, lambda: world.http.send(replay), "replayed-request",
-                         "access.denied")
+    replay.headers.update({k: request.headers[k] for k in ("signature-input", "signature", "content-digest")})
+    await assert_refused(world, lambda: world.http.send(replay), "replayed-request", "access.denied")
     # The same nonce on a new, validly signed request is a replay too.
     nonce = "n" * 22
     assert (await c.usa.get("/v1/inbox", nonce=nonce)).status_code == 200
-    await assert_refused(world, lambda: c.usa.get("/v1/channels", nonce=nonce),
-                         "replayed-request", "access.denied")
+    await assert_refused(
+        world, lambda: c.usa.get("/v1/channels", nonce=nonce), "replayed-request", "access.denied"
+    )
     # Nonces are per device: another device may use the same one.
     assert (await c.ukr.get("/v1/inbox", nonce=nonce)).status_code == 200
 
@@ -124,13 +131,13 @@ async def test_seen_nonces_are_forgotten_only_once_stale(world: World) -> None:
     old, fresh = "o" * 22, "f" * 22
     assert (await c.usa.get("/v1/inbox", nonce=old)).status_code == 200
     assert (await c.usa.get("/v1/inbox", nonce=fresh)).status_code == 200
-    await world.sql("UPDATE request_nonce SET expires_at = '2000-01-01 00:00:00' WHERE nonce = :n",
-                    n=old)
+    await world.sql("UPDATE request_nonce SET expires_at = '2000-01-01 00:00:00' WHERE nonce = :n", n=old)
     assert await purge_nonces(world.state) == 1
     left = (await world.sql("SELECT nonce FROM request_nonce WHERE keyid = :k", k=c.usa.id)).all()
     assert fresh in {r[0] for r in left} and old not in {r[0] for r in left}
-    await assert_refused(world, lambda: c.usa.get("/v1/inbox", nonce=fresh), "replayed-request",
-                         "access.denied")
+    await assert_refused(
+        world, lambda: c.usa.get("/v1/inbox", nonce=fresh), "replayed-request", "access.denied"
+    )
 
 
 async def test_replayed_envelope_id(world: World) -> None:
@@ -151,8 +158,7 @@ async def test_stale_created(world: World) -> None:
         await assert_refused(world, lambda env=env: c.usa.submit(env), "stale-envelope")
     # A stale request signature is refused before anything is read.
     old = datetime.now(UTC) - timedelta(minutes=6)
-    await assert_refused(world, lambda: c.usa.get("/v1/inbox", now=old), "stale-request",
-                         "access.denied")
+    await assert_refused(world, lambda: c.usa.get("/v1/inbox", now=old), "stale-request", "access.denied")
 
 
 async def test_bad_signatures(world: World) -> None:
@@ -161,21 +167,19 @@ async def test_bad_signatures(world: World) -> None:
     req = c.usa.build("GET", "/v1/inbox")
     sig = req.headers["signature"]
     i = sig.index(":") + 5
-    req.headers["signature"] = sig[:i] + ("A" if sig[i] != "A" else "B") + sig[i + 1:]
-    await assert_refused(world, lambda: world.http.send(req), "bad-request-signature",
-                         "access.denied")
+    req.headers["signature"] = sig[:i] + ("A" if sig[i] != "A" else "B") + sig[i + 1 :]
+    await assert_refused(world, lambda: world.http.send(req), "bad-request-signature", "access.denied")
     # Request signed by another device's key under this device's id.
     req = c.ukr.build("GET", "/v1/inbox")
     req.headers["signature-input"] = req.headers["signature-input"].replace(c.ukr.id, c.usa.id)
-    await assert_refused(world, lambda: world.http.send(req), "bad-request-signature",
-                         "access.denied")
+    await assert_refused(world, lambda: world.http.send(req), "bad-request-signature", "access.denied")
     # The body changed after signing: Content-Digest no longer matches.
     env = await c.usa.envelope(OPS, SECRET_AIRDEF)
     req = c.usa.build("POST", "/v1/messages", {"envelope": env})
-    tampered = c.usa.world.http.build_request("POST", req.url, headers=req.headers,
-                                              content=req.content.replace(b"text/plain", b"text/PLAIN"))
-    await assert_refused(world, lambda: world.http.send(tampered), "content-digest",
-                         "access.denied")
+    tampered = c.usa.world.http.build_request(
+        "POST", req.url, headers=req.headers, content=req.content.replace(b"text/plain", b"text/PLAIN")
+    )
+    await assert_refused(world, lambda: world.http.send(tampered), "content-digest", "access.denied")
 
     # Envelope signatures: the ciphertext, the label, or only the ML-DSA signature changed.
     def flip_ciphertext(env: dict[str, Any]) -> None:
@@ -185,8 +189,13 @@ async def test_bad_signatures(world: World) -> None:
         env["label"] = parse_label("SECRET//AIRDEF//REL TO USA", world.policy).to_json()
 
     def swap_mldsa(env: dict[str, Any]) -> None:
-        other = seal(b"x", channel=OPS, label=parse_label(SECRET_AIRDEF, world.policy),
-                     sender=c.usa.keys, recipients=[c.usa.keys.public])
+        other = seal(
+            b"x",
+            channel=OPS,
+            label=parse_label(SECRET_AIRDEF, world.policy),
+            sender=c.usa.keys,
+            recipients=[c.usa.keys.public],
+        )
         env["signatures"]["mldsa65"] = other["signatures"]["mldsa65"]
 
     for mutate in (flip_ciphertext, relabel, swap_mldsa):
@@ -206,8 +215,13 @@ async def test_not_a_member_of_the_channel(world: World) -> None:
     outsider = await world.principal("usa-outsider", "USA", "SECRET", compartments=["AIRDEF"])
     r = await outsider.get(f"/v1/channels/{OPS}/recipients?label={SECRET_AIRDEF}")
     assert_problem(r, "not-member")
-    env = seal(b"x", channel=OPS, label=parse_label(SECRET_AIRDEF, world.policy),
-               sender=outsider.keys, recipients=[outsider.keys.public])
+    env = seal(
+        b"x",
+        channel=OPS,
+        label=parse_label(SECRET_AIRDEF, world.policy),
+        sender=outsider.keys,
+        recipients=[outsider.keys.public],
+    )
     await assert_refused(world, lambda: outsider.submit(env), "not-member")
 
 
@@ -223,11 +237,15 @@ async def test_revoked_device(world: World) -> None:
     assert r.status_code == 200 and r.json()["receipt"]["log_index"] == r.json()["log_index"]
     assert (await world.entries("device.revoked"))[-1]["device"] == usa2.id
     # From that moment the device can neither send, fetch, list nor be encrypted to.
-    env = seal(b"x", channel=OPS, label=parse_label(SECRET_AIRDEF, world.policy),
-               sender=usa2.keys, recipients=stale_bundles)
+    env = seal(
+        b"x",
+        channel=OPS,
+        label=parse_label(SECRET_AIRDEF, world.policy),
+        sender=usa2.keys,
+        recipients=stale_bundles,
+    )
     await assert_refused(world, lambda: usa2.submit(env), "device-revoked", "access.denied")
-    await assert_refused(world, lambda: usa2.get(f"/v1/messages/{old}"), "device-revoked",
-                         "access.denied")
+    await assert_refused(world, lambda: usa2.get(f"/v1/messages/{old}"), "device-revoked", "access.denied")
     await assert_refused(world, lambda: usa2.get("/v1/inbox"), "device-revoked", "access.denied")
     env = await c.usa.envelope(OPS, SECRET_AIRDEF, recipients=stale_bundles)
     await assert_refused(world, lambda: c.usa.submit(env), "ineligible-recipient")
@@ -239,18 +257,15 @@ async def test_revoked_device(world: World) -> None:
 
 async def test_suspended_principal(world: World) -> None:
     c = await _setup(world)
-    r = await world.root.request("PATCH", "/v1/admin/principals/ukr-analyst",
-                                 {"status": "suspended"})
+    r = await world.root.request("PATCH", "/v1/admin/principals/ukr-analyst", {"status": "suspended"})
     assert r.status_code == 200 and r.json()["status"] == "suspended"
     env = await c.usa.envelope(OPS, SECRET_AIRDEF)
     assert c.ukr.id not in {d["device"] for d in env["recipients"]}
-    await assert_refused(world, lambda: c.ukr.get("/v1/inbox"), "principal-suspended",
-                         "access.denied")
+    await assert_refused(world, lambda: c.ukr.get("/v1/inbox"), "principal-suspended", "access.denied")
     r = await c.usa.get(f"/v1/channels/{OPS}/recipients?label={SECRET_AIRDEF}")
     assert {"principal": "ukr-analyst", "reason": "principal-suspended"} in r.json()["excluded"]
     # The suspended principal's device is no longer an eligible recipient.
-    with_ukr = await c.usa.envelope(OPS, SECRET_AIRDEF,
-                                    recipients=[c.usa.keys.public, c.ukr.keys.public])
+    with_ukr = await c.usa.envelope(OPS, SECRET_AIRDEF, recipients=[c.usa.keys.public, c.ukr.keys.public])
     await assert_refused(world, lambda: c.usa.submit(with_ukr), "ineligible-recipient")
     assert (await c.usa.submit(env)).status_code == 201
     # Reinstated, it is back.
@@ -267,38 +282,41 @@ async def test_unknown_fields(world: World) -> None:
     entry = await assert_refused(world, lambda: c.usa.submit(extra), "malformed-envelope")
     assert entry["id"] == env["id"]
     # In the request around it: refused by the strict request model, before any use case.
-    await assert_refused(world, lambda: c.usa.post("/v1/messages", {"envelope": env, "cc": []}),
-                         "unknown-field", entry=None)
+    await assert_refused(
+        world, lambda: c.usa.post("/v1/messages", {"envelope": env, "cc": []}), "unknown-field", entry=None
+    )
     assert (await c.usa.submit(env)).status_code == 201  # nothing of the above was kept
 
 
 async def test_wrong_suite_or_missing_signature_for_the_level(world: World) -> None:
     c = await _setup(world)
     # Partner gateways with classical X25519 keys and no ML-DSA key.
-    gw_usa = await world.principal("usa-gateway", "USA", "CONFIDENTIAL", kind="system",
-                                   suite="X25519")
-    gw_ukr = await world.principal("ukr-gateway", "UKR", "CONFIDENTIAL", kind="system",
-                                   suite="X25519")
+    gw_usa = await world.principal("usa-gateway", "USA", "CONFIDENTIAL", kind="system", suite="X25519")
+    gw_ukr = await world.principal("ukr-gateway", "UKR", "CONFIDENTIAL", kind="system", suite="X25519")
     await world.channel("gateways", "CONFIDENTIAL//REL TO UKR, USA", ["usa-gateway", "ukr-gateway"])
     r = await gw_usa.send("gateways", "RESTRICTED//REL TO UKR, USA", suite="X25519")
     assert r.status_code == 201, r.text  # X25519 is allowed up to RESTRICTED
     # The recipients list refuses a suite the level does not allow ...
-    r = await gw_usa.get("/v1/channels/gateways/recipients?label=CONFIDENTIAL//REL TO UKR, USA"
-                         "&suite=X25519")
+    r = await gw_usa.get("/v1/channels/gateways/recipients?label=CONFIDENTIAL//REL TO UKR, USA&suite=X25519")
     assert r.status_code == 422 and r.json()["type"].endswith("suite-not-allowed")
     # ... and an envelope sealed with it anyway is refused and logged.
-    env = await gw_usa.envelope("gateways", "CONFIDENTIAL//REL TO UKR, USA", suite="X25519",
-                                recipients=[gw_usa.keys.public, gw_ukr.keys.public])
+    env = await gw_usa.envelope(
+        "gateways",
+        "CONFIDENTIAL//REL TO UKR, USA",
+        suite="X25519",
+        recipients=[gw_usa.keys.public, gw_ukr.keys.public],
+    )
     await assert_refused(world, lambda: gw_usa.submit(env), "suite-not-allowed")
     # SECRET needs ML-DSA-65 as well as Ed25519: a device without it cannot send there.
-    legacy = await world.principal("usa-legacy", "USA", "SECRET", compartments=["AIRDEF"],
-                                   suite="X25519")
-    r = await world.root.request("PUT", f"/v1/admin/channels/{OPS}/members", {"principals": [
-        "usa-analyst", "ukr-analyst", "fra-analyst", "ukr-sensor", "usa-legacy"]})
+    legacy = await world.principal("usa-legacy", "USA", "SECRET", compartments=["AIRDEF"], suite="X25519")
+    r = await world.root.request(
+        "PUT",
+        f"/v1/admin/channels/{OPS}/members",
+        {"principals": ["usa-analyst", "ukr-analyst", "fra-analyst", "ukr-sensor", "usa-legacy"]},
+    )
     assert r.status_code == 200
     env = await legacy.envelope(OPS, SECRET_AIRDEF, to=["ukr-analyst"])
-    await assert_refused(world, lambda: legacy.submit(env, to=["ukr-analyst"]),
-                         "signature-required")
+    await assert_refused(world, lambda: legacy.submit(env, to=["ukr-analyst"]), "signature-required")
     assert c.usa.id  # the coalition is untouched
 
 

@@ -43,8 +43,10 @@ LABEL = "SECRET//AIRDEF//REL TO UKR, USA"
 @pytest.fixture
 def pg_url() -> Any:
     if not os.environ.get(PG_ENV):
-        pytest.skip(f"the multi-replica test needs PostgreSQL: set {PG_ENV} (e.g. "
-                    "postgresql+asyncpg://postgres@127.0.0.1:5432/test)")
+        pytest.skip(
+            f"the multi-replica test needs PostgreSQL: set {PG_ENV} (e.g. "
+            "postgresql+asyncpg://postgres@127.0.0.1:5432/test)"
+        )
     url = asyncio.run(create_pg_database())
     try:
         yield url
@@ -53,7 +55,8 @@ def pg_url() -> Any:
 
 
 def test_a_message_sent_through_one_replica_is_pushed_from_the_other(
-        tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = tmp_path / "data"
     monkeypatch.setenv("LIAISON_DATABASE_URL", pg_url)
     result = CliRunner().invoke(app, ["init", "--data-dir", str(data), "--json"])
@@ -76,15 +79,15 @@ async def _exchange(bases: list[str], init: dict[str, str]) -> None:
     a, b = bases
     async with httpx.AsyncClient(verify=tls_context(init["tls_cert"]), timeout=15) as http:
 
-        async def call(base: str, keys: DeviceKeys, method: str, path: str,
-                       body: Any = None, status: int = 200) -> Any:
+        async def call(
+            base: str, keys: DeviceKeys, method: str, path: str, body: Any = None, status: int = 200
+        ) -> Any:
             r = await http.send(signed(http, keys, method, base + path, body))
             assert r.status_code == status, r.text
             return r.json()
 
         async def enrol(base: str, keys: DeviceKeys, code: str) -> None:
-            r = await http.post(base + "/v1/enrol", json={"code": code,
-                                                          "bundle": keys.signed_bundle()})
+            r = await http.post(base + "/v1/enrol", json={"code": code, "bundle": keys.signed_bundle()})
             assert r.status_code == 201, r.text
 
         # Set up through replica A: the root, two analysts, a channel.
@@ -92,18 +95,30 @@ async def _exchange(bases: list[str], init: dict[str, str]) -> None:
         await enrol(a, root, init["root_enrolment_code"])
         devices = {}
         for pid, nation in (("usa-analyst", "USA"), ("ukr-analyst", "UKR")):
-            await call(a, root, "POST", "/v1/admin/principals", {
-                "id": pid, "display_name": pid, "nation": nation, "clearance": "SECRET",
-                "compartments": ["AIRDEF"]}, status=201)
-            code = (await call(a, root, "POST", f"/v1/admin/principals/{pid}/enrolment-codes",
-                               status=201))["code"]
+            await call(
+                a,
+                root,
+                "POST",
+                "/v1/admin/principals",
+                {
+                    "id": pid,
+                    "display_name": pid,
+                    "nation": nation,
+                    "clearance": "SECRET",
+                    "compartments": ["AIRDEF"],
+                },
+                status=201,
+            )
+            code = (await call(a, root, "POST", f"/v1/admin/principals/{pid}/enrolment-codes", status=201))[
+                "code"
+            ]
             devices[pid] = generate_device(pid)
             await enrol(b, devices[pid], code)  # enrolled through B: same directory
         usa, ukr = devices["usa-analyst"], devices["ukr-analyst"]
-        await call(b, root, "POST", "/v1/admin/channels", {"id": "ops", "ceiling": LABEL},
-                   status=201)
-        await call(a, root, "PUT", "/v1/admin/channels/ops/members",
-                   {"principals": ["usa-analyst", "ukr-analyst"]})
+        await call(b, root, "POST", "/v1/admin/channels", {"id": "ops", "ceiling": LABEL}, status=201)
+        await call(
+            a, root, "PUT", "/v1/admin/channels/ops/members", {"principals": ["usa-analyst", "ukr-analyst"]}
+        )
 
         # UKR streams from replica B; USA sends through replica A.
         stream = await http.send(signed(http, ukr, "GET", b + "/v1/inbox/stream"), stream=True)
@@ -117,10 +132,10 @@ async def _exchange(bases: list[str], init: dict[str, str]) -> None:
             label = Label.from_json(found["label"])
             sent = []
             for i in range(3):
-                env = seal(f"over replicas {i}".encode(), channel="ops",
-                           label=label, sender=usa, recipients=bundles)
-                accepted = await call(a, usa, "POST", "/v1/messages", {"envelope": env},
-                                      status=201)
+                env = seal(
+                    f"over replicas {i}".encode(), channel="ops", label=label, sender=usa, recipients=bundles
+                )
+                accepted = await call(a, usa, "POST", "/v1/messages", {"envelope": env}, status=201)
                 sent.append((env["id"], accepted["log_index"]))
                 ev = await next_message_event(events, seconds=10)
                 assert (ev["id"], ev["data"]["log_index"]) == sent[-1]
@@ -128,12 +143,13 @@ async def _exchange(bases: list[str], init: dict[str, str]) -> None:
             await stream.aclose()
         # Either replica serves the message, and both serve one consistent, signed log.
         got = await call(b, ukr, "GET", f"/v1/messages/{sent[0][0]}")
-        assert open_envelope(got["envelope"], ukr, usa.public,
-                             required=("ed25519", "mldsa65")).plaintext == b"over replicas 0"
+        assert (
+            open_envelope(got["envelope"], ukr, usa.public, required=("ed25519", "mldsa65")).plaintext
+            == b"over replicas 0"
+        )
         verifier = note.parse_verifier_key(init["log_verifier_key"])
         sizes = []
         for base in (a, b):
-            cp = note.open_checkpoint((await http.get(base + "/v1/audit/checkpoint")).content,
-                                      verifier)
+            cp = note.open_checkpoint((await http.get(base + "/v1/audit/checkpoint")).content, verifier)
             sizes.append(cp.size)
         assert sizes[0] == sizes[1] > max(i for _, i in sent)

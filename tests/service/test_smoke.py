@@ -35,8 +35,12 @@ async def test_fetched_message_carries_a_verifiable_receipt(world: World) -> Non
     for _ in range(3):  # later entries grow the log: the receipt is against the latest size
         await usa.send("ops", "SECRET//REL TO UKR, USA", b"y")
     got = (await ukr.get(f"/v1/messages/{sent.json()['id']}")).json()
-    assert got["label"] == {"policy": "coalition-2026", "classification": "SECRET",
-                            "rel": ["UKR", "USA"], "compartments": []}
+    assert got["label"] == {
+        "policy": "coalition-2026",
+        "classification": "SECRET",
+        "rel": ["UKR", "USA"],
+        "compartments": [],
+    }
     receipt = got["receipt"]
     assert receipt["log_index"] == sent.json()["log_index"]
     assert receipt["tree_size"] > sent.json()["tree_size"]

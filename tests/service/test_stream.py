@@ -52,8 +52,7 @@ async def test_stream_pushes_new_messages_to_their_recipients_only(world: World)
             assert (await next_message_event(fra_events))["id"] == everyone.json()["id"]
             assert (await next_message_event(ukr_events))["id"] == everyone.json()["id"]
             # A refused submission pushes nothing.
-            bad = await c.usa.send(OPS, "SECRET//AIRDEF//REL TO UKR, USA",
-                                   recipients=[c.usa.keys.public])
+            bad = await c.usa.send(OPS, "SECRET//AIRDEF//REL TO UKR, USA", recipients=[c.usa.keys.public])
             assert bad.status_code == 422
             last = await c.usa.send(OPS, "SECRET//AIRDEF//REL TO UKR, USA", b"last")
             assert (await next_message_event(ukr_events))["id"] == last.json()["id"]

@@ -47,14 +47,20 @@ def test_naive_datetimes_are_refused() -> None:
 @pytest.mark.parametrize("zone", ZONES)
 def test_logged_times_are_utc_in_any_time_zone(zone: str, tmp_path: Path) -> None:
     env = server_env(TZ=zone)
-    probe = subprocess.run([sys.executable, "-c", "import time; print(time.timezone)"], env=env,
-                           capture_output=True, text=True, check=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import time; print(time.timezone)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     if probe.stdout.strip() == "0":
         pytest.skip(f"this machine has no zone data for {zone}")
     exe = str(Path(sys.executable).with_name("liaison-server"))
     data = tmp_path / "data"
-    init = subprocess.run([exe, "init", "--data-dir", str(data), "--json"], env=env,
-                          capture_output=True, text=True, check=False)
+    init = subprocess.run(
+        [exe, "init", "--data-dir", str(data), "--json"], env=env, capture_output=True, text=True, check=False
+    )
     assert init.returncode == 0, init.stderr
     code = json.loads(init.stdout)["root_enrolment_code"]
     port = free_port()
@@ -64,8 +70,9 @@ def test_logged_times_are_utc_in_any_time_zone(zone: str, tmp_path: Path) -> Non
         cert = str(data / "tls" / "cert.pem")
         wait_ready(proc, base, cert)
         keys = generate_device("root")
-        r = httpx.post(base + "/v1/enrol", json={"code": code, "bundle": keys.signed_bundle()},
-                       verify=tls_context(cert))
+        r = httpx.post(
+            base + "/v1/enrol", json={"code": code, "bundle": keys.signed_bundle()}, verify=tls_context(cert)
+        )
         assert r.status_code == 201, r.text
         enrolled = json.loads(base64.urlsafe_b64decode(r.json()["receipt"]["entry"] + "=="))
         _close_to_now(parse_time(enrolled["time"]), "the enrolment's log entry")

@@ -32,11 +32,11 @@ async def test_a_clearance_lowered_elsewhere_changes_who_may_receive(world: Worl
         envs = [await c.usa.envelope(OPS, LABEL, to=["ukr-analyst"]) for _ in range(2)]
         r = await c.usa.submit(envs[0], to=["ukr-analyst"])
         assert r.status_code == 201, r.text  # ukr is eligible, and this service knows it
-        r = await other_root.request("PATCH", "/v1/admin/principals/ukr-analyst",
-                                     {"clearance": "CONFIDENTIAL"})
+        r = await other_root.request(
+            "PATCH", "/v1/admin/principals/ukr-analyst", {"clearance": "CONFIDENTIAL"}
+        )
         assert r.status_code == 200, r.text
-        body = assert_problem(await c.usa.submit(envs[1], to=["ukr-analyst"]),
-                              "ineligible-recipient")
+        body = assert_problem(await c.usa.submit(envs[1], to=["ukr-analyst"]), "ineligible-recipient")
         assert "ukr-analyst" in body["detail"]
 
 
@@ -47,14 +47,16 @@ async def test_a_member_removed_elsewhere_can_no_longer_send(world: World) -> No
         r = await c.ukr.send(OPS, LABEL, to=["usa-analyst"])
         assert r.status_code == 201, r.text
         env = await c.ukr.envelope(OPS, LABEL, to=["usa-analyst"])
-        r = await other_root.request("PUT", f"/v1/admin/channels/{OPS}/members",
-                                     {"principals": ["usa-analyst", "fra-analyst"]})
+        r = await other_root.request(
+            "PUT", f"/v1/admin/channels/{OPS}/members", {"principals": ["usa-analyst", "fra-analyst"]}
+        )
         assert r.status_code == 200, r.text
         assert_problem(await c.ukr.submit(env, to=["usa-analyst"]), "not-member")
 
 
 async def test_the_cache_lasts_across_batches_up_to_its_bound(
-        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     writer = world.state.writer
     probe: CacheSlot[int] = CacheSlot("probe")
 
