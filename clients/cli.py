@@ -406,6 +406,8 @@ def read(
     opts = _opts(ctx, profile, as_json)
     if raw and output is not None:
         term.fail("use --raw or --output, not both", code=2)
+    if force and output is None:
+        term.fail("--force goes with --output FILE", code=2)
     to_pipe = raw or str(output) == "-"
     if to_pipe and not opts.json and term.stdout_is_terminal():
         # Checked before anything is fetched: the content's raw bytes never reach a terminal.

@@ -278,6 +278,8 @@ def test_non_text_content_is_never_printed(liaison: Liaison, tmp_path: Path) -> 
         ]
         is None
     )
+    assert liaison("-p", n["ukr"], "read", mid, "--raw", "--output", str(target), ok=False).code == 2
+    assert liaison("-p", n["ukr"], "read", mid, "--force", ok=False).code == 2
     # --raw writes the bytes as they are, to a pipe (never to a terminal: see the pty test).
     cli._PASSPHRASE.clear()
     raw = liaison.runner.invoke(cli.app, ["-p", n["ukr"], "read", mid, "--raw"], catch_exceptions=False)
