@@ -2,6 +2,11 @@
 
 Exit status: 0 on success, 1 when the server, the client's verification or the input refuses
 (one line on stderr says why), 2 for usage errors.
+
+Nothing here prints directly: every line goes through `_terminal` (`term.say`, `term.fail`,
+`term.table`, `term.show_message`, `term.emit_json`), whose templates are this module's own
+text and whose values, whatever the server or a sender put in them, are escaped there.
+`tests/clients/test_terminal.py` holds this module to that.
 """
 
 from __future__ import annotations
@@ -13,18 +18,16 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
+import httpx
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
 from liaison.crypto.labels import Label
 from liaison.crypto.names import DEFAULT_ROLES, ROLES
 
 from . import _models as m
+from . import _terminal as term
 from .audit import Progress as Progress_
 from .audit import WitnessKey, verify_log, witness
 from .client import DEFAULT_CONTENT_TYPE, AsyncClient
@@ -86,15 +89,6 @@ class Options:
     json: bool = False
 
 
-def _out() -> Console:
-    # Scripts read our tables too: never wrap identifiers at 80 columns when not on a terminal.
-    return Console(width=None if sys.stdout.isatty() else 200, highlight=False)
-
-
-def _err() -> Console:
-    return Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
-
-
 _PASSPHRASE: list[str] = []
 
 
@@ -103,11 +97,6 @@ def _passphrase(confirm: bool = False) -> str:
     if not _PASSPHRASE:
         _PASSPHRASE.append(passphrase_from_env_or_prompt(confirm=confirm))
     return _PASSPHRASE[0]
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"liaison: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def _opts(ctx: typer.Context, profile: str | None, as_json: bool) -> Options:
@@ -134,10 +123,6 @@ def _profile_name(store: KeyStore, explicit: str | None) -> str:
     raise KeyStoreError(f"several profiles ({', '.join(names)}): choose one with --profile")
 
 
-def _emit(opts: Options, obj: Any) -> None:
-    typer.echo(json.dumps(obj, indent=None if not sys.stdout.isatty() else 2, default=str))
-
-
 def _run(opts: Options, fn: Callable[[AsyncClient], Awaitable[T]]) -> T:
     """Open the profile, run `fn` with a client, and turn every ClientError into exit 1."""
 
@@ -156,11 +141,14 @@ def _guard(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except VerificationFailed as e:
-        _fail(f"refused ({e.reason}): {e}")
+        term.fail("refused ({reason}): {error}", reason=e.reason, error=e)
     except ClientError as e:
-        _fail(str(e))
+        term.fail("{error}", error=e)
+    except httpx.InvalidURL as e:
+        # An id or URL with a character no URL can carry (e.g. a control character).
+        term.fail("not usable in a URL: {error}", error=e)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        term.fail("interrupted", code=130)
 
 
 @app.callback()
@@ -198,7 +186,7 @@ def enrol(
     opts = _opts(ctx, profile, as_json)
     name = opts.profile or principal
     if not name:
-        _fail("say which principal the code is for: --principal ID (or --profile ID)", 2)
+        term.fail("say which principal the code is for: --principal ID (or --profile ID)", code=2)
     who = principal or name
 
     def go() -> m.Enrolled:
@@ -220,14 +208,16 @@ def enrol(
 
     result = _guard(go)
     if opts.json:
-        _emit(opts, result.to_json())
+        term.emit_json(result.to_json())
         return
-    out = _out()
-    out.print(
-        f"Enrolled [bold]{result.principal}[/] device [bold]{result.device}[/] "
-        f"as profile [bold]{result.profile}[/] (log index {result.log_index})."
+    term.say(
+        "Enrolled {principal:bold} device {device:bold} as profile {profile:bold} (log index {index}).",
+        principal=result.principal,
+        device=result.device,
+        profile=result.profile,
+        index=result.log_index,
     )
-    out.print(f"Pinned log key: {escape(result.log_key)}")
+    term.say("Pinned log key: {key}", key=result.log_key)
 
 
 @app.command()
@@ -236,13 +226,22 @@ def whoami(ctx: typer.Context, profile: ProfileOpt = None, as_json: JsonOpt = Fa
     opts = _opts(ctx, profile, as_json)
     me = _run(opts, lambda c: c.whoami())
     if opts.json:
-        _emit(opts, me.to_json())
+        term.emit_json(me.to_json())
         return
-    comps = "/".join(me.compartments) or "none"
-    _out().print(
-        f"{me.principal} ({me.display_name}, {me.nation}, {me.kind}) on device "
-        f"{me.device}\n  clearance {me.clearance}, compartments {comps}, roles "
-        f"{', '.join(me.roles)}, {me.status}"
+    term.say(
+        "{principal} ({name}, {nation}, {kind}) on device {device}",
+        principal=me.principal,
+        name=me.display_name,
+        nation=me.nation,
+        kind=me.kind,
+        device=me.device,
+    )
+    term.say(
+        "  clearance {clearance}, compartments {comps}, roles {roles}, {status}",
+        clearance=me.clearance,
+        comps="/".join(me.compartments) or "none",
+        roles=", ".join(me.roles),
+        status=me.status,
     )
 
 
@@ -253,12 +252,12 @@ def profiles(as_json: JsonOpt = False) -> None:
     names = _guard(store.list)
     rows = [store.load_public(n) for n in names]
     if as_json:
-        typer.echo(json.dumps([p.to_json() for p in rows]))
+        term.emit_json([p.to_json() for p in rows], one_line=True)
         return
-    table = Table("profile", "principal", "device", "server")
-    for p in rows:
-        table.add_row(p.name, p.principal, p.device_id, p.server)
-    _out().print(table)
+    term.table(
+        ("profile", "principal", "device", "server"),
+        [(p.name, p.principal, p.device_id, p.server) for p in rows],
+    )
 
 
 @app.command()
@@ -267,12 +266,12 @@ def channels(ctx: typer.Context, profile: ProfileOpt = None, as_json: JsonOpt = 
     opts = _opts(ctx, profile, as_json)
     found = _run(opts, lambda c: c.channels())
     if opts.json:
-        _emit(opts, [c.to_json() for c in found])
+        term.emit_json([c.to_json() for c in found])
         return
-    table = Table("channel", "name", "ceiling", "members")
-    for c in found:
-        table.add_row(c.id, c.name, c.ceiling_text, ", ".join(c.members))
-    _out().print(table)
+    term.table(
+        ("channel", "name", "ceiling", "members"),
+        [(c.id, c.name, c.ceiling_text, ", ".join(c.members)) for c in found],
+    )
 
 
 # --- messages ---------------------------------------------------------------------------
@@ -288,19 +287,20 @@ def _read_input(source: str) -> bytes:
 
 
 def _print_plan(plan: m.Plan) -> None:
-    out = _out()
-    out.print(f"[bold]{plan.label_text}[/] on channel [bold]{plan.channel}[/]")
-    table = Table("principal", "device", "key in log at", title="Would be encrypted to")
-    for r in plan.recipients:
-        table.add_row(r.principal, r.device, str(r.enrol_index))
-    out.print(table)
+    term.say("{label:bold} on channel {channel:bold}", label=plan.label_text, channel=plan.channel)
+    term.table(
+        ("principal", "device", "key in log at"),
+        [(r.principal, r.device, r.enrol_index) for r in plan.recipients],
+        title="Would be encrypted to",
+    )
     if plan.excluded:
-        table = Table("principal", "reason", title="Channel members who would NOT receive it")
-        for e in plan.excluded:
-            table.add_row(e.principal, f"{e.reason}: {_REASONS.get(e.reason, e.reason)}")
-        out.print(table)
+        term.table(
+            ("principal", "reason"),
+            [(e.principal, f"{e.reason}: {_REASONS.get(e.reason, e.reason)}") for e in plan.excluded],
+            title="Channel members who would NOT receive it",
+        )
     else:
-        out.print("Every channel member would receive it.")
+        term.say("Every channel member would receive it.")
 
 
 @app.command()
@@ -326,18 +326,21 @@ def send(
     if dry_run:
         plan = _run(opts, lambda c: c.plan(channel, label, to=to))
         if opts.json:
-            _emit(opts, plan.to_json())
+            term.emit_json(plan.to_json())
         else:
             _print_plan(plan)
         return
     data = _guard(lambda: _read_input(source))
     sent = _run(opts, lambda c: c.send(channel, label, data, to=to, content_type=content_type))
     if opts.json:
-        _emit(opts, sent.to_json())
+        term.emit_json(sent.to_json())
         return
-    _out().print(
-        f"Sent {sent.id} [bold]{sent.label_text}[/] to {sent.recipients} device(s); "
-        f"logged at index {sent.log_index}."
+    term.say(
+        "Sent {id} {label:bold} to {n} device(s); logged at index {index}.",
+        id=sent.id,
+        label=sent.label_text,
+        n=sent.recipients,
+        index=sent.log_index,
     )
 
 
@@ -352,8 +355,7 @@ def inbox(
     opts = _opts(ctx, profile, as_json)
     items = [i for i in _run(opts, lambda c: c.inbox()) if not (unread and i.read)]
     if opts.json:
-        _emit(
-            opts,
+        term.emit_json(
             [
                 {
                     "id": i.id,
@@ -371,26 +373,54 @@ def inbox(
             ],
         )
         return
-    table = Table("id", "time", "sender", "label", "size", "read?")
-    for i in items:
-        table.add_row(i.id, i.created, i.sender, i.label_text, str(i.size), "yes" if i.read else "no")
-    _out().print(table)
+    term.table(
+        ("id", "time", "sender", "label", "size", "read?"),
+        [(i.id, i.created, i.sender, i.label_text, i.size, "yes" if i.read else "no") for i in items],
+    )
 
 
 @app.command()
 def read(
     ctx: typer.Context,
     message_id: Annotated[str, typer.Argument(metavar="ID")],
-    raw: Annotated[bool, typer.Option("--raw", help="Only the content bytes, no banners")] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the content's exact bytes to this file (mode 0600; - for a pipe), not to the screen",
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="With --output: replace an existing file")] = False,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Only the content's bytes, to a pipe (never to a terminal)")
+    ] = False,
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Verify, decrypt and print a message between its label banners; refuse and say why."""
+    """Verify, decrypt and show a message between its label banners; refuse and say why.
+
+    Control characters in anything the sender or server wrote are shown escaped (e.g. \\x1b);
+    content that is not text is not shown: save it with --output FILE.
+    """
     opts = _opts(ctx, profile, as_json)
+    if raw and output is not None:
+        term.fail("use --raw or --output, not both", code=2)
+    if force and output is None:
+        term.fail("--force goes with --output FILE", code=2)
+    to_pipe = raw or str(output) == "-"
+    if to_pipe and not opts.json and term.stdout_is_terminal():
+        # Checked before anything is fetched: the content's raw bytes never reach a terminal.
+        term.fail(
+            "--raw writes the content's bytes as they are, so not to a terminal: pipe it or use --output FILE"
+        )
     msg = _run(opts, lambda c: c.read(message_id))
+    saved = None
+    if output is not None and not to_pipe:
+        saved = _guard(lambda: term.save_content(output, msg.plaintext, force=force))
     if opts.json:
-        _emit(
-            opts,
+        text, _ = term.content_text(msg.content_type, msg.plaintext)
+        term.emit_json(
             {
                 "id": msg.id,
                 "channel": msg.channel,
@@ -402,24 +432,16 @@ def read(
                 "content_type": msg.content_type,
                 "log_index": msg.log_index,
                 "log_proven": msg.log_proven,
-                "text": msg.text,
-            },
+                "size": len(msg.plaintext),
+                "text": text,
+                **({"output": str(saved)} if saved is not None else {}),
+            }
         )
         return
-    if raw:
-        sys.stdout.buffer.write(msg.plaintext)
-        sys.stdout.flush()
+    if to_pipe:
+        _guard(lambda: term.write_raw(msg.plaintext))
         return
-    banner = f"==== {msg.label_text} ===="
-    body = msg.text if msg.text.endswith("\n") else msg.text + "\n"
-    proof = (
-        f"log entry {msg.log_index} proven" if msg.log_proven else "no log proof offered to this principal"
-    )
-    sys.stdout.write(
-        f"{banner}\nFrom {msg.sender} ({msg.sender_device}) on {msg.channel}, "
-        f"{msg.created}, {msg.content_type}; signature and sender key verified, "
-        f"{proof}\n\n{body}\n{banner}\n"
-    )
+    term.show_message(msg, saved=saved)
 
 
 @app.command()
@@ -433,9 +455,9 @@ def ack(
     opts = _opts(ctx, profile, as_json)
     when = _run(opts, lambda c: c.ack(message_id))
     if opts.json:
-        _emit(opts, {"id": message_id, "acked_at": when})
+        term.emit_json({"id": message_id, "acked_at": when})
     else:
-        _out().print(f"Acknowledged {message_id} at {when}.")
+        term.say("Acknowledged {id} at {when}.", id=message_id, when=when)
 
 
 @app.command()
@@ -451,16 +473,22 @@ def watch(
     async def go(c: AsyncClient) -> None:
         seen = 0
         if not opts.json:
-            _err().print(f"Watching for messages to {c.principal} ({c.device_id}); Ctrl-C stops.")
+            term.say(
+                "Watching for messages to {principal} ({device}); Ctrl-C stops.",
+                err=True,
+                principal=c.principal,
+                device=c.device_id,
+            )
         async for event in c.watch():
             if opts.json:
-                typer.echo(json.dumps(event.to_json()))
+                term.emit_json(event.to_json(), one_line=True)
             else:
-                typer.echo(
-                    f"new message {event.id} on {event.channel} (log index "
-                    f"{event.log_index}): liaison read {event.id}"
+                term.say(
+                    "new message {id} on {channel} (log index {index}): liaison read {id}",
+                    id=event.id,
+                    channel=event.channel,
+                    index=event.log_index,
                 )
-            sys.stdout.flush()
             seen += 1
             if count is not None and seen >= count:
                 return
@@ -487,7 +515,7 @@ def principal_create(
     """Create a principal (nation admins: own nation, up to their own clearance)."""
     opts = _opts(ctx, profile, as_json)
     if kind not in ("person", "system"):
-        _fail("--kind must be person or system", 2)
+        term.fail("--kind must be person or system", code=2)
     body = _run(
         opts,
         lambda c: c.create_principal(
@@ -520,7 +548,7 @@ def principal_update(
     """Change a principal's clearance, status, compartments, roles or name."""
     opts = _opts(ctx, profile, as_json)
     if status is not None and status not in ("active", "suspended"):
-        _fail("--status must be active or suspended", 2)
+        term.fail("--status must be active or suspended", code=2)
     body = _run(
         opts,
         lambda c: c.update_principal(
@@ -537,13 +565,18 @@ def principal_update(
 
 def _show_principal(opts: Options, body: dict[str, Any], verb: str) -> None:
     if opts.json:
-        _emit(opts, body)
+        term.emit_json(body)
         return
-    comps = "/".join(body.get("compartments", [])) or "none"
-    _out().print(
-        f"{verb} {body.get('id')} ({body.get('nation')}, {body.get('kind')}): "
-        f"{body.get('clearance')}, compartments {comps}, roles "
-        f"{', '.join(body.get('roles', []))}, {body.get('status')}"
+    term.say(
+        "{verb} {id} ({nation}, {kind}): {clearance}, compartments {comps}, roles {roles}, {status}",
+        verb=verb,
+        id=body.get("id"),
+        nation=body.get("nation"),
+        kind=body.get("kind"),
+        clearance=body.get("clearance"),
+        comps="/".join(map(str, body.get("compartments", []))) or "none",
+        roles=", ".join(map(str, body.get("roles", []))),
+        status=body.get("status"),
     )
 
 
@@ -558,11 +591,10 @@ def enrol_code(
     opts = _opts(ctx, profile, as_json)
     body = _run(opts, lambda c: c.enrolment_code(pid))
     if opts.json:
-        _emit(opts, body)
+        term.emit_json(body)
     else:
-        _out().print(
-            f"Enrolment code for {pid} (one use, until {body.get('expires_at')}):\n  {body.get('code')}"
-        )
+        term.say("Enrolment code for {pid} (one use, until {until}):", pid=pid, until=body.get("expires_at"))
+        term.say("  {code}", code=body.get("code"))
 
 
 @device_app.command("list")
@@ -576,12 +608,15 @@ def device_list(
     opts = _opts(ctx, profile, as_json)
     devices = _run(opts, lambda c: c.list_devices(principal))
     if opts.json:
-        _emit(opts, [d.to_json() for d in devices])
+        term.emit_json([d.to_json() for d in devices])
         return
-    table = Table("device", "principal", "enrolled", "revoked", "last seen")
-    for d in devices:
-        table.add_row(d.device, d.principal, d.enrolled_at or "", d.revoked_at or "no", d.last_seen_at or "")
-    _out().print(table)
+    term.table(
+        ("device", "principal", "enrolled", "revoked", "last seen"),
+        [
+            (d.device, d.principal, d.enrolled_at or "", d.revoked_at or "no", d.last_seen_at or "")
+            for d in devices
+        ],
+    )
 
 
 @device_app.command("revoke")
@@ -595,9 +630,14 @@ def device_revoke(
     opts = _opts(ctx, profile, as_json)
     body = _run(opts, lambda c: c.revoke_device(device_id))
     if opts.json:
-        _emit(opts, body)
+        term.emit_json(body)
     else:
-        _out().print(f"Revoked {device_id} at {body.get('revoked_at')} (log index {body.get('log_index')}).")
+        term.say(
+            "Revoked {device} at {when} (log index {index}).",
+            device=device_id,
+            when=body.get("revoked_at"),
+            index=body.get("log_index"),
+        )
 
 
 @channel_app.command("create")
@@ -613,9 +653,9 @@ def channel_create(
     opts = _opts(ctx, profile, as_json)
     body = _run(opts, lambda c: c.create_channel(cid, ceiling, name))
     if opts.json:
-        _emit(opts, body)
+        term.emit_json(body)
     else:
-        _out().print(f"Created channel {cid} ({body.get('name')}).")
+        term.say("Created channel {id} ({name}).", id=cid, name=body.get("name"))
 
 
 @channel_app.command("members")
@@ -630,9 +670,11 @@ def channel_members(
     opts = _opts(ctx, profile, as_json)
     body = _run(opts, lambda c: c.set_members(cid, principals))
     if opts.json:
-        _emit(opts, body)
+        term.emit_json(body)
     else:
-        _out().print(f"Channel {cid} members: {', '.join(body.get('members', []))}.")
+        term.say(
+            "Channel {id} members: {members}.", id=cid, members=", ".join(map(str, body.get("members", [])))
+        )
 
 
 # --- audit ------------------------------------------------------------------------------
@@ -652,31 +694,19 @@ def audit_checkpoint(
     opts = _opts(ctx, profile, as_json)
     cp = _run(opts, lambda c: c.checkpoint(cosigned=cosigned))
     if opts.json:
-        _emit(opts, cp.to_json())
+        term.emit_json(cp.to_json())
         return
-    since = f" (consistent with size {cp.previous_size} seen before)" if cp.previous_size else ""
-    _out().print(
-        f"{cp.origin}: {cp.size} entries, root {cp.root_hash}{since}\n"
-        f"cosigned by: {', '.join(cp.cosigners) or 'no witness yet'}"
-    )
-
-
-def _progress(opts: Options) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=_err(),
-        transient=True,
-        disable=opts.json,
-    )
+    term.say("{origin}: {size} entries, root {root}", origin=cp.origin, size=cp.size, root=cp.root_hash)
+    if cp.previous_size:
+        term.say("  consistent with size {size} seen before", size=cp.previous_size)
+    term.say("cosigned by: {names}", names=", ".join(cp.cosigners) or "no witness yet")
 
 
 def _with_progress(opts: Options, fn: Callable[[AsyncClient, Progress_], Awaitable[T]]) -> T:
     """Run `fn` with a progress bar on stderr (none in --json mode)."""
 
     async def go(c: AsyncClient) -> T:
-        with _progress(opts) as bar:
+        with term.progress(disabled=opts.json) as bar:
             task = bar.add_task("fetching and checking tiles", total=None)
 
             def tick(done: int, total: int, what: str) -> None:
@@ -689,21 +719,25 @@ def _with_progress(opts: Options, fn: Callable[[AsyncClient, Progress_], Awaitab
 
 def _print_verification(opts: Options, v: m.LogVerification, extra: dict[str, Any]) -> None:
     if opts.json:
-        _emit(opts, {**v.to_json(), **extra})
+        term.emit_json({**v.to_json(), **extra})
         return
-    out = _out()
-    out.print(f"[green]Verified[/] {v.origin}: {v.size} entries, root {v.root_hash}")
-    out.print(f"  {v.tiles} hash tiles authenticated, root recomputed from the level-0 tiles")
-    if v.entries:
-        out.print(
-            f"  {v.entries} entries checked against their leaf hashes: "
-            + ", ".join(f"{k} {n}" for k, n in v.counts.items())
-        )
-    out.print(
-        f"  consistent with the checkpoint of size {v.previous_size} seen before"
-        if v.previous_size is not None
-        else "  (first checkpoint this profile has kept)"
+    term.say(
+        "[green]Verified[/] {origin}: {size} entries, root {root}",
+        origin=v.origin,
+        size=v.size,
+        root=v.root_hash,
     )
+    term.say("  {n} hash tiles authenticated, root recomputed from the level-0 tiles", n=v.tiles)
+    if v.entries:
+        term.say(
+            "  {n} entries checked against their leaf hashes: {counts}",
+            n=v.entries,
+            counts=", ".join(f"{k} {n}" for k, n in v.counts.items()),
+        )
+    if v.previous_size is not None:
+        term.say("  consistent with the checkpoint of size {size} seen before", size=v.previous_size)
+    else:
+        term.say("  (first checkpoint this profile has kept)")
 
 
 @audit_app.command("verify")
@@ -735,14 +769,20 @@ def audit_prove(
     opts = _opts(ctx, profile, as_json)
     proof = _run(opts, lambda c: c.prove(message_id))
     if opts.json:
-        _emit(opts, proof.to_json())
+        term.emit_json(proof.to_json())
         return
     e = proof.entry
-    _out().print(
-        f"[green]Proven[/]: message {proof.id} accepted at log index {proof.log_index} "
-        f"(tree size {proof.tree_size}), channel {e.get('channel')}, sender "
-        f"{e.get('sender')}, {len(e.get('recipients', []))} recipient device(s), "
-        f"digest {e.get('envelope_digest')}" + ("; the envelope matches it" if proof.envelope_checked else "")
+    term.say(
+        "[green]Proven[/]: message {id} accepted at log index {index} (tree size {size}), channel "
+        "{channel}, sender {sender}, {n} recipient device(s), digest {digest}{matches}",
+        id=proof.id,
+        index=proof.log_index,
+        size=proof.tree_size,
+        channel=e.get("channel"),
+        sender=e.get("sender"),
+        n=len(e.get("recipients", [])),
+        digest=e.get("envelope_digest"),
+        matches="; the envelope matches it" if proof.envelope_checked else "",
     )
 
 
@@ -763,13 +803,15 @@ def audit_entries(
         opts, lambda c: c.audit_entries(start=start, type=type_, actor=actor, since=since, limit=limit)
     )
     if opts.json:
-        _emit(opts, [e.to_json() for e in found])
+        term.emit_json([e.to_json() for e in found])
         return
-    table = Table("index", "time", "type", "actor", "details")
-    for e in found:
-        details = ", ".join(f"{k}={_short(v)}" for k, v in e.fields.items())
-        table.add_row(str(e.index), e.time, e.type, e.actor, details)
-    _out().print(table)
+    term.table(
+        ("index", "time", "type", "actor", "details"),
+        [
+            (e.index, e.time, e.type, e.actor, ", ".join(f"{k}={_short(v)}" for k, v in e.fields.items()))
+            for e in found
+        ],
+    )
 
 
 def _short(value: Any) -> str:
@@ -807,9 +849,10 @@ def audit_witness_key(
 
     verifier = _guard(go)
     if opts.json:
-        _emit(opts, {"verifier_key": verifier})
+        term.emit_json({"verifier_key": verifier})
     else:
-        _out().print(f"Witness verifier key (add it to the server's LIAISON_WITNESS_KEYS):\n  {verifier}")
+        term.say("Witness verifier key (add it to the server's LIAISON_WITNESS_KEYS):")
+        term.say("  {key}", key=verifier)
 
 
 @audit_app.command("witness")
@@ -825,7 +868,7 @@ def audit_witness(ctx: typer.Context, profile: ProfileOpt = None, as_json: JsonO
     result, line = _with_progress(opts, go)
     _print_verification(opts, result, {"cosignature": line})
     if not opts.json:
-        _out().print(f"[green]Cosigned[/] and submitted: {line.strip()}")
+        term.say("[green]Cosigned[/] and submitted: {line}", line=line.strip())
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from .errors import (
     RateLimited,
     UntrustedCheckpoint,
 )
-from .keystore import KeyStore, Profile
+from .keystore import KeyStore, Profile, check_new_passphrase
 
 __all__ = ["enrol"]
 
@@ -77,6 +77,8 @@ async def enrol(
         raise InputError("profile and principal must be 1-64 of a-z 0-9 . _ -")
     if store.exists(profile):
         raise ProfileExists(f"profile {profile!r} already exists; choose another with --profile")
+    # Before the one-time code is spent: a refusal at `store.save` would lose the enrolment.
+    check_new_passphrase(passphrase, profile=profile, principal=principal, server=server)
     pinned: note.Verifier | None = None
     if log_key is not None:
         try:

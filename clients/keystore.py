@@ -9,6 +9,9 @@ A profile file is JSON ``{"v": 1, "profile": {...}, "keys": <sealed blob>}`` whe
 blob is `liaison.crypto.passphrase`'s canonical JSON (Argon2id, then ChaCha20-Poly1305).
 The public half can be read without the passphrase (`load_public`); `load` opens the keys and
 checks that they are the device the metadata names.
+
+A passphrase is checked for strength when it is chosen (`save`, and `enrol` before it spends
+the one-time code), never when it is used (`load`): see `check_new_passphrase`.
 """
 
 from __future__ import annotations
@@ -35,17 +38,67 @@ from liaison.crypto.passphrase import open_with_passphrase, seal_with_passphrase
 
 from .errors import KeyStoreError, ProfileExists, ProfileNotFound, WrongPassphrase
 
+
+class WeakPassphrase(KeyStoreError):
+    """A new passphrase that an offline attacker could guess (see `check_new_passphrase`)."""
+
+
+def check_new_passphrase(
+    passphrase: str, *, profile: str = "", principal: str = "", server: str = ""
+) -> None:
+    """Refuse a passphrase being chosen for a profile unless zxcvbn estimates at least
+    10^`MIN_GUESSES_LOG10` guesses for it; WeakPassphrase says how fast it would fall.
+
+    The profile's name, principal and server host count as words an attacker knows. The
+    message never repeats the passphrase.
+    """
+    if not passphrase:
+        raise KeyStoreError("the passphrase must not be empty")
+    from zxcvbn import zxcvbn  # imported here: 50 ms that only choosing a passphrase pays
+
+    known = [w for w in (profile, principal, urlsplit(server).hostname or "") if w]
+    known += [part for w in known for part in w.replace("-", " ").replace(".", " ").replace("_", " ").split()]
+    result = zxcvbn(passphrase[:_ESTIMATE_CHARS], user_inputs=known)
+    if result["guesses_log10"] >= MIN_GUESSES_LOG10:
+        return
+    when = result["crack_times_display"]["offline_slow_hashing_1e4_per_second"]
+    warning = result["feedback"]["warning"]
+    raise WeakPassphrase(
+        f"passphrase too weak: estimated to be guessed in {when} offline (about "
+        f"10^{max(int(result['guesses_log10']), 0)} guesses at {_GUESSES_PER_SECOND} a second; "
+        f"10^{MIN_GUESSES_LOG10} are required); use at least 4 random words"
+        + (f" ({warning.rstrip('.')})" if warning else "")
+    )
+
+
 __all__ = [
     "HOME_ENV",
+    "MIN_GUESSES_LOG10",
     "PASSPHRASE_ENV",
     "KeyStore",
     "Profile",
+    "WeakPassphrase",
+    "check_new_passphrase",
     "default_home",
     "passphrase_from_env_or_prompt",
 ]
 
 HOME_ENV = "LIAISON_HOME"
 PASSPHRASE_ENV = "LIAISON_PASSPHRASE"  # noqa: S105 -- the variable's name, not a secret
+
+#: The floor for a new passphrase: zxcvbn must estimate at least 10^14 guesses to find it.
+#: The adversary is whoever copies a profile file (a stolen laptop, a leaked backup) and guesses
+#: offline against Argon2id at the store's cost (libsodium "moderate": 3 passes over 256 MiB,
+#: roughly 0.5 s of one CPU core per guess; a GPU is bound by memory bandwidth to a few hundred
+#: guesses a second). At 10^4 guesses a second, some 25+ such GPUs, 10^14 guesses take about
+#: 300 years; a thousand GPUs would still need years. Four random words from a 7,776-word
+#: diceware list are 3.7 * 10^15 and pass; three (4.7 * 10^11) do not. zxcvbn is an estimate
+#: (English dictionaries, keyboard patterns, dates, repeats, l33t): a floor, not a proof.
+MIN_GUESSES_LOG10 = 14
+#: The attacker's rate the refusal message's time estimate assumes (zxcvbn's slow-hash case).
+_GUESSES_PER_SECOND = "10^4"
+#: zxcvbn refuses longer input; a longer passphrase is at least as hard to guess as its prefix.
+_ESTIMATE_CHARS = 72
 
 _FILE_VERSION = 1
 _PROFILE_FIELDS = frozenset({"name", "server", "ca_cert", "principal", "device_id", "created"})
@@ -204,14 +257,18 @@ class KeyStore:
         return sorted(n for n in names if SLUG_RE.fullmatch(n))
 
     def save(self, profile: Profile, keys: DeviceKeys, passphrase: str, *, overwrite: bool = False) -> Path:
-        """Seal `keys` under `passphrase` and write the profile file; returns its path."""
+        """Seal `keys` under `passphrase` and write the profile file; returns its path.
+
+        The passphrase is being chosen here, so a weak one is refused (WeakPassphrase).
+        """
         if (profile.principal, profile.device_id) != (keys.principal, keys.device_id):
             raise KeyStoreError(f"profile {profile.name!r} does not describe these keys")
-        if not passphrase:
-            raise KeyStoreError("the passphrase must not be empty")
         path = self.profile_path(profile.name)
         if not overwrite and path.exists():
             raise ProfileExists(f"profile {profile.name!r} already exists")
+        check_new_passphrase(
+            passphrase, profile=profile.name, principal=profile.principal, server=profile.server
+        )
         try:
             sealed = seal_with_passphrase(
                 keys.to_bytes(), passphrase, opslimit=self._opslimit, memlimit=self._memlimit

@@ -20,8 +20,11 @@ from liaison.clients.errors import (
     WrongPassphrase,
 )
 from liaison.clients.keystore import (
+    MIN_GUESSES_LOG10,
     KeyStore,
     Profile,
+    WeakPassphrase,
+    check_new_passphrase,
     default_home,
     passphrase_from_env_or_prompt,
 )
@@ -68,10 +71,10 @@ def test_round_trip(store: KeyStore, profile: Profile) -> None:
 def test_several_profiles_listed_sorted(store: KeyStore, profile: Profile) -> None:
     store.save(profile, KEYS, PASS)
     other = Profile.for_keys("alt.lab-2", "https://other.example", OTHER, now=NOW)
-    store.save(other, OTHER, "another passphrase")
+    store.save(other, OTHER, "orbit lantern quiet maple")
     (store.home / "profiles" / "README.txt").write_text("ignored")
     assert store.list() == ["alt.lab-2", "work"]
-    assert store.load("alt.lab-2", "another passphrase")[1].to_bytes() == OTHER.to_bytes()
+    assert store.load("alt.lab-2", "orbit lantern quiet maple")[1].to_bytes() == OTHER.to_bytes()
     assert store.load_public("alt.lab-2").ca_cert is None
 
 
@@ -147,8 +150,8 @@ def test_profile_exists_unless_overwrite(store: KeyStore, profile: Profile) -> N
     store.save(profile, KEYS, PASS)
     with pytest.raises(ProfileExists, match="'work' already exists"):
         store.save(profile, KEYS, "other")
-    store.save(profile, KEYS, "new passphrase", overwrite=True)
-    assert store.load("work", "new passphrase")[1].device_id == KEYS.device_id
+    store.save(profile, KEYS, "a new and longer passphrase", overwrite=True)
+    assert store.load("work", "a new and longer passphrase")[1].device_id == KEYS.device_id
     with pytest.raises(WrongPassphrase):
         store.load("work", PASS)
 
@@ -181,6 +184,66 @@ def test_profile_must_describe_the_keys(store: KeyStore, profile: Profile) -> No
 def test_empty_passphrase_refused(store: KeyStore, profile: Profile) -> None:
     with pytest.raises(KeyStoreError, match="must not be empty"):
         store.save(profile, KEYS, "")
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "x",
+        "123456",
+        "password1",
+        "Tr0ub4dor&3",  # 10^11: four months at 10^4 guesses a second
+        "qwertyuiopasdfgh",  # a keyboard walk
+        "a" * 100,  # long, but a repeat (and only its first 72 characters are estimated)
+        "work work work",  # the profile's own name
+        "ukr-diu-analyst-07 ukr-diu-analyst-07",  # the principal
+        "liaison.example 2026",  # the server's host and a year
+    ],
+)
+def test_weak_passphrase_refused_when_chosen(store: KeyStore, profile: Profile, weak: str) -> None:
+    with pytest.raises(WeakPassphrase, match=r"^passphrase too weak: estimated to be guessed in ") as info:
+        store.save(profile, KEYS, weak)
+    message = str(info.value)
+    assert f"10^{MIN_GUESSES_LOG10} are required); use at least 4 random words" in message
+    assert "offline" in message and "\n" not in message
+    assert len(weak) < 3 or weak not in message  # never echoed
+    assert not store.exists("work") and isinstance(info.value, KeyStoreError)
+    # Changing a profile's passphrase (overwrite) is choosing one too.
+    store.save(profile, KEYS, PASS)
+    with pytest.raises(WeakPassphrase):
+        store.save(profile, KEYS, weak, overwrite=True)
+    assert store.load("work", PASS)[1].device_id == KEYS.device_id  # the old file is untouched
+
+
+@pytest.mark.parametrize(
+    "strong",
+    [
+        PASS,
+        "correct horse battery staple",
+        "orbit lantern quiet maple",
+        "Київ, Харків та Львів стоять разом",
+        "kP9#vX2$mQ7!rL4@",  # a password manager's 16 random characters
+        "orbit lantern quiet maple " * 5,  # longer than zxcvbn's 72 characters
+    ],
+)
+def test_strong_passphrases_accepted(strong: str) -> None:
+    check_new_passphrase(strong, profile="work", principal="ukr-diu-analyst-07", server="https://h.example")
+
+
+def test_a_weak_passphrase_still_opens_an_existing_profile(store: KeyStore, profile: Profile) -> None:
+    """Only choosing a passphrase is checked: a profile sealed under a weak one before the rule
+    existed still opens, so its owner can move to a new one."""
+    from liaison.crypto.passphrase import seal_with_passphrase
+
+    path = store.save(profile, KEYS, PASS)
+    doc = json.loads(path.read_text())
+    doc["keys"] = json.loads(
+        seal_with_passphrase(
+            KEYS.to_bytes(), "x", opslimit=pwhash.argon2id.OPSLIMIT_MIN, memlimit=pwhash.argon2id.MEMLIMIT_MIN
+        )
+    )
+    path.write_text(json.dumps(doc))
+    assert store.load("work", "x")[1].device_id == KEYS.device_id
 
 
 @pytest.mark.parametrize(

@@ -221,7 +221,7 @@ def test_send_dry_run_read_ack_inbox(liaison: Liaison) -> None:
     out = liaison("-p", n["ukr"], "read", sent["id"]).stdout.splitlines()
     banner = f"==== {label} ===="
     assert out[0] == banner and out[-1] == banner
-    assert "Twelve tracks inbound." in out
+    assert "│ Twelve tracks inbound." in out  # content lines carry the prefix
     raw = liaison("-p", n["ukr"], "read", "--raw", sent["id"]).stdout
     assert raw == "Twelve tracks inbound.\n"
     assert liaison("-p", n["ukr"], "--json", "read", sent["id"]).json()["text"] == raw
