@@ -25,6 +25,7 @@ from liaison.crypto.labels import Label
 from liaison.crypto.names import DEFAULT_ROLES, ROLES
 
 from . import _models as m
+from ._trust import LogMemory, WitnessPolicy, WitnessPolicyFile
 from .audit import Progress as Progress_
 from .audit import WitnessKey, verify_log, witness
 from .client import DEFAULT_CONTENT_TYPE, AsyncClient
@@ -56,8 +57,13 @@ channel_app = typer.Typer(help="Create channels and set their members.", no_args
 audit_app = typer.Typer(
     help="Verify the audit log, prove messages, witness checkpoints.", no_args_is_help=True
 )
+witnesses_app = typer.Typer(
+    help="The profile's witness policy: which witnesses' cosignatures it trusts (k of n).",
+    no_args_is_help=True,
+)
 app.add_typer(admin_app, name="admin")
 app.add_typer(audit_app, name="audit")
+audit_app.add_typer(witnesses_app, name="witnesses")
 admin_app.add_typer(principal_app, name="principal")
 admin_app.add_typer(device_app, name="device")
 admin_app.add_typer(channel_app, name="channel")
@@ -339,6 +345,8 @@ def send(
         f"Sent {sent.id} [bold]{sent.label_text}[/] to {sent.recipients} device(s); "
         f"logged at index {sent.log_index}."
     )
+    if sent.witness is not None and sent.witness.status != "no-policy":
+        _out().print(f"Receipt's checkpoint: {escape(sent.witness.summary)}.")
 
 
 @app.command()
@@ -655,10 +663,19 @@ def audit_checkpoint(
         _emit(opts, cp.to_json())
         return
     since = f" (consistent with size {cp.previous_size} seen before)" if cp.previous_size else ""
-    _out().print(
-        f"{cp.origin}: {cp.size} entries, root {cp.root_hash}{since}\n"
-        f"cosigned by: {', '.join(cp.cosigners) or 'no witness yet'}"
-    )
+    out = _out()
+    out.print(f"{escape(cp.origin)}: {cp.size} entries, root {cp.root_hash}{since}")
+    if cp.policy is None:
+        out.print("no witness policy: cosignatures not checked (set one with 'liaison audit witnesses set')")
+    else:
+        names = escape(", ".join(cp.cosigners)) or "no pinned witness"
+        verdict = "[green]witnessed[/]" if cp.witnessed else "[yellow]not witnessed[/]"
+        out.print(f"cosigned by (verified): {names}; {verdict} under the policy {escape(cp.policy)}")
+        if cp.stale:
+            out.print(f"older than the policy's max age (not counted): {escape(', '.join(cp.stale))}")
+    if cp.ignored:
+        plural = "s" if cp.ignored != 1 else ""
+        out.print(f"{cp.ignored} unverifiable signature line{plural} ignored")
 
 
 def _progress(opts: Options) -> Progress:
@@ -744,6 +761,8 @@ def audit_prove(
         f"{e.get('sender')}, {len(e.get('recipients', []))} recipient device(s), "
         f"digest {e.get('envelope_digest')}" + ("; the envelope matches it" if proof.envelope_checked else "")
     )
+    if proof.witness is not None and proof.witness.status != "no-policy":
+        _out().print(f"The proof's checkpoint: {escape(proof.witness.summary)}.")
 
 
 @audit_app.command("entries")
@@ -826,6 +845,117 @@ def audit_witness(ctx: typer.Context, profile: ProfileOpt = None, as_json: JsonO
     _print_verification(opts, result, {"cosignature": line})
     if not opts.json:
         _out().print(f"[green]Cosigned[/] and submitted: {line.strip()}")
+
+
+# --- the witness policy -------------------------------------------------------------------
+
+
+def _policy_file(opts: Options) -> tuple[str, LogMemory, WitnessPolicyFile]:
+    """The profile's log memory and witness policy file (no passphrase: nothing secret)."""
+    store = _store()
+    name = _profile_name(store, opts.profile)
+    store.load_public(name)
+    memory = LogMemory(store.state_dir(name) / "log.json")
+    return name, memory, WitnessPolicyFile.beside(memory)
+
+
+def _emit_policy(opts: Options, profile: str, policy: WitnessPolicy | None, verb: str) -> None:
+    if opts.json:
+        _emit(opts, {"profile": profile, "policy": policy.to_json() if policy else None, "change": verb})
+
+
+@witnesses_app.command("set")
+def witnesses_set(
+    ctx: typer.Context,
+    key: Annotated[
+        list[str],
+        typer.Option("--key", help="A witness verifier key <name>+<id>+<key> (type 0x04; repeatable)"),
+    ],
+    k: Annotated[int, typer.Option("--k", help="How many of the pinned witnesses must cosign")],
+    max_age: Annotated[
+        int | None,
+        typer.Option("--max-age", help="Seconds after which a cosignature no longer counts (default: none)"),
+    ] = None,
+    wait: Annotated[
+        float,
+        typer.Option("--wait", help="Seconds a receipt check waits for the witnesses before it reports"),
+    ] = 5.0,
+    require: Annotated[
+        bool,
+        typer.Option("--require/--no-require", help="Refuse (exit 1) what is not witnessed within the wait"),
+    ] = False,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Pin witness keys and a quorum (k of n): only their cosignatures count, from now on."""
+    opts = _opts(ctx, profile, as_json)
+
+    def go() -> tuple[str, WitnessPolicy | None, WitnessPolicy]:
+        name, memory, pfile = _policy_file(opts)
+        log_key = memory.log_key
+        try:
+            old = pfile.load(log_key)
+        except KeyStoreError:
+            old = None  # set for another log key: replaced by this explicit choice
+        new = WitnessPolicy.from_keys(key, k, max_age=max_age, wait=wait, require=require)
+        pfile.save(new, log_key)
+        return name, old, new
+
+    name, old, new = _guard(go)
+    verb = "set" if old is None else ("unchanged" if old == new else "changed")
+    if opts.json:
+        _emit_policy(opts, name, new, verb)
+        return
+    out = _out()
+    if verb == "changed":
+        assert old is not None
+        out.print(f"Witness policy of profile {name} [bold]changed[/]:")
+        out.print(f"  was: {escape(old.describe())}")
+        out.print(f"  now: {escape(new.describe())}")
+    else:
+        out.print(f"Witness policy of profile {name} {verb}: {escape(new.describe())}")
+    for w in new.witnesses:
+        out.print(f"  pinned {escape(w.key_string)}")
+
+
+@witnesses_app.command("show")
+def witnesses_show(ctx: typer.Context, profile: ProfileOpt = None, as_json: JsonOpt = False) -> None:
+    """Print the profile's witness policy."""
+    opts = _opts(ctx, profile, as_json)
+
+    def go() -> tuple[str, WitnessPolicy | None]:
+        name, memory, pfile = _policy_file(opts)
+        return name, pfile.load(memory.log_key)
+
+    name, policy = _guard(go)
+    if opts.json:
+        _emit_policy(opts, name, policy, "none")
+    elif policy is None:
+        _out().print(f"Profile {name} has no witness policy: cosignatures are not checked.")
+    else:
+        _out().print(f"Witness policy of profile {name}: {escape(policy.describe())}")
+        for w in policy.witnesses:
+            _out().print(f"  pinned {escape(w.key_string)}")
+
+
+@witnesses_app.command("clear")
+def witnesses_clear(ctx: typer.Context, profile: ProfileOpt = None, as_json: JsonOpt = False) -> None:
+    """Remove the profile's witness policy (cosignatures are then no longer checked)."""
+    opts = _opts(ctx, profile, as_json)
+
+    def go() -> tuple[str, bool]:
+        name, _, pfile = _policy_file(opts)
+        return name, pfile.clear()
+
+    name, had = _guard(go)
+    if opts.json:
+        _emit(opts, {"profile": name, "policy": None, "change": "cleared" if had else "none"})
+    else:
+        _out().print(
+            f"Witness policy of profile {name} removed: cosignatures are no longer checked."
+            if had
+            else f"Profile {name} had no witness policy."
+        )
 
 
 def main() -> None:
