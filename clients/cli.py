@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -21,11 +22,15 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from liaison.crypto import note
+from liaison.crypto.errors import CryptoError
 from liaison.crypto.labels import Label
 from liaison.crypto.names import DEFAULT_ROLES, ROLES
 
 from . import _models as m
 from ._trust import LogMemory, WitnessPolicy, WitnessPolicyFile
+from ._witness import Witness, WitnessState
+from ._witness import serve as serve_witness
 from .audit import Progress as Progress_
 from .audit import WitnessKey, verify_log, witness
 from .client import DEFAULT_CONTENT_TYPE, AsyncClient
@@ -832,19 +837,103 @@ def audit_witness_key(
 
 
 @audit_app.command("witness")
-def audit_witness(ctx: typer.Context, profile: ProfileOpt = None, as_json: JsonOpt = False) -> None:
-    """Verify the log (as `audit verify`), then cosign the checkpoint and submit it."""
+def audit_witness(
+    ctx: typer.Context,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve", help="Run an always-on C2SP tlog-witness (POST /add-checkpoint) until stopped"
+        ),
+    ] = False,
+    host: Annotated[str, typer.Option("--host", help="--serve: address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="--serve: port to listen on")] = 8444,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="--serve: PEM certificate (HTTPS, TLS 1.3); else HTTP")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="--serve: PEM private key")] = None,
+    prefix: Annotated[str, typer.Option("--prefix", help="--serve: URL path prefix, e.g. /witness")] = "",
+    log_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--log-key", help="--serve: a log verifier key to witness (repeatable; default: pinned)"
+        ),
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option("--state", help="The witness's record (default: the profile's witness-state.json)"),
+    ] = None,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify the log (as `audit verify`), then cosign the checkpoint and submit it; or, with
+    --serve, answer the log's pushes (c2sp.org/tlog-witness) for as long as it runs."""
     opts = _opts(ctx, profile, as_json)
+    if serve:
+        _guard(lambda: _serve_witness(opts, host, port, tls_cert, tls_key, prefix, log_key or [], state))
+        return
 
     async def go(c: AsyncClient, tick: Progress_) -> tuple[m.LogVerification, str]:
         assert c.profile is not None
-        signer = WitnessKey(_store().state_dir(c.profile) / "witness.json").open(_passphrase())
-        return await witness(c, signer, progress=tick)
+        here = _store().state_dir(c.profile)
+        signer = WitnessKey(here / "witness.json").open(_passphrase())
+        return await witness(c, signer, progress=tick, state=WitnessState(state or here / _WITNESS_STATE))
 
     result, line = _with_progress(opts, go)
     _print_verification(opts, result, {"cosignature": line})
     if not opts.json:
         _out().print(f"[green]Cosigned[/] and submitted: {line.strip()}")
+
+
+_WITNESS_STATE = "witness-state.json"
+
+
+def _serve_witness(
+    opts: Options,
+    host: str,
+    port: int,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    prefix: str,
+    log_keys: list[str],
+    state: Path | None,
+) -> None:
+    if (tls_cert is None) != (tls_key is None):
+        raise InputError("--tls-cert and --tls-key go together")
+    for path in (tls_cert, tls_key):
+        if path is not None and not path.is_file():
+            raise InputError(f"{path} is not a file")
+    if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
+        raise InputError("--prefix must start with '/' and not end with one, e.g. /witness")
+    if not 0 < port < 65536:
+        raise InputError("--port must be 1 to 65535")
+    store = _store()
+    name = _profile_name(store, opts.profile)
+    store.load_public(name)
+    here = store.state_dir(name)
+    keys = []
+    for text in log_keys:
+        try:
+            keys.append(note.parse_verifier_key(text))
+        except CryptoError as e:
+            raise InputError(f"--log-key is not a log verifier key: {e}") from None
+    if not keys:
+        keys = [LogMemory(here / "log.json").log_key]
+    record = WitnessState(state or here / _WITNESS_STATE)
+    for key in keys:
+        record.get(key.name)  # a damaged record refuses to start, before the passphrase
+    signer = WitnessKey(here / "witness.json").open(_passphrase())
+    server = Witness(signer, keys, record)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s liaison-witness %(levelname)s %(message)s"))
+    logging.getLogger("liaison.witness").addHandler(handler)
+    logging.getLogger("liaison.witness").setLevel(logging.INFO)
+    scheme = "https" if tls_cert else "http"
+    where = f"[{host}]" if ":" in host else host
+    _err().print(
+        f"Witness {escape(signer.name)} ({escape(signer.verifier.key_string)}) for "
+        f"{escape(', '.join(server.logs))}: POST {scheme}://{escape(where)}:{port}{escape(prefix)}/add-checkpoint"
+    )
+    serve_witness(server, host, port, tls_cert=tls_cert, tls_key=tls_key, prefix=prefix)
 
 
 # --- the witness policy -------------------------------------------------------------------
