@@ -116,6 +116,9 @@ class AsyncClient:
         # other it trusted (each was proven against the saved one), so one witnessed here
         # vouches for every smaller one it trusted.
         self._witnessed: tuple[str, note.Checkpoint] | None = None
+        # The last answer to `checkpoint?cosigned=k` and its checkpoint, once trusted: while a
+        # receipt check waits, the same answer comes back, and is not proven again each time.
+        self._polled: tuple[str, note.Checkpoint] | None = None
 
     @classmethod
     def from_profile(
@@ -417,7 +420,11 @@ class AsyncClient:
             )
         except NotFound:
             return best  # the service holds no checkpoint with that many cosignatures yet
-        cp = await self.trusted_checkpoint(r.text)
+        if self._polled is not None and self._polled[0] == r.text:
+            cp = self._polled[1]
+        else:
+            cp = await self.trusted_checkpoint(r.text)
+            self._polled = (r.text, cp)
         seen = self._cosigners(r.text, policy)
         if len(seen.verified) >= policy.k and (best is None or cp.size > best[0]):
             self._remember_witnessed(r.text, cp)
