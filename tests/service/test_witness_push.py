@@ -30,6 +30,8 @@ from liaison.service.app import StartupError, create_app
 from liaison.service.config import load_settings
 from liaison.service.ops.bootstrap import init_database, write_files
 from liaison.service.state import AppState
+from liaison.service.storage.logstore import LogReader
+from liaison.service.tlog.verify import verify_log as verify_stored_log
 from tests.service.harness import (
     BASE,
     OPS,
@@ -37,6 +39,7 @@ from tests.service.harness import (
     World,
     another_service,
     coalition,
+    free_port,
     postgres_database,
     serve_app,
 )
@@ -45,14 +48,17 @@ LABEL = "SECRET//AIRDEF//REL TO UKR, USA"
 
 
 @dataclass
-class RunningWitness:
-    witness: Witness
-    url: str
-    key: str  # verifier key
+class Configured:
+    """A witness as the service is configured with it: key name, URL, verifier key."""
 
-    @property
-    def name(self) -> str:
-        return self.witness.signer.name
+    name: str
+    url: str
+    key: str
+
+
+@dataclass
+class RunningWitness(Configured):
+    witness: Witness
 
 
 @asynccontextmanager
@@ -60,7 +66,7 @@ async def witness_on(tmp: Path, name: str, log_key: note.Verifier) -> AsyncItera
     skey, vkey = note.generate_signer_key(name, sig_type=note.SIG_COSIGNATURE_V1)
     w = Witness(note.parse_signer_key(skey), [log_key], WitnessState(tmp / f"{name}.json"))
     async with serve_app(witness_app(w)) as url:
-        yield RunningWitness(w, url, vkey)
+        yield RunningWitness(name, url, vkey, w)
 
 
 def new_data_dir(tmp: Path, log_signer: str | None = None) -> Path:
@@ -72,9 +78,7 @@ def new_data_dir(tmp: Path, log_signer: str | None = None) -> Path:
 
 
 @asynccontextmanager
-async def service(
-    data: Path, database_url: str | None, witnesses: list[RunningWitness]
-) -> AsyncIterator[World]:
+async def service(data: Path, database_url: str | None, witnesses: list[Configured]) -> AsyncIterator[World]:
     code = await init_database(data, database_url)
     overrides: dict[str, Any] = {"database_url": database_url} if database_url else {}
     cfg = load_settings(
@@ -164,6 +168,10 @@ async def test_witnesses_cosign_what_the_service_pushes(backend: str, tmp_path: 
         # A cosignature the service stores from a push is not itself logged: logging it would
         # make a new checkpoint to push, for ever.
         assert await world.entries("witness.cosigned") == []
+        # The operator's whole-log check verifies every stored cosignature with the witness keys.
+        keys = [note.parse_verifier_key(w.key) for w in (w1, w2)]
+        report = await verify_stored_log(world.state.db, log_key, witnesses=keys)
+        assert report.ok and report.cosignatures >= 2 and report.cosignatures_unchecked == 0, report
 
         # The client's receipt checks report the receipt's checkpoint as witnessed by 2 of 2.
         usa = client_for(world, c.usa, tmp_path, [w1, w2])
@@ -251,3 +259,59 @@ async def test_witness_settings_are_checked(tmp_path: Path) -> None:
         app = create_app(load_settings(data, witness_urls={"nobody": "http://127.0.0.1:1"}))
         async with app.router.lifespan_context(app):
             pass
+
+
+@asynccontextmanager
+async def serve_on(app: Any, port: int) -> AsyncIterator[str]:
+    """Serve an ASGI app on a given loopback port (a witness that comes up late)."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None))
+    task = asyncio.create_task(server.serve())
+    try:
+        assert await until(lambda: server.started, 10)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=10)
+
+
+async def test_push_survives_bad_and_absent_witnesses(backend: str, tmp_path: Path) -> None:
+    """A witness that is down is retried with backoff until it answers; one that answers 200
+    with anything but its own key's valid cosignature gets nothing stored."""
+    data = new_data_dir(tmp_path)
+    log_key = note.parse_signer_key((data / "log-signer.key").read_text("ascii").strip()).verifier
+    _, liar_key = note.generate_signer_key("liar.example", sig_type=note.SIG_COSIGNATURE_V1)
+    impostor = note.parse_signer_key(note.generate_signer_key("liar.example", sig_type=4)[0])
+
+    async def liar(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Answers 200: junk, and a cosignature by another key under the liar's name."""
+        text = (await receive())["body"].decode()
+        cp = note.parse_checkpoint(text.split("\n\n")[1] + "\n")
+        lines = "garbage\n" + note.cosign_checkpoint(cp, impostor, int(time.time()))
+        headers = [(b"content-type", b"text/plain")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": lines.encode()})
+
+    late_skey, late_key = note.generate_signer_key("late.example", sig_type=note.SIG_COSIGNATURE_V1)
+    late = Witness(note.parse_signer_key(late_skey), [log_key], WitnessState(tmp_path / "late.json"))
+    port = free_port()
+    async with AsyncExitStack() as stack:
+        liar_url = await stack.enter_async_context(serve_app(liar))
+        url = await stack.enter_async_context(database(backend))
+        witnesses = [
+            Configured("late.example", f"http://127.0.0.1:{port}", late_key),
+            Configured("liar.example", liar_url, liar_key),
+        ]
+        world = await stack.enter_async_context(service(data, url, witnesses))
+        status = world.app.state.witness_pusher.status
+        assert await until(lambda: status["late.example"].failures >= 2, 15)
+        assert "unreachable" in (status["late.example"].last_error or "")
+        assert await until(lambda: status["liar.example"].failures >= 1, 15)
+        assert "without a valid cosignature" in (status["liar.example"].last_error or "")
+        # The absent witness comes up on its port: a later retry is cosigned.
+        await stack.enter_async_context(serve_on(witness_app(late), port))
+        await wait_cosigned(world, 1, await world.log_size(), seconds=90)
+        async with world.state.db.sessions() as s:
+            rows = await LogReader(s).all_cosignatures()
+        assert {witness for _, witness, _ in rows} == {"late.example"}
