@@ -266,9 +266,10 @@ class Witness:
             log.warning("refused add-checkpoint (%d): %s", answer.status, r)
             if r.evidence:
                 self._keep_evidence(body, answer)
-        except KeyStoreError as e:
-            log.error("%s", e)
-            answer = Answer.text(500, "the witness cannot read its state")
+        except (KeyStoreError, OSError) as e:
+            # Nothing was cosigned: a cosignature leaves only after its record is on disk.
+            log.error("witness state: %s", e)
+            answer = Answer.text(500, "the witness cannot read or write its state")
         self.answers[answer.status] += 1
         return answer
 

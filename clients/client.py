@@ -73,6 +73,7 @@ from .errors import (
     ProofMissing,
     RateLimited,
     SignatureInvalid,
+    TransportError,
     UntrustedCheckpoint,
     VerificationFailed,
 )
@@ -418,8 +419,10 @@ class AsyncClient:
             r = await self._request(
                 "GET", "/v1/audit/checkpoint", params={"cosigned": policy.k}, signed=False
             )
-        except NotFound:
-            return best  # the service holds no checkpoint with that many cosignatures yet
+        except (APIError, TransportError):
+            # None with that many cosignatures yet (404), or the service cannot say now: the
+            # answer is "not yet witnessed", never a failure of what was already checked.
+            return best
         if self._polled is not None and self._polled[0] == r.text:
             cp = self._polled[1]
         else:
@@ -559,6 +562,7 @@ class AsyncClient:
         """Seal `data` to every verified eligible device (or those of `to`) and submit it."""
         lab = await self.parse_label(label)
         policy = await self.policy()
+        self.witness_policy()  # a damaged witness policy is refused before anything is sent
         if is_stix(content_type):
             validate_stix_bundle(data)
         rule = policy.rule(lab.classification)
@@ -597,8 +601,8 @@ class AsyncClient:
         try:
             # The receipt's checkpoint, and the directory's one the recipients' keys came from.
             witness = await self._witness(answer["checkpoint"], max(cp.size, plan.tree_size))
-        except UntrustedCheckpoint as e:
-            raise UntrustedCheckpoint(
+        except VerificationFailed as e:
+            raise type(e)(
                 f"message {envelope['id']} was accepted (log index {receipt.entry.index}), but {e}"
             ) from None
         recipients = int(answer.get("recipients", 0))
