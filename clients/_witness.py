@@ -5,6 +5,7 @@
       409 text/x.tlog.size                <the size this witness last cosigned>\\n
       400 malformed, or old > size   403 no (valid) signature of the log's key   404 unknown origin
       413 body over 64 KiB           422 inconsistent: bad proof, other root, empty tree's root
+      500 its record cannot be read or written (nothing is cosigned)
     GET <prefix>/<hex SHA-256 of origin>/checkpoint     the latest checkpoint it cosigned
 
 The witness is configured with its cosigning key (type 0x04, c2sp.org/tlog-cosignature) and
