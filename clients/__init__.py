@@ -27,8 +27,9 @@ from ._models import (
     Plan,
     Recipient,
     Sent,
+    Witnessing,
 )
-from ._trust import LogMemory
+from ._trust import LogMemory, WitnessPolicy, WitnessPolicyFile
 from .audit import WitnessKey, verify_log, witness
 from .client import DEFAULT_CONTENT_TYPE, AsyncClient
 from .enrol import enrol
@@ -72,6 +73,9 @@ __all__ = [
     "TransportError",
     "VerificationFailed",
     "WitnessKey",
+    "WitnessPolicy",
+    "WitnessPolicyFile",
+    "Witnessing",
     "enrol",
     "validate_stix_bundle",
     "verify_log",

@@ -23,6 +23,7 @@ __all__ = [
     "Plan",
     "Recipient",
     "Sent",
+    "Witnessing",
 ]
 
 
@@ -101,12 +102,58 @@ class Plan(_JSON):
 
 
 @dataclass(frozen=True)
+class Witnessing(_JSON):
+    """Whether a checkpoint the client relied on is witnessed under the profile's policy.
+
+    `status`:
+    * "witnessed": the checkpoint of `size`, or a checkpoint of `witnessed_size` at least as
+      large and proven consistent with it, carries valid cosignatures from `cosigners`, at
+      least `threshold` of the profile's `pinned` witnesses (fresh enough, with a max age);
+    * "not-yet-witnessed": no such checkpoint was served within the policy's wait; the
+      checkpoint is still signed by the pinned log key and consistent with what this profile
+      saw ("logged"), but nobody else vouches that others see the same log;
+    * "no-policy": the profile pins no witnesses, so no cosignature can be checked.
+    """
+
+    status: str
+    size: int
+    witnessed_size: int | None = None
+    cosigners: tuple[str, ...] = ()
+    threshold: int = 0
+    pinned: int = 0
+    ignored: int = 0
+
+    @property
+    def witnessed(self) -> bool:
+        return self.status == "witnessed"
+
+    @property
+    def summary(self) -> str:
+        """One line for people, e.g. `witnessed by 2 of 2 pinned witnesses (w1, w2)`."""
+        if self.status == "no-policy":
+            return "no witness policy: not checked against witnesses"
+        if self.status == "witnessed":
+            via = ""
+            if self.witnessed_size != self.size:
+                via = f", via consistent checkpoint {self.witnessed_size}"
+            return (
+                f"witnessed by {len(self.cosigners)} of {self.pinned} pinned witnesses "
+                f"({', '.join(self.cosigners)}; {self.threshold} required{via})"
+            )
+        newest = f"; newest witnessed size {self.witnessed_size}" if self.witnessed_size is not None else ""
+        required = f"{self.threshold} of {self.pinned} pinned witnesses required"
+        return f"logged, not yet witnessed ({required}{newest})"
+
+
+@dataclass(frozen=True)
 class Sent(_JSON):
     id: str
     log_index: int
     recipients: int
     tree_size: int
     label_text: str
+    #: The receipt's checkpoint under the profile's witness policy.
+    witness: Witnessing | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +190,8 @@ class Message(_JSON):
     log_index: int
     #: True when the log's `message.accepted` entry for exactly this envelope was proven.
     log_proven: bool = False
+    #: The proof's checkpoint under the profile's witness policy (None without a proof).
+    witness: Witnessing | None = None
 
     @property
     def text(self) -> str:
@@ -163,8 +212,17 @@ class Checkpoint(_JSON):
     size: int
     root_hash: str
     note: str
+    #: Pinned witnesses whose cosignature on this checkpoint verified (never a served name).
     cosigners: tuple[str, ...]
     previous_size: int | None
+    #: Signature lines other than the log's that did not verify as a pinned witness's.
+    ignored: int = 0
+    #: The profile's witness policy, described (None: no policy).
+    policy: str | None = None
+    #: The policy's quorum is met on this checkpoint.
+    witnessed: bool = False
+    #: Pinned witnesses whose only valid cosignature is older than the policy's max age.
+    stale: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -193,6 +251,7 @@ class MessageProof(_JSON):
     tree_size: int
     entry: dict[str, Any]
     envelope_checked: bool
+    witness: Witnessing | None = None
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -61,6 +62,7 @@ from .errors import InputError
 __all__ = [
     "BANNER_ATTRIBUTE",
     "PREFIX",
+    "SafeLogHandler",
     "content_text",
     "emit_json",
     "fail",
@@ -122,6 +124,18 @@ def safe(value: object, *, multiline: bool = False) -> str:
 
 
 # --- where output goes -----------------------------------------------------------------------
+
+
+class SafeLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Log records on stderr, each formatted line passed through `safe` (a long-running
+    command's log holds what peers sent it: a witness logs why it refused a checkpoint)."""
+
+    def __init__(self, fmt: str) -> None:
+        super().__init__(sys.stderr)
+        self.setFormatter(logging.Formatter(fmt))
+
+    def format(self, record: logging.LogRecord) -> str:
+        return safe(super().format(record))
 
 
 def stdout_is_terminal() -> bool:

@@ -13,17 +13,17 @@ written atomically, never truncated in place.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from liaison.crypto import note
-from liaison.crypto.errors import CryptoError
+from liaison.crypto.errors import CryptoError, MalformedError
 
 from ._verify import open_checkpoint
 from .errors import KeyStoreError
 from .keystore import _write_private
 
-__all__ = ["LogMemory", "SavedCheckpoint"]
+__all__ = ["LogMemory", "SavedCheckpoint", "WitnessPolicy", "WitnessPolicyFile"]
 
 _VERSION = 1
 _MAX_FILE = 256 * 1024
@@ -111,3 +111,165 @@ class LogMemory:
             self._write(doc)
             return SavedCheckpoint(cp, signed_note)
         return current
+
+
+# --- the profile's witness policy (item 13) ------------------------------------------------
+#
+# Kept apart from the log memory, in ``state/<profile>/witnesses.json`` (0600)::
+#
+#     {"v": 1, "log_key": "<the pinned log key it was set for>",
+#      "policy": {"witnesses": ["<name>+<id>+<key>", ...], "k": 2,
+#                 "max_age": 3600 | null, "wait": 5.0, "require": false}}
+#
+# Only the user changes it (`liaison audit witnesses set|clear`); nothing a server sends does.
+
+_WITNESS_VERSION = 1
+#: Longest a client waits for a fresh receipt's checkpoint to be witnessed (seconds).
+MAX_WAIT = 120.0
+
+
+@dataclass(frozen=True)
+class WitnessPolicy:
+    """Pinned witness verifier keys (C2SP cosignature/v1, type 0x04), k of them required.
+
+    `max_age`: a cosignature older than this many seconds does not count. `wait`: how long a
+    receipt check waits for the service's push to the witnesses before it reports "not yet
+    witnessed". `require`: refuse (UntrustedCheckpoint) instead of reporting it.
+    """
+
+    witnesses: tuple[note.Verifier, ...]
+    k: int
+    max_age: int | None = None
+    wait: float = 5.0
+    require: bool = False
+    _quorum: note.WitnessPolicy = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            # note.WitnessPolicy refuses an empty list, k outside [1, n], a key that is not a
+            # cosignature key, and two names or two entries for one public key (a single
+            # signature must never count twice).
+            quorum = note.WitnessPolicy(tuple(self.witnesses), self.k)
+        except (CryptoError, TypeError) as e:
+            raise KeyStoreError(f"invalid witness policy: {e}") from None
+        if self.max_age is not None and not 0 < self.max_age <= 10 * 365 * 86400:
+            raise KeyStoreError("invalid witness policy: the maximum age must be 1 s to 10 years")
+        if not 0 <= self.wait <= MAX_WAIT:
+            raise KeyStoreError(f"invalid witness policy: the wait must be 0 to {MAX_WAIT:g} seconds")
+        object.__setattr__(self, "witnesses", quorum.witnesses)
+        object.__setattr__(self, "_quorum", quorum)
+
+    @classmethod
+    def from_keys(
+        cls,
+        keys: list[str],
+        k: int,
+        *,
+        max_age: int | None = None,
+        wait: float = 5.0,
+        require: bool = False,
+    ) -> WitnessPolicy:
+        verifiers = []
+        for key in keys:
+            try:
+                verifiers.append(note.parse_verifier_key(key.strip()))
+            except CryptoError as e:
+                raise KeyStoreError(f"not a witness verifier key: {e}") from None
+        return cls(tuple(verifiers), k, max_age, wait, require)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(w.name for w in self.witnesses)
+
+    def describe(self) -> str:
+        """One line, e.g. `2 of 2 (w1.example, w2.example), max age 3600 s, wait 5 s`."""
+        parts = [f"{self.k} of {len(self.witnesses)} ({', '.join(self.names)})"]
+        if self.max_age is not None:
+            parts.append(f"max age {self.max_age} s")
+        parts.append(f"wait {self.wait:g} s")
+        if self.require:
+            parts.append("required")
+        return ", ".join(parts)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "witnesses": [w.key_string for w in self.witnesses],
+            "k": self.k,
+            "max_age": self.max_age,
+            "wait": self.wait,
+            "require": self.require,
+        }
+
+    @classmethod
+    def from_json(cls, doc: object) -> WitnessPolicy:
+        if not isinstance(doc, dict):
+            raise KeyStoreError("invalid witness policy: not an object")
+        keys, k, max_age = doc.get("witnesses"), doc.get("k"), doc.get("max_age")
+        wait, require = doc.get("wait", 5.0), doc.get("require", False)
+        if (
+            not isinstance(keys, list)
+            or not all(isinstance(x, str) for x in keys)
+            or type(k) is not int
+            or not (max_age is None or type(max_age) is int)
+            or type(wait) not in (int, float)
+            or type(require) is not bool
+        ):
+            raise KeyStoreError("invalid witness policy: a field has the wrong type")
+        return cls.from_keys(keys, k, max_age=max_age, wait=float(wait), require=require)
+
+
+class WitnessPolicyFile:
+    """The witness policy of one profile, bound to the log key it was set for."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def beside(cls, memory: LogMemory) -> WitnessPolicyFile:
+        return cls(memory.path.with_name("witnesses.json"))
+
+    def _read(self) -> dict[str, object]:
+        try:
+            raw = self.path.read_bytes()[: _MAX_FILE + 1]
+        except FileNotFoundError:
+            return {}
+        except OSError as e:
+            raise KeyStoreError(f"cannot read {self.path}: {e.strerror}") from e
+        try:
+            doc = json.loads(raw)
+        except ValueError as e:
+            raise KeyStoreError(f"{self.path} is damaged (not JSON)") from e
+        if not isinstance(doc, dict) or doc.get("v") != _WITNESS_VERSION:
+            raise KeyStoreError(f"{self.path} is damaged or of an unknown version")
+        return doc
+
+    def load(self, log_key: note.Verifier) -> WitnessPolicy | None:
+        """The policy, or None when none is set. A policy set for another log key (a profile
+        deleted and made again under the same name) is refused, not silently applied."""
+        doc = self._read()
+        if "policy" not in doc:
+            return None
+        if doc.get("log_key") != log_key.key_string:
+            raise KeyStoreError(
+                f"the witness policy in {self.path} was set for another log key; "
+                "set it again with 'liaison audit witnesses set' (or clear it)"
+            )
+        try:
+            return WitnessPolicy.from_json(doc["policy"])
+        except (KeyStoreError, MalformedError) as e:
+            raise KeyStoreError(f"{self.path}: {e}") from None
+
+    def save(self, policy: WitnessPolicy, log_key: note.Verifier) -> None:
+        doc = {"v": _WITNESS_VERSION, "log_key": log_key.key_string, "policy": policy.to_json()}
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _write_private(self.path, (json.dumps(doc, indent=2) + "\n").encode())
+
+    def clear(self) -> bool:
+        """Remove the policy; True if there was one."""
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            raise KeyStoreError(f"cannot remove {self.path}: {e.strerror}") from e
+        return True

@@ -35,9 +35,11 @@ from .errors import (
 )
 
 __all__ = [
+    "Cosigners",
     "DeviceRecord",
     "VerifiedEntry",
     "check_consistency",
+    "inspect_cosignatures",
     "open_checkpoint",
     "parse_entry",
     "require_unrevoked",
@@ -153,3 +155,73 @@ def require_unrevoked(rec: DeviceRecord, role: str) -> None:
     if rec.revoked:
         where = f" (log index {rec.revoke_index})" if rec.revoke_index is not None else ""
         raise KeyRevoked(f"the {role}'s device {rec.device} of {rec.principal} is revoked{where}")
+
+
+# --- witness cosignatures ---------------------------------------------------------------------
+
+#: A witness clock may run ahead of ours by this much (seconds) before its cosignature is
+#: treated as dated in the future (and ignored): the service's default clock-skew window.
+COSIGNATURE_SKEW = 300
+
+
+@dataclass(frozen=True)
+class Cosigners:
+    """What a signed checkpoint's signature lines prove, under a set of pinned witness keys.
+
+    `verified`: one cosignature per pinned witness whose signature on this exact checkpoint
+    text verifies and whose timestamp is neither in the future nor (with a maximum age) too
+    old. `stale`: pinned witnesses whose only valid cosignature is older than the maximum age.
+    `ignored`: every other line but the log's own signature: unknown keys, keys of the
+    right name but another id, signatures that do not verify, repeats, future dates. Nothing
+    the server appends can add a name to `verified`.
+    """
+
+    verified: tuple[note.Cosignature, ...]
+    stale: tuple[str, ...]
+    ignored: int
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.verified)
+
+
+def inspect_cosignatures(
+    signed_note: str | bytes,
+    log_key: note.Verifier,
+    witnesses: Sequence[note.Verifier],
+    *,
+    now: int,
+    max_age: int | None = None,
+) -> Cosigners:
+    """Sort a checkpoint's signature lines into verified pinned cosignatures and the rest.
+
+    The log's signature is checked first (UntrustedCheckpoint if it fails), so the text the
+    cosignatures are checked against is the one the log signed.
+    """
+    data = signed_note.encode("utf-8") if isinstance(signed_note, str) else bytes(signed_note)
+    try:
+        opened = note.open_note(data, [log_key])
+    except CryptoError as e:
+        raise UntrustedCheckpoint(
+            f"checkpoint is not signed by the pinned log key {log_key.name}: {e}"
+        ) from None
+    payload = opened.text.encode("utf-8")
+    pinned = {(w.name, w.key_id): w for w in witnesses}
+    verified: dict[str, note.Cosignature] = {}
+    stale: set[str] = set()
+    ignored = 0
+    for sig in opened.unverified:  # every line but the pinned log key's own signature
+        witness = pinned.get((sig.name, sig.key_id))
+        if witness is None or not witness.verify(payload, sig.blob):
+            ignored += 1
+            continue
+        timestamp = int.from_bytes(sig.blob[:8], "big")
+        if timestamp > now + COSIGNATURE_SKEW or witness.name in verified:
+            ignored += 1
+            continue
+        if max_age is not None and timestamp < now - max_age:
+            stale.add(witness.name)
+            continue
+        verified[witness.name] = note.Cosignature(sig.name, sig.key_id, timestamp, sig.blob[8:])
+    ordered = tuple(verified[w.name] for w in witnesses if w.name in verified)
+    return Cosigners(ordered, tuple(sorted(stale - set(verified))), ignored)

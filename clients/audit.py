@@ -4,7 +4,9 @@
 bundle), authenticates each tile against the signed checkpoint, recomputes the root from the
 level-0 tiles, checks each entry against its leaf hash and checks consistency with the
 checkpoint this profile saw last. `witness` does all that, then cosigns (c2sp.org/
-tlog-cosignature) with the auditor's witness key and submits the cosignature.
+tlog-cosignature) with the auditor's witness key and submits the cosignature. It shares the
+witness's record (`_witness.WitnessState`) with `liaison audit witness --serve`, so one key
+never cosigns two inconsistent checkpoints, whichever way it is used.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from liaison.crypto.passphrase import open_with_passphrase, seal_with_passphrase
 
 from . import _models as m
 from ._verify import open_checkpoint, parse_entry
+from ._witness import Observed, WitnessState, cosigned_note
 from .client import AsyncClient
 from .errors import (
     InconsistentLog,
@@ -121,11 +124,45 @@ def _cut_bundle(data: bytes, width: int) -> bytes:
 
 
 async def witness(
-    client: AsyncClient, signer: note.Signer, *, progress: Progress = _quiet, now: int | None = None
+    client: AsyncClient,
+    signer: note.Signer,
+    *,
+    progress: Progress = _quiet,
+    now: int | None = None,
+    state: WitnessState | None = None,
 ) -> tuple[m.LogVerification, str]:
-    """Verify the log (tiles, root, consistency), cosign the checkpoint and submit it."""
-    result, cp, _ = await verify_log(client, progress=progress)
-    line = note.cosign_checkpoint(cp, signer, int(time.time()) if now is None else now)
+    """Verify the log (tiles, root, consistency), cosign the checkpoint and submit it.
+
+    With `state` (the witness's record, shared with `liaison audit witness --serve`), the
+    checkpoint must also extend the latest one this witness key cosigned (proven from the
+    authenticated tiles), and becomes the new record before the cosignature leaves.
+    """
+    result, cp, text = await verify_log(client, progress=progress)
+    timestamp = max(1, int(time.time()) if now is None else now)
+    line = note.cosign_checkpoint(cp, signer, timestamp)
+    if state is not None:
+        seen = state.get(cp.origin)
+        if seen is not None:
+            if seen.size > cp.size:
+                raise InconsistentLog(
+                    f"this witness already cosigned the checkpoint of size {seen.size}, larger than "
+                    f"the {cp.size} the server shows now: the log shrank, or this view is stale"
+                )
+            proof = await client._consistency_proof(seen.size, cp)
+            try:
+                merkle.verify_consistency(seen.size, cp.size, seen.root_hash, cp.root_hash, proof)
+            except CryptoError as e:
+                raise InconsistentLog(
+                    f"the checkpoint of size {cp.size} does not extend the one of size {seen.size} "
+                    f"this witness cosigned ({e}): refusing to cosign a forked log"
+                ) from None
+        with state.update() as logs:
+            if logs.get(cp.origin) != seen:
+                raise InconsistentLog(
+                    "the witness's record changed while this checkpoint was checked; run again"
+                )
+            cosigned = cosigned_note(text.encode("utf-8"), client.memory.log_key, line)
+            logs[cp.origin] = Observed(cp.size, cp.root_hash, cosigned)
     await client._json("POST", "/v1/audit/cosignatures", body={"size": cp.size, "cosignature": line})
     return result, line
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -23,11 +24,16 @@ from typing import Annotated, Any, TypeVar
 import httpx
 import typer
 
+from liaison.crypto import note
+from liaison.crypto.errors import CryptoError
 from liaison.crypto.labels import Label
 from liaison.crypto.names import DEFAULT_ROLES, ROLES
 
 from . import _models as m
 from . import _terminal as term
+from ._trust import LogMemory, WitnessPolicy, WitnessPolicyFile
+from ._witness import Witness, WitnessState
+from ._witness import serve as serve_witness
 from .audit import Progress as Progress_
 from .audit import WitnessKey, verify_log, witness
 from .client import DEFAULT_CONTENT_TYPE, AsyncClient
@@ -59,8 +65,13 @@ channel_app = typer.Typer(help="Create channels and set their members.", no_args
 audit_app = typer.Typer(
     help="Verify the audit log, prove messages, witness checkpoints.", no_args_is_help=True
 )
+witnesses_app = typer.Typer(
+    help="The profile's witness policy: which witnesses' cosignatures it trusts (k of n).",
+    no_args_is_help=True,
+)
 app.add_typer(admin_app, name="admin")
 app.add_typer(audit_app, name="audit")
+audit_app.add_typer(witnesses_app, name="witnesses")
 admin_app.add_typer(principal_app, name="principal")
 admin_app.add_typer(device_app, name="device")
 admin_app.add_typer(channel_app, name="channel")
@@ -342,6 +353,8 @@ def send(
         n=sent.recipients,
         index=sent.log_index,
     )
+    if sent.witness is not None and sent.witness.status != "no-policy":
+        term.say("Receipt's checkpoint: {summary}.", summary=sent.witness.summary)
 
 
 @app.command()
@@ -442,6 +455,8 @@ def read(
         _guard(lambda: term.write_raw(msg.plaintext))
         return
     term.show_message(msg, saved=saved)
+    if msg.witness is not None and msg.witness.status != "no-policy":
+        term.say("The message's checkpoint: {summary}.", summary=msg.witness.summary)
 
 
 @app.command()
@@ -696,10 +711,34 @@ def audit_checkpoint(
     if opts.json:
         term.emit_json(cp.to_json())
         return
-    term.say("{origin}: {size} entries, root {root}", origin=cp.origin, size=cp.size, root=cp.root_hash)
-    if cp.previous_size:
-        term.say("  consistent with size {size} seen before", size=cp.previous_size)
-    term.say("cosigned by: {names}", names=", ".join(cp.cosigners) or "no witness yet")
+    since = f" (consistent with size {cp.previous_size} seen before)" if cp.previous_size else ""
+    term.say(
+        "{origin}: {size} entries, root {root}{since}",
+        origin=cp.origin,
+        size=cp.size,
+        root=cp.root_hash,
+        since=since,
+    )
+    if cp.policy is None:
+        term.say("no witness policy: cosignatures not checked (set one with 'liaison audit witnesses set')")
+    else:
+        names = ", ".join(cp.cosigners) or "no pinned witness"
+        if cp.witnessed:
+            term.say(
+                "cosigned by (verified): {names}; [green]witnessed[/] under the policy {policy}",
+                names=names,
+                policy=cp.policy,
+            )
+        else:
+            term.say(
+                "cosigned by (verified): {names}; [yellow]not witnessed[/] under the policy {policy}",
+                names=names,
+                policy=cp.policy,
+            )
+        if cp.stale:
+            term.say("older than the policy's max age (not counted): {names}", names=", ".join(cp.stale))
+    if cp.ignored:
+        term.say("{n} unverifiable signature line{s} ignored", n=cp.ignored, s="s" if cp.ignored != 1 else "")
 
 
 def _with_progress(opts: Options, fn: Callable[[AsyncClient, Progress_], Awaitable[T]]) -> T:
@@ -784,6 +823,8 @@ def audit_prove(
         digest=e.get("envelope_digest"),
         matches="; the envelope matches it" if proof.envelope_checked else "",
     )
+    if proof.witness is not None and proof.witness.status != "no-policy":
+        term.say("The proof's checkpoint: {summary}.", summary=proof.witness.summary)
 
 
 @audit_app.command("entries")
@@ -856,19 +897,222 @@ def audit_witness_key(
 
 
 @audit_app.command("witness")
-def audit_witness(ctx: typer.Context, profile: ProfileOpt = None, as_json: JsonOpt = False) -> None:
-    """Verify the log (as `audit verify`), then cosign the checkpoint and submit it."""
+def audit_witness(
+    ctx: typer.Context,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve", help="Run an always-on C2SP tlog-witness (POST /add-checkpoint) until stopped"
+        ),
+    ] = False,
+    host: Annotated[str, typer.Option("--host", help="--serve: address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="--serve: port to listen on")] = 8444,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="--serve: PEM certificate (HTTPS, TLS 1.3); else HTTP")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="--serve: PEM private key")] = None,
+    prefix: Annotated[str, typer.Option("--prefix", help="--serve: URL path prefix, e.g. /witness")] = "",
+    log_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--log-key", help="--serve: a log verifier key to witness (repeatable; default: pinned)"
+        ),
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option("--state", help="The witness's record (default: the profile's witness-state.json)"),
+    ] = None,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify the log (as `audit verify`), then cosign the checkpoint and submit it; or, with
+    --serve, answer the log's pushes (c2sp.org/tlog-witness) for as long as it runs."""
     opts = _opts(ctx, profile, as_json)
+    if serve:
+        _guard(lambda: _serve_witness(opts, host, port, tls_cert, tls_key, prefix, log_key or [], state))
+        return
 
     async def go(c: AsyncClient, tick: Progress_) -> tuple[m.LogVerification, str]:
         assert c.profile is not None
-        signer = WitnessKey(_store().state_dir(c.profile) / "witness.json").open(_passphrase())
-        return await witness(c, signer, progress=tick)
+        here = _store().state_dir(c.profile)
+        signer = WitnessKey(here / "witness.json").open(_passphrase())
+        return await witness(c, signer, progress=tick, state=WitnessState(state or here / _WITNESS_STATE))
 
     result, line = _with_progress(opts, go)
     _print_verification(opts, result, {"cosignature": line})
     if not opts.json:
         term.say("[green]Cosigned[/] and submitted: {line}", line=line.strip())
+
+
+_WITNESS_STATE = "witness-state.json"
+
+
+def _serve_witness(
+    opts: Options,
+    host: str,
+    port: int,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    prefix: str,
+    log_keys: list[str],
+    state: Path | None,
+) -> None:
+    if (tls_cert is None) != (tls_key is None):
+        raise InputError("--tls-cert and --tls-key go together")
+    for path in (tls_cert, tls_key):
+        if path is not None and not path.is_file():
+            raise InputError(f"{path} is not a file")
+    if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
+        raise InputError("--prefix must start with '/' and not end with one, e.g. /witness")
+    if not 0 < port < 65536:
+        raise InputError("--port must be 1 to 65535")
+    store = _store()
+    name = _profile_name(store, opts.profile)
+    store.load_public(name)
+    here = store.state_dir(name)
+    keys = []
+    for text in log_keys:
+        try:
+            keys.append(note.parse_verifier_key(text))
+        except CryptoError as e:
+            raise InputError(f"--log-key is not a log verifier key: {e}") from None
+    if not keys:
+        keys = [LogMemory(here / "log.json").log_key]
+    record = WitnessState(state or here / _WITNESS_STATE)
+    for key in keys:
+        record.get(key.name)  # a damaged record refuses to start, before the passphrase
+    signer = WitnessKey(here / "witness.json").open(_passphrase())
+    server = Witness(signer, keys, record)
+    handler = term.SafeLogHandler("%(asctime)s liaison-witness %(levelname)s %(message)s")
+    logging.getLogger("liaison.witness").addHandler(handler)
+    logging.getLogger("liaison.witness").setLevel(logging.INFO)
+    scheme = "https" if tls_cert else "http"
+    where = f"[{host}]" if ":" in host else host
+    term.say(
+        "Witness {name} ({key}) for {logs}: POST {scheme}://{where}:{port}{prefix}/add-checkpoint",
+        err=True,
+        name=signer.name,
+        key=signer.verifier.key_string,
+        logs=", ".join(server.logs),
+        scheme=scheme,
+        where=where,
+        port=port,
+        prefix=prefix,
+    )
+    serve_witness(server, host, port, tls_cert=tls_cert, tls_key=tls_key, prefix=prefix)
+
+
+# --- the witness policy -------------------------------------------------------------------
+
+
+def _policy_file(opts: Options) -> tuple[str, LogMemory, WitnessPolicyFile]:
+    """The profile's log memory and witness policy file (no passphrase: nothing secret)."""
+    store = _store()
+    name = _profile_name(store, opts.profile)
+    store.load_public(name)
+    memory = LogMemory(store.state_dir(name) / "log.json")
+    return name, memory, WitnessPolicyFile.beside(memory)
+
+
+def _emit_policy(opts: Options, profile: str, policy: WitnessPolicy | None, verb: str) -> None:
+    if opts.json:
+        term.emit_json({"profile": profile, "policy": policy.to_json() if policy else None, "change": verb})
+
+
+@witnesses_app.command("set")
+def witnesses_set(
+    ctx: typer.Context,
+    key: Annotated[
+        list[str],
+        typer.Option("--key", help="A witness verifier key <name>+<id>+<key> (type 0x04; repeatable)"),
+    ],
+    k: Annotated[int, typer.Option("--k", help="How many of the pinned witnesses must cosign")],
+    max_age: Annotated[
+        int | None,
+        typer.Option("--max-age", help="Seconds after which a cosignature no longer counts (default: none)"),
+    ] = None,
+    wait: Annotated[
+        float,
+        typer.Option("--wait", help="Seconds a receipt check waits for the witnesses before it reports"),
+    ] = 5.0,
+    require: Annotated[
+        bool,
+        typer.Option("--require/--no-require", help="Refuse (exit 1) what is not witnessed within the wait"),
+    ] = False,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Pin witness keys and a quorum (k of n): only their cosignatures count, from now on."""
+    opts = _opts(ctx, profile, as_json)
+
+    def go() -> tuple[str, WitnessPolicy | None, WitnessPolicy]:
+        name, memory, pfile = _policy_file(opts)
+        log_key = memory.log_key
+        try:
+            old = pfile.load(log_key)
+        except KeyStoreError:
+            old = None  # set for another log key: replaced by this explicit choice
+        new = WitnessPolicy.from_keys(key, k, max_age=max_age, wait=wait, require=require)
+        pfile.save(new, log_key)
+        return name, old, new
+
+    name, old, new = _guard(go)
+    verb = "set" if old is None else ("unchanged" if old == new else "changed")
+    if opts.json:
+        _emit_policy(opts, name, new, verb)
+        return
+    if verb == "changed":
+        assert old is not None
+        term.say("Witness policy of profile {name} [bold]changed[/]:", name=name)
+        term.say("  was: {policy}", policy=old.describe())
+        term.say("  now: {policy}", policy=new.describe())
+    else:
+        term.say(
+            "Witness policy of profile {name} {verb}: {policy}", name=name, verb=verb, policy=new.describe()
+        )
+    for w in new.witnesses:
+        term.say("  pinned {key}", key=w.key_string)
+
+
+@witnesses_app.command("show")
+def witnesses_show(ctx: typer.Context, profile: ProfileOpt = None, as_json: JsonOpt = False) -> None:
+    """Print the profile's witness policy."""
+    opts = _opts(ctx, profile, as_json)
+
+    def go() -> tuple[str, WitnessPolicy | None]:
+        name, memory, pfile = _policy_file(opts)
+        return name, pfile.load(memory.log_key)
+
+    name, policy = _guard(go)
+    if opts.json:
+        _emit_policy(opts, name, policy, "none")
+    elif policy is None:
+        term.say("Profile {name} has no witness policy: cosignatures are not checked.", name=name)
+    else:
+        term.say("Witness policy of profile {name}: {policy}", name=name, policy=policy.describe())
+        for w in policy.witnesses:
+            term.say("  pinned {key}", key=w.key_string)
+
+
+@witnesses_app.command("clear")
+def witnesses_clear(ctx: typer.Context, profile: ProfileOpt = None, as_json: JsonOpt = False) -> None:
+    """Remove the profile's witness policy (cosignatures are then no longer checked)."""
+    opts = _opts(ctx, profile, as_json)
+
+    def go() -> tuple[str, bool]:
+        name, _, pfile = _policy_file(opts)
+        return name, pfile.clear()
+
+    name, had = _guard(go)
+    if opts.json:
+        term.emit_json({"profile": name, "policy": None, "change": "cleared" if had else "none"})
+    else:
+        if had:
+            term.say(
+                "Witness policy of profile {name} removed: cosignatures are no longer checked.", name=name
+            )
+        else:
+            term.say("Profile {name} had no witness policy.", name=name)
 
 
 def main() -> None:

@@ -10,13 +10,15 @@ What the client checks itself (and refuses, with a specific VerificationFailed, 
 every checkpoint is signed by the pinned log key and consistent with the last one it saw
 (kept on disk); every key it encrypts to or verifies with is self-signed and proven in the
 log; every envelope's signatures, its label against the log entry and against the policy,
-and the log entry of the message itself.
+and the log entry of the message itself. With a witness policy (pinned witness keys, k of
+n), each receipt's checkpoint is also checked for k valid cosignatures (`witnessed`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Self
 
@@ -45,10 +47,12 @@ from liaison.crypto.transparency import VerifiedReceipt
 
 from . import _models as m
 from ._http import SignedAuth, check_response, json_of, new_http, transport_error
-from ._trust import LogMemory
+from ._trust import LogMemory, WitnessPolicy, WitnessPolicyFile
 from ._verify import (
+    Cosigners,
     DeviceRecord,
     check_consistency,
+    inspect_cosignatures,
     open_checkpoint,
     parse_entry,
     require_unrevoked,
@@ -69,6 +73,8 @@ from .errors import (
     ProofMissing,
     RateLimited,
     SignatureInvalid,
+    TransportError,
+    UntrustedCheckpoint,
     VerificationFailed,
 )
 from .keystore import KeyStore, passphrase_from_env_or_prompt
@@ -80,6 +86,8 @@ DEFAULT_CONTENT_TYPE = "text/plain; charset=utf-8"
 _RETRIES = 5
 #: The roles the audit API answers (anyone else is refused, and the refusal logged).
 _LOG_READERS: frozenset[Role] = frozenset({"auditor", "admin"})
+#: How often a receipt check asks again for a witnessed checkpoint while it waits (seconds).
+_WITNESS_POLL = 0.5
 
 
 class AsyncClient:
@@ -102,6 +110,16 @@ class AsyncClient:
         self._http = new_http(self.server, ca_cert, auth=SignedAuth(keys), transport=transport)
         self._policy: Policy | None = None
         self._me: m.Me | None = None
+        #: The profile's witness policy, beside its log memory; only the user changes it.
+        self.witness_file = WitnessPolicyFile.beside(memory)
+        # The newest checkpoint this client saw with its policy's quorum (note, checkpoint).
+        # Kept in memory only: every checkpoint this client trusted is consistent with every
+        # other it trusted (each was proven against the saved one), so one witnessed here
+        # vouches for every smaller one it trusted.
+        self._witnessed: tuple[str, note.Checkpoint] | None = None
+        # The last answer to `checkpoint?cosigned=k` and its checkpoint, once trusted: while a
+        # receipt check waits, the same answer comes back, and is not proven again each time.
+        self._polled: tuple[str, note.Checkpoint] | None = None
 
     @classmethod
     def from_profile(
@@ -270,24 +288,151 @@ class AsyncClient:
 
     async def checkpoint(self, *, cosigned: int = 0) -> m.Checkpoint:
         """The latest checkpoint (or the newest with `cosigned` witness cosignatures),
-        verified and checked for consistency with the saved one."""
+        verified and checked for consistency with the saved one.
+
+        Only the profile's pinned witnesses' valid cosignatures are reported (`cosigners`);
+        every other signature line is counted in `ignored`. `cosigned=K` needs a witness
+        policy and refuses (UntrustedCheckpoint) a checkpoint without valid cosignatures from
+        max(K, the policy's k) pinned witnesses.
+        """
+        policy = self.witness_policy()
+        if cosigned:
+            if policy is None:
+                raise InputError(
+                    f"a checkpoint with {cosigned} cosignature(s) can only be checked against "
+                    "pinned witness keys, and this profile has no witness policy: set one with "
+                    "'liaison audit witnesses set --key KEY ... --k K'"
+                )
+            if cosigned > len(policy.witnesses):
+                raise InputError(
+                    f"{cosigned} cosignatures asked for, but the witness policy pins only "
+                    f"{len(policy.witnesses)} witness(es)"
+                )
         before = self.memory.last()
         params = {"cosigned": cosigned} if cosigned else None
         text = (await self._request("GET", "/v1/audit/checkpoint", params=params, signed=False)).text
         cp = await self.trusted_checkpoint(text)
-        # Other signature lines are witnesses' cosignatures; their names are listed as served
-        # (a client that knows witness keys checks them with note.WitnessPolicy).
-        lines = text.rsplit("\n\n", 1)[-1].splitlines()
-        names = [line.split(" ")[1] for line in lines if line.startswith("\u2014 ") and " " in line[2:]]
-        cosigners = tuple(n for n in names if n != cp.origin)
+        seen = self._cosigners(text, policy)
+        witnessed = policy is not None and len(seen.verified) >= policy.k
+        if witnessed:
+            self._remember_witnessed(text, cp)
+        if cosigned and policy is not None and len(seen.verified) < max(cosigned, policy.k):
+            raise UntrustedCheckpoint(
+                f"the checkpoint of size {cp.size} that the server offers as cosigned carries "
+                f"valid cosignatures from only {len(seen.verified)} of "
+                f"{max(cosigned, policy.k)} required pinned witnesses{_stale(seen)}; "
+                f"{seen.ignored} unverifiable signature line(s) ignored"
+            )
         return m.Checkpoint(
             cp.origin,
             cp.size,
             b64encode(cp.root_hash),
             text,
-            cosigners,
+            seen.names,
             before.checkpoint.size if before else None,
+            seen.ignored,
+            policy.describe() if policy is not None else None,
+            witnessed,
+            seen.stale,
         )
+
+    # --- witnesses ----------------------------------------------------------------------------
+
+    def witness_policy(self) -> WitnessPolicy | None:
+        """The profile's witness policy (pinned witness keys, k of n), or None."""
+        return self.witness_file.load(self.memory.log_key)
+
+    def _cosigners(self, signed_note: str, policy: WitnessPolicy | None) -> Cosigners:
+        return inspect_cosignatures(
+            signed_note,
+            self.memory.log_key,
+            policy.witnesses if policy is not None else (),
+            now=int(time.time()),
+            max_age=policy.max_age if policy is not None else None,
+        )
+
+    def _remember_witnessed(self, signed_note: str, cp: note.Checkpoint) -> None:
+        if self._witnessed is None or cp.size >= self._witnessed[1].size:
+            self._witnessed = (signed_note, cp)
+
+    async def witnessed(self, signed_note: Any) -> m.Witnessing:
+        """Whether a checkpoint is witnessed under the profile's witness policy.
+
+        The checkpoint must be signed by the pinned log key and consistent with what this
+        profile saw (else VerificationFailed, as for any checkpoint). Then it is "witnessed"
+        when it, or a checkpoint at least as large and proven consistent with it, carries
+        valid cosignatures from k pinned witnesses (none older than the policy's max age).
+        A fresh checkpoint is usually newer than the newest witnessed one: the client asks
+        the service for its newest cosigned checkpoint until the policy's `wait` runs out,
+        then reports "not-yet-witnessed" (or, with `require`, raises UntrustedCheckpoint).
+        """
+        cp = await self.trusted_checkpoint(signed_note)
+        return await self._witness(signed_note, cp.size)
+
+    async def _witness(self, signed_note: str, need: int) -> m.Witnessing:
+        """The witness status of the (already trusted) checkpoint `signed_note`, which must be
+        covered by a witnessed checkpoint of at least `need` entries."""
+        policy = self.witness_policy()
+        if policy is None:
+            return m.Witnessing("no-policy", need)
+        pinned = len(policy.witnesses)
+        cp = await self.trusted_checkpoint(signed_note)
+        if cp.size >= need:
+            seen = self._cosigners(signed_note, policy)
+            if len(seen.verified) >= policy.k:
+                self._remember_witnessed(signed_note, cp)
+                return m.Witnessing("witnessed", need, cp.size, seen.names, policy.k, pinned, seen.ignored)
+        deadline = time.monotonic() + policy.wait
+        newest: int | None = None
+        while True:
+            found = await self._newest_witnessed(policy)
+            if found is not None:
+                size, seen = found
+                newest = size
+                if size >= need:
+                    return m.Witnessing("witnessed", need, size, seen.names, policy.k, pinned, seen.ignored)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(_WITNESS_POLL, left))
+        status = m.Witnessing("not-yet-witnessed", need, newest, (), policy.k, pinned)
+        if policy.require:
+            raise UntrustedCheckpoint(
+                f"the log's checkpoint of size {need} is {status.summary.removeprefix('logged, ')}, "
+                f"and this profile's witness policy requires it"
+            )
+        return status
+
+    async def _newest_witnessed(self, policy: WitnessPolicy) -> tuple[int, Cosigners] | None:
+        """The newest checkpoint with the policy's quorum: the one remembered, or the one the
+        service serves as cosigned by k witnesses (checked for consistency before it counts)."""
+        if self._witnessed is not None:
+            text, cp = self._witnessed
+            seen = self._cosigners(text, policy)  # again: a max age may have run out since
+            if len(seen.verified) >= policy.k:
+                best: tuple[int, Cosigners] | None = (cp.size, seen)
+            else:
+                best, self._witnessed = None, None
+        else:
+            best = None
+        try:
+            r = await self._request(
+                "GET", "/v1/audit/checkpoint", params={"cosigned": policy.k}, signed=False
+            )
+        except (APIError, TransportError):
+            # None with that many cosignatures yet (404), or the service cannot say now: the
+            # answer is "not yet witnessed", never a failure of what was already checked.
+            return best
+        if self._polled is not None and self._polled[0] == r.text:
+            cp = self._polled[1]
+        else:
+            cp = await self.trusted_checkpoint(r.text)
+            self._polled = (r.text, cp)
+        seen = self._cosigners(r.text, policy)
+        if len(seen.verified) >= policy.k and (best is None or cp.size > best[0]):
+            self._remember_witnessed(r.text, cp)
+            return cp.size, seen
+        return best
 
     # --- directory ----------------------------------------------------------------------------
 
@@ -307,12 +452,15 @@ class AsyncClient:
 
     async def device(self, device_id: str) -> DeviceRecord:
         """A device's verified directory record (its key proven in the log)."""
+        return (await self._device(device_id))[0]
+
+    async def _device(self, device_id: str) -> tuple[DeviceRecord, note.Checkpoint]:
         body = await self._json("GET", "/v1/directory/devices", params={"device": device_id})
         cp, records = await self._records(body)
         found = [r for r in records if isinstance(r, dict) and r.get("device") == device_id]
         if len(found) != 1:
             raise ProofMissing(f"the directory does not show device {device_id}")
-        return verify_device_record(found[0], cp)
+        return verify_device_record(found[0], cp), cp
 
     async def devices_of(self, principal: str) -> list[DeviceRecord]:
         body = await self._json("GET", "/v1/directory/devices", params={"principal": principal})
@@ -414,12 +562,13 @@ class AsyncClient:
         """Seal `data` to every verified eligible device (or those of `to`) and submit it."""
         lab = await self.parse_label(label)
         policy = await self.policy()
+        self.witness_policy()  # a damaged witness policy is refused before anything is sent
         if is_stix(content_type):
             validate_stix_bundle(data)
         rule = policy.rule(lab.classification)
         if len(data) > rule.max_bytes:
             raise InputError(f"{len(data)} bytes is more than {rule.max_bytes} allowed at {rule.name}")
-        _, bundles = await self._plan(channel, lab, to)
+        plan, bundles = await self._plan(channel, lab, to)
         if not bundles:
             raise InputError(f"nobody on {channel} can receive {lab.text()}")
         suites = {b.kem_suite for b in bundles}
@@ -449,9 +598,15 @@ class AsyncClient:
         # consistent with what this profile saw before.
         cp = await self.trusted_checkpoint(answer.get("checkpoint"))
         receipt = verify_message_receipt(answer, envelope, self.memory.log_key)
-        return m.Sent(
-            envelope["id"], receipt.entry.index, int(answer.get("recipients", 0)), cp.size, lab.text()
-        )
+        try:
+            # The receipt's checkpoint, and the directory's one the recipients' keys came from.
+            witness = await self._witness(answer["checkpoint"], max(cp.size, plan.tree_size))
+        except VerificationFailed as e:
+            raise type(e)(
+                f"message {envelope['id']} was accepted (log index {receipt.entry.index}), but {e}"
+            ) from None
+        recipients = int(answer.get("recipients", 0))
+        return m.Sent(envelope["id"], receipt.entry.index, recipients, cp.size, lab.text(), witness)
 
     async def inbox(self, *, after: int = 0, limit: int | None = None) -> list[m.InboxItem]:
         """This device's messages after a cursor (all pages, or at most `limit`)."""
@@ -522,7 +677,7 @@ class AsyncClient:
                 expected_label = Label.from_json(body["label"], policy)
             except LabelSyntaxError as e:
                 raise LabelAltered(f"message {message_id}: the label shown is malformed ({e})") from None
-        sender = await self.device(parsed.sender)
+        sender, directory = await self._device(parsed.sender)
         require_unrevoked(sender, "sender")
         if sender.principal != body.get("sender"):
             raise SignatureInvalid(
@@ -556,6 +711,10 @@ class AsyncClient:
                 f"({_text(proven.entry.json.get('label'))}) is not the label the "
                 f"sender signed ({label.text()})"
             )
+        witness = None
+        if proven is not None:
+            # The proof's checkpoint, and the directory's one the sender's key came from.
+            witness = await self._witness(proven.note, max(proven.checkpoint.size, directory.size))
         return m.Message(
             parsed.id,
             parsed.channel,
@@ -568,6 +727,7 @@ class AsyncClient:
             opened.plaintext,
             proven.entry.index if proven else int(body.get("log_index", -1)),
             proven is not None,
+            witness,
         )
 
     async def _message_receipt(
@@ -611,7 +771,8 @@ class AsyncClient:
         if isinstance(envelope, dict):
             verify_message_receipt(proof, envelope, self.memory.log_key)
             checked = True
-        return m.MessageProof(message_id, entry.index, cp.size, entry.json, checked)
+        witness = await self._witness(proof["checkpoint"], cp.size)
+        return m.MessageProof(message_id, entry.index, cp.size, entry.json, checked, witness)
 
     async def ack(self, message_id: str) -> str:
         try:
@@ -746,6 +907,10 @@ class AsyncClient:
             more = bool(body.get("entries")) and isinstance(nxt, int) and nxt > cursor
             cursor = nxt if more else None
         return out[:limit]
+
+
+def _stale(seen: Cosigners) -> str:
+    return f" ({', '.join(seen.stale)}: older than the policy's max age)" if seen.stale else ""
 
 
 def _entry_ok(e: dict[str, Any]) -> bool:

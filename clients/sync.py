@@ -24,7 +24,7 @@ from liaison.crypto.names import DEFAULT_ROLES
 from liaison.crypto.policy import Policy
 
 from . import _models as m
-from ._trust import LogMemory
+from ._trust import LogMemory, WitnessPolicy
 from ._verify import DeviceRecord
 from .client import DEFAULT_CONTENT_TYPE, AsyncClient
 from .keystore import KeyStore
@@ -124,6 +124,12 @@ class Client:
 
     def checkpoint(self, *, cosigned: int = 0) -> m.Checkpoint:
         return self._run(self.aio.checkpoint(cosigned=cosigned))
+
+    def witness_policy(self) -> WitnessPolicy | None:
+        return self.aio.witness_policy()
+
+    def witnessed(self, signed_note: Any) -> m.Witnessing:
+        return self._run(self.aio.witnessed(signed_note))
 
     # directory
 

@@ -417,6 +417,8 @@ class Demo:
         self.liaison("fra-auditor", "audit", "prove", secret_id)
         self.liaison("fra-auditor", "audit", "verify")
         self.liaison("fra-auditor", "audit", "witness")
+        self.say("Clients trust only the witnesses they pin (k of n); the auditor pins its own key:")
+        self.liaison("fra-auditor", "audit", "witnesses", "set", "--key", self.witness_keys[0], "--k", "1")
         cp = self.json("fra-auditor", "audit", "checkpoint", "--cosigned", "1")
         if not cp["cosigners"]:
             raise DemoFailed("the served checkpoint carries no cosignature")

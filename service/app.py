@@ -30,7 +30,7 @@ from .storage.db import Database
 from .storage.events import EventHub, PgListener
 from .storage.migrate import schema_state, upgrade
 from .tlog.log import AuditLog
-from .usecases import messaging
+from .usecases import messaging, witnesses
 from .usecases.auth import purge_nonces
 from .usecases.ratelimit import RateLimiter
 from .writer import Tx, Writer
@@ -73,6 +73,10 @@ async def open_state(
     serves nothing). Raises StartupError with a clear message."""
     policy = load_policy(settings.policy_path)
     signer = load_log_signer(settings.log_key_path, settings.origin)
+    try:
+        witnesses.targets(settings)  # the witness settings, checked before anything opens
+    except SettingsError as e:
+        raise StartupError(str(e)) from None
     db = Database(settings.db_url)
     try:
         state_ = await schema_state(db)
@@ -155,9 +159,12 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(listener.ready.wait(), timeout=10)
         retention = asyncio.create_task(_retention_loop(state), name="liaison-retention")
+        pushing = await witnesses.start(state)  # after commits, on its own: never in the writer
+        app.state.witness_pusher = pushing[0] if pushing else None
         try:
             yield
         finally:
+            await witnesses.stop(pushing)
             retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await retention

@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     retention_interval_seconds: float = 3600.0
     batch_max: int = 256
     witness_keys: list[str] = Field(default_factory=list)
+    #: Witnesses the service pushes every new checkpoint to (c2sp.org/tlog-witness), by the
+    #: name of their key in `witness_keys`: {"w1.example": "https://w1.example:8444"}, the
+    #: URL being the witness's submission prefix (POST <url>/add-checkpoint). Empty: no push.
+    witness_urls: dict[str, str] = Field(default_factory=dict)
+    #: PEM CA certificates that witnesses' HTTPS certificates must chain to (default: the
+    #: system's trust store). Plain http:// works too: a cosignature is checked, not the channel.
+    witness_ca_cert: Path | None = None
+    #: How often the pusher looks for a newer checkpoint to push (seconds).
+    witness_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     log_level: str = "info"
 
     @field_validator("origin")
@@ -50,6 +59,14 @@ class Settings(BaseSettings):
     def _origin(cls, v: str) -> str:
         if not v or any(c.isspace() for c in v) or "+" in v:
             raise ValueError("origin must be a non-empty name without spaces or '+'")
+        return v
+
+    @field_validator("witness_urls")
+    @classmethod
+    def _witness_urls(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, url in v.items():
+            if not url.startswith(("https://", "http://")) or any(c.isspace() for c in url):
+                raise ValueError(f"the URL of witness {name} must be an http(s):// URL")
         return v
 
     # --- derived paths -------------------------------------------------------------------

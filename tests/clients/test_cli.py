@@ -65,6 +65,10 @@ COMMANDS = [
     ["audit", "entries"],
     ["audit", "witness"],
     ["audit", "witness-key"],
+    ["audit", "witnesses"],
+    ["audit", "witnesses", "set"],
+    ["audit", "witnesses", "show"],
+    ["audit", "witnesses", "clear"],
 ]
 
 
@@ -558,6 +562,8 @@ def test_audit_witness(liaison: Liaison, server: Server) -> None:
     server.restart()
     out = liaison("-p", auditor, "--json", "audit", "witness").json()
     assert out["cosignature"].startswith(f"\u2014 {auditor}.witness ")
+    # Only pinned witnesses' cosignatures are shown or counted (tests/clients/test_witness_policy.py).
+    liaison("-p", auditor, "audit", "witnesses", "set", "--key", key, "--k", "1")
     cp = liaison("-p", auditor, "--json", "audit", "checkpoint", "--cosigned", "1").json()
     assert f"{auditor}.witness" in cp["cosigners"] and cp["size"] == out["size"]
     assert "wrong passphrase" in liaison.refused("-p", auditor, "audit", "witness", passphrase="wrong")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import io
 import json
+import logging
 import os
 import re
 import stat
@@ -366,3 +367,16 @@ def test_cli_prints_only_through_the_sanitiser() -> None:
 def test_the_guard_catches_a_raw_print(snippet: str) -> None:
     """The guard is not vacuous: each way of printing past the sanitiser is reported."""
     assert violations(snippet) != []
+
+
+def test_log_lines_of_long_running_commands_are_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    # `audit witness --serve` logs why it refused a checkpoint: text a peer posted.
+    logger = logging.getLogger("liaison.test-safe-log")
+    handler = term.SafeLogHandler("%(levelname)s %(message)s")
+    logger.addHandler(handler)
+    try:
+        logger.warning("refused: %s", "origin\x1b[2J\u202eevil\nsecond line")
+    finally:
+        logger.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert err == "WARNING refused: origin\\x1b[2J\\u202eevil\\x0asecond line\n"
