@@ -57,6 +57,21 @@ async def test_enrolment_bundle_with_an_out_of_range_time(world: World, created:
     assert "out of range" in body["detail"]
 
 
+async def test_other_far_times_are_refused_cleanly(world: World) -> None:
+    """A five-digit year is not RFC 3339 (a `bad-bundle`, unauthenticated), and a signature
+    `created` far from now either way is `stale-request`: no date arithmetic overflows."""
+    signed = generate_device("root").signed_bundle()
+    signed["bundle"]["created"] = "99999-01-01T00:00:00Z"
+    assert_problem(await world.http.post("/v1/enrol", json={"code": "x", "bundle": signed}), "bad-bundle")
+    for created in ("999999999999999", "-999999999999999", "0"):
+        req = world.root.build("GET", "/v1/me")
+        sig_input = req.headers["signature-input"]
+        start = sig_input.index("created=") + len("created=")
+        end = sig_input.index(";", start)
+        req.headers["signature-input"] = sig_input[:start] + created + sig_input[end:]
+        assert_problem(await world.http.send(req), "stale-request")
+
+
 @pytest.mark.parametrize("created", OUT_OF_RANGE_TIMES)
 async def test_envelope_with_an_out_of_range_time(world: World, created: str) -> None:
     """Before: a 500 from the submit path, and no `message.rejected` entry."""
