@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from fastapi.routing import APIRoute
 
+from liaison.service.api.routing import AuthFirstRoute
 from tests.service.harness import World, assert_problem, coalition
 
 #: Bodies that fail before any model sees them, or fail its validation.
@@ -95,3 +97,17 @@ async def test_every_signed_path_refuses_before_it_validates(world: World) -> No
             r = await _send(world, method, url, body, forged)
             assert r.status_code == 401, (method, url, what, r.status_code, r.text)
             world.state.limiter._buckets.clear()  # the failures are limited per address
+
+
+async def test_every_route_authenticates_first(world: World) -> None:
+    """Every FastAPI route of the app is an `AuthFirstRoute` (a router added without
+    `route_class=AuthFirstRoute` would parse a body before checking its signature)."""
+    routes, pending = [], list(world.app.routes)
+    while pending:  # FastAPI keeps an included router whole, as one route that holds it
+        route = pending.pop()
+        included = getattr(route, "original_router", None)
+        pending.extend(included.routes if included is not None else ())
+        if isinstance(route, APIRoute):
+            routes.append(route)
+    assert len(routes) > 20
+    assert [r.path for r in routes if not isinstance(r, AuthFirstRoute)] == []
