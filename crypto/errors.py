@@ -5,7 +5,8 @@ CryptoError
 │   ├── MalformedEnvelope       an envelope with a missing, extra or ill-typed field
 │   ├── MalformedKey            a key, bundle or key-store blob that does not parse
 │   ├── LabelSyntaxError        label text or JSON that does not parse
-│   └── NoteSyntaxError         a signed note or checkpoint that does not parse
+│   ├── NoteSyntaxError         a signed note or checkpoint that does not parse
+│   └── JSONRefused             JSON that parses but is ambiguous or unsafe (not I-JSON)
 ├── UnsupportedSuite            a KEM suite or signature algorithm we do not implement
 ├── BadSignature                a signature that does not verify (envelope, bundle, note)
 ├── LabelMismatch               a label that is not the one bound to the ciphertext
@@ -22,6 +23,7 @@ __all__ = [
     "BadSignature",
     "CryptoError",
     "DecryptionFailed",
+    "JSONRefused",
     "LabelMismatch",
     "LabelSyntaxError",
     "MalformedEnvelope",
@@ -58,6 +60,17 @@ class LabelSyntaxError(MalformedError):
 
 class NoteSyntaxError(MalformedError):
     """A signed note, checkpoint or verifier key that does not parse."""
+
+
+class JSONRefused(MalformedError):
+    """JSON that parses but that `encoding.loads_strict` refuses; `reason` is a stable slug:
+    `duplicate-key` (a member name repeated), `json-too-deep` (nesting past the limit),
+    `invalid-character` (a lone surrogate, or U+0000 where refused)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
 
 
 class UnsupportedSuite(CryptoError):
@@ -97,7 +110,7 @@ class RequestSignatureError(CryptoError):
     """An HTTP request signature (RFC 9421) that is missing, malformed, stale or invalid.
 
     `reason` is one of `unauthenticated`, `bad-request-signature`, `stale-request`,
-    `content-digest`.
+    `content-digest`, `duplicate-signature-field`.
     """
 
     def __init__(self, reason: str, detail: str) -> None:

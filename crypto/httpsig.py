@@ -10,6 +10,10 @@ Verification is split in two: `check_request` does every check but the signature
 `PendingSignature.verify` is the Ed25519 verification alone. The plain Signature-Input that
 `sign_request` writes is read without http_sf (property-tested equal to it); any other form
 goes to http_sf. The Ed25519 operations are `_primitives`', on raw device keys.
+
+Headers are given as a mapping or, as a server should give them, as the list of (name, value)
+fields received: a mapping (a dict built from the request) keeps one of two fields of the same
+name, so a repeated Signature-Input, Signature or Content-Digest could not be refused.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from ipaddress import IPv6Address
@@ -35,6 +39,7 @@ from .names import ED25519
 
 __all__ = [
     "LABEL",
+    "Headers",
     "PendingSignature",
     "SignatureParams",
     "check_request",
@@ -62,6 +67,30 @@ _TARGET_URI_RE = re.compile(
     rf"(?::[0-9]*)?(?:/(?:[{_CHARS}:@]|{_PCT})*)+(?:\?(?:[{_CHARS}:@/?]|{_PCT})*)?"
 )
 _SIGNATURE_RE = re.compile(rf"{LABEL}=:([A-Za-z0-9+/]{{86}}==):")  # one 64-byte signature
+
+#: Request headers: a mapping, or every (name, value) field as received (repeats kept).
+Headers = Mapping[str, str] | Sequence[tuple[str, str]]
+
+
+def _pairs(headers: Headers) -> Iterable[tuple[str, str]]:
+    return headers.items() if isinstance(headers, Mapping) else headers
+
+
+def _header(headers: Headers, name: str) -> str | None:
+    """The first field named `name` (lower case), if any."""
+    for k, v in _pairs(headers):
+        if k.lower() == name:
+            return v
+    return None
+
+
+def _signature_fields(headers: Headers) -> dict[str, list[str]]:
+    """The values of Signature-Input, Signature and Content-Digest, each field as received."""
+    fields: dict[str, list[str]] = {name: [] for name in _FIELDS}
+    for name, value in _pairs(headers):
+        if (lower := name.lower()) in fields:
+            fields[lower].append(value)
+    return fields
 
 
 def content_digest(body: bytes) -> str:
@@ -142,13 +171,6 @@ class SignatureParams:
     _input: _SignatureInput | None = field(default=None, repr=False, compare=False)
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    for k, v in headers.items():
-        if k.lower() == name:
-            return v
-    return None
-
-
 # The plain form `sign_request` writes: one member, an inner list of strings, parameters that
 # are strings or integers, no optional whitespace. Anything else goes to http_sf.
 _SF_KEY = r"[a-z*][a-z0-9_.*-]*"
@@ -177,13 +199,19 @@ def _parse_plain(raw: str, duplicates: list[str]) -> dict[str, Any] | None:
     return {label: (items, params)}
 
 
-def parse_signature_params(headers: Mapping[str, str]) -> SignatureParams:
-    """Read keyid, created and nonce so the caller can look the key up; verifies nothing."""
-    raw = _header(headers, "signature-input")
-    if raw is None or _header(headers, "signature") is None:
+def parse_signature_params(headers: Headers) -> SignatureParams:
+    """Read keyid, created and nonce so the caller can look the key up; verifies nothing.
+
+    A repeated Signature-Input, Signature or Content-Digest field is refused here, before any
+    key is looked up (`duplicate-signature-field`): which copy counts would depend on the reader.
+    """
+    fields = _signature_fields(headers)
+    if not fields["signature-input"] or not fields["signature"]:
         raise RequestSignatureError(
             "unauthenticated", "the request is not signed (Signature-Input and Signature headers required)"
         )
+    _refuse_repeats(fields)
+    raw = fields["signature-input"][0]
     duplicates: list[str] = []
     parsed = _parse_plain(raw, duplicates)
     if parsed is None:
@@ -218,6 +246,15 @@ def parse_signature_params(headers: Mapping[str, str]) -> SignatureParams:
     return SignatureParams(
         *public, _input=_SignatureInput(raw, public, label, items, params, bool(duplicates))
     )
+
+
+def _refuse_repeats(fields: dict[str, list[str]]) -> None:
+    repeated = [name for name, values in fields.items() if len(values) > 1]
+    if repeated:
+        raise RequestSignatureError(
+            "duplicate-signature-field",
+            f"{', '.join(repeated)} may appear once (fields of one name are not combined)",
+        )
 
 
 @dataclass(frozen=True)
@@ -293,7 +330,7 @@ def _signature_base(method: str, url: str, digest: str | None, sig: _SignatureIn
 def check_request(
     method: str,
     url: str,
-    headers: Mapping[str, str],
+    headers: Headers,
     body: bytes,
     *,
     params: SignatureParams | None = None,
@@ -306,14 +343,12 @@ def check_request(
     it is not). Raises RequestSignatureError with a reason; `PendingSignature.verify` does the
     rest. Only our profile is accepted: label "liaison", the components and parameters that
     `sign_request` writes (in any order, alg optional), one Signature-Input, Signature and
-    Content-Digest field each, and a URL that is its own "@target-uri".
+    Content-Digest field each (give `headers` as the received fields, repeats kept), and a URL
+    that is its own "@target-uri".
     """
     if params is None:
         params = parse_signature_params(headers)
-    fields: dict[str, list[str]] = {name: [] for name in _FIELDS}
-    for name, value in headers.items():
-        if (lower := name.lower()) in fields:
-            fields[lower].append(value)
+    fields = _signature_fields(headers)
     sig = params._input
     if (
         sig is None
@@ -321,6 +356,7 @@ def check_request(
         or (params.keyid, params.created, params.nonce, params.components) != sig.public
     ):
         raise ValueError("params must be what parse_signature_params returned for these headers")
+    _refuse_repeats(fields)  # parse_signature_params did, for these very headers
     if abs((now.timestamp() if now else time.time()) - params.created) > skew_seconds:
         raise RequestSignatureError(
             "stale-request", f"signature created more than {skew_seconds} s from the server's clock"
@@ -344,8 +380,6 @@ def check_request(
         raise RequestSignatureError(
             "bad-request-signature", f"signature must cover {', '.join(sorted(missing))}"
         )
-    if any(len(values) > 1 for values in fields.values()):
-        raise _refused("Signature-Input, Signature and Content-Digest may appear once each")
     message = _signature_base(method, url, digest, sig)
     signatures = fields["signature"]
     signature = _SIGNATURE_RE.fullmatch(signatures[0].strip(" \t")) if signatures else None
@@ -357,7 +391,7 @@ def check_request(
 def verify_request(
     method: str,
     url: str,
-    headers: Mapping[str, str],
+    headers: Headers,
     body: bytes,
     ed25519_public: bytes,
     *,

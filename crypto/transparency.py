@@ -41,14 +41,13 @@ one it is shown (a directory answer, a receipt) and the consistency proof betwee
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from . import merkle, note, tiles
 from ._primitives import sha256
-from .encoding import b64decode, jcs
+from .encoding import b64decode, jcs, loads_strict
 from .errors import MalformedError, PolicyViolation, ProofError
 from .keys import PublicBundle
 
@@ -163,8 +162,8 @@ def parse_entry(data: bytes) -> dict[str, Any]:
     same leaf can never disagree on what it says.
     """
     try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError, TypeError):
+        obj = loads_strict(data)
+    except (ValueError, TypeError):  # MalformedError is a ValueError
         raise MalformedError("a log entry is not JSON") from None
     if not isinstance(obj, dict) or obj.get("v") != 1:
         raise MalformedError("a log entry is not a v1 JSON object")

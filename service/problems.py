@@ -65,6 +65,13 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "bad-cosignature": (422, "The cosignature does not verify"),
     "unknown-witness": (403, "The cosigning key is not a configured witness"),
     "proof": (422, "No such proof"),
+    # Request shape and the RFC 9421 profile (issue 10: findings 7, 12 and 17).
+    "duplicate-key": (400, "A JSON object repeats a member name"),
+    "json-too-deep": (400, "The JSON is nested too deeply"),
+    "invalid-character": (400, "A string holds a character the service refuses"),
+    "too-many-members": (422, "A channel may not have that many members"),
+    "duplicate-signature-field": (401, "Signature-Input, Signature or Content-Digest appears more than once"),
+    "misdirected-request": (421, "The request names an authority this server does not serve"),
 }
 
 

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from ..problems import Problem
 from ..usecases import admin
 from .deps import CurrentCaller, State
+from .routing import AuthFirstRoute
 from .schemas import (
     ChannelCreate,
     MembersRequest,
@@ -19,7 +20,7 @@ from .schemas import (
     label_param,
 )
 
-router = APIRouter(prefix="/v1/admin")
+router = APIRouter(prefix="/v1/admin", route_class=AuthFirstRoute)
 
 
 @router.post("/principals", status_code=201, summary="Create a principal")
@@ -68,4 +69,4 @@ async def post_channel(body: ChannelCreate, caller: CurrentCaller, state: State)
 async def put_members(
     channel_id: str, body: MembersRequest, caller: CurrentCaller, state: State
 ) -> dict[str, Any]:
-    return await admin.set_members(state, caller, channel_id, body.principals)
+    return await admin.set_members(state, caller, channel_id, body.members())

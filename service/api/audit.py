@@ -18,8 +18,9 @@ from liaison.crypto.errors import MalformedError
 from ..problems import Problem
 from ..usecases import audit
 from .deps import AuditReader, CurrentCaller, State
+from .routing import AuthFirstRoute
 
-router = APIRouter(prefix="/v1/audit")
+router = APIRouter(prefix="/v1/audit", route_class=AuthFirstRoute)
 
 _MAX = (1 << 63) - 1
 Size = Annotated[int, Query(ge=0, le=_MAX)]

@@ -12,9 +12,10 @@ from fastapi.responses import JSONResponse
 
 from ..usecases import admin, directory
 from .deps import CurrentCaller, State
+from .routing import AuthFirstRoute
 from .schemas import EnrolRequest, SlugQuery, label_param, plain
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=AuthFirstRoute)
 
 
 @router.get("/policy", summary="The loaded policy and its SHA-256")

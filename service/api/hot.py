@@ -2,29 +2,28 @@
 
 The route stays declared in `routes` (it documents the path in OpenAPI and is what this
 replaces); this ASGI layer, outermost but for the request middleware (see `app.LiaisonApp`),
-answers it first with the same steps: strict validation of the
-wrapper by the same pydantic model, the request's signature, `messaging.submit`, and
-problem+json for every refusal.
+answers it first with the same steps as `routing.AuthFirstRoute` and the route: the request's
+signature over the raw body, the body parsed by the strict parser, strict validation of the
+wrapper by the same pydantic model, `messaging.submit`, and problem+json for every refusal.
 FastAPI's route matching, dependency solving and response wrapping cost more per request than
 the envelope's parsing (see bench/service.py); everything else still goes through FastAPI.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..problems import Problem
 from ..state import AppState
 from ..usecases import messaging
-from .deps import signed_request
+from .body import StrictRequest, json_body
+from .deps import verified
 from .errors import problem_response, validation_problem
 from .middleware import _TooLarge
 from .schemas import SubmitRequest
@@ -34,45 +33,6 @@ __all__ = ["HotPaths"]
 log = logging.getLogger("liaison.api")
 
 _PATH = "/v1/messages"
-
-
-async def _json_body(request: Request) -> Any:
-    """The body as FastAPI gives it to a model parameter (strict content type): the parsed
-    JSON when the request says it is JSON, else the raw bytes (which the model refuses), and
-    an empty body refused as missing."""
-    body = await request.body()
-    if not body:
-        raise validation_problem(
-            RequestValidationError(
-                [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
-            )
-        )
-    content_type = request.headers.get("content-type")
-    if content_type:
-        # The type as email.message reads it (what FastAPI asks): before any ";", trimmed,
-        # lower-cased, and text/plain unless it has exactly one "/".
-        mime = content_type.partition(";")[0].strip().lower()
-        maintype, _, subtype = mime.partition("/") if mime.count("/") == 1 else ("text", "", "")
-        if maintype == "application" and (subtype == "json" or subtype.endswith("+json")):
-            try:
-                return json.loads(body)
-            except json.JSONDecodeError as e:
-                raise validation_problem(
-                    RequestValidationError(
-                        [
-                            {
-                                "type": "json_invalid",
-                                "loc": ("body", e.pos),
-                                "msg": "JSON decode error",
-                                "input": {},
-                                "ctx": {"error": e.msg},
-                            }
-                        ]
-                    )
-                ) from None
-            except Exception:  # not UTF-8, nested too deep: what FastAPI answers too
-                raise Problem("malformed-request", "There was an error parsing the body") from None
-    return body
 
 
 class HotPaths:
@@ -89,7 +49,7 @@ class HotPaths:
             return
         scope["route"] = self.route
         scope["app"] = self.fastapi  # as FastAPI sets it, for Request.app
-        request = Request(scope, receive)
+        request = StrictRequest(scope, receive)
         state: AppState = self.fastapi.state.liaison
         try:
             response = await self._submit(state, request)
@@ -103,16 +63,17 @@ class HotPaths:
         await response(scope, receive, send)
 
     @staticmethod
-    async def _submit(state: AppState, request: Request) -> JSONResponse:
+    async def _submit(state: AppState, request: StrictRequest) -> JSONResponse:
+        # The signature first, over the raw body: an unsigned caller learns nothing more.
+        signed = await verified(state, request)
         try:
             # from_attributes, as FastAPI validates: a body that is not an object is refused
             # as such ("model_attributes_type"), not as a wrong instance.
-            payload = SubmitRequest.model_validate(await _json_body(request), from_attributes=True)
+            payload = SubmitRequest.model_validate(await json_body(request), from_attributes=True)
         except ValidationError as e:
             raise validation_problem(
                 RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors()])
             ) from None
-        signed = await signed_request(request, state)
         accepted, receipt = await messaging.submit(state, signed, payload.envelope, payload.to)
         return JSONResponse(
             {"id": accepted.id, "recipients": accepted.recipients, **receipt}, status_code=201

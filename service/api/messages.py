@@ -15,16 +15,19 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..usecases import messaging
-from .deps import CurrentCaller, Signed, State, signed_request
+from .deps import CurrentCaller, Signed, State
+from .routing import AuthFirstRoute
 from .schemas import SubmitRequest, plain
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=AuthFirstRoute)
+
+#: An inbox cursor is a delivery's serial key: a 32-bit integer on PostgreSQL (a larger `after`
+#: failed the query there, as one of 2**63 did on SQLite).
+MAX_CURSOR = (1 << 31) - 1
 
 
 @router.post("/messages", status_code=201, summary="Submit an envelope", response_class=JSONResponse)
-async def post_message(body: SubmitRequest, request: Request, state: State) -> JSONResponse:
-    # The signature is checked after the body's validation, as the hot path does.
-    signed = await signed_request(request, state)
+async def post_message(body: SubmitRequest, signed: Signed, state: State) -> JSONResponse:
     accepted, receipt = await messaging.submit(state, signed, body.envelope, body.to)
     return plain({"id": accepted.id, "recipients": accepted.recipients, **receipt}, 201)
 
@@ -43,7 +46,7 @@ async def post_ack(message_id: str, caller: CurrentCaller, state: State) -> dict
 async def get_inbox(
     caller: CurrentCaller,
     state: State,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_CURSOR)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> JSONResponse:
     return plain(await messaging.inbox(state, caller, after, limit))

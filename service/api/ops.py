@@ -10,8 +10,9 @@ from ..storage.logstore import LogReader
 from ..storage.migrate import schema_state
 from .deps import State
 from .errors import problem_response
+from .routing import AuthFirstRoute
 
-router = APIRouter()
+router = APIRouter(route_class=AuthFirstRoute)
 
 
 @router.get("/healthz", include_in_schema=True, summary="Liveness")

@@ -3,14 +3,14 @@ parameter, and plain JSON answers."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from fastapi import Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from liaison.crypto.errors import LabelSyntaxError
+from liaison.crypto.encoding import loads_strict
+from liaison.crypto.errors import JSONRefused, LabelSyntaxError
 from liaison.crypto.labels import Label, parse_label
 from liaison.crypto.names import DEFAULT_ROLES, NATION_PATTERN, SLUG_PATTERN, Role
 from liaison.crypto.policy import Policy
@@ -18,6 +18,7 @@ from liaison.crypto.policy import Policy
 from ..problems import Problem
 
 __all__ = [
+    "MAX_CHANNEL_MEMBERS",
     "ChannelCreate",
     "EnrolRequest",
     "MembersRequest",
@@ -34,7 +35,14 @@ Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
 #: A principal or channel id as a query parameter.
 SlugQuery = Annotated[str, Query(pattern=SLUG_PATTERN)]
 Nation = Annotated[str, StringConstraints(pattern=NATION_PATTERN)]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+#: A display or channel name: shown to people, so no control characters (C0, DEL, C1) and no
+#: bidirectional overrides or isolates, which could make a terminal show other text.
+Name = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]+$"
+    ),
+]
 Upper = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 
 
@@ -75,8 +83,23 @@ class ChannelCreate(Strict):
     ceiling: str | dict[str, Any] = Field(description="label text or label JSON")
 
 
+#: A channel's members are listed (with those added and removed) in one `channel.members`
+#: audit entry, and an entry holds at most 65,535 bytes (the C2SP entry-bundle limit): 300
+#: members of the longest ids (64 characters), replacing 300 others, take about 61,000.
+MAX_CHANNEL_MEMBERS = 300
+
+
 class MembersRequest(Strict):
     principals: list[Slug] = Field(max_length=10_000)
+
+    def members(self) -> list[str]:
+        """The distinct members, sorted; `too-many-members` past MAX_CHANNEL_MEMBERS."""
+        wanted = sorted(set(self.principals))
+        if len(wanted) > MAX_CHANNEL_MEMBERS:
+            raise Problem(
+                "too-many-members", f"{len(wanted)} members; a channel has at most {MAX_CHANNEL_MEMBERS}"
+            )
+        return wanted
 
 
 class SubmitRequest(Strict):
@@ -93,12 +116,18 @@ def plain(body: dict[str, Any], status: int = 200) -> JSONResponse:
 
 
 def label_param(policy: Policy, value: str | dict[str, Any]) -> Label:
-    """A label from its text form or its JSON (as an object or a JSON string)."""
+    """A label from its text form or its JSON (as an object or a JSON string, parsed strictly:
+    a repeated member or deep nesting is a malformed label)."""
     try:
         if isinstance(value, dict):
             return Label.from_json(value, policy)
         if value.lstrip().startswith("{"):
-            return Label.from_json(json.loads(value), policy)
+            return Label.from_json(loads_strict(value, max_depth=_LABEL_DEPTH), policy)
         return parse_label(value, policy)
+    except JSONRefused as e:
+        raise Problem("malformed-label", f"label JSON: {e.detail}") from None
     except (LabelSyntaxError, ValueError) as e:
         raise Problem("malformed-label", str(e)) from None
+
+
+_LABEL_DEPTH = 2  # {"rel": [...]}: a label is an object of strings and lists of strings

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -20,7 +19,7 @@ from typing import NamedTuple
 from sqlalchemy import delete
 
 from liaison.crypto.errors import CryptoError, RequestSignatureError
-from liaison.crypto.httpsig import check_request, parse_signature_params
+from liaison.crypto.httpsig import Headers, check_request, parse_signature_params
 from liaison.crypto.keys import PublicBundle
 
 from ..problems import Problem
@@ -43,13 +42,14 @@ class IncomingRequest:
     """What authentication needs of an HTTP request, as plain values.
 
     `target` is the URI the client signed (the configured public URL's form of the request's
-    own), `path` the path as received, `client` the peer's address.
+    own), `path` the path as received, `headers` every field as received (repeats kept, so
+    that a repeated signature field is refused), `client` the peer's address.
     """
 
     method: str
     target: str
     path: str
-    headers: Mapping[str, str]
+    headers: Headers
     body: bytes
     client: str
 
