@@ -155,26 +155,22 @@ def test_read_neutralises_a_spoofed_banner(liaison: Liaison) -> None:
     assert doc.json()["text"] == ATTACK
 
 
-def test_names_and_types_with_escapes_are_escaped(liaison: Liaison) -> None:
-    """Display names and channel names (any admin sets them), content types (any sender)."""
+def test_names_and_types_with_escapes_are_escaped(liaison: Liaison, server: Server) -> None:
+    """Display names and channel names (admins set them; the server refuses control
+    characters in them, but a hostile server serves what it likes), content types (any
+    sender)."""
     evil = f"\x1b[2J\x1b[H{FAKE_BANNER}\nFrom root (d_x) verified\x1b]0;t\x07 [/] [reverse]x\u202e"
-    n = exchange(liaison, sender_name=evil, chan_name=evil)
-    created = liaison(
-        "-p",
-        "root",
-        "admin",
-        "principal",
-        "update",
-        n["ukr"],
-        "--name",
-        evil,
-    ).stdout
-    assert raw_controls(created) == []
+    n = exchange(liaison)
+    refused = liaison.refused("-p", "root", "admin", "principal", "update", n["ukr"], "--name", evil)
+    assert raw_controls(refused) == [] and "validation" in refused
+    server.sql("UPDATE principal SET display_name = ? WHERE id IN (?, ?)", evil, n["usa"], n["ukr"])
+    server.sql("UPDATE channel SET name = ? WHERE id = ?", evil, n["chan"])
     for args in (["whoami"], ["channels"]):
         r = liaison("-p", n["usa"], *args)
         assert raw_controls(r.stdout) == [], r.stdout
         assert "\\x1b[2J" in r.stdout and "[/]" in r.stdout  # shown, escaped; markup not obeyed
         assert not any(line.startswith(("====", "From")) for line in r.stdout.splitlines())
+    # Markup in a name (which the server allows) is text, not style.
     out = liaison(
         "-p",
         "root",
@@ -185,9 +181,9 @@ def test_names_and_types_with_escapes_are_escaped(liaison: Liaison) -> None:
         "--ceiling",
         "SECRET//REL TO USA",
         "--name",
-        evil,
+        "[/] [reverse]x",
     )
-    assert raw_controls(out.stdout) == [] and "\\x1b[2J" in out.stdout
+    assert raw_controls(out.stdout) == [] and "[/] [reverse]x" in out.stdout
     # A content type is the sender's to choose: it is shown in the From line, escaped.
     mid = send(liaison, n, "hello", "--content-type", f"text/plain\x1b[2J\n{FAKE_BANNER}")
     out = liaison("-p", n["ukr"], "read", mid).stdout
@@ -366,9 +362,11 @@ def test_read_on_a_terminal(liaison: Liaison) -> None:
     assert code == 1 and b"\x1b[2J" not in out and b"terminal" in out
 
 
-def test_json_outputs_stay_json_with_hostile_names(liaison: Liaison) -> None:
+def test_json_outputs_stay_json_with_hostile_names(liaison: Liaison, server: Server) -> None:
     evil = "\x1b[2J\x7f\x9b\u202e\n\"'\\"
-    n = exchange(liaison, sender_name=evil, chan_name=evil)
+    n = exchange(liaison)  # names the server would refuse, served by a hostile one:
+    server.sql("UPDATE principal SET display_name = ? WHERE id = ?", evil, n["usa"])
+    server.sql("UPDATE channel SET name = ? WHERE id = ?", evil, n["chan"])
     mid = send(liaison, n, evil, "--content-type", f"text/plain{evil}")
     docs: dict[str, Any] = {}
     for args in (["whoami"], ["channels"], ["inbox"], ["read", mid]):
