@@ -39,7 +39,7 @@ from ..writer import Refusal, Tx
 from .auth import Caller
 from .directory import device_records, member_ids
 from .readmodels import PrincipalView, label_of
-from .refusals import access_denied
+from .refusals import access_denied, refuse
 
 __all__ = [
     "code_hash",
@@ -312,8 +312,14 @@ async def revoke_device(state: AppState, caller: Caller, device_id: str) -> dict
 
 async def list_devices(state: AppState, caller: Caller, principal: str | None) -> dict[str, Any]:
     """Admin inventory: every device (revoked too), enrolment and last-seen time, scoped."""
-    if not caller.principal.has_role("admin"):
-        raise Problem("not-admin", "only an admin may list the device inventory")
+    try:
+        check_admin(caller.principal.subject, caller.principal.roles)
+    except PolicyViolation as e:
+        await refuse(
+            state,
+            Problem(e.reason, e.detail),
+            access_denied(caller.device_id, "device inventory", e.reason, None),
+        )
     async with state.db.sessions() as s:
         q = select(Device).join(Principal, Principal.id == Device.principal_id)
         if principal:
