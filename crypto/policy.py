@@ -44,6 +44,7 @@ __all__ = [
     "check_roles",
     "check_suite",
     "dominates",
+    "may_read_message_entry",
     "parse_policy",
     "under_ceiling",
 ]
@@ -402,3 +403,21 @@ def check_members_change(
         raise PolicyViolation(
             "other-nation", f"cannot add or remove other nations' principals: {', '.join(foreign)}"
         )
+
+
+def may_read_message_entry(
+    policy: Policy, reader: Subject, reader_roles: Iterable[str], root: bool, label: Any, party: bool
+) -> bool:
+    """Whether a principal may read a message's `message.accepted` entry and its proof.
+
+    The entry names the message's channel, label, sender and recipients: the root admin may
+    read every one; anyone else only when it dominates the label now, and is a party to the
+    message (`party`: the caller's device sent it or is one of its recipients) or holds the
+    `auditor` or `admin` role. So an auditor of a nation outside REL TO, or cleared below the
+    label, is not entitled, nor is a recipient whose clearance was lowered.
+    """
+    if root:
+        return True
+    if not dominates(policy, reader, label):
+        return False
+    return party or bool({"auditor", _ADMIN} & set(reader_roles))

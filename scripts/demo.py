@@ -337,6 +337,7 @@ class Demo:
             unclass,
             stdin=b"Coordination call moved to 14:00Z.\n",
         )
+        unclass_id = self.last_id("fra-analyst")
 
         self.step("SECRET//REL TO UKR, USA: France and the system are excluded, and the client says why")
         secret = "SECRET//REL TO UKR, USA"  # noqa: S105 -- a label, not a password
@@ -431,7 +432,9 @@ class Demo:
 
         self.step("The auditor verifies the whole log, proves a message, and cosigns")
         self.liaison("fra-auditor", "audit", "entries", "--type", "access.denied")
-        self.liaison("fra-auditor", "audit", "prove", secret_id)
+        self.liaison("fra-auditor", "audit", "prove", unclass_id)
+        self.say("A message not released to France is, to a French auditor, not there at all:")
+        self.liaison("fra-auditor", "audit", "prove", secret_id, expect="refused")
         self.liaison("fra-auditor", "audit", "verify")
         self.liaison("fra-auditor", "audit", "witness")
         cp = self.json("fra-auditor", "audit", "checkpoint", "--cosigned", "1")

@@ -39,6 +39,7 @@ from liaison.crypto.policy import (
     check_roles,
     check_suite,
     dominates,
+    may_read_message_entry,
     parse_policy,
     under_ceiling,
 )
@@ -350,6 +351,18 @@ def test_membership_examples() -> None:
     check_members_change(
         POLICY, admin, ["admin"], True, ts_humint, [MemberChange("root", "USA", False, True)]
     )
+
+
+@given(subjects(), st.frozensets(st.sampled_from(ROLE_NAMES)), st.booleans(), labels(), st.booleans())
+def test_who_may_read_a_message_entry(
+    reader: Subject, roles: frozenset[str], root: bool, label: Label, party: bool
+) -> None:
+    got = may_read_message_entry(POLICY, reader, roles, root, label, party)
+    assert got == (
+        root or (dominates(POLICY, reader, label) and (party or bool({"auditor", "admin"} & roles)))
+    )
+    if got and not root:  # never above the reader's own access, whatever its role
+        assert dominates(POLICY, reader, label)
 
 
 @pytest.mark.parametrize(
