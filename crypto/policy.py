@@ -24,6 +24,7 @@ from .names import (
     KEM_SUITES,
     MLDSA65,
     NATION_RE,
+    ROLES,
     SIGNATURE_ALGS,
     SLUG_RE,
     Role,
@@ -31,19 +32,26 @@ from .names import (
 
 __all__ = [
     "LevelRule",
+    "MemberChange",
     "Policy",
     "Subject",
+    "check_admin",
     "check_ceiling",
+    "check_channel_admin",
     "check_dominates",
     "check_grant",
+    "check_members_change",
+    "check_roles",
     "check_suite",
     "dominates",
+    "may_read_message_entry",
     "parse_policy",
     "under_ceiling",
 ]
 
 _NAME_RE = re.compile(r"^[A-Z][A-Z0-9 _-]{0,31}$")
 _ADMIN: Role = "admin"  # the role that may manage principals
+_BASE_ROLE: Role = "analyst"  # every principal's role: it carries no privilege
 _FIELDS = frozenset({"id", "version", "nations", "compartments", "levels"})
 _LEVEL_FIELDS = frozenset({"name", "kem", "signatures", "max_bytes", "retention_days", "systems"})
 #: A policy file's SHA-256 in lower-case hex, or "" for a policy that did not come from a file.
@@ -268,6 +276,35 @@ def check_suite(policy: Policy, label: Any, suite: str, signatures: Iterable[str
         )
 
 
+def check_admin(admin: Subject, admin_roles: Iterable[str]) -> None:
+    """Raise `not-admin` unless `admin` is an active principal holding the `admin` role."""
+    if _ADMIN not in set(admin_roles) or not admin.active:
+        raise PolicyViolation("not-admin", "only an active admin may do this")
+
+
+def check_roles(admin_roles: Iterable[str], root: bool, roles: Iterable[str]) -> None:
+    """Raise unless an admin holding `admin_roles` may grant (or manage a holder of) `roles`.
+
+    Every role must be one the policy knows (`unknown-role`). The root admin grants any of
+    them. Any other admin grants no role above its own (`grant-above-own`): only roles it
+    holds itself, and never `admin` (only the root admin creates admins). `analyst`, the base
+    role, carries no privilege and any admin may grant it.
+    """
+    wanted = set(roles)
+    unknown = wanted - set(ROLES)
+    if unknown:
+        raise PolicyViolation("unknown-role", f"unknown role(s) {', '.join(sorted(unknown))}")
+    if root:
+        return
+    if _ADMIN in wanted:
+        raise PolicyViolation("grant-above-own", "only the root admin may create or manage admins")
+    above = wanted - set(admin_roles) - {_BASE_ROLE}
+    if above:
+        raise PolicyViolation(
+            "grant-above-own", f"cannot grant a role one does not hold: {', '.join(sorted(above))}"
+        )
+
+
 def check_grant(
     policy: Policy,
     admin: Subject,
@@ -276,15 +313,20 @@ def check_grant(
     nation: str,
     clearance: str,
     compartments: Iterable[str],
-    roles: Iterable[str] = (),
+    roles: Iterable[str],
 ) -> None:
-    """Raise unless a scoped admin may create or change a principal with these attributes.
+    """Raise unless an admin may create, change or manage a principal with these attributes.
 
-    A nation admin manages its own nation only and never grants above its own clearance or
-    outside its own compartments; only the root admin may create admins of other nations.
+    The one rule for every act on a principal (create, change before and after, issue a code,
+    revoke a device), in this order: the actor is an active admin (`not-admin`); the nation,
+    level, compartments and roles are the policy's (`unknown-*`); then, unless the actor is
+    the root admin: the principal is of the admin's own nation (`other-nation`), and its
+    clearance, compartments and roles are no higher than the admin's own (`grant-above-own`,
+    see `check_roles`).
     """
-    if _ADMIN not in set(admin_roles) or not admin.active:
-        raise PolicyViolation("not-admin", "only an active admin may manage principals")
+    check_admin(admin, admin_roles)
+    admin_roles = tuple(admin_roles)
+    roles = tuple(roles)
     if nation not in policy.nations:
         raise PolicyViolation("unknown-nation", f"{nation} is not a nation of the policy")
     if not policy.has_level(clearance):
@@ -292,6 +334,7 @@ def check_grant(
     unknown = set(compartments) - set(policy.compartments)
     if unknown:
         raise PolicyViolation("unknown-compartment", f"unknown compartment(s) {sorted(unknown)}")
+    check_roles(admin_roles, True, roles)  # unknown roles, for root too
     if root:
         return
     if nation != admin.nation:
@@ -300,3 +343,81 @@ def check_grant(
         raise PolicyViolation("grant-above-own", "cannot grant a clearance above one's own")
     if not set(compartments) <= admin.compartments:
         raise PolicyViolation("grant-above-own", "cannot grant a compartment one does not hold")
+    check_roles(admin_roles, False, roles)
+
+
+def check_channel_admin(
+    policy: Policy, admin: Subject, admin_roles: Iterable[str], root: bool, ceiling: Any
+) -> None:
+    """Raise unless an admin may create or manage a channel with this `ceiling`.
+
+    The root admin may manage every channel. A nation admin only one whose ceiling it
+    dominates (`grant-above-own`): a channel holds messages up to its ceiling, and whoever sets
+    its members decides who receives them, so managing it is an act at the ceiling's level.
+    """
+    check_admin(admin, admin_roles)
+    if root:
+        return
+    try:
+        check_dominates(policy, admin, ceiling)
+    except PolicyViolation as e:
+        raise PolicyViolation(
+            "grant-above-own", f"the channel's ceiling is above the admin: {e.detail}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class MemberChange:
+    """A principal added to or removed from a channel, with the facts the rule needs of it."""
+
+    principal: str
+    nation: str
+    added: bool
+    root: bool = False  # the principal is the root admin
+
+
+def check_members_change(
+    policy: Policy,
+    admin: Subject,
+    admin_roles: Iterable[str],
+    root: bool,
+    ceiling: Any,
+    changes: Iterable[MemberChange],
+) -> None:
+    """Raise unless an admin may make these changes to the members of a channel.
+
+    In this order: the admin may manage the channel at all (`check_channel_admin`: root, or a
+    nation admin dominating the ceiling; checked even when nothing changes, since the answer
+    shows the members); nobody but the root admin removes the root admin (`forbidden`), while
+    the root admin may leave a channel and come back; a nation admin adds or removes only
+    principals of its own nation (`other-nation`). Members that stay are not changes.
+    """
+    check_channel_admin(policy, admin, admin_roles, root, ceiling)
+    if root:
+        return
+    changes = tuple(changes)
+    if any(c.root and not c.added for c in changes):
+        raise PolicyViolation("forbidden", "only the root admin may remove the root admin from a channel")
+    foreign = sorted(c.principal for c in changes if c.nation != admin.nation)
+    if foreign:
+        raise PolicyViolation(
+            "other-nation", f"cannot add or remove other nations' principals: {', '.join(foreign)}"
+        )
+
+
+def may_read_message_entry(
+    policy: Policy, reader: Subject, reader_roles: Iterable[str], root: bool, label: Any, party: bool
+) -> bool:
+    """Whether a principal may read a message's `message.accepted` entry and its proof.
+
+    The entry names the message's channel, label, sender and recipients: the root admin may
+    read every one; anyone else only when it dominates the label now, and is a party to the
+    message (`party`: the caller's device sent it or is one of its recipients) or holds the
+    `auditor` or `admin` role. So an auditor of a nation outside REL TO, or cleared below the
+    label, is not entitled, nor is a recipient whose clearance was lowered.
+    """
+    if root:
+        return True
+    if not dominates(policy, reader, label):
+        return False
+    return party or bool({"auditor", _ADMIN} & set(reader_roles))

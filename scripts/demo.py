@@ -249,8 +249,8 @@ class Demo:
             )
 
         self.step(
-            "Nation admins create their principals: an analyst each, a Ukrainian partner "
-            "system, and an auditor"
+            "Nation admins create their principals: an analyst each and a Ukrainian partner "
+            "system; root an auditor"
         )
         self.create(
             "usa-admin", "usa-analyst", "USA air defence analyst", "USA", "SECRET", "--compartment", "AIRDEF"
@@ -260,8 +260,23 @@ class Demo:
         )
         self.create("ukr-admin", "ukr-system", "UKR C2 partner system", "UKR", "SECRET", "--kind", "system")
         self.create("fra-admin", "fra-analyst", "FRA liaison analyst", "FRA", "SECRET")
-        self.create("fra-admin", "fra-auditor", "FRA auditor", "FRA", "SECRET", "--role", "auditor")
         self.say("A nation admin cannot reach outside its nation or above its own access:")
+        self.liaison(
+            "fra-admin",
+            "admin",
+            "principal",
+            "create",
+            "fra-auditor",
+            "--name",
+            "FRA auditor",
+            "--nation",
+            "FRA",
+            "--clearance",
+            "SECRET",
+            "--role",
+            "auditor",
+            expect="refused",
+        )
         self.liaison(
             "fra-admin",
             "admin",
@@ -276,6 +291,8 @@ class Demo:
             "SECRET",
             expect="refused",
         )
+        self.say("A role it does not hold is root's to grant:")
+        self.create("root", "fra-auditor", "FRA auditor", "FRA", "SECRET", "--role", "auditor")
 
         self.step("The auditor makes a witness key; the operator adds it and restarts the server")
         self.witness_keys.append(self.json("fra-auditor", "audit", "witness-key")["verifier_key"])
@@ -320,6 +337,7 @@ class Demo:
             unclass,
             stdin=b"Coordination call moved to 14:00Z.\n",
         )
+        unclass_id = self.last_id("fra-analyst")
 
         self.step("SECRET//REL TO UKR, USA: France and the system are excluded, and the client says why")
         secret = "SECRET//REL TO UKR, USA"  # noqa: S105 -- a label, not a password
@@ -414,7 +432,9 @@ class Demo:
 
         self.step("The auditor verifies the whole log, proves a message, and cosigns")
         self.liaison("fra-auditor", "audit", "entries", "--type", "access.denied")
-        self.liaison("fra-auditor", "audit", "prove", secret_id)
+        self.liaison("fra-auditor", "audit", "prove", unclass_id)
+        self.say("A message not released to France is, to a French auditor, not there at all:")
+        self.liaison("fra-auditor", "audit", "prove", secret_id, expect="refused")
         self.liaison("fra-auditor", "audit", "verify")
         self.liaison("fra-auditor", "audit", "witness")
         self.say("Clients trust only the witnesses they pin (k of n); the auditor pins its own key:")

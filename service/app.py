@@ -139,6 +139,17 @@ async def _retention_loop(state: AppState) -> None:
         await asyncio.sleep(state.settings.retention_interval_seconds)
 
 
+#: Logged at every start with `audit_public` (docs/audit.md says the same).
+_AUDIT_PUBLIC_WARNING = (
+    "LIAISON_AUDIT_PUBLIC is true: anyone who can reach this server reads the audit log's "
+    "entries (/v1/audit/entries and /v1/audit/tile/entries/...) without signing in, and until "
+    "entries are committed (a later release) that is every field of every entry: labels, "
+    "channels, principals and their clearances, devices, reasons and times. Leave it off "
+    "unless the whole log may be public; witnesses need only checkpoints, hash tiles and "
+    "proofs, which are public anyway."
+)
+
+
 def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
     """Build the app; state is opened in the lifespan (so tests and uvicorn share one path).
 
@@ -151,6 +162,8 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await open_state(settings, metrics=metrics, migrate_new=migrate_new)
         app.state.liaison = state
+        if settings.audit_public:
+            log.warning(_AUDIT_PUBLIC_WARNING)
         listener = None
         if state.db.is_postgres:
             dsn = state.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)

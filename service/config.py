@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     #: Enrolment attempts per client address (codes have 104 bits; this only curbs noise).
     enrol_rate_per_second: float = 1.0
     enrol_rate_burst: int = 20
+    #: Open the audit log's entries to anyone (docs/audit.md): every field of every entry, until
+    #: entries are committed; the server warns at start. Checkpoints, tiles, proofs: always public.
     audit_public: bool = False
     retention_interval_seconds: float = 3600.0
     batch_max: int = 256

@@ -54,6 +54,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "unknown-level": (422, "Unknown classification level"),
     "unknown-nation": (422, "Unknown nation"),
     "unknown-compartment": (422, "Unknown compartment"),
+    "unknown-role": (422, "Unknown role"),
     "not-found": (404, "Not found"),
     "conflict": (409, "The resource already exists"),
     "enrolment-code": (403, "The enrolment code is invalid, used or expired"),

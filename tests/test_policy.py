@@ -7,6 +7,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,17 +22,24 @@ from liaison.crypto.names import (
     KEM_SUITES,
     MLDSA65,
     NATION_PATTERN,
+    ROLES,
     SLUG_PATTERN,
 )
 from liaison.crypto.policy import (
     LevelRule,
+    MemberChange,
     Policy,
     Subject,
+    check_admin,
     check_ceiling,
+    check_channel_admin,
     check_dominates,
     check_grant,
+    check_members_change,
+    check_roles,
     check_suite,
     dominates,
+    may_read_message_entry,
     parse_policy,
     under_ceiling,
 )
@@ -129,25 +137,232 @@ def test_suite_rules() -> None:
 
 def test_scoped_admin_grants() -> None:
     admin = Subject("UKR", "SECRET", frozenset({"AIRDEF"}))
-    check_grant(POLICY, admin, ["admin"], False, "UKR", "SECRET", ["AIRDEF"])
+    check_grant(POLICY, admin, ["admin"], False, "UKR", "SECRET", ["AIRDEF"], ["analyst"])
     for args, reason in [
-        (("USA", "SECRET", []), "other-nation"),
-        (("UKR", "TOP SECRET", []), "grant-above-own"),
-        (("UKR", "SECRET", ["CYBER"]), "grant-above-own"),
-        (("XXX", "SECRET", []), "unknown-nation"),
-        (("UKR", "COSMIC", []), "unknown-level"),
-        (("UKR", "SECRET", ["SPACE"]), "unknown-compartment"),
+        (("USA", "SECRET", [], []), "other-nation"),
+        (("UKR", "TOP SECRET", [], []), "grant-above-own"),
+        (("UKR", "SECRET", ["CYBER"], []), "grant-above-own"),
+        (("UKR", "SECRET", [], ["auditor"]), "grant-above-own"),
+        (("UKR", "SECRET", [], ["admin"]), "grant-above-own"),
+        (("UKR", "SECRET", [], ["wizard"]), "unknown-role"),
+        (("XXX", "SECRET", [], []), "unknown-nation"),
+        (("UKR", "COSMIC", [], []), "unknown-level"),
+        (("UKR", "SECRET", ["SPACE"], []), "unknown-compartment"),
     ]:
         with pytest.raises(PolicyViolation) as e:
             check_grant(POLICY, admin, ["admin"], False, *args)
         assert e.value.reason == reason
     with pytest.raises(PolicyViolation) as e:
-        check_grant(POLICY, admin, ["analyst"], False, "UKR", "SECRET", [])
+        check_grant(POLICY, admin, ["analyst"], False, "UKR", "SECRET", [], [])
     assert e.value.reason == "not-admin"
-    # root may grant anything the policy knows
+    # An admin that also audits may make auditors (of its nation, within its access).
+    check_grant(POLICY, admin, ["admin", "auditor"], False, "UKR", "SECRET", [], ["auditor"])
+    # root may grant anything the policy knows, admins too, but no unknown role
     check_grant(
-        POLICY, Subject("USA", "UNCLASSIFIED", frozenset()), ["admin"], True, "FRA", "TOP SECRET", ["HUMINT"]
+        POLICY,
+        Subject("USA", "UNCLASSIFIED", frozenset()),
+        ["admin"],
+        True,
+        "FRA",
+        "TOP SECRET",
+        ["HUMINT"],
+        ["admin", "auditor"],
     )
+    with pytest.raises(PolicyViolation) as e:
+        check_grant(POLICY, admin, ["admin"], True, "UKR", "SECRET", [], ["root"])
+    assert e.value.reason == "unknown-role"
+
+
+# --- admins: a model of the rules, written from docs/protocol.md, against the functions ------
+
+ROLE_NAMES = [*ROLES, "wizard"]  # one role the policy does not know
+
+
+def _grant_model(
+    admin: Subject,
+    admin_roles: frozenset[str],
+    root: bool,
+    nation: str,
+    clearance: str,
+    comps: frozenset[str],
+    roles: frozenset[str],
+) -> str | None:
+    """The reason a grant is refused, or None: the order docs/protocol.md gives."""
+    if "admin" not in admin_roles or not admin.active:
+        return "not-admin"
+    if nation not in POLICY.nations:
+        return "unknown-nation"
+    if clearance not in LEVELS:
+        return "unknown-level"
+    if not comps <= set(POLICY.compartments):
+        return "unknown-compartment"
+    if not roles <= set(ROLES):
+        return "unknown-role"
+    if root:
+        return None
+    if nation != admin.nation:
+        return "other-nation"
+    if LEVELS.index(clearance) > LEVELS.index(admin.clearance) or not comps <= admin.compartments:
+        return "grant-above-own"
+    if "admin" in roles or not roles <= admin_roles | {"analyst"}:
+        return "grant-above-own"
+    return None
+
+
+def _reason(call: Callable[[], None]) -> str | None:
+    try:
+        call()
+    except PolicyViolation as e:
+        return e.reason
+    return None
+
+
+def _often(value: Any, others: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """`value` half of the time: in-scope cases are a small corner of the whole space."""
+    return st.one_of(st.just(value), others)
+
+
+@st.composite
+def grants(draw: st.DrawFn) -> tuple[Any, ...]:
+    """An admin and a grant, half of each field within the admin's own scope."""
+    admin = draw(
+        _often(True, st.booleans()).flatmap(lambda a: subjects().map(lambda s: replace(s, active=a)))
+    )
+    admin_roles = draw(_often(frozenset({"admin"}), st.frozensets(st.sampled_from(ROLE_NAMES))))
+    nation = draw(_often(admin.nation, st.sampled_from([*POLICY.nations, "XXX"])))
+    own = LEVELS[: LEVELS.index(admin.clearance) + 1]
+    clearance = draw(st.one_of(st.sampled_from(own), st.sampled_from([*LEVELS, "COSMIC"])))
+    comps = draw(
+        st.one_of(
+            st.frozensets(st.sampled_from(sorted(admin.compartments)))
+            if admin.compartments
+            else st.just(frozenset()),
+            st.frozensets(st.sampled_from([*POLICY.compartments, "SPACE"])),
+        )
+    )
+    roles = draw(st.frozensets(st.sampled_from(ROLE_NAMES)))
+    return admin, admin_roles, draw(_often(False, st.booleans())), nation, clearance, comps, roles
+
+
+@given(grants())
+def test_grant_is_exactly_the_documented_rule(grant: tuple[Any, ...]) -> None:
+    admin, admin_roles, root, nation, clearance, comps, roles = grant
+    got = _reason(
+        lambda: check_grant(POLICY, admin, sorted(admin_roles), root, nation, clearance, sorted(comps), roles)
+    )
+    assert got == _grant_model(admin, admin_roles, root, nation, clearance, comps, roles)
+
+
+@given(subjects(), st.frozensets(st.sampled_from(ROLE_NAMES)), st.frozensets(st.sampled_from(ROLE_NAMES)))
+def test_no_admin_but_root_grants_a_role_above_its_own(
+    admin: Subject, admin_roles: frozenset[str], roles: frozenset[str]
+) -> None:
+    """Whatever a nation admin may grant, it holds itself (bar `analyst`), and never `admin`."""
+    if _reason(lambda: check_roles(admin_roles, False, roles)) is None:
+        assert roles <= (admin_roles & set(ROLES)) | {"analyst"} and "admin" not in roles
+        if _reason(lambda: check_admin(admin, admin_roles)) is None:
+            check_grant(POLICY, admin, admin_roles, False, admin.nation, admin.clearance, [], roles)
+
+
+def _member_changes(nation: str) -> st.SearchStrategy[list[MemberChange]]:
+    return st.lists(
+        st.builds(
+            MemberChange,
+            st.sampled_from(["root", "usa-a", "ukr-a", "fra-a"]),
+            _often(nation, st.sampled_from(POLICY.nations)),
+            st.booleans(),
+            st.booleans(),
+        ),
+        max_size=4,
+    )
+
+
+@st.composite
+def membership_changes(draw: st.DrawFn) -> tuple[Any, ...]:
+    """An admin, a channel ceiling (half of them ones it dominates) and changes to the members."""
+    admin = draw(
+        _often(True, st.booleans()).flatmap(lambda a: subjects().map(lambda s: replace(s, active=a)))
+    )
+    admin_roles = draw(_often(frozenset({"admin"}), st.frozensets(st.sampled_from(ROLE_NAMES))))
+    own = Label(POLICY.id, admin.clearance, (admin.nation,), tuple(sorted(admin.compartments)))
+    ceiling = draw(_often(own, labels()))
+    return (
+        admin,
+        admin_roles,
+        draw(_often(False, st.booleans())),
+        ceiling,
+        draw(_member_changes(admin.nation)),
+    )
+
+
+@given(membership_changes())
+def test_membership_change_is_exactly_the_documented_rule(case: tuple[Any, ...]) -> None:
+    admin, admin_roles, root, ceiling, changes = case
+    got = _reason(lambda: check_members_change(POLICY, admin, admin_roles, root, ceiling, changes))
+    if "admin" not in admin_roles or not admin.active:
+        expected: str | None = "not-admin"
+    elif root:
+        expected = None
+    elif not dominates(POLICY, admin, ceiling):
+        expected = "grant-above-own"
+    elif any(c.root and not c.added for c in changes):
+        expected = "forbidden"
+    elif any(c.nation != admin.nation for c in changes):
+        expected = "other-nation"
+    else:
+        expected = None
+    assert got == expected
+    # The channel-level half is the same rule as creating a channel with that ceiling.
+    channel = _reason(lambda: check_channel_admin(POLICY, admin, admin_roles, root, ceiling))
+    assert channel == (got if got in ("not-admin", "grant-above-own") else None)
+
+
+@given(membership_changes())
+def test_root_is_never_removed_by_another_admin(case: tuple[Any, ...]) -> None:
+    admin, admin_roles, _, ceiling, changes = case
+    removal = [*changes, MemberChange("root", admin.nation, added=False, root=True)]
+    assert _reason(lambda: check_members_change(POLICY, admin, admin_roles, False, ceiling, removal))
+    # ...and root may remove itself.
+    if "admin" in admin_roles and admin.active:
+        check_members_change(POLICY, admin, admin_roles, True, ceiling, removal)
+
+
+def test_membership_examples() -> None:
+    admin = Subject("USA", "SECRET", frozenset())
+    ts_humint = Label(POLICY.id, "TOP SECRET", ("USA",), ("HUMINT",))
+    secret_usa = Label(POLICY.id, "SECRET", ("USA",))
+    joins = [MemberChange("usa-admin", "USA", added=True)]
+    with pytest.raises(PolicyViolation, match="ceiling is above the admin: clearance") as e:
+        check_members_change(POLICY, admin, ["admin"], False, ts_humint, joins)
+    assert e.value.reason == "grant-above-own"
+    check_members_change(POLICY, admin, ["admin"], False, secret_usa, joins)
+    check_members_change(POLICY, admin, ["admin"], False, secret_usa, [])
+    for changes, reason in [
+        ([MemberChange("root", "USA", added=False, root=True)], "forbidden"),
+        ([MemberChange("ukr-a", "UKR", added=True)], "other-nation"),
+        ([MemberChange("ukr-a", "UKR", added=False)], "other-nation"),
+    ]:
+        with pytest.raises(PolicyViolation) as e:
+            check_members_change(POLICY, admin, ["admin"], False, secret_usa, changes)
+        assert e.value.reason == reason
+    with pytest.raises(PolicyViolation) as e:
+        check_members_change(POLICY, admin, ["analyst"], False, secret_usa, [])
+    assert e.value.reason == "not-admin"
+    check_members_change(
+        POLICY, admin, ["admin"], True, ts_humint, [MemberChange("root", "USA", False, True)]
+    )
+
+
+@given(subjects(), st.frozensets(st.sampled_from(ROLE_NAMES)), st.booleans(), labels(), st.booleans())
+def test_who_may_read_a_message_entry(
+    reader: Subject, roles: frozenset[str], root: bool, label: Label, party: bool
+) -> None:
+    got = may_read_message_entry(POLICY, reader, roles, root, label, party)
+    assert got == (
+        root or (dominates(POLICY, reader, label) and (party or bool({"auditor", "admin"} & roles)))
+    )
+    if got and not root:  # never above the reader's own access, whatever its role
+        assert dominates(POLICY, reader, label)
 
 
 @pytest.mark.parametrize(

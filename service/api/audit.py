@@ -1,7 +1,8 @@
 """The audit log's read API under /v1/audit/ (C2SP tlog-tiles, JSON conveniences, witnesses).
 
-Thin: parse, call one use case of `usecases.audit`, return. Who may read entries and proofs is
-decided by one dependency, `deps.AuditReader`.
+Thin: parse, call one use case of `usecases.audit`, return. Checkpoints, hash tiles and the
+proofs (hashes only) are public; who may read entries is decided by one dependency,
+`deps.AuditReader`; a message's proof by its use case (see `usecases.audit`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from liaison.crypto.errors import MalformedError
 
 from ..problems import Problem
 from ..usecases import audit
-from .deps import AuditReader, CurrentCaller, State
+from .deps import AuditReader, CurrentCaller, Signed, State
 from .routing import AuthFirstRoute
 
 router = APIRouter(prefix="/v1/audit", route_class=AuthFirstRoute)
@@ -103,23 +104,19 @@ async def get_entries(
     )
 
 
-@router.get("/proof/inclusion", summary="Inclusion proof of one entry")
-async def get_inclusion(
-    state: State, reader: AuditReader, index: Size, size: OptInt = None
-) -> dict[str, Any]:
+@router.get("/proof/inclusion", summary="Inclusion proof of one entry (public: hashes only)")
+async def get_inclusion(state: State, index: Size, size: OptInt = None) -> dict[str, Any]:
     return await audit.inclusion(state, index, _opt_int(size, 1))
 
 
-@router.get("/proof/consistency", summary="Consistency proof between two tree sizes")
-async def get_consistency(state: State, reader: AuditReader, old: Size, new: OptInt = None) -> dict[str, Any]:
+@router.get("/proof/consistency", summary="Consistency proof between two tree sizes (public)")
+async def get_consistency(state: State, old: Size, new: OptInt = None) -> dict[str, Any]:
     return await audit.consistency(state, old, _opt_int(new))
 
 
 @router.get("/messages/{message_id}", summary="A message's log entry and inclusion proof")
-async def get_message_proof(message_id: str, state: State, reader: AuditReader) -> dict[str, Any]:
-    if len(message_id) > 36:
-        raise Problem("not-found", "no such message")
-    return await audit.message_proof(state, message_id)
+async def get_message_proof(message_id: str, signed: Signed, state: State) -> dict[str, Any]:
+    return await audit.message_proof(state, signed, message_id)
 
 
 class CosignatureRequest(BaseModel):

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from ..usecases import admin, directory
-from .deps import CurrentCaller, State
+from .deps import CurrentCaller, Signed, State
 from .routing import AuthFirstRoute
 from .schemas import EnrolRequest, SlugQuery, label_param, plain
 
@@ -36,14 +36,14 @@ async def get_me(caller: CurrentCaller) -> dict[str, Any]:
     return {"principal": caller.principal.to_json(), "device": caller.device_id}
 
 
-@router.get("/directory/devices", summary="Devices of a principal, with enrolment proofs")
+@router.get("/directory/devices", summary="Devices of a principal the caller may see, with enrolment proofs")
 async def get_directory(
     caller: CurrentCaller,
     state: State,
     principal: SlugQuery | None = None,
     device: Annotated[str | None, Query(pattern=r"^d_[a-z2-7]{26}$")] = None,
 ) -> dict[str, Any]:
-    return await directory.devices(state, principal, device)
+    return await directory.devices(state, caller, principal, device)
 
 
 @router.get("/channels", summary="Channels the caller belongs to")
@@ -58,11 +58,11 @@ async def get_channels(caller: CurrentCaller, state: State) -> dict[str, Any]:
 )
 async def get_recipients(
     channel_id: str,
-    caller: CurrentCaller,
+    signed: Signed,
     state: State,
     label: Annotated[str, Query(max_length=1024)],
     suite: Annotated[str | None, Query(max_length=32)] = None,
 ) -> JSONResponse:
     return plain(
-        await directory.recipients(state, caller, channel_id, label_param(state.policy, label), suite)
+        await directory.recipients(state, signed, channel_id, label_param(state.policy, label), suite)
     )

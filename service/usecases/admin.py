@@ -1,8 +1,11 @@
 """Admin and enrolment use cases: principals, enrolment codes, enrolment, revocation, channels.
 
 Admins are scoped (SPEC 2): a nation admin manages its own nation only and never grants a
-clearance, compartment or role above its own; only the root admin creates admins. Every act
-is logged in the same transaction as the change.
+clearance, compartment or role above its own; only the root admin creates admins; channels are
+managed only by admins who dominate their ceiling. Every rule is a pure function of
+`liaison.crypto.policy` (`check_admin`, `check_grant`, `check_channel_admin`,
+`check_members_change`); this module gathers the facts and logs. Every act is logged in the
+same transaction as the change, and every refusal as `access.denied`.
 """
 
 from __future__ import annotations
@@ -21,8 +24,13 @@ from liaison.crypto.encoding import format_time, jcs
 from liaison.crypto.errors import CryptoError, MalformedKey, PolicyViolation, UnsupportedSuite
 from liaison.crypto.keys import PublicBundle
 from liaison.crypto.labels import Label
-from liaison.crypto.names import ROLES
-from liaison.crypto.policy import check_dominates, check_grant
+from liaison.crypto.policy import (
+    MemberChange,
+    check_admin,
+    check_channel_admin,
+    check_grant,
+    check_members_change,
+)
 
 from ..problems import Problem
 from ..state import AppState
@@ -31,7 +39,7 @@ from ..writer import Refusal, Tx
 from .auth import Caller
 from .directory import device_records, member_ids
 from .readmodels import PrincipalView, label_of
-from .refusals import access_denied
+from .refusals import access_denied, refuse
 
 __all__ = [
     "code_hash",
@@ -63,8 +71,10 @@ def _denied(caller: Caller, what: str, e: PolicyViolation) -> Refusal:
 
 
 def _require_admin(caller: Caller, what: str) -> None:
-    if not caller.principal.has_role("admin"):
-        raise _denied(caller, what, PolicyViolation("not-admin", "only an admin may do this"))
+    try:
+        check_admin(caller.principal.subject, caller.principal.roles)
+    except PolicyViolation as e:
+        raise _denied(caller, what, e) from None
 
 
 def _check_grant(
@@ -79,11 +89,6 @@ def _check_grant(
     me = caller.principal
     try:
         check_grant(state.policy, me.subject, me.roles, me.is_root, nation, clearance, compartments, roles)
-        if "admin" in roles and not me.is_root:
-            raise PolicyViolation("grant-above-own", "only the root admin may create admins")
-        unknown = set(roles) - set(ROLES)
-        if unknown:
-            raise PolicyViolation("forbidden", f"unknown role(s) {sorted(unknown)}")
     except PolicyViolation as e:
         raise _denied(caller, what, e) from None
 
@@ -307,8 +312,14 @@ async def revoke_device(state: AppState, caller: Caller, device_id: str) -> dict
 
 async def list_devices(state: AppState, caller: Caller, principal: str | None) -> dict[str, Any]:
     """Admin inventory: every device (revoked too), enrolment and last-seen time, scoped."""
-    if not caller.principal.has_role("admin"):
-        raise Problem("not-admin", "only an admin may list the device inventory")
+    try:
+        check_admin(caller.principal.subject, caller.principal.roles)
+    except PolicyViolation as e:
+        await refuse(
+            state,
+            Problem(e.reason, e.detail),
+            access_denied(caller.device_id, "device inventory", e.reason, None),
+        )
     async with state.db.sessions() as s:
         q = select(Device).join(Principal, Principal.id == Device.principal_id)
         if principal:
@@ -325,12 +336,11 @@ async def create_channel(
     what = f"create channel {cid}"
 
     def job(tx: Tx) -> dict[str, Any]:
-        _require_admin(caller, what)
-        if not caller.principal.is_root:
-            try:  # a nation admin cannot open a channel above what it may itself read
-                check_dominates(state.policy, caller.principal.subject, ceiling)
-            except PolicyViolation as e:
-                raise _denied(caller, what, PolicyViolation("grant-above-own", e.detail)) from None
+        me = caller.principal
+        try:  # a nation admin cannot open a channel above what it may itself read
+            check_channel_admin(state.policy, me.subject, me.roles, me.is_root, ceiling)
+        except PolicyViolation as e:
+            raise _denied(caller, what, e) from None
         if tx.session.get(Channel, cid) is not None:
             raise Problem("conflict", f"channel {cid} already exists")
         tx.session.add(Channel(id=cid, name=name, ceiling=jcs(ceiling.to_json()).decode(), created_at=tx.now))
@@ -343,35 +353,36 @@ async def create_channel(
 async def set_members(state: AppState, caller: Caller, cid: str, principals: list[str]) -> dict[str, Any]:
     what = f"members of channel {cid}"
     wanted = sorted(set(principals))
+    me = caller.principal
+
+    def decide(check: Any, *args: Any) -> None:
+        try:
+            check(state.policy, me.subject, me.roles, me.is_root, *args)
+        except PolicyViolation as e:
+            raise _denied(caller, what, e) from None
 
     def job(tx: Tx) -> dict[str, Any]:
         _require_admin(caller, what)
         channel = tx.session.get(Channel, cid)
         if channel is None:
             raise Problem("not-found", f"no channel {cid}")
+        ceiling = label_of(channel.ceiling)
+        # Before anything about the principals: an admin who may not manage this channel
+        # learns nothing of who exists or who is a member.
+        decide(check_channel_admin, ceiling)
         current = set(member_ids(tx.session, cid))
-        rows = {
-            p.id: p for p in (tx.session.execute(select(Principal).where(Principal.id.in_(wanted)))).scalars()
-        }
-        unknown = [p for p in wanted if p not in rows]
+        changed = current.symmetric_difference(wanted)
+        rows = tx.session.execute(
+            select(Principal.id, Principal.nation).where(Principal.id.in_(changed | set(wanted)))
+        )
+        nations = {pid: nation for pid, nation in rows}
+        unknown = [p for p in wanted if p not in nations]
         if unknown:
             raise Problem("not-found", f"no principal(s) {', '.join(unknown)}")
-        changed = current.symmetric_difference(wanted)
-        if not caller.principal.is_root:
-            nations = {
-                p.id: p.nation
-                for p in (tx.session.execute(select(Principal).where(Principal.id.in_(changed)))).scalars()
-            }
-            foreign = sorted(p for p in changed if nations.get(p) != caller.principal.nation)
-            if foreign:
-                raise _denied(
-                    caller,
-                    what,
-                    PolicyViolation(
-                        "other-nation",
-                        f"cannot add or remove other nations' principals: {', '.join(foreign)}",
-                    ),
-                )
+        changes = [
+            MemberChange(p, nations.get(p, ""), p not in current, p == "root") for p in sorted(changed)
+        ]
+        decide(check_members_change, ceiling, changes)
         tx.session.execute(delete(ChannelMember).where(ChannelMember.channel_id == cid))
         tx.session.add_all([ChannelMember(channel_id=cid, principal_id=p) for p in wanted])
         tx.audit(
@@ -388,18 +399,32 @@ async def set_members(state: AppState, caller: Caller, cid: str, principals: lis
     return (await state.writer.run(job)).value
 
 
+def _may_manage(state: AppState, caller: Caller, ceiling: Label) -> bool:
+    me = caller.principal
+    try:
+        check_channel_admin(state.policy, me.subject, me.roles, me.is_root, ceiling)
+    except PolicyViolation:
+        return False
+    return True
+
+
 async def list_channels(state: AppState, caller: Caller) -> dict[str, Any]:
-    """Channels the caller belongs to (admins see every channel)."""
+    """Channels the caller belongs to, and for an admin the channels it may manage (the root
+    admin: every channel; a nation admin: those whose ceiling it dominates). A channel above a
+    nation admin is not shown to it, not even its name, unless it is a member."""
+    me = caller.principal
     async with state.db.sessions() as s:
+        mine = select(ChannelMember.channel_id).where(ChannelMember.principal_id == me.id)
         q = select(Channel).order_by(Channel.id)
-        if not caller.principal.has_role("admin"):
-            q = q.join(ChannelMember, ChannelMember.channel_id == Channel.id).where(
-                ChannelMember.principal_id == caller.principal.id
-            )
-        channels = (await s.execute(q.limit(1000))).scalars().all()
+        scoped = me.has_role("admin") and not me.is_root
+        member_of: set[str] = set((await s.execute(mine)).scalars()) if scoped else set()
+        if not me.has_role("admin"):
+            q = q.where(Channel.id.in_(mine))
         out = []
-        for c in channels:
+        for c in (await s.execute(q)).scalars():
             ceiling = label_of(c.ceiling)
+            if scoped and c.id not in member_of and not _may_manage(state, caller, ceiling):
+                continue
             out.append(
                 {
                     "id": c.id,
@@ -409,4 +434,6 @@ async def list_channels(state: AppState, caller: Caller) -> dict[str, Any]:
                     "members": await s.run_sync(member_ids, c.id),
                 }
             )
+            if len(out) == 1000:
+                break
         return {"channels": out}

@@ -5,8 +5,16 @@ complete subtree's hash), so a tile is one range read and a proof at most a few 
 reads, whatever the size of the log. What may be read is bounded by a *signed* checkpoint:
 nothing beyond the latest checkpoint's size is ever served.
 
-Who may read is decided in one place, `require_auditor`; the routes call it through one
-dependency. Hash tiles and checkpoints reveal only hashes and are public (SPEC 6).
+Who may read what (SPEC 6, issue 10 findings 19 and 20):
+
+* public, always: checkpoints, hash tiles, consistency proofs and inclusion proofs. They are
+  hashes, and every proof is computed from hash tiles anyone may fetch: a witness or client
+  needs nothing more, and requiring a signature for them would protect nothing.
+* auditors and admins (`require_auditor`, through one dependency), or anyone when
+  `audit_public` is set: the entries themselves, as bundles and as JSON. Until entries are
+  committed (a later release), an entry shows every field it records.
+* a message's entry and proof (`message_proof`): the principals `may_read_message_entry`
+  allows, never anonymously, whatever `audit_public` says; everyone else is told "not found".
 """
 
 from __future__ import annotations
@@ -20,17 +28,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from liaison.crypto import note, tiles
 from liaison.crypto.encoding import b64encode, parse_time
 from liaison.crypto.errors import BadSignature, CryptoError, MalformedError, NoteSyntaxError
+from liaison.crypto.policy import may_read_message_entry
 
 from ..problems import Problem
 from ..state import AppState
 from ..storage.logstore import CheckpointRow, LogReader
-from ..storage.models import Message
+from ..storage.models import Delivery, Message
 from ..tlog.log import AuditLog
-from ..writer import Tx
-from .auth import Caller
+from ..writer import Refusal, Tx
+from .auth import Caller, SignedRequest
+from .readmodels import label_of
 from .refusals import access_denied, refuse
 
 __all__ = [
@@ -263,22 +275,50 @@ async def consistency(state: AppState, old: int, new: int | None) -> dict[str, A
     }
 
 
-async def message_proof(state: AppState, message_id: str) -> dict[str, Any]:
-    """A message's `message.accepted` entry and its proof against the latest checkpoint."""
+async def message_proof(state: AppState, signed: SignedRequest, message_id: str) -> dict[str, Any]:
+    """A message's `message.accepted` entry and its proof against the latest checkpoint, for a
+    caller entitled to it (`liaison.crypto.policy.may_read_message_entry`: root; else a
+    principal dominating the label that sent or received it, or is an auditor or admin).
+
+    Everyone else is answered exactly as for a message that does not exist: `not-found`,
+    "no such message", logged as `access.denied` (why `not-found`) in the writer job that
+    consumes the request, with the same queries run either way.
+    """
+    mid = message_id[:36]  # a longer id names no message; the path is the caller's
+
+    def job(tx: Tx) -> int:
+        caller = signed.caller(tx)
+        me = caller.principal
+        m = tx.session.get(Message, mid) if mid == message_id else None
+        received = tx.session.execute(
+            select(Delivery.seq).where(Delivery.message_id == mid, Delivery.device_id == caller.device_id)
+        ).first()
+        if m is None or not may_read_message_entry(
+            state.policy,
+            me.subject,
+            me.roles,
+            me.is_root,
+            label_of(m.label),
+            received is not None or m.sender_device == caller.device_id,
+        ):
+            raise Refusal(
+                Problem("not-found", "no such message"),
+                access_denied(caller.device_id, f"message proof {mid}", "not-found", mid),
+            )
+        return m.log_index
+
+    index = (await state.writer.run(job, shares_cache=True, savepoint=False)).value
     async with state.db.sessions() as s:
         reader = LogReader(s)
-        msg = await s.get(Message, message_id)
-        if msg is None:
-            raise Problem("not-found", f"no message {message_id}")
-        entry = await reader.entry(msg.log_index)
+        entry = await reader.entry(index)
         cp = await _latest(reader)
-        if entry is None or msg.log_index >= cp.size:
+        if entry is None or index >= cp.size:
             raise Problem("internal", "the message's log entry is missing")
-        proof = await AuditLog.inclusion_proof(reader, msg.log_index, cp.size)
+        proof = await AuditLog.inclusion_proof(reader, index, cp.size)
         text = await _with_cosignatures(reader, cp)
     return {
-        "id": message_id,
-        "log_index": msg.log_index,
+        "id": mid,
+        "log_index": index,
         "entry": b64encode(entry),
         "inclusion_proof": [b64encode(h) for h in proof],
         "tree_size": cp.size,

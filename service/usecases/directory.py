@@ -1,4 +1,9 @@
-"""Directory reads: devices with their key-transparency proofs, channels, and who is eligible."""
+"""Directory reads: devices with their key-transparency proofs, channels, and who is eligible.
+
+Each answer is limited to what its caller needs: the directory shows the devices of
+principals the caller shares a channel with (`sees_devices_of`), and the recipients answer
+only questions about labels the caller could send on that channel (`recipients`).
+"""
 
 from __future__ import annotations
 
@@ -10,20 +15,23 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from liaison.crypto.encoding import b64encode, format_time
 from liaison.crypto.errors import PolicyViolation
 from liaison.crypto.labels import Label
 from liaison.crypto.names import MLKEM768_X25519
-from liaison.crypto.policy import Policy, Subject, check_dominates
+from liaison.crypto.policy import Policy, Subject, check_ceiling, check_dominates
 
 from ..problems import Problem
 from ..state import AppState
 from ..storage.logstore import LogReader
-from ..storage.models import Channel, ChannelMember, Device, Principal
+from ..storage.models import Channel, ChannelMember, Delivery, Device, Message, Principal
 from ..tlog.log import AuditLog
-from .auth import Caller
+from ..writer import Refusal, Tx
+from .auth import Caller, SignedRequest
+from .readmodels import PrincipalView, label_of
+from .refusals import access_denied
 
 __all__ = [
     "Eligibility",
@@ -33,6 +41,7 @@ __all__ = [
     "eligibility",
     "member_ids",
     "recipients",
+    "sees_devices_of",
 ]
 
 
@@ -149,34 +158,104 @@ def eligibility(session: Session, policy: Policy, channel_id: str, label: Label,
     return Eligibility(eligible, excluded, suite, frozenset(members))
 
 
-async def devices(state: AppState, principal: str | None, device: str | None) -> dict[str, Any]:
-    """The devices of a principal, or one device, with their enrolment proofs."""
+def sees_devices_of(session: Session, viewer: PrincipalView, target: str) -> bool:
+    """Whether `viewer` may see the devices of principal `target` in the directory.
+
+    Its own; every principal's for the root admin; its own nation's for a nation admin; those
+    of a principal it shares a channel with (it may have to encrypt to them); and those of a
+    principal that sent a message to one of its devices (it must check the sender's key, even
+    after the sender left the channel). Nobody else's: the directory answers for them exactly
+    as for a principal that does not exist. Synchronous (through `AsyncSession.run_sync`).
+    """
+    if viewer.is_root or target == viewer.id:
+        return True
+    conn = session.connection()
+    if viewer.has_role("admin"):
+        nation = conn.execute(select(Principal.nation).where(Principal.id == target)).scalar()
+        if nation == viewer.nation:
+            return True
+    mine, theirs = aliased(ChannelMember), aliased(ChannelMember)
+    shared = conn.execute(
+        select(mine.channel_id)
+        .join(theirs, theirs.channel_id == mine.channel_id)
+        .where(mine.principal_id == viewer.id, theirs.principal_id == target)
+        .limit(1)
+    ).first()
+    if shared is not None:
+        return True
+    sent = conn.execute(
+        select(Delivery.seq)
+        .join(Message, Message.id == Delivery.message_id)
+        .where(
+            Delivery.device_id.in_(select(Device.id).where(Device.principal_id == viewer.id)),
+            Message.sender_principal == target,
+        )
+        .limit(1)
+    ).first()
+    return sent is not None
+
+
+async def devices(
+    state: AppState, caller: Caller, principal: str | None, device: str | None
+) -> dict[str, Any]:
+    """The devices of a principal, or one device, with their enrolment proofs, if the caller
+    may see them (`sees_devices_of`); otherwise the answer for a principal with no devices."""
     if principal is None and device is None:
         raise Problem("validation", "give principal= or device=")
     async with state.db.sessions() as s:
         q = select(Device)
         q = q.where(Device.principal_id == principal) if principal else q.where(Device.id == device)
         rows = (await s.execute(q.order_by(Device.enrolled_at).limit(100))).scalars().all()
-        return await device_records(s, rows)
+        # The same checks run whether the principal or device exists or not, so that a hidden
+        # one is answered like a missing one in content and, as far as practical, in time.
+        target = principal or (rows[0].principal_id if rows else "")
+        visible = await s.run_sync(sees_devices_of, caller.principal, target)
+        return await device_records(s, [d for d in rows if visible and d.principal_id == target])
 
 
 async def recipients(
-    state: AppState, caller: Caller, channel_id: str, label: Label, suite: str | None
+    state: AppState, signed: SignedRequest, channel_id: str, label: Label, suite: str | None
 ) -> dict[str, Any]:
     """Exactly the device bundles a member must encrypt `label` to on a channel, with their
-    enrolment proofs, and the members left out with the reason."""
+    enrolment proofs, and the members left out with the reason.
+
+    It answers only a question the caller could act on: it is a member, it dominates the label
+    (it could write at it) and the label is under the channel's ceiling (it could be sent
+    there). Anything else would tell it who holds which clearance and compartments. Every
+    question is logged, in the job that consumes the request: `recipients.queried` (`channel`,
+    `label`), or `access.denied` with the reason of the refusal.
+    """
     chosen = suite or default_suite(state.policy, label)
     allowed = state.policy.rule(label.classification).kem
-    if chosen not in allowed:
-        raise Problem(
-            "suite-not-allowed",
-            f"suite {chosen} is not allowed at {label.classification} ({', '.join(allowed)})",
-        )
+    subject = channel_id[:64]  # the path is the caller's; the entry's subject is bounded
+
+    def job(tx: Tx) -> None:
+        caller = signed.caller(tx)
+        if chosen not in allowed:  # a malformed question: nothing about the channel is asked
+            raise Problem(
+                "suite-not-allowed",
+                f"suite {chosen} is not allowed at {label.classification} ({', '.join(allowed)})",
+            )
+
+        def refused(reason: str, detail: str) -> Refusal:
+            entry = access_denied(caller.device_id, f"recipients {channel_id}", reason, subject)
+            return Refusal(Problem(reason, detail), entry)
+
+        ceiling = tx.session.scalar(select(Channel.ceiling).where(Channel.id == channel_id))
+        if ceiling is None:
+            raise refused("not-found", f"no channel {channel_id}")
+        if tx.session.get(ChannelMember, (channel_id, caller.principal.id)) is None:
+            raise refused("not-member", f"{caller.principal.id} is not a member of {channel_id}")
+        try:
+            check_dominates(state.policy, caller.principal.subject, label)
+            check_ceiling(state.policy, label, label_of(ceiling))
+        except PolicyViolation as e:
+            raise refused(e.reason, e.detail) from None
+        tx.audit("recipients.queried", caller.device_id, subject, channel=channel_id, label=label.to_json())
+
+    # Only the nonce and the one entry are written: nothing the writer's cache holds.
+    await state.writer.run(job, shares_cache=True, savepoint=False)
     async with state.db.sessions() as s:
-        if await s.get(Channel, channel_id) is None:
-            raise Problem("not-found", f"no channel {channel_id}")
-        if await s.get(ChannelMember, (channel_id, caller.principal.id)) is None:
-            raise Problem("not-member", f"{caller.principal.id} is not a member of {channel_id}")
         elig = await s.run_sync(lambda ss: eligibility(ss, state.policy, channel_id, label, chosen))
         rows = (
             (await s.execute(select(Device).where(Device.id.in_(list(elig.devices))).order_by(Device.id)))

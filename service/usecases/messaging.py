@@ -32,7 +32,7 @@ from liaison.crypto.policy import Policy, check_ceiling, check_dominates, check_
 from ..problems import Problem
 from ..state import AppState
 from ..storage import events
-from ..storage.models import Channel, Delivery, Message
+from ..storage.models import Channel, Delivery, Message, Principal
 from ..writer import CacheSlot, Refusal, Tx
 from .auth import Caller, SignedRequest
 from .directory import Eligibility, eligibility
@@ -385,6 +385,23 @@ def _not_recipient(caller: Caller, message_id: str) -> Refusal:
     )
 
 
+#: The detail of every refusal of a message its recipient may no longer read: the reason slug
+#: says which attribute fell short (the client and the log need it), the detail says nothing of
+#: the label (its level or compartments) that the caller is no longer entitled to know.
+_NO_LONGER = "this principal may no longer read this message"
+
+
+def _recheck(state: AppState, caller: Caller, principal: PrincipalView, m: Message) -> None:
+    """A read of a delivered message: the principal must dominate its label now (SPEC 4)."""
+    try:
+        check_dominates(state.policy, principal.subject, label_of(m.label))
+    except PolicyViolation as e:
+        raise Refusal(
+            Problem(e.reason, _NO_LONGER),
+            access_denied(caller.device_id, f"message {m.id}", e.reason, m.id),
+        ) from None
+
+
 async def fetch(state: AppState, signed: SignedRequest, message_id: str) -> dict[str, Any]:
     """One message for a recipient device, re-checking dominance now, logged as delivered.
 
@@ -404,13 +421,7 @@ async def fetch(state: AppState, signed: SignedRequest, message_id: str) -> dict
         if row is None:
             raise _not_recipient(caller, message_id)
         m, d = row
-        try:
-            check_dominates(state.policy, caller.principal.subject, label_of(m.label))
-        except PolicyViolation as e:
-            raise Refusal(
-                Problem(e.reason, e.detail),
-                access_denied(caller.device_id, f"message {m.id}", e.reason, m.id),
-            ) from None
+        _recheck(state, caller, caller.principal, m)
         if m.envelope is None:
             raise Problem("not-found", "the message expired and its ciphertext was destroyed")
         # Proof that the log holds this message's `message.accepted` entry, against the latest
@@ -433,16 +444,24 @@ async def fetch(state: AppState, signed: SignedRequest, message_id: str) -> dict
 
 
 async def ack(state: AppState, caller: Caller, message_id: str) -> dict[str, Any]:
+    """Mark a delivered message read, re-checking dominance as fetch does: an ack is logged as
+    `message.acked`, so acknowledging what one may no longer read is refused and logged."""
+
     def job(tx: Tx) -> dict[str, Any]:
-        d = (
+        row = (
             tx.session.execute(
-                select(Delivery).where(
-                    Delivery.message_id == message_id, Delivery.device_id == caller.device_id
-                )
+                select(Message, Delivery)
+                .join(Delivery, Delivery.message_id == Message.id)
+                .where(Message.id == message_id, Delivery.device_id == caller.device_id)
             )
-        ).scalar()
-        if d is None:
+        ).first()
+        if row is None:
             raise _not_recipient(caller, message_id)
+        m, d = row
+        # The principal as it is now, in this job: `caller` was read by authentication, in an
+        # earlier batch, and a change in between must not be missed.
+        now = tx.session.get(Principal, caller.principal.id)
+        _recheck(state, caller, PrincipalView.of(now) if now is not None else caller.principal, m)
         if d.acked_at is None:
             d.acked_at = tx.now
             tx.audit("message.acked", caller.device_id, message_id, id=message_id, device=caller.device_id)

@@ -36,15 +36,15 @@ async def test_who_may_read(world: World) -> None:
     usa, _ = await pair(world)
     auditor = await world.principal("nato-auditor", "FRA", "UNCLASSIFIED", roles=["auditor"])
     size = await world.log_size()
-    # Public: the checkpoint and hash tiles reveal only hashes.
+    # Public: the checkpoint, hash tiles and the proofs computed from them reveal only hashes.
     assert (await world.http.get("/v1/audit/checkpoint")).status_code == 200
     r = await world.http.get(f"/v1/audit/tile/0/000.p/{size}")
     assert r.status_code == 200 and len(r.content) == 32 * size
     assert r.headers["cache-control"].startswith("public")
+    for p in ("/v1/audit/proof/inclusion?index=0", "/v1/audit/proof/consistency?old=1"):
+        assert (await world.http.get(p)).status_code == 200
     paths = [
         "/v1/audit/entries?start=0&end=2",
-        "/v1/audit/proof/inclusion?index=0",
-        "/v1/audit/proof/consistency?old=1",
         f"/v1/audit/tile/entries/000.p/{size}",
     ]
     for p in paths:

@@ -52,7 +52,7 @@ async def test_metrics(world: World) -> None:
     assert (await c.usa.send(OPS, "SECRET//AIRDEF//REL TO UKR, USA")).status_code == 201
     r = await c.usa.send(OPS, "SECRET//AIRDEF//REL TO UKR, USA", recipients=[c.usa.keys.public])
     assert r.status_code == 422
-    r = await c.fra.send(OPS, "SECRET//REL TO FRA, UKR, USA")
+    r = await c.fra.send(OPS, "SECRET//REL TO FRA, UKR, USA", recipients=[c.usa.keys.public])
     assert r.status_code == 403
     r = await world.http.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")

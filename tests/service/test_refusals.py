@@ -27,7 +27,9 @@ async def _setup(world: World) -> Coalition:
 async def test_release_outside_rel_to(world: World) -> None:
     c = await _setup(world)
     # The sender's own nation is not in REL TO: it may not write (or release) at that label.
-    env = await c.fra.envelope(OPS, "CONFIDENTIAL//REL TO UKR, USA")
+    # (Its client could not even ask for the recipients: the envelope is sealed to keys it
+    # knows, as a hostile client would, so that the server's own check is what is tested.)
+    env = await c.fra.envelope(OPS, "CONFIDENTIAL//REL TO UKR, USA", recipients=[c.ukr.keys.public])
     await assert_refused(world, lambda: c.fra.submit(env), "releasability")
     # A device of a nation outside REL TO among the recipients: a release outside REL TO.
     bundles = await c.usa.recipients(OPS, parse_label(SECRET_AIRDEF, world.policy))
@@ -38,7 +40,8 @@ async def test_release_outside_rel_to(world: World) -> None:
 
 async def test_compartment_missing(world: World) -> None:
     c = await _setup(world)
-    env = await c.ukr.envelope(OPS, "SECRET//CYBER//REL TO UKR, USA")  # UKR lacks CYBER
+    # UKR lacks CYBER (so it may not ask who may read it; it seals to the keys it knows)
+    env = await c.ukr.envelope(OPS, "SECRET//CYBER//REL TO UKR, USA", recipients=[c.usa.keys.public])
     await assert_refused(world, lambda: c.ukr.submit(env), "compartment")
 
 
@@ -52,14 +55,14 @@ async def test_label_above_the_channel_ceiling(world: World) -> None:
         "CONFIDENTIAL//AIRDEF//REL TO UKR, USA",  # compartment outside
         "CONFIDENTIAL//REL TO GBR, UKR, USA",
     ):  # nation outside
-        bundles = await c.usa.recipients(OPS, parse_label(label, world.policy))
-        env = await c.usa.envelope("lowside", label, recipients=bundles)
+        # (nobody may ask for the recipients of a label above the ceiling: the keys it knows)
+        env = await c.usa.envelope("lowside", label, recipients=[c.usa.keys.public, c.ukr.keys.public])
         await assert_refused(world, lambda env=env: c.usa.submit(env), "above-ceiling")
 
 
 async def test_sender_writing_above_its_clearance(world: World) -> None:
     c = await _setup(world)
-    env = await c.fra.envelope(OPS, "SECRET//REL TO FRA, UKR, USA")
+    env = await c.fra.envelope(OPS, "SECRET//REL TO FRA, UKR, USA", recipients=[c.usa.keys.public])
     entry = await assert_refused(world, lambda: c.fra.submit(env), "clearance")
     assert entry["actor"] == c.fra.id
 
