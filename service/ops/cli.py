@@ -6,6 +6,7 @@ import asyncio
 import gc
 import ipaddress
 import json
+import logging
 import ssl
 import sys
 from pathlib import Path
@@ -21,7 +22,9 @@ from ..storage.db import Database
 from ..storage.migrate import schema_state, upgrade
 from ..usecases.admin import issue_root_code
 from .audit_cli import app as audit_app
-from .bootstrap import initialise
+from .bootstrap import initialise, make_private, private_umask
+
+log = logging.getLogger("liaison")
 
 app = typer.Typer(
     help="Liaison server: init, migrate, run.",
@@ -151,9 +154,18 @@ def run(
     ] = False,
 ) -> None:
     """Serve the API over TLS 1.3 (uvicorn)."""
+    # Whatever the server creates (SQLite's -wal and -shm files) is private to its owner.
+    with private_umask():
+        _run(data_dir, host, port, dev_plain_http)
+
+
+def _run(data_dir: Path | None, host: str | None, port: int | None, dev_plain_http: bool) -> None:
     try:
         overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
         settings = load_settings(data_dir, **overrides)
+        # Secrets readable by others are made private (or refused) before anything opens them;
+        # said once the checks pass, so that a refusal stays the one line the operator reads.
+        fixed = make_private(settings.data_dir)
         plain = dev_plain_http or settings.dev_plain_http
         if plain and not _is_loopback(settings.host):
             raise StartupError("--dev-plain-http is only allowed on a loopback address")
@@ -200,6 +212,17 @@ def run(
         _fail(str(e))
         return
     configure_logging(settings.log_level)
+    if fixed:
+        log.warning(
+            "permissions.fixed",
+            extra={
+                "fields": {
+                    "event": "permissions.fixed",
+                    "message": "the data directory's secrets were readable by others: made private",
+                    "fixed": fixed,
+                }
+            },
+        )
     _tune_gc()
     typer.echo(
         f"liaison-server: serving {'http' if plain else 'https'}://{settings.host}:{settings.port}", err=True
