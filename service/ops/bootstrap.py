@@ -16,7 +16,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from liaison.crypto import note
 
@@ -82,7 +82,7 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _dev_certificate(directory: Path, hosts: list[str]) -> None:
-    """A self-signed development certificate (ECDSA P-256) for the given hosts."""
+    """A self-signed development certificate (ECDSA P-256, a server leaf) for the given hosts."""
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Liaison development server")])
@@ -102,7 +102,26 @@ def _dev_certificate(directory: Path, hosts: list[str]) -> None:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=365))
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        # A server leaf, not a CA: trusting this file (`--ca-cert`) must not let its key vouch
+        # for any other name or certificate. OpenSSL takes a self-signed leaf that is in the
+        # trust store as its own anchor, so clients need nothing more than the file.
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
