@@ -65,6 +65,8 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "bad-cosignature": (422, "The cosignature does not verify"),
     "unknown-witness": (403, "The cosigning key is not a configured witness"),
     "proof": (422, "No such proof"),
+    "headers-too-large": (431, "The request head is too large"),
+    "request-timeout": (408, "The request did not arrive in time"),
 }
 
 

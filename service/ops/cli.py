@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from ..api.server import LiaisonServer, Limits, Listen
 from ..app import StartupError, close_state, create_app, load_log_signer, open_state
 from ..config import SettingsError, load_settings
 from ..jsonlog import configure_logging
@@ -186,9 +187,11 @@ def _run(data_dir: Path | None, host: str | None, port: int | None, dev_plain_ht
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=5,
-            # TLS ends here (a proxy passes it through): forwarded
-            # headers cannot come from a trusted proxy, so none are read.
+            # TLS ends here (a proxy passes it through): forwarded headers cannot come from a
+            # trusted proxy, so none are read; the client's address comes from the socket, or
+            # from a trusted proxy's PROXY v2 header (api/server.py).
             proxy_headers=False,
+            ws="none",  # no WebSocket paths: an Upgrade header is just a header
             server_header=False,
             ssl_certfile=None if plain else str(settings.tls_cert),
             ssl_keyfile=None if plain else str(settings.tls_key),
@@ -227,7 +230,8 @@ def _run(data_dir: Path | None, host: str | None, port: int | None, dev_plain_ht
     typer.echo(
         f"liaison-server: serving {'http' if plain else 'https'}://{settings.host}:{settings.port}", err=True
     )
-    uvicorn.Server(config).run()
+    api = Listen(config, settings.host, settings.port, config.ssl, Limits.from_settings(settings))
+    LiaisonServer(config, [api]).run()
 
 
 def _tune_gc() -> None:
