@@ -28,6 +28,7 @@ class Running:
     port: int
     cert: str
     init: dict[str, Any]
+    stderr: str = ""  # the server's log, once stopped
 
     @property
     def base(self) -> str:
@@ -77,11 +78,42 @@ def running(tmp: Path, **settings: str) -> Iterator[Running]:
     port = free_port()
     env = server_env(**{f"LIAISON_{k.upper()}": v for k, v in settings.items()})
     proc = start_server(data, port, env)
+    srv = Running(proc, port, result["tls_cert"], result)
     try:
-        wait_ready(proc, f"https://127.0.0.1:{port}", result["tls_cert"])
-        yield Running(proc, port, result["tls_cert"], result)
+        if settings.get("proxy_protocol") == "true":
+            _wait_ready_local(srv)  # direct connections need a header now
+        else:
+            wait_ready(proc, f"https://127.0.0.1:{port}", result["tls_cert"])
+        yield srv
     finally:
-        stop(proc)
+        srv.stderr = stop(proc)
+
+
+def _wait_ready_local(srv: Running, seconds: float = 30) -> None:
+    """`wait_ready` for a server that expects PROXY v2: a LOCAL header (as HAProxy's health
+    checks send), then TLS and GET /readyz."""
+    import socket
+    import time
+
+    from liaison.service.api import proxyv2
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if srv.proc.poll() is not None:
+            raise AssertionError(
+                f"server exited: {srv.proc.stderr.read().decode()[-2000:] if srv.proc.stderr else ''}"
+            )
+        try:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=2) as raw:
+                raw.sendall(proxyv2.encode(None))
+                with srv.ctx().wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                    tls.sendall(b"GET /readyz HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")
+                    if tls.recv(64).startswith(b"HTTP/1.1 200"):
+                        return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("server did not become ready")
 
 
 async def shut(writer: asyncio.StreamWriter) -> None:
