@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import ipaddress
 import json
@@ -16,7 +17,7 @@ import typer
 import uvicorn
 
 from ..api.server import LiaisonServer, Limits, Listen
-from ..app import StartupError, close_state, create_app, load_log_signer, open_state
+from ..app import StartupError, close_state, create_app, create_metrics_app, load_log_signer, open_state
 from ..config import SettingsError, load_settings
 from ..jsonlog import configure_logging
 from ..storage.db import Database
@@ -179,8 +180,9 @@ def _run(data_dir: Path | None, host: str | None, port: int | None, dev_plain_ht
         for path in (settings.tls_cert, settings.tls_key):
             if not plain and not path.exists():
                 raise StartupError(f"TLS file {path} is missing")
+        api_app = create_app(settings, migrate_new=False)
         config = uvicorn.Config(
-            create_app(settings, migrate_new=False),
+            api_app,
             host=settings.host,
             port=settings.port,
             log_config=None,
@@ -230,8 +232,27 @@ def _run(data_dir: Path | None, host: str | None, port: int | None, dev_plain_ht
     typer.echo(
         f"liaison-server: serving {'http' if plain else 'https'}://{settings.host}:{settings.port}", err=True
     )
-    api = Listen(config, settings.host, settings.port, config.ssl, Limits.from_settings(settings))
-    LiaisonServer(config, [api]).run()
+    limits = Limits.from_settings(settings)
+    listens = [Listen(config, settings.host, settings.port, config.ssl, limits)]
+    if settings.metrics_port is not None:
+        # Prometheus on its own plain-HTTP listener (loopback by default): the API port never
+        # serves metrics. Same head limits and deadlines; scrapers connect directly, no proxy.
+        metrics = uvicorn.Config(
+            create_metrics_app(api_app),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            proxy_headers=False,
+            server_header=False,
+            ws="none",
+        )
+        metrics_limits = dataclasses.replace(limits, proxy_protocol=False, trusted=())
+        listens.append(
+            Listen(
+                metrics, settings.metrics_host, settings.metrics_port, None, metrics_limits, name="metrics"
+            )
+        )
+    LiaisonServer(config, listens).run()
 
 
 def _tune_gc() -> None:

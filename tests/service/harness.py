@@ -361,6 +361,8 @@ async def running_world(tmp: Path, database_url: str | None, **settings: Any) ->
     write_files(data_dir)
     code = await init_database(data_dir, database_url)
     overrides = {"database_url": database_url} if database_url else {}
+    # The OpenAPI document and its viewers are served to tests (off by default in `run`).
+    settings = {"api_docs": True, **settings}
     cfg = load_settings(data_dir, public_url=BASE, **overrides, **settings)
     app = create_app(cfg)
     async with app.router.lifespan_context(app):
