@@ -8,6 +8,7 @@ import gc
 import ipaddress
 import json
 import logging
+import socket
 import ssl
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from ..api import proxyv2
 from ..api.server import LiaisonServer, Limits, Listen
 from ..app import StartupError, close_state, create_app, create_metrics_app, load_log_signer, open_state
 from ..config import SettingsError, load_settings
@@ -135,6 +137,45 @@ def log_key(data_dir: DataDir = None) -> None:
         typer.echo(load_log_signer(settings.log_key_path, settings.origin).verifier.key_string)
     except (SettingsError, StartupError) as e:
         _fail(str(e))
+
+
+@app.command()
+def healthcheck(
+    data_dir: DataDir = None,
+    port: Annotated[int | None, typer.Option(help="Port of the local server (default: its setting)")] = None,
+) -> None:
+    """Exit 0 when the server on this machine answers GET /healthz (for container health checks).
+
+    Connects to 127.0.0.1 the way the server expects: a PROXY v2 LOCAL header first when
+    `proxy_protocol` is on (127.0.0.1 must then be in `proxy_trusted`), then TLS unless
+    `dev_plain_http`. The certificate is not verified: this asks only "is the process answering
+    on its port"; nothing is sent or trusted."""
+    try:
+        settings = load_settings(data_dir)
+    except SettingsError as e:
+        _fail(str(e))
+        return
+    target = port or settings.port
+    try:
+        with socket.create_connection(("127.0.0.1", target), timeout=4) as raw:
+            if settings.proxy_protocol:
+                raw.sendall(proxyv2.encode(None))
+            conn: socket.socket = raw
+            if not settings.dev_plain_http:
+                ctx = ssl.create_default_context()
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                conn = ctx.wrap_socket(raw, server_hostname="localhost")
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+            status = conn.recv(64).split(b" ", 2)[1:2]
+    except OSError as e:
+        typer.echo(f"liaison-server: unhealthy: 127.0.0.1:{target}: {e}", err=True)
+        raise typer.Exit(1) from None
+    if status != [b"200"]:
+        answer = b"".join(status).decode("ascii", "replace") or "nothing"
+        typer.echo(f"liaison-server: unhealthy: /healthz answered {answer}", err=True)
+        raise typer.Exit(1)
+    typer.echo("healthy")
 
 
 def _is_loopback(host: str) -> bool:

@@ -28,6 +28,8 @@ class Running:
     port: int
     cert: str
     init: dict[str, Any]
+    data: Path
+    env: dict[str, str]
     stderr: str = ""  # the server's log, once stopped
 
     @property
@@ -42,6 +44,23 @@ class Running:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         raise AssertionError("no VmRSS")
+
+    def healthcheck(self, **settings: str) -> subprocess.CompletedProcess[bytes]:
+        """`liaison-server healthcheck` against this server, with its settings and `settings`."""
+        env = {**self.env, **{f"LIAISON_{k.upper()}": v for k, v in settings.items()}}
+        return subprocess.run(
+            [
+                str(BIN / "liaison-server"),
+                "healthcheck",
+                "--data-dir",
+                str(self.data),
+                "--port",
+                str(self.port),
+            ],
+            env=env,
+            capture_output=True,
+            timeout=30,
+        )
 
     def fds(self) -> int:
         """The server's open file descriptors (sockets included)."""
@@ -78,7 +97,7 @@ def running(tmp: Path, **settings: str) -> Iterator[Running]:
     port = free_port()
     env = server_env(**{f"LIAISON_{k.upper()}": v for k, v in settings.items()})
     proc = start_server(data, port, env)
-    srv = Running(proc, port, result["tls_cert"], result)
+    srv = Running(proc, port, result["tls_cert"], result, data, env)
     try:
         if settings.get("proxy_protocol") == "true":
             _wait_ready_local(srv)  # direct connections need a header now

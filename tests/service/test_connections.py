@@ -65,8 +65,10 @@ def test_oversized_request_heads_are_refused_with_431(tmp_path: Path) -> None:
         assert "100" in str(p["detail"])
         # A request line (the target) over the line limit.
         p = await _refused_431(srv, b"GET /" + b"d" * 20_000 + b" HTTP/1.1\r\nhost: x\r\n\r\n")
-        # Normal requests still work, on the same server.
+        # Normal requests still work, on the same server; so does the container's health check.
         assert await _healthy(srv) < 5
+        probe = srv.healthcheck()
+        assert probe.returncode == 0 and probe.stdout == b"healthy\n", probe.stderr
 
     with running(tmp_path) as srv:
         asyncio.run(go(srv))

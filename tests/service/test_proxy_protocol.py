@@ -281,6 +281,11 @@ def test_only_trusted_proxies_and_valid_headers_are_served(tmp_path: Path) -> No
         reader, writer = await srv.open("127.0.0.1", tls=False)
         assert await closed(reader, 6) == b""
         await shut(writer)
+        # The container's health check speaks the same way (a LOCAL header first).
+        ok = srv.healthcheck()
+        assert ok.returncode == 0 and ok.stdout == b"healthy\n", ok.stderr
+        bad = srv.healthcheck(proxy_protocol="false")
+        assert bad.returncode == 1 and bad.stderr.startswith(b"liaison-server: unhealthy: "), bad.stderr
 
     with running(
         tmp_path, proxy_protocol="true", proxy_trusted="127.0.0.1/32", head_timeout_seconds="2"
@@ -292,6 +297,7 @@ def test_only_trusted_proxies_and_valid_headers_are_served(tmp_path: Path) -> No
     assert "no PROXY v2 signature" in reasons[1]
     assert "not TCP" in reasons[2]
     assert reasons[3] == "no PROXY v2 header in time"
+    assert "Traceback" not in srv.stderr
 
 
 def test_settings_refuse_proxy_protocol_without_trusted_proxies(tmp_path: Path) -> None:
