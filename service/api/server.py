@@ -333,15 +333,18 @@ class _Protocol(HttpToolsProtocol):
         """Answer `problem` and close: the rest of the connection cannot be trusted to frame."""
         self._in_head = self._body_pending = False
         cycle = self.cycle
-        if cycle is not None and not cycle.response_complete:
-            if cycle.response_started or cycle.scope is not self.scope:
-                # The app is answering (this or a pipelined earlier request): a second answer
-                # would garble the stream, so the connection just ends.
+        if cycle is not None:
+            this_request = cycle.scope is self.scope
+            if cycle.response_started if this_request else not cycle.response_complete:
+                # The app has answered this request (without waiting for its whole body), or is
+                # still answering an earlier, pipelined one: another answer would be one the
+                # client did not ask for, or garble the stream, so the connection just ends.
                 self.transport.close()
                 return
-            # The app is waiting for this request's body: it sees a disconnect, sends nothing.
-            cycle.disconnected = True
-            cycle.message_event.set()
+            if this_request:
+                # The app is waiting for this request's body: it sees a disconnect, sends nothing.
+                cycle.disconnected = True
+                cycle.message_event.set()
         body = json.dumps(problem.to_json()).encode()
         head = [STATUS_LINE[problem.status]]
         for name, value in self.server_state.default_headers:

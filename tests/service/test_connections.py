@@ -183,6 +183,14 @@ def test_a_stalled_body_is_cut_off_and_a_slow_live_one_is_served(tmp_path: Path)
         assert body_timeout - 0.5 < time.monotonic() - start < body_timeout + 3
         await closed(reader, 5)
         await shut(writer)
+        # Answered before its body came (GET /healthz does not read one), then silent: the
+        # connection ends at the body deadline with no second, unasked-for answer.
+        reader, writer = await srv.open()
+        writer.write(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 100\r\n\r\n0123456789")
+        status, _, raw = await read_response(reader, 5)
+        assert status == 200, raw
+        assert await closed(reader, body_timeout + 3) == b""
+        await shut(writer)
         # Slow but live: a byte every second (under the deadline), 4 s in all: served.
         reader, writer = await srv.open()
         writer.write(head)
