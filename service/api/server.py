@@ -391,6 +391,7 @@ class _Listener:
                 _throttle.log("connection.accept_failed", error=str(e))
                 await asyncio.sleep(0.1)
                 continue
+            conn.setblocking(False)
             if conn.family in (socket.AF_INET, socket.AF_INET6):
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             task = loop.create_task(self._admit(conn, (str(peer[0]), int(peer[1]))))
@@ -447,7 +448,7 @@ class _Listener:
                     )
             except Exception:  # a failed or timed-out TLS handshake: nothing to answer
                 release()
-                conn.close()
+                conn.close()  # a no-op when the transport has closed (or detached) it already
             # From here the protocol owns the connection and releases its slot when it closes.
         except asyncio.CancelledError:
             if release is not None:
