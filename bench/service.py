@@ -79,9 +79,9 @@ class Conn:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def open(cls, port: int, ctx: ssl.SSLContext) -> Conn:
+    async def open(cls, port: int, ctx: ssl.SSLContext | None) -> Conn:
         r, w = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=ctx, server_hostname="127.0.0.1", limit=1 << 22
+            "127.0.0.1", port, ssl=ctx, server_hostname="127.0.0.1" if ctx else None, limit=1 << 22
         )
         return cls(r, w)
 
@@ -102,6 +102,7 @@ class Conn:
 class Target:
     port: int
     ctx: ssl.SSLContext
+    metrics_port: int = 0  # the server's metrics listener (plain HTTP, loopback)
 
     @property
     def base(self) -> str:
@@ -153,12 +154,15 @@ class Server:
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
+    metrics_port: int = 0
     log: Path | None = None
 
     def start(self) -> None:
-        with socket.socket() as s:
+        with socket.socket() as s, socket.socket() as m:
             s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+            m.bind(("127.0.0.1", 0))
+            self.port, self.metrics_port = s.getsockname()[1], m.getsockname()[1]
+        self.env["LIAISON_METRICS_PORT"] = str(self.metrics_port)
         self.log = self.data.parent / f"server-{self.backend}.log"
         self.proc = subprocess.Popen(
             [str(BIN / "liaison-server"), "run", "--data-dir", str(self.data), "--port", str(self.port)],
@@ -378,8 +382,8 @@ async def run_phase(
 
 
 async def write_batches(t: Target) -> float:
-    """The server's count of write transactions (batches), from /metrics."""
-    conn = await Conn.open(t.port, t.ctx)
+    """The server's count of write transactions (batches), from its metrics listener."""
+    conn = await Conn.open(t.metrics_port, None)
     try:
         _, body = await conn.call(f"GET /metrics HTTP/1.1\r\nhost: 127.0.0.1:{t.port}\r\n\r\n".encode())
     finally:
@@ -550,7 +554,9 @@ async def bench(
         server = init_server(backend, Path(tmp), database_url)
         server.start()
         try:
-            target = Target(server.port, ssl.create_default_context(cafile=server.init["tls_cert"]))
+            target = Target(
+                server.port, ssl.create_default_context(cafile=server.init["tls_cert"]), server.metrics_port
+            )
             scene = await setup(target, server.init, max(CONCURRENCY))
             results = await send_phases(target, server, scene, args.per_sender, pool, args.profile)
             results += await inbox_phases(target, server, scene, args.fetches)

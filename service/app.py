@@ -35,7 +35,7 @@ from .usecases.auth import purge_nonces
 from .usecases.ratelimit import RateLimiter
 from .writer import Tx, Writer
 
-__all__ = ["StartupError", "create_app", "open_state"]
+__all__ = ["StartupError", "create_app", "create_metrics_app", "open_state"]
 
 log = logging.getLogger("liaison")
 
@@ -186,11 +186,15 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
             await close_state(state)
 
     # No slash redirects: a path is either served or answered with a 404 problem.
+    docs = settings.api_docs  # off unless the operator serves them (docs/api.md "Operations")
     app = LiaisonApp(
         title="Liaison",
         version="1.0",
         lifespan=lifespan,
         redirect_slashes=False,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
         description="End-to-end encrypted, classification-aware message exchange. "
         "See docs/api.md for the signing scheme and every problem type.",
     )
@@ -199,6 +203,12 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
         app.include_router(router)
     app.outer = (settings.max_body_bytes, metrics)
     return app
+
+
+def create_metrics_app(app: FastAPI) -> ASGIApp:
+    """The metrics of `app` (once its lifespan has opened its state), as an app of their own
+    for their own listener: the API never serves them."""
+    return ops_api.metrics_app(lambda: app.state.liaison)
 
 
 #: In the order OpenAPI lists them.

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "SettingsError", "load_settings"]
 
@@ -55,6 +57,55 @@ class Settings(BaseSettings):
     #: How often the pusher looks for a newer checkpoint to push (seconds).
     witness_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     log_level: str = "info"
+
+    # --- connections (`liaison-server run`; docs/api.md "Operations") -----------------------
+    #: The request head (request line and header lines, with their CRLFs) may hold at most this
+    #: many bytes, each line at most header_line_max_bytes, and at most header_max_count header
+    #: fields; a larger head is answered 431 (`headers-too-large`) and the connection closed.
+    header_max_bytes: int = Field(default=64 * 1024, ge=1024)
+    header_line_max_bytes: int = Field(default=16 * 1024, ge=256)
+    header_max_count: int = Field(default=100, ge=8)
+    #: A connection has this long from its accept (or from the end of its previous response)
+    #: to complete the PROXY header, the TLS handshake and a request head; else it is closed
+    #: (with 408 `request-timeout` when part of a head had arrived).
+    head_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: While a request body is incoming, the client may be silent at most this long; then 408
+    #: and close. A slow body that keeps arriving is not cut off (max_body_bytes bounds it).
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Open connections per client address (IPv6: per /64), counted from accept to close,
+    #: TLS handshakes included; connections past it are closed at once.
+    max_connections_per_address: int = Field(default=64, ge=1)
+    #: Expect a PROXY protocol v2 header (HAProxy `send-proxy-v2`) on every connection and take
+    #: the client's address from it; connections from addresses outside proxy_trusted are
+    #: refused. proxy_trusted: addresses or networks (CIDR), a JSON list or comma-separated.
+    proxy_protocol: bool = False
+    proxy_trusted: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Serve Prometheus metrics on their own plain-HTTP listener (GET /metrics) on this port
+    #: of metrics_host; off when unset. The API port never serves them.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
+    #: Serve the OpenAPI document and its viewers (/openapi.json, /docs, /redoc) on the API port.
+    api_docs: bool = False
+
+    @field_validator("proxy_trusted", mode="before")
+    @classmethod
+    def _proxy_list(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = json.loads(v) if v.strip().startswith("[") else [p for p in v.split(",") if p.strip()]
+        if isinstance(v, list):
+            for item in v:
+                try:
+                    ipaddress.ip_network(str(item).strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"proxy_trusted: {item!r} is not an IP address or network") from None
+            return [str(item).strip() for item in v]
+        return v
+
+    @model_validator(mode="after")
+    def _proxy_needs_trust(self) -> Settings:
+        if self.proxy_protocol and not self.proxy_trusted:
+            raise ValueError("proxy_protocol needs proxy_trusted: the addresses of the proxies")
+        return self
 
     @field_validator("origin")
     @classmethod

@@ -73,6 +73,8 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "too-many-members": (422, "A channel may not have that many members"),
     "duplicate-signature-field": (401, "Signature-Input, Signature or Content-Digest appears more than once"),
     "misdirected-request": (421, "The request names an authority this server does not serve"),
+    "headers-too-large": (431, "The request head is too large"),
+    "request-timeout": (408, "The request did not arrive in time"),
 }
 
 

@@ -1,11 +1,22 @@
-"""Operations paths: liveness, readiness and Prometheus metrics."""
+"""Operations paths: liveness and readiness on the API; Prometheus metrics on their own app.
+
+Metrics are not served on the API port: they tell anyone who can reach it the traffic, the
+refusal reasons and the log's growth. `metrics_app` is served by `liaison-server run` on its own
+listener (`LIAISON_METRICS_PORT`, loopback by default) for the operator's scraper.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Route
 
 from ..problems import Problem
+from ..state import AppState
 from ..storage.logstore import LogReader
 from ..storage.migrate import schema_state
 from .deps import State
@@ -32,8 +43,17 @@ async def readyz(state: State) -> Response:
     return JSONResponse({"status": "ready", "schema": schema.current})
 
 
-@router.get("/metrics", summary="Prometheus metrics")
-async def prometheus(state: State) -> Response:
+async def render_metrics(state: AppState) -> Response:
     async with state.db.sessions() as s:
         state.metrics.log_size.set(await LogReader(s).size())
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def metrics_app(state: Callable[[], AppState]) -> Starlette:
+    """GET /metrics (Prometheus text) of the service whose state `state()` returns; any other
+    path is a plain 404."""
+
+    async def prometheus(request: Request) -> Response:
+        return await render_metrics(state())
+
+    return Starlette(routes=[Route("/metrics", prometheus, methods=["GET"])])

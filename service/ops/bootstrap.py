@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import ipaddress
 import os
+import stat
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from liaison.crypto import note
 
@@ -21,7 +24,55 @@ from ..app import close_state, open_state
 from ..config import SettingsError, load_settings
 from ..usecases.admin import issue_root_code
 
-__all__ = ["init_database", "initialise", "write_files"]
+__all__ = ["init_database", "initialise", "make_private", "private_umask", "write_files"]
+
+#: Directories of the data dir that hold secrets (mode 0700), relative to it ("" is itself).
+_PRIVATE_DIRS = ("", "tls")
+#: Files that are secret (mode 0600): the keys; the SQLite database and its -wal, -shm and
+#: -journal files are found by name.
+_PRIVATE_FILES = ("log-signer.key", "tls/key.pem")
+_DATABASE_GLOB = "liaison.db*"
+
+
+@contextlib.contextmanager
+def private_umask() -> Iterator[None]:
+    """Files and directories created meanwhile are private to the owner (umask 077),
+    whatever the operator's umask: SQLite creates its database and sidecar files with
+    0666 & ~umask."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def make_private(data_dir: Path) -> list[dict[str, str]]:
+    """Take group and other permissions off the data dir, tls/, the keys and the SQLite files.
+
+    Returns what was changed (path, mode before, mode after) for the caller to report; raises
+    SettingsError naming the file when a mode cannot be changed (another owner, a read-only
+    mount): a secret readable by others is not served. Public files (settings, policy, the
+    certificate, the log verifier key) keep their modes: the 0700 directory already hides them
+    from other users."""
+    paths = [data_dir / d for d in _PRIVATE_DIRS] + [data_dir / f for f in _PRIVATE_FILES]
+    paths += sorted(data_dir.glob(_DATABASE_GLOB))
+    fixed: list[dict[str, str]] = []
+    for path in paths:
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)  # a symlinked key: its target
+        except FileNotFoundError:
+            continue  # e.g. no SQLite file on PostgreSQL; missing keys are refused later
+        if not mode & 0o077:
+            continue
+        private = mode & ~0o077
+        try:
+            os.chmod(path, private)
+        except OSError as e:
+            raise SettingsError(
+                f"{path} is readable by others ({mode:04o}) and cannot be made private: {e}"
+            ) from None
+        fixed.append({"path": str(path), "was": f"{mode:04o}", "now": f"{private:04o}"})
+    return fixed
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -31,7 +82,7 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _dev_certificate(directory: Path, hosts: list[str]) -> None:
-    """A self-signed development certificate (ECDSA P-256) for the given hosts."""
+    """A self-signed development certificate (ECDSA P-256, a server leaf) for the given hosts."""
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Liaison development server")])
@@ -51,10 +102,30 @@ def _dev_certificate(directory: Path, hosts: list[str]) -> None:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=365))
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        # A server leaf, not a CA: trusting this file (`--ca-cert`) must not let its key vouch
+        # for any other name or certificate. OpenSSL takes a self-signed leaf that is in the
+        # trust store as its own anchor, so clients need nothing more than the file.
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
     (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     _write_private(
         directory / "key.pem",
@@ -72,8 +143,10 @@ def initialise(
     database_url: str | None = None,
 ) -> dict[str, Any]:
     """Create and populate `data_dir`; returns what `init --json` prints."""
-    result = write_files(data_dir, origin=origin, tls_hosts=tls_hosts)
-    result["root_enrolment_code"] = asyncio.run(init_database(Path(result["data_dir"]), database_url))
+    with private_umask():
+        result = write_files(data_dir, origin=origin, tls_hosts=tls_hosts)
+        result["root_enrolment_code"] = asyncio.run(init_database(Path(result["data_dir"]), database_url))
+        make_private(Path(result["data_dir"]))
     return result
 
 
@@ -87,6 +160,7 @@ def write_files(
     if not note.is_valid_key_name(origin):
         raise SettingsError(f"origin {origin!r} is not a valid log name (no spaces or '+')")
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)  # mkdir leaves an existing directory's mode as it was
     (data_dir / "settings.toml").write_text(
         f'# Liaison server settings; LIAISON_* environment variables override them.\norigin = "{origin}"\n',
         "utf-8",

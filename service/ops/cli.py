@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import ipaddress
 import json
+import logging
+import socket
 import ssl
 import sys
 from pathlib import Path
@@ -14,14 +17,18 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from ..app import StartupError, close_state, create_app, load_log_signer, open_state
+from ..api import proxyv2
+from ..api.server import LiaisonServer, Limits, Listen
+from ..app import StartupError, close_state, create_app, create_metrics_app, load_log_signer, open_state
 from ..config import SettingsError, load_settings
 from ..jsonlog import configure_logging
 from ..storage.db import Database
 from ..storage.migrate import schema_state, upgrade
 from ..usecases.admin import issue_root_code
 from .audit_cli import app as audit_app
-from .bootstrap import initialise
+from .bootstrap import initialise, make_private, private_umask
+
+log = logging.getLogger("liaison")
 
 app = typer.Typer(
     help="Liaison server: init, migrate, run.",
@@ -132,6 +139,45 @@ def log_key(data_dir: DataDir = None) -> None:
         _fail(str(e))
 
 
+@app.command()
+def healthcheck(
+    data_dir: DataDir = None,
+    port: Annotated[int | None, typer.Option(help="Port of the local server (default: its setting)")] = None,
+) -> None:
+    """Exit 0 when the server on this machine answers GET /healthz (for container health checks).
+
+    Connects to 127.0.0.1 the way the server expects: a PROXY v2 LOCAL header first when
+    `proxy_protocol` is on (127.0.0.1 must then be in `proxy_trusted`), then TLS unless
+    `dev_plain_http`. The certificate is not verified: this asks only "is the process answering
+    on its port"; nothing is sent or trusted."""
+    try:
+        settings = load_settings(data_dir)
+    except SettingsError as e:
+        _fail(str(e))
+        return
+    target = port or settings.port
+    try:
+        with socket.create_connection(("127.0.0.1", target), timeout=4) as raw:
+            if settings.proxy_protocol:
+                raw.sendall(proxyv2.encode(None))
+            conn: socket.socket = raw
+            if not settings.dev_plain_http:
+                ctx = ssl.create_default_context()
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                conn = ctx.wrap_socket(raw, server_hostname="localhost")
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+            status = conn.recv(64).split(b" ", 2)[1:2]
+    except OSError as e:
+        typer.echo(f"liaison-server: unhealthy: 127.0.0.1:{target}: {e}", err=True)
+        raise typer.Exit(1) from None
+    if status != [b"200"]:
+        answer = b"".join(status).decode("ascii", "replace") or "nothing"
+        typer.echo(f"liaison-server: unhealthy: /healthz answered {answer}", err=True)
+        raise typer.Exit(1)
+    typer.echo("healthy")
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -151,9 +197,18 @@ def run(
     ] = False,
 ) -> None:
     """Serve the API over TLS 1.3 (uvicorn)."""
+    # Whatever the server creates (SQLite's -wal and -shm files) is private to its owner.
+    with private_umask():
+        _run(data_dir, host, port, dev_plain_http)
+
+
+def _run(data_dir: Path | None, host: str | None, port: int | None, dev_plain_http: bool) -> None:
     try:
         overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
         settings = load_settings(data_dir, **overrides)
+        # Secrets readable by others are made private (or refused) before anything opens them;
+        # said once the checks pass, so that a refusal stays the one line the operator reads.
+        fixed = make_private(settings.data_dir)
         plain = dev_plain_http or settings.dev_plain_http
         if plain and not _is_loopback(settings.host):
             raise StartupError("--dev-plain-http is only allowed on a loopback address")
@@ -166,17 +221,20 @@ def run(
         for path in (settings.tls_cert, settings.tls_key):
             if not plain and not path.exists():
                 raise StartupError(f"TLS file {path} is missing")
+        api_app = create_app(settings, migrate_new=False)
         config = uvicorn.Config(
-            create_app(settings, migrate_new=False),
+            api_app,
             host=settings.host,
             port=settings.port,
             log_config=None,
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=5,
-            # TLS ends here (a proxy passes it through): forwarded
-            # headers cannot come from a trusted proxy, so none are read.
+            # TLS ends here (a proxy passes it through): forwarded headers cannot come from a
+            # trusted proxy, so none are read; the client's address comes from the socket, or
+            # from a trusted proxy's PROXY v2 header (api/server.py).
             proxy_headers=False,
+            ws="none",  # no WebSocket paths: an Upgrade header is just a header
             server_header=False,
             ssl_certfile=None if plain else str(settings.tls_cert),
             ssl_keyfile=None if plain else str(settings.tls_key),
@@ -200,11 +258,42 @@ def run(
         _fail(str(e))
         return
     configure_logging(settings.log_level)
+    if fixed:
+        log.warning(
+            "permissions.fixed",
+            extra={
+                "fields": {
+                    "event": "permissions.fixed",
+                    "message": "the data directory's secrets were readable by others: made private",
+                    "fixed": fixed,
+                }
+            },
+        )
     _tune_gc()
     typer.echo(
         f"liaison-server: serving {'http' if plain else 'https'}://{settings.host}:{settings.port}", err=True
     )
-    uvicorn.Server(config).run()
+    limits = Limits.from_settings(settings)
+    listens = [Listen(config, settings.host, settings.port, config.ssl, limits)]
+    if settings.metrics_port is not None:
+        # Prometheus on its own plain-HTTP listener (loopback by default): the API port never
+        # serves metrics. Same head limits and deadlines; scrapers connect directly, no proxy.
+        metrics = uvicorn.Config(
+            create_metrics_app(api_app),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            proxy_headers=False,
+            server_header=False,
+            ws="none",
+        )
+        metrics_limits = dataclasses.replace(limits, proxy_protocol=False, trusted=())
+        listens.append(
+            Listen(
+                metrics, settings.metrics_host, settings.metrics_port, None, metrics_limits, name="metrics"
+            )
+        )
+    LiaisonServer(config, listens).run()
 
 
 def _tune_gc() -> None:

@@ -361,8 +361,9 @@ async def running_world(tmp: Path, database_url: str | None, **settings: Any) ->
     write_files(data_dir)
     code = await init_database(data_dir, database_url)
     overrides = {"database_url": database_url} if database_url else {}
-    # public_url=BASE unless a test sets it (None: the server's authority comes from host/port).
-    cfg = load_settings(data_dir, **{"public_url": BASE, **overrides, **settings})
+    # public_url=BASE unless a test sets it (None: the server's authority comes from host/port);
+    # the OpenAPI document and its viewers are served to tests (off by default in `run`).
+    cfg = load_settings(data_dir, **{"public_url": BASE, "api_docs": True, **overrides, **settings})
     app = create_app(cfg)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -1,9 +1,12 @@
-"""Ops endpoints: /healthz, /readyz (database reachable, schema current) and /metrics."""
+"""Ops endpoints: /healthz, /readyz (database reachable, schema current) and /metrics (on the
+metrics app, which `run` serves on its own listener)."""
 
 from __future__ import annotations
 
+import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from liaison.service.app import create_metrics_app
 from liaison.service.storage.db import Database
 from liaison.service.storage.migrate import head_revision
 from tests.service.harness import OPS, World, assert_problem, coalition
@@ -38,6 +41,12 @@ async def test_readyz_refuses_an_unreachable_database(world: World) -> None:
         world.state.db = real
 
 
+async def _metrics(world: World) -> httpx.Response:
+    transport = httpx.ASGITransport(app=create_metrics_app(world.app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        return await http.get("/metrics")
+
+
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     out = {}
     for family in text_string_to_metric_families(text):
@@ -54,7 +63,7 @@ async def test_metrics(world: World) -> None:
     assert r.status_code == 422
     r = await c.fra.send(OPS, "SECRET//REL TO FRA, UKR, USA", recipients=[c.usa.keys.public])
     assert r.status_code == 403
-    r = await world.http.get("/metrics")
+    r = await _metrics(world)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     m = _samples(r.text)
     assert m[("liaison_messages_accepted_total", ())] == 2
@@ -73,6 +82,6 @@ async def test_metrics(world: World) -> None:
     # Unmatched paths are counted under one label, so scanners cannot blow up the series.
     await world.http.get("/no/such/path/1")
     await world.http.get("/no/such/path/2")
-    m = _samples((await world.http.get("/metrics")).text)
+    m = _samples((await _metrics(world)).text)
     unmatched = (("method", "GET"), ("route", "unmatched"), ("status", "404"))
     assert m[("liaison_http_requests_total", unmatched)] == 2
