@@ -61,6 +61,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "rate-limited": (429, "Too many requests"),
     "method-not-allowed": (405, "Method not allowed"),
     "unavailable": (503, "The service is not ready"),
+    "storage-full": (507, "The service's storage is full"),
     "internal": (500, "Internal error"),
     "bad-cosignature": (422, "The cosignature does not verify"),
     "unknown-witness": (403, "The cosigning key is not a configured witness"),

@@ -6,7 +6,6 @@ path in OpenAPI and serves it when the hot path is off (the tests compare the tw
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -51,7 +50,7 @@ async def get_inbox(
 
 @router.get("/inbox/stream", summary="Server-sent events: new messages for this device")
 async def get_stream(caller: CurrentCaller, state: State, request: Request) -> StreamingResponse:
-    queue = state.hub.subscribe(caller.device_id)
+    sub = state.hub.subscribe(caller.device_id)
     state.metrics.streams.inc()
 
     async def events() -> AsyncIterator[bytes]:
@@ -59,16 +58,17 @@ async def get_stream(caller: CurrentCaller, state: State, request: Request) -> S
             yield b": connected\n\n"
             while True:
                 try:
-                    event = await asyncio.wait_for(queue.get(), timeout=15)
+                    event = await sub.next(idle=15)
                 except TimeoutError:
                     if await request.is_disconnected():
                         return
                     yield b": keep-alive\n\n"
                     continue
-                data = {k: v for k, v in event.items() if k != "devices"}
-                yield f"event: message\nid: {event['id']}\ndata: {json.dumps(data)}\n\n".encode()
+                if event is None:
+                    return
+                yield f"event: message\nid: {event['id']}\ndata: {json.dumps(event)}\n\n".encode()
         finally:
-            state.hub.unsubscribe(caller.device_id, queue)
+            state.hub.unsubscribe(sub)
             state.metrics.streams.dec()
 
     return StreamingResponse(
