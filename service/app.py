@@ -25,6 +25,7 @@ from .api.hot import HotPaths
 from .api.middleware import RequestMiddleware
 from .config import Settings, SettingsError
 from .metrics import Metrics
+from .problems import Problem
 from .state import AppState
 from .storage.db import Database
 from .storage.events import EventHub, PgListener
@@ -130,6 +131,8 @@ async def _retention_loop(state: AppState) -> None:
             await purge_nonces(state)  # else the replay table grows with every request
         except asyncio.CancelledError:
             raise
+        except Problem as p:  # the database is down or full: the next pass catches up
+            log.warning("retention pass failed: %s", p.slug)
         except Exception:
             log.exception("retention pass failed")
         await asyncio.sleep(state.settings.retention_interval_seconds)

@@ -47,7 +47,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.orm import Session
 
 from .problems import Problem
-from .storage.db import Database, Fault, fault_of, utcnow
+from .storage.db import Database, Fault, fault_of, fault_problem, utcnow
 from .storage.logstore import LogEntry, LogStore, SqlLogStore
 from .storage.raw import Raw, raw_connection
 from .tlog.log import AuditLog, Receipt, build_entry
@@ -241,7 +241,7 @@ class Writer:
                 log.exception("write batch failed")
                 for job in jobs:
                     if not job.future.done():
-                        job.future.set_exception(_problem("unavailable"))
+                        job.future.set_exception(fault_problem("unavailable"))
                 continue
             for job, out in zip(jobs, outcomes, strict=True):
                 if job.future.done():
@@ -273,7 +273,7 @@ class Writer:
         receipts: dict[int, Receipt] = {}
         after: list[Callable[[], None]] = []
         self._settle(jobs, list(range(len(jobs))), outcomes, receipts, after)
-        done = [o if o is not None else _Outcome(None, _problem("internal")) for o in outcomes]
+        done = [o if o is not None else _Outcome(None, _internal()) for o in outcomes]
         return done, receipts, after
 
     def _settle(
@@ -305,16 +305,16 @@ class Writer:
             try:
                 outs, rec, aft = self._transaction([jobs[i] for i in todo])
             except _JobBroke as broke:
-                outcomes[todo.pop(broke.position)] = _Outcome(None, _problem("internal"))
+                outcomes[todo.pop(broke.position)] = _Outcome(None, _internal())
                 continue
             except _Fault as fault:
                 for i in todo:
-                    outcomes[i] = _Outcome(None, _problem(fault.kind))
+                    outcomes[i] = _Outcome(None, fault_problem(fault.kind))
                 return
             except Exception:
                 if len(todo) == 1:
                     log.exception("write job failed when its transaction committed")
-                    outcomes[todo[0]] = _Outcome(None, _problem("internal"))
+                    outcomes[todo[0]] = _Outcome(None, _internal())
                     return
                 half = len(todo) // 2
                 self._settle(jobs, todo[:half], outcomes, receipts, after)
@@ -424,7 +424,7 @@ class Writer:
                     raise _JobBroke(position) from None
                 del entries[mark:]  # its savepoint rolled back its writes
                 cache.clear()
-                outcomes.append(_Outcome(None, _problem("internal")))
+                outcomes.append(_Outcome(None, _internal()))
         return outcomes, after, entries
 
 
@@ -444,18 +444,8 @@ class _Fault(Exception):
         self.kind = kind
 
 
-#: Seconds a client is told to wait when the database is unreachable, or its storage full.
-_RETRY_AFTER = {"unavailable": 2, "storage-full": 30}
-
-_DETAILS = {
-    "unavailable": "the database is unavailable; try again",
-    "storage-full": "the service's storage is full; nothing was stored; try again later",
-    "internal": "the request could not be stored",
-}
-
-
-def _problem(slug: str) -> Problem:
-    return Problem(slug, _DETAILS[slug], retry_after=_RETRY_AFTER.get(slug))
+def _internal() -> Problem:
+    return Problem("internal", "the request could not be stored")
 
 
 def _describe(e: BaseException, kind: Fault) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -14,7 +16,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-__all__ = ["Database", "Fault", "fault_of", "sqlite_pragmas", "utcnow"]
+from ..problems import Problem
+
+__all__ = ["Database", "Fault", "fault_of", "fault_problem", "faults_as_problems", "sqlite_pragmas", "utcnow"]
 
 #: Seconds a connection attempt may take before the database counts as unreachable.
 CONNECT_TIMEOUT_SECONDS = 5
@@ -97,8 +101,40 @@ _SQLITE_UNAVAILABLE = frozenset(
     {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN}
 )
 #: PostgreSQL SQLSTATE classes of the same: connection exception, insufficient resources,
-#: operator intervention (an administrator's shutdown or terminated backend), system error.
+#: operator intervention (an administrator's shutdown or terminated backend, a server
+#: starting or stopping), system error.
 _PG_UNAVAILABLE = frozenset({"08", "53", "57", "58"})
+#: ... and single codes: a database that takes no connections now (`ALLOW_CONNECTIONS
+#: false`, as during maintenance) answers a connection attempt with 55000.
+_PG_UNAVAILABLE_CODES = frozenset({"55000"})
+
+
+#: Seconds a client is told to wait (`Retry-After`) when the database is unreachable, or full.
+RETRY_AFTER: dict[Fault, int] = {"unavailable": 2, "storage-full": 30}
+
+_FAULT_DETAIL: dict[Fault, str] = {
+    "unavailable": "the database is unavailable; nothing was stored; try again",
+    "storage-full": "the service's storage is full; nothing was stored; try again later",
+}
+
+
+def fault_problem(kind: Fault) -> Problem:
+    """The answer to a request that met a database fault: 503 `unavailable` or 507
+    `storage-full`, each with `Retry-After`."""
+    return Problem(kind, _FAULT_DETAIL[kind], retry_after=RETRY_AFTER[kind])
+
+
+@contextmanager
+def faults_as_problems() -> Iterator[None]:
+    """Turn a database fault met inside the block into its problem (see `fault_problem`);
+    any other error passes through."""
+    try:
+        yield
+    except Exception as e:
+        kind = fault_of(e)
+        if kind is None:
+            raise
+        raise fault_problem(kind) from None
 
 
 def fault_of(error: BaseException) -> Fault | None:
@@ -135,7 +171,8 @@ def _fault(e: BaseException) -> Fault | None:
     if isinstance(sqlstate, str) and len(sqlstate) == 5:
         if sqlstate == "53100":  # disk_full
             return "storage-full"
-        return "unavailable" if sqlstate[:2] in _PG_UNAVAILABLE else None
+        unavailable = sqlstate[:2] in _PG_UNAVAILABLE or sqlstate in _PG_UNAVAILABLE_CODES
+        return "unavailable" if unavailable else None
     if isinstance(e, psycopg.OperationalError | psycopg.InterfaceError | asyncpg.InterfaceError):
         return "unavailable"  # no SQLSTATE: the client lost or could not open its connection
     return None

@@ -25,6 +25,7 @@ from liaison.crypto.keys import PublicBundle
 
 from ..problems import Problem
 from ..state import AppState
+from ..storage.db import faults_as_problems
 from ..storage.models import Device, Nonce
 from ..writer import CacheSlot, Entry, Refusal, Tx
 from .readmodels import PrincipalView
@@ -154,8 +155,9 @@ async def _bundle(state: AppState, device_id: str) -> PublicBundle | None:
     cached = state.bundles.get(device_id)
     if cached is not None:
         return cached
-    async with state.db.sessions() as session:
-        row = await session.get(Device, device_id)
+    with faults_as_problems():  # a database outage is a 503 here too, not a server error
+        async with state.db.sessions() as session:
+            row = await session.get(Device, device_id)
     if row is None:
         return None
     bundle = PublicBundle.from_json(json.loads(row.signed_bundle)["bundle"])
