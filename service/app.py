@@ -100,6 +100,7 @@ async def open_state(
         metrics=metrics,
         limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         enrol_limiter=RateLimiter(settings.enrol_rate_per_second, settings.enrol_rate_burst),
+        auth_failure_limiter=RateLimiter(settings.auth_failure_rate_per_second, settings.auth_failure_burst),
     )
     writer.start()
 

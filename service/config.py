@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     #: Enrolment attempts per client address (codes have 104 bits; this only curbs noise).
     enrol_rate_per_second: float = 1.0
     enrol_rate_burst: int = 20
+    #: Requests whose signature does not verify, per client address (then 429): device ids
+    #: are public, so such failures are never charged to (or logged against) the device named.
+    auth_failure_rate_per_second: float = 1.0
+    auth_failure_burst: int = 20
     audit_public: bool = False
     retention_interval_seconds: float = 3600.0
     batch_max: int = 256
