@@ -31,7 +31,7 @@ from .storage.db import Database
 from .storage.events import EventHub, PgListener
 from .storage.migrate import schema_state, upgrade
 from .tlog.log import AuditLog
-from .usecases import messaging
+from .usecases import messaging, streams
 from .usecases.auth import purge_nonces
 from .usecases.ratelimit import RateLimiter
 from .writer import Tx, Writer
@@ -139,6 +139,20 @@ async def _retention_loop(state: AppState) -> None:
         await asyncio.sleep(state.settings.retention_interval_seconds)
 
 
+async def _stream_loop(state: AppState) -> None:
+    """Close the live streams of devices revoked, or principals suspended, since they opened
+    (through this process or any other)."""
+    while True:
+        await asyncio.sleep(state.settings.stream_recheck_seconds)
+        try:
+            if state.hub.subscribers:
+                await streams.close_ended(state)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the database is unreachable: check again next time
+            log.warning("stream check failed (%s)", type(e).__name__)
+
+
 def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
     """Build the app; state is opened in the lifespan (so tests and uvicorn share one path).
 
@@ -158,13 +172,17 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
             await listener.start()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(listener.ready.wait(), timeout=10)
-        retention = asyncio.create_task(_retention_loop(state), name="liaison-retention")
+        loops = [
+            asyncio.create_task(_retention_loop(state), name="liaison-retention"),
+            asyncio.create_task(_stream_loop(state), name="liaison-streams"),
+        ]
         try:
             yield
         finally:
-            retention.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await retention
+            for task in loops:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if listener:
                 await listener.stop()
             await close_state(state)

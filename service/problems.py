@@ -59,6 +59,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "enrolment-code": (403, "The enrolment code is invalid, used or expired"),
     "bad-bundle": (422, "The device key bundle is invalid"),
     "rate-limited": (429, "Too many requests"),
+    "too-many-streams": (429, "This device has too many open streams"),
     "method-not-allowed": (405, "Method not allowed"),
     "unavailable": (503, "The service is not ready"),
     "storage-full": (507, "The service's storage is full"),

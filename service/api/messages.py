@@ -12,8 +12,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
-from ..usecases import messaging
+from ..usecases import messaging, streams
 from .deps import CurrentCaller, Signed, State, signed_request
 from .schemas import SubmitRequest, plain
 
@@ -50,8 +51,16 @@ async def get_inbox(
 
 @router.get("/inbox/stream", summary="Server-sent events: new messages for this device")
 async def get_stream(caller: CurrentCaller, state: State, request: Request) -> StreamingResponse:
-    sub = state.hub.subscribe(caller.device_id)
+    sub = streams.open_stream(state, caller)
     state.metrics.streams.inc()
+    released = False
+
+    def release() -> None:  # once, whichever of the stream's end or the response's comes first
+        nonlocal released
+        if not released:
+            released = True
+            state.hub.unsubscribe(sub)
+            state.metrics.streams.dec()
 
     async def events() -> AsyncIterator[bytes]:
         try:
@@ -64,15 +73,17 @@ async def get_stream(caller: CurrentCaller, state: State, request: Request) -> S
                         return
                     yield b": keep-alive\n\n"
                     continue
-                if event is None:
+                if event is None:  # the server closed it: say why, then end the stream
+                    yield f"event: closed\ndata: {json.dumps({'reason': sub.closed})}\n\n".encode()
                     return
                 yield f"event: message\nid: {event['id']}\ndata: {json.dumps(event)}\n\n".encode()
         finally:
-            state.hub.unsubscribe(sub)
-            state.metrics.streams.dec()
+            release()
 
     return StreamingResponse(
         events(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        # Also when the client went before the stream started (the generator never ran).
+        background=BackgroundTask(release),
     )
