@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
-import psycopg
 from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
@@ -173,6 +173,11 @@ def _fault(e: BaseException) -> Fault | None:
             return "storage-full"
         unavailable = sqlstate[:2] in _PG_UNAVAILABLE or sqlstate in _PG_UNAVAILABLE_CODES
         return "unavailable" if unavailable else None
-    if isinstance(e, psycopg.OperationalError | psycopg.InterfaceError | asyncpg.InterfaceError):
+    if isinstance(e, asyncpg.InterfaceError):
         return "unavailable"  # no SQLSTATE: the client lost or could not open its connection
+    # The same from psycopg (the writer's PostgreSQL driver), only ever loaded on PostgreSQL:
+    # not imported here, so that a SQLite server does not load it.
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(e, psycopg.OperationalError | psycopg.InterfaceError):
+        return "unavailable"
     return None

@@ -178,7 +178,8 @@ async def test_the_service_rides_out_a_database_restart_under_load(
         ]
         tasks += [asyncio.create_task(reader(world, c.fra, load)), asyncio.create_task(probe(world, load))]
         try:
-            await asyncio.sleep(2)
+            # Under load, and ready, before the outage begins.
+            await until(lambda: len(load.accepted) >= SENDERS and 200 in [s for _, s in load.ready])
             began = time.monotonic()
             allowed = await outage(world, 3.0)
             # Recovered: a message is accepted again, and /readyz says ready.
