@@ -30,6 +30,7 @@ while integrating or committing splits the batch until the job at fault fails al
 database that cannot serve (unreachable, restarting, full: `storage.db.fault_of`) fails the
 jobs still waiting with `unavailable` or `storage-full` and a `Retry-After`, having written
 nothing of them. Every job answered with a value or a refusal committed.
+
 A job runs in the writer thread: it must not touch the event loop; work for the loop (waking
 streaming clients) goes through `Tx.after_commit`, run on the loop after the commit.
 """
@@ -47,7 +48,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.orm import Session
 
 from .problems import Problem
-from .storage.db import Database, Fault, fault_of, fault_problem, utcnow
+from .storage.db import RETRY_AFTER, Database, Fault, fault_of, fault_problem, utcnow
 from .storage.logstore import LogEntry, LogStore, SqlLogStore
 from .storage.raw import Raw, raw_connection
 from .tlog.log import AuditLog, Receipt, build_entry
@@ -205,7 +206,9 @@ class Writer:
         while not self._queue.empty():
             job = self._queue.get_nowait()
             if not job.future.done():
-                job.future.set_exception(Problem("unavailable", "the service is stopping", retry_after=2))
+                job.future.set_exception(
+                    Problem("unavailable", "the service is stopping", retry_after=RETRY_AFTER["unavailable"])
+                )
         self.engine.dispose()
 
     async def run(
@@ -451,7 +454,10 @@ def _internal() -> Problem:
 def _describe(e: BaseException, kind: Fault) -> str:
     """One line for the operator's log: the fault and the driver's first line (no traceback)."""
     root: BaseException = e
-    while getattr(root, "orig", None) is not None or root.__cause__ is not None:
-        root = getattr(root, "orig", None) or root.__cause__  # type: ignore[assignment]
+    for _ in range(6):  # SQLAlchemy error -> adapter error -> driver error, at most
+        inner = getattr(root, "orig", None) or root.__cause__
+        if not isinstance(inner, BaseException):
+            break
+        root = inner
     first = str(root).strip().splitlines()[0] if str(root).strip() else ""
     return f"{kind} ({type(root).__name__}: {first[:200]})"
