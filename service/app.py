@@ -25,12 +25,13 @@ from .api.hot import HotPaths
 from .api.middleware import RequestMiddleware
 from .config import Settings, SettingsError
 from .metrics import Metrics
+from .problems import Problem
 from .state import AppState
 from .storage.db import Database
 from .storage.events import EventHub, PgListener
 from .storage.migrate import schema_state, upgrade
 from .tlog.log import AuditLog
-from .usecases import messaging, witnesses
+from .usecases import messaging, streams, witnesses
 from .usecases.auth import purge_nonces
 from .usecases.ratelimit import RateLimiter
 from .writer import Tx, Writer
@@ -103,6 +104,7 @@ async def open_state(
         metrics=metrics,
         limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         enrol_limiter=RateLimiter(settings.enrol_rate_per_second, settings.enrol_rate_burst),
+        auth_failure_limiter=RateLimiter(settings.auth_failure_rate_per_second, settings.auth_failure_burst),
     )
     writer.start()
 
@@ -134,9 +136,25 @@ async def _retention_loop(state: AppState) -> None:
             await purge_nonces(state)  # else the replay table grows with every request
         except asyncio.CancelledError:
             raise
+        except Problem as p:  # the database is down or full: the next pass catches up
+            log.warning("retention pass failed: %s", p.slug)
         except Exception:
             log.exception("retention pass failed")
         await asyncio.sleep(state.settings.retention_interval_seconds)
+
+
+async def _stream_loop(state: AppState) -> None:
+    """Close the live streams of devices revoked, or principals suspended, since they opened
+    (through this process or any other)."""
+    while True:
+        await asyncio.sleep(state.settings.stream_recheck_seconds)
+        try:
+            if state.hub.subscribers:
+                await streams.close_ended(state)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the database is unreachable: check again next time
+            log.warning("stream check failed (%s)", type(e).__name__)
 
 
 #: Logged at every start with `audit_public` (docs/audit.md says the same).
@@ -171,16 +189,20 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
             await listener.start()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(listener.ready.wait(), timeout=10)
-        retention = asyncio.create_task(_retention_loop(state), name="liaison-retention")
+        loops = [
+            asyncio.create_task(_retention_loop(state), name="liaison-retention"),
+            asyncio.create_task(_stream_loop(state), name="liaison-streams"),
+        ]
         pushing = await witnesses.start(state)  # after commits, on its own: never in the writer
         app.state.witness_pusher = pushing[0] if pushing else None
         try:
             yield
         finally:
             await witnesses.stop(pushing)
-            retention.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await retention
+            for task in loops:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if listener:
                 await listener.stop()
             await close_state(state)

@@ -41,9 +41,18 @@ class Settings(BaseSettings):
     #: Enrolment attempts per client address (codes have 104 bits; this only curbs noise).
     enrol_rate_per_second: float = 1.0
     enrol_rate_burst: int = 20
+    #: Requests whose signature does not verify, per client address (then 429): device ids
+    #: are public, so such failures are never charged to (or logged against) the device named.
+    auth_failure_rate_per_second: float = 1.0
+    auth_failure_burst: int = 20
     #: Open the audit log's entries to anyone (docs/audit.md): every field of every entry, until
     #: entries are committed; the server warns at start. Checkpoints, tiles, proofs: always public.
     audit_public: bool = False
+    #: Live inbox streams one device may hold open in one service process (then 429).
+    max_streams_per_device: int = Field(default=4, ge=1)
+    #: How often open streams are re-checked: a revoked device's or suspended principal's
+    #: streams close within about this many seconds, whichever replica they are open on.
+    stream_recheck_seconds: float = Field(default=2.0, gt=0)
     retention_interval_seconds: float = 3600.0
     batch_max: int = 256
     witness_keys: list[str] = Field(default_factory=list)

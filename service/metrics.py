@@ -38,6 +38,12 @@ class Metrics:
             "liaison_write_batches_total", "Write transactions (batches)", registry=self.registry
         )
         self.streams = Gauge("liaison_inbox_streams", "Connected inbox streams", registry=self.registry)
+        self.signature_failures = Counter(
+            "liaison_request_signature_failures_total",
+            "Requests whose signature did not verify (never attributed to the device they name)",
+            ["reason"],
+            registry=self.registry,
+        )
 
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 

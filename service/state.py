@@ -29,6 +29,8 @@ class AppState:
     metrics: Metrics
     limiter: RateLimiter
     enrol_limiter: RateLimiter
+    #: Requests whose signature did not verify, per client address (usecases.auth).
+    auth_failure_limiter: RateLimiter
     #: Device bundles never change (the id is their fingerprint), so caching them is safe;
     #: revocation and principal state are always read fresh.
     bundles: dict[str, PublicBundle] = field(default_factory=dict)

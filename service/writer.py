@@ -23,6 +23,14 @@ A job that raises `Refusal` has its own writes rolled back (with `savepoint=Fals
 promises that what it wrote before refusing must stay: a consumed request nonce), and the
 refusal's audit entry (for example `message.rejected`) is still appended and committed before
 the error returns.
+
+One job's failure never fails or undoes another's writes (see `Writer._settle`): a job that
+fails unexpectedly is answered `internal` and the others run again without it; a failure
+while integrating or committing splits the batch until the job at fault fails alone; a
+database that cannot serve (unreachable, restarting, full: `storage.db.fault_of`) fails the
+jobs still waiting with `unavailable` or `storage-full` and a `Retry-After`, having written
+nothing of them. Every job answered with a value or a refusal committed.
+
 A job runs in the writer thread: it must not touch the event loop; work for the loop (waking
 streaming clients) goes through `Tx.after_commit`, run on the loop after the commit.
 """
@@ -40,7 +48,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.orm import Session
 
 from .problems import Problem
-from .storage.db import Database, utcnow
+from .storage.db import RETRY_AFTER, Database, Fault, fault_of, fault_problem, utcnow
 from .storage.logstore import LogEntry, LogStore, SqlLogStore
 from .storage.raw import Raw, raw_connection
 from .tlog.log import AuditLog, Receipt, build_entry
@@ -175,6 +183,11 @@ class Writer:
         self._cache_size: int | None = None
         self.batches = 0
 
+    @property
+    def pending(self) -> int:
+        """Jobs waiting for the next batch."""
+        return self._queue.qsize()
+
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name="liaison-writer")
@@ -193,7 +206,9 @@ class Writer:
         while not self._queue.empty():
             job = self._queue.get_nowait()
             if not job.future.done():
-                job.future.set_exception(Problem("unavailable", "the service is stopping"))
+                job.future.set_exception(
+                    Problem("unavailable", "the service is stopping", retry_after=RETRY_AFTER["unavailable"])
+                )
         self.engine.dispose()
 
     async def run(
@@ -224,16 +239,12 @@ class Writer:
             self._inflight = asyncio.get_running_loop().run_in_executor(None, self._batch, jobs)
             try:
                 outcomes, receipts, after = await asyncio.shield(self._inflight)
-            except Exception:  # the whole transaction failed: every job gets the error
-                self.log.forget_edge()
-                self._cache.clear()
-                self._cache_size = None
+            except Exception:  # a bug of the writer itself: every job gets the error
+                self._forget()
                 log.exception("write batch failed")
                 for job in jobs:
                     if not job.future.done():
-                        job.future.set_exception(
-                            Problem("unavailable", "the database write failed; try again")
-                        )
+                        job.future.set_exception(fault_problem("unavailable"))
                 continue
             for job, out in zip(jobs, outcomes, strict=True):
                 if job.future.done():
@@ -248,59 +259,205 @@ class Writer:
                 except Exception:
                     log.exception("after-commit hook failed")
 
+    def _forget(self) -> None:
+        """After a transaction that did not commit: what this process remembers of the log's
+        edge and of who may receive what may be what it rolled back."""
+        self.log.forget_edge()
+        self._cache.clear()
+        self._cache_size = None
+
     def _batch(self, jobs: list[_Job]) -> tuple[list[_Outcome], dict[int, Receipt], list[Callable[[], None]]]:
-        """One transaction for the whole batch (runs in the writer thread)."""
+        """Commit the batch's jobs (runs in the writer thread): in one transaction, unless one
+        of them fails in a way its transaction cannot survive (see `_settle`)."""
         self.batches += 1
-        size_then = self._cache_size
         if self.on_batch:
             self.on_batch()
-        outcomes: list[_Outcome] = []
+        outcomes: list[_Outcome | None] = [None] * len(jobs)
+        receipts: dict[int, Receipt] = {}
         after: list[Callable[[], None]] = []
-        entries: list[LogEntry] = []
-        cache = self._cache
-        self._cache_size = None  # until this batch commits
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            raw = raw_connection(session, self.is_postgres)
-            raw.lock()
-            store = SqlLogStore(raw)
-            start = store.size()
-            if start != size_then or len(cache) > _CACHE_MAX:
+        self._settle(jobs, list(range(len(jobs))), outcomes, receipts, after)
+        done = [o if o is not None else _Outcome(None, _internal()) for o in outcomes]
+        return done, receipts, after
+
+    def _settle(
+        self,
+        jobs: list[_Job],
+        todo: list[int],
+        outcomes: list[_Outcome | None],
+        receipts: dict[int, Receipt],
+        after: list[Callable[[], None]],
+    ) -> None:
+        """Commit jobs `todo`, so that one job's failure never fails or undoes another's writes.
+
+        * A job that fails where its transaction cannot go on (a statement error aborts a
+          PostgreSQL transaction; a job without a savepoint may have written half its work)
+          is answered `internal`, and the others run again without it, in a new transaction.
+        * When integrating or committing fails, no job is to blame by name: the jobs run again
+          in two halves, each in its own transaction, until the one at fault fails alone.
+        * When the database itself fails (unreachable, restarted, full), nothing can commit:
+          every job still waiting is answered `unavailable` or `storage-full`, and what did
+          not commit wrote nothing (its nonce included).
+
+        So every job answered with a result or a refusal committed, and every nonce such a
+        request consumed stays consumed; a job answered with a server error wrote nothing
+        (unless the connection was lost during the commit itself: then the outcome is unknown
+        and the answer is `unavailable`, as for any lost connection).
+        """
+        todo = list(todo)
+        while todo:
+            try:
+                outs, rec, aft = self._transaction([jobs[i] for i in todo])
+            except _JobBroke as broke:
+                outcomes[todo.pop(broke.position)] = _Outcome(None, _internal())
+                continue
+            except _Fault as fault:
+                for i in todo:
+                    outcomes[i] = _Outcome(None, fault_problem(fault.kind))
+                return
+            except Exception:
+                if len(todo) == 1:
+                    log.exception("write job failed when its transaction committed")
+                    outcomes[todo[0]] = _Outcome(None, _internal())
+                    return
+                half = len(todo) // 2
+                self._settle(jobs, todo[:half], outcomes, receipts, after)
+                self._settle(jobs, todo[half:], outcomes, receipts, after)
+                return
+            for i, out in zip(todo, outs, strict=True):
+                outcomes[i] = out
+            receipts.update(rec)
+            after.extend(aft)
+            return
+
+    def _transaction(
+        self, jobs: list[_Job]
+    ) -> tuple[list[_Outcome], dict[int, Receipt], list[Callable[[], None]]]:
+        """One transaction for `jobs`; raises `_JobBroke`, `_Fault`, or what integrating or
+        committing raised, having rolled everything back."""
+        size_then = self._cache_size
+        self._cache_size = None  # until this transaction commits
+        try:
+            return self._run(jobs, size_then)
+        except _JobBroke:
+            self._forget()
+            raise
+        except Exception as e:
+            self._forget()
+            kind = fault_of(e)
+            if kind is None:
+                raise
+            log.warning("write transaction failed: %s", _describe(e, kind))
+            raise _Fault(kind) from None
+
+    def _run(
+        self, jobs: list[_Job], size_then: int | None
+    ) -> tuple[list[_Outcome], dict[int, Receipt], list[Callable[[], None]]]:
+        session = Session(self.engine, expire_on_commit=False)
+        try:
+            session.begin()
+            try:
+                raw = raw_connection(session, self.is_postgres)
+                raw.lock()
+                store = SqlLogStore(raw)
+                start = store.size()
+            except Exception as e:  # nothing ran: whatever this is, the database cannot serve
+                raise _Fault(fault_of(e) or "unavailable") from e
+            if start != size_then or len(self._cache) > _CACHE_MAX:
                 # Another process appended since (it may have changed anything), or the cache
                 # has grown past its bound (labels and devices are many; it refills on demand).
-                cache.clear()
+                self._cache.clear()
             now = utcnow()
-            for job in jobs:
-                if not job.shares_cache:
-                    cache.clear()
-                tx = Tx(session, raw, store, now, cache, entries, start)
-                mark = len(entries)
-                try:
-                    if job.savepoint:
-                        with session.begin_nested():
-                            value = job.fn(tx)
-                    else:
-                        value = job.fn(tx)
-                    outcomes.append(_Outcome(value, None, tx._mine))
-                    after.extend(tx._after)
-                except Refusal as r:
-                    del entries[mark:]
-                    tx._mine.clear()
-                    cache.clear()  # it may hold what the rolled-back job read or wrote
-                    if r.entry is not None:
-                        t, actor, subject, fields = r.entry
-                        tx.audit(t, actor, subject, **fields)
-                    outcomes.append(_Outcome(None, r.problem, tx._mine))
-                except Problem as p:
-                    del entries[mark:]
-                    cache.clear()
-                    outcomes.append(_Outcome(None, p))
-                except Exception:
-                    del entries[mark:]
-                    cache.clear()
-                    log.exception("write job failed")
-                    outcomes.append(_Outcome(None, Problem("internal", "the request could not be stored")))
+            outcomes, after, entries = self._jobs(Tx(session, raw, store, now, self._cache, [], start), jobs)
             receipts: dict[int, Receipt] = {}
             if entries:
                 receipts = self.log.integrate(store, start, entries, now).receipts
+            session.commit()
+        except BaseException:
+            # The error that failed the transaction is the one to report: a rollback on a lost
+            # connection fails too (and the pool then discards that connection).
+            with contextlib.suppress(Exception):
+                session.rollback()
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                session.close()
         self._cache_size = start + len(entries)
         return outcomes, receipts, after
+
+    @staticmethod
+    def _jobs(base: Tx, jobs: list[_Job]) -> tuple[list[_Outcome], list[Callable[[], None]], list[LogEntry]]:
+        """Run `jobs` in the open transaction of `base` (each job gets its own `Tx` like it);
+        their outcomes, after-commit hooks, and the entries they appended."""
+        outcomes: list[_Outcome] = []
+        after: list[Callable[[], None]] = []
+        session, cache, entries = base.session, base.cache, base._entries
+        for position, job in enumerate(jobs):
+            if not job.shares_cache:
+                cache.clear()
+            tx = Tx(session, base.raw, base.log, base.now, cache, entries, base._start)
+            mark = len(entries)
+            try:
+                if job.savepoint:
+                    with session.begin_nested():
+                        value = job.fn(tx)
+                else:
+                    value = job.fn(tx)
+                    session.flush()  # an ORM write fails here, as this job's, not later
+                outcomes.append(_Outcome(value, None, tx._mine))
+                after.extend(tx._after)
+            except Refusal as r:
+                del entries[mark:]
+                tx._mine.clear()
+                cache.clear()  # it may hold what the rolled-back job read or wrote
+                if r.entry is not None:
+                    t, actor, subject, fields = r.entry
+                    tx.audit(t, actor, subject, **fields)
+                outcomes.append(_Outcome(None, r.problem, tx._mine))
+            except Problem as p:
+                del entries[mark:]
+                cache.clear()
+                outcomes.append(_Outcome(None, p))
+            except Exception as e:
+                if fault_of(e) is not None:
+                    raise  # the database failed, not this job: `_transaction` says so
+                log.exception("write job failed")
+                if not job.savepoint:
+                    # What it wrote before failing is unknown, and on PostgreSQL a failed
+                    # statement aborts the transaction: run the others again without it.
+                    raise _JobBroke(position) from None
+                del entries[mark:]  # its savepoint rolled back its writes
+                cache.clear()
+                outcomes.append(_Outcome(None, _internal()))
+        return outcomes, after, entries
+
+
+class _JobBroke(Exception):
+    """Job number `position` of a transaction failed in a way the transaction cannot survive."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(position)
+        self.position = position
+
+
+class _Fault(Exception):
+    """The database failed (see `storage.db.fault_of`): no job of the transaction committed."""
+
+    def __init__(self, kind: Fault) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+def _internal() -> Problem:
+    return Problem("internal", "the request could not be stored")
+
+
+def _describe(e: BaseException, kind: Fault) -> str:
+    """One line for the operator's log: the fault and the driver's first line (no traceback)."""
+    root: BaseException = e
+    for _ in range(6):  # SQLAlchemy error -> adapter error -> driver error, at most
+        inner = getattr(root, "orig", None) or root.__cause__
+        if not isinstance(inner, BaseException):
+            break
+        root = inner
+    first = str(root).strip().splitlines()[0] if str(root).strip() else ""
+    return f"{kind} ({type(root).__name__}: {first[:200]})"

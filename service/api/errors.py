@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..problems import Problem
+from ..storage.db import fault_of, fault_problem
 
 __all__ = ["install_handlers", "problem_response", "validation_problem"]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+log = logging.getLogger("liaison.api")
+
+#: What a read meets when the database fails (writes go through the writer, which answers
+#: its own): mapped by `storage.db.fault_of`.
+_DATABASE_ERRORS = (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
 def problem_response(problem: Problem, instance: str | None = None) -> JSONResponse:
@@ -63,6 +73,16 @@ def install_handlers(app: FastAPI) -> None:
         )
         return problem_response(Problem(slug, str(exc.detail)[:300]), request.url.path)
 
+    async def on_database(request: Request, exc: Exception) -> JSONResponse:
+        kind = fault_of(exc)
+        if kind is None:  # a bug, not an outage: logged, answered without detail
+            log.error("%s %s failed", request.method, request.url.path[:200], exc_info=exc)
+            return problem_response(Problem("internal", "the request could not be processed"))
+        log.warning("%s %s: the database failed (%s)", request.method, request.url.path[:200], kind)
+        return problem_response(fault_problem(kind), request.url.path)
+
     app.add_exception_handler(Problem, on_problem)
+    for error in _DATABASE_ERRORS:
+        app.add_exception_handler(error, on_database)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

@@ -6,15 +6,15 @@ path in OpenAPI and serves it when the hot path is off (the tests compare the tw
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
-from ..usecases import messaging
+from ..usecases import messaging, streams
 from .deps import CurrentCaller, Signed, State
 from .routing import AuthFirstRoute
 from .schemas import SubmitRequest, plain
@@ -54,28 +54,39 @@ async def get_inbox(
 
 @router.get("/inbox/stream", summary="Server-sent events: new messages for this device")
 async def get_stream(caller: CurrentCaller, state: State, request: Request) -> StreamingResponse:
-    queue = state.hub.subscribe(caller.device_id)
+    sub = streams.open_stream(state, caller)
     state.metrics.streams.inc()
+    released = False
+
+    def release() -> None:  # once, whichever of the stream's end or the response's comes first
+        nonlocal released
+        if not released:
+            released = True
+            state.hub.unsubscribe(sub)
+            state.metrics.streams.dec()
 
     async def events() -> AsyncIterator[bytes]:
         try:
             yield b": connected\n\n"
             while True:
                 try:
-                    event = await asyncio.wait_for(queue.get(), timeout=15)
+                    event = await sub.next(idle=15)
                 except TimeoutError:
                     if await request.is_disconnected():
                         return
                     yield b": keep-alive\n\n"
                     continue
-                data = {k: v for k, v in event.items() if k != "devices"}
-                yield f"event: message\nid: {event['id']}\ndata: {json.dumps(data)}\n\n".encode()
+                if event is None:  # the server closed it: say why, then end the stream
+                    yield f"event: closed\ndata: {json.dumps({'reason': sub.closed})}\n\n".encode()
+                    return
+                yield f"event: message\nid: {event['id']}\ndata: {json.dumps(event)}\n\n".encode()
         finally:
-            state.hub.unsubscribe(caller.device_id, queue)
-            state.metrics.streams.dec()
+            release()
 
     return StreamingResponse(
         events(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        # Also when the client went before the stream started (the generator never ran).
+        background=BackgroundTask(release),
     )

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from ..problems import Problem
 from ..state import AppState
+from ..storage.db import RETRY_AFTER
 from ..storage.logstore import LogReader
 from ..storage.migrate import schema_state
 from .deps import State
@@ -36,8 +37,10 @@ async def readyz(state: State) -> Response:
     try:
         await state.db.ping()
         schema = await schema_state(state.db)
-    except Exception:
-        return problem_response(Problem("unavailable", "the database is unreachable"))
+    except Exception:  # a restart, a lost connection, a timeout: ready again once it answers
+        return problem_response(
+            Problem("unavailable", "the database is unreachable", retry_after=RETRY_AFTER["unavailable"])
+        )
     if not schema.is_current:
         return problem_response(Problem("unavailable", schema.problem() or "schema"))
     return JSONResponse({"status": "ready", "schema": schema.current})

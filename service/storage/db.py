@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import create_engine, event, text
+import asyncpg
+from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-__all__ = ["Database", "sqlite_pragmas", "utcnow"]
+from ..problems import Problem
+
+__all__ = ["Database", "Fault", "fault_of", "fault_problem", "faults_as_problems", "sqlite_pragmas", "utcnow"]
+
+#: Seconds a connection attempt may take before the database counts as unreachable.
+CONNECT_TIMEOUT_SECONDS = 5
 
 
 def utcnow() -> datetime:
@@ -26,7 +37,12 @@ class Database:
         self.is_postgres = make_url(url).get_backend_name() == "postgresql"
         kwargs: dict[str, Any] = {}
         if self.is_postgres:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            kwargs.update(
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                connect_args={"timeout": CONNECT_TIMEOUT_SECONDS},
+            )
         else:
             kwargs.update(connect_args={"timeout": 30})
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
@@ -44,7 +60,11 @@ class Database:
         url = make_url(self.url)
         if self.is_postgres:
             return create_engine(
-                url.set(drivername="postgresql+psycopg"), pool_size=2, max_overflow=0, pool_pre_ping=True
+                url.set(drivername="postgresql+psycopg"),
+                pool_size=2,
+                max_overflow=0,
+                pool_pre_ping=True,
+                connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
             )
         engine = create_engine(
             url.set(drivername="sqlite"), connect_args={"check_same_thread": False, "timeout": 30}
@@ -70,3 +90,94 @@ def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+#: What a database failure means for every request that met it, rather than for one of them.
+Fault = Literal["unavailable", "storage-full"]
+
+#: SQLite's primary result codes of a database that cannot serve now (busy, locked, I/O error,
+#: cannot open): not the fault of the statement that met them.
+_SQLITE_UNAVAILABLE = frozenset(
+    {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN}
+)
+#: PostgreSQL SQLSTATE classes of the same: connection exception, insufficient resources,
+#: operator intervention (an administrator's shutdown or terminated backend, a server
+#: starting or stopping), system error.
+_PG_UNAVAILABLE = frozenset({"08", "53", "57", "58"})
+#: ... and single codes: a database that takes no connections now (`ALLOW_CONNECTIONS
+#: false`, as during maintenance) answers a connection attempt with 55000.
+_PG_UNAVAILABLE_CODES = frozenset({"55000"})
+
+
+#: Seconds a client is told to wait (`Retry-After`) when the database is unreachable, or full.
+RETRY_AFTER: dict[Fault, int] = {"unavailable": 2, "storage-full": 30}
+
+_FAULT_DETAIL: dict[Fault, str] = {
+    "unavailable": "the database is unavailable; nothing was stored; try again",
+    "storage-full": "the service's storage is full; nothing was stored; try again later",
+}
+
+
+def fault_problem(kind: Fault) -> Problem:
+    """The answer to a request that met a database fault: 503 `unavailable` or 507
+    `storage-full`, each with `Retry-After`."""
+    return Problem(kind, _FAULT_DETAIL[kind], retry_after=RETRY_AFTER[kind])
+
+
+@contextmanager
+def faults_as_problems() -> Iterator[None]:
+    """Turn a database fault met inside the block into its problem (see `fault_problem`);
+    any other error passes through."""
+    try:
+        yield
+    except Exception as e:
+        kind = fault_of(e)
+        if kind is None:
+            raise
+        raise fault_problem(kind) from None
+
+
+def fault_of(error: BaseException) -> Fault | None:
+    """`storage-full` when the database has no space left, `unavailable` when it cannot be
+    reached or stopped serving (a restart, a terminated connection, a lock or connect
+    timeout); None for any other error, which is the statement's own (a constraint, a bug).
+
+    Looks through SQLAlchemy's wrappers to the driver's error (sqlite3, psycopg, asyncpg).
+    """
+    e: BaseException | None = error
+    for _ in range(6):  # SQLAlchemy error -> adapter error -> driver error, at most
+        if e is None:
+            return None
+        found = _fault(e)
+        if found is not None:
+            return found
+        e = getattr(e, "orig", None) or e.__cause__
+    return None
+
+
+def _fault(e: BaseException) -> Fault | None:
+    if isinstance(e, exc.DBAPIError) and e.connection_invalidated:
+        return "unavailable"
+    if isinstance(e, exc.TimeoutError):  # no pooled connection came free in time
+        return "unavailable"
+    if isinstance(e, sqlite3.Error):
+        code = (getattr(e, "sqlite_errorcode", 0) or 0) & 0xFF
+        if code == sqlite3.SQLITE_FULL:
+            return "storage-full"
+        return "unavailable" if code in _SQLITE_UNAVAILABLE else None
+    if isinstance(e, OSError):  # connecting (refused, unreachable) or writing
+        return "storage-full" if e.errno == errno.ENOSPC else "unavailable"  # timeouts too
+    sqlstate = getattr(e, "sqlstate", None)
+    if isinstance(sqlstate, str) and len(sqlstate) == 5:
+        if sqlstate == "53100":  # disk_full
+            return "storage-full"
+        unavailable = sqlstate[:2] in _PG_UNAVAILABLE or sqlstate in _PG_UNAVAILABLE_CODES
+        return "unavailable" if unavailable else None
+    if isinstance(e, asyncpg.InterfaceError):
+        return "unavailable"  # no SQLSTATE: the client lost or could not open its connection
+    # The same from psycopg (the writer's PostgreSQL driver), only ever loaded on PostgreSQL:
+    # not imported here, so that a SQLite server does not load it.
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(e, psycopg.OperationalError | psycopg.InterfaceError):
+        return "unavailable"
+    return None

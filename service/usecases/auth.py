@@ -11,6 +11,7 @@ Nothing here knows HTTP frameworks: the API layer hands over an `IncomingRequest
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,14 +25,16 @@ from liaison.crypto.keys import PublicBundle
 
 from ..problems import Problem
 from ..state import AppState
+from ..storage.db import faults_as_problems
 from ..storage.models import Device, Nonce
 from ..writer import CacheSlot, Entry, Refusal, Tx
 from .readmodels import PrincipalView
-from .refusals import access_denied, refuse
+from .refusals import access_denied
 
 __all__ = ["Caller", "IncomingRequest", "SignedRequest", "authenticate", "purge_nonces", "verify_signed"]
 
 _LAST_SEEN_EVERY = 60.0
+_auth_log = logging.getLogger("liaison.auth")
 
 #: A device's revocation time and its principal, as of the writer's cache.
 DEVICE_STATE: CacheSlot[tuple[datetime | None, PrincipalView]] = CacheSlot("device")
@@ -154,8 +157,9 @@ async def _bundle(state: AppState, device_id: str) -> PublicBundle | None:
     cached = state.bundles.get(device_id)
     if cached is not None:
         return cached
-    async with state.db.sessions() as session:
-        row = await session.get(Device, device_id)
+    with faults_as_problems():  # a database outage is a 503 here too, not a server error
+        async with state.db.sessions() as session:
+            row = await session.get(Device, device_id)
     if row is None:
         return None
     bundle = PublicBundle.from_json(json.loads(row.signed_bundle)["bundle"])
@@ -188,17 +192,36 @@ async def verify_signed(state: AppState, request: IncomingRequest) -> SignedRequ
             if isinstance(e, RequestSignatureError)
             else ("bad-request-signature", str(e))
         )
-        # Failures are limited per client address, not per the (unverified) keyid: device ids
-        # are public, so charging the named device would let anyone lock a device out.
-        state.limiter.check(f"addr:{request.client}", "too many failed request signatures from this address")
-        await refuse(
-            state, Problem(reason, detail), access_denied(params.keyid, request.what, reason, params.keyid)
-        )
+        # Not attributed to the (unverified) keyid, neither logged against it nor charged to
+        # it: device ids are public (see `_signature_failed`).
+        _signature_failed(state, request.client, reason)
+        raise Problem(reason, detail) from None
     state.limiter.check(params.keyid, "too many requests from this device")
     touch = time.monotonic() - state.last_seen.get(params.keyid, 0.0) > _LAST_SEEN_EVERY
     if touch:
         state.last_seen[params.keyid] = time.monotonic()
     return SignedRequest(params.keyid, bundle, params.nonce, request.what, touch, skew)
+
+
+def _signature_failed(state: AppState, client: str, reason: str) -> None:
+    """Account for a request whose signature did not verify, before anything else happens.
+
+    Such a request proves nothing about who sent it: device ids are public, so anyone can name
+    any device. It is therefore never attributed to the device it names, and nothing is
+    written to the audit log (an entry per forgery would let anyone blame a device, and fill
+    the permanent log, at will: see docs/audit.md). It is counted by reason
+    (`liaison_request_signature_failures_total`) and limited per client address: past the
+    limit the answer is 429 instead of 401, and only failures within the limit get a warning
+    line (so the operational log grows by at most the limit's rate per address). A valid
+    request is never charged here, so forgeries from an address do not lock out the honest
+    clients behind it.
+    """
+    state.metrics.signature_failures.labels(reason).inc()
+    state.auth_failure_limiter.check(f"addr:{client}", "too many failed request signatures from this address")
+    _auth_log.warning(
+        "request signature failed",
+        extra={"fields": {"event": "request-signature-failed", "reason": reason, "client": client[:64]}},
+    )
 
 
 async def authenticate(state: AppState, request: IncomingRequest) -> Caller:

@@ -293,16 +293,12 @@ def _store(
     if inserted != 1:
         return None
     raw.executemany(_INSERT_DELIVERY, [(parsed.id, d) for d in recipients])
-    event = {
-        "type": "message",
-        "id": parsed.id,
-        "channel": parsed.channel,
-        "devices": recipients,
-        "log_index": index,
-    }
-    # On PostgreSQL NOTIFY is transactional: listeners in every replica hear it on commit.
+    event = {"type": "message", "id": parsed.id, "channel": parsed.channel, "log_index": index}
+    # On PostgreSQL NOTIFY is transactional: listeners in every replica hear it on commit. It
+    # names the message, never its recipients (a list as long as the sender makes it; NOTIFY
+    # takes 8,000 bytes at most): each replica looks up its own streaming recipients.
     if not raw.notify(events.CHANNEL, json.dumps(event)):
-        tx.after_commit(lambda: state.hub.publish(event))
+        tx.after_commit(lambda: state.hub.publish(event, recipients))
     return Accepted(parsed.id, index, len(recipients))
 
 
