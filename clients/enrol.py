@@ -1,4 +1,5 @@
-"""Enrolment: new device keys, a one-time code, the pinned log key and a verified receipt."""
+"""Enrolment: new device keys, a one-time code, a proof of possession of the KEM key, the pinned
+log key and a verified receipt."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import httpx
 
 from liaison.crypto import note
+from liaison.crypto.encoding import b64url_decode
 from liaison.crypto.errors import CryptoError
 from liaison.crypto.keys import generate_device
 from liaison.crypto.names import MLKEM768_X25519, SLUG_RE, X25519
@@ -33,13 +35,13 @@ __all__ = ["enrol"]
 _RETRIES = 10
 
 
-async def _post_enrol(http: httpx.AsyncClient, request: dict[str, object]) -> dict[str, object]:
-    """POST /v1/enrol, waiting as the server asks when enrolments are rate-limited (the code is
-    only spent by an enrolment that is processed)."""
+async def _post(http: httpx.AsyncClient, path: str, request: dict[str, object]) -> dict[str, object]:
+    """POST an enrolment step, waiting as the server asks when enrolments are rate-limited (the
+    code is only spent by an enrolment that is processed)."""
     for attempt in range(_RETRIES):
-        r = await http.post("/v1/enrol", json=request)
+        r = await http.post(path, json=request)
         try:
-            return json_of(check_response(r), "POST /v1/enrol")
+            return json_of(check_response(r), f"POST {path}")
         except RateLimited as e:
             if attempt == _RETRIES - 1:
                 raise
@@ -68,7 +70,8 @@ async def enrol(
     """Enrol a new device of `principal` with `code` and save it as `profile`.
 
     The log verifier key is pinned from the answer (trust on first use) unless `log_key` is
-    given, in which case the server must present exactly that key. Before returning, the new
+    given, in which case the server must present exactly that key. The device proves it holds
+    its KEM key (the server's challenge, answered and signed). Before returning, the new
     device's own directory record is checked: its bundle must be the one just made and its
     `device.enrolled` entry proven in a checkpoint signed by the pinned key.
     """
@@ -87,13 +90,23 @@ async def enrol(
         raise InputError("--server must be an https:// URL")
     ca = _absolute(ca_cert) if ca_cert else None
     keys = generate_device(principal, suite=suite, mldsa65=suite != X25519)
+    signed_bundle = keys.signed_bundle()
     async with new_http(server, ca, transport=transport) as http:
         try:
             if pinned is not None:
                 # Check the log key before spending the one-time code on the wrong server.
                 answer = await http.get("/v1/audit/checkpoint")
                 open_checkpoint(check_response(answer).text, pinned)
-            body = await _post_enrol(http, {"code": code.strip(), "bundle": keys.signed_bundle()})
+            request: dict[str, object] = {"code": code.strip(), "bundle": signed_bundle}
+            challenge = await _post(http, "/v1/enrol/challenge", request)
+            sealed = challenge.get("challenge")
+            if challenge.get("device") != keys.device_id or not isinstance(sealed, str):
+                raise MalformedResponse("the enrolment challenge is for another device")
+            try:
+                proof = keys.answer_kem_challenge(b64url_decode(sealed, field="challenge"))
+            except CryptoError as e:
+                raise MalformedResponse(f"the enrolment challenge does not open: {e}") from None
+            body = await _post(http, "/v1/enrol", {**request, "proof": proof})
         except httpx.TransportError as e:
             raise transport_error(server, e) from None
     if (body.get("device"), body.get("principal")) != (keys.device_id, principal):

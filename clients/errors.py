@@ -227,7 +227,7 @@ for _cls, _slugs in (
     ),
     (NotFound, "not-found not-recipient"),
     (Conflict, "conflict duplicate-envelope"),
-    (EnrolmentRefused, "enrolment-code bad-bundle"),
+    (EnrolmentRefused, "enrolment-code bad-bundle kem-proof"),
     (RateLimited, "rate-limited"),
     (ServerError, "unavailable internal"),
 ):

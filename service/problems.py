@@ -65,6 +65,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "bad-cosignature": (422, "The cosignature does not verify"),
     "unknown-witness": (403, "The cosigning key is not a configured witness"),
     "proof": (422, "No such proof"),
+    "kem-proof": (403, "The proof of possession of the KEM key is missing or wrong"),
 }
 
 
