@@ -175,14 +175,14 @@ class Demo:
     # --- helpers --------------------------------------------------------------------------------
 
     def enrol(self, admin: str, principal: str) -> None:
-        code = self.json(admin, "admin", "enrol-code", principal)["code"]
+        invitation = self.json(admin, "admin", "enrol-code", principal)["invitation"]
         self.liaison(
             None,
             "enrol",
             "--server",
             self.url,
             "--code",
-            code,
+            invitation,
             "--ca-cert",
             str(self.data / "tls" / "cert.pem"),
             "--profile",
@@ -217,20 +217,21 @@ class Demo:
         print(f"log verifier key: {init['log_verifier_key']}")
         self.start_server()
 
-        self.step("The root admin enrols its device (one-time code printed by init)")
+        self.step(
+            "The root admin enrols its device (the invitation init printed: a one-time code and the "
+            "log key's digest; the device pins the server's log key only if it matches)"
+        )
         self.liaison(
             None,
             "enrol",
             "--server",
             self.url,
             "--code",
-            init["root_enrolment_code"],
+            init["root_invitation"],
             "--ca-cert",
             init["tls_cert"],
             "--principal",
             "root",
-            "--log-key",
-            init["log_verifier_key"],
         )
         self.liaison("root", "whoami")
 

@@ -22,6 +22,11 @@ async def get_policy(state: State) -> dict[str, Any]:
     return state.policy.to_json()
 
 
+@router.get("/log-key", summary="The log verifier key (pin it only if it matches a digest you trust)")
+async def get_log_key(state: State) -> dict[str, Any]:
+    return {"log_verifier_key": state.log.verifier_key}
+
+
 def _client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
