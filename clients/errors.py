@@ -235,7 +235,7 @@ for _cls, _slugs in (
     ),
     (NotFound, "not-found not-recipient"),
     (Conflict, "conflict duplicate-envelope"),
-    (EnrolmentRefused, "enrolment-code bad-bundle kem-proof"),
+    (EnrolmentRefused, "enrolment-code bad-bundle kem-proof genesis-over"),
     (RateLimited, "rate-limited"),
     (ServerError, "unavailable internal"),
 ):

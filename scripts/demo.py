@@ -133,6 +133,19 @@ class Demo:
             raise DemoFailed(f"liaison-server init failed: {r.stderr.decode().strip()}")
         return dict(json.loads(r.stdout))
 
+    def server_refuses(self, *args: str) -> None:
+        """Run `liaison-server ARGS`, which must refuse (exit 2, one line on stderr)."""
+        print(f"{DIM}$ liaison-server {' '.join(_quote(a) for a in args)}{RESET}", flush=True)
+        r = subprocess.run(  # noqa: S603 -- our own CLI
+            [str(BIN / "liaison-server"), *args], capture_output=True, env=self.env, timeout=120, check=False
+        )
+        err = r.stderr.decode().strip()
+        if r.returncode != 2 or len(err.splitlines()) != 1:
+            raise DemoFailed(
+                f"`liaison-server {' '.join(args)}` should have been refused (exit {r.returncode})"
+            )
+        print(f"{RED}x{RESET} {err}", flush=True)
+
     def start_server(self) -> None:
         env = dict(self.env)
         if self.witness_keys:
@@ -234,6 +247,8 @@ class Demo:
             "root",
         )
         self.liaison("root", "whoami")
+        self.say("Genesis is over: the operator can no longer mint a root code (a root device must):")
+        self.server_refuses("root-code", "--data-dir", str(self.data))
 
         self.step("Root creates a nation admin for USA, UKR and FRA; each enrols")
         for nation, comps in (("USA", ["AIRDEF"]), ("UKR", ["AIRDEF"]), ("FRA", [])):

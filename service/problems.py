@@ -66,6 +66,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "unknown-witness": (403, "The cosigning key is not a configured witness"),
     "proof": (422, "No such proof"),
     "kem-proof": (403, "The proof of possession of the KEM key is missing or wrong"),
+    "genesis-over": (403, "A root device exists: only a root device can issue a root code"),
 }
 
 

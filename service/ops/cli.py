@@ -19,6 +19,7 @@ from liaison.crypto.invitation import make_invitation
 from ..app import StartupError, close_state, create_app, load_log_signer, open_state
 from ..config import SettingsError, load_settings
 from ..jsonlog import configure_logging
+from ..problems import Problem
 from ..storage.db import Database
 from ..storage.migrate import schema_state, upgrade
 from ..usecases.admin import issue_root_code
@@ -102,9 +103,10 @@ def root_code(
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
-    """Issue a new one-time enrolment invitation for the root admin (operators only: it needs
-    the data directory), e.g. after the root's device was lost or revoked, or on a database
-    that `migrate` created. Creates the root principal if it is missing; logged like any code."""
+    """Issue a one-time root enrolment invitation, at genesis only: until the first root device
+    enrols (e.g. init's code expired, or `migrate` created the database). Refused once any
+    root device was ever enrolled, revoked ones included: then a root device issues root codes
+    (`liaison admin enrol-code root`; docs/audit.md, "Losing a root device"). Logged."""
 
     async def go() -> tuple[str, str]:
         state = await open_state(load_settings(data_dir), migrate_new=False, log_policy=False)
@@ -117,6 +119,9 @@ def root_code(
         code, verifier_key = asyncio.run(go())
     except (SettingsError, StartupError) as e:
         _fail(str(e))
+        return
+    except Problem as e:
+        _fail(e.detail)
         return
     invitation = str(make_invitation(code, verifier_key))
     if as_json:

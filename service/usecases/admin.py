@@ -192,7 +192,13 @@ async def create_enrolment_code(state: AppState, caller: Caller, pid: str) -> di
             )
         expires = tx.now + timedelta(seconds=state.settings.enrolment_code_ttl_seconds)
         tx.session.add(
-            EnrolmentCode(code_hash=code_hash(code), principal_id=pid, created_at=tx.now, expires_at=expires)
+            EnrolmentCode(
+                code_hash=code_hash(code),
+                principal_id=pid,
+                created_at=tx.now,
+                expires_at=expires,
+                issued_by=caller.device_id,  # the code dies with its issuer (see _usable_code)
+            )
         )
         tx.audit("enrolment.code_issued", caller.device_id, pid, principal=pid, expires=format_time(expires))
         return {"principal": pid, "code": code, "expires_at": format_time(expires)}
@@ -204,14 +210,32 @@ async def create_enrolment_code(state: AppState, caller: Caller, pid: str) -> di
 SYSTEM = "system"
 #: How long a device has to answer its KEM challenge.
 _CHALLENGE_TTL = timedelta(minutes=5)
+_GENESIS_OVER = (
+    "a root device has been enrolled (a revoked one counts): only a root device can issue a root "
+    "code now (liaison admin enrol-code root); see docs/audit.md, 'Losing a root device'"
+)
+
+
+def _root_device_ever(tx: Tx) -> bool:
+    """Whether any root device was ever enrolled. Device rows are never deleted (revocation
+    only marks them), so this is "genesis is over"."""
+    return (
+        tx.session.execute(select(Device.id).where(Device.principal_id == "root").limit(1)).first()
+        is not None
+    )
 
 
 async def issue_root_code(state: AppState) -> str:
-    """At `init`: create the root principal (every nation in scope) and its first code."""
+    """Genesis only (`init`, `root-code`): create the root principal (every nation in scope) if
+    it is missing and issue a root enrolment code, refused as `genesis-over` once any root
+    device was ever enrolled. After genesis a root code needs a statement signed by a root
+    device: `create_enrolment_code` called by one."""
     code = _new_code()
     policy = state.policy
 
     def job(tx: Tx) -> None:
+        if _root_device_ever(tx):
+            raise Problem("genesis-over", _GENESIS_OVER)
         if tx.session.get(Principal, "root") is None:
             row = Principal(
                 id="root",
@@ -231,7 +255,11 @@ async def issue_root_code(state: AppState) -> str:
         expires = tx.now + timedelta(seconds=state.settings.enrolment_code_ttl_seconds)
         tx.session.add(
             EnrolmentCode(
-                code_hash=code_hash(code), principal_id="root", created_at=tx.now, expires_at=expires
+                code_hash=code_hash(code),
+                principal_id="root",
+                created_at=tx.now,
+                expires_at=expires,
+                issued_by=SYSTEM,
             )
         )
         tx.audit("enrolment.code_issued", SYSTEM, "root", principal="root", expires=format_time(expires))
@@ -253,7 +281,10 @@ def _parse_bundle(signed_bundle: Any) -> PublicBundle:
 def _usable_code(tx: Tx, h: str, bundle: PublicBundle) -> EnrolmentCode:
     """The enrolment code row for hash `h`, if it may enrol `bundle` now; else the refusal.
 
-    A code is single use and expires; it names the bundle's principal; the device is new.
+    A code is single use and expires; it names the bundle's principal; the device is new. A
+    code issued by a device is void once that device is revoked (revoking a stolen admin
+    device voids the codes it handed out). An operator's root code (issued by "system", or
+    before issuers were recorded) is void once any root device was ever enrolled: genesis.
     """
     row = tx.session.get(EnrolmentCode, h)
     if (
@@ -265,6 +296,12 @@ def _usable_code(tx: Tx, h: str, bundle: PublicBundle) -> EnrolmentCode:
         raise Problem("enrolment-code", "the enrolment code is invalid, used or expired")
     if row.principal_id != bundle.principal:
         raise Problem("bad-bundle", "the bundle names another principal than the code")
+    if row.issued_by not in (None, SYSTEM):
+        issuer = tx.session.get(Device, row.issued_by)
+        if issuer is None or issuer.revoked_at is not None:
+            raise Problem("enrolment-code", "the device that issued this enrolment code has been revoked")
+    elif row.principal_id == "root" and _root_device_ever(tx):
+        raise Problem("genesis-over", "this root code is the operator's, and " + _GENESIS_OVER)
     if tx.session.get(Device, bundle.device_id) is not None:
         raise Problem("conflict", "this device is already enrolled")
     return row
@@ -337,6 +374,7 @@ async def enrol(state: AppState, code: str, signed_bundle: Any, proof: Any = Non
             principal=bundle.principal,
             bundle_digest=digest,
             suite=bundle.kem_suite,
+            issued_by=row.issued_by or "unknown",
         )
         tx.session.add(
             Device(

@@ -1,9 +1,11 @@
-"""Enrolment trusts no server on first use: the real `liaison` and `liaison-server` commands
-against real servers.
+"""Enrolment trusts no server on first use, and root codes belong to genesis: the real `liaison`
+and `liaison-server` commands against real servers.
 
 Finding 22: a device pins the log key only from `--log-key` or from the digest in an
 invitation its admin's own client made; a server presenting another log key (here: a copy of
 the real server whose operator swapped the log signing key) is refused.
+Finding 21: `liaison-server root-code` works only until the first root device enrols; after
+that, only a root device can issue a root code (the recovery path).
 """
 
 from __future__ import annotations
@@ -126,3 +128,57 @@ def test_a_server_with_another_log_key_is_never_pinned(
     assert second["log_key"] == fresh.init["log_verifier_key"]
     saved = json.loads((run.home / "state" / pid / "log.json").read_text())
     assert saved["log_key"] == fresh.init["log_verifier_key"]
+
+
+def test_init_and_root_code_print_the_roots_invitation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    srv = _init(tmp_path, "genesis")
+    assert srv.init["root_invitation"].startswith("LIAISON1-")
+    second = _root_code(srv.data)  # no root device yet: still genesis
+    assert second.returncode == 0, second.stderr
+    again = json.loads(second.stdout)
+    assert (
+        again["root_invitation"].startswith("LIAISON1-")
+        and again["root_invitation"] != srv.init["root_invitation"]
+    )
+    srv.start()
+    try:
+        run = Liaison(tmp_path / "home", srv, monkeypatch)
+        root = run(
+            "--json", *_enrol_args(srv, srv.init["root_invitation"], "root", "--principal", "root")
+        ).json()
+        assert root["log_key"] == srv.init["log_verifier_key"]
+        # Genesis is over: the operator's other root code (issued before) is void...
+        line = run.refused(*_enrol_args(srv, again["root_invitation"], "root-op", "--principal", "root"))
+        assert "genesis-over" in line, line
+        # ...and no new one can be minted.
+        third = _root_code(srv.data)
+        assert third.returncode == 2, third.stdout
+        lines = third.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("liaison-server: ") and "root device" in lines[0], (
+            third.stderr
+        )
+        assert "Traceback" not in third.stderr
+    finally:
+        srv.stop()
+
+
+def test_a_root_device_replaces_a_lost_root_device(
+    fresh: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = Liaison(tmp_path / "home", fresh, monkeypatch)
+    _root(run, fresh)
+    # Keep two root devices: the second is enrolled with a root code issued by the first.
+    code = run("-p", "root", "--json", "admin", "enrol-code", "root").json()
+    spare = run("--json", *_enrol_args(fresh, code["invitation"], "root-spare", "--principal", "root")).json()
+    lost = run("-p", "root", "--json", "whoami").json()["device"]
+    # The first is lost: the spare revokes it and enrols a replacement.
+    run("-p", "root-spare", "admin", "device", "revoke", lost)
+    code = run("-p", "root-spare", "--json", "admin", "enrol-code", "root").json()
+    new = run("--json", *_enrol_args(fresh, code["invitation"], "root-new", "--principal", "root")).json()
+    assert new["device"] not in (lost, spare["device"])
+    assert run("-p", "root-new", "--json", "whoami").json()["principal"] == "root"
+    # The operator cannot step in, even though a root device was revoked.
+    refused = _root_code(fresh.data)
+    assert refused.returncode == 2 and "root device" in refused.stderr, refused.stderr

@@ -103,8 +103,9 @@ def test_run_refuses_a_missing_data_dir(tmp_path: Path) -> None:
 
 
 def test_root_code_issues_a_fresh_code_for_an_operator(tmp_path: Path) -> None:
-    """A lost root device is not the end: `root-code` issues a new one-time code, logged, and
-    refuses a data dir whose database is not migrated."""
+    """At genesis (no root device yet) `root-code` issues a new one-time code, logged, and
+    refuses a data dir whose database is not migrated. (After genesis it refuses:
+    tests/clients/test_enrol_invitation.py.)"""
     data, first = _init(tmp_path)
     code, out, err = _invoke("root-code", "--data-dir", str(data), "--json")
     assert code == 0, err

@@ -1,11 +1,16 @@
 """Enrolment against the real service: possession of the KEM key is proven before a device
-exists (finding 17)."""
+exists (finding 17), and the operator's root codes belong to genesis (finding 21)."""
 
 from __future__ import annotations
 
 import secrets
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,10 +27,20 @@ from liaison.crypto.keys import (
     sign_with,
 )
 from liaison.crypto.names import MLKEM768_X25519, X25519
+from liaison.service.app import create_app
+from liaison.service.config import load_settings
+from liaison.service.ops.bootstrap import init_database, write_files
+from liaison.service.problems import Problem
+from liaison.service.state import AppState
+from liaison.service.usecases.admin import issue_root_code
 from liaison.service.usecases.ratelimit import RateLimiter
 from tests.service.harness import (
+    BASE,
     World,
+    assert_problem,
     assert_refused,
+    enrol_device,
+    postgres_database,
 )
 
 
@@ -128,7 +143,7 @@ async def test_the_challenge_is_bound_to_its_device_and_answered_once(world: Wor
     r = await _enrol(world, code, bundle_b, third)
     assert r.status_code == 201, r.text
     entry = (await world.entries("device.enrolled"))[-1]
-    assert entry["device"] == b.device_id
+    assert entry["device"] == b.device_id and entry["issued_by"] == world.root.id
     await assert_refused(world, lambda: _enrol(world, code, bundle_b, third), "enrolment-code", entry=None)
 
 
@@ -154,6 +169,93 @@ async def test_malformed_proofs_are_refused_cleanly(world: World) -> None:
     for proof, slug in cases:
         await assert_refused(world, lambda p=proof: _enrol(world, code, bundle, p), slug, entry=None)
     assert (await _enrol(world, code, bundle, good)).status_code == 201
+
+
+# --- finding 21: root codes at genesis only --------------------------------------------------
+
+
+async def test_the_operator_mints_no_root_code_after_genesis(world: World) -> None:
+    with pytest.raises(Problem) as refused:
+        await issue_root_code(world.state)
+    assert refused.value.slug == "genesis-over"
+    # A revoked root device counts: with every root device revoked it is still refused.
+    spare = await world.enrol("root")
+    for device in (spare, world.root):
+        r = await device.post(f"/v1/admin/devices/{device.id}/revoke")
+        assert r.status_code == 200, r.text
+    with pytest.raises(Problem) as refused:
+        await issue_root_code(world.state)
+    assert refused.value.slug == "genesis-over"
+    assert (await world.sql("SELECT count(*) FROM enrolment_code WHERE issued_by = 'system'")).scalar() == 1
+
+
+@asynccontextmanager
+async def _genesis(backend: str, tmp: Path) -> AsyncIterator[tuple[World, list[str]]]:
+    """A service after `init` and one `root-code`: two operator root codes, no root device."""
+    url_cm = postgres_database() if backend == "postgres" else None
+    url = await url_cm.__aenter__() if url_cm else None
+    try:
+        data = tmp / f"data-{uuid.uuid4().hex[:6]}"
+        write_files(data)
+        codes = [await init_database(data, url), await init_database(data, url)]
+        cfg = load_settings(data, public_url=BASE, **({"database_url": url} if url else {}))
+        app = create_app(cfg)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as http,
+        ):
+            state: AppState = app.state.liaison
+            yield World(state, http, state.policy, app), codes
+    finally:
+        if url_cm:
+            await url_cm.__aexit__(None, None, None)
+
+
+async def test_operator_root_codes_die_at_genesis(backend: str, tmp_path: Path) -> None:
+    async with _genesis(backend, tmp_path) as (world, (first, second)):
+        world.root = await world.enrol_with_code("root", first)
+        entry = (await world.entries("device.enrolled"))[-1]
+        assert entry["issued_by"] == "system"
+        # The operator's other code, issued during genesis, died with it.
+        body = await assert_refused(
+            world,
+            lambda: enrol_device(world.http, second, generate_device("root")),
+            "genesis-over",
+            entry=None,
+        )
+        assert "root device" in body["detail"]
+        # A root code issued by the root device enrols a second root device.
+        spare = await world.enrol("root")
+        entry = (await world.entries("device.enrolled"))[-1]
+        assert entry["device"] == spare.id and entry["issued_by"] == world.root.id
+
+
+async def test_only_a_root_device_issues_root_codes(world: World) -> None:
+    usa_admin = await world.principal("usa-admin", "USA", "SECRET", roles=["admin"])
+    analyst = await world.principal("usa-a1", "USA", "SECRET")
+    await assert_refused(
+        world,
+        lambda: usa_admin.post("/v1/admin/principals/root/enrolment-codes"),
+        "grant-above-own",
+        "access.denied",
+    )
+    await assert_refused(
+        world, lambda: analyst.post("/v1/admin/principals/root/enrolment-codes"), "not-admin", "access.denied"
+    )
+    assert (await world.enrol("root")).principal == "root"
+
+
+async def test_a_code_dies_with_the_device_that_issued_it(world: World) -> None:
+    usa_admin = await world.principal("usa-admin", "USA", "SECRET", roles=["admin"])
+    assert (await usa_admin.post("/v1/admin/principals", _principal("usa-a1"))).status_code == 201
+    code = await _code(world, "usa-a1", usa_admin)
+    # The admin's device is stolen and revoked: the codes it handed out are void.
+    assert (await world.root.post(f"/v1/admin/devices/{usa_admin.id}/revoke")).status_code == 200
+    body = await assert_refused(
+        world, lambda: enrol_device(world.http, code, generate_device("usa-a1")), "enrolment-code", entry=None
+    )
+    assert "revoked" in body["detail"]
+    assert_problem(await enrol_device(world.http, code, generate_device("usa-a1")), "enrolment-code")
 
 
 FUZZ = settings(
