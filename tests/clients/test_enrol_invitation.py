@@ -182,3 +182,51 @@ def test_a_root_device_replaces_a_lost_root_device(
     # The operator cannot step in, even though a root device was revoked.
     refused = _root_code(fresh.data)
     assert refused.returncode == 2 and "root device" in refused.stderr, refused.stderr
+
+
+def test_unusable_invitations_are_refused_before_anything_is_sent(liaison: Liaison, server: Server) -> None:
+    pid = uid("fra")
+    liaison(
+        "-p",
+        "root",
+        "admin",
+        "principal",
+        "create",
+        pid,
+        "--name",
+        "x",
+        "--nation",
+        "FRA",
+        "--clearance",
+        "SECRET",
+    )
+    issued = liaison("-p", "root", "--json", "admin", "enrol-code", pid).json()
+    assert issued["invitation"] == f"LIAISON1-{issued['code']}-" + issued["invitation"].rsplit("-", 1)[1]
+    # The human output shows the invitation, not the bare code.
+    shown = liaison("-p", "root", "admin", "enrol-code", pid).stdout
+    assert "LIAISON1-" in shown and "Enrolment invitation for" in shown
+    mangled = issued["invitation"][:-1] + "B"  # non-zero unused bits
+    line = liaison.refused(*_enrol_args(server, mangled, pid))
+    assert "invitation does not parse" in line
+    _, other = note.generate_signer_key("liaison.example/audit")
+    line = liaison.refused(*_enrol_args(server, issued["invitation"], pid, "--log-key", other))
+    assert "not the log key the invitation names" in line
+    assert server.sql(
+        "SELECT count(*) FROM enrolment_code WHERE principal_id = ? AND challenge_hash IS NOT NULL", pid
+    ) == [(0,)]
+    # --invitation is the same option; with the matching --log-key too, it enrols.
+    enrolled = liaison(
+        "--json",
+        "enrol",
+        "--server",
+        server.url,
+        "--invitation",
+        issued["invitation"].lower(),
+        "--ca-cert",
+        server.cert,
+        "--profile",
+        pid,
+        "--log-key",
+        server.init["log_verifier_key"],
+    ).json()
+    assert enrolled["log_key"] == server.init["log_verifier_key"]
