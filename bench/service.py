@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from liaison.crypto.encoding import b64url_decode
 from liaison.crypto.envelope import seal
 from liaison.crypto.httpsig import sign_request
 from liaison.crypto.keys import DeviceKeys, PublicBundle, generate_device
@@ -265,11 +266,28 @@ class Scene:
     bundles: list[PublicBundle] = field(default_factory=list)
 
 
+async def enrol(t: Target, code: str, keys: DeviceKeys) -> tuple[int, Any]:
+    """Enrol as a device does: the KEM challenge, its signed answer, the enrolment. Enrolment
+    is limited per client address (burst 20, then 1/s): each step waits its turn."""
+
+    async def post(path: str, body: Any) -> tuple[int, Any]:
+        while True:
+            status, answer = await t.call(None, "POST", path, body)
+            if status != 429:
+                return status, answer
+            await asyncio.sleep(1.0)
+
+    request = {"code": code, "bundle": keys.signed_bundle()}
+    status, body = await post("/v1/enrol/challenge", request)
+    if status != 200:
+        return status, body
+    proof = keys.answer_kem_challenge(b64url_decode(body["challenge"]))
+    return await post("/v1/enrol", {**request, "proof": proof})
+
+
 async def setup(t: Target, init: dict[str, Any], n_senders: int) -> Scene:
     root = generate_device("root")
-    status, body = await t.call(
-        None, "POST", "/v1/enrol", {"code": init["root_enrolment_code"], "bundle": root.signed_bundle()}
-    )
+    status, body = await enrol(t, init["root_enrolment_code"], root)
     assert status == 201, body
 
     async def principal(pid: str, nation: str) -> DeviceKeys:
@@ -289,13 +307,7 @@ async def setup(t: Target, init: dict[str, Any], n_senders: int) -> Scene:
         s, b = await t.call(root, "POST", f"/v1/admin/principals/{pid}/enrolment-codes")
         assert s == 201, b
         keys = generate_device(pid)
-        while True:  # enrolment is limited per client address (burst 20, then 1/s): wait
-            s, e = await t.call(
-                None, "POST", "/v1/enrol", {"code": b["code"], "bundle": keys.signed_bundle()}
-            )
-            if s != 429:
-                break
-            await asyncio.sleep(1.0)
+        s, e = await enrol(t, b["code"], keys)
         assert s == 201, e
         return keys
 

@@ -4,10 +4,11 @@ Kept in ``state/<profile>/log.json`` (0600) under the key store's home::
 
     {"v": 1, "log_key": "<name>+<id>+<key>", "checkpoint": "<signed note text>"}
 
-The log key is pinned at enrolment (trust on first use, or given explicitly with --log-key);
-every later checkpoint must be signed by it and be consistent with the saved one, which only
-ever moves forward. A client that loses this file loses its memory of the log, so it is
-written atomically, never truncated in place.
+The log key is pinned at enrolment, never on the server's word alone: from an explicit key
+(--log-key), or from the server's key when its digest is the one the admin's invitation
+carries (`EnrolmentPin`). Every later checkpoint must be signed by it and be consistent with
+the saved one, which only ever moves forward. A client that loses this file loses its memory
+of the log, so it is written atomically, never truncated in place.
 """
 
 from __future__ import annotations
@@ -18,12 +19,69 @@ from pathlib import Path
 
 from liaison.crypto import note
 from liaison.crypto.errors import CryptoError, MalformedError
+from liaison.crypto.invitation import Invitation, looks_like_invitation, parse_invitation
 
 from ._verify import open_checkpoint
-from .errors import KeyStoreError
+from .errors import InputError, KeyStoreError, LogKeyMismatch, UntrustedCheckpoint
 from .keystore import _write_private
 
-__all__ = ["LogMemory", "SavedCheckpoint", "WitnessPolicy", "WitnessPolicyFile"]
+__all__ = ["EnrolmentPin", "LogMemory", "SavedCheckpoint", "WitnessPolicy", "WitnessPolicyFile"]
+
+_NO_ANCHOR = (
+    "a plain enrolment code pins no log key, and this client never trusts one on first use: "
+    "ask your admin for the invitation (LIAISON1-..., printed by `liaison admin enrol-code`) "
+    "or for the log verifier key to pass with --log-key"
+)
+
+
+@dataclass(frozen=True)
+class EnrolmentPin:
+    """What a new device may trust the log key from: an explicit key, an invitation's digest,
+    or both (then they must agree). Built before anything is sent; `check` decides."""
+
+    code: str
+    key: note.Verifier | None
+    invitation: Invitation | None
+
+    @classmethod
+    def of(cls, code_or_invitation: str, log_key: str | None) -> EnrolmentPin:
+        """From what the user gave; InputError when nothing pins the log key."""
+        invitation = None
+        if looks_like_invitation(code_or_invitation):
+            try:
+                invitation = parse_invitation(code_or_invitation)
+            except CryptoError as e:
+                raise InputError(f"the invitation does not parse: {e}") from None
+            code = invitation.code
+        else:
+            code = code_or_invitation.strip()
+        key = None
+        if log_key is not None:
+            try:
+                key = note.parse_verifier_key(log_key.strip())
+            except CryptoError as e:
+                raise InputError(f"--log-key is not a log verifier key: {e}") from None
+            if invitation is not None and not invitation.names(key.key_string):
+                raise InputError("--log-key is not the log key the invitation names")
+        elif invitation is None:
+            raise InputError(_NO_ANCHOR)
+        return cls(code, key, invitation)
+
+    def check(self, served_key: str) -> note.Verifier:
+        """The server's log key if it is the pinned one (digest compared in constant time),
+        else LogKeyMismatch (invitation) or UntrustedCheckpoint (--log-key)."""
+        if self.key is not None:
+            if served_key != self.key.key_string:
+                raise UntrustedCheckpoint("the server's log key is not the one given with --log-key")
+            return self.key
+        assert self.invitation is not None
+        if not self.invitation.names(served_key):
+            raise LogKeyMismatch(
+                "the server's log key is not the one your invitation names: "
+                "do not enrol here; tell the admin who sent the invitation"
+            )
+        return note.parse_verifier_key(served_key)
+
 
 _VERSION = 1
 _MAX_FILE = 256 * 1024

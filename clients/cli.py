@@ -94,6 +94,9 @@ _REASONS = {
 }
 
 
+#: What an RFC 3339 time from the server may look like before it is printed.
+
+
 @dataclass
 class Options:
     profile: str | None = None
@@ -176,7 +179,14 @@ def _root(ctx: typer.Context, profile: ProfileOpt = None, as_json: JsonOpt = Fal
 def enrol(
     ctx: typer.Context,
     server: Annotated[str, typer.Option(help="Server URL, e.g. https://liaison.example:8443")],
-    code: Annotated[str, typer.Option(help="One-time enrolment code from an admin")],
+    code: Annotated[
+        str,
+        typer.Option(
+            "--code",
+            "--invitation",
+            help="The invitation an admin gave you (LIAISON1-...), or a plain one-time code with --log-key",
+        ),
+    ],
     ca_cert: Annotated[
         Path | None,
         typer.Option("--ca-cert", help="PEM file of the server's CA (or its self-signed certificate)"),
@@ -187,13 +197,17 @@ def enrol(
     log_key: Annotated[
         str | None,
         typer.Option(
-            "--log-key", help="Pin this log verifier key instead of trusting the server's on first use"
+            "--log-key",
+            help="The log verifier key to pin (needed with a plain code; checked against an invitation)",
         ),
     ] = None,
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Make device keys, enrol them with a one-time code and save them as a profile."""
+    """Make device keys, enrol them with an invitation and save them as a profile.
+
+    The server's log key is pinned only if the invitation names it (or it is --log-key):
+    never on first use."""
     opts = _opts(ctx, profile, as_json)
     name = opts.profile or principal
     if not name:
@@ -602,14 +616,20 @@ def enrol_code(
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Issue a one-time enrolment code for a principal (give it over a trusted channel)."""
+    """Issue a one-time enrolment invitation for a principal (give it over a trusted channel).
+
+    The invitation is the code and the digest of the log key this profile has pinned; the new
+    device pins the server's log key only if it matches. --json also gives the plain code."""
     opts = _opts(ctx, profile, as_json)
     body = _run(opts, lambda c: c.enrolment_code(pid))
     if opts.json:
         term.emit_json(body)
     else:
-        term.say("Enrolment code for {pid} (one use, until {until}):", pid=pid, until=body.get("expires_at"))
-        term.say("  {code}", code=body.get("code"))
+        term.say(
+            "Enrolment invitation for {pid} (one use, until {until}):", pid=pid, until=body.get("expires_at")
+        )
+        term.say("  {invitation}", invitation=body["invitation"])
+        term.say("Its owner runs: liaison enrol --code INVITATION --server URL --ca-cert CERT --profile NAME")
 
 
 @device_app.command("list")

@@ -39,6 +39,7 @@ from liaison.crypto.errors import (
 from liaison.crypto.errors import (
     NotARecipient as _CryptoNotARecipient,
 )
+from liaison.crypto.invitation import make_invitation
 from liaison.crypto.keys import DeviceKeys, PublicBundle
 from liaison.crypto.labels import Label, parse_label
 from liaison.crypto.names import DEFAULT_ROLES, Role
@@ -837,7 +838,17 @@ class AsyncClient:
         return await self._json("PATCH", f"/v1/admin/principals/{pid}", body=body)
 
     async def enrolment_code(self, pid: str) -> dict[str, Any]:
-        return await self._json("POST", f"/v1/admin/principals/{pid}/enrolment-codes", body={})
+        """A one-time code for `pid`, with `invitation`: the code and the digest of the log key
+        *this profile* has pinned (never the server's say-so), for the new device to pin."""
+        body = await self._json("POST", f"/v1/admin/principals/{pid}/enrolment-codes", body={})
+        code = body.get("code")
+        try:
+            if not isinstance(code, str):
+                raise MalformedError("no code")
+            invitation = make_invitation(code, self.memory.log_key.key_string)
+        except MalformedError:
+            raise MalformedResponse("the server's enrolment code is malformed") from None
+        return {**body, "invitation": str(invitation)}
 
     async def list_devices(self, principal: str | None = None) -> list[m.DeviceInfo]:
         body = await self._json("GET", "/v1/admin/devices", params={"principal": principal})

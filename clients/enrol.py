@@ -1,4 +1,5 @@
-"""Enrolment: new device keys, a one-time code, the pinned log key and a verified receipt."""
+"""Enrolment: new device keys, an invitation (or a code and a log key), a proof of possession of
+the KEM key, the pinned log key and a verified receipt."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ import os
 
 import httpx
 
-from liaison.crypto import note
+from liaison.crypto.encoding import b64url_decode
 from liaison.crypto.errors import CryptoError
 from liaison.crypto.keys import generate_device
 from liaison.crypto.names import MLKEM768_X25519, SLUG_RE, X25519
 
 from . import _models as m
 from ._http import check_response, json_of, new_http, transport_error
-from ._trust import LogMemory
+from ._trust import EnrolmentPin, LogMemory
 from ._verify import open_checkpoint
 from .client import AsyncClient
 from .errors import (
@@ -33,13 +34,13 @@ __all__ = ["enrol"]
 _RETRIES = 10
 
 
-async def _post_enrol(http: httpx.AsyncClient, request: dict[str, object]) -> dict[str, object]:
-    """POST /v1/enrol, waiting as the server asks when enrolments are rate-limited (the code is
-    only spent by an enrolment that is processed)."""
+async def _post(http: httpx.AsyncClient, path: str, request: dict[str, object]) -> dict[str, object]:
+    """POST an enrolment step, waiting as the server asks when enrolments are rate-limited (the
+    code is only spent by an enrolment that is processed)."""
     for attempt in range(_RETRIES):
-        r = await http.post("/v1/enrol", json=request)
+        r = await http.post(path, json=request)
         try:
-            return json_of(check_response(r), "POST /v1/enrol")
+            return json_of(check_response(r), f"POST {path}")
         except RateLimited as e:
             if attempt == _RETRIES - 1:
                 raise
@@ -65,11 +66,15 @@ async def enrol(
     suite: str = MLKEM768_X25519,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> m.Enrolled:
-    """Enrol a new device of `principal` with `code` and save it as `profile`.
+    """Enrol a new device of `principal` and save it as `profile`.
 
-    The log verifier key is pinned from the answer (trust on first use) unless `log_key` is
-    given, in which case the server must present exactly that key. Before returning, the new
-    device's own directory record is checked: its bundle must be the one just made and its
+    `code` is the invitation an admin's client printed (`LIAISON1-...`: the one-time code and
+    the digest of the log key the admin has pinned), or a plain code together with `log_key`.
+    The server's log key is pinned only if it is `log_key`, or if its digest is the
+    invitation's; a plain code without `log_key` is refused before anything is sent (no trust
+    on first use). The key is checked before the code is used; then the device proves it holds
+    its KEM key (the server's challenge, answered and signed), and before returning, its own
+    directory record is checked: its bundle must be the one just made and its
     `device.enrolled` entry proven in a checkpoint signed by the pinned key.
     """
     store = store or KeyStore.default()
@@ -79,23 +84,31 @@ async def enrol(
         raise ProfileExists(f"profile {profile!r} already exists; choose another with --profile")
     # Before the one-time code is spent: a refusal at `store.save` would lose the enrolment.
     check_new_passphrase(passphrase, profile=profile, principal=principal, server=server)
-    pinned: note.Verifier | None = None
-    if log_key is not None:
-        try:
-            pinned = note.parse_verifier_key(log_key)
-        except CryptoError as e:
-            raise InputError(f"--log-key is not a log verifier key: {e}") from None
+    pin = EnrolmentPin.of(code, log_key)
     if not server.startswith(("https://", "http://")):
         raise InputError("--server must be an https:// URL")
     ca = _absolute(ca_cert) if ca_cert else None
     keys = generate_device(principal, suite=suite, mldsa65=suite != X25519)
+    signed_bundle = keys.signed_bundle()
     async with new_http(server, ca, transport=transport) as http:
         try:
-            if pinned is not None:
-                # Check the log key before spending the one-time code on the wrong server.
-                answer = await http.get("/v1/audit/checkpoint")
-                open_checkpoint(check_response(answer).text, pinned)
-            body = await _post_enrol(http, {"code": code.strip(), "bundle": keys.signed_bundle()})
+            # Check the log key before the code goes anywhere near a server that is not ours.
+            served = json_of(check_response(await http.get("/v1/log-key")), "GET /v1/log-key")
+            if not isinstance(served.get("log_verifier_key"), str):
+                raise MalformedResponse("the server's log key answer carries no key")
+            pinned = pin.check(str(served["log_verifier_key"]))
+            answer = await http.get("/v1/audit/checkpoint")
+            open_checkpoint(check_response(answer).text, pinned)
+            request: dict[str, object] = {"code": pin.code, "bundle": signed_bundle}
+            challenge = await _post(http, "/v1/enrol/challenge", request)
+            sealed = challenge.get("challenge")
+            if challenge.get("device") != keys.device_id or not isinstance(sealed, str):
+                raise MalformedResponse("the enrolment challenge is for another device")
+            try:
+                proof = keys.answer_kem_challenge(b64url_decode(sealed, field="challenge"))
+            except CryptoError as e:
+                raise MalformedResponse(f"the enrolment challenge does not open: {e}") from None
+            body = await _post(http, "/v1/enrol", {**request, "proof": proof})
         except httpx.TransportError as e:
             raise transport_error(server, e) from None
     if (body.get("device"), body.get("principal")) != (keys.device_id, principal):
@@ -103,16 +116,12 @@ async def enrol(
     served_key = body.get("log_verifier_key")
     if not isinstance(served_key, str):
         raise MalformedResponse("the enrolment answer carries no log verifier key")
-    if pinned is not None and served_key != pinned.key_string:
-        raise UntrustedCheckpoint("the server's log key is not the one given with --log-key")
+    if served_key != pinned.key_string:
+        raise UntrustedCheckpoint("the enrolment answer names another log key than the server did")
     receipt = body.get("receipt")
     if not isinstance(receipt, dict) or not isinstance(receipt.get("checkpoint"), str):
         raise MalformedResponse("the enrolment answer carries no receipt")
-    try:
-        verifier = note.parse_verifier_key(served_key)
-    except CryptoError as e:
-        raise MalformedResponse(f"the served log key does not parse: {e}") from None
-    cp = open_checkpoint(receipt["checkpoint"], verifier)
+    cp = open_checkpoint(receipt["checkpoint"], pinned)
     index = body.get("log_index")
     if type(index) is not int or index >= cp.size:
         raise ProofInvalid("the enrolment receipt's checkpoint does not include the enrolment")
@@ -121,7 +130,7 @@ async def enrol(
     with contextlib.suppress(FileNotFoundError):
         state.unlink()  # leftovers of a deleted profile of the same name: start afresh
     memory = LogMemory(state)
-    memory.pin(served_key)
+    memory.pin(pinned.key_string)
     memory.save(receipt["checkpoint"])
     store.save(Profile.for_keys(profile, server.rstrip("/"), keys, ca_cert=ca), keys, passphrase)
 
@@ -132,4 +141,4 @@ async def enrol(
             f"the log does not show this device's key as enrolled at {index}; "
             f"profile {profile!r} was saved, but do not use it"
         )
-    return m.Enrolled(profile, principal, keys.device_id, index, served_key, server.rstrip("/"))
+    return m.Enrolled(profile, principal, keys.device_id, index, pinned.key_string, server.rstrip("/"))

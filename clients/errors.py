@@ -28,6 +28,7 @@
         ├── ProofMissing            a key or message comes without its audit-log proof
         ├── ProofInvalid            an inclusion proof, tile or log entry does not verify
         ├── UntrustedCheckpoint     a checkpoint not signed by the pinned log key
+        ├── LogKeyMismatch          at enrolment: the server's log key is not the invitation's
         ├── InconsistentLog         a checkpoint not consistent with the last one seen
         └── MalformedResponse       the server's answer does not have the documented shape
 
@@ -50,6 +51,7 @@ __all__ = [
     "KeyRevoked",
     "KeyStoreError",
     "LabelAltered",
+    "LogKeyMismatch",
     "MalformedResponse",
     "NotFound",
     "NotRecipient",
@@ -199,6 +201,12 @@ class UntrustedCheckpoint(VerificationFailed):
     reason = "untrusted-checkpoint"
 
 
+class LogKeyMismatch(VerificationFailed):
+    """The log key a server presents at enrolment is not the one the invitation names."""
+
+    reason = "log-key-mismatch"
+
+
 class InconsistentLog(VerificationFailed):
     reason = "inconsistent-log"
 
@@ -227,7 +235,7 @@ for _cls, _slugs in (
     ),
     (NotFound, "not-found not-recipient"),
     (Conflict, "conflict duplicate-envelope"),
-    (EnrolmentRefused, "enrolment-code bad-bundle"),
+    (EnrolmentRefused, "enrolment-code bad-bundle kem-proof genesis-over"),
     (RateLimited, "rate-limited"),
     (ServerError, "unavailable internal"),
 ):

@@ -3,7 +3,8 @@
 Modules (each one concept):
     names         the protocol's words: id patterns, algorithm and suite names, roles
     encoding      RFC 8785 JSON, strict base64/base64url, RFC 3339 times
-    keys          device keys, public bundles, self-signatures, device ids
+    keys          device keys, public bundles, self-signatures, device ids, KEM proofs
+    invitation    enrolment invitations: a code and the digest of the log key to pin
     labels        classification labels: JSON model and banner text form
     policy        the policy file and pure access decisions
     envelope      envelope v1: seal, parse, verify, open

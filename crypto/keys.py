@@ -5,7 +5,11 @@ A device's public bundle (SPEC 2) is
 and its id is a fingerprint of the canonical bundle, so swapping any key changes the id.
 The bundle travels as ``{"bundle": {...}, "signatures": {"ed25519": ..., "mldsa65": ...}}``,
 self-signed over ``"liaison/v1/bundle" || 0x00 || JCS(bundle)`` by every signing key it names:
-possession of each private key is proven at enrolment.
+possession of each private key is proven at enrolment. The KEM key cannot sign, so its
+possession is proven by a challenge: the server seals 32 random bytes to the bundle's KEM key
+(HPKE, `info = "liaison/v1/kem-challenge" || 0x00 || device id`) and the device returns them,
+signed over ``"liaison/v1/kem-proof" || 0x00 || device id || 0x00 || challenge``
+(docs/protocol.md, section 3).
 """
 
 from __future__ import annotations
@@ -21,21 +25,32 @@ from typing import Any
 
 from . import _primitives as p
 from .encoding import b64url_decode, b64url_encode, format_time, jcs, parse_time
-from .errors import BadSignature, MalformedError, MalformedKey, UnsupportedSuite
+from .errors import BadSignature, DecryptionFailed, MalformedError, MalformedKey, UnsupportedSuite
 from .names import ED25519, KEM_SUITES, MLDSA65, MLKEM768_X25519, SIGNATURE_ALGS, SLUG_RE
 
 __all__ = [
     "BUNDLE_DOMAIN",
     "DEVICE_ID_RE",
+    "KEM_CHALLENGE_INFO",
+    "KEM_CHALLENGE_LEN",
+    "KEM_PROOF_DOMAIN",
     "DeviceKeys",
     "PublicBundle",
     "device_id_of",
     "generate_device",
+    "kem_challenge_digest",
+    "kem_proof_message",
+    "seal_kem_challenge",
     "sign_with",
+    "verify_kem_proof",
     "verify_signatures",
 ]
 
 BUNDLE_DOMAIN = b"liaison/v1/bundle"
+#: HPKE `info` prefix of an enrolment challenge, and the domain of the device's signed answer.
+KEM_CHALLENGE_INFO = b"liaison/v1/kem-challenge"
+KEM_PROOF_DOMAIN = b"liaison/v1/kem-proof"
+KEM_CHALLENGE_LEN = 32
 DEVICE_ID_RE = re.compile(r"^d_[a-z2-7]{26}$")
 _KEYSTORE_VERSION = 1
 
@@ -201,6 +216,27 @@ class DeviceKeys:
     def unwrap(self, sealed: bytes, info: bytes) -> bytes:
         return p.hpke_open(self.kem_suite, self.kem, sealed, info)
 
+    def answer_kem_challenge(self, sealed: bytes) -> dict[str, Any]:
+        """Open an enrolment challenge sealed to this device's KEM key and sign the answer:
+        `{"challenge": b64url, "signatures": {...}}`, the `proof` of `POST /v1/enrol`.
+
+        Only a challenge sealed for this very device id opens (HPKE binds `info`), so no
+        server can use a device as an oracle for another bundle's challenge or for envelope
+        keys (those are wrapped under another `info`). DecryptionFailed if it does not open.
+        """
+        try:
+            challenge = p.hpke_open(self.kem_suite, self.kem, sealed, _challenge_info(self.device_id))
+        except p.PrimitiveError:
+            raise DecryptionFailed(
+                "the enrolment challenge does not open with this device's KEM key"
+            ) from None
+        if len(challenge) != KEM_CHALLENGE_LEN:
+            raise DecryptionFailed(f"the enrolment challenge is not {KEM_CHALLENGE_LEN} bytes")
+        return {
+            "challenge": b64url_encode(challenge),
+            "signatures": self.sign(KEM_PROOF_DOMAIN, kem_proof_message(self.device_id, challenge)),
+        }
+
     def to_bytes(self) -> bytes:
         """Serialise the private keys for the client key store (encrypt before writing!)."""
         obj = {
@@ -234,6 +270,55 @@ class DeviceKeys:
         except (ValueError, KeyError, TypeError, MalformedError, p.PrimitiveError) as e:
             raise MalformedKey("private key material does not parse") from e
         return keys
+
+
+def _challenge_info(device_id: str) -> bytes:
+    return KEM_CHALLENGE_INFO + b"\x00" + device_id.encode("ascii")
+
+
+def kem_proof_message(device_id: str, challenge: bytes) -> bytes:
+    """What the device signs (under KEM_PROOF_DOMAIN): `device id || 0x00 || challenge`."""
+    return device_id.encode("ascii") + b"\x00" + challenge
+
+
+def seal_kem_challenge(bundle: PublicBundle, challenge: bytes) -> bytes:
+    """The server's half: seal `challenge` (32 random bytes) to the bundle's KEM key, bound to
+    its device id; returns HPKE `enc || ct`."""
+    if len(challenge) != KEM_CHALLENGE_LEN:
+        raise MalformedError(f"a KEM challenge is {KEM_CHALLENGE_LEN} bytes")
+    try:
+        return p.hpke_seal(bundle.kem_suite, bundle.kem_pk, challenge, _challenge_info(bundle.device_id))
+    except p.PrimitiveError as e:
+        raise MalformedKey(f"kem pk is not a valid {bundle.kem_suite} public key") from e
+
+
+def kem_challenge_digest(challenge: bytes) -> str:
+    """What the server keeps of a challenge it issued: hex SHA-256 under the challenge domain."""
+    return p.sha256(KEM_CHALLENGE_INFO + b"\x00" + challenge).hex()
+
+
+def verify_kem_proof(bundle: PublicBundle, proof: Any) -> bytes:
+    """Parse a `{"challenge", "signatures"}` proof strictly and verify its signatures by the
+    bundle's keys; returns the challenge, which the caller must compare (in constant time)
+    with the one it sealed. MalformedKey or BadSignature otherwise."""
+    if not isinstance(proof, dict) or set(proof) != {"challenge", "signatures"}:
+        raise MalformedKey("the KEM proof must have exactly challenge and signatures")
+    if not isinstance(proof["challenge"], str) or len(proof["challenge"]) > 64:
+        raise MalformedKey("the KEM proof's challenge must be base64url")
+    try:
+        challenge = b64url_decode(proof["challenge"], field="KEM challenge")
+    except MalformedError as e:
+        raise MalformedKey(str(e)) from e
+    if len(challenge) != KEM_CHALLENGE_LEN:
+        raise MalformedKey(f"the KEM proof's challenge must be {KEM_CHALLENGE_LEN} bytes")
+    verify_signatures(
+        bundle,
+        KEM_PROOF_DOMAIN,
+        kem_proof_message(bundle.device_id, challenge),
+        proof["signatures"],
+        required=bundle.algorithms,
+    )
+    return challenge
 
 
 def sign_with(keys: DeviceKeys, domain: bytes, message: bytes) -> dict[str, str]:

@@ -133,6 +133,19 @@ class Demo:
             raise DemoFailed(f"liaison-server init failed: {r.stderr.decode().strip()}")
         return dict(json.loads(r.stdout))
 
+    def server_refuses(self, *args: str) -> None:
+        """Run `liaison-server ARGS`, which must refuse (exit 2, one line on stderr)."""
+        print(f"{DIM}$ liaison-server {' '.join(_quote(a) for a in args)}{RESET}", flush=True)
+        r = subprocess.run(  # noqa: S603 -- our own CLI
+            [str(BIN / "liaison-server"), *args], capture_output=True, env=self.env, timeout=120, check=False
+        )
+        err = r.stderr.decode().strip()
+        if r.returncode != 2 or len(err.splitlines()) != 1:
+            raise DemoFailed(
+                f"`liaison-server {' '.join(args)}` should have been refused (exit {r.returncode})"
+            )
+        print(f"{RED}x{RESET} {err}", flush=True)
+
     def start_server(self) -> None:
         env = dict(self.env)
         if self.witness_keys:
@@ -175,14 +188,14 @@ class Demo:
     # --- helpers --------------------------------------------------------------------------------
 
     def enrol(self, admin: str, principal: str) -> None:
-        code = self.json(admin, "admin", "enrol-code", principal)["code"]
+        invitation = self.json(admin, "admin", "enrol-code", principal)["invitation"]
         self.liaison(
             None,
             "enrol",
             "--server",
             self.url,
             "--code",
-            code,
+            invitation,
             "--ca-cert",
             str(self.data / "tls" / "cert.pem"),
             "--profile",
@@ -217,22 +230,25 @@ class Demo:
         print(f"log verifier key: {init['log_verifier_key']}")
         self.start_server()
 
-        self.step("The root admin enrols its device (one-time code printed by init)")
+        self.step(
+            "The root admin enrols its device (the invitation init printed: a one-time code and the "
+            "log key's digest; the device pins the server's log key only if it matches)"
+        )
         self.liaison(
             None,
             "enrol",
             "--server",
             self.url,
             "--code",
-            init["root_enrolment_code"],
+            init["root_invitation"],
             "--ca-cert",
             init["tls_cert"],
             "--principal",
             "root",
-            "--log-key",
-            init["log_verifier_key"],
         )
         self.liaison("root", "whoami")
+        self.say("Genesis is over: the operator can no longer mint a root code (a root device must):")
+        self.server_refuses("root-code", "--data-dir", str(self.data))
 
         self.step("Root creates a nation admin for USA, UKR and FRA; each enrols")
         for nation, comps in (("USA", ["AIRDEF"]), ("UKR", ["AIRDEF"]), ("FRA", [])):

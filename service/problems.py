@@ -77,6 +77,8 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "misdirected-request": (421, "The request names an authority this server does not serve"),
     "headers-too-large": (431, "The request head is too large"),
     "request-timeout": (408, "The request did not arrive in time"),
+    "kem-proof": (403, "The proof of possession of the KEM key is missing or wrong"),
+    "genesis-over": (403, "A root device exists: only a root device can issue a root code"),
 }
 
 

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from ..usecases import admin, directory
 from .deps import CurrentCaller, Signed, State
 from .routing import AuthFirstRoute
-from .schemas import EnrolRequest, SlugQuery, label_param, plain
+from .schemas import EnrolChallengeRequest, EnrolRequest, SlugQuery, label_param, plain
 
 router = APIRouter(prefix="/v1", route_class=AuthFirstRoute)
 
@@ -23,12 +23,29 @@ async def get_policy(state: State) -> dict[str, Any]:
     return state.policy.to_json()
 
 
-@router.post("/enrol", status_code=201, summary="Enrol a device with a one-time code")
+@router.get("/log-key", summary="The log verifier key (pin it only if it matches a digest you trust)")
+async def get_log_key(state: State) -> dict[str, Any]:
+    return {"log_verifier_key": state.log.verifier_key}
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@router.post("/enrol/challenge", summary="Enrolment, step 1: a challenge sealed to the device's KEM key")
+async def post_enrol_challenge(body: EnrolChallengeRequest, state: State, request: Request) -> dict[str, Any]:
+    state.enrol_limiter.check(_client_address(request), "too many enrolment attempts")
+    return await admin.enrol_challenge(state, body.code, body.bundle)
+
+
+@router.post("/enrol", status_code=201, summary="Enrolment, step 2: enrol a device with a one-time code")
 async def post_enrol(body: EnrolRequest, state: State, request: Request) -> dict[str, Any]:
-    state.enrol_limiter.check(
-        request.client.host if request.client else "unknown", "too many enrolment attempts"
-    )
-    return await admin.enrol(state, body.code, body.bundle)
+    address = _client_address(request)
+    state.enrol_limiter.check(address, "too many enrolment attempts")
+    enrolled = await admin.enrol(state, body.code, body.bundle, body.proof)
+    # A completed enrolment costs one token in all (its challenge's); refusals cost one each.
+    state.enrol_limiter.refund(address)
+    return enrolled
 
 
 @router.get("/me", summary="The authenticated principal and device")

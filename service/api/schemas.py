@@ -20,6 +20,7 @@ from ..problems import Problem
 __all__ = [
     "MAX_CHANNEL_MEMBERS",
     "ChannelCreate",
+    "EnrolChallengeRequest",
     "EnrolRequest",
     "MembersRequest",
     "PrincipalCreate",
@@ -54,9 +55,17 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class EnrolChallengeRequest(Strict):
+    code: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    bundle: dict[str, Any] = Field(description="signed bundle: {bundle, signatures}")
+
+
 class EnrolRequest(Strict):
     code: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     bundle: dict[str, Any] = Field(description="signed bundle: {bundle, signatures}")
+    proof: dict[str, Any] | None = Field(
+        default=None, description="the answered KEM challenge: {challenge, signatures} (required)"
+    )
 
 
 class PrincipalCreate(Strict):

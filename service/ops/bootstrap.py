@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from liaison.crypto import note
+from liaison.crypto.invitation import make_invitation
 
 from ..app import close_state, open_state
 from ..config import SettingsError, load_settings
@@ -142,10 +143,13 @@ def initialise(
     tls_hosts: list[str] | None = None,
     database_url: str | None = None,
 ) -> dict[str, Any]:
-    """Create and populate `data_dir`; returns what `init --json` prints."""
+    """Create and populate `data_dir`; returns what `init --json` prints: the root's invitation
+    is built from the log key just made (the operator's own, not a server's answer)."""
     with private_umask():
         result = write_files(data_dir, origin=origin, tls_hosts=tls_hosts)
-        result["root_enrolment_code"] = asyncio.run(init_database(Path(result["data_dir"]), database_url))
+        code = asyncio.run(init_database(Path(result["data_dir"]), database_url))
+        result["root_enrolment_code"] = code
+        result["root_invitation"] = str(make_invitation(code, result["log_verifier_key"]))
         make_private(Path(result["data_dir"]))
     return result
 

@@ -17,11 +17,14 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from liaison.crypto.invitation import make_invitation
+
 from ..api import proxyv2
 from ..api.server import LiaisonServer, Limits, Listen
 from ..app import StartupError, close_state, create_app, create_metrics_app, load_log_signer, open_state
 from ..config import SettingsError, load_settings
 from ..jsonlog import configure_logging
+from ..problems import Problem
 from ..storage.db import Database
 from ..storage.migrate import schema_state, upgrade
 from ..usecases.admin import issue_root_code
@@ -65,16 +68,16 @@ def init(
     except SettingsError as e:
         _fail(str(e))
         return
-    code, verifier_key = result["root_enrolment_code"], result["log_verifier_key"]
     if as_json:
         typer.echo(json.dumps(result))
         return
     typer.echo(f"Initialised {data_dir}")
     typer.echo(f"  TLS certificate (trust it in clients): {result['tls_cert']}")
-    typer.echo(f"  Log verifier key: {verifier_key}")
-    typer.echo("  Root enrolment code (shown once, valid 24 h):")
-    typer.echo(f"      {code}")
+    typer.echo(f"  Log verifier key: {result['log_verifier_key']}")
+    typer.echo("  Root enrolment invitation (shown once, valid 24 h; the code and the log key's digest):")
+    typer.echo(f"      {result['root_invitation']}")
     typer.echo(f"Next: liaison-server run --data-dir {data_dir}")
+    typer.echo("Then: liaison enrol --code INVITATION --principal root --server URL --ca-cert CERT")
 
 
 @app.command()
@@ -107,26 +110,33 @@ def root_code(
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
-    """Issue a new one-time enrolment code for the root admin (operators only: it needs the
-    data directory), e.g. after the root's device was lost or revoked, or on a database that
-    `migrate` created. Creates the root principal if it is missing; logged like any code."""
+    """Issue a one-time root enrolment invitation, at genesis only: until the first root device
+    enrols (e.g. init's code expired, or `migrate` created the database). Refused once any
+    root device was ever enrolled, revoked ones included: then a root device issues root codes
+    (`liaison admin enrol-code root`; docs/audit.md, "Losing a root device"). Logged."""
 
-    async def go() -> str:
+    async def go() -> tuple[str, str]:
         state = await open_state(load_settings(data_dir), migrate_new=False, log_policy=False)
         try:
-            return await issue_root_code(state)
+            return await issue_root_code(state), state.log.verifier_key
         finally:
             await close_state(state)
 
     try:
-        code = asyncio.run(go())
+        code, verifier_key = asyncio.run(go())
     except (SettingsError, StartupError) as e:
         _fail(str(e))
         return
+    except Problem as e:
+        _fail(e.detail)
+        return
+    invitation = str(make_invitation(code, verifier_key))
     if as_json:
-        typer.echo(json.dumps({"root_principal": "root", "root_enrolment_code": code}))
+        typer.echo(
+            json.dumps({"root_principal": "root", "root_enrolment_code": code, "root_invitation": invitation})
+        )
     else:
-        typer.echo(f"Root enrolment code (shown once, valid 24 h):\n    {code}")
+        typer.echo(f"Root enrolment invitation (shown once, valid 24 h):\n    {invitation}")
 
 
 @app.command("log-key")

@@ -100,6 +100,14 @@ class EnrolmentCode(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+    # The issuing device id, or "system" for the operator's genesis root codes (NULL: a code
+    # issued before 0002, treated as the operator's).
+    issued_by: Mapped[str | None] = mapped_column(_s(64))
+    # The live KEM challenge of this code (POST /v1/enrol/challenge): its hex SHA-256, the
+    # device it was sealed to and when it lapses. A newer challenge replaces it.
+    challenge_hash: Mapped[str | None] = mapped_column(_s(64))
+    challenge_device: Mapped[str | None] = mapped_column(_s(32))
+    challenge_expires_at: Mapped[datetime | None]
 
 
 class Channel(Base):

@@ -20,9 +20,22 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from liaison.crypto.encoding import format_time, jcs
-from liaison.crypto.errors import CryptoError, MalformedKey, PolicyViolation, UnsupportedSuite
-from liaison.crypto.keys import PublicBundle
+from liaison.crypto.encoding import b64url_encode, format_time, jcs
+from liaison.crypto.errors import (
+    BadSignature,
+    CryptoError,
+    MalformedError,
+    MalformedKey,
+    PolicyViolation,
+    UnsupportedSuite,
+)
+from liaison.crypto.keys import (
+    KEM_CHALLENGE_LEN,
+    PublicBundle,
+    kem_challenge_digest,
+    seal_kem_challenge,
+    verify_kem_proof,
+)
 from liaison.crypto.labels import Label
 from liaison.crypto.policy import (
     MemberChange,
@@ -47,6 +60,8 @@ __all__ = [
     "create_enrolment_code",
     "create_principal",
     "enrol",
+    "enrol_challenge",
+    "issue_root_code",
     "list_devices",
     "revoke_device",
     "set_members",
@@ -182,7 +197,13 @@ async def create_enrolment_code(state: AppState, caller: Caller, pid: str) -> di
             )
         expires = tx.now + timedelta(seconds=state.settings.enrolment_code_ttl_seconds)
         tx.session.add(
-            EnrolmentCode(code_hash=code_hash(code), principal_id=pid, created_at=tx.now, expires_at=expires)
+            EnrolmentCode(
+                code_hash=code_hash(code),
+                principal_id=pid,
+                created_at=tx.now,
+                expires_at=expires,
+                issued_by=caller.device_id,  # the code dies with its issuer (see _usable_code)
+            )
         )
         tx.audit("enrolment.code_issued", caller.device_id, pid, principal=pid, expires=format_time(expires))
         return {"principal": pid, "code": code, "expires_at": format_time(expires)}
@@ -190,12 +211,36 @@ async def create_enrolment_code(state: AppState, caller: Caller, pid: str) -> di
     return (await state.writer.run(job)).value
 
 
+#: Who issued the operator's root codes (`liaison-server init` and `root-code`).
+SYSTEM = "system"
+#: How long a device has to answer its KEM challenge.
+_CHALLENGE_TTL = timedelta(minutes=5)
+_GENESIS_OVER = (
+    "a root device has been enrolled (a revoked one counts): only a root device can issue a root "
+    "code now (liaison admin enrol-code root); see docs/audit.md, 'Losing a root device'"
+)
+
+
+def _root_device_ever(tx: Tx) -> bool:
+    """Whether any root device was ever enrolled. Device rows are never deleted (revocation
+    only marks them), so this is "genesis is over"."""
+    return (
+        tx.session.execute(select(Device.id).where(Device.principal_id == "root").limit(1)).first()
+        is not None
+    )
+
+
 async def issue_root_code(state: AppState) -> str:
-    """At `init`: create the root principal (every nation in scope) and its first code."""
+    """Genesis only (`init`, `root-code`): create the root principal (every nation in scope) if
+    it is missing and issue a root enrolment code, refused as `genesis-over` once any root
+    device was ever enrolled. After genesis a root code needs a statement signed by a root
+    device: `create_enrolment_code` called by one."""
     code = _new_code()
     policy = state.policy
 
     def job(tx: Tx) -> None:
+        if _root_device_ever(tx):
+            raise Problem("genesis-over", _GENESIS_OVER)
         if tx.session.get(Principal, "root") is None:
             row = Principal(
                 id="root",
@@ -211,52 +256,130 @@ async def issue_root_code(state: AppState) -> str:
             )
             tx.session.add(row)
             tx.session.flush()
-            tx.audit("principal.created", "system", "root", principal=PrincipalView.of(row).to_json())
+            tx.audit("principal.created", SYSTEM, "root", principal=PrincipalView.of(row).to_json())
         expires = tx.now + timedelta(seconds=state.settings.enrolment_code_ttl_seconds)
         tx.session.add(
             EnrolmentCode(
-                code_hash=code_hash(code), principal_id="root", created_at=tx.now, expires_at=expires
+                code_hash=code_hash(code),
+                principal_id="root",
+                created_at=tx.now,
+                expires_at=expires,
+                issued_by=SYSTEM,
             )
         )
-        tx.audit("enrolment.code_issued", "system", "root", principal="root", expires=format_time(expires))
+        tx.audit("enrolment.code_issued", SYSTEM, "root", principal="root", expires=format_time(expires))
 
     await state.writer.run(job)
     return code
 
 
-async def enrol(state: AppState, code: str, signed_bundle: Any) -> dict[str, Any]:
-    """Enrol a device with a one-time code; the bundle's self-signatures prove key possession."""
+def _parse_bundle(signed_bundle: Any) -> PublicBundle:
+    """The self-signed bundle, its signatures verified (possession of the signing keys)."""
     try:
-        bundle = PublicBundle.from_signed(signed_bundle)
+        return PublicBundle.from_signed(signed_bundle)
     except UnsupportedSuite as e:
         raise Problem("unsupported-suite", str(e)) from None
     except (MalformedKey, CryptoError) as e:
         raise Problem("bad-bundle", str(e)) from None
+
+
+def _usable_code(tx: Tx, h: str, bundle: PublicBundle) -> EnrolmentCode:
+    """The enrolment code row for hash `h`, if it may enrol `bundle` now; else the refusal.
+
+    A code is single use and expires; it names the bundle's principal; the device is new. A
+    code issued by a device is void once that device is revoked (revoking a stolen admin
+    device voids the codes it handed out). An operator's root code (issued by "system", or
+    before issuers were recorded) is void once any root device was ever enrolled: genesis.
+    """
+    row = tx.session.get(EnrolmentCode, h)
+    if (
+        row is None
+        or not hmac.compare_digest(row.code_hash, h)
+        or row.used_at is not None
+        or row.expires_at < tx.now
+    ):
+        raise Problem("enrolment-code", "the enrolment code is invalid, used or expired")
+    if row.principal_id != bundle.principal:
+        raise Problem("bad-bundle", "the bundle names another principal than the code")
+    if row.issued_by not in (None, SYSTEM):
+        issuer = tx.session.get(Device, row.issued_by)
+        if issuer is None or issuer.revoked_at is not None:
+            raise Problem("enrolment-code", "the device that issued this enrolment code has been revoked")
+    elif row.principal_id == "root" and _root_device_ever(tx):
+        raise Problem("genesis-over", "this root code is the operator's, and " + _GENESIS_OVER)
+    if tx.session.get(Device, bundle.device_id) is not None:
+        raise Problem("conflict", "this device is already enrolled")
+    return row
+
+
+async def enrol_challenge(state: AppState, code: str, signed_bundle: Any) -> dict[str, Any]:
+    """Step 1 of enrolment: seal a fresh challenge to the bundle's KEM key (docs/protocol.md,
+    section 3). The code is checked, not spent; a newer challenge replaces an older one."""
+    bundle = _parse_bundle(signed_bundle)
+    challenge = secrets.token_bytes(KEM_CHALLENGE_LEN)
+    try:
+        sealed = seal_kem_challenge(bundle, challenge)
+    except CryptoError as e:
+        raise Problem("bad-bundle", str(e)) from None
+    h = code_hash(code)
+
+    def job(tx: Tx) -> str:
+        row = _usable_code(tx, h, bundle)
+        expires = tx.now + _CHALLENGE_TTL
+        row.challenge_hash = kem_challenge_digest(challenge)
+        row.challenge_device = bundle.device_id
+        row.challenge_expires_at = expires
+        return format_time(expires)
+
+    # Only the code's row changes: nothing the writer's cache of recipients holds.
+    expires = (await state.writer.run(job, shares_cache=True)).value
+    return {"device": bundle.device_id, "challenge": b64url_encode(sealed), "expires_at": expires}
+
+
+async def enrol(state: AppState, code: str, signed_bundle: Any, proof: Any = None) -> dict[str, Any]:
+    """Step 2: enrol a device with a one-time code. The bundle's self-signatures prove
+    possession of its signing keys, `proof` (the answered challenge of step 1) that of its
+    KEM key; without both nothing is enrolled."""
+    bundle = _parse_bundle(signed_bundle)
+    answer: bytes | None = None
+    if proof is not None:
+        try:
+            answer = verify_kem_proof(bundle, proof)
+        except (MalformedError, BadSignature) as e:
+            raise Problem("kem-proof", f"the proof of KEM key possession is invalid: {e}") from None
     digest = hashlib.sha256(jcs(signed_bundle["bundle"])).hexdigest()
     h = code_hash(code)
 
     def job(tx: Tx) -> dict[str, Any]:
-        row = tx.session.get(EnrolmentCode, h)
+        row = _usable_code(tx, h, bundle)
+        if answer is None:
+            raise Problem(
+                "kem-proof",
+                "no proof of possession of the KEM key: "
+                "POST /v1/enrol/challenge, then send its answer as proof",
+            )
         if (
-            row is None
-            or not hmac.compare_digest(row.code_hash, h)
-            or row.used_at is not None
-            or row.expires_at < tx.now
+            row.challenge_hash is None
+            or row.challenge_device != bundle.device_id
+            or row.challenge_expires_at is None
+            or row.challenge_expires_at < tx.now
+            or not hmac.compare_digest(row.challenge_hash, kem_challenge_digest(answer))
         ):
-            raise Problem("enrolment-code", "the enrolment code is invalid, used or expired")
-        if row.principal_id != bundle.principal:
-            raise Problem("bad-bundle", "the bundle names another principal than the code")
-        if tx.session.get(Device, bundle.device_id) is not None:
-            raise Problem("conflict", "this device is already enrolled")
+            raise Problem(
+                "kem-proof",
+                "the proof does not answer this device's live challenge (wrong, expired or superseded)",
+            )
         row.used_at = tx.now
+        row.challenge_hash = row.challenge_device = row.challenge_expires_at = None
         index = tx.audit(
             "device.enrolled",
-            "system",
+            SYSTEM,
             bundle.device_id,
             device=bundle.device_id,
             principal=bundle.principal,
             bundle_digest=digest,
             suite=bundle.kem_suite,
+            issued_by=row.issued_by or "unknown",
         )
         tx.session.add(
             Device(

@@ -29,6 +29,11 @@ class RateLimiter:
         self._buckets[key] = (tokens, now)
         return (1 - tokens) / self.rate
 
+    def refund(self, key: str) -> None:
+        """Give back one token taken for `key` (never above the burst)."""
+        tokens, last = self._buckets.get(key, (self.burst, time.monotonic()))
+        self._buckets[key] = (min(self.burst, tokens + 1), last)
+
     def check(self, key: str, detail: str) -> None:
         """Take a token for `key` or refuse as `rate-limited`, saying when to retry."""
         wait = self.take(key)

@@ -164,6 +164,8 @@ class Liaison:
     # --- setting up a world through the CLI itself ----------------------------------------
 
     def enrol(self, profile: str, code: str, principal: str | None = None) -> dict[str, Any]:
+        """Enrol with an invitation, or with a plain code and the server's log key pinned."""
+        pin = [] if code.startswith("LIAISON1-") else ["--log-key", self.server.init["log_verifier_key"]]
         return self(
             "--json",
             "enrol",
@@ -176,6 +178,7 @@ class Liaison:
             "--profile",
             profile,
             *(["--principal", principal] if principal else []),
+            *pin,
         ).json()
 
     def principal(
@@ -196,8 +199,8 @@ class Liaison:
             clearance,
             *extra,
         )
-        code = self("-p", admin, "--json", "admin", "enrol-code", pid).json()["code"]
-        return self.enrol(pid, code)
+        invitation = self("-p", admin, "--json", "admin", "enrol-code", pid).json()["invitation"]
+        return self.enrol(pid, invitation)
 
 
 @pytest.fixture(scope="session")
@@ -207,7 +210,7 @@ def root_home(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Path:
     mp = pytest.MonkeyPatch()
     try:
         run = Liaison(home, server, mp)
-        run.enrol("root", server.init["root_enrolment_code"], principal="root")
+        run.enrol("root", server.init["root_invitation"], principal="root")
     finally:
         mp.undo()
     return home

@@ -150,13 +150,17 @@ def test_enrol_refusals(liaison: Liaison) -> None:
         "--clearance",
         "SECRET",
     )
-    code = liaison("-p", "root", "--json", "admin", "enrol-code", pid).json()["code"]
+    issued = liaison("-p", "root", "--json", "admin", "enrol-code", pid).json()
+    code = issued["invitation"]
     args = ["enrol", "--server", liaison.server.url, "--code", code, "--profile", pid]
     # No CA certificate: the self-signed server is not trusted, and nothing is saved.
     assert "TLS certificate" in liaison.refused(*args)
-    # A pinned log key that is not the server's.
+    # A pinned log key that is not the server's (nor the invitation's).
     _, other = note.generate_signer_key("liaison.example/audit")
     line = liaison.refused(*args, "--ca-cert", liaison.server.cert, "--log-key", other)
+    assert "not the log key the invitation names" in line
+    plain = ["enrol", "--server", liaison.server.url, "--code", issued["code"], "--profile", pid]
+    line = liaison.refused(*plain, "--ca-cert", liaison.server.cert, "--log-key", other)
     assert "untrusted-checkpoint" in line
     liaison.enrol(pid, code)
     # A used code.

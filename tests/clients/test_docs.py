@@ -40,7 +40,7 @@ def test_partner_example_runs(liaison: Liaison, tmp_path: Path) -> None:
     liaison.principal(analyst, "USA", "SECRET")
     liaison("-p", "root", "admin", "channel", "create", channel, "--ceiling", "SECRET//REL TO FRA, UKR, USA")
     liaison("-p", "root", "admin", "channel", "members", channel, system, analyst)
-    code = liaison("-p", "root", "--json", "admin", "enrol-code", system).json()["code"]
+    invitation = liaison("-p", "root", "--json", "admin", "enrol-code", system).json()["invitation"]
     script = tmp_path / "partner.py"
     script.write_text(example())
     env = {
@@ -51,8 +51,7 @@ def test_partner_example_runs(liaison: Liaison, tmp_path: Path) -> None:
         "LIAISON_CA_CERT": liaison.server.cert,
         "LIAISON_PRINCIPAL": system,
         "LIAISON_CHANNEL": channel,
-        "LIAISON_ENROLMENT_CODE": code,
-        "LIAISON_LOG_KEY": liaison.server.init["log_verifier_key"],
+        "LIAISON_INVITATION": invitation,
     }
 
     def run() -> str:

@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select, text
 
 from liaison.crypto import merkle, note
-from liaison.crypto.encoding import b64decode
+from liaison.crypto.encoding import b64decode, b64url_decode
 from liaison.crypto.envelope import seal
 from liaison.crypto.httpsig import sign_request
 from liaison.crypto.keys import DeviceKeys, PublicBundle, generate_device
@@ -314,7 +314,7 @@ class World:
 
     async def enrol_with_code(self, principal: str, code: str, keys: DeviceKeys | None = None) -> Device:
         keys = keys or generate_device(principal)
-        r = await self.http.post("/v1/enrol", json={"code": code, "bundle": keys.signed_bundle()})
+        r = await enrol_device(self.http, code, keys)
         assert r.status_code == 201, r.text
         return Device(self, principal, keys)
 
@@ -353,6 +353,30 @@ class World:
         assert r.status_code == 201, r.text
         r = await admin.request("PUT", f"/v1/admin/channels/{cid}/members", {"principals": members})
         assert r.status_code == 200, r.text
+
+
+async def enrol_device(
+    http: httpx.AsyncClient, code: str, keys: DeviceKeys, base: str = ""
+) -> httpx.Response:
+    """Enrol `keys` as a device does: the KEM challenge, its signed answer, the enrolment.
+    Returns the refusal of step 1, or the answer of step 2."""
+    bundle = keys.signed_bundle()
+    r = await http.post(base + "/v1/enrol/challenge", json={"code": code, "bundle": bundle})
+    if r.status_code != 200:
+        return r
+    proof = keys.answer_kem_challenge(b64url_decode(r.json()["challenge"]))
+    return await http.post(base + "/v1/enrol", json={"code": code, "bundle": bundle, "proof": proof})
+
+
+def enrol_device_sync(base: str, code: str, keys: DeviceKeys, cert: str) -> httpx.Response:
+    """`enrol_device` for a real server, blocking."""
+    with httpx.Client(base_url=base, verify=tls_context(cert), timeout=10) as http:
+        bundle = keys.signed_bundle()
+        r = http.post("/v1/enrol/challenge", json={"code": code, "bundle": bundle})
+        if r.status_code != 200:
+            return r
+        proof = keys.answer_kem_challenge(b64url_decode(r.json()["challenge"]))
+        return http.post("/v1/enrol", json={"code": code, "bundle": bundle, "proof": proof})
 
 
 @asynccontextmanager

@@ -7,7 +7,7 @@ from typing import Any
 
 from liaison.crypto.keys import generate_device
 from liaison.service.usecases.admin import code_hash
-from tests.service.harness import Device, World, assert_problem, assert_refused
+from tests.service.harness import Device, World, assert_problem, assert_refused, enrol_device
 
 
 def _principal(
@@ -170,7 +170,7 @@ async def test_enrolment_codes_are_single_use_hashed_and_expiring(world: World) 
     assert code_hash(code) in stored and not any(code in s for s in stored)
 
     first = generate_device("usa-a1")
-    r = await world.http.post("/v1/enrol", json={"code": code, "bundle": first.signed_bundle()})
+    r = await enrol_device(world.http, code, first)
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["device"] == first.device_id and body["log_verifier_key"]
@@ -179,8 +179,7 @@ async def test_enrolment_codes_are_single_use_hashed_and_expiring(world: World) 
     assert enrolled["device"] == first.device_id and enrolled["principal"] == "usa-a1"
 
     async def enrol(code: str, principal: str = "usa-a1") -> Any:
-        keys = generate_device(principal)
-        return await world.http.post("/v1/enrol", json={"code": code, "bundle": keys.signed_bundle()})
+        return await enrol_device(world.http, code, generate_device(principal))
 
     await assert_refused(world, lambda: enrol(code), "enrolment-code", entry=None)  # used
     await assert_refused(world, lambda: enrol("AAAAA-BBBBB-CCCCC-DDDDD"), "enrolment-code", entry=None)

@@ -16,7 +16,7 @@ from liaison.crypto.errors import BadSignature, CryptoError, PolicyViolation, Pr
 from liaison.crypto.keys import generate_device
 from liaison.service.storage.models import Cosignature
 from tests import tlog_reference as ref
-from tests.service.harness import World, world_on
+from tests.service.harness import World, enrol_device, world_on
 
 
 def problem(r: Any, slug: str, status: int) -> None:
@@ -151,7 +151,7 @@ async def test_receipts_verify(world: World) -> None:
     # Enrolment and revocation receipts.
     code = (await world.root.post("/v1/admin/principals/ukr-analyst/enrolment-codes")).json()
     keys = generate_device("ukr-analyst")
-    r = await world.http.post("/v1/enrol", json={"code": code["code"], "bundle": keys.signed_bundle()})
+    r = await enrol_device(world.http, code["code"], keys)
     enrolled = transparency.verify_receipt(r.json()["receipt"], r.json()["log_verifier_key"])
     assert enrolled.entry.json["type"] == "device.enrolled"
     assert enrolled.entry.json["device"] == keys.device_id

@@ -21,9 +21,11 @@ from typer.testing import CliRunner
 from liaison.crypto import note
 from liaison.crypto.keys import generate_device
 from liaison.service.ops.cli import app
+from liaison.service.storage.migrate import head_revision
 from tests.service.harness import (
     create_pg_database,
     drop_pg_database,
+    enrol_device,
     free_port,
     server_env,
     signed,
@@ -87,7 +89,7 @@ def test_init_json_migrate_and_log_key(tmp_path: Path, database: str | None) -> 
     code, out, _ = _invoke("log-key", "--data-dir", str(data))
     assert code == 0 and out.strip() == result["log_verifier_key"]
     code, out, _ = _invoke("migrate", "--data-dir", str(data))
-    assert code == 0 and out.strip() == "schema 0001 -> 0001"
+    assert code == 0 and out.strip() == f"schema {head_revision()} -> {head_revision()}"
     # init never overwrites a server.
     code, _, err = _invoke("init", "--data-dir", str(data))
     assert code == 2 and "not empty" in err
@@ -101,8 +103,9 @@ def test_run_refuses_a_missing_data_dir(tmp_path: Path) -> None:
 
 
 def test_root_code_issues_a_fresh_code_for_an_operator(tmp_path: Path) -> None:
-    """A lost root device is not the end: `root-code` issues a new one-time code, logged, and
-    refuses a data dir whose database is not migrated."""
+    """At genesis (no root device yet) `root-code` issues a new one-time code, logged, and
+    refuses a data dir whose database is not migrated. (After genesis it refuses:
+    tests/clients/test_enrol_invitation.py.)"""
     data, first = _init(tmp_path)
     code, out, err = _invoke("root-code", "--data-dir", str(data), "--json")
     assert code == 0, err
@@ -154,7 +157,7 @@ def test_run_refuses_an_unmigrated_database(
         _refused(data, "not migrated", "liaison-server migrate")
         assert _schema(data, empty) is None  # refusing created nothing
         code, out, err = _invoke("migrate", "--data-dir", str(data))
-        assert code == 0 and out.strip() == "schema empty -> 0001", err
+        assert code == 0 and out.strip() == f"schema empty -> {head_revision()}", err
     finally:
         if empty:
             asyncio.run(drop_pg_database(empty))
@@ -268,9 +271,7 @@ def test_run_serves_tls_13_right_after_init(tmp_path: Path) -> None:
 async def _enrol_root(base: str, result: dict[str, str]) -> None:
     keys = generate_device("root")
     async with httpx.AsyncClient(verify=tls_context(result["tls_cert"]), timeout=10) as http:
-        r = await http.post(
-            base + "/v1/enrol", json={"code": result["root_enrolment_code"], "bundle": keys.signed_bundle()}
-        )
+        r = await enrol_device(http, result["root_enrolment_code"], keys, base)
         assert r.status_code == 201, r.text
         assert r.json()["log_verifier_key"] == result["log_verifier_key"]
         r = await http.send(signed(http, keys, "GET", base + "/v1/me"))

@@ -24,6 +24,7 @@ from tests.service.harness import (
     PG_ENV,
     create_pg_database,
     drop_pg_database,
+    enrol_device,
     free_port,
     next_message_event,
     server_env,
@@ -87,7 +88,7 @@ async def _exchange(bases: list[str], init: dict[str, str]) -> None:
             return r.json()
 
         async def enrol(base: str, keys: DeviceKeys, code: str) -> None:
-            r = await http.post(base + "/v1/enrol", json={"code": code, "bundle": keys.signed_bundle()})
+            r = await enrol_device(http, code, keys, base)
             assert r.status_code == 201, r.text
 
         # Set up through replica A: the root, two analysts, a channel.

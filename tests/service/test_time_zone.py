@@ -16,13 +16,12 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
 from liaison.crypto.encoding import format_time, parse_time
 from liaison.crypto.keys import generate_device
 from liaison.service.storage.models import to_column_time
-from tests.service.harness import free_port, server_env, start_server, stop, tls_context, wait_ready
+from tests.service.harness import enrol_device_sync, free_port, server_env, start_server, stop, wait_ready
 
 #: Nine hours ahead of UTC and five behind: an error either way shows.
 ZONES = ("Asia/Tokyo", "America/New_York")
@@ -70,9 +69,7 @@ def test_logged_times_are_utc_in_any_time_zone(zone: str, tmp_path: Path) -> Non
         cert = str(data / "tls" / "cert.pem")
         wait_ready(proc, base, cert)
         keys = generate_device("root")
-        r = httpx.post(
-            base + "/v1/enrol", json={"code": code, "bundle": keys.signed_bundle()}, verify=tls_context(cert)
-        )
+        r = enrol_device_sync(base, code, keys, cert)
         assert r.status_code == 201, r.text
         enrolled = json.loads(base64.urlsafe_b64decode(r.json()["receipt"]["entry"] + "=="))
         _close_to_now(parse_time(enrolled["time"]), "the enrolment's log entry")
