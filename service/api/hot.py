@@ -17,6 +17,7 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..problems import Problem
@@ -55,8 +56,8 @@ class HotPaths:
             response = await self._submit(state, request)
         except Problem as p:
             response = problem_response(p, _PATH)
-        except _TooLarge:
-            raise  # the request middleware answers it
+        except (_TooLarge, ClientDisconnect):
+            raise  # the request middleware answers (or logs) it
         except Exception:  # what FastAPI's error middleware would catch: answered, logged
             log.exception("POST %s failed", _PATH)
             response = problem_response(Problem("internal", "the request could not be processed"), _PATH)

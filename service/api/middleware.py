@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..metrics import Metrics
@@ -80,6 +81,10 @@ class RequestMiddleware:
                     Problem("body-too-large", f"request body exceeds {self.max_body} bytes"),
                     scope,
                 )
+        except ClientDisconnect:
+            # The client went away in the middle of its request (or the server's body deadline
+            # cut it off): nobody to answer, and not a server error. 499, as nginx logs it.
+            status = 499
         finally:
             elapsed = time.perf_counter() - start
             route = scope.get("route")

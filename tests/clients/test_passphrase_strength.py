@@ -32,7 +32,7 @@ def new_code(liaison: Liaison, nation: str = "UKR") -> tuple[str, str]:
         "--clearance",
         "SECRET",
     )
-    return pid, liaison("-p", "root", "--json", "admin", "enrol-code", pid).json()["code"]
+    return pid, liaison("-p", "root", "--json", "admin", "enrol-code", pid).json()["invitation"]
 
 
 def enrol_args(liaison: Liaison, pid: str, code: str) -> list[str]:

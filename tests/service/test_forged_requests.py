@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from liaison.service.app import create_metrics_app
 from tests.service.harness import OPS, World, assert_problem, coalition, world_on
 
 BAD_SIGNATURE = "liaison=:" + "A" * 86 + "==:"  # well-formed, verifies for no key
@@ -55,7 +56,9 @@ async def test_1000_forged_requests_write_nothing_and_are_throttled(
         assert r.levelno == logging.WARNING
         assert c.usa.id not in r.getMessage() + json.dumps(getattr(r, "fields", {}))
     # And a counter of every failure, throttled or not, by reason.
-    metrics = (await world.http.get("/metrics")).text
+    transport = httpx.ASGITransport(app=create_metrics_app(world.app))  # its own listener
+    async with httpx.AsyncClient(transport=transport, base_url="http://metrics") as http:
+        metrics = (await http.get("/metrics")).text
     assert 'liaison_request_signature_failures_total{reason="bad-request-signature"} 1000.0' in metrics
     # The named device is not locked out, nor is anyone else at that address.
     assert (await c.usa.get("/v1/me")).status_code == 200
@@ -64,7 +67,6 @@ async def test_1000_forged_requests_write_nothing_and_are_throttled(
 
 async def test_no_kind_of_unverified_request_is_attributed(world: World) -> None:
     c = await coalition(world)
-    before = await world.counts()
     # Signed by another device's key under USA's id.
     other_key = c.ukr.build("GET", "/v1/inbox")
     other_key.headers["signature-input"] = other_key.headers["signature-input"].replace(c.ukr.id, c.usa.id)
@@ -81,6 +83,7 @@ async def test_no_kind_of_unverified_request_is_attributed(world: World) -> None
     )
     # A signature from outside the clock-skew window (its `created` is a claim too).
     stale = c.usa.build("GET", "/v1/inbox", now=datetime.now(UTC) - timedelta(minutes=6))
+    before = await world.counts()  # (sealing asked for the recipients: a logged question)
     for req, slug in (
         (other_key, "bad-request-signature"),
         (flipped, "bad-request-signature"),
