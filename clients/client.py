@@ -20,11 +20,13 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from typing import Any, Self
 
 import httpx
 
 from liaison.crypto import merkle, note, tiles
+from liaison.crypto.content import check_content_type, frame_size
 from liaison.crypto.encoding import b64decode, b64encode, format_time
 from liaison.crypto.envelope import open_envelope, parse_envelope, seal
 from liaison.crypto.errors import (
@@ -33,8 +35,12 @@ from liaison.crypto.errors import (
     DecryptionFailed,
     LabelMismatch,
     LabelSyntaxError,
+    MalformedContent,
     MalformedError,
     PolicyViolation,
+)
+from liaison.crypto.errors import (
+    KeyCommitmentMismatch as _CryptoKeyCommitmentMismatch,
 )
 from liaison.crypto.errors import (
     NotARecipient as _CryptoNotARecipient,
@@ -63,8 +69,10 @@ from ._verify import (
 )
 from .errors import (
     APIError,
+    ContentInvalid,
     InconsistentLog,
     InputError,
+    KeyCommitmentMismatch,
     LabelAltered,
     MalformedResponse,
     NotFound,
@@ -564,11 +572,18 @@ class AsyncClient:
         lab = await self.parse_label(label)
         policy = await self.policy()
         self.witness_policy()  # a damaged witness policy is refused before anything is sent
+        try:
+            check_content_type(content_type)
+        except MalformedContent as e:
+            raise InputError(f"content type refused: {e}") from None
         if is_stix(content_type):
             validate_stix_bundle(data)
         rule = policy.rule(lab.classification)
-        if len(data) > rule.max_bytes:
-            raise InputError(f"{len(data)} bytes is more than {rule.max_bytes} allowed at {rule.name}")
+        padded = frame_size(data, content_type)
+        if padded > rule.max_bytes:
+            raise InputError(
+                f"{len(data)} bytes ({padded} padded) is more than {rule.max_bytes} allowed at {rule.name}"
+            )
         plan, bundles = await self._plan(channel, lab, to)
         if not bundles:
             raise InputError(f"nobody on {channel} can receive {lab.text()}")
@@ -692,6 +707,7 @@ class AsyncClient:
                 sender.bundle,
                 expected_label=expected_label,
                 required=policy.rule(label.classification).signatures,
+                v1_refused=policy.v1_refused(datetime.now(UTC)),
             )
         except BadSignature as e:
             raise SignatureInvalid(f"message {message_id}: signature invalid ({e})") from None
@@ -701,8 +717,13 @@ class AsyncClient:
             raise NotRecipient(
                 f"message {message_id} carries no key for this device ({self.device_id})"
             ) from None
-        except DecryptionFailed as e:
-            raise VerificationFailed(f"message {message_id}: {e}") from None
+        except _CryptoKeyCommitmentMismatch:
+            raise KeyCommitmentMismatch(
+                f"message {message_id}: the sender gave this device a different content key than the "
+                "one its signed envelope commits to; other recipients may read another content"
+            ) from None
+        except (DecryptionFailed, MalformedContent) as e:
+            raise ContentInvalid(f"message {message_id}: {e}") from None
         except CryptoError as e:
             raise MalformedResponse(f"message {message_id}: {e}") from None
         proven = await self._message_receipt(message_id, envelope, body)
@@ -724,7 +745,7 @@ class AsyncClient:
             label,
             label.text(),
             format_time(parsed.created, millis=False),
-            parsed.content_type,
+            opened.content_type,
             opened.plaintext,
             proven.entry.index if proven else int(body.get("log_index", -1)),
             proven is not None,

@@ -25,6 +25,8 @@
         ├── KeyRevoked              the sender's (or a recipient's) device key is revoked
         ├── SignatureInvalid        an envelope or key-bundle signature does not verify
         ├── LabelAltered            the label shown is not the label bound to the content
+        ├── KeyCommitmentMismatch   this device's content key is not the one the sender committed to
+        ├── ContentInvalid          the content does not decrypt or is not in its canonical form
         ├── ProofMissing            a key or message comes without its audit-log proof
         ├── ProofInvalid            an inclusion proof, tile or log entry does not verify
         ├── UntrustedCheckpoint     a checkpoint not signed by the pinned log key
@@ -43,11 +45,13 @@ __all__ = [
     "AuthenticationFailed",
     "ClientError",
     "Conflict",
+    "ContentInvalid",
     "DeviceRevoked",
     "EnrolmentRefused",
     "InconsistentLog",
     "InputError",
     "InvalidRequest",
+    "KeyCommitmentMismatch",
     "KeyRevoked",
     "KeyStoreError",
     "LabelAltered",
@@ -187,6 +191,20 @@ class SignatureInvalid(VerificationFailed):
 
 class LabelAltered(VerificationFailed):
     reason = "label-altered"
+
+
+class KeyCommitmentMismatch(VerificationFailed):
+    """The sender gave this device a content key other than the one its signed header commits
+    to: other recipients may read a content this device cannot (protocol 5.3)."""
+
+    reason = "key-commitment-mismatch"
+
+
+class ContentInvalid(VerificationFailed):
+    """The content does not decrypt (a chunk fails, the key was wrapped to another key of this
+    device) or its frame or body is not in the one form the protocol allows."""
+
+    reason = "content-invalid"
 
 
 class ProofMissing(VerificationFailed):

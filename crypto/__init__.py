@@ -7,7 +7,9 @@ Modules (each one concept):
     invitation    enrolment invitations: a code and the digest of the log key to pin
     labels        classification labels: JSON model and banner text form
     policy        the policy file and pure access decisions
-    envelope      envelope v1: seal, parse, verify, open
+    envelope      envelopes v2 (and v1, read only): seal, parse, verify, open
+    content       the v2 plaintext: structured body, Padmé-padded frame
+    chunked       C2SP chunked encryption (Cobblestone-256) with key commitment
     httpsig       RFC 9421 request signatures with device keys
     passphrase    Argon2id + AEAD sealing of key-store secrets
     merkle        RFC 6962/9162 tree hashes and proofs

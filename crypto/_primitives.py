@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import os
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import hpke
+from cryptography.hazmat.primitives import hashes, hpke
 from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa, mlkem, x25519
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from nacl import bindings as nacl_bindings
 from nacl import exceptions as nacl_exceptions
 from nacl import pwhash
@@ -28,11 +30,15 @@ __all__ = [
     "PrimitiveError",
     "aead_open",
     "aead_seal",
+    "aes256gcm_open",
+    "aes256gcm_seal",
     "argon2id",
+    "bytes_eq",
     "ed25519_generate",
     "ed25519_public",
     "ed25519_sign",
     "ed25519_verify",
+    "hkdf_expand_sha512",
     "hpke_open",
     "hpke_seal",
     "kem_generate",
@@ -63,6 +69,11 @@ class PrimitiveError(Exception):
 
 def random_bytes(n: int) -> bytes:
     return os.urandom(n)
+
+
+def bytes_eq(a: bytes, b: bytes) -> bool:
+    """Constant-time equality (for commitments, MACs and digests a peer chose)."""
+    return hmac.compare_digest(a, b)
 
 
 def sha256(*parts: bytes) -> bytes:
@@ -246,6 +257,29 @@ def aead_open(key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
         return ChaCha20Poly1305(key).decrypt(nonce, ciphertext, aad)
     except (InvalidTag, ValueError) as e:
         raise PrimitiveError("content decryption failed") from e
+
+
+# --- Chunked content encryption (C2SP chunked-encryption, Cobblestone-256) -----------------
+
+
+def hkdf_expand_sha512(prk: bytes, info: bytes, length: int) -> bytes:
+    """RFC 5869 HKDF-Expand with SHA-512 (no Extract step: `prk` is already uniform)."""
+    return HKDFExpand(hashes.SHA512(), length, info).derive(prk)
+
+
+def aes256gcm_seal(key: bytes, nonce: bytes, plaintext: bytes) -> bytes:
+    """AES-256-GCM with empty associated data; returns ciphertext || 16-byte tag."""
+    try:
+        return AESGCM(key).encrypt(nonce, plaintext, None)
+    except ValueError as e:
+        raise PrimitiveError("AES-256-GCM key must be 32 bytes and nonce 12 bytes") from e
+
+
+def aes256gcm_open(key: bytes, nonce: bytes, ciphertext: bytes | memoryview) -> bytes:
+    try:
+        return AESGCM(key).decrypt(nonce, ciphertext, None)
+    except (InvalidTag, ValueError) as e:
+        raise PrimitiveError("chunk decryption failed") from e
 
 
 # --- Passphrase key derivation ------------------------------------------------------------

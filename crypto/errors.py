@@ -6,12 +6,15 @@ CryptoError
 │   ├── MalformedKey            a key, bundle or key-store blob that does not parse
 │   ├── LabelSyntaxError        label text or JSON that does not parse
 │   ├── NoteSyntaxError         a signed note or checkpoint that does not parse
+│   ├── MalformedContent        a decrypted frame or body that is not canonical (v2 padding)
 │   └── JSONRefused             JSON that parses but is ambiguous or unsafe (not I-JSON)
 ├── UnsupportedSuite            a KEM suite or signature algorithm we do not implement
 ├── BadSignature                a signature that does not verify (envelope, bundle, note)
 ├── LabelMismatch               a label that is not the one bound to the ciphertext
 ├── NotARecipient               the envelope carries no wrapped key for this device
 ├── DecryptionFailed            the wrapped key or the content did not decrypt
+│   ├── KeyCommitmentMismatch   the unwrapped key is not the one the signed header commits to
+│   └── WrongKeyId              the envelope wrapped the key to another key of this device
 ├── PolicyViolation             a label or principal that the policy refuses
 ├── ProofError                  an inclusion or consistency proof that does not verify
 └── RequestSignatureError       an RFC 9421 request signature that is missing, stale or bad
@@ -24,8 +27,10 @@ __all__ = [
     "CryptoError",
     "DecryptionFailed",
     "JSONRefused",
+    "KeyCommitmentMismatch",
     "LabelMismatch",
     "LabelSyntaxError",
+    "MalformedContent",
     "MalformedEnvelope",
     "MalformedError",
     "MalformedKey",
@@ -35,6 +40,7 @@ __all__ = [
     "ProofError",
     "RequestSignatureError",
     "UnsupportedSuite",
+    "WrongKeyId",
 ]
 
 
@@ -117,3 +123,20 @@ class RequestSignatureError(CryptoError):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+
+
+class MalformedContent(MalformedError):
+    """A decrypted v2 frame or body that is not exactly as the sender must write it: a length
+    beyond the frame, non-zero or too much padding, or a body that is not canonical JSON."""
+
+
+class KeyCommitmentMismatch(DecryptionFailed):
+    """The content key this device unwrapped is not the key the signed header commits to: the
+    sender gave different recipients different keys (or the header was sealed for another
+    content). Raised before any content is decrypted. Slug: `key-commitment-mismatch`."""
+
+    slug = "key-commitment-mismatch"
+
+
+class WrongKeyId(DecryptionFailed):
+    """The envelope wrapped this device's content key to a KEM key other than its own."""

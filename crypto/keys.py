@@ -33,12 +33,16 @@ __all__ = [
     "DEVICE_ID_RE",
     "KEM_CHALLENGE_INFO",
     "KEM_CHALLENGE_LEN",
+    "KEM_KEY_DOMAIN",
+    "KEM_KEY_ID_RE",
     "KEM_PROOF_DOMAIN",
     "DeviceKeys",
     "PublicBundle",
     "device_id_of",
     "generate_device",
     "kem_challenge_digest",
+    "kem_key_id_of",
+    "kem_key_id_of_json",
     "kem_proof_message",
     "seal_kem_challenge",
     "sign_with",
@@ -52,6 +56,7 @@ KEM_CHALLENGE_INFO = b"liaison/v1/kem-challenge"
 KEM_PROOF_DOMAIN = b"liaison/v1/kem-proof"
 KEM_CHALLENGE_LEN = 32
 DEVICE_ID_RE = re.compile(r"^d_[a-z2-7]{26}$")
+KEM_KEY_ID_RE = re.compile(r"^k_[a-z2-7]{26}$")
 _KEYSTORE_VERSION = 1
 
 
@@ -64,6 +69,21 @@ def device_id_of(bundle_json: Mapping[str, Any]) -> str:
     """`d_` + first 26 chars of lowercase unpadded base32 of SHA-256(JCS(bundle))."""
     digest = p.sha256(jcs(dict(bundle_json)))
     return "d_" + base64.b32encode(digest).decode("ascii").lower()[:26]
+
+
+KEM_KEY_DOMAIN = b"liaison/v2/kem-key"
+
+
+def kem_key_id_of(suite: str, public: bytes) -> str:
+    """`k_` + first 26 chars of lowercase unpadded base32 of
+    SHA-256("liaison/v2/kem-key" || 0x00 || JCS({"pk", "suite"})), the bundle's `kem` member."""
+    return kem_key_id_of_json({"suite": suite, "pk": b64url_encode(public)})
+
+
+def kem_key_id_of_json(kem: Mapping[str, Any]) -> str:
+    """The key id of a bundle's `kem` member as it stands (a server reads it from storage)."""
+    digest = p.sha256(_domain(KEM_KEY_DOMAIN, jcs(dict(kem))))
+    return "k_" + base64.b32encode(digest).decode("ascii").lower()[:26]
 
 
 @dataclass(frozen=True)
@@ -91,6 +111,11 @@ class PublicBundle:
     @cached_property
     def device_id(self) -> str:
         return device_id_of(self.to_json())
+
+    @cached_property
+    def kem_key_id(self) -> str:
+        """The fingerprint of this device's KEM key: what an envelope v2 wraps to."""
+        return kem_key_id_of(self.kem_suite, self.kem_pk)
 
     @property
     def algorithms(self) -> tuple[str, ...]:

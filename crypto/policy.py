@@ -15,8 +15,10 @@ import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from .encoding import format_time, parse_time
 from .errors import MalformedError, PolicyViolation
 from .names import (
     COMPARTMENT_RE,
@@ -52,7 +54,7 @@ __all__ = [
 _NAME_RE = re.compile(r"^[A-Z][A-Z0-9 _-]{0,31}$")
 _ADMIN: Role = "admin"  # the role that may manage principals
 _BASE_ROLE: Role = "analyst"  # every principal's role: it carries no privilege
-_FIELDS = frozenset({"id", "version", "nations", "compartments", "levels"})
+_FIELDS = frozenset({"id", "version", "nations", "compartments", "levels", "envelopes"})
 _LEVEL_FIELDS = frozenset({"name", "kem", "signatures", "max_bytes", "retention_days", "systems"})
 #: A policy file's SHA-256 in lower-case hex, or "" for a policy that did not come from a file.
 _SHA256_RE = re.compile(r"(?:[0-9a-f]{64})?")
@@ -80,6 +82,8 @@ class Policy:
     compartments: tuple[str, ...]
     levels: tuple[LevelRule, ...]
     sha256: str = ""
+    #: After this instant clients refuse envelopes v1 (protocol 5.4); None: until they expire.
+    v1_readable_until: datetime | None = None
     _rank: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -97,8 +101,18 @@ class Policy:
     def has_level(self, level: str) -> bool:
         return level in self._rank
 
+    def v1_refused(self, now: datetime) -> bool:
+        """Whether a client must refuse an envelope v1 at `now` (protocol 5.4)."""
+        return self.v1_readable_until is not None and now >= self.v1_readable_until
+
     def to_json(self) -> dict[str, Any]:
         """The JSON form (`GET /v1/policy`): the file's fields, and the file's `sha256`."""
+        out = self._json()
+        if self.v1_readable_until is not None:
+            out["envelopes"] = {"v1_readable_until": format_time(self.v1_readable_until, millis=False)}
+        return out
+
+    def _json(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "version": self.version,
@@ -204,7 +218,29 @@ def _validated(obj: dict[str, Any], sha256: str) -> Policy:
     levels = tuple(_level(lv, i) for i, lv in enumerate(levels_raw))
     if len({lv.name for lv in levels}) != len(levels):
         raise _err("level names must be unique")
-    return Policy(pid, version, nations, comps, levels, sha256)
+    return Policy(pid, version, nations, comps, levels, sha256, v1_readable_until=_v1_until(obj))
+
+
+def _v1_until(obj: dict[str, Any]) -> datetime | None:
+    """`[envelopes] v1_readable_until`: a TOML offset date-time, or RFC 3339 text in JSON."""
+    table = obj.get("envelopes")
+    if table is None:
+        return None
+    if not isinstance(table, dict) or set(table) - {"v1_readable_until"}:
+        raise _err("envelopes may only hold v1_readable_until")
+    value = table.get("v1_readable_until")
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return parse_time(value, field="v1_readable_until")
+        except MalformedError as e:
+            raise _err(f"envelopes.{e}") from None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise _err(
+            "envelopes.v1_readable_until must be a date-time with an offset (e.g. 2027-06-30T00:00:00Z)"
+        )
+    return value
 
 
 @dataclass(frozen=True)

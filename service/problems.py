@@ -49,6 +49,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "body-too-large": (413, "The request body is too large"),
     "missing-recipient": (422, "An eligible device is missing from the recipients"),
     "ineligible-recipient": (422, "A recipient device is not eligible for this label"),
+    "wrong-key-id": (422, "A recipient's key id is not the key of that device"),
     "unsupported-suite": (422, "Unsupported KEM suite or algorithm"),
     "wrong-policy": (422, "The label names another policy"),
     "unknown-level": (422, "Unknown classification level"),

@@ -1,13 +1,18 @@
-"""Envelope v1: seal/open, every tampering detected, each failure its own exception."""
+"""Envelopes v2 (and v1, read only): seal/open, every tampering detected, each failure its own
+exception. The v2 vectors are in tests/test_envelope_v2_vectors.py."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
+import hmac
 import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,16 +20,19 @@ from liaison.crypto import _primitives as prim
 from liaison.crypto.encoding import b64url_decode, b64url_encode, jcs
 from liaison.crypto.envelope import (
     ENVELOPE_DOMAIN,
+    ENVELOPE_DOMAIN_V2,
     envelope_digest,
     new_envelope_id,
     open_envelope,
     parse_envelope,
     seal,
+    seal_v1,
 )
 from liaison.crypto.errors import (
     BadSignature,
     CryptoError,
     DecryptionFailed,
+    KeyCommitmentMismatch,
     LabelMismatch,
     MalformedEnvelope,
     NotARecipient,
@@ -62,7 +70,18 @@ def test_round_trip_each_recipient() -> None:
         assert opened.label == LABEL
 
 
+def _hkdf_expand_sha512(prk: bytes, info: bytes, length: int) -> bytes:
+    """RFC 5869 HKDF-Expand written out with hmac: an independent check of the derivation."""
+    out, block, counter = b"", b"", 1
+    while len(out) < length:
+        block = hmac.new(prk, block + info + bytes([counter]), hashlib.sha512).digest()
+        out, counter = out + block, counter + 1
+    return out[:length]
+
+
 def test_layout_matches_spec() -> None:
+    """Protocol 5.2, recomputed here from the text with other code paths (hmac for HKDF,
+    cryptography's AESGCM directly, the frame and body built by hand)."""
     assert set(ENVELOPE) == {
         "v",
         "id",
@@ -70,31 +89,69 @@ def test_layout_matches_spec() -> None:
         "sender",
         "created",
         "label",
-        "content_type",
         "suite",
+        "salt",
+        "commitment",
         "ciphertext",
         "recipients",
         "signatures",
     }
+    assert ENVELOPE["v"] == 2
     assert ENVELOPE["sender"] == SENDER.device_id
     assert [r["device"] for r in ENVELOPE["recipients"]] == sorted([ALICE.device_id, BOB.device_id])
     assert set(ENVELOPE["signatures"]) == {"ed25519", "mldsa65"}
     assert ENVELOPE["label"] == LABEL.to_json()
-    # Signature is over the domain-separated JCS of the envelope without signatures.
     unsigned = {k: v for k, v in ENVELOPE.items() if k != "signatures"}
     assert prim.ed25519_verify(
         SENDER.public.ed25519,
-        ENVELOPE_DOMAIN + b"\x00" + jcs(unsigned),
+        b"liaison/v2/envelope\x00" + jcs(unsigned),
         b64url_decode(ENVELOPE["signatures"]["ed25519"]),
     )
-    # The AAD binds the header: recompute it independently and decrypt with the unwrapped key.
-    header = {k: v for k, v in unsigned.items() if k not in ("ciphertext", "recipients")}
-    aad = prim.sha256(b"liaison/v1/content\x00" + jcs(header))
-    wrapped = {r["device"]: r["wrapped_key"] for r in ENVELOPE["recipients"]}[ALICE.device_id]
-    info = b"liaison/v1/wrap\x00" + ENVELOPE["id"].encode() + b"\x00" + ALICE.device_id.encode()
-    key = prim.hpke_open("MLKEM768-X25519", ALICE.kem, b64url_decode(wrapped), info)
+    entry = {r["device"]: r for r in ENVELOPE["recipients"]}[ALICE.device_id]
+    kem = {"pk": b64url_encode(ALICE.public.kem_pk), "suite": "MLKEM768-X25519"}
+    digest = hashlib.sha256(b"liaison/v2/kem-key\x00" + jcs(kem)).digest()
+    assert entry["key_id"] == "k_" + base64.b32encode(digest).decode().lower()[:26]
+    info = b"\x00".join(
+        [b"liaison/v2/wrap", ENVELOPE["id"].encode(), ALICE.device_id.encode(), entry["key_id"].encode()]
+    )
+    key = prim.hpke_open("MLKEM768-X25519", ALICE.kem, b64url_decode(entry["wrapped_key"]), info)
     ct = b64url_decode(ENVELOPE["ciphertext"])
-    assert prim.aead_open(key, ct[:12], ct[12:], aad) == b"grid 37U"
+    salt, commitment = ct[:24], ct[24:56]
+    assert salt == b64url_decode(ENVELOPE["salt"]) and commitment == b64url_decode(ENVELOPE["commitment"])
+    context_fields = ("v", "id", "channel", "sender", "created", "label", "suite")
+    context = b"liaison/v2/content\x00" + jcs({k: ENVELOPE[k] for k in context_fields})
+    out = _hkdf_expand_sha512(
+        key, b"c2sp.org/chunked-encryption@v1+AEAD_AES_256_GCM\x00" + salt + context, 76
+    )
+    aes_key, base_nonce = out[:32], out[32:44]
+    assert out[44:] == commitment
+    frame = AESGCM(aes_key).decrypt(base_nonce, ct[56:], None)  # one chunk: frame < 16 KiB
+    body = jcs(
+        {
+            "attachments": [],
+            "content": b64url_encode(b"grid 37U"),
+            "content_type": "text/plain; charset=utf-8",
+        }
+    )
+    assert len(frame) == 1024
+    assert frame == len(body).to_bytes(8, "big") + body + bytes(1024 - 8 - len(body))
+
+
+def test_v1_still_opens_and_binds_its_header() -> None:
+    """Messages stored before v2 stay readable (protocol 5.4); v1's AAD binds its header."""
+    env = seal_v1(b"grid 37U", channel="airdef-ops", label=LABEL, sender=SENDER, recipients=[ALICE.public])
+    assert env["v"] == 1 and env["content_type"] == "text/plain; charset=utf-8"
+    opened = open_envelope(env, ALICE, SENDER.public)
+    assert opened.plaintext == b"grid 37U" and opened.content_type == "text/plain; charset=utf-8"
+    assert parse_envelope(env).padded_size == len(b"grid 37U")  # v1 shows the exact length
+    with pytest.raises(MalformedEnvelope, match="v1 is no longer accepted"):
+        open_envelope(env, ALICE, SENDER.public, v1_refused=True)
+    changed = copy.deepcopy(env)
+    changed["label"]["classification"] = "CONFIDENTIAL"
+    unsigned = {k: v for k, v in changed.items() if k != "signatures"}
+    changed["signatures"] = SENDER.sign(ENVELOPE_DOMAIN, jcs(unsigned))
+    with pytest.raises(LabelMismatch):
+        open_envelope(changed, ALICE, SENDER.public)
 
 
 def test_envelope_id_is_uuid7() -> None:
@@ -134,13 +191,14 @@ def test_label_changed_after_sealing_fails() -> None:
         open_envelope(env, ALICE, SENDER.public)
 
 
-def test_label_changed_and_resigned_by_sender_is_label_mismatch() -> None:
-    """A sender who signs a header other than the one the content was sealed under is caught."""
+def test_label_changed_and_resigned_by_sender_fails_the_commitment() -> None:
+    """A sender who signs a header other than the one the content was sealed under is caught:
+    the key derivation binds the header, so the derived commitment is not the signed one."""
     env = copy.deepcopy(ENVELOPE)
     env["label"]["classification"] = "CONFIDENTIAL"
     unsigned = {k: v for k, v in env.items() if k != "signatures"}
-    env["signatures"] = SENDER.sign(ENVELOPE_DOMAIN, jcs(unsigned))
-    with pytest.raises(LabelMismatch):
+    env["signatures"] = SENDER.sign(ENVELOPE_DOMAIN_V2, jcs(unsigned))
+    with pytest.raises(KeyCommitmentMismatch):
         open_envelope(env, ALICE, SENDER.public)
 
 
@@ -155,7 +213,7 @@ def test_wrapped_key_for_other_device_fails_to_unwrap() -> None:
     a, b = env["recipients"]
     a["wrapped_key"], b["wrapped_key"] = b["wrapped_key"], a["wrapped_key"]
     unsigned = {k: v for k, v in env.items() if k != "signatures"}
-    env["signatures"] = SENDER.sign(ENVELOPE_DOMAIN, jcs(unsigned))
+    env["signatures"] = SENDER.sign(ENVELOPE_DOMAIN_V2, jcs(unsigned))
     with pytest.raises(DecryptionFailed):
         open_envelope(env, ALICE, SENDER.public)
 
@@ -174,7 +232,16 @@ def test_unsupported_suite() -> None:
     [
         lambda e: e.pop("label"),
         lambda e: e.update(extra=1),
-        lambda e: e.update(v=2),
+        lambda e: e.update(v=3),
+        lambda e: e.update(v=1),
+        lambda e: e.update(v=[2]),
+        lambda e: e.update(v={"2": 2}),
+        lambda e: e.update(v=2.0),
+        lambda e: e.update(salt=e["commitment"]),
+        lambda e: e.update(commitment=e["salt"]),
+        lambda e: e.update(commitment=b64url_encode(bytes(32))),
+        lambda e: e["recipients"][0].pop("key_id"),
+        lambda e: e["recipients"][0].update(key_id="d_" + "a" * 26),
         lambda e: e.update(v=True),
         lambda e: e.update(id="not-a-uuid"),
         lambda e: e.update(id=e["id"].upper()),
@@ -303,7 +370,7 @@ def test_one_mib_to_fifty_hybrid_recipients() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.binary(max_size=256), st.text(max_size=40))
+@given(st.binary(max_size=256), st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40))
 def test_signed_bytes_cut_from_canonical_equal_canonicalising_again(data: bytes, ctype: str) -> None:
     """The shortcut that avoids a second canonicalisation gives exactly JCS(unsigned)."""
     env = _seal(data, content_type=ctype or "x", recipients=[ALICE.public])

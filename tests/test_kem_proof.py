@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from liaison.crypto import _primitives as p
 from liaison.crypto.encoding import b64url_decode, b64url_encode
-from liaison.crypto.envelope import seal
+from liaison.crypto.envelope import seal, wrap_info_v2
 from liaison.crypto.errors import BadSignature, DecryptionFailed, MalformedError, MalformedKey
 from liaison.crypto.keys import (
     KEM_PROOF_DOMAIN,
@@ -80,7 +80,7 @@ def test_a_device_is_no_oracle_between_envelopes_and_challenges(suite: str, poli
     with pytest.raises(DecryptionFailed):  # an envelope key never opens as a challenge
         keys.answer_kem_challenge(wrapped)
     sealed = seal_kem_challenge(keys.public, secrets.token_bytes(32))
-    wrap_info = b"liaison/v1/wrap\x00" + env["id"].encode() + b"\x00" + keys.device_id.encode()
+    wrap_info = wrap_info_v2(env["id"], keys.device_id, keys.public.kem_key_id)
     assert len(keys.unwrap(wrapped, wrap_info)) == 32  # the envelope's own info does open it
     with pytest.raises(p.PrimitiveError):  # but a challenge never opens as an envelope key
         keys.unwrap(sealed, wrap_info)

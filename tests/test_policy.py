@@ -523,3 +523,25 @@ def test_json_and_file_refuse_alike(policy: Policy, name: str) -> None:
 def test_from_json_refuses_what_is_not_to_json_output(obj: Any) -> None:
     with pytest.raises(MalformedError, match=r"^policy: "):
         Policy.from_json(obj)
+
+
+def test_v1_readable_until_date() -> None:
+    """`[envelopes] v1_readable_until` (protocol 5.4): parsed from TOML, kept through JSON."""
+    from datetime import UTC, datetime
+
+    text = DEFAULT_POLICY.read_text() + "\n[envelopes]\nv1_readable_until = 2027-06-30T00:00:00Z\n"
+    policy = parse_policy(text)
+    assert policy.v1_readable_until == datetime(2027, 6, 30, tzinfo=UTC)
+    assert not policy.v1_refused(datetime(2027, 6, 29, 23, 59, tzinfo=UTC))
+    assert policy.v1_refused(datetime(2027, 6, 30, tzinfo=UTC))
+    again = Policy.from_json(policy.to_json())
+    assert again.v1_readable_until == policy.v1_readable_until and again == policy
+    assert not POLICY.v1_refused(datetime(2100, 1, 1, tzinfo=UTC)) and "envelopes" not in POLICY.to_json()
+    for bad in (
+        "v1_readable_until = 2027-06-30T00:00:00",  # no offset: which day is it?
+        "v1_readable_until = 2027-06-30",
+        'v1_readable_until = "soon"',
+        "v2_readable_until = 2027-06-30T00:00:00Z",
+    ):
+        with pytest.raises(MalformedError, match="envelopes"):
+            parse_policy(DEFAULT_POLICY.read_text() + f"\n[envelopes]\n{bad}\n")

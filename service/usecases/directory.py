@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, aliased
 
 from liaison.crypto.encoding import b64encode, format_time
 from liaison.crypto.errors import PolicyViolation
+from liaison.crypto.keys import kem_key_id_of_json
 from liaison.crypto.labels import Label
 from liaison.crypto.names import MLKEM768_X25519
 from liaison.crypto.policy import Policy, Subject, check_ceiling, check_dominates
@@ -100,6 +101,7 @@ class Eligibility:
     excluded: dict[str, str]  # principal id -> reason slug
     suite: str
     members: frozenset[str]
+    key_ids: dict[str, str] = field(default_factory=dict)  # eligible device id -> KEM key id
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -134,12 +136,14 @@ def eligibility(session: Session, policy: Policy, channel_id: str, label: Label,
         )
     }
     devices: dict[str, list[tuple[str, str]]] = {}
-    for dev, pid, dev_suite in conn.execute(
-        select(Device.id, Device.principal_id, Device.suite).where(
+    bundles: dict[str, str] = {}
+    for dev, pid, dev_suite, signed_bundle in conn.execute(
+        select(Device.id, Device.principal_id, Device.suite, Device.signed_bundle).where(
             Device.principal_id.in_(members), Device.revoked_at.is_(None)
         )
     ):
         devices.setdefault(pid, []).append((dev, dev_suite))
+        bundles[dev] = signed_bundle
     eligible: dict[str, str] = {}
     excluded: dict[str, str] = {}
     for pid in members:
@@ -155,7 +159,9 @@ def eligibility(session: Session, policy: Policy, channel_id: str, label: Label,
         if not usable:
             excluded[pid] = "no-device-for-suite"
         eligible.update(dict.fromkeys(usable, pid))
-    return Eligibility(eligible, excluded, suite, frozenset(members))
+    # The key id each eligible device's envelope v2 entry must name: its enrolled KEM key.
+    key_ids = {dev: kem_key_id_of_json(json.loads(bundles[dev])["bundle"]["kem"]) for dev in eligible}
+    return Eligibility(eligible, excluded, suite, frozenset(members), key_ids)
 
 
 def sees_devices_of(session: Session, viewer: PrincipalView, target: str) -> bool:

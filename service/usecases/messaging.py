@@ -10,7 +10,7 @@ stores the message, its deliveries and its `message.accepted` entry.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
@@ -41,7 +41,6 @@ from .refusals import access_denied, message_rejected, refuse
 
 __all__ = ["Accepted", "ack", "check_recipients", "expire_due", "fetch", "inbox", "precheck", "submit"]
 
-_NONCE_TAG = 28  # 12-byte nonce + 16-byte tag around the content
 # The hot path's statements, on the writer's raw connection (`Tx.raw`).
 _INSERT_MESSAGE = (
     "INSERT INTO message (id, channel_id, sender_device, sender_principal, label, "
@@ -53,6 +52,11 @@ _INSERT_DELIVERY = "INSERT INTO delivery (message_id, device_id) VALUES (?, ?)"
 #: Who may receive what, kept in the writer's cache (which every change to it empties).
 CEILING: CacheSlot[Label] = CacheSlot("ceiling")
 ELIGIBILITY: CacheSlot[Eligibility] = CacheSlot("eligibility")
+
+
+#: The envelope versions a submit may use (protocol 5.4): v1 envelopes stored before v2 stay
+#: readable until they expire, but no new one is accepted.
+ACCEPTED_VERSIONS: frozenset[int] = frozenset({2})
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,8 @@ class _Early(Exception):
 
 
 def _size(parsed: ParsedEnvelope) -> int:
-    return parsed.ciphertext_size - _NONCE_TAG
+    """What the log and the inbox record: the padded size, never the exact length (v2)."""
+    return parsed.padded_size
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,10 @@ def precheck(
         raise _Early("unsupported-suite", str(e), eid) from None
     except MalformedEnvelope as e:
         raise _Early("malformed-envelope", str(e), eid) from None
+    if parsed.version not in ACCEPTED_VERSIONS:
+        raise _Early(
+            "malformed-envelope", f"envelope v{parsed.version} is no longer accepted: clients write v2", eid
+        )
     try:
         check_known(parsed.label, policy)  # parse_envelope checked its form
     except LabelSyntaxError as e:
@@ -149,6 +158,14 @@ def check_recipients(elig: Eligibility, given: Collection[str], to: Sequence[str
     if to is not None and given_set != expected:
         raise PolicyViolation("ineligible-recipient", "recipients must be exactly the devices of 'to'")
     return sorted(given_set)
+
+
+def check_key_ids(elig: Eligibility, key_ids: Mapping[str, str]) -> None:
+    """Each recipient entry names the key id of that device's enrolled KEM key (pure; the
+    recipients are already checked to be eligible). Raises PolicyViolation `wrong-key-id`."""
+    wrong = sorted(dev for dev, key_id in key_ids.items() if elig.key_ids.get(dev) != key_id)
+    if wrong:
+        raise PolicyViolation("wrong-key-id", f"key id is not the device's KEM key: {', '.join(wrong)}")
 
 
 async def submit(
@@ -201,6 +218,7 @@ def _accept(
     try:
         elig = _check_channel(state.policy, tx, principal, sub)
         recipients = check_recipients(elig, parsed.recipients, to)
+        check_key_ids(elig, parsed.key_ids)
     except PolicyViolation as e:
         raise refused(e.reason, e.detail) from None
     accepted = _store(state, tx, signed, principal, sub, recipients)

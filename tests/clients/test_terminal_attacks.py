@@ -184,11 +184,18 @@ def test_names_and_types_with_escapes_are_escaped(liaison: Liaison, server: Serv
         "[/] [reverse]x",
     )
     assert raw_controls(out.stdout) == [] and "[/] [reverse]x" in out.stdout
-    # A content type is the sender's to choose: it is shown in the From line, escaped.
-    mid = send(liaison, n, "hello", "--content-type", f"text/plain\x1b[2J\n{FAKE_BANNER}")
+    # A content type is the sender's to choose, among printable characters (protocol 5.2: a
+    # body whose type has a control character does not parse, so no reader is shown one).
+    line = liaison.refused(
+        "-p", n["usa"], "send", "-c", n["chan"], "-l", "SECRET//REL TO UKR, USA",
+        "--content-type", f"text/plain\x1b[2J\n{FAKE_BANNER}", input="hello",
+    )  # fmt: skip
+    assert raw_controls(line) == [] and "content type" in line
+    # A printable one that imitates the banner or carries markup is shown as text.
+    mid = send(liaison, n, "hello", "--content-type", f"text/plain [/] [reverse] {FAKE_BANNER}")
     out = liaison("-p", n["ukr"], "read", mid).stdout
     assert check_read_output(out, "==== SECRET//REL TO UKR, USA ====", sender=n["usa"]) == ["hello"]
-    assert f"text/plain\\x1b[2J\\x0a{FAKE_BANNER}" in out
+    assert f"text/plain [/] [reverse] {FAKE_BANNER}" in out
 
 
 def test_a_hostile_server_cannot_draw_either(liaison: Liaison, server: Server) -> None:
@@ -367,14 +374,15 @@ def test_json_outputs_stay_json_with_hostile_names(liaison: Liaison, server: Ser
     n = exchange(liaison)  # names the server would refuse, served by a hostile one:
     server.sql("UPDATE principal SET display_name = ? WHERE id = ?", evil, n["usa"])
     server.sql("UPDATE channel SET name = ? WHERE id = ?", evil, n["chan"])
-    mid = send(liaison, n, evil, "--content-type", f"text/plain{evil}")
+    printable = "\"'\\ [/] ====\u00e9"
+    mid = send(liaison, n, evil, "--content-type", f"text/plain{printable}")
     docs: dict[str, Any] = {}
     for args in (["whoami"], ["channels"], ["inbox"], ["read", mid]):
         r = liaison("-p", n["usa"], "--json", *args)
         assert raw_controls(r.stdout, allowed="\n ") == [], r.stdout
         docs[args[0]] = json.loads(r.stdout)
     assert docs["whoami"]["display_name"] == evil and docs["channels"][0]["name"] == evil
-    assert docs["read"]["text"] == evil and docs["read"]["content_type"] == f"text/plain{evil}"
+    assert docs["read"]["text"] == evil and docs["read"]["content_type"] == f"text/plain{printable}"
 
 
 if __name__ == "__main__":  # pragma: no cover

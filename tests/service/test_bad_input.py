@@ -181,7 +181,7 @@ async def test_nul_and_lone_surrogates_in_json_strings(world: World) -> None:
         (world.root, "PATCH", "/v1/admin/principals/usa-analyst", '{"display_name": "\\ud800"}'),
         (c.usa, "POST", "/v1/messages", '{"envelope": {"id": "\\u0000"}}'),
         (c.usa, "POST", "/v1/messages", '{"envelope": {"id": "\\udfff"}}'),
-        (c.usa, "POST", "/v1/messages", good.replace(json.dumps(env["content_type"]), '"\\ud800"')),
+        (c.usa, "POST", "/v1/messages", good.replace(json.dumps(env["channel"]), '"\\ud800"')),
     ]
     for device, method, path, raw in cases:
         await _unchanged(

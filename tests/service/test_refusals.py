@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from liaison.crypto.content import frame_size
 from liaison.crypto.envelope import seal
 from liaison.crypto.labels import parse_label
 from tests.service.harness import (
@@ -181,13 +182,16 @@ async def test_bad_signatures(world: World) -> None:
     env = await c.usa.envelope(OPS, SECRET_AIRDEF)
     req = c.usa.build("POST", "/v1/messages", {"envelope": env})
     tampered = c.usa.world.http.build_request(
-        "POST", req.url, headers=req.headers, content=req.content.replace(b"text/plain", b"text/PLAIN")
+        "POST", req.url, headers=req.headers, content=req.content + b" "
     )
     await assert_refused(world, lambda: world.http.send(tampered), "content-digest", entry=None)
 
     # Envelope signatures: the ciphertext, the label, or only the ML-DSA signature changed.
     def flip_ciphertext(env: dict[str, Any]) -> None:
-        env["ciphertext"] = ("A" if env["ciphertext"][0] != "A" else "B") + env["ciphertext"][1:]
+        # A character of the sealed chunks (the first 75 carry the salt and the commitment,
+        # which the header repeats: changing those is malformed before any signature).
+        ct = env["ciphertext"]
+        env["ciphertext"] = ct[:100] + ("A" if ct[100] != "A" else "B") + ct[101:]
 
     def relabel(env: dict[str, Any]) -> None:
         env["label"] = parse_label("SECRET//AIRDEF//REL TO USA", world.policy).to_json()
@@ -324,11 +328,19 @@ async def test_wrong_suite_or_missing_signature_for_the_level(world: World) -> N
     assert c.usa.id  # the coalition is untouched
 
 
+TEXT = "text/plain; charset=utf-8"
+
+
 async def test_message_larger_than_its_level_allows(world: World) -> None:
     c = await _setup(world)
     limit = world.policy.rule("SECRET").max_bytes
-    env = await c.usa.envelope(OPS, SECRET_AIRDEF, b"x" * (limit + 1))
+    # max_bytes limits the padded size (protocol 5.2): find the largest content that fits.
+    lo, hi = 0, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if frame_size(b"x" * mid, TEXT) <= limit else (lo, mid - 1)
+    env = await c.usa.envelope(OPS, SECRET_AIRDEF, b"x" * (lo + 1))
     entry = await assert_refused(world, lambda: c.usa.submit(env), "too-large")
-    assert str(limit) in entry["detail"]
-    env = await c.usa.envelope(OPS, SECRET_AIRDEF, b"x" * limit)
+    assert str(limit) in entry["detail"] and str(frame_size(b"x" * (lo + 1), TEXT)) in entry["detail"]
+    env = await c.usa.envelope(OPS, SECRET_AIRDEF, b"x" * lo)
     assert (await c.usa.submit(env)).status_code == 201
