@@ -29,6 +29,7 @@ from liaison.crypto.errors import CryptoError
 from liaison.crypto.labels import Label
 from liaison.crypto.names import DEFAULT_ROLES, ROLES
 
+from . import _cli_admin
 from . import _models as m
 from . import _terminal as term
 from ._trust import LogMemory, WitnessPolicy, WitnessPolicyFile
@@ -1133,6 +1134,10 @@ def witnesses_clear(ctx: typer.Context, profile: ProfileOpt = None, as_json: Jso
             )
         else:
             term.say("Profile {name} had no witness policy.", name=name)
+
+
+# Commands kept in their own modules (the admin surface; audit evidence and trust).
+_cli_admin.register(app, admin_app, principal_app, channel_app)
 
 
 def main() -> None:

@@ -47,6 +47,7 @@ from liaison.crypto.policy import Policy, check_suite
 from liaison.crypto.transparency import VerifiedReceipt
 
 from . import _models as m
+from ._admin import AdminMethods
 from ._http import SignedAuth, check_response, json_of, new_http, transport_error
 from ._trust import LogMemory, WitnessPolicy, WitnessPolicyFile
 from ._verify import (
@@ -91,7 +92,7 @@ _LOG_READERS: frozenset[Role] = frozenset({"auditor", "admin"})
 _WITNESS_POLL = 0.5
 
 
-class AsyncClient:
+class AsyncClient(AdminMethods):
     """One device talking to one server. Use `from_profile`, or build it from keys directly."""
 
     def __init__(
