@@ -8,10 +8,32 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from liaison.clients import _admin, _cli_admin
 from tests.clients.conftest import BIN, PASSPHRASE, Liaison, uid
 from tests.clients.test_sync_parity import differences
 from tests.clients.test_terminal import violations
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ["devices"],
+        ["admin", "principal", "list"],
+        ["admin", "code"],
+        ["admin", "code", "list"],
+        ["admin", "code", "cancel"],
+        ["admin", "channel", "add"],
+        ["admin", "channel", "remove"],
+        ["audit", "trust"],
+        ["audit", "evidence"],
+        ["audit", "evidence", "verify"],
+    ],
+    ids=" ".join,
+)
+def test_every_new_command_has_help(liaison: Liaison, path: list[str]) -> None:
+    assert "Usage:" in liaison(*path, "--help").stdout
 
 
 def test_principals_are_listed_and_searched(liaison: Liaison) -> None:
