@@ -2,7 +2,10 @@
 
 Kept in ``state/<profile>/log.json`` (0600) under the key store's home::
 
-    {"v": 1, "log_key": "<name>+<id>+<key>", "checkpoint": "<signed note text>"}
+    {"v": 1, "log_key": "<name>+<id>+<key>", "checkpoint": "<signed note text>",
+     "forgotten": ["<signed note text>", ...]}
+
+(`forgotten`: checkpoints dropped by `liaison audit trust --reset`, kept for the record.)
 
 The log key is pinned at enrolment, never on the server's word alone: from an explicit key
 (--log-key), or from the server's key when its digest is the one the admin's invitation
@@ -85,6 +88,8 @@ class EnrolmentPin:
 
 _VERSION = 1
 _MAX_FILE = 256 * 1024
+#: Checkpoints forgotten by `LogMemory.reset` that the file keeps (the newest).
+_FORGOTTEN = 10
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,19 @@ class LogMemory:
         if not isinstance(text, str):
             raise KeyStoreError(f"{self.path} is damaged (checkpoint)")
         return SavedCheckpoint(open_checkpoint(text, self.log_key), text)
+
+    def reset(self) -> str | None:
+        """Forget the saved checkpoint (keeping the pinned key): the next checkpoint signed by
+        that key is taken as the first. The forgotten note is kept in `forgotten` (the last
+        _FORGOTTEN of them), never deleted. Returns it, or None if none was saved."""
+        doc = self._read()
+        old = doc.pop("checkpoint", None)
+        if not isinstance(old, str):
+            return None
+        kept = doc.get("forgotten")
+        doc["forgotten"] = [*(kept if isinstance(kept, list) else []), old][-_FORGOTTEN:]
+        self._write(doc)
+        return old
 
     def save(self, signed_note: str) -> SavedCheckpoint:
         """Remember a checkpoint the caller has verified as consistent with `last()`."""

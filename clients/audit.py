@@ -23,6 +23,7 @@ from liaison.crypto.encoding import b64encode
 from liaison.crypto.errors import CryptoError, DecryptionFailed, MalformedError
 from liaison.crypto.passphrase import open_with_passphrase, seal_with_passphrase
 
+from . import _evidence
 from . import _models as m
 from ._verify import open_checkpoint, parse_entry
 from ._witness import Observed, WitnessState, cosigned_note
@@ -93,13 +94,16 @@ async def verify_log(
     if saved is not None:
         old = saved.checkpoint
         previous = old.size
-        if old.origin != cp.origin or old.size > cp.size:
-            raise InconsistentLog(f"the log shrank or changed origin since size {old.size}")
-        if merkle.root_from(reader, old.size) != old.root_hash:
-            raise InconsistentLog(
+        if old.size > cp.size:
+            # Smaller than the saved one (a replica behind, or a rollback): it must be proven a
+            # prefix of the saved tree, from tiles authenticated against that tree.
+            await client.trusted_checkpoint(text)
+        elif merkle.root_from(reader, old.size) != old.root_hash:
+            rewritten = InconsistentLog(
                 f"the log of size {cp.size} does not extend the checkpoint of "
                 f"size {old.size} this profile saw: the log was rewritten"
             )
+            raise await _evidence.detected(client, rewritten, saved.note, text)
     client.memory.save(text)
     result = m.LogVerification(
         cp.origin,

@@ -29,13 +29,14 @@ from liaison.crypto.errors import CryptoError
 from liaison.crypto.labels import Label
 from liaison.crypto.names import DEFAULT_ROLES, ROLES
 
+from . import _cli_admin, _cli_audit
 from . import _models as m
 from . import _terminal as term
 from ._trust import LogMemory, WitnessPolicy, WitnessPolicyFile
 from ._witness import Witness, WitnessState
 from ._witness import serve as serve_witness
 from .audit import Progress as Progress_
-from .audit import WitnessKey, verify_log, witness
+from .audit import WitnessKey, witness
 from .client import DEFAULT_CONTENT_TYPE, AsyncClient
 from .enrol import enrol as do_enrol
 from .errors import ClientError, InputError, KeyStoreError, VerificationFailed
@@ -715,52 +716,6 @@ def channel_members(
 # --- audit ------------------------------------------------------------------------------
 
 
-@audit_app.command("checkpoint")
-def audit_checkpoint(
-    ctx: typer.Context,
-    cosigned: Annotated[
-        int,
-        typer.Option("--cosigned", help="The newest checkpoint with at least this many witness cosignatures"),
-    ] = 0,
-    profile: ProfileOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Fetch the latest checkpoint: signature and consistency with the saved one checked."""
-    opts = _opts(ctx, profile, as_json)
-    cp = _run(opts, lambda c: c.checkpoint(cosigned=cosigned))
-    if opts.json:
-        term.emit_json(cp.to_json())
-        return
-    since = f" (consistent with size {cp.previous_size} seen before)" if cp.previous_size else ""
-    term.say(
-        "{origin}: {size} entries, root {root}{since}",
-        origin=cp.origin,
-        size=cp.size,
-        root=cp.root_hash,
-        since=since,
-    )
-    if cp.policy is None:
-        term.say("no witness policy: cosignatures not checked (set one with 'liaison audit witnesses set')")
-    else:
-        names = ", ".join(cp.cosigners) or "no pinned witness"
-        if cp.witnessed:
-            term.say(
-                "cosigned by (verified): {names}; [green]witnessed[/] under the policy {policy}",
-                names=names,
-                policy=cp.policy,
-            )
-        else:
-            term.say(
-                "cosigned by (verified): {names}; [yellow]not witnessed[/] under the policy {policy}",
-                names=names,
-                policy=cp.policy,
-            )
-        if cp.stale:
-            term.say("older than the policy's max age (not counted): {names}", names=", ".join(cp.stale))
-    if cp.ignored:
-        term.say("{n} unverifiable signature line{s} ignored", n=cp.ignored, s="s" if cp.ignored != 1 else "")
-
-
 def _with_progress(opts: Options, fn: Callable[[AsyncClient, Progress_], Awaitable[T]]) -> T:
     """Run `fn` with a progress bar on stderr (none in --json mode)."""
 
@@ -797,24 +752,6 @@ def _print_verification(opts: Options, v: m.LogVerification, extra: dict[str, An
         term.say("  consistent with the checkpoint of size {size} seen before", size=v.previous_size)
     else:
         term.say("  (first checkpoint this profile has kept)")
-
-
-@audit_app.command("verify")
-def audit_verify(
-    ctx: typer.Context,
-    entries: Annotated[
-        bool, typer.Option("--entries/--no-entries", help="Also check every entry bundle (auditors)")
-    ] = True,
-    profile: ProfileOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Fetch every tile, recompute the root, check the signature and consistency."""
-    opts = _opts(ctx, profile, as_json)
-
-    async def go(c: AsyncClient, tick: Progress_) -> m.LogVerification:
-        return (await verify_log(c, entries=entries, progress=tick))[0]
-
-    _print_verification(opts, _with_progress(opts, go), {})
 
 
 @audit_app.command("prove")
@@ -1133,6 +1070,11 @@ def witnesses_clear(ctx: typer.Context, profile: ProfileOpt = None, as_json: Jso
             )
         else:
             term.say("Profile {name} had no witness policy.", name=name)
+
+
+# Commands kept in their own modules (the admin surface; audit evidence and trust).
+_cli_admin.register(app, admin_app, principal_app, channel_app)
+_cli_audit.register(audit_app)
 
 
 def main() -> None:

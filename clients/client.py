@@ -52,7 +52,9 @@ from liaison.crypto.names import DEFAULT_ROLES, Role
 from liaison.crypto.policy import Policy, check_suite
 from liaison.crypto.transparency import VerifiedReceipt
 
+from . import _evidence
 from . import _models as m
+from ._admin import AdminMethods
 from ._http import SignedAuth, check_response, json_of, new_http, transport_error
 from ._trust import LogMemory, WitnessPolicy, WitnessPolicyFile
 from ._verify import (
@@ -99,7 +101,7 @@ _LOG_READERS: frozenset[Role] = frozenset({"auditor", "admin"})
 _WITNESS_POLL = 0.5
 
 
-class AsyncClient:
+class AsyncClient(AdminMethods):
     """One device talking to one server. Use `from_profile`, or build it from keys directly."""
 
     def __init__(
@@ -236,13 +238,17 @@ class AsyncClient:
             self.memory.save(signed_note)
             return cp
         old = saved.checkpoint
+        try:
+            if cp.size > old.size:
+                check_consistency(old, cp, await self._consistency_proof(old.size, cp))
+            elif cp.size < old.size:
+                check_consistency(cp, old, await self._consistency_proof(cp.size, old))
+            else:
+                check_consistency(old, cp, [])
+        except InconsistentLog as e:  # with the evidence: both notes, the failed proof
+            raise await _evidence.detected(self, e, saved.note, signed_note) from None
         if cp.size > old.size:
-            check_consistency(old, cp, await self._consistency_proof(old.size, cp))
             self.memory.save(signed_note)
-        elif cp.size < old.size:
-            check_consistency(cp, old, await self._consistency_proof(cp.size, old))
-        else:
-            check_consistency(old, cp, [])
         return cp
 
     async def _consistency_proof(self, old_size: int, new: note.Checkpoint) -> list[bytes]:

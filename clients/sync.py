@@ -24,6 +24,7 @@ from liaison.crypto.names import DEFAULT_ROLES
 from liaison.crypto.policy import Policy
 
 from . import _models as m
+from ._admin import AdminSync
 from ._trust import LogMemory, WitnessPolicy
 from ._verify import DeviceRecord
 from .client import DEFAULT_CONTENT_TYPE, AsyncClient
@@ -34,7 +35,7 @@ __all__ = ["Client"]
 T = TypeVar("T")
 
 
-class Client:
+class Client(AdminSync):
     """The blocking client: the same methods as AsyncClient, returning the same types."""
 
     def __init__(self, aio: AsyncClient) -> None:

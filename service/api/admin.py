@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
+from liaison.crypto.names import NATION_PATTERN, SLUG_PATTERN, Role
+
 from ..problems import Problem
-from ..usecases import admin
+from ..usecases import admin, inventory
+from ..usecases.admin import CodeStatus
+from ..usecases.inventory import MAX_PAGE, CodeQuery, PrincipalQuery
 from .deps import CurrentCaller, State
 from .routing import AuthFirstRoute
 from .schemas import (
     ChannelCreate,
+    MembersChange,
     MembersRequest,
     PrincipalCreate,
     PrincipalUpdate,
@@ -21,6 +27,26 @@ from .schemas import (
 )
 
 router = APIRouter(prefix="/v1/admin", route_class=AuthFirstRoute)
+
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="the most items in this page")]
+#: A code's id: the first 16 hex digits of its stored hash (never the code).
+CODE_ID = r"^[0-9a-f]{16}$"
+
+
+@router.get("/principals", summary="List and search principals (admins, scoped to their nation)")
+async def get_principals(
+    caller: CurrentCaller,
+    state: State,
+    nation: Annotated[str | None, Query(pattern=NATION_PATTERN)] = None,
+    role: Role | None = None,
+    status: Literal["active", "suspended"] | None = None,
+    kind: Literal["person", "system"] | None = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=200, description="id or name prefix")] = None,
+    after: Annotated[str | None, Query(pattern=SLUG_PATTERN, description="`next` of the page before")] = None,
+    limit: Limit = inventory.DEFAULT_PAGE,
+) -> dict[str, Any]:
+    query = PrincipalQuery(nation, role, status, kind, q, after, limit)
+    return await inventory.list_principals(state, caller, query)
 
 
 @router.post("/principals", status_code=201, summary="Create a principal")
@@ -44,6 +70,25 @@ async def patch_principal(
 async def post_code(principal_id: str, caller: CurrentCaller, state: State) -> JSONResponse:
     body = await admin.create_enrolment_code(state, caller, principal_id)
     return JSONResponse(body, status_code=201, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/enrolment-codes", summary="List enrolment codes (never the codes themselves)")
+async def get_codes(
+    caller: CurrentCaller,
+    state: State,
+    principal: SlugQuery | None = None,
+    status: CodeStatus | None = None,
+    offset: Annotated[int, Query(ge=0, le=10**9, description="`next` of the page before")] = 0,
+    limit: Limit = inventory.DEFAULT_PAGE,
+) -> dict[str, Any]:
+    return await inventory.list_codes(state, caller, CodeQuery(principal, status, offset, limit))
+
+
+@router.delete("/enrolment-codes/{code_id}", summary="Cancel an unused enrolment code")
+async def delete_code(code_id: str, caller: CurrentCaller, state: State) -> dict[str, Any]:
+    if not re.fullmatch(CODE_ID, code_id):
+        raise Problem("validation", "a code id is 16 lower-case hex digits (as listed)")
+    return await admin.cancel_enrolment_code(state, caller, code_id)
 
 
 @router.post("/devices/{device_id}/revoke", summary="Revoke a device")
@@ -70,3 +115,10 @@ async def put_members(
     channel_id: str, body: MembersRequest, caller: CurrentCaller, state: State
 ) -> dict[str, Any]:
     return await admin.set_members(state, caller, channel_id, body.members())
+
+
+@router.patch("/channels/{channel_id}/members", summary="Add or remove single members")
+async def patch_members(
+    channel_id: str, body: MembersChange, caller: CurrentCaller, state: State
+) -> dict[str, Any]:
+    return await admin.change_members(state, caller, channel_id, body.add, body.remove)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from ..usecases import admin, directory
+from ..usecases import admin, directory, inventory
 from .deps import CurrentCaller, Signed, State
 from .routing import AuthFirstRoute
 from .schemas import EnrolChallengeRequest, EnrolRequest, SlugQuery, label_param, plain
@@ -51,6 +51,11 @@ async def post_enrol(body: EnrolRequest, state: State, request: Request) -> dict
 @router.get("/me", summary="The authenticated principal and device")
 async def get_me(caller: CurrentCaller) -> dict[str, Any]:
     return {"principal": caller.principal.to_json(), "device": caller.device_id}
+
+
+@router.get("/me/devices", summary="The caller's own devices (revoked ones too), with enrolment proofs")
+async def get_my_devices(caller: CurrentCaller, state: State) -> dict[str, Any]:
+    return await inventory.my_devices(state, caller)
 
 
 @router.get("/directory/devices", summary="Devices of a principal the caller may see, with enrolment proofs")

@@ -16,12 +16,14 @@ from liaison.crypto.names import DEFAULT_ROLES, NATION_PATTERN, SLUG_PATTERN, Ro
 from liaison.crypto.policy import Policy
 
 from ..problems import Problem
+from ..usecases.admin import MAX_CHANNEL_MEMBERS
 
 __all__ = [
     "MAX_CHANNEL_MEMBERS",
     "ChannelCreate",
     "EnrolChallengeRequest",
     "EnrolRequest",
+    "MembersChange",
     "MembersRequest",
     "PrincipalCreate",
     "PrincipalUpdate",
@@ -92,12 +94,6 @@ class ChannelCreate(Strict):
     ceiling: str | dict[str, Any] = Field(description="label text or label JSON")
 
 
-#: A channel's members are listed (with those added and removed) in one `channel.members`
-#: audit entry, and an entry holds at most 65,535 bytes (the C2SP entry-bundle limit): 300
-#: members of the longest ids (64 characters), replacing 300 others, take about 61,000.
-MAX_CHANNEL_MEMBERS = 300
-
-
 class MembersRequest(Strict):
     principals: list[Slug] = Field(max_length=10_000)
 
@@ -109,6 +105,13 @@ class MembersRequest(Strict):
                 "too-many-members", f"{len(wanted)} members; a channel has at most {MAX_CHANNEL_MEMBERS}"
             )
         return wanted
+
+
+class MembersChange(Strict):
+    """Single members added and removed (PATCH): the others stay."""
+
+    add: list[Slug] = Field(default_factory=list, max_length=MAX_CHANNEL_MEMBERS)
+    remove: list[Slug] = Field(default_factory=list, max_length=MAX_CHANNEL_MEMBERS)
 
 
 class SubmitRequest(Strict):

@@ -108,6 +108,8 @@ class EnrolmentCode(Base):
     challenge_hash: Mapped[str | None] = mapped_column(_s(64))
     challenge_device: Mapped[str | None] = mapped_column(_s(32))
     challenge_expires_at: Mapped[datetime | None]
+    # When an admin cancelled the code (DELETE /v1/admin/enrolment-codes/{id}); NULL if never.
+    cancelled_at: Mapped[datetime | None]
 
 
 class Channel(Base):

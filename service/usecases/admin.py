@@ -15,8 +15,9 @@ import hashlib
 import hmac
 import json
 import secrets
-from datetime import timedelta
-from typing import Any
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any, Literal, get_args
 
 from sqlalchemy import delete, select
 
@@ -55,7 +56,16 @@ from .readmodels import PrincipalView, label_of
 from .refusals import access_denied, refuse
 
 __all__ = [
+    "CODE_STATUSES",
+    "MAX_CHANNEL_MEMBERS",
+    "SYSTEM",
+    "CodeStatus",
+    "cancel_enrolment_code",
+    "change_members",
     "code_hash",
+    "code_id",
+    "code_record",
+    "code_status",
     "create_channel",
     "create_enrolment_code",
     "create_principal",
@@ -63,6 +73,7 @@ __all__ = [
     "enrol_challenge",
     "issue_root_code",
     "list_devices",
+    "may_manage_principal",
     "revoke_device",
     "set_members",
     "update_principal",
@@ -73,6 +84,24 @@ def code_hash(code: str) -> str:
     """Codes are stored only as SHA-256; 100 random bits make offline guessing pointless."""
     normalised = code.replace("-", "").strip().upper()
     return hashlib.sha256(b"liaison/v1/enrolment-code\x00" + normalised.encode()).hexdigest()
+
+
+def code_id(hashed: str) -> str:
+    """The id under which a code is listed and cancelled: the first 16 hex digits of its
+    stored hash. The code itself is never stored or shown, and 64 bits of a hash of a
+    100-bit random code tell nobody anything usable about it."""
+    return hashed[:16]
+
+
+#: A channel's members are listed (with those added and removed) in one `channel.members`
+#: audit entry, and an entry holds at most 65,535 bytes (the C2SP entry-bundle limit): 300
+#: members of the longest ids (64 characters), replacing 300 others, take about 61,000.
+MAX_CHANNEL_MEMBERS = 300
+#: Who issued the operator's root codes (`liaison-server init` and `root-code`).
+SYSTEM = "system"
+#: What an enrolment code can be, as listed: in this order of precedence.
+CodeStatus = Literal["used", "cancelled", "expired", "void", "pending"]
+CODE_STATUSES: tuple[CodeStatus, ...] = get_args(CodeStatus)
 
 
 def _new_code() -> str:
@@ -189,12 +218,7 @@ async def create_enrolment_code(state: AppState, caller: Caller, pid: str) -> di
         row = tx.session.get(Principal, pid)
         if row is None:
             raise Problem("not-found", f"no principal {pid}")
-        if not (caller.principal.id == pid and caller.principal.has_role("admin")):
-            _require_admin(caller, what)
-            view = PrincipalView.of(row)
-            _check_grant(
-                state, caller, what, view.nation, view.clearance, sorted(view.compartments), list(view.roles)
-            )
+        _check_code_scope(state, caller, what, row)
         expires = tx.now + timedelta(seconds=state.settings.enrolment_code_ttl_seconds)
         tx.session.add(
             EnrolmentCode(
@@ -205,20 +229,112 @@ async def create_enrolment_code(state: AppState, caller: Caller, pid: str) -> di
                 issued_by=caller.device_id,  # the code dies with its issuer (see _usable_code)
             )
         )
-        tx.audit("enrolment.code_issued", caller.device_id, pid, principal=pid, expires=format_time(expires))
-        return {"principal": pid, "code": code, "expires_at": format_time(expires)}
+        cid = code_id(code_hash(code))
+        tx.audit(
+            "enrolment.code_issued",
+            caller.device_id,
+            pid,
+            principal=pid,
+            expires=format_time(expires),
+            code_id=cid,
+        )
+        return {"principal": pid, "code": code, "id": cid, "expires_at": format_time(expires)}
 
     return (await state.writer.run(job)).value
 
 
-#: Who issued the operator's root codes (`liaison-server init` and `root-code`).
-SYSTEM = "system"
 #: How long a device has to answer its KEM challenge.
 _CHALLENGE_TTL = timedelta(minutes=5)
 _GENESIS_OVER = (
     "a root device has been enrolled (a revoked one counts): only a root device can issue a root "
     "code now (liaison admin enrol-code root); see docs/audit.md, 'Losing a root device'"
 )
+
+
+def code_status(row: EnrolmentCode, now: datetime, *, issuer_live: bool, root_ever: bool) -> str:
+    """One of CODE_STATUSES, by the rules `_usable_code` enforces: `void` is a code whose
+    issuing device is revoked (`issuer_live` false), or an operator's root code once a root
+    device was ever enrolled (`root_ever`)."""
+    if row.used_at is not None:
+        return "used"
+    if row.cancelled_at is not None:
+        return "cancelled"
+    if row.expires_at < now:
+        return "expired"
+    if row.issued_by not in (None, SYSTEM):
+        return "pending" if issuer_live else "void"
+    return "void" if row.principal_id == "root" and root_ever else "pending"
+
+
+def code_record(row: EnrolmentCode, status: str) -> dict[str, Any]:
+    """A code as listed: never the code, only its id, whom it is for, its times and status."""
+    return {
+        "id": code_id(row.code_hash),
+        "principal": row.principal_id,
+        "status": status,
+        "created_at": format_time(row.created_at),
+        "expires_at": format_time(row.expires_at),
+        "issued_by": row.issued_by or SYSTEM,
+        "used_at": format_time(row.used_at) if row.used_at else None,
+        "cancelled_at": format_time(row.cancelled_at) if row.cancelled_at else None,
+    }
+
+
+def may_manage_principal(state: AppState, caller: Caller, row: Principal) -> bool:
+    """Whether the caller may issue (so list and cancel) codes for this principal."""
+    try:
+        _check_code_scope(state, caller, "", row)
+    except Refusal:
+        return False
+    return True
+
+
+def _check_code_scope(state: AppState, caller: Caller, what: str, row: Principal) -> None:
+    """The rule of `create_enrolment_code`: an admin for itself, else `check_grant`."""
+    if caller.principal.id == row.id and caller.principal.has_role("admin"):
+        return
+    _require_admin(caller, what)
+    view = PrincipalView.of(row)
+    _check_grant(
+        state, caller, what, view.nation, view.clearance, sorted(view.compartments), list(view.roles)
+    )
+
+
+async def cancel_enrolment_code(state: AppState, caller: Caller, cid: str) -> dict[str, Any]:
+    """Cancel an unused code (`DELETE /v1/admin/enrolment-codes/{id}`): from then on it
+    enrols nothing. Who may issue a code for its principal may cancel it; cancelling twice
+    answers the same; a used code cannot be cancelled (`conflict`)."""
+    what = f"cancel enrolment code {cid}"
+
+    def job(tx: Tx) -> dict[str, Any]:
+        _require_admin(caller, what)  # before anything about which codes exist
+        rows = (
+            tx.session.execute(select(EnrolmentCode).where(EnrolmentCode.code_hash.like(cid + "%")).limit(2))
+            .scalars()
+            .all()
+        )
+        if len(rows) != 1 or code_id(rows[0].code_hash) != cid:
+            raise Problem("not-found", f"no enrolment code {cid}")
+        row = rows[0]
+        owner = tx.session.get(Principal, row.principal_id)
+        assert owner is not None
+        _check_code_scope(state, caller, what, owner)
+        if row.used_at is not None:
+            raise Problem("conflict", f"enrolment code {cid} was already used")
+        if row.cancelled_at is None:
+            row.cancelled_at = tx.now
+            row.challenge_hash = row.challenge_device = row.challenge_expires_at = None
+            tx.audit(
+                "enrolment.code_cancelled",
+                caller.device_id,
+                row.principal_id,
+                principal=row.principal_id,
+                code_id=cid,
+            )
+        return code_record(row, "cancelled")
+
+    # Only the code's row changes: nothing the writer's cache of recipients holds.
+    return (await state.writer.run(job, shares_cache=True)).value
 
 
 def _root_device_ever(tx: Tx) -> bool:
@@ -267,7 +383,14 @@ async def issue_root_code(state: AppState) -> str:
                 issued_by=SYSTEM,
             )
         )
-        tx.audit("enrolment.code_issued", SYSTEM, "root", principal="root", expires=format_time(expires))
+        tx.audit(
+            "enrolment.code_issued",
+            SYSTEM,
+            "root",
+            principal="root",
+            expires=format_time(expires),
+            code_id=code_id(code_hash(code)),
+        )
 
     await state.writer.run(job)
     return code
@@ -296,9 +419,10 @@ def _usable_code(tx: Tx, h: str, bundle: PublicBundle) -> EnrolmentCode:
         row is None
         or not hmac.compare_digest(row.code_hash, h)
         or row.used_at is not None
+        or row.cancelled_at is not None
         or row.expires_at < tx.now
     ):
-        raise Problem("enrolment-code", "the enrolment code is invalid, used or expired")
+        raise Problem("enrolment-code", "the enrolment code is invalid, used, cancelled or expired")
     if row.principal_id != bundle.principal:
         raise Problem("bad-bundle", "the bundle names another principal than the code")
     if row.issued_by not in (None, SYSTEM):
@@ -474,8 +598,40 @@ async def create_channel(
 
 
 async def set_members(state: AppState, caller: Caller, cid: str, principals: list[str]) -> dict[str, Any]:
+    """Replace a channel's members with `principals` (the whole list)."""
+    wanted = set(principals)
+    return (await state.writer.run(_members_job(state, caller, cid, lambda current: wanted, wanted))).value
+
+
+async def change_members(
+    state: AppState, caller: Caller, cid: str, add: Iterable[str], remove: Iterable[str]
+) -> dict[str, Any]:
+    """Add and remove single members, leaving the others as they are. The same checks and the
+    same `channel.members` entry as `set_members`: only the list sent differs."""
+    added, removed = set(add), set(remove)
+    both = added & removed
+    if both:
+        raise Problem("validation", f"both added and removed: {', '.join(sorted(both))}")
+    if not added and not removed:
+        raise Problem("validation", "nothing to change: name principals to add or remove")
+
+    def wanted(current: set[str]) -> set[str]:
+        return (current | added) - removed
+
+    return (await state.writer.run(_members_job(state, caller, cid, wanted, added | removed))).value
+
+
+def _members_job(
+    state: AppState,
+    caller: Caller,
+    cid: str,
+    wanted_of: Callable[[set[str]], set[str]],
+    named: set[str],
+) -> Callable[[Tx], dict[str, Any]]:
+    """The writer job that gives channel `cid` the members `wanted_of(current members)`.
+
+    `named` are the principals the request names: each must exist (`not-found`)."""
     what = f"members of channel {cid}"
-    wanted = sorted(set(principals))
     me = caller.principal
 
     def decide(check: Any, *args: Any) -> None:
@@ -494,12 +650,17 @@ async def set_members(state: AppState, caller: Caller, cid: str, principals: lis
         # learns nothing of who exists or who is a member.
         decide(check_channel_admin, ceiling)
         current = set(member_ids(tx.session, cid))
+        wanted = sorted(wanted_of(current))
+        if len(wanted) > MAX_CHANNEL_MEMBERS:
+            raise Problem(
+                "too-many-members", f"{len(wanted)} members; a channel has at most {MAX_CHANNEL_MEMBERS}"
+            )
         changed = current.symmetric_difference(wanted)
         rows = tx.session.execute(
-            select(Principal.id, Principal.nation).where(Principal.id.in_(changed | set(wanted)))
+            select(Principal.id, Principal.nation).where(Principal.id.in_(changed | set(wanted) | named))
         )
         nations = {pid: nation for pid, nation in rows}
-        unknown = [p for p in wanted if p not in nations]
+        unknown = sorted(p for p in set(wanted) | named if p not in nations)
         if unknown:
             raise Problem("not-found", f"no principal(s) {', '.join(unknown)}")
         changes = [
@@ -519,7 +680,7 @@ async def set_members(state: AppState, caller: Caller, cid: str, principals: lis
         )
         return {"id": cid, "name": channel.name, "ceiling": json.loads(channel.ceiling), "members": wanted}
 
-    return (await state.writer.run(job)).value
+    return job
 
 
 def _may_manage(state: AppState, caller: Caller, ceiling: Label) -> bool:
