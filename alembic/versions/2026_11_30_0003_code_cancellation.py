@@ -1,6 +1,6 @@
 """Enrolment codes can be cancelled: when, if ever (issue 11, item 5).
 
-Revision ID: 0003_g4
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-30
 """
