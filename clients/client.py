@@ -748,7 +748,7 @@ class AsyncClient:
             raise SendManyFailed(
                 f"{len(sent)} of {count} messages sent and verified{': ' + done if done else ''}; "
                 f"{len(unsent)} not sent: {first}",
-                sent=sent,
+                sent=dict(sorted(sent.items())),
                 unsent=unsent,
                 error=first,
             )
