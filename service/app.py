@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp
@@ -23,6 +24,7 @@ from .api import ops as ops_api
 from .api.errors import install_handlers
 from .api.hot import HotPaths
 from .api.middleware import RequestMiddleware
+from .api.openapi import complete, install_viewers
 from .config import Settings, SettingsError
 from .metrics import Metrics
 from .problems import Problem
@@ -215,14 +217,15 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
         lifespan=lifespan,
         redirect_slashes=False,
         openapi_url="/openapi.json" if docs else None,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
-        description="End-to-end encrypted, classification-aware message exchange. "
-        "See docs/api.md for the signing scheme and every problem type.",
+        docs_url=None,  # FastAPI's viewers load their scripts from a CDN: ours are local
+        redoc_url=None,
+        description=_DESCRIPTION,
     )
     install_handlers(app)
     for router in _ROUTERS:
         app.include_router(router)
+    if docs:
+        install_viewers(app, "/openapi.json")
     app.outer = (settings.max_body_bytes, metrics)
     return app
 
@@ -232,6 +235,15 @@ def create_metrics_app(app: FastAPI) -> ASGIApp:
     for their own listener: the API never serves them."""
     return ops_api.metrics_app(lambda: app.state.liaison)
 
+
+_DESCRIPTION = (
+    "End-to-end encrypted, classification-aware message exchange. Every path that needs a "
+    "device's RFC 9421 request signature carries the `RequestSignature` security requirement "
+    "(the profile is in its description); every error is an RFC 9457 problem "
+    "(`application/problem+json`, schema `Problem`) whose `type` is `urn:liaison:problem:<slug>`, "
+    "and each operation lists the types it can answer, by status. docs/api.md says the same in "
+    "words, with the byte formats in docs/protocol.md."
+)
 
 #: In the order OpenAPI lists them.
 _ROUTERS: tuple[APIRouter, ...] = (
@@ -251,6 +263,12 @@ class LiaisonApp(FastAPI):
 
     outer: tuple[int, Metrics] | None = None
     hot_paths = True
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, completed by `api.openapi.complete` (once)."""
+        if self.openapi_schema is None:
+            self.openapi_schema = complete(super().openapi())
+        return self.openapi_schema
 
     def build_middleware_stack(self) -> ASGIApp:
         app = super().build_middleware_stack()
