@@ -1,6 +1,6 @@
 """Messages per second for one library client: `send` one message at a time, and `send_many`.
 
-Run: .venv/bin/python bench/client.py [--messages 60] [--recipients 3] [--size 1024]
+Run: .venv/bin/python bench/client.py [--messages 60] [--recipients 3] [--size 1024] [--concurrency 4]
 
 Starts `liaison-server run` as a subprocess (TLS on, its own dev certificate, SQLite) on a fresh
 data directory, enrols a root, a sender and `--recipients` recipient analysts through the
@@ -11,8 +11,9 @@ verified as the library verifies it (recipients' keys proven in the log, the rec
 checkpoint consistent with the one the profile saw):
 
 * single: `await client.send(...)` in a loop, one message at a time;
-* bulk: `await client.send_many(channel, label, payloads)` (one recipients plan for all of
-  them), when the library has it (the release before it does not: then only single runs).
+* bulk: `await client.send_many(channel, label, payloads, concurrency=N)` (one recipients plan
+  for all of them), when the library has it (the release before it does not: then only single
+  runs).
 
 It prints messages/s and HTTP requests per message (counted by the client's transport). The
 server runs with its defaults except the per-device and enrolment rate limits, raised so that
@@ -153,7 +154,7 @@ async def measure(store: KeyStore, cert: str, sender: str, channel: str, args: a
                 for data in payloads:
                     await client.send(channel, LABEL, data)
             else:
-                sent = await client.send_many(channel, LABEL, payloads)
+                sent = await client.send_many(channel, LABEL, payloads, concurrency=args.concurrency)
                 assert len(sent) == len(payloads)
             elapsed = time.perf_counter() - start
             print(
@@ -170,6 +171,7 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=60)
     parser.add_argument("--recipients", type=int, default=3, help="recipient analysts besides the sender")
     parser.add_argument("--size", type=int, default=1024, help="bytes per message")
+    parser.add_argument("--concurrency", type=int, default=4, help="send_many's submissions in flight")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="liaison-bench-client-"))
     proc, url, init = start_server(base)
