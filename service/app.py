@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from liaison.crypto import note
@@ -25,6 +27,7 @@ from .api.errors import install_handlers
 from .api.hot import HotPaths
 from .api.middleware import RequestMiddleware
 from .api.openapi import complete, install_viewers
+from .api.routing import needs
 from .config import Settings, SettingsError
 from .metrics import Metrics
 from .problems import Problem
@@ -227,6 +230,7 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
     if docs:
         install_viewers(app, "/openapi.json")
     app.outer = (settings.max_body_bytes, metrics)
+    app.audit_public = settings.audit_public
     return app
 
 
@@ -255,6 +259,19 @@ _ROUTERS: tuple[APIRouter, ...] = (
 )
 
 
+def _api_routes(routes: list[BaseRoute]) -> list[APIRoute]:
+    """Every APIRoute, those of included routers too (FastAPI keeps an included router whole,
+    as one route that holds it)."""
+    found, pending = [], list(routes)
+    while pending:
+        route = pending.pop()
+        included = getattr(route, "original_router", None)
+        pending.extend(included.routes if included is not None else ())
+        if isinstance(route, APIRoute):
+            found.append(route)
+    return found
+
+
 class LiaisonApp(FastAPI):
     """FastAPI with two layers outside its own middleware: the request middleware (request
     ids, body limit, metrics, access log) and `HotPaths`, which serves POST /v1/messages
@@ -264,10 +281,19 @@ class LiaisonApp(FastAPI):
     outer: tuple[int, Metrics] | None = None
     hot_paths = True
 
+    #: The log's entries are served without a signature (`audit_public`).
+    audit_public = False
+
     def openapi(self) -> dict[str, Any]:
         """FastAPI's document, completed by `api.openapi.complete` (once)."""
         if self.openapi_schema is None:
-            self.openapi_schema = complete(super().openapi())
+            unsigned = [
+                (method, route.path_format)
+                for route in _api_routes(self.routes)
+                if self.audit_public and needs(route.dependant) == "audit"
+                for method in route.methods or ()
+            ]
+            self.openapi_schema = complete(super().openapi(), unsigned)
         return self.openapi_schema
 
     def build_middleware_stack(self) -> ASGIApp:

@@ -188,10 +188,13 @@ def _subclasses(cls: type[Doc]) -> list[type[Doc]]:
     return out
 
 
-def complete(document: dict[str, Any]) -> dict[str, Any]:
+def complete(document: dict[str, Any], unsigned: Iterable[tuple[str, str]] = ()) -> dict[str, Any]:
     """The document FastAPI generated, made true: problem responses, the problem schema and
-    the signature's security scheme (see the module doc). Returns a new document."""
+    the signature's security scheme (see the module doc). `unsigned`: (method, path) of the
+    operations that FastAPI marks as signed but that this server serves without a signature
+    (the log's entries with `LIAISON_AUDIT_PUBLIC`). Returns a new document."""
     doc = copy.deepcopy(document)
+    public = {(method.lower(), path) for method, path in unsigned}
     components = doc.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     schemas["Problem"] = ProblemDocument.model_json_schema(ref_template=_REF + "{model}")
@@ -213,9 +216,11 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
     }
     examples = {cls.__name__: cls.EXAMPLE for cls in _subclasses(Doc) if cls.EXAMPLE}
     for path, item in doc.get("paths", {}).items():
-        for op in item.values():
+        for method, op in item.items():
             if not isinstance(op, dict) or "responses" not in op:
                 continue
+            if (method, path) in public:
+                op.pop("security", None)
             for response in op["responses"].values():
                 body = response.get("content", {}).get("application/json", {})
                 name = body.get("schema", {}).get("$ref", "").removeprefix(_REF)

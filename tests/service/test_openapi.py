@@ -275,3 +275,16 @@ async def test_real_answers_match_the_declared_models(world: World) -> None:
     )
     statuses = {status for _, _, status in seen}
     assert {200, 201, 400, 401, 403, 404, 409, 422} <= statuses, statuses
+
+
+async def test_a_public_log_is_documented_as_public(tmp_path: Path) -> None:
+    """With LIAISON_AUDIT_PUBLIC the entries need no signature, and the document says so."""
+    async with world_on("sqlite", tmp_path, audit_public=True) as world:
+        doc = await _doc(world)
+        public = {(m, p) for m, p, op in operations(doc) if not op.get("security")}
+        assert {("GET", "/v1/audit/entries"), ("GET", "/v1/audit/tile/entries/{rest}")} <= public
+        assert ("GET", "/v1/audit/messages/{message_id}") not in public  # always signed
+        check_answer(doc, "GET", "/v1/audit/entries", await world.http.get("/v1/audit/entries?start=0"))
+    async with world_on("sqlite", tmp_path) as world:
+        doc = await _doc(world)
+        assert doc["paths"]["/v1/audit/entries"]["get"]["security"]
