@@ -13,10 +13,10 @@ from liaison.crypto.errors import MalformedError
 from liaison.crypto.httpsig import sign_request
 from liaison.crypto.keys import DeviceKeys
 
+from ._retry import parse_retry_after
 from .errors import (
     InputError,
     MalformedResponse,
-    RateLimited,
     ServerError,
     ServerUnreachable,
     TLSError,
@@ -114,11 +114,7 @@ def check_response(response: httpx.Response) -> httpx.Response:
         err = ServerError(
             "http", response.status_code, f"HTTP {response.status_code} {response.reason_phrase}"
         )
-    if isinstance(err, RateLimited):
-        try:
-            err.retry_after = float(response.headers.get("retry-after", ""))
-        except ValueError:
-            err.retry_after = None
+    err.retry_after = parse_retry_after(response.headers.get("retry-after"))
     raise err
 
 

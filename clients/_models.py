@@ -44,6 +44,20 @@ class _JSON:
 
 @dataclass(frozen=True)
 class Me(_JSON):
+    """This device's principal as the server sees it now (`whoami`).
+
+    Attributes:
+        principal: the principal's id (a slug, e.g. `ukr-analyst`).
+        device: this device's id (`d_` + 26 base32 characters, its keys' fingerprint).
+        display_name: the principal's display name (free text set by an admin: escape it).
+        nation: the principal's nation (e.g. `UKR`).
+        kind: `person` or `system`.
+        roles: the principal's roles (`analyst`, `admin`, `auditor`).
+        clearance: the principal's clearance level (e.g. `SECRET`).
+        compartments: the compartments the principal holds.
+        status: `active` or `suspended`.
+    """
+
     principal: str
     device: str
     display_name: str
@@ -57,6 +71,17 @@ class Me(_JSON):
 
 @dataclass(frozen=True)
 class Enrolled(_JSON):
+    """A new profile, enrolled (`enrol`).
+
+    Attributes:
+        profile: the profile's name in the key store.
+        principal: the principal the device was enrolled for.
+        device: the new device's id.
+        log_index: the log index of its `device.enrolled` entry (its receipt verified).
+        log_key: the pinned log verifier key.
+        server: the server's base URL.
+    """
+
     profile: str
     principal: str
     device: str
@@ -67,6 +92,16 @@ class Enrolled(_JSON):
 
 @dataclass(frozen=True)
 class Channel(_JSON):
+    """A channel the caller belongs to or (as an admin) may manage (`channels`).
+
+    Attributes:
+        id: the channel's id (a slug).
+        name: its display name (free text set by an admin: escape it).
+        ceiling: the highest label a message on it may carry, as a `Label`.
+        ceiling_text: the ceiling as text (`SECRET//AIRDEF//REL TO UKR, USA`).
+        members: the member principals' ids, sorted.
+    """
+
     id: str
     name: str
     ceiling: Label
@@ -76,7 +111,13 @@ class Channel(_JSON):
 
 @dataclass(frozen=True)
 class Recipient(_JSON):
-    """A device the message will be encrypted to; its key is proven in the log."""
+    """A device the message will be encrypted to; its key is proven in the log.
+
+    Attributes:
+        principal: the device's principal.
+        device: the device's id.
+        enrol_index: the log index of its `device.enrolled` entry (proven).
+    """
 
     principal: str
     device: str
@@ -85,13 +126,31 @@ class Recipient(_JSON):
 
 @dataclass(frozen=True)
 class Excluded(_JSON):
+    """A member who would not receive a message, and why.
+
+    Attributes:
+        principal: the member's id.
+        reason: `clearance`, `releasability`, `compartment`, `system-level`,
+            `principal-suspended`, `no-device`, `no-device-for-suite` or `not-addressed`
+            (not named in `to`).
+    """
+
     principal: str
     reason: str
 
 
 @dataclass(frozen=True)
 class Plan(_JSON):
-    """Who would receive a message (and who would not, and why), before anything is sent."""
+    """Who would receive a message (and who would not, and why), before anything is sent.
+
+    Attributes:
+        channel: the channel's id.
+        label: the label planned for, as a `Label`.
+        label_text: the label as text.
+        recipients: the devices the message would be sealed to, each key proven in the log.
+        excluded: the members who would not receive it, each with its reason.
+        tree_size: the size of the checkpoint the recipients' keys were proven against.
+    """
 
     channel: str
     label: Label
@@ -113,6 +172,18 @@ class Witnessing(_JSON):
       checkpoint is still signed by the pinned log key and consistent with what this profile
       saw ("logged"), but nobody else vouches that others see the same log;
     * "no-policy": the profile pins no witnesses, so no cosignature can be checked.
+
+    Attributes:
+        status: `witnessed`, `not-yet-witnessed` or `no-policy` (above).
+        size: the tree size that had to be covered (the checkpoint relied on).
+        witnessed_size: the size of the witnessed checkpoint that covers it, or the newest
+            witnessed size seen (not yet witnessed), or None.
+        cosigners: the pinned witnesses whose valid cosignatures counted.
+        threshold: k, the cosignatures the policy requires.
+        pinned: n, the witnesses the policy pins.
+        ignored: signature lines that were not a pinned witness's valid cosignature.
+        witnessed: (property) status is "witnessed".
+        summary: (property) one line for people.
     """
 
     status: str
@@ -147,18 +218,45 @@ class Witnessing(_JSON):
 
 @dataclass(frozen=True)
 class Sent(_JSON):
+    """A message the server accepted, its receipt verified (`send`, `send_many`).
+
+    Attributes:
+        id: the message's id (the envelope's UUIDv7).
+        log_index: the log index of its `message.accepted` entry, proven in the receipt.
+        recipients: how many devices it was delivered to.
+        tree_size: the size of the receipt's checkpoint (consistent with what the profile saw).
+        label_text: the label it was sent at, as text.
+        witness: the receipt's checkpoint under the profile's witness policy.
+    """
+
     id: str
     log_index: int
     recipients: int
     tree_size: int
     label_text: str
-    #: The receipt's checkpoint under the profile's witness policy.
     witness: Witnessing | None = None
 
 
 @dataclass(frozen=True)
 class InboxItem(_JSON):
-    """An inbox entry as the server lists it: nothing here is verified until `read`."""
+    """An inbox entry as the server lists it: nothing here is verified until `read`.
+
+    Attributes:
+        id: the message's id (what `read`, `ack` and `prove` take).
+        channel: the channel it was sent on.
+        sender: the sending principal, as the server says.
+        sender_device: the sending device, as the server says.
+        label: the message's label as the server lists it (pass it to `read` as
+            `expected_label`: it must be the label the sender signed).
+        label_text: that label as text.
+        created: when the sender sealed it (RFC 3339 UTC).
+        size: the ciphertext's size in bytes.
+        read: this device acknowledged it (`ack`).
+        expired: its retention ran out and its ciphertext was destroyed.
+        log_index: the log index of its `message.accepted` entry.
+        cursor: its place in this device's inbox: `inbox(after=item.cursor)` lists what came
+            after it, so keep the last cursor you processed to resume from there.
+    """
 
     id: str
     channel: str
@@ -176,7 +274,24 @@ class InboxItem(_JSON):
 
 @dataclass(frozen=True)
 class Message(_JSON):
-    """A message whose signatures, label, sender key and log entry all verified."""
+    """A message whose signatures, label, sender key and log entry all verified (`read`).
+
+    Attributes:
+        id: the message's id.
+        channel: the channel it was sent on (bound to the envelope).
+        sender: the sending principal (its device key verified and proven in the log).
+        sender_device: the sending device.
+        label: the label the sender signed, as a `Label`.
+        label_text: that label as text (draw it as the banner).
+        created: when the sender sealed it (RFC 3339 UTC, seconds).
+        content_type: the sender's content type (e.g. `text/plain; charset=utf-8`).
+        plaintext: the content's exact bytes (not in `repr` or `to_json`).
+        log_index: the log index of its `message.accepted` entry.
+        log_proven: True when that entry was proven for exactly this envelope.
+        witness: the proof's checkpoint under the profile's witness policy.
+        text: (property) the plaintext as UTF-8 text (errors replaced); escape it before
+            printing it to a terminal.
+    """
 
     id: str
     channel: str
@@ -188,9 +303,7 @@ class Message(_JSON):
     content_type: str
     plaintext: bytes = field(repr=False)
     log_index: int
-    #: True when the log's `message.accepted` entry for exactly this envelope was proven.
     log_proven: bool = False
-    #: The proof's checkpoint under the profile's witness policy (None without a proof).
     witness: Witnessing | None = None
 
     @property
@@ -200,6 +313,15 @@ class Message(_JSON):
 
 @dataclass(frozen=True)
 class InboxEvent(_JSON):
+    """A live event of `watch` (a hint: fetch the message with `read`).
+
+    Attributes:
+        type: `message`.
+        id: the new message's id.
+        channel: the channel it was sent on.
+        log_index: the log index of its `message.accepted` entry.
+    """
+
     type: str
     id: str
     channel: str
@@ -208,25 +330,48 @@ class InboxEvent(_JSON):
 
 @dataclass(frozen=True)
 class Checkpoint(_JSON):
+    """The log's checkpoint, verified and consistent with the one saved (`checkpoint`).
+
+    Attributes:
+        origin: the log's origin (its key's name).
+        size: the tree size.
+        root_hash: the RFC 6962 root hash (standard base64).
+        note: the signed note as served (C2SP signed-note text).
+        cosigners: pinned witnesses whose cosignature on this checkpoint verified (never a
+            name the server chose).
+        previous_size: the size of the checkpoint the profile had saved before, or None.
+        ignored: signature lines other than the log's that did not verify as a pinned
+            witness's.
+        policy: the profile's witness policy, described (None: no policy).
+        witnessed: the policy's quorum is met on this checkpoint.
+        stale: pinned witnesses whose only valid cosignature is older than the policy's max age.
+    """
+
     origin: str
     size: int
     root_hash: str
     note: str
-    #: Pinned witnesses whose cosignature on this checkpoint verified (never a served name).
     cosigners: tuple[str, ...]
     previous_size: int | None
-    #: Signature lines other than the log's that did not verify as a pinned witness's.
     ignored: int = 0
-    #: The profile's witness policy, described (None: no policy).
     policy: str | None = None
-    #: The policy's quorum is met on this checkpoint.
     witnessed: bool = False
-    #: Pinned witnesses whose only valid cosignature is older than the policy's max age.
     stale: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class DeviceInfo(_JSON):
+    """A device in an admin's inventory (`list_devices`), as the server lists it.
+
+    Attributes:
+        device: the device's id.
+        principal: its principal.
+        enrolled_at: when it was enrolled (RFC 3339 UTC), or None.
+        revoked: it is revoked.
+        revoked_at: when it was revoked, or None.
+        last_seen_at: its last signed request (updated at most once a minute), or None.
+    """
+
     device: str
     principal: str
     enrolled_at: str | None
@@ -237,6 +382,16 @@ class DeviceInfo(_JSON):
 
 @dataclass(frozen=True)
 class AuditEntry(_JSON):
+    """One log entry (`audit_entries`), parsed from its bytes, not from the server's JSON.
+
+    Attributes:
+        index: its index in the log.
+        type: the entry type (e.g. `message.accepted`, `access.denied`).
+        time: when it was logged (RFC 3339 UTC).
+        actor: the device (or `system`) that caused it.
+        fields: every other field of the entry.
+    """
+
     index: int
     type: str
     time: str
@@ -246,6 +401,17 @@ class AuditEntry(_JSON):
 
 @dataclass(frozen=True)
 class MessageProof(_JSON):
+    """A message's acceptance, proven in the log (`prove`).
+
+    Attributes:
+        id: the message's id.
+        log_index: the index of its `message.accepted` entry.
+        tree_size: the size of the checkpoint it was proven against.
+        entry: the entry's fields.
+        envelope_checked: the envelope was fetched (as a recipient) and its digest matches.
+        witness: the proof's checkpoint under the profile's witness policy.
+    """
+
     id: str
     log_index: int
     tree_size: int
@@ -256,6 +422,18 @@ class MessageProof(_JSON):
 
 @dataclass(frozen=True)
 class LogVerification(_JSON):
+    """The whole log verified (`verify_log`).
+
+    Attributes:
+        origin: the log's origin.
+        size: the verified tree size.
+        root_hash: the recomputed root hash (standard base64).
+        tiles: how many hash tiles were fetched and authenticated.
+        entries: how many entries were checked against their leaf hashes.
+        previous_size: the size of the checkpoint the profile had saved before, or None.
+        counts: entries per type.
+    """
+
     origin: str
     size: int
     root_hash: str

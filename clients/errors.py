@@ -20,6 +20,7 @@
     │   ├── InvalidRequest          malformed or invalid request
     │   ├── RateLimited             too many requests (`retry_after` seconds)
     │   └── ServerError             5xx, or an answer that is not a problem document
+    ├── SendManyFailed              `send_many` stopped: what was sent, what was not, and why
     └── VerificationFailed          the client's own checks refused what the server sent
         ├── NotRecipient            the envelope carries no key for this device
         ├── KeyRevoked              the sender's (or a recipient's) device key is revoked
@@ -36,9 +37,17 @@
 
 Messages never carry private material; the CLI prints `str(error)` and exits non-zero.
 Every `VerificationFailed` has a stable `reason` slug, like the server's problem types.
+Every `APIError` has the problem's `slug`, `status`, `detail` and `title`, and `retry_after`
+(seconds, or None) when the server said when to come back (429, 503, 507). The client retries
+429s and 503s that say when by itself (`Retry`); what reaches the caller is the last answer.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._models import Sent
 
 __all__ = [
     "APIError",
@@ -66,6 +75,7 @@ __all__ = [
     "ProofInvalid",
     "ProofMissing",
     "RateLimited",
+    "SendManyFailed",
     "ServerError",
     "ServerUnreachable",
     "SignatureInvalid",
@@ -115,7 +125,12 @@ class TLSError(TransportError):
 
 
 class APIError(ClientError):
-    """The server refused the request with an RFC 9457 problem document."""
+    """The server refused the request with an RFC 9457 problem document.
+
+    `slug` is the problem type (`urn:liaison:problem:<slug>`; branch on it, never on the
+    text), `status` the HTTP status, `detail` and `title` the server's words (one line), and
+    `retry_after` the seconds the server asked the client to wait (its `Retry-After`), or None.
+    """
 
     def __init__(self, slug: str, status: int, detail: str, title: str = "") -> None:
         super().__init__(f"server refused ({slug}): {detail}" if detail else f"server refused ({slug})")
@@ -123,6 +138,7 @@ class APIError(ClientError):
         self.status = status
         self.detail = detail
         self.title = title
+        self.retry_after: float | None = None
 
 
 class AuthenticationFailed(APIError):
@@ -158,13 +174,30 @@ class InvalidRequest(APIError):
 
 
 class RateLimited(APIError):
-    """Too many requests; `retry_after` seconds, when the server said."""
-
-    retry_after: float | None = None
+    """Too many requests (429); `retry_after` seconds, when the server said."""
 
 
 class ServerError(APIError):
     """The server failed (5xx) or answered with something that is not a problem document."""
+
+
+class SendManyFailed(ClientError):
+    """`send_many` could not send every message.
+
+    `sent` maps the index of each payload that was accepted and verified to its `Sent`;
+    `unsent` lists the indexes of the payloads the server did not accept (refused, or never
+    submitted after the first failure): sending exactly those again is safe. An index in
+    neither was accepted by the server but its receipt did not verify (`error` says why).
+    `error` is the first failure, the cause.
+    """
+
+    def __init__(
+        self, message: str, *, sent: dict[int, Sent], unsent: tuple[int, ...], error: ClientError
+    ) -> None:
+        super().__init__(message)
+        self.sent = sent
+        self.unsent = unsent
+        self.error = error
 
 
 class VerificationFailed(ClientError):
@@ -254,8 +287,8 @@ for _cls, _slugs in (
     (NotFound, "not-found not-recipient"),
     (Conflict, "conflict duplicate-envelope"),
     (EnrolmentRefused, "enrolment-code bad-bundle kem-proof genesis-over"),
-    (RateLimited, "rate-limited"),
-    (ServerError, "unavailable internal"),
+    (RateLimited, "rate-limited too-many-streams"),
+    (ServerError, "unavailable internal storage-full"),
 ):
     for _slug in _slugs.split():
         _BY_SLUG[_slug] = _cls

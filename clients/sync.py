@@ -25,6 +25,7 @@ from liaison.crypto.policy import Policy
 
 from . import _models as m
 from ._admin import AdminSync
+from ._retry import Retry
 from ._trust import LogMemory, WitnessPolicy
 from ._verify import DeviceRecord
 from .client import DEFAULT_CONTENT_TYPE, AsyncClient
@@ -50,9 +51,11 @@ class Client(AdminSync):
         *,
         store: KeyStore | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        retry: Retry | None = None,
     ) -> Client:
         """Open a stored profile (see AsyncClient.from_profile)."""
-        return cls(AsyncClient.from_profile(profile, passphrase, store=store, transport=transport))
+        aio = AsyncClient.from_profile(profile, passphrase, store=store, transport=transport, retry=retry)
+        return cls(aio)
 
     @classmethod
     def connect(
@@ -64,9 +67,14 @@ class Client(AdminSync):
         ca_cert: str | None = None,
         profile: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        retry: Retry | None = None,
     ) -> Client:
         """A client from keys held elsewhere (an HSM wrapper, a secrets manager)."""
-        return cls(AsyncClient(server, keys, memory, ca_cert=ca_cert, profile=profile, transport=transport))
+        return cls(
+            AsyncClient(
+                server, keys, memory, ca_cert=ca_cert, profile=profile, transport=transport, retry=retry
+            )
+        )
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._loop.run_until_complete(coro)
@@ -161,6 +169,22 @@ class Client(AdminSync):
         content_type: str = DEFAULT_CONTENT_TYPE,
     ) -> m.Sent:
         return self._run(self.aio.send(channel, label, data, to=to, content_type=content_type))
+
+    def send_many(
+        self,
+        channel: str,
+        label: str | Label,
+        payloads: Sequence[bytes],
+        *,
+        to: Sequence[str] | None = None,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+        concurrency: int = 4,
+    ) -> list[m.Sent]:
+        return self._run(
+            self.aio.send_many(
+                channel, label, payloads, to=to, content_type=content_type, concurrency=concurrency
+            )
+        )
 
     def inbox(self, *, after: int = 0, limit: int | None = None) -> list[m.InboxItem]:
         return self._run(self.aio.inbox(after=after, limit=limit))

@@ -7,8 +7,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from liaison.crypto import note
@@ -23,6 +26,8 @@ from .api import ops as ops_api
 from .api.errors import install_handlers
 from .api.hot import HotPaths
 from .api.middleware import RequestMiddleware
+from .api.openapi import complete, install_viewers
+from .api.routing import needs
 from .config import Settings, SettingsError
 from .metrics import Metrics
 from .problems import Problem
@@ -215,15 +220,17 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
         lifespan=lifespan,
         redirect_slashes=False,
         openapi_url="/openapi.json" if docs else None,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
-        description="End-to-end encrypted, classification-aware message exchange. "
-        "See docs/api.md for the signing scheme and every problem type.",
+        docs_url=None,  # FastAPI's viewers load their scripts from a CDN: ours are local
+        redoc_url=None,
+        description=_DESCRIPTION,
     )
     install_handlers(app)
     for router in _ROUTERS:
         app.include_router(router)
+    if docs:
+        install_viewers(app, "/openapi.json")
     app.outer = (settings.max_body_bytes, metrics)
+    app.audit_public = settings.audit_public
     return app
 
 
@@ -232,6 +239,15 @@ def create_metrics_app(app: FastAPI) -> ASGIApp:
     for their own listener: the API never serves them."""
     return ops_api.metrics_app(lambda: app.state.liaison)
 
+
+_DESCRIPTION = (
+    "End-to-end encrypted, classification-aware message exchange. Every path that needs a "
+    "device's RFC 9421 request signature carries the `RequestSignature` security requirement "
+    "(the profile is in its description); every error is an RFC 9457 problem "
+    "(`application/problem+json`, schema `Problem`) whose `type` is `urn:liaison:problem:<slug>`, "
+    "and each operation lists the types it can answer, by status. docs/api.md says the same in "
+    "words, with the byte formats in docs/protocol.md."
+)
 
 #: In the order OpenAPI lists them.
 _ROUTERS: tuple[APIRouter, ...] = (
@@ -243,6 +259,19 @@ _ROUTERS: tuple[APIRouter, ...] = (
 )
 
 
+def _api_routes(routes: list[BaseRoute]) -> list[APIRoute]:
+    """Every APIRoute, those of included routers too (FastAPI keeps an included router whole,
+    as one route that holds it)."""
+    found, pending = [], list(routes)
+    while pending:
+        route = pending.pop()
+        included = getattr(route, "original_router", None)
+        pending.extend(included.routes if included is not None else ())
+        if isinstance(route, APIRoute):
+            found.append(route)
+    return found
+
+
 class LiaisonApp(FastAPI):
     """FastAPI with two layers outside its own middleware: the request middleware (request
     ids, body limit, metrics, access log) and `HotPaths`, which serves POST /v1/messages
@@ -251,6 +280,21 @@ class LiaisonApp(FastAPI):
 
     outer: tuple[int, Metrics] | None = None
     hot_paths = True
+
+    #: The log's entries are served without a signature (`audit_public`).
+    audit_public = False
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, completed by `api.openapi.complete` (once)."""
+        if self.openapi_schema is None:
+            unsigned = [
+                (method, route.path_format)
+                for route in _api_routes(self.routes)
+                if self.audit_public and needs(route.dependant) == "audit"
+                for method in route.methods or ()
+            ]
+            self.openapi_schema = complete(super().openapi(), unsigned)
+        return self.openapi_schema
 
     def build_middleware_stack(self) -> ASGIApp:
         app = super().build_middleware_stack()

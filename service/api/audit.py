@@ -18,7 +18,9 @@ from liaison.crypto.errors import MalformedError
 
 from ..problems import Problem
 from ..usecases import audit
+from . import responses as r
 from .deps import AuditReader, CurrentCaller, Signed, State
+from .openapi import documented
 from .routing import AuthFirstRoute
 
 router = APIRouter(prefix="/v1/audit", route_class=AuthFirstRoute)
@@ -61,7 +63,17 @@ def _tile_response(body: audit.TileBody, public: bool) -> Response:
 
 
 @router.get(
-    "/checkpoint", summary="The latest signed checkpoint (C2SP tlog-checkpoint)", response_class=Response
+    "/checkpoint",
+    summary="The latest signed checkpoint (C2SP tlog-checkpoint)",
+    response_class=Response,
+    **documented(
+        None,
+        "not-found",
+        "proof",
+        "unavailable",
+        media_type="text/plain; charset=utf-8",
+        description="The signed note (C2SP signed-note)",
+    ),
 )
 async def get_checkpoint(
     state: State, size: OptInt = None, cosigned: Annotated[int, Query(ge=0, le=100)] = 0
@@ -77,19 +89,33 @@ async def get_checkpoint(
     )
 
 
-@router.get("/tile/entries/{rest:path}", summary="An entry bundle (C2SP tlog-tiles)", response_class=Response)
+@router.get(
+    "/tile/entries/{rest:path}",
+    summary="An entry bundle (C2SP tlog-tiles)",
+    response_class=Response,
+    **documented(None, "not-found", "not-auditor", media_type=_TILE_TYPE, description="The entry bundle"),
+)
 async def get_entry_bundle(rest: str, state: State, reader: AuditReader) -> Response:
     tile = _tile(f"tile/entries/{rest}")
     return _tile_response(await audit.entry_bundle(state, tile), reader is None)
 
 
-@router.get("/tile/{rest:path}", summary="A hash tile (C2SP tlog-tiles, height 8)", response_class=Response)
+@router.get(
+    "/tile/{rest:path}",
+    summary="A hash tile (C2SP tlog-tiles, height 8)",
+    response_class=Response,
+    **documented(None, "not-found", "unavailable", media_type=_TILE_TYPE, description="The tile's hashes"),
+)
 async def get_hash_tile(rest: str, state: State) -> Response:
     tile = _tile(f"tile/{rest}")
     return _tile_response(await audit.hash_tile(state, tile), True)
 
 
-@router.get("/entries", summary="Log entries in [start, end), at most 1000 per call")
+@router.get(
+    "/entries",
+    summary="Log entries in [start, end), at most 1000 per call",
+    **documented(r.AuditEntries, "not-auditor", "proof"),
+)
 async def get_entries(
     state: State,
     reader: AuditReader,
@@ -104,17 +130,29 @@ async def get_entries(
     )
 
 
-@router.get("/proof/inclusion", summary="Inclusion proof of one entry (public: hashes only)")
+@router.get(
+    "/proof/inclusion",
+    summary="Inclusion proof of one entry (public: hashes only)",
+    **documented(r.Inclusion, "proof", "not-found", "unavailable"),
+)
 async def get_inclusion(state: State, index: Size, size: OptInt = None) -> dict[str, Any]:
     return await audit.inclusion(state, index, _opt_int(size, 1))
 
 
-@router.get("/proof/consistency", summary="Consistency proof between two tree sizes (public)")
+@router.get(
+    "/proof/consistency",
+    summary="Consistency proof between two tree sizes (public)",
+    **documented(r.Consistency, "proof", "not-found", "unavailable"),
+)
 async def get_consistency(state: State, old: Size, new: OptInt = None) -> dict[str, Any]:
     return await audit.consistency(state, old, _opt_int(new))
 
 
-@router.get("/messages/{message_id}", summary="A message's log entry and inclusion proof")
+@router.get(
+    "/messages/{message_id}",
+    summary="A message's log entry and inclusion proof",
+    **documented(r.MessageProof, "not-found", "storage-full"),
+)
 async def get_message_proof(message_id: str, signed: Signed, state: State) -> dict[str, Any]:
     return await audit.message_proof(state, signed, message_id)
 
@@ -125,7 +163,21 @@ class CosignatureRequest(BaseModel):
     cosignature: str = Field(min_length=1, max_length=1024)
 
 
-@router.post("/cosignatures", status_code=201, summary="Submit a witness cosignature")
+@router.post(
+    "/cosignatures",
+    summary="Submit a witness cosignature",
+    **documented(
+        r.Cosigned,
+        "not-auditor",
+        "bad-cosignature",
+        "unknown-witness",
+        "proof",
+        "not-found",
+        "conflict",
+        "storage-full",
+        status=201,
+    ),
+)
 async def post_cosignature(body: CosignatureRequest, caller: CurrentCaller, state: State) -> JSONResponse:
     await audit.require_auditor(state, caller, "POST /v1/audit/cosignatures")
     result = await audit.add_cosignature(state, caller, body.size, body.cosignature)

@@ -11,19 +11,37 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from ..usecases import admin, directory, inventory
+from . import responses as r
 from .deps import CurrentCaller, Signed, State
+from .openapi import documented
 from .routing import AuthFirstRoute
 from .schemas import EnrolChallengeRequest, EnrolRequest, SlugQuery, label_param, plain
+
+#: Enrolment's problems (both steps).
+_ENROL = (
+    "enrolment-code",
+    "genesis-over",
+    "bad-bundle",
+    "unsupported-suite",
+    "conflict",
+    "rate-limited",
+    "storage-full",
+    "unavailable",
+)
 
 router = APIRouter(prefix="/v1", route_class=AuthFirstRoute)
 
 
-@router.get("/policy", summary="The loaded policy and its SHA-256")
+@router.get("/policy", summary="The loaded policy and its SHA-256", **documented(r.PolicyDoc))
 async def get_policy(state: State) -> dict[str, Any]:
     return state.policy.to_json()
 
 
-@router.get("/log-key", summary="The log verifier key (pin it only if it matches a digest you trust)")
+@router.get(
+    "/log-key",
+    summary="The log verifier key (pin it only if it matches a digest you trust)",
+    **documented(r.LogKey),
+)
 async def get_log_key(state: State) -> dict[str, Any]:
     return {"log_verifier_key": state.log.verifier_key}
 
@@ -32,13 +50,21 @@ def _client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-@router.post("/enrol/challenge", summary="Enrolment, step 1: a challenge sealed to the device's KEM key")
+@router.post(
+    "/enrol/challenge",
+    summary="Enrolment, step 1: a challenge sealed to the device's KEM key",
+    **documented(r.EnrolChallenge, *_ENROL),
+)
 async def post_enrol_challenge(body: EnrolChallengeRequest, state: State, request: Request) -> dict[str, Any]:
     state.enrol_limiter.check(_client_address(request), "too many enrolment attempts")
     return await admin.enrol_challenge(state, body.code, body.bundle)
 
 
-@router.post("/enrol", status_code=201, summary="Enrolment, step 2: enrol a device with a one-time code")
+@router.post(
+    "/enrol",
+    summary="Enrolment, step 2: enrol a device with a one-time code",
+    **documented(r.Enrolled, *_ENROL, "kem-proof", status=201),
+)
 async def post_enrol(body: EnrolRequest, state: State, request: Request) -> dict[str, Any]:
     address = _client_address(request)
     state.enrol_limiter.check(address, "too many enrolment attempts")
@@ -48,17 +74,25 @@ async def post_enrol(body: EnrolRequest, state: State, request: Request) -> dict
     return enrolled
 
 
-@router.get("/me", summary="The authenticated principal and device")
+@router.get("/me", summary="The authenticated principal and device", **documented(r.Me))
 async def get_me(caller: CurrentCaller) -> dict[str, Any]:
     return {"principal": caller.principal.to_json(), "device": caller.device_id}
 
 
-@router.get("/me/devices", summary="The caller's own devices (revoked ones too), with enrolment proofs")
+@router.get(
+    "/me/devices",
+    summary="The caller's own devices (revoked ones too), with enrolment proofs",
+    **documented(r.MyDevices),
+)
 async def get_my_devices(caller: CurrentCaller, state: State) -> dict[str, Any]:
     return await inventory.my_devices(state, caller)
 
 
-@router.get("/directory/devices", summary="Devices of a principal the caller may see, with enrolment proofs")
+@router.get(
+    "/directory/devices",
+    summary="Devices of a principal the caller may see, with enrolment proofs",
+    **documented(r.DeviceList),
+)
 async def get_directory(
     caller: CurrentCaller,
     state: State,
@@ -68,7 +102,7 @@ async def get_directory(
     return await directory.devices(state, caller, principal, device)
 
 
-@router.get("/channels", summary="Channels the caller belongs to")
+@router.get("/channels", summary="Channels the caller belongs to", **documented(r.ChannelList))
 async def get_channels(caller: CurrentCaller, state: State) -> dict[str, Any]:
     return await admin.list_channels(state, caller)
 
@@ -77,6 +111,21 @@ async def get_channels(caller: CurrentCaller, state: State) -> dict[str, Any]:
     "/channels/{channel_id}/recipients",
     summary="Exactly the device bundles to encrypt to for a label",
     response_class=JSONResponse,
+    **documented(
+        r.Recipients,
+        "malformed-label",
+        "duplicate-key",
+        "json-too-deep",
+        "suite-not-allowed",
+        "not-found",
+        "not-member",
+        "clearance",
+        "releasability",
+        "compartment",
+        "system-level",
+        "above-ceiling",
+        "storage-full",
+    ),
 )
 async def get_recipients(
     channel_id: str,

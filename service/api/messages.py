@@ -15,9 +15,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from ..usecases import messaging, streams
+from . import responses as r
 from .deps import CurrentCaller, Signed, State
+from .openapi import documented
 from .routing import AuthFirstRoute
 from .schemas import SubmitRequest, plain
+
+#: The principal does not (or no longer) dominate the label.
+_DOMINANCE = ("clearance", "releasability", "compartment", "system-level")
 
 router = APIRouter(prefix="/v1", route_class=AuthFirstRoute)
 
@@ -26,23 +31,62 @@ router = APIRouter(prefix="/v1", route_class=AuthFirstRoute)
 MAX_CURSOR = (1 << 31) - 1
 
 
-@router.post("/messages", status_code=201, summary="Submit an envelope", response_class=JSONResponse)
+@router.post(
+    "/messages",
+    summary="Submit an envelope",
+    response_class=JSONResponse,
+    **documented(
+        r.Submitted,
+        "malformed-envelope",
+        "unsupported-suite",
+        "malformed-label",
+        "sender-mismatch",
+        "suite-not-allowed",
+        "signature-required",
+        "bad-envelope-signature",
+        "too-large",
+        "stale-envelope",
+        *_DOMINANCE,
+        "not-found",
+        "not-member",
+        "above-ceiling",
+        "duplicate-envelope",
+        "ineligible-recipient",
+        "missing-recipient",
+        "storage-full",
+        status=201,
+    ),
+)
 async def post_message(body: SubmitRequest, signed: Signed, state: State) -> JSONResponse:
     accepted, receipt = await messaging.submit(state, signed, body.envelope, body.to)
     return plain({"id": accepted.id, "recipients": accepted.recipients, **receipt}, 201)
 
 
-@router.get("/messages/{message_id}", summary="One message for this device", response_class=JSONResponse)
+@router.get(
+    "/messages/{message_id}",
+    summary="One message for this device",
+    response_class=JSONResponse,
+    **documented(r.Fetched, "not-recipient", "not-found", *_DOMINANCE, "storage-full"),
+)
 async def get_message(message_id: str, signed: Signed, state: State) -> JSONResponse:
     return plain(await messaging.fetch(state, signed, message_id))
 
 
-@router.post("/messages/{message_id}/ack", summary="Acknowledge a message")
+@router.post(
+    "/messages/{message_id}/ack",
+    summary="Acknowledge a message",
+    **documented(r.Acked, "not-recipient", *_DOMINANCE, "storage-full"),
+)
 async def post_ack(message_id: str, caller: CurrentCaller, state: State) -> dict[str, Any]:
     return await messaging.ack(state, caller, message_id)
 
 
-@router.get("/inbox", summary="This device's messages, cursor-paginated", response_class=JSONResponse)
+@router.get(
+    "/inbox",
+    summary="This device's messages, cursor-paginated",
+    response_class=JSONResponse,
+    **documented(r.Inbox),
+)
 async def get_inbox(
     caller: CurrentCaller,
     state: State,
@@ -52,7 +96,12 @@ async def get_inbox(
     return plain(await messaging.inbox(state, caller, after, limit))
 
 
-@router.get("/inbox/stream", summary="Server-sent events: new messages for this device")
+@router.get(
+    "/inbox/stream",
+    summary="Server-sent events: new messages for this device",
+    response_class=StreamingResponse,
+    **documented(None, "too-many-streams", media_type="text/event-stream", description="The event stream"),
+)
 async def get_stream(caller: CurrentCaller, state: State, request: Request) -> StreamingResponse:
     sub = streams.open_stream(state, caller)
     state.metrics.streams.inc()

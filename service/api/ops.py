@@ -20,19 +20,25 @@ from ..state import AppState
 from ..storage.db import RETRY_AFTER
 from ..storage.logstore import LogReader
 from ..storage.migrate import schema_state
+from . import responses as r
 from .deps import State
 from .errors import problem_response
+from .openapi import documented
 from .routing import AuthFirstRoute
 
 router = APIRouter(route_class=AuthFirstRoute)
 
 
-@router.get("/healthz", include_in_schema=True, summary="Liveness")
+@router.get("/healthz", summary="Liveness", **documented(r.Health))
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: database reachable and schema current")
+@router.get(
+    "/readyz",
+    summary="Readiness: database reachable and schema current",
+    **documented(r.Ready, "unavailable"),
+)
 async def readyz(state: State) -> Response:
     try:
         await state.db.ping()

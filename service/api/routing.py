@@ -28,16 +28,16 @@ from ..state import AppState
 from .body import StrictRequest, json_body
 from .deps import audit_reader, current_caller, signed_request, verified
 
-__all__ = ["AuthFirstRoute", "refuse_nul"]
+__all__ = ["AuthFirstRoute", "needs", "refuse_nul"]
 
 _SIGNED = (signed_request, current_caller)
 
 
-def _needs(dependant: Dependant) -> str | None:
+def needs(dependant: Dependant) -> str | None:
     """ "signed" if the route needs a signature always, "audit" if unless the log is public."""
     kind = None
     for dep in dependant.dependencies:
-        below = _needs(dep)
+        below = needs(dep)
         if dep.call in _SIGNED or below == "signed":
             return "signed"
         if dep.call is audit_reader or below == "audit":
@@ -57,14 +57,14 @@ class AuthFirstRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        needs = _needs(self.dependant)
+        needs_signature = needs(self.dependant)
         takes_json = self.body_field is not None
 
         async def auth_first(request: Request) -> Response:
             strict = StrictRequest(request.scope, request.receive)
-            if needs is not None:
+            if needs_signature is not None:
                 state: AppState = request.app.state.liaison
-                if needs == "signed" or not state.settings.audit_public:
+                if needs_signature == "signed" or not state.settings.audit_public:
                     await verified(state, strict)
             refuse_nul(strict)
             if takes_json and await strict.body():

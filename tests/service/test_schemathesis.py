@@ -3,7 +3,9 @@
 the real app (uvicorn on loopback, on SQLite and on PostgreSQL), once unauthenticated and once
 signed as an enrolled device (RFC 9421, by `SignedRequests`, a `requests` auth that
 schemathesis applies to every case). Every answer must be below 500, and every error an RFC
-9457 problem+json of a type in the catalogue.
+9457 problem+json of a type in the catalogue; and (issue 11, item 13) every answer's status
+must be one the document declares for the operation, every problem's type one it lists for
+that status, and every JSON answer valid against the declared schema.
 
 The run is deterministic and bounded: hypothesis is derandomized with no example database, and
 each operation gets a fixed number of examples per mode (`EXAMPLES`), enough to hit every
@@ -31,6 +33,7 @@ from liaison.crypto.httpsig import sign_request
 from liaison.crypto.keys import DeviceKeys
 from liaison.service.problems import PROBLEM_BASE, PROBLEM_TYPES
 from tests.service.harness import BASE, World, coalition, world_on
+from tests.service.test_openapi import problems_declared, validator
 
 #: Examples per operation and generation mode (positive, negative), for each of the two runs.
 EXAMPLES = 6
@@ -77,6 +80,24 @@ def _problem_or_success(status: int, content_type: str, text: str) -> str | None
     return None
 
 
+def _undeclared(doc: dict[str, Any], method: str, path: str, status: int, text: str) -> str | None:
+    """What the document fails to say about this answer, or None."""
+    op = doc["paths"][path][method.lower()]
+    declared = op["responses"].get(str(status))
+    if declared is None:
+        return f"{status} is not declared for the operation"
+    if status >= 400:
+        slug = str(json.loads(text).get("type", "")).removeprefix(PROBLEM_BASE)
+        if slug not in problems_declared(op, status):
+            return f"{status} {slug} is not among the problems declared for it"
+    body = declared.get("content", {}).get("application/json")
+    if body is not None:
+        errors = list(validator(doc, body["schema"]).iter_errors(json.loads(text)))
+        if errors:
+            return f"{status}: the answer does not match the declared schema: {errors[0].message}"
+    return None
+
+
 def _content_type(response: schemathesis.Response) -> str:
     for name, values in response.headers.items():
         if name.lower() == "content-type" and values:
@@ -103,6 +124,7 @@ def _fuzz(doc: dict[str, Any], url: str, auth: SignedRequests | None) -> tuple[i
         for method, op in item.items()
         if op.get("security")
     }
+    document = doc
     if auth is not None:
         # Every request is signed by `auth`: left declared, the security scheme would have
         # schemathesis generate Signature headers of its own and send some cases without auth,
@@ -122,7 +144,7 @@ def _fuzz(doc: dict[str, Any], url: str, auth: SignedRequests | None) -> tuple[i
                 strategy = operation.as_strategy(mode, auth_storage=schema.auth if auth else None)
                 try:
                     secured = (operation.method.upper(), operation.path) in signed_paths
-                    _examples(strategy, url, session, secured, sent, failures)
+                    _examples(strategy, url, session, secured, sent, failures, document)
                 except Unsatisfiable:  # nothing to make invalid (an operation without parameters)
                     assert mode is GenerationMode.NEGATIVE, operation.label
     return sent[0], failures, sent[1]
@@ -136,7 +158,13 @@ def _without_security(paths: dict[str, Any]) -> dict[str, Any]:
 
 
 def _examples(
-    strategy: Any, url: str, session: requests.Session, secured: bool, sent: list[int], failures: list[str]
+    strategy: Any,
+    url: str,
+    session: requests.Session,
+    secured: bool,
+    sent: list[int],
+    failures: list[str],
+    doc: dict[str, Any],
 ) -> None:
     """Send the examples of one operation and mode, recording what is wrong with the answers."""
 
@@ -149,6 +177,17 @@ def _examples(
             sent[1] += 1
         text = response.content.decode("utf-8", "replace")
         wrong = _problem_or_success(response.status_code, _content_type(response), text)
+        if not wrong and _content_type(response).split(";")[0] in (
+            "application/json",
+            "application/problem+json",
+        ):
+            wrong = _undeclared(doc, case.method, case.operation.path, response.status_code, text)
+        elif (
+            not wrong
+            and str(response.status_code)
+            not in doc["paths"][case.operation.path][case.method.lower()]["responses"]
+        ):
+            wrong = f"{response.status_code} is not declared for the operation"
         if wrong:
             failures.append(f"{case.method} {case.formatted_path}: {wrong}\n  {case.as_curl_command()}")
 

@@ -1,0 +1,531 @@
+"""What each path answers, as pydantic models for the OpenAPI document (never used to build or
+validate an answer at run time: the routes return plain JSON, and tests/service/test_openapi.py
+checks real answers against these schemas). Each model carries one example answer (`EXAMPLE`),
+which the same test validates against its schema.
+
+Extra members are allowed (no `additionalProperties: false`): a client must ignore members it
+does not know, so a later release may add some without breaking it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "Acked",
+    "AuditEntries",
+    "ChannelList",
+    "ChannelView",
+    "CodeCancelled",
+    "CodeList",
+    "Consistency",
+    "Cosigned",
+    "DeviceList",
+    "EnrolChallenge",
+    "Enrolled",
+    "EnrolmentCode",
+    "Fetched",
+    "Health",
+    "Inbox",
+    "Inclusion",
+    "LogKey",
+    "Me",
+    "MessageProof",
+    "MyDevices",
+    "PolicyDoc",
+    "PrincipalList",
+    "PrincipalView",
+    "ProblemDocument",
+    "Ready",
+    "Recipients",
+    "Revoked",
+    "Submitted",
+]
+
+_CHECKPOINT = (
+    "liaison.example/audit\n24\n4ZtRZsc6uEzVzMwCvxHxvR0FRIdlm3XIGn0pJc1aT2E=\n\n"
+    "\u2014 liaison.example/audit h2f+7mOyNQ2MhGd6FgnCjB6m8Yq2wlG9wU3Tn6V5CzIUZbR1xP0S6wQ=\n"
+)
+_HASH = "mWVUw6r7kEMsBv5uGDfBC0xHkA8HY5ao1pI8nIBkY2A="
+_ENTRY = "eyJhY3RvciI6ImRfd2doaSIsInR5cGUiOiJtZXNzYWdlLmFjY2VwdGVkIn0="
+_DEVICE = "d_eltx536olqtqu7duwttgmbo5lk"
+_MESSAGE = "01a21239-989e-7683-adf6-09a0da108104"
+_TIME = "2026-11-25T10:21:34.288Z"
+_LABEL = {
+    "policy": "coalition-2026",
+    "classification": "SECRET",
+    "rel": ["UKR", "USA"],
+    "compartments": ["AIRDEF"],
+}
+_PRINCIPAL = {
+    "id": "ukr-analyst",
+    "display_name": "UKR analyst",
+    "nation": "UKR",
+    "kind": "person",
+    "roles": ["analyst"],
+    "clearance": "SECRET",
+    "compartments": ["AIRDEF"],
+    "status": "active",
+}
+_BUNDLE = {
+    "bundle": {
+        "principal": "ukr-analyst",
+        "sig": {"ed25519": "MCowBQYDK2VwAyEA…", "mldsa65": "…"},
+        "kem": {"suite": "MLKEM768-X25519", "pk": "…"},
+        "created": "2026-11-25T10:21:34Z",
+    },
+    "signatures": {"ed25519": "…", "mldsa65": "…"},
+}
+_PROOF = {"log_index": 12, "entry": _ENTRY, "inclusion_proof": [_HASH]}
+_RECORD = {
+    "device": _DEVICE,
+    "principal": "ukr-analyst",
+    "signed_bundle": _BUNDLE,
+    "enrolled_at": _TIME,
+    "revoked": False,
+    "revoked_at": None,
+    "last_seen_at": _TIME,
+    "enrolment": _PROOF,
+}
+
+
+class Doc(BaseModel):
+    """A documented answer and its example."""
+
+    EXAMPLE: ClassVar[dict[str, Any]] = {}
+
+
+class Label(Doc):
+    """A classification label (protocol.md, section 4): lists sorted, without repeats."""
+
+    policy: str
+    classification: str
+    rel: list[str]
+    compartments: list[str]
+
+
+class ProblemDocument(Doc):
+    """An RFC 9457 problem (`application/problem+json`): branch on `type`, never on the text."""
+
+    type: str = Field(pattern=r"^urn:liaison:problem:[a-z0-9-]+$", description="urn:liaison:problem:<slug>")
+    title: str = Field(description="the type's title (may change)")
+    status: int = Field(ge=400, le=599, description="the HTTP status, repeated")
+    detail: str = Field(description="one line: what was wrong with this request (may change)")
+    instance: str | None = Field(default=None, description="the request's path")
+
+
+class LevelRule(Doc):
+    name: str
+    kem: list[str]
+    signatures: list[str]
+    max_bytes: int
+    retention_days: int
+    systems: bool
+
+
+class PolicyDoc(Doc):
+    """The loaded policy; `sha256` is its file's hash."""
+
+    id: str
+    version: int
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    nations: list[str]
+    compartments: list[str]
+    levels: list[LevelRule]
+    EXAMPLE = {
+        "id": "coalition-2026",
+        "version": 1,
+        "sha256": "102fb19a3c6a4d1e7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f",
+        "nations": ["USA", "UKR", "FRA", "GBR", "DEU", "POL"],
+        "compartments": ["AIRDEF", "MARITIME", "CYBER", "HUMINT"],
+        "levels": [
+            {
+                "name": "UNCLASSIFIED",
+                "kem": ["X25519", "MLKEM768-X25519"],
+                "signatures": ["ed25519"],
+                "max_bytes": 10485760,
+                "retention_days": 365,
+                "systems": True,
+            }
+        ],
+    }
+
+
+class LogKey(Doc):
+    log_verifier_key: str = Field(description="C2SP note verifier key: pin it only if an invitation names it")
+    EXAMPLE = {
+        "log_verifier_key": "liaison.example/audit+879f6ed2+AQVGh2f+7mOyNQ2MhGd6FgnCjB6m8Yq2wlG9wU3Tn6V5"
+    }
+
+
+class Receipt(Doc):
+    """Proof that the log holds an entry: its inclusion in a signed checkpoint."""
+
+    log_index: int = Field(ge=0)
+    tree_size: int = Field(ge=1)
+    checkpoint: str = Field(description="C2SP signed checkpoint")
+    inclusion_proof: list[str] = Field(description="RFC 6962 hashes, standard base64")
+    entry: str | None = Field(default=None, description="the entry's bytes, standard base64")
+
+
+_RECEIPT = {
+    "log_index": 23,
+    "tree_size": 24,
+    "checkpoint": _CHECKPOINT,
+    "inclusion_proof": [_HASH],
+    "entry": _ENTRY,
+}
+
+
+class EnrolChallenge(Doc):
+    device: str
+    challenge: str = Field(description="base64url of HPKE enc || ciphertext, sealed to the bundle's KEM key")
+    expires_at: str
+    EXAMPLE = {"device": _DEVICE, "challenge": "BHc2…", "expires_at": _TIME}
+
+
+class Enrolled(Doc):
+    device: str
+    principal: str
+    log_index: int
+    receipt: Receipt
+    log_verifier_key: str
+    EXAMPLE = {
+        "device": _DEVICE,
+        "principal": "ukr-analyst",
+        "log_index": 23,
+        "receipt": _RECEIPT,
+        "log_verifier_key": LogKey.EXAMPLE["log_verifier_key"],
+    }
+
+
+class PrincipalView(Doc):
+    """A principal as stored."""
+
+    id: str
+    display_name: str
+    nation: str
+    kind: str = Field(description="person or system")
+    roles: list[str]
+    clearance: str
+    compartments: list[str]
+    status: str = Field(description="active or suspended")
+    EXAMPLE = _PRINCIPAL
+
+
+class Me(Doc):
+    principal: PrincipalView
+    device: str
+    EXAMPLE = {"principal": _PRINCIPAL, "device": _DEVICE}
+
+
+class EntryProof(Doc):
+    """An entry of the log (a device's enrolment or revocation) and its inclusion proof
+    against the answer's checkpoint."""
+
+    log_index: int
+    entry: str
+    inclusion_proof: list[str]
+
+
+class DeviceRecord(Doc):
+    device: str
+    principal: str
+    signed_bundle: dict[str, Any]
+    enrolled_at: str | None
+    revoked: bool
+    revoked_at: str | None
+    last_seen_at: str | None
+    enrolment: EntryProof | None = None
+    revocation: EntryProof | None = None
+
+
+class DeviceList(Doc):
+    """Devices with the proofs of their log entries, against one checkpoint."""
+
+    checkpoint: str | None
+    tree_size: int
+    devices: list[DeviceRecord]
+    EXAMPLE = {"checkpoint": _CHECKPOINT, "tree_size": 24, "devices": [_RECORD]}
+
+
+class MyDeviceRecord(DeviceRecord):
+    current: bool = Field(description="whether this is the device that asked")
+
+
+class MyDevices(Doc):
+    """The caller's own devices, revoked ones too, with their proofs (`GET /v1/me/devices`)."""
+
+    checkpoint: str | None
+    tree_size: int
+    devices: list[MyDeviceRecord]
+    EXAMPLE = {"checkpoint": _CHECKPOINT, "tree_size": 24, "devices": [{**_RECORD, "current": True}]}
+
+
+class ListedPrincipal(PrincipalView):
+    created_at: str
+    updated_at: str
+
+
+class PrincipalList(Doc):
+    """One page of principals, by id; `next` is the `after` of the next page (null: the last)."""
+
+    principals: list[ListedPrincipal]
+    next: str | None
+    EXAMPLE = {"principals": [{**_PRINCIPAL, "created_at": _TIME, "updated_at": _TIME}], "next": None}
+
+
+class CodeRecord(Doc):
+    """An enrolment code as listed: never the code itself."""
+
+    id: str = Field(description="the first 16 hex digits of the code's stored hash")
+    principal: str
+    status: str = Field(description="pending, used, expired, cancelled or void")
+    created_at: str
+    expires_at: str
+    issued_by: str
+    used_at: str | None
+    cancelled_at: str | None
+
+
+_CODE = {
+    "id": "3f9c2a71d04be8c5",
+    "principal": "usa-x",
+    "status": "pending",
+    "created_at": _TIME,
+    "expires_at": _TIME,
+    "issued_by": _DEVICE,
+    "used_at": None,
+    "cancelled_at": None,
+}
+
+
+class CodeList(Doc):
+    """One page of enrolment codes, newest first; `next` is the `offset` of the next page."""
+
+    codes: list[CodeRecord]
+    next: int | None
+    EXAMPLE = {"codes": [_CODE], "next": None}
+
+
+class CodeCancelled(CodeRecord):
+    EXAMPLE = {**_CODE, "status": "cancelled", "cancelled_at": _TIME}
+
+
+class ChannelView(Doc):
+    id: str
+    name: str
+    ceiling: Label
+    members: list[str]
+    EXAMPLE = {
+        "id": "ops",
+        "name": "Operations",
+        "ceiling": _LABEL,
+        "members": ["ukr-analyst", "usa-analyst"],
+    }
+
+
+class ListedChannel(ChannelView):
+    ceiling_text: str
+
+
+class ChannelList(Doc):
+    channels: list[ListedChannel]
+    EXAMPLE = {"channels": [{**ChannelView.EXAMPLE, "ceiling_text": "SECRET//AIRDEF//REL TO UKR, USA"}]}
+
+
+class Excluded(Doc):
+    principal: str
+    reason: str
+
+
+class Recipients(Doc):
+    """Exactly the devices to encrypt to, and why each other member is left out."""
+
+    channel: str
+    label: Label
+    label_text: str
+    suite: str
+    checkpoint: str | None
+    tree_size: int
+    devices: list[DeviceRecord]
+    excluded: list[Excluded]
+    EXAMPLE = {
+        "channel": "ops",
+        "label": _LABEL,
+        "label_text": "SECRET//AIRDEF//REL TO UKR, USA",
+        "suite": "MLKEM768-X25519",
+        "checkpoint": _CHECKPOINT,
+        "tree_size": 24,
+        "devices": [_RECORD],
+        "excluded": [{"principal": "fra-analyst", "reason": "clearance"}],
+    }
+
+
+class Submitted(Receipt):
+    """The accepted message's id, its recipient count and its receipt."""
+
+    id: str
+    recipients: int
+    entry: str | None = None
+    EXAMPLE = {"id": _MESSAGE, "recipients": 2, **_RECEIPT}
+
+
+class Fetched(Doc):
+    """An envelope as stored, and the proof of its `message.accepted` entry."""
+
+    envelope: dict[str, Any] = Field(
+        description="the envelope as stored: v2 (protocol.md 5.2), or v1 if stored before v2"
+    )
+    log_index: int
+    channel: str
+    sender: str
+    label: Label
+    receipt: Receipt
+    EXAMPLE = {
+        "envelope": {"v": 2, "id": _MESSAGE, "channel": "ops", "sender": "d_wghi…"},
+        "log_index": 23,
+        "channel": "ops",
+        "sender": "usa-analyst",
+        "label": _LABEL,
+        "receipt": {**_RECEIPT, "tree_size": 31},
+    }
+
+
+class Acked(Doc):
+    id: str
+    acked_at: str
+    EXAMPLE = {"id": _MESSAGE, "acked_at": _TIME}
+
+
+class InboxItem(Doc):
+    cursor: int = Field(description="pass it as `after` to continue after this message")
+    id: str
+    channel: str
+    sender: str
+    sender_device: str
+    label: Label
+    created: str
+    size: int
+    read: bool
+    fetched: bool
+    expired: bool
+    log_index: int
+
+
+class Inbox(Doc):
+    messages: list[InboxItem]
+    next: int = Field(description="the cursor to continue from")
+    more: bool
+    withheld: int = Field(description="messages left out: the principal no longer dominates their label")
+    EXAMPLE = {
+        "messages": [
+            {
+                "cursor": 1,
+                "id": _MESSAGE,
+                "channel": "ops",
+                "sender": "usa-analyst",
+                "sender_device": "d_wghi…",
+                "label": _LABEL,
+                "created": "2026-11-25T10:21:34Z",
+                "size": 2,
+                "read": False,
+                "fetched": False,
+                "expired": False,
+                "log_index": 23,
+            }
+        ],
+        "next": 1,
+        "more": False,
+        "withheld": 0,
+    }
+
+
+class EnrolmentCode(Doc):
+    principal: str
+    code: str
+    expires_at: str
+    EXAMPLE = {"principal": "usa-x", "code": "FZNR2-U4DC5-FHO6N-ROPP7", "expires_at": _TIME}
+
+
+class Revoked(Doc):
+    device: str
+    revoked_at: str
+    log_index: int | None
+    receipt: Receipt | None
+    EXAMPLE = {
+        "device": _DEVICE,
+        "revoked_at": _TIME,
+        "log_index": 26,
+        "receipt": {**_RECEIPT, "log_index": 26},
+    }
+
+
+class AuditEntry(Doc):
+    index: int
+    entry: str = Field(description="the entry's bytes, standard base64")
+    json_: dict[str, Any] = Field(
+        alias="json", description="the same entry parsed (convenience: verify the bytes)"
+    )
+
+
+class AuditEntries(Doc):
+    entries: list[AuditEntry]
+    next: int = Field(description="the index to continue from")
+    EXAMPLE = {
+        "entries": [{"index": 0, "entry": _ENTRY, "json": {"type": "policy.loaded", "actor": "system"}}],
+        "next": 1,
+    }
+
+
+class Inclusion(Doc):
+    index: int
+    size: int
+    inclusion_proof: list[str]
+    checkpoint: str
+    EXAMPLE = {"index": 3, "size": 24, "inclusion_proof": [_HASH], "checkpoint": _CHECKPOINT}
+
+
+class Consistency(Doc):
+    old: int
+    new: int
+    consistency_proof: list[str]
+    checkpoint: str
+    EXAMPLE = {"old": 10, "new": 24, "consistency_proof": [_HASH], "checkpoint": _CHECKPOINT}
+
+
+class MessageProof(Doc):
+    id: str
+    log_index: int
+    entry: str
+    inclusion_proof: list[str]
+    tree_size: int
+    checkpoint: str
+    EXAMPLE = {
+        "id": _MESSAGE,
+        "log_index": 23,
+        "entry": _ENTRY,
+        "inclusion_proof": [_HASH],
+        "tree_size": 24,
+        "checkpoint": _CHECKPOINT,
+    }
+
+
+class Cosigned(Doc):
+    size: int
+    witness: str
+    log_index: int | None
+    EXAMPLE = {"size": 24, "witness": "witness.fra.example", "log_index": 25}
+
+
+class Health(Doc):
+    status: str
+    EXAMPLE = {"status": "ok"}
+
+
+class Ready(Doc):
+    status: str
+    schema_: str = Field(alias="schema")
+    EXAMPLE = {"status": "ready", "schema": "0002"}
