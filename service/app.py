@@ -36,9 +36,15 @@ from .usecases.auth import purge_nonces
 from .usecases.ratelimit import RateLimiter
 from .writer import Tx, Writer
 
-__all__ = ["StartupError", "create_app", "create_metrics_app", "open_state"]
+__all__ = ["STREAMS_STOPPING", "StartupError", "create_app", "create_metrics_app", "open_state"]
 
 log = logging.getLogger("liaison")
+
+
+#: The reason in the last event of every live stream when the server stops (SIGTERM, SIGINT):
+#: the client reconnects, to this server once it is back or to another replica, and catches
+#: up from its cursor.
+STREAMS_STOPPING = "server-stopping"
 
 
 class StartupError(SettingsError):
@@ -199,6 +205,9 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
             yield
         finally:
             await witnesses.stop(pushing)
+            if isinstance(app, LiaisonApp) and app._ending_streams is not None:
+                loops.append(app._ending_streams)
+                app._ending_streams = None
             for task in loops:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -227,6 +236,15 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
     return app
 
 
+async def _end_streams(state: AppState) -> None:
+    """Close the streams open now, then those a request already under way opens until the
+    lifespan ends (it cancels this task)."""
+    while True:
+        for device in state.hub.devices():
+            state.hub.close(device, STREAMS_STOPPING)
+        await asyncio.sleep(0.05)
+
+
 def create_metrics_app(app: FastAPI) -> ASGIApp:
     """The metrics of `app` (once its lifespan has opened its state), as an app of their own
     for their own listener: the API never serves them."""
@@ -251,6 +269,19 @@ class LiaisonApp(FastAPI):
 
     outer: tuple[int, Metrics] | None = None
     hot_paths = True
+    _ending_streams: asyncio.Task[None] | None = None
+
+    def stop_streams(self) -> None:
+        """The server begins to stop: end every live stream now, and any opened until it has
+        stopped, each with a last `closed` event (`server-stopping`). Streams never end by
+        themselves, so without this the server waited out its graceful timeout and then
+        cancelled them, logging each as an error."""
+        state: AppState | None = getattr(self.state, "liaison", None)
+        if state is None or self._ending_streams is not None:
+            return
+        self._ending_streams = asyncio.get_running_loop().create_task(
+            _end_streams(state), name="liaison-end-streams"
+        )
 
     def build_middleware_stack(self) -> ASGIApp:
         app = super().build_middleware_stack()

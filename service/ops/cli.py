@@ -21,7 +21,15 @@ from liaison.crypto.invitation import make_invitation
 
 from ..api import proxyv2
 from ..api.server import LiaisonServer, Limits, Listen
-from ..app import StartupError, close_state, create_app, create_metrics_app, load_log_signer, open_state
+from ..app import (
+    LiaisonApp,
+    StartupError,
+    close_state,
+    create_app,
+    create_metrics_app,
+    load_log_signer,
+    open_state,
+)
 from ..config import SettingsError, load_settings
 from ..jsonlog import configure_logging
 from ..problems import Problem
@@ -303,7 +311,21 @@ def _run(data_dir: Path | None, host: str | None, port: int | None, dev_plain_ht
                 metrics, settings.metrics_host, settings.metrics_port, None, metrics_limits, name="metrics"
             )
         )
-    LiaisonServer(config, listens).run()
+    _Server(config, listens, api_app).run()
+
+
+class _Server(LiaisonServer):
+    """The server of `run`: on SIGTERM or SIGINT it ends the live streams first, so that
+    their connections close by themselves instead of being cancelled past the graceful
+    timeout (which uvicorn logs as errors)."""
+
+    def __init__(self, config: uvicorn.Config, listens: list[Listen], api_app: LiaisonApp) -> None:
+        super().__init__(config, listens)
+        self.api_app = api_app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.api_app.stop_streams()
+        await super().shutdown(sockets)
 
 
 def _tune_gc() -> None:
