@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
+from sqlalchemy import text
 from starlette.types import ASGIApp
 
 from liaison.crypto import note
@@ -29,14 +30,23 @@ from .problems import Problem
 from .state import AppState
 from .storage.db import Database
 from .storage.events import EventHub, PgListener
-from .storage.migrate import schema_state, upgrade
+from .storage.migrate import SchemaState, schema_state, upgrade
+from .storage.models import Principal
 from .tlog.log import AuditLog
 from .usecases import messaging, streams, witnesses
 from .usecases.auth import purge_nonces
 from .usecases.ratelimit import RateLimiter
 from .writer import Tx, Writer
 
-__all__ = ["STREAMS_STOPPING", "StartupError", "create_app", "create_metrics_app", "open_state"]
+__all__ = [
+    "STREAMS_STOPPING",
+    "StartupError",
+    "create_app",
+    "create_metrics_app",
+    "describe_db_error",
+    "open_database",
+    "open_state",
+]
 
 log = logging.getLogger("liaison")
 
@@ -72,31 +82,90 @@ def load_log_signer(path: Path, origin: str) -> note.Signer:
     return signer
 
 
+def describe_db_error(e: BaseException) -> str:
+    """A database failure in one line: the driver's own error when SQLAlchemy wraps one."""
+    orig = getattr(e, "orig", None) or e
+    text = " ".join(str(orig).split()) or "no detail"
+    return f"{type(orig).__name__}: {text}"[:400]
+
+
+async def open_database(settings: Settings, *, create: bool = False) -> tuple[Database, SchemaState]:
+    """Open the settings' database and read its schema. Refuses, in one line with the fix
+    (StartupError): a database that cannot be reached; a SQLite file that does not exist,
+    unless `create` (it would be created empty); and, when init recorded the database it made
+    (`database.toml`), an empty one: that is not the server's database, and migrating it
+    would serve an empty service with no root admin. An old or newer schema is the caller's
+    to refuse (`SchemaState.problem()`): `migrate` upgrades an old one."""
+    record = settings.database_record
+    where = settings.db_display + settings.database_hint()
+    path = settings.sqlite_path
+    if path is not None and not path.exists() and not create:
+        if record is not None:
+            raise StartupError(
+                f"the SQLite database {path} is missing, but init made this server's there: "
+                "restore it (with its -wal file) from a backup"
+            )
+        raise StartupError(
+            f"the SQLite database {path} does not exist: set LIAISON_DATABASE_URL to the "
+            "server's database, or run 'liaison-server migrate' to create an empty one"
+        )
+    db = Database(settings.db_url)
+    try:
+        schema = await schema_state(db)
+    except Exception as e:
+        await db.dispose()
+        raise StartupError(f"cannot reach the database {where}: {describe_db_error(e)}") from None
+    if schema.current is None and record is not None:
+        await db.dispose()
+        raise StartupError(_not_the_database(settings, "is empty (not migrated, no root admin)"))
+    return db, schema
+
+
+def _not_the_database(settings: Settings, what: str) -> str:
+    record = settings.database_record
+    assert record is not None
+    return (
+        f"the database {settings.db_display} {what}, but init made this server's directory and "
+        f"audit log in {record.describe()} (recorded in {settings.record_path}): point "
+        "LIAISON_DATABASE_URL at that database (or unset it), or restore it from a backup"
+    )
+
+
 async def open_state(
     settings: Settings, *, metrics: Metrics | None = None, migrate_new: bool = True, log_policy: bool = True
 ) -> AppState:
-    """Load and check everything, open the database (migrating a brand-new one), start the
-    writer and log `policy.loaded` (unless `log_policy` is false: a pre-flight check that
-    serves nothing). Raises StartupError with a clear message."""
+    """Load and check everything, open the database (migrating a brand-new one unless init
+    recorded the database it made), start the writer and log `policy.loaded` (unless
+    `log_policy` is false: a pre-flight check that serves nothing). Raises StartupError with a
+    clear message."""
     policy = load_policy(settings.policy_path)
     signer = load_log_signer(settings.log_key_path, settings.origin)
     try:
         witnesses.targets(settings)  # the witness settings, checked before anything opens
     except SettingsError as e:
         raise StartupError(str(e)) from None
-    db = Database(settings.db_url)
+    new_ok = migrate_new and settings.database_record is None
+    db, state_ = await open_database(settings, create=new_ok)
     try:
-        state_ = await schema_state(db)
-    except Exception as e:
+        if state_.current is None and new_ok:
+            await upgrade(db)
+            state_ = await schema_state(db)
+        problem = state_.problem()
+        if problem:
+            raise StartupError(problem)
+        if settings.database_record is not None:
+            async with db.sessions() as s:
+                if await s.get(Principal, "root") is None:
+                    raise StartupError(_not_the_database(settings, "has no root principal"))
+    except StartupError:
         await db.dispose()
-        raise StartupError(f"cannot reach the database: {type(e).__name__}: {e}") from None
-    if state_.current is None and migrate_new:
-        await upgrade(db)
-        state_ = await schema_state(db)
-    problem = state_.problem()
-    if problem:
+        raise
+    except Exception as e:  # migrating or reading failed (a full disk, a lost connection)
         await db.dispose()
-        raise StartupError(problem)
+        raise StartupError(f"the database {settings.db_display}: {describe_db_error(e)}") from None
+    except BaseException:
+        await db.dispose()
+        raise
     audit_log = AuditLog(signer, settings.origin)
     metrics = metrics or Metrics()
     writer = Writer(db, audit_log, batch_max=settings.batch_max, on_batch=metrics.batches.inc)
@@ -174,6 +243,42 @@ _AUDIT_PUBLIC_WARNING = (
 )
 
 
+async def _warn_of_a_powerful_role(state: AppState) -> None:
+    """Warn when the service connects to PostgreSQL as a superuser or as the owner of the log's
+    tables: either can drop the append-only triggers and rewrite the log. The service should
+    connect as the application role of `liaison-server audit pg-roles` (docs/operations.md)."""
+    try:
+        async with state.db.sessions() as s:
+            row = (
+                await s.execute(
+                    text(
+                        "SELECT current_user, r.rolsuper, "
+                        "coalesce((SELECT tableowner = current_user FROM pg_tables "
+                        "WHERE schemaname = current_schema() AND tablename = 'audit_entry'), false) "
+                        "FROM pg_roles r WHERE r.rolname = current_user"
+                    )
+                )
+            ).one()
+    except Exception as e:  # the check is advice: never a reason not to start
+        log.warning("database role check failed (%s)", type(e).__name__)
+        return
+    user, superuser, owner = row
+    if superuser or owner:
+        what = "a superuser" if superuser else "the owner of the audit log's tables"
+        log.warning(
+            "database.role",
+            extra={
+                "fields": {
+                    "event": "database.role",
+                    "role": user,
+                    "message": f"the service connects to PostgreSQL as {what} ({user}), which can "
+                    "drop the append-only triggers and rewrite the audit log: connect as the "
+                    "application role of `liaison-server audit pg-roles` (docs/operations.md)",
+                }
+            },
+        )
+
+
 def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
     """Build the app; state is opened in the lifespan (so tests and uvicorn share one path).
 
@@ -188,6 +293,8 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
         app.state.liaison = state
         if settings.audit_public:
             log.warning(_AUDIT_PUBLIC_WARNING)
+        if state.db.is_postgres:
+            await _warn_of_a_powerful_role(state)
         listener = None
         if state.db.is_postgres:
             dsn = state.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
