@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from sqlalchemy import text
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -24,8 +25,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from liaison.crypto import note
 from liaison.crypto.invitation import make_invitation
 
-from ..app import close_state, describe_db_error, open_database, open_state
+from ..app import StartupError, close_state, describe_db_error, open_database, open_state
 from ..config import RECORD_FILE, DatabaseRecord, Settings, SettingsError, load_settings
+from ..problems import Problem
 from ..storage.db import Database
 from ..storage.migrate import downgrade, schema_state
 from ..usecases.admin import issue_root_code
@@ -166,12 +168,15 @@ def initialise(
     if not note.is_valid_key_name(origin):
         raise SettingsError(f"origin {origin!r} is not a valid log name (no spaces or '+')")
     with private_umask(), _staged(data_dir) as stage:
-        result = write_files(stage, origin=origin, tls_hosts=tls_hosts)
-        code = asyncio.run(init_database(stage, database_url))
-        overrides = {"database_url": database_url} if database_url else {}
-        record = DatabaseRecord.of(load_settings(stage, **overrides))
-        (stage / RECORD_FILE).write_text(record.to_toml(), "utf-8")
-        make_private(stage)
+        try:
+            result = write_files(stage, origin=origin, tls_hosts=tls_hosts)
+            code = asyncio.run(init_database(stage, database_url))
+            overrides = {"database_url": database_url} if database_url else {}
+            record = DatabaseRecord.of(load_settings(stage, **overrides))
+            (stage / RECORD_FILE).write_text(record.to_toml(), "utf-8")
+            make_private(stage)
+        except SettingsError as e:  # said of the data directory, not of the staging one
+            raise type(e)(str(e).replace(str(stage), str(data_dir))) from None
     result.update(
         data_dir=str(data_dir),
         tls_cert=str(data_dir / "tls" / "cert.pem"),
@@ -271,6 +276,11 @@ async def init_database(data_dir: Path, database_url: str | None = None) -> str:
             return await issue_root_code(state)
         finally:
             await close_state(state)
+    except Problem as p:  # the writer's answer to a database failure
+        await _empty_again(settings)
+        raise StartupError(
+            f"the database {settings.db_display}: {p.detail} (LIAISON_DEBUG=1 shows the database's error)"
+        ) from None
     except BaseException:
         await _empty_again(settings)
         raise
@@ -283,6 +293,8 @@ async def _empty_again(settings: Settings) -> None:
     try:
         if (await schema_state(db)).current is not None:
             await downgrade(db)
+        async with db.engine.begin() as conn:  # downgrading keeps alembic's (empty) table
+            await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     except Exception as e:
         _warn(
             f"init could not empty the database {settings.db_display} again "

@@ -11,6 +11,7 @@ import gc
 import ipaddress
 import json
 import logging
+import os
 import socket
 import ssl
 import sys
@@ -55,6 +56,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def _quiet_libraries() -> None:
+    """Commands print their own one-line messages; the libraries' log records (alembic's,
+    the writer's) go nowhere, rather than to stderr through logging's last resort. `run`
+    configures JSON logs; LIAISON_DEBUG=1 shows everything."""
+    if os.environ.get("LIAISON_DEBUG"):
+        configure_logging("debug")
+    else:
+        logging.getLogger().addHandler(logging.NullHandler())
+
 
 app.add_typer(audit_app, name="audit")
 app.command()(config)
@@ -136,8 +149,9 @@ def root_code(
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
-    """Issue a one-time root enrolment invitation, at genesis only: until the first root device
-    enrols (e.g. init's code expired, or `migrate` created the database). Refused once any
+    """Issue a one-time root enrolment invitation (at genesis only).
+
+    Until the first root device enrols (e.g. init's code expired). Refused once any
     root device was ever enrolled, revoked ones included: then a root device issues root codes
     (`liaison admin enrol-code root`; docs/audit.md, "Losing a root device"). Logged."""
 
@@ -176,8 +190,9 @@ def healthcheck(
         bool, typer.Option("--live", help="Ask only whether the process answers (/healthz), not /readyz")
     ] = False,
 ) -> None:
-    """Exit 0 when the server on this machine is ready: GET /readyz answers 200 (its database
-    reachable, its schema current). For container health checks; `--live` asks /healthz.
+    """Exit 0 when the local server is ready (GET /readyz answers 200): for health checks.
+
+    Ready: its database reachable and its schema current. `--live` asks /healthz instead.
 
     Connects to 127.0.0.1 the way the server expects: a PROXY v2 LOCAL header first when
     `proxy_protocol` is on (127.0.0.1 must then be in `proxy_trusted`), then TLS unless
