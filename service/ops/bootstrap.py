@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from sqlalchemy import text
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from sqlalchemy import text
 
 from liaison.crypto import note
 from liaison.crypto.invitation import make_invitation
