@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -109,6 +110,8 @@ async def open_database(settings: Settings, *, create: bool = False) -> tuple[Da
             f"the SQLite database {path} does not exist: set LIAISON_DATABASE_URL to the "
             "server's database, or run 'liaison-server migrate' to create an empty one"
         )
+    if path is not None:
+        _check_sqlite_opens(path, where, create=create)
     db = Database(settings.db_url)
     try:
         schema = await schema_state(db)
@@ -121,6 +124,17 @@ async def open_database(settings: Settings, *, create: bool = False) -> tuple[Da
     return db, schema
 
 
+def _check_sqlite_opens(path: Path, where: str, *, create: bool) -> None:
+    """Open the SQLite file once with the standard library first: a file that cannot be opened
+    (a directory, a missing parent, no permission) is refused here, in one line, rather than by
+    aiosqlite, whose worker thread may report the failure after the command's loop has closed."""
+    mode = "rwc" if create else "rw"
+    try:
+        sqlite3.connect(f"{path.as_uri()}?mode={mode}", uri=True).close()
+    except sqlite3.Error as e:
+        raise StartupError(f"cannot open the database {where}: {e}") from None
+
+
 def _not_the_database(settings: Settings, what: str) -> str:
     record = settings.database_record
     assert record is not None
@@ -129,6 +143,24 @@ def _not_the_database(settings: Settings, what: str) -> str:
         f"audit log in {record.describe()} (recorded in {settings.record_path}): point "
         "LIAISON_DATABASE_URL at that database (or unset it), or restore it from a backup"
     )
+
+
+def check_verifier_file(path: Path, signer: note.Signer) -> None:
+    """The public key file auditors are given (`log-verifier.key`) is the signing key's: a
+    spoilt or swapped one is refused rather than handed out."""
+    try:
+        text = path.read_text("ascii").strip()
+    except FileNotFoundError:
+        return  # optional: `liaison-server log-key` prints it from the signing key
+    except (OSError, UnicodeDecodeError) as e:
+        raise StartupError(
+            f"{path} is unreadable ({e}): restore it (`liaison-server log-key` prints it)"
+        ) from None
+    if text != signer.verifier.key_string:
+        raise StartupError(
+            f"{path} is not the verifier key of the log's signing key: restore it "
+            "(`liaison-server log-key` prints the right one)"
+        )
 
 
 async def open_state(
@@ -140,6 +172,7 @@ async def open_state(
     clear message."""
     policy = load_policy(settings.policy_path)
     signer = load_log_signer(settings.log_key_path, settings.origin)
+    check_verifier_file(settings.data_dir / "log-verifier.key", signer)
     try:
         witnesses.targets(settings)  # the witness settings, checked before anything opens
     except SettingsError as e:

@@ -48,10 +48,19 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 def _log_key(data_dir: Path, origin: str, given: str | None) -> note.Verifier:
     """The log verifier key: --log-key, else the data dir's public key, else its signer."""
     if given:
-        return note.parse_verifier_key(given)
+        try:
+            return note.parse_verifier_key(given)
+        except CryptoError as e:
+            raise SettingsError(f"--log-key is not a verifier key (name+hash+base64): {e}") from None
     public = data_dir / "log-verifier.key"
     if public.exists():
-        return note.parse_verifier_key(public.read_text("ascii").strip())
+        try:
+            return note.parse_verifier_key(public.read_text("ascii").strip())
+        except (OSError, UnicodeDecodeError, CryptoError) as e:
+            raise SettingsError(
+                f"{public} is unreadable ({' '.join(str(e).split())}): restore it "
+                "(`liaison-server log-key` prints it from the signing key), or pass --log-key"
+            ) from None
     return load_log_signer(data_dir / "log-signer.key", origin).verifier
 
 
@@ -171,6 +180,8 @@ def pg_roles(
     except ValueError as e:
         _fail(str(e))
     if not apply:
+        if data_dir is not None or database_url is not None:
+            _fail("--data-dir and --database-url name the database of --apply: add --apply, or drop them")
         typer.echo(sql, nl=False)
         return
     overrides = {"database_url": database_url} if database_url else {}

@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from liaison.crypto import note
 from liaison.crypto.invitation import make_invitation
@@ -29,7 +29,8 @@ from ..app import StartupError, close_state, describe_db_error, open_database, o
 from ..config import RECORD_FILE, DatabaseRecord, Settings, SettingsError, load_settings
 from ..problems import Problem
 from ..storage.db import Database
-from ..storage.migrate import downgrade, schema_state
+from ..storage.migrate import SchemaState, downgrade, schema_state
+from ..storage.models import AuditEntry, Principal
 from ..usecases.admin import issue_root_code
 
 __all__ = ["init_database", "initialise", "make_private", "private_umask", "write_files"]
@@ -262,7 +263,8 @@ async def init_database(data_dir: Path, database_url: str | None = None) -> str:
     settings = load_settings(data_dir, **overrides)
     db, schema = await open_database(settings, create=True)
     try:
-        if schema.current is not None:
+        fresh = schema.current is None
+        if not fresh and not await _prepared(db, schema):
             raise SettingsError(
                 f"the database {settings.db_display} already holds a Liaison server (schema "
                 f"{schema.current}): init makes a new server in an empty database. Serve that one "
@@ -277,13 +279,26 @@ async def init_database(data_dir: Path, database_url: str | None = None) -> str:
         finally:
             await close_state(state)
     except Problem as p:  # the writer's answer to a database failure
-        await _empty_again(settings)
+        if fresh:
+            await _empty_again(settings)
         raise StartupError(
             f"the database {settings.db_display}: {p.detail} (LIAISON_DEBUG=1 shows the database's error)"
         ) from None
     except BaseException:
-        await _empty_again(settings)
+        if fresh:
+            await _empty_again(settings)
         raise
+
+
+async def _prepared(db: Database, schema: SchemaState) -> bool:
+    """A database migrated beforehand (by its owner role, for a service that connects as the
+    application role) but holding nothing yet: no log entry, no principal."""
+    if not schema.is_current:
+        return False
+    async with db.sessions() as s:
+        entries = await s.scalar(select(func.count()).select_from(AuditEntry))
+        principals = await s.scalar(select(func.count()).select_from(Principal))
+    return entries == 0 and principals == 0
 
 
 async def _empty_again(settings: Settings) -> None:

@@ -220,7 +220,7 @@ def healthcheck(
     if status != "200":
         typer.echo(f"liaison-server: unhealthy: {path} answered {status or 'nothing'}{detail}", err=True)
         raise typer.Exit(1)
-    typer.echo("ready" if not live else "alive")
+    typer.echo("healthy")
 
 
 def _read_answer(conn: socket.socket, limit: int = 8192) -> bytes:
