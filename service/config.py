@@ -100,6 +100,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     data_dir: Path = setting(
+        ...,  # required
         meaning="The server's data directory: settings.toml, policy.toml, the log's keys, tls/, "
         "database.toml and the SQLite database. Also --data-dir.",
         example="/var/lib/liaison",
@@ -137,6 +138,7 @@ class Settings(BaseModel):
         "127.0.0.1",
         meaning="The address `run` listens on.",
         example="0.0.0.0",  # noqa: S104 (an example)
+        form="an IP address or host name",
     )
     port: int = setting(8443, meaning="The API's port (TLS 1.3).", example="443", ge=1, le=65535)
     dev_plain_http: bool = setting(
@@ -305,6 +307,7 @@ class Settings(BaseModel):
         "127.0.0.1",
         meaning="The address of the metrics listener.",
         example="0.0.0.0",  # noqa: S104 (an example)
+        form="an IP address or host name",
     )
     api_docs: bool = setting(
         False,

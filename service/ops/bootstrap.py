@@ -33,7 +33,7 @@ from ..storage.migrate import SchemaState, downgrade, schema_state
 from ..storage.models import AuditEntry, Principal
 from ..usecases.admin import issue_root_code
 
-__all__ = ["init_database", "initialise", "make_private", "private_umask", "write_files"]
+__all__ = ["holds_a_server", "init_database", "initialise", "make_private", "private_umask", "write_files"]
 
 #: Directories of the data dir that hold secrets (mode 0700), relative to it ("" is itself).
 _PRIVATE_DIRS = ("", "tls")
@@ -186,6 +186,11 @@ def initialise(
         root_invitation=str(make_invitation(code, result["log_verifier_key"])),
     )
     return result
+
+
+def holds_a_server(data_dir: Path) -> bool:
+    """`data_dir` was made by init: it has the log's signing key (init's leftovers do not count)."""
+    return (data_dir / "log-signer.key").exists()
 
 
 @contextlib.contextmanager

@@ -42,7 +42,7 @@ from ..problems import Problem
 from ..storage.migrate import schema_state, upgrade
 from ..usecases.admin import issue_root_code
 from .audit_cli import app as audit_app
-from .bootstrap import initialise, make_private, private_umask
+from .bootstrap import holds_a_server, initialise, make_private, private_umask
 from .errors import OperatorGroup, fail, one_line
 from .settings_cli import config
 from .trust_cli import export_trust
@@ -86,6 +86,10 @@ def init(
     ] = "liaison.example/audit",
     host: Annotated[list[str] | None, typer.Option("--tls-host", help="Extra TLS names")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    exist_ok: Annotated[
+        bool,
+        typer.Option("--exist-ok", help="Do nothing (exit 0) when the data directory already holds a server"),
+    ] = False,
 ) -> None:
     """Create a data directory: settings, policy, TLS, log key, database, root enrolment code.
 
@@ -94,6 +98,11 @@ def init(
     (recorded in database.toml, without its password), else SQLite in the data directory."""
     if data_dir is None:
         fail("no data directory: pass --data-dir or set LIAISON_DATA_DIR")
+    if exist_ok and holds_a_server(data_dir):
+        if as_json:
+            typer.echo(json.dumps({"data_dir": str(data_dir.resolve()), "initialised": False}))
+        typer.echo(f"liaison-server: {data_dir} already holds a server: nothing done", err=True)
+        return
     try:
         result = initialise(data_dir, origin=origin, tls_hosts=host)
     except KeyboardInterrupt:
