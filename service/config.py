@@ -399,7 +399,7 @@ class Settings(BaseModel):
             return v
         try:
             url = make_url(v)
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # never quote it: it may hold a password
             raise ValueError("not a database URL") from None
         # The drivers the service runs on; the plain spellings mean them.
         drivers = {
