@@ -3,10 +3,13 @@ inbox streams open ends the streams and the process without an error or a traceb
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import signal
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,6 +19,8 @@ from typer.testing import CliRunner
 from liaison.crypto.keys import generate_device
 from liaison.service.ops.cli import app
 from tests.service.harness import (
+    create_pg_database,
+    drop_pg_database,
     enrol_device_sync,
     free_port,
     server_env,
@@ -44,17 +49,34 @@ def _stream_lines(base: str, cert: str, keys: object, lines: list[str], opened: 
             opened.set()
 
 
+@pytest.fixture
+def database(backend: str) -> Iterator[str | None]:
+    if backend == "sqlite":
+        yield None
+        return
+    url = asyncio.run(create_pg_database())
+    try:
+        yield url
+    finally:
+        asyncio.run(drop_pg_database(url))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_stopping_with_live_streams_logs_no_error(tmp_path: Path, sig: signal.Signals) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stopping_with_live_streams_logs_no_error(
+    tmp_path: Path, sig: signal.Signals, database: str | None
+) -> None:
     data = tmp_path / "data"
-    result = CliRunner().invoke(app, ["init", "--data-dir", str(data), "--json"])
+    env = {k: None for k in os.environ if k.startswith("LIAISON_")}
+    result = CliRunner().invoke(
+        app, ["init", "--data-dir", str(data), "--json"], env={**env, "LIAISON_DATABASE_URL": database}
+    )
     assert result.exit_code == 0, result.output
     init = json.loads(result.stdout)
     cert = init["tls_cert"]
     port = free_port()
     base = f"https://127.0.0.1:{port}"
-    proc = start_server(data, port, server_env())
+    proc = start_server(data, port, server_env())  # the database init recorded (PostgreSQL: LISTEN too)
     try:
         wait_ready(proc, base, cert)
         keys = generate_device("root")
