@@ -223,6 +223,8 @@ def test_the_compose_steps_on_postgres(roles: dict[str, str], tmp_path: Path) ->
         # The container's health check.
         r = _cli("healthcheck", "--port", str(port), env=replica)
         assert r.returncode == 0 and r.stdout == "healthy\n", r.stderr
+        r = _cli("healthcheck", "--live", "--port", str(port), env=replica)  # /healthz only
+        assert r.returncode == 0 and r.stdout == "healthy\n", r.stderr
         # What an operator takes out of the volume for clients (docker compose exec -T ...).
         r = _cli("export-trust", "--cert", env=replica)
         assert r.returncode == 0 and r.stdout == Path(init["tls_cert"]).read_text()
@@ -235,6 +237,25 @@ def test_the_compose_steps_on_postgres(roles: dict[str, str], tmp_path: Path) ->
             f"https://127.0.0.1:{port}", init["root_enrolment_code"], keys, init["tls_cert"]
         )
         assert enrolled.status_code == 201, enrolled.text
+        # The database goes away: not ready (the health check says why, in one line), alive.
+        database = roles["LIAISON_DATABASE"]
+        asyncio.run(_admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false'))
+        try:
+            asyncio.run(
+                _admin(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+                )
+            )
+            r = _cli("healthcheck", "--port", str(port), env=replica)
+            assert r.returncode == 1 and r.stderr.startswith(
+                "liaison-server: unhealthy: /readyz answered 503: "
+            )
+            assert r.stderr.count("\n") == 1, r.stderr
+            assert _cli("healthcheck", "--live", "--port", str(port), env=replica).returncode == 0
+        finally:
+            asyncio.run(_admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true'))
+        wait_ready(proc, f"https://127.0.0.1:{port}", init["tls_cert"])
     finally:
         log = stop(proc)
     assert '"event": "database.role"' not in log  # no warning: not a superuser, not the owner
