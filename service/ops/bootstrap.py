@@ -173,7 +173,8 @@ def initialise(
             result = write_files(stage, origin=origin, tls_hosts=tls_hosts)
             code = asyncio.run(init_database(stage, database_url))
             overrides = {"database_url": database_url} if database_url else {}
-            record = DatabaseRecord.of(load_settings(stage, **overrides))
+            settings = load_settings(stage, **overrides)
+            record = DatabaseRecord.of(settings.database_url, settings.database_password_file)
             (stage / RECORD_FILE).write_text(record.to_toml(), "utf-8")
             make_private(stage)
         except SettingsError as e:  # said of the data directory, not of the staging one

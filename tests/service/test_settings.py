@@ -42,7 +42,7 @@ def test_every_setting_is_documented() -> None:
 
 def test_the_reference_is_the_generated_one() -> None:
     assert _documented() == reference_markdown(), (
-        "docs/operations.md's settings table differs from service/config.py: paste the output of "
+        "docs/operations.md's settings table differs from service/config/: paste the output of "
         "`liaison-server config --reference` between its settings-reference markers"
     )
     result = CliRunner().invoke(app, ["config", "--reference"])
