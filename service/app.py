@@ -31,6 +31,7 @@ from .problems import Problem
 from .state import AppState
 from .storage.db import Database
 from .storage.events import EventHub, PgListener
+from .storage.logstore import LogReader
 from .storage.migrate import SchemaState, schema_state, upgrade
 from .storage.models import Principal
 from .tlog.log import AuditLog
@@ -124,6 +125,20 @@ async def open_database(settings: Settings, *, create: bool = False) -> tuple[Da
     return db, schema
 
 
+def _check_log_key(settings: Settings, signed_note: str, signer: note.Signer) -> None:
+    """The database's newest checkpoint is signed by this data directory's log key: another
+    server's database (another log) is refused rather than continued under a second key,
+    which every client and witness that pinned the first would see as a fork."""
+    try:
+        note.open_checkpoint(signed_note.encode(), signer.verifier)
+    except CryptoError:
+        raise StartupError(
+            f"the audit log in {settings.db_display} is not signed by this data directory's log key "
+            f"({signer.verifier.name}+{signer.verifier.key_id.hex()}): it is another server's database. "
+            "Use that server's data directory, or point LIAISON_DATABASE_URL at this one's database"
+        ) from None
+
+
 def _check_sqlite_opens(path: Path, where: str, *, create: bool) -> None:
     """Open the SQLite file once with the standard library first: a file that cannot be opened
     (a directory, a missing parent, no permission) is refused here, in one line, rather than by
@@ -190,6 +205,10 @@ async def open_state(
             async with db.sessions() as s:
                 if await s.get(Principal, "root") is None:
                     raise StartupError(_not_the_database(settings, "has no root principal"))
+        async with db.sessions() as s:
+            newest = await LogReader(s).latest_checkpoint()
+        if newest is not None:
+            _check_log_key(settings, newest.note, signer)
     except StartupError:
         await db.dispose()
         raise

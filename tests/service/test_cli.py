@@ -201,6 +201,18 @@ def test_run_refuses_a_migrated_database_without_the_root_init_made(
         asyncio.run(drop_pg_database(other))
 
 
+def test_run_refuses_another_servers_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database of the right kind, migrated, with a root: but another server's, its log
+    signed by another key. Serving it would continue that log under a second key (a fork)."""
+    monkeypatch.delenv("LIAISON_DATABASE_URL", raising=False)
+    ours, _ = _init(tmp_path / "ours")
+    theirs, _ = _init(tmp_path / "theirs")
+    monkeypatch.setenv("LIAISON_DATABASE_URL", f"sqlite+aiosqlite:///{theirs / 'liaison.db'}")
+    _refused(ours, "is not signed by this data directory's log key", "another server's database")
+    code, _, err = _invoke("root-code", "--data-dir", str(ours))
+    assert code == 2 and "another server's database" in err, err
+
+
 def test_commands_use_the_database_init_recorded(
     tmp_path: Path, database: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
