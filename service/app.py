@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
+from sqlalchemy import text
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
@@ -34,16 +36,32 @@ from .problems import Problem
 from .state import AppState
 from .storage.db import Database
 from .storage.events import EventHub, PgListener
-from .storage.migrate import schema_state, upgrade
+from .storage.logstore import LogReader
+from .storage.migrate import SchemaState, schema_state, upgrade
+from .storage.models import Principal
 from .tlog.log import AuditLog
 from .usecases import messaging, streams, witnesses
 from .usecases.auth import purge_nonces
 from .usecases.ratelimit import RateLimiter
 from .writer import Tx, Writer
 
-__all__ = ["StartupError", "create_app", "create_metrics_app", "open_state"]
+__all__ = [
+    "STREAMS_STOPPING",
+    "StartupError",
+    "create_app",
+    "create_metrics_app",
+    "describe_db_error",
+    "open_database",
+    "open_state",
+]
 
 log = logging.getLogger("liaison")
+
+
+#: The reason in the last event of every live stream when the server stops (SIGTERM, SIGINT):
+#: the client reconnects, to this server once it is back or to another replica, and catches
+#: up from its cursor.
+STREAMS_STOPPING = "server-stopping"
 
 
 class StartupError(SettingsError):
@@ -71,31 +89,140 @@ def load_log_signer(path: Path, origin: str) -> note.Signer:
     return signer
 
 
+def describe_db_error(e: BaseException) -> str:
+    """A database failure in one line: the driver's own error when SQLAlchemy wraps one."""
+    orig = getattr(e, "orig", None) or e
+    text = " ".join(str(orig).split()) or "no detail"
+    return f"{type(orig).__name__}: {text}"[:400]
+
+
+async def open_database(settings: Settings, *, create: bool = False) -> tuple[Database, SchemaState]:
+    """Open the settings' database and read its schema. Refuses, in one line with the fix
+    (StartupError): a database that cannot be reached; a SQLite file that does not exist,
+    unless `create` (it would be created empty); and, when init recorded the database it made
+    (`database.toml`), an empty one: that is not the server's database, and migrating it
+    would serve an empty service with no root admin. An old or newer schema is the caller's
+    to refuse (`SchemaState.problem()`): `migrate` upgrades an old one."""
+    record = settings.database_record
+    where = settings.db_display + settings.database_hint()
+    path = settings.sqlite_path
+    if path is not None and not path.exists() and not create:
+        if record is not None:
+            raise StartupError(
+                f"the SQLite database {path} is missing, but init made this server's there: "
+                "restore it (with its -wal file) from a backup"
+            )
+        raise StartupError(
+            f"the SQLite database {path} does not exist: set LIAISON_DATABASE_URL to the "
+            "server's database, or run 'liaison-server migrate' to create an empty one"
+        )
+    if path is not None:
+        _check_sqlite_opens(path, where, create=create)
+    db = Database(settings.db_url)
+    try:
+        schema = await schema_state(db)
+    except Exception as e:
+        await db.dispose()
+        raise StartupError(f"cannot reach the database {where}: {describe_db_error(e)}") from None
+    if schema.current is None and record is not None:
+        await db.dispose()
+        raise StartupError(_not_the_database(settings, "is empty (not migrated, no root admin)"))
+    return db, schema
+
+
+def _check_log_key(settings: Settings, signed_note: str, signer: note.Signer) -> None:
+    """The database's newest checkpoint is signed by this data directory's log key: another
+    server's database (another log) is refused rather than continued under a second key,
+    which every client and witness that pinned the first would see as a fork."""
+    try:
+        note.open_checkpoint(signed_note.encode(), signer.verifier)
+    except CryptoError:
+        raise StartupError(
+            f"the audit log in {settings.db_display} is not signed by this data directory's log key "
+            f"({signer.verifier.name}+{signer.verifier.key_id.hex()}): it is another server's database. "
+            "Use that server's data directory, or point LIAISON_DATABASE_URL at this one's database"
+        ) from None
+
+
+def _check_sqlite_opens(path: Path, where: str, *, create: bool) -> None:
+    """Open the SQLite file once with the standard library first: a file that cannot be opened
+    (a directory, a missing parent, no permission) is refused here, in one line, rather than by
+    aiosqlite, whose worker thread may report the failure after the command's loop has closed."""
+    mode = "rwc" if create else "rw"
+    try:
+        sqlite3.connect(f"{path.as_uri()}?mode={mode}", uri=True).close()
+    except sqlite3.Error as e:
+        raise StartupError(f"cannot open the database {where}: {e}") from None
+
+
+def _not_the_database(settings: Settings, what: str) -> str:
+    record = settings.database_record
+    assert record is not None
+    return (
+        f"the database {settings.db_display} {what}, but init made this server's directory and "
+        f"audit log in {record.describe()} (recorded in {settings.record_path}): point "
+        "LIAISON_DATABASE_URL at that database (or unset it), or restore it from a backup"
+    )
+
+
+def check_verifier_file(path: Path, signer: note.Signer) -> None:
+    """The public key file auditors are given (`log-verifier.key`) is the signing key's: a
+    spoilt or swapped one is refused rather than handed out."""
+    try:
+        text = path.read_text("ascii").strip()
+    except FileNotFoundError:
+        return  # optional: `liaison-server log-key` prints it from the signing key
+    except (OSError, UnicodeDecodeError) as e:
+        raise StartupError(
+            f"{path} is unreadable ({e}): restore it (`liaison-server log-key` prints it)"
+        ) from None
+    if text != signer.verifier.key_string:
+        raise StartupError(
+            f"{path} is not the verifier key of the log's signing key: restore it "
+            "(`liaison-server log-key` prints the right one)"
+        )
+
+
 async def open_state(
     settings: Settings, *, metrics: Metrics | None = None, migrate_new: bool = True, log_policy: bool = True
 ) -> AppState:
-    """Load and check everything, open the database (migrating a brand-new one), start the
-    writer and log `policy.loaded` (unless `log_policy` is false: a pre-flight check that
-    serves nothing). Raises StartupError with a clear message."""
+    """Load and check everything, open the database (migrating a brand-new one unless init
+    recorded the database it made), start the writer and log `policy.loaded` (unless
+    `log_policy` is false: a pre-flight check that serves nothing). Raises StartupError with a
+    clear message."""
     policy = load_policy(settings.policy_path)
     signer = load_log_signer(settings.log_key_path, settings.origin)
+    check_verifier_file(settings.data_dir / "log-verifier.key", signer)
     try:
         witnesses.targets(settings)  # the witness settings, checked before anything opens
     except SettingsError as e:
         raise StartupError(str(e)) from None
-    db = Database(settings.db_url)
+    new_ok = migrate_new and settings.database_record is None
+    db, state_ = await open_database(settings, create=new_ok)
     try:
-        state_ = await schema_state(db)
-    except Exception as e:
+        if state_.current is None and new_ok:
+            await upgrade(db)
+            state_ = await schema_state(db)
+        problem = state_.problem()
+        if problem:
+            raise StartupError(problem)
+        if settings.database_record is not None:
+            async with db.sessions() as s:
+                if await s.get(Principal, "root") is None:
+                    raise StartupError(_not_the_database(settings, "has no root principal"))
+        async with db.sessions() as s:
+            newest = await LogReader(s).latest_checkpoint()
+        if newest is not None:
+            _check_log_key(settings, newest.note, signer)
+    except StartupError:
         await db.dispose()
-        raise StartupError(f"cannot reach the database: {type(e).__name__}: {e}") from None
-    if state_.current is None and migrate_new:
-        await upgrade(db)
-        state_ = await schema_state(db)
-    problem = state_.problem()
-    if problem:
+        raise
+    except Exception as e:  # migrating or reading failed (a full disk, a lost connection)
         await db.dispose()
-        raise StartupError(problem)
+        raise StartupError(f"the database {settings.db_display}: {describe_db_error(e)}") from None
+    except BaseException:
+        await db.dispose()
+        raise
     audit_log = AuditLog(signer, settings.origin)
     metrics = metrics or Metrics()
     writer = Writer(db, audit_log, batch_max=settings.batch_max, on_batch=metrics.batches.inc)
@@ -173,6 +300,42 @@ _AUDIT_PUBLIC_WARNING = (
 )
 
 
+async def _warn_of_a_powerful_role(state: AppState) -> None:
+    """Warn when the service connects to PostgreSQL as a superuser or as the owner of the log's
+    tables: either can drop the append-only triggers and rewrite the log. The service should
+    connect as the application role of `liaison-server audit pg-roles` (docs/operations.md)."""
+    try:
+        async with state.db.sessions() as s:
+            row = (
+                await s.execute(
+                    text(
+                        "SELECT current_user, r.rolsuper, "
+                        "coalesce((SELECT tableowner = current_user FROM pg_tables "
+                        "WHERE schemaname = current_schema() AND tablename = 'audit_entry'), false) "
+                        "FROM pg_roles r WHERE r.rolname = current_user"
+                    )
+                )
+            ).one()
+    except Exception as e:  # the check is advice: never a reason not to start
+        log.warning("database role check failed (%s)", type(e).__name__)
+        return
+    user, superuser, owner = row
+    if superuser or owner:
+        what = "a superuser" if superuser else "the owner of the audit log's tables"
+        log.warning(
+            "database.role",
+            extra={
+                "fields": {
+                    "event": "database.role",
+                    "role": user,
+                    "message": f"the service connects to PostgreSQL as {what} ({user}), which can "
+                    "drop the append-only triggers and rewrite the audit log: connect as the "
+                    "application role of `liaison-server audit pg-roles` (docs/operations.md)",
+                }
+            },
+        )
+
+
 def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
     """Build the app; state is opened in the lifespan (so tests and uvicorn share one path).
 
@@ -187,6 +350,8 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
         app.state.liaison = state
         if settings.audit_public:
             log.warning(_AUDIT_PUBLIC_WARNING)
+        if state.db.is_postgres:
+            await _warn_of_a_powerful_role(state)
         listener = None
         if state.db.is_postgres:
             dsn = state.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -204,6 +369,9 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
             yield
         finally:
             await witnesses.stop(pushing)
+            if isinstance(app, LiaisonApp) and app._ending_streams is not None:
+                loops.append(app._ending_streams)
+                app._ending_streams = None
             for task in loops:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -232,6 +400,15 @@ def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
     app.outer = (settings.max_body_bytes, metrics)
     app.audit_public = settings.audit_public
     return app
+
+
+async def _end_streams(state: AppState) -> None:
+    """Close the streams open now, then those a request already under way opens until the
+    lifespan ends (it cancels this task)."""
+    while True:
+        for device in state.hub.devices():
+            state.hub.close(device, STREAMS_STOPPING)
+        await asyncio.sleep(0.05)
 
 
 def create_metrics_app(app: FastAPI) -> ASGIApp:
@@ -280,6 +457,19 @@ class LiaisonApp(FastAPI):
 
     outer: tuple[int, Metrics] | None = None
     hot_paths = True
+    _ending_streams: asyncio.Task[None] | None = None
+
+    def stop_streams(self) -> None:
+        """The server begins to stop: end every live stream now, and any opened until it has
+        stopped, each with a last `closed` event (`server-stopping`). Streams never end by
+        themselves, so without this the server waited out its graceful timeout and then
+        cancelled them, logging each as an error."""
+        state: AppState | None = getattr(self.state, "liaison", None)
+        if state is None or self._ending_streams is not None:
+            return
+        self._ending_streams = asyncio.get_running_loop().create_task(
+            _end_streams(state), name="liaison-end-streams"
+        )
 
     #: The log's entries are served without a signature (`audit_public`).
     audit_public = False

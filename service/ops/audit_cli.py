@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -22,15 +22,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from liaison.crypto import note
 from liaison.crypto.errors import CryptoError
 
-from ..app import load_log_signer
-from ..config import SettingsError, load_settings
-from ..storage.db import Database
+from ..app import StartupError, describe_db_error, load_log_signer, open_database
+from ..config import Settings, SettingsError, load_settings
 from ..storage.pg_roles import pg_roles_sql
 from ..tlog.verify import VerifyReport, verify_log
+from .errors import OperatorGroup
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Operator commands on the audit log.", no_args_is_help=True)
+app = typer.Typer(cls=OperatorGroup, help="Operator commands on the audit log.", no_args_is_help=True)
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -40,18 +40,27 @@ DataDir = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"liaison-server audit: {message}", err=True)
+def _fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"liaison-server audit: {' '.join(message.split())}", err=True)
     raise typer.Exit(code)
 
 
 def _log_key(data_dir: Path, origin: str, given: str | None) -> note.Verifier:
     """The log verifier key: --log-key, else the data dir's public key, else its signer."""
     if given:
-        return note.parse_verifier_key(given)
+        try:
+            return note.parse_verifier_key(given)
+        except CryptoError as e:
+            raise SettingsError(f"--log-key is not a verifier key (name+hash+base64): {e}") from None
     public = data_dir / "log-verifier.key"
     if public.exists():
-        return note.parse_verifier_key(public.read_text("ascii").strip())
+        try:
+            return note.parse_verifier_key(public.read_text("ascii").strip())
+        except (OSError, UnicodeDecodeError, CryptoError) as e:
+            raise SettingsError(
+                f"{public} is unreadable ({' '.join(str(e).split())}): restore it "
+                "(`liaison-server log-key` prints it from the signing key), or pass --log-key"
+            ) from None
     return load_log_signer(data_dir / "log-signer.key", origin).verifier
 
 
@@ -77,14 +86,23 @@ def verify(
         settings = load_settings(data_dir, **overrides)
         verifier = _log_key(settings.data_dir, settings.origin, log_key)
         witnesses = [note.parse_verifier_key(k) for k in settings.witness_keys]
-    except (SettingsError, CryptoError, OSError) as e:
+    except (SettingsError, CryptoError) as e:
         _fail(str(e))
-        return
+    except OSError as e:
+        _fail(f"the log key is unreadable: {e}")
     console = Console(stderr=True)
 
     async def run() -> VerifyReport:
-        db = Database(settings.db_url)
+        db, schema = await open_database(settings)
         try:
+            if schema.current is None:
+                raise StartupError(
+                    f"the database {settings.db_display}{settings.database_hint()} is empty: it holds "
+                    "no audit log (give the server's database with --database-url or "
+                    "LIAISON_DATABASE_URL)"
+                )
+            if not schema.known:
+                raise StartupError(schema.problem() or "newer schema")
             with Progress(
                 "[progress.description]{task.description}",
                 BarColumn(),
@@ -100,14 +118,19 @@ def verify(
                     bar.update(task, completed=done, total=total)
 
                 return await verify_log(db, verifier, witnesses=witnesses, progress=tick)
+        except StartupError:
+            raise
+        except Exception as e:
+            raise StartupError(
+                f"reading the audit log from {settings.db_display} failed: {describe_db_error(e)}"
+            ) from None
         finally:
             await db.dispose()
 
     try:
         report = asyncio.run(run())
-    except OSError as e:
-        _fail(f"cannot reach the database: {e}")
-        return
+    except StartupError as e:
+        _fail(str(e))
     if report.ok:
         typer.echo(
             f"OK: {report.size} entries, {report.checkpoints} checkpoints and "
@@ -135,12 +158,58 @@ def pg_roles(
         str, typer.Option("--owner-role", help="Role that owns the tables")
     ] = "liaison_owner",
     schema: Annotated[str, typer.Option(help="Schema of the Liaison tables")] = "public",
+    apply: Annotated[
+        bool,
+        typer.Option(
+            "--apply",
+            help="Run it in the database (as the tables' owner or a superuser) instead of printing it",
+        ),
+    ] = False,
+    data_dir: DataDir = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="With --apply: the database (default: the data directory's)"),
+    ] = None,
 ) -> None:
-    """Print the PostgreSQL role set-up (SQL for psql; see docs/audit.md).
+    """Print the PostgreSQL role set-up (SQL for psql; see docs/audit.md), or --apply it.
 
-    The service's role gets no UPDATE, DELETE or TRUNCATE on the log tables.
-    """
+    The service's role gets no UPDATE, DELETE or TRUNCATE on the log tables. Apply it after
+    every migration (docker/compose.yaml's migrate service does)."""
     try:
-        typer.echo(pg_roles_sql(app_role, owner_role, schema), nl=False)
+        sql = pg_roles_sql(app_role, owner_role, schema)
     except ValueError as e:
         _fail(str(e))
+    if not apply:
+        if data_dir is not None or database_url is not None:
+            _fail("--data-dir and --database-url name the database of --apply: add --apply, or drop them")
+        typer.echo(sql, nl=False)
+        return
+    overrides = {"database_url": database_url} if database_url else {}
+    settings = load_settings(data_dir, **overrides)
+    if not settings.is_postgres:
+        _fail(f"--apply needs a PostgreSQL database; {settings.db_display} is {settings.db_kind}")
+    typer.echo(asyncio.run(_apply(settings, sql, app_role)))
+
+
+async def _apply(settings: Settings, sql: str, app_role: str) -> str:
+    db, schema = await open_database(settings)
+    try:
+        if schema.current is None:
+            raise StartupError(
+                f"the database {settings.db_display} is not migrated: run 'liaison-server migrate' first"
+            )
+        async with db.engine.begin() as conn:
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection
+            assert driver is not None
+            # The script is one transaction of its own (BEGIN ... COMMIT), DO blocks included.
+            await driver.execute(sql)
+    except StartupError:
+        raise
+    except Exception as e:
+        raise StartupError(
+            f"applying the roles to {settings.db_display} failed: {describe_db_error(e)}"
+        ) from None
+    finally:
+        await db.dispose()
+    return f"roles applied: {app_role} may append to the audit log, never rewrite it"

@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 
 from .db import Database
 
-__all__ = ["SchemaState", "schema_state", "upgrade"]
+__all__ = ["SchemaState", "downgrade", "schema_state", "upgrade"]
 
 
 def _config() -> Config:
@@ -74,6 +74,19 @@ async def upgrade(db: Database, revision: str = "head") -> None:
     def run(conn: Any) -> None:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+
+    async with db.engine.begin() as conn:
+        await conn.run_sync(run)
+
+
+async def downgrade(db: Database, revision: str = "base") -> None:
+    """Undo migrations down to `revision` ("base": no table left; what a failed `init` does to
+    the database it found empty)."""
+    cfg = _config()
+
+    def run(conn: Any) -> None:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
 
     async with db.engine.begin() as conn:
         await conn.run_sync(run)

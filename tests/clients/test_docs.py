@@ -321,4 +321,4 @@ def test_the_docs_say_what_integrators_tripped_over() -> None:
     tools = audit[audit.index("### With standard tools") : audit.index("## 4. Witnesses")]
     assert "LIAISON_AUDIT_PUBLIC" in tools and "auditor" in tools and "tile/entries" in tools
     readme = (ROOT / "README.md").read_text("utf-8")
-    assert "docs/operations.md" in readme[readme.index("Settings come from") :][:400]
+    assert "docs/operations.md" in readme[readme.index("**Settings** come from") :][:400]

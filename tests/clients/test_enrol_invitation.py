@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,6 +99,17 @@ def test_a_server_with_another_log_key_is_never_pinned(
     signer, verifier = note.generate_signer_key("liaison.example/audit")
     (forged_data / "log-signer.key").write_text(signer + "\n")
     (forged_data / "log-verifier.key").write_text(verifier + "\n")
+    # The server refuses a database whose log another key signed: the forger re-signs the
+    # checkpoints with its key first (an attacker with the database can).
+    forger = note.parse_signer_key(signer)
+    with sqlite3.connect(forged_data / "liaison.db") as db:
+        db.execute("DROP TRIGGER checkpoint_no_update")
+        for size, text in db.execute("SELECT size, note FROM checkpoint").fetchall():
+            body = note.parse_checkpoint(text.split("\n\n", 1)[0] + "\n")
+            db.execute(
+                "UPDATE checkpoint SET note = ? WHERE size = ?",
+                (note.sign_checkpoint(body, forger).decode(), size),
+            )
     forged = Server(forged_data, {**fresh.init, "tls_cert": str(forged_data / "tls" / "cert.pem")})
     forged.start()
     fresh.start()

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 def doc_commands() -> list[str]:
     """The lines of the block under "A standard verifier", as the doc shows them."""
     section = DOC.read_text("utf-8").split("### A standard verifier", 1)[1]
-    block = re.search(r"```bash\n(.*?)```", section, flags=re.S)
+    block = re.search(r"```bash[^\n]*\n(.*?)```", section, flags=re.S)
     assert block is not None
     return block.group(1).strip().splitlines()
 

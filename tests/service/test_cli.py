@@ -129,7 +129,7 @@ def test_root_code_issues_a_fresh_code_for_an_operator(tmp_path: Path) -> None:
     for f in data.glob("liaison.db*"):
         f.unlink()
     code, _, err = _invoke("root-code", "--data-dir", str(data))
-    assert code == 2 and "not migrated" in err
+    assert code == 2 and "liaison.db is missing" in err and "restore it" in err
 
 
 def test_run_refuses_a_newer_schema(tmp_path: Path, database: str | None) -> None:
@@ -140,27 +140,143 @@ def test_run_refuses_a_newer_schema(tmp_path: Path, database: str | None) -> Non
     assert code == 2 and "newer" in err  # migrate will not touch it either
 
 
-def test_run_refuses_an_unmigrated_database(
+def test_run_and_migrate_refuse_an_empty_database_where_init_made_one(
     tmp_path: Path, database: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The issue's trap: the data dir pointed at an empty database (a wrong URL, a lost file),
+    `run` advised `migrate`, which started an empty service with no root admin. Where init
+    recorded the database it made, both refuse it and say which database init made."""
     data, _ = _init(tmp_path)
-    # The data dir now points at an empty database (a wrong URL, a lost file): run must not
-    # quietly create an empty, root-less service there.
     if database is None:
         for f in data.glob("liaison.db*"):
             f.unlink()
         empty = None
+        expected: tuple[str, ...] = ("liaison.db is missing", "init made this server's there", "restore")
     else:
         empty = asyncio.run(create_pg_database())
         monkeypatch.setenv("LIAISON_DATABASE_URL", empty)
+        expected = (
+            "is empty (not migrated, no root admin)",
+            database,
+            "database.toml",
+            "LIAISON_DATABASE_URL",
+        )
     try:
-        _refused(data, "not migrated", "liaison-server migrate")
-        assert _schema(data, empty) is None  # refusing created nothing
+        _refused(data, *expected)
+        code, _, err = _invoke("migrate", "--data-dir", str(data))
+        assert code == 2 and all(text in err for text in expected), err
+        code, _, err = _invoke("root-code", "--data-dir", str(data))
+        assert code == 2 and all(text in err for text in expected), err
+        if empty is None:
+            assert not list(data.glob("liaison.db*"))  # refusing created nothing
+        else:
+            assert _schema(data, empty) is None
+        # A data directory made before init recorded its database: the old rule stands (run
+        # refuses an unmigrated database, migrate creates the schema).
+        (data / "database.toml").unlink()
+        _refused(data, "liaison-server migrate")
         code, out, err = _invoke("migrate", "--data-dir", str(data))
         assert code == 0 and out.strip() == f"schema empty -> {head_revision()}", err
     finally:
         if empty:
             asyncio.run(drop_pg_database(empty))
+
+
+def test_run_refuses_a_migrated_database_without_the_root_init_made(
+    tmp_path: Path, database: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone ran `migrate` on the wrong database before: migrated, but no root principal."""
+    if database is None:
+        pytest.skip("SQLite: the database is the data directory's own file")
+    data, _ = _init(tmp_path)
+    other = asyncio.run(create_pg_database())
+    try:
+        monkeypatch.setenv("LIAISON_DATABASE_URL", other)
+        (data / "database.toml").rename(tmp_path / "record")
+        code, _, err = _invoke("migrate", "--data-dir", str(data))
+        assert code == 0, err
+        (tmp_path / "record").rename(data / "database.toml")
+        _refused(data, "has no root principal", "database.toml")
+    finally:
+        asyncio.run(drop_pg_database(other))
+
+
+def test_run_refuses_another_servers_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database of the right kind, migrated, with a root: but another server's, its log
+    signed by another key. Serving it would continue that log under a second key (a fork)."""
+    monkeypatch.delenv("LIAISON_DATABASE_URL", raising=False)
+    ours, _ = _init(tmp_path / "ours")
+    theirs, _ = _init(tmp_path / "theirs")
+    monkeypatch.setenv("LIAISON_DATABASE_URL", f"sqlite+aiosqlite:///{theirs / 'liaison.db'}")
+    _refused(ours, "is not signed by this data directory's log key", "another server's database")
+    code, _, err = _invoke("root-code", "--data-dir", str(ours))
+    assert code == 2 and "another server's database" in err, err
+
+
+def test_commands_use_the_database_init_recorded(
+    tmp_path: Path, database: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """init records the database it made (never a password); later commands use it when no
+    URL is given, and refuse a database of another kind."""
+    if database is not None:  # a password in the URL (trusted by the test server, never kept)
+        monkeypatch.setenv("LIAISON_DATABASE_URL", database.replace("postgres@", "postgres:hunter2-pw@", 1))
+    data, _ = _init(tmp_path)
+    record = (data / "database.toml").read_text()
+    for f in data.rglob("*"):
+        if f.is_file() and not f.name.startswith("liaison.db"):
+            assert b"hunter2-pw" not in f.read_bytes(), f
+    monkeypatch.delenv("LIAISON_DATABASE_URL", raising=False)
+    if database is None:
+        assert 'kind = "sqlite"' in record and "url" not in record
+        other = "postgresql+asyncpg://liaison@db.example/liaison"
+        kinds = ("LIAISON_DATABASE_URL names a PostgreSQL database", "init made this server's in SQLite")
+    else:
+        assert 'kind = "postgresql"' in record and f'url = "{database}"' in record
+        assert 'password_from = "LIAISON_DATABASE_URL"' in record
+        other = f"sqlite+aiosqlite:///{tmp_path / 'other.db'}"
+        kinds = ("LIAISON_DATABASE_URL names a SQLite database", "init made this server's in PostgreSQL")
+    # Without LIAISON_DATABASE_URL: the recorded database (audit verify once printed a
+    # traceback here, from an empty SQLite file it had just created).
+    code, out, err = _invoke("audit", "verify", "--data-dir", str(data), "--quiet")
+    assert code == 0 and out.startswith("OK: "), err
+    code, out, err = _invoke("migrate", "--data-dir", str(data))
+    assert code == 0 and out.strip() == f"schema {head_revision()} -> {head_revision()}", err
+    code, out, err = _invoke("config", "--data-dir", str(data), "--json")
+    assert code == 0 and json.loads(out)["sources"]["database_url"] == (
+        "default" if database is None else "record"
+    )
+    assert not (data / "liaison.db").exists() or database is None
+    monkeypatch.setenv("LIAISON_DATABASE_URL", other)
+    _refused(data, *kinds, "database.toml")
+    for command in (["migrate"], ["root-code"], ["audit", "verify"], ["config"]):
+        code, _, err = _invoke(*command, "--data-dir", str(data))
+        assert code == 2 and all(k in err for k in kinds), (command, err)
+
+
+def test_the_database_password_comes_from_a_file(
+    tmp_path: Path, database: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LIAISON_DATABASE_PASSWORD_FILE (a Docker or Kubernetes secret): init records the file's
+    path, never its content; later commands read it."""
+    if database is None:
+        pytest.skip("SQLite has no password")
+    secret = tmp_path / "db-password"
+    secret.write_text("s3cret-from-file\n")
+    monkeypatch.setenv("LIAISON_DATABASE_PASSWORD_FILE", str(secret))
+    data, _ = _init(tmp_path)
+    monkeypatch.delenv("LIAISON_DATABASE_URL")
+    monkeypatch.delenv("LIAISON_DATABASE_PASSWORD_FILE")
+    record = (data / "database.toml").read_text()
+    assert 'password_from = "LIAISON_DATABASE_PASSWORD_FILE"' in record and str(secret) in record
+    assert "s3cret-from-file" not in record
+    from liaison.service.config import load_settings
+
+    assert ":s3cret-from-file@" in load_settings(data).db_url
+    code, out, err = _invoke("config", "--data-dir", str(data))
+    assert code == 0 and "s3cret-from-file" not in out, out
+    secret.unlink()
+    code, _, err = _invoke("audit", "verify", "--data-dir", str(data))
+    assert code == 2 and "cannot read the password file" in err and "password_file in" in err, err
 
 
 def _schema(data: Path, database: str | None) -> str | None:
@@ -231,7 +347,7 @@ def test_run_refuses_unreadable_keys_and_settings(tmp_path: Path) -> None:
     settings.write_text("origin = \n")
     _refused(data, "settings.toml", "not valid TOML")
     settings.write_text('origin = "liaison.example/audit"\nmax_body_bytes = "lots"\n')
-    _refused(data, "invalid settings", "max_body_bytes")
+    _refused(data, "max_body_bytes in", "settings.toml: expected a whole number at least 1024, got 'lots'")
     settings.write_text('origin = "liaison.example/audit"\n')
     (data / "tls" / "key.pem").write_bytes(b"-----BEGIN PRIVATE KEY-----\ngarbage\n")
     _refused(data, "TLS certificate or key", "unreadable")

@@ -197,7 +197,7 @@ async def _genesis(backend: str, tmp: Path) -> AsyncIterator[tuple[World, list[s
     try:
         data = tmp / f"data-{uuid.uuid4().hex[:6]}"
         write_files(data)
-        codes = [await init_database(data, url), await init_database(data, url)]
+        codes = [await init_database(data, url)]
         cfg = load_settings(data, public_url=BASE, **({"database_url": url} if url else {}))
         app = create_app(cfg)
         async with (
@@ -205,6 +205,7 @@ async def _genesis(backend: str, tmp: Path) -> AsyncIterator[tuple[World, list[s
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as http,
         ):
             state: AppState = app.state.liaison
+            codes.append(await issue_root_code(state))  # what `liaison-server root-code` does
             yield World(state, http, state.policy, app), codes
     finally:
         if url_cm:

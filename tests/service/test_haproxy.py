@@ -109,5 +109,5 @@ def test_haproxy_as_shipped_gives_each_client_its_own_limits(tmp_path: Path) -> 
         time.sleep(2.5)  # two more health checks
         text = log.read_text()
     assert "is DOWN" not in text, text[-3000:]
-    assert srv.stderr.count('"path": "/healthz"') >= 2  # checks reached the app through LOCAL
+    assert srv.stderr.count('"path": "/readyz"') >= 2  # checks reached the app through LOCAL
     assert '"client": "127.0.0.3"' in srv.stderr and '"client": "127.0.0.2"' in srv.stderr

@@ -26,8 +26,8 @@ import pytest
 from liaison.clients import AsyncClient, LogMemory, WitnessPolicy, WitnessPolicyFile
 from liaison.clients._witness import Witness, WitnessState, witness_app
 from liaison.crypto import note, transparency
-from liaison.service.app import StartupError, create_app
-from liaison.service.config import load_settings
+from liaison.service.app import create_app
+from liaison.service.config import SettingsError, load_settings
 from liaison.service.ops.bootstrap import init_database, write_files
 from liaison.service.state import AppState
 from liaison.service.storage.logstore import LogReader
@@ -74,6 +74,8 @@ def new_data_dir(tmp: Path, log_signer: str | None = None) -> Path:
     write_files(data)
     if log_signer is not None:  # the same log key as another service: a fork of its log
         (data / "log-signer.key").write_text(log_signer, "ascii")
+        verifier = note.parse_signer_key(log_signer.strip()).verifier.key_string
+        (data / "log-verifier.key").write_text(verifier + "\n", "ascii")
     return data
 
 
@@ -255,7 +257,7 @@ async def test_witness_settings_are_checked(tmp_path: Path) -> None:
             app = create_app(load_settings(data, **settings))
             async with app.router.lifespan_context(app):
                 pass
-    with pytest.raises(StartupError):
+    with pytest.raises(SettingsError, match="LIAISON_WITNESS_URLS"):  # StartupError is one too
         app = create_app(load_settings(data, witness_urls={"nobody": "http://127.0.0.1:1"}))
         async with app.router.lifespan_context(app):
             pass
