@@ -183,11 +183,8 @@ def setup(cli: Cli, server: Server) -> dict[str, str]:
             "--principal", pid)  # fmt: skip
     cli("-p", "root", "admin", "channel", "create", "ops", "--ceiling", LABEL)
     cli("-p", "root", "admin", "channel", "members", "ops", "usa-analyst", "ukr-analyst")
-    sent = json.loads(
-        cli("-p", "usa-analyst", "--json", "send", "-c", "ops", "-l", LABEL, stdin=b"Convoy at checkpoint 4\n")[
-            1
-        ].stdout
-    )
+    send = ("-p", "usa-analyst", "--json", "send", "-c", "ops", "-l", LABEL)
+    sent = json.loads(cli(*send, stdin=b"Convoy at checkpoint 4\n")[1].stdout)
     return {"message": sent["id"]}
 
 
@@ -248,7 +245,8 @@ def main() -> None:
         if has_agent_running(cli):
             cli("lock", check=False)
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"liaison CLI ({a.src or 'this checkout'}), load average {os.getloadavg()[0]:.2f}, {a.runs} warm runs")
+    load = os.getloadavg()[0]
+    print(f"liaison CLI ({a.src or 'this checkout'}), load average {load:.2f}, {a.runs} warm runs")
     print(f"{'command':<10} {'keys':<11} {'cold s':>7} {'warm median s':>14} {'warm min s':>11}")
     for name, mode, first, warm in rows:
         cold_text = f"{first:7.3f}" if first is not None else f"{'-':>7}"

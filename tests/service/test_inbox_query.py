@@ -78,7 +78,9 @@ async def test_channel_unread_and_since_filters(world: World) -> None:
     # acceptance time, inclusive.
     old = datetime.now(UTC) - timedelta(days=1)
     for mid in sent[:3]:
-        await world.sql("UPDATE message SET accepted_at = :t WHERE id = :id", t=old.replace(tzinfo=None), id=mid)
+        await world.sql(
+            "UPDATE message SET accepted_at = :t WHERE id = :id", t=old.replace(tzinfo=None), id=mid
+        )
     cut = format_time(old + timedelta(hours=1), millis=False)
     assert await _ids(c.ukr, f"since={cut}") == [*sent[3:], side]
     assert await _ids(c.ukr, f"since={format_time(old)}") == [*sent, side]
@@ -100,7 +102,7 @@ async def test_id_prefix(world: World) -> None:
 
 
 async def test_totals_count_readable_and_withheld(world: World) -> None:
-    c, sent = await _five(world)
+    c, _ = await _five(world)
     conf = await _send(c.usa, CONF, b"for all")
     page = await _page(c.ukr, "totals=true&limit=2")
     assert (page["total"], page["withheld_total"]) == (6, 0)
@@ -169,7 +171,7 @@ async def test_stream_events_are_inbox_items_and_resume_after_a_cursor(world: Wo
 
 
 async def test_stream_withholds_what_the_principal_may_no_longer_read(world: World) -> None:
-    c, sent = await _five(world)
+    c, _ = await _five(world)
     r = await world.root.request("PATCH", "/v1/admin/principals/ukr-analyst", {"clearance": "CONFIDENTIAL"})
     assert r.status_code == 200, r.text
     conf = await _send(c.usa, CONF, b"for all")
