@@ -16,6 +16,7 @@ __all__ = [
     "Excluded",
     "InboxEvent",
     "InboxItem",
+    "InboxPage",
     "LogVerification",
     "Me",
     "Message",
@@ -199,11 +200,40 @@ class Message(_JSON):
 
 
 @dataclass(frozen=True)
+class InboxPage(_JSON):
+    """One page of the inbox (`AsyncClient.inbox_page`): nothing in it is verified until `read`.
+
+    `next` is the cursor to continue from in the page's direction (`after=` oldest first,
+    `before=` newest first) while `more` is true. `withheld` counts this page's messages
+    the principal may no longer read (its access was lowered since they were delivered);
+    `total` and `withheld_total` count every message matching the query (with `totals`).
+    """
+
+    items: tuple[InboxItem, ...]
+    next: int
+    more: bool
+    withheld: int
+    total: int | None = None
+    withheld_total: int | None = None
+
+
+@dataclass(frozen=True)
 class InboxEvent(_JSON):
+    """A live stream event. `type` "message": a message delivered to this device, as the
+    inbox lists it (unverified until `read`), with its inbox `cursor`; "closed": the server
+    ended the stream, `reason` says why (e.g. `device-revoked`)."""
+
     type: str
     id: str
     channel: str
     log_index: int
+    cursor: int = -1
+    sender: str = ""
+    sender_device: str = ""
+    label_text: str = ""
+    created: str = ""
+    size: int = 0
+    reason: str = ""
 
 
 @dataclass(frozen=True)
