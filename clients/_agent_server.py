@@ -47,7 +47,7 @@ from ._agent import MAX_FRAME, b64, peer_uid, unb64
 
 __all__ = ["Agent", "main"]
 
-_PR_SET_DUMPABLE = 4
+_PR_GET_DUMPABLE, _PR_SET_DUMPABLE = 3, 4
 #: Operations that use a profile's keys: each one restarts the idle clock.
 _USES = frozenset({"add", "public", "sign", "sign-http", "unwrap"})
 _HTTP_BASE_START = b'"@method": '
@@ -88,6 +88,7 @@ class Agent:
         if op == "hello":
             return {
                 "pid": os.getpid(),
+                "dumpable": _dumpable(),
                 "idle": self.idle,
                 "idle_left": max(0.0, self.idle - (time.monotonic() - self.last_use)),
                 "profiles": [
@@ -194,6 +195,13 @@ async def _run(agent: Agent, sock: socket.socket) -> None:
         agent.keys.clear()
         server.close()
         await server.wait_closed()
+
+
+def _dumpable() -> bool | None:
+    """Whether this process may be dumped or ptraced by its user (Linux; None elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return bool(ctypes.CDLL(None, use_errno=True).prctl(_PR_GET_DUMPABLE, 0, 0, 0, 0))
 
 
 def _harden() -> None:

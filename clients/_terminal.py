@@ -190,8 +190,27 @@ def _fill(template: str, fields: Mapping[str, object]) -> Text:
     return out
 
 
+def _plain(template: str, fields: Mapping[str, object]) -> str | None:
+    """`template` filled as plain text when it uses no markup and no style (no rich needed),
+    else None."""
+    out: list[str] = []
+    for literal, name, spec, conversion in Formatter().parse(template):
+        if "[" in literal or spec:
+            return None
+        out.append(literal)
+        if name is not None:
+            if conversion is not None or name not in fields:
+                raise ValueError(f"template field {{{name}}} has no value or a conversion")
+            out.append(safe(fields[name]))
+    return "".join(out)
+
+
 def say(template: str, /, *, err: bool = False, **fields: object) -> None:
     """One line of the CLI's own text with escaped values, e.g. ``say("Sent {id}", id=...)``."""
+    plain = _plain(template, fields)
+    if plain is not None:
+        _write(plain + "\n", err=err)  # what rich would print for unstyled text, without rich
+        return
     _console(err=err).print(_fill(template, fields), soft_wrap=True)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -73,16 +74,18 @@ async def follow(
         opened = time.monotonic()
         try:
             why = "the server ended the stream"
-            async for event in client.watch(after=cursor):
-                if event.type == "closed":
-                    if event.reason in FINAL:
-                        raise Ended(event.reason)
-                    why = f"the server ended the stream ({event.reason or 'no reason given'})"
-                    break
-                if event.type != "message" or event.cursor <= cursor:
-                    continue
-                cursor = event.cursor
-                yield event
+            # Closed here, not by the loop's shutdown, when the caller stops early or we break.
+            async with aclosing(client.watch(after=cursor)) as events:
+                async for event in events:
+                    if event.type == "closed":
+                        if event.reason in FINAL:
+                            raise Ended(event.reason)
+                        why = f"the server ended the stream ({event.reason or 'no reason given'})"
+                        break
+                    if event.type != "message" or event.cursor <= cursor:
+                        continue
+                    cursor = event.cursor
+                    yield event
         except (ServerUnreachable, ServerError, RateLimited) as e:
             why = str(e)
             if isinstance(e, RateLimited) and e.retry_after:

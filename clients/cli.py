@@ -100,6 +100,13 @@ class _Liaison(TyperGroup):
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         term.set_json_errors(_wants_json(argv))
+        if argv == ["--version"]:
+            # Answered before click parses anything: typer (0.28+) coerces every option value
+            # through pydantic, an import that alone would double the time of `--version`.
+            code = _exit_code(lambda: _version(True))
+            if standalone_mode:
+                sys.exit(code)
+            return code
         try:
             try:
                 code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
@@ -113,6 +120,14 @@ class _Liaison(TyperGroup):
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def _exit_code(fn: Callable[[], object]) -> int:
+    try:
+        fn()
+    except typer.Exit as e:
+        return e.exit_code
+    return 0
 
 
 def _usage_error(e: Exception) -> None:
@@ -274,7 +289,7 @@ def enrol(
                 )
             )
         except EnrolmentRefused as e:
-            if principal is None and e.slug == "enrolment-code":
+            if principal is None and e.slug in ("bad-bundle", "enrolment-code"):
                 e.args = (f"{e} (as principal {who}, the profile's name: --principal names another)",)
             raise
 
@@ -728,6 +743,8 @@ def watch(
     o = opts(ctx, profile, as_json)
 
     async def go(c: AsyncClient) -> None:
+        from contextlib import aclosing
+
         from ._watch import Reconnecting, follow
 
         seen = 0
@@ -738,25 +755,26 @@ def watch(
                 principal=c.principal,
                 device=c.device_id,
             )
-        async for event in follow(c, after=after):
-            if isinstance(event, Reconnecting):
-                _reconnecting(o, event)
-                continue
-            if o.json:
-                term.emit_json(event.to_json(), one_line=True)
-            else:
-                term.say(
-                    "{created} {channel} {sender}: {label:bold} ({size} bytes)  liaison read {id}",
-                    created=event.created,
-                    channel=event.channel,
-                    sender=event.sender,
-                    label=event.label_text,
-                    size=event.size,
-                    id=event.id,
-                )
-            seen += 1
-            if count is not None and seen >= count:
-                return
+        async with aclosing(follow(c, after=after)) as events:
+            async for event in events:
+                if isinstance(event, Reconnecting):
+                    _reconnecting(o, event)
+                    continue
+                if o.json:
+                    term.emit_json(event.to_json(), one_line=True)
+                else:
+                    term.say(
+                        "{created} {channel} {sender}: {label:bold} ({size} bytes)  liaison read {id}",
+                        created=event.created,
+                        channel=event.channel,
+                        sender=event.sender,
+                        label=event.label_text,
+                        size=event.size,
+                        id=event.id,
+                    )
+                seen += 1
+                if count is not None and seen >= count:
+                    return
 
     run(o, go)
 
