@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -64,7 +64,7 @@ async def start_cursor(client: AsyncClient) -> int:
 
 async def follow(
     client: AsyncClient, *, after: int | None = None, backoff: Backoff | None = None
-) -> AsyncIterator[m.InboxEvent | Reconnecting]:
+) -> AsyncGenerator[m.InboxEvent | Reconnecting, None]:
     """Message events for this device, forever (or until `Ended` or another ClientError),
     with a `Reconnecting` before each wait. `after`: resume from that cursor (else from now)."""
     backoff = backoff or Backoff()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any, Self
 
 import httpx
@@ -807,7 +807,7 @@ class AsyncClient:
             raise
         return str(body.get("acked_at", ""))
 
-    async def watch(self, *, after: int | None = None) -> AsyncIterator[m.InboxEvent]:
+    async def watch(self, *, after: int | None = None) -> AsyncGenerator[m.InboxEvent, None]:
         """Live events for this device (server-sent events), until the server closes.
 
         With `after` (an inbox cursor, e.g. the last event's), the messages delivered since
