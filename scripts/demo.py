@@ -220,7 +220,7 @@ class Demo:
         self.enrol(admin, pid)
 
     def last_id(self, profile: str) -> str:
-        return str(self.json(profile, "inbox")[-1]["id"])
+        return str(self.json(profile, "inbox", "--limit", "1")[0]["id"])  # newest first
 
     # --- the story ------------------------------------------------------------------------------
 
