@@ -225,6 +225,7 @@ def main() -> None:
     home = tmp / "home"
     cli = Cli(home, a.src, tmp)
     rows: list[tuple[str, str, float | None, list[float]]] = []
+    has_agent = False
     try:
         scene = setup(cli, server)
         has_agent = cli("unlock", "--help", check=False)[1].returncode == 0
@@ -239,11 +240,10 @@ def main() -> None:
                 got = measure(cli, name, args, stdin, a.runs, not a.no_cold, a.src, agent=True)
                 assert got is not None
                 rows.append((name, "agent", *got))
-            cli("lock")
     finally:
+        if has_agent:
+            cli("lock", check=False)  # the agent of this bench's home, and only it
         server.stop()
-        if has_agent_running(cli):
-            cli("lock", check=False)
         shutil.rmtree(tmp, ignore_errors=True)
     load = os.getloadavg()[0]
     print(f"liaison CLI ({a.src or 'this checkout'}), load average {load:.2f}, {a.runs} warm runs")
@@ -251,10 +251,6 @@ def main() -> None:
     for name, mode, first, warm in rows:
         cold_text = f"{first:7.3f}" if first is not None else f"{'-':>7}"
         print(f"{name:<10} {mode:<11} {cold_text} {statistics.median(warm):14.3f} {min(warm):11.3f}")
-
-
-def has_agent_running(cli: Cli) -> bool:
-    return cli("unlock", "--help", check=False)[1].returncode == 0
 
 
 if __name__ == "__main__":

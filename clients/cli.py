@@ -101,7 +101,7 @@ class _Liaison(TyperGroup):
         argv = list(sys.argv[1:] if args is None else args)
         term.set_json_errors(_wants_json(argv))
         if argv == ["--version"]:
-            # Answered before click parses anything: typer (0.28+) coerces every option value
+            # Answered before click parses anything: typer 0.29+ coerces every option value
             # through pydantic, an import that alone would double the time of `--version`.
             code = _exit_code(lambda: _version(True))
             if standalone_mode:

@@ -13,9 +13,9 @@ import pytest
 from liaison.crypto.names import ROLES
 
 #: Imported by commands that talk to a server, never to print help.
-HEAVY = ("httpx", "rich", "cryptography", "nacl", "anyio", "h11", "ssl", "zxcvbn", "stix2")
-#: typer 0.28+ coerces every option value it parses through pydantic: `liaison --help` and
-#: `--version` parse none (nor does this module import pydantic itself); anything else does.
+HEAVY = ("httpx", "rich", "cryptography", "nacl", "pydantic", "anyio", "h11", "ssl", "zxcvbn", "stix2")
+#: typer 0.29+ coerces every option value it parses through pydantic (pyproject.toml keeps
+#: typer below it): with it, anything but `--help` and `--version` would load pydantic.
 PYDANTIC = ("pydantic", "pydantic_core")
 HEAVY_OURS = (
     "liaison.crypto",
