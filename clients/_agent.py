@@ -93,13 +93,15 @@ def _private(path: Path) -> bool:
     return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
 
 
-def runtime_dir() -> Path:
-    """This user's private directory for agent sockets (created 0700 if missing)."""
+def runtime_dir(*, create: bool = True) -> Path:
+    """This user's private directory for agent sockets (created 0700 if missing and `create`;
+    AgentError if it is not private, or missing and not to be created)."""
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     base = Path(xdg) if xdg and Path(xdg).is_absolute() and _ok(Path(xdg)) else None
     path = base / "liaison" if base else Path(tempfile.gettempdir()) / f"liaison-{os.getuid()}"
-    with contextlib.suppress(FileExistsError):
-        path.mkdir(mode=0o700)
+    if create:
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=0o700)
     try:
         if not _private(path):
             raise AgentError(f"{path} is not a private directory of this user (0700): not used for the agent")
@@ -115,10 +117,10 @@ def _ok(path: Path) -> bool:
         return False
 
 
-def socket_path(home: Path) -> Path:
+def socket_path(home: Path, *, create: bool = True) -> Path:
     """The agent socket of the key store at `home` (one agent per home)."""
     tag = hashlib.sha256(str(Path(home).expanduser().resolve()).encode()).hexdigest()[:16]
-    return runtime_dir() / f"agent-{tag}.sock"
+    return runtime_dir(create=create) / f"agent-{tag}.sock"
 
 
 # --- frames --------------------------------------------------------------------------------
@@ -152,7 +154,10 @@ def recv_frame(sock: socket.socket) -> dict[str, Any]:
 
 def peer_uid(sock: socket.socket) -> int:
     """The uid of the process at the other end of a Unix socket (Linux: SO_PEERCRED)."""
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        raise AgentError("the unlock agent needs SO_PEERCRED (Linux): not available here")
+    creds = sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
     return int(struct.unpack("3i", creds)[1])
 
 
@@ -238,7 +243,7 @@ def keys_for(home: Path, profile: str, device_id: str) -> AgentKeys | None:
     """The agent's keys for `profile` if an agent holds them for exactly `device_id`, else
     None (no agent, the profile not unlocked, or unlocked for another device)."""
     try:
-        path = socket_path(home)
+        path = socket_path(home, create=False)  # a command without an agent creates nothing
     except AgentError:
         return None
     if not path.exists():

@@ -240,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--socket", type=Path, required=True)
     ap.add_argument("--idle", type=float, required=True)
     args = ap.parse_args(argv)
+    if not hasattr(socket, "SO_PEERCRED"):
+        sys.stderr.write("the unlock agent needs SO_PEERCRED (Linux), to check who connects\n")
+        return 1
     _harden()
     try:
         listening = _listen(args.socket)
