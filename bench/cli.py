@@ -111,7 +111,9 @@ class Cli:
 
     def __init__(self, home: Path, src: Path | None, tmp: Path) -> None:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LIAISON_")}
-        self.env.update(LIAISON_HOME=str(home), LIAISON_PASSPHRASE=PASSPHRASE)
+        run = tmp / "run"  # the agent's socket directory, removed with the rest
+        run.mkdir(mode=0o700)
+        self.env.update(LIAISON_HOME=str(home), LIAISON_PASSPHRASE=PASSPHRASE, XDG_RUNTIME_DIR=str(run))
         if src is not None:
             # liaison.clients and liaison.crypto from SRC: a namespace portion ahead of ours.
             overlay = tmp / "overlay" / "liaison"
