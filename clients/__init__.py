@@ -8,72 +8,57 @@
             print(c.read(item.id).text)
 
 `AsyncClient` is the asyncio original; `Client` wraps it for blocking code; `enrol` makes a
-new profile. Every failure is a `ClientError`; every error class is importable from here (the
-tree is drawn in `liaison.clients.errors`). `Retry` sets how 429 and 503 answers are retried.
+new profile. Every failure is a `ClientError` (tree in `liaison.clients.errors`).
+
+The names below are imported when first used (PEP 562), not with the package: the `liaison`
+CLI lives in this package, and `liaison --help` must not pay for httpx and the crypto
+libraries. Add a public name to the TYPE_CHECKING imports and to `__all__`; `__getattr__`
+finds it in the first of `_SOURCES` that defines it (tests/clients/test_cli_startup.py
+checks every name of `__all__`).
 """
 
-from ._models import (
-    AuditEntry,
-    Channel,
-    Checkpoint,
-    DeviceInfo,
-    Enrolled,
-    Excluded,
-    InboxEvent,
-    InboxItem,
-    LogVerification,
-    Me,
-    Message,
-    MessageProof,
-    Plan,
-    Recipient,
-    Sent,
-    Witnessing,
-)
-from ._retry import Retry
-from ._trust import LogMemory, WitnessPolicy, WitnessPolicyFile
-from .audit import WitnessKey, verify_log, witness
-from .client import DEFAULT_CONTENT_TYPE, AsyncClient
-from .enrol import enrol
-from .errors import (
-    APIError,
-    AuthenticationFailed,
-    ClientError,
-    Conflict,
-    ContentInvalid,
-    DeviceRevoked,
-    EnrolmentRefused,
-    InconsistentLog,
-    InputError,
-    InvalidRequest,
-    KeyCommitmentMismatch,
-    KeyRevoked,
-    KeyStoreError,
-    LabelAltered,
-    LogKeyMismatch,
-    MalformedResponse,
-    NotFound,
-    NotRecipient,
-    PermissionDenied,
-    PolicyRefused,
-    ProfileExists,
-    ProfileNotFound,
-    ProofInvalid,
-    ProofMissing,
-    RateLimited,
-    SendManyFailed,
-    ServerError,
-    ServerUnreachable,
-    SignatureInvalid,
-    TLSError,
-    TransportError,
-    UntrustedCheckpoint,
-    VerificationFailed,
-    WrongPassphrase,
-)
-from .keystore import KeyStore, Profile
-from .stix import STIX_CONTENT_TYPE, validate_stix_bundle
-from .sync import Client
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._models import (
+        AuditEntry,
+        Channel,
+        Checkpoint,
+        DeviceInfo,
+        Enrolled,
+        Excluded,
+        InboxEvent,
+        InboxItem,
+        InboxPage,
+        LogVerification,
+        Me,
+        Message,
+        MessageProof,
+        Plan,
+        Recipient,
+        Sent,
+        Witnessing,
+    )
+    from ._retry import Retry
+    from ._trust import LogMemory, WitnessPolicy, WitnessPolicyFile
+    from .audit import WitnessKey, verify_log, witness
+    from .client import DEFAULT_CONTENT_TYPE, AsyncClient
+    from .enrol import enrol
+    from .errors import (
+        APIError,
+        ClientError,
+        InputError,
+        TransportError,
+        VerificationFailed,
+    )
+    from .keystore import KeyStore, Profile
+    from .stix import STIX_CONTENT_TYPE, validate_stix_bundle
+    from .sync import Client
 
 __all__ = [
     "DEFAULT_CONTENT_TYPE",
@@ -95,6 +80,7 @@ __all__ = [
     "Excluded",
     "InboxEvent",
     "InboxItem",
+    "InboxPage",
     "InconsistentLog",
     "InputError",
     "InvalidRequest",
@@ -142,3 +128,38 @@ __all__ = [
     "verify_log",
     "witness",
 ]
+
+#: Where the public names live, lightest first.
+_SOURCES = ("errors", "_models", "_retry", "keystore", "stix", "_trust", "client", "audit", "enrol", "sync")
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use (and keep it, so this runs once per name)."""
+    if name in __all__:
+        for source in _SOURCES:
+            module = importlib.import_module(f".{source}", __name__)
+            if name in getattr(module, "__all__", ()):
+                value = getattr(module, name)
+                globals()[name] = value
+                return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """This package, whose `enrol` stays the function when the `enrol` submodule is loaded.
+
+    The import system sets a package's attribute to each submodule it loads; when every name
+    was imported with the package, the function's import came after the submodule's and won.
+    """
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "enrol" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -16,6 +16,7 @@ __all__ = [
     "Excluded",
     "InboxEvent",
     "InboxItem",
+    "InboxPage",
     "LogVerification",
     "Me",
     "Message",
@@ -312,20 +313,58 @@ class Message(_JSON):
 
 
 @dataclass(frozen=True)
-class InboxEvent(_JSON):
-    """A live event of `watch` (a hint: fetch the message with `read`).
+class InboxPage(_JSON):
+    """One page of the inbox (`AsyncClient.inbox_page`): nothing in it is verified until `read`.
 
     Attributes:
-        type: `message`.
-        id: the new message's id.
+        items: the page's messages, in the page's order.
+        next: the cursor to continue from in the page's direction (`after=` oldest first,
+            `before=` newest first) while `more` is true.
+        more: whether more messages follow in that direction.
+        withheld: this page's messages the principal may no longer read (its access was
+            lowered since they were delivered).
+        total: every message matching the query (with `totals`), else None.
+        withheld_total: every withheld message matching the query (with `totals`), else None.
+    """
+
+    items: tuple[InboxItem, ...]
+    next: int
+    more: bool
+    withheld: int
+    total: int | None = None
+    withheld_total: int | None = None
+
+
+@dataclass(frozen=True)
+class InboxEvent(_JSON):
+    """A live stream event of `watch`: a message delivered to this device, as the inbox lists
+    it (unverified until `read`), or the end of the stream.
+
+    Attributes:
+        type: `message`, or `closed` (the server ended the stream; see `reason`).
+        id: the message's id.
         channel: the channel it was sent on.
         log_index: the log index of its `message.accepted` entry.
+        cursor: its inbox cursor (resume a watch with `after=` the last one seen).
+        sender: the sending principal, as the server says (unverified until `read`).
+        sender_device: the sending device id.
+        label_text: the label's banner text, as the server lists it.
+        created: when the sender sealed it (RFC 3339).
+        size: the padded size of its content.
+        reason: why a `closed` stream ended (e.g. `device-revoked`, `server-stopping`).
     """
 
     type: str
     id: str
     channel: str
     log_index: int
+    cursor: int = -1
+    sender: str = ""
+    sender_device: str = ""
+    label_text: str = ""
+    created: str = ""
+    size: int = 0
+    reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -40,36 +40,41 @@ import json
 import logging
 import os
 import re
-import secrets
 import shutil
 import sys
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from string import Formatter
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import typer
-from rich.cells import get_character_cell_size
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
-from rich.text import Text
 
-from . import _models as m
 from .errors import InputError
+
+if TYPE_CHECKING:
+    # rich is imported where it draws, not with the CLI: `liaison --help` never draws.
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.text import Text
+
+    from . import _models as m
 
 __all__ = [
     "BANNER_ATTRIBUTE",
     "PREFIX",
+    "PROBLEM_PREFIX",
     "SafeLogHandler",
     "content_text",
+    "document",
     "emit_json",
     "fail",
+    "json_errors",
     "progress",
     "safe",
     "save_content",
     "say",
+    "set_json_errors",
     "show_message",
     "stdout_is_terminal",
     "table",
@@ -159,6 +164,8 @@ def _write(text: str, *, err: bool = False) -> None:
 
 
 def _console(*, err: bool = False) -> Console:
+    from rich.console import Console
+
     stream = sys.stderr if err else sys.stdout
     # Scripts read our tables too: never wrap identifiers at 80 columns when not on a terminal.
     return Console(
@@ -169,6 +176,8 @@ def _console(*, err: bool = False) -> Console:
 def _fill(template: str, fields: Mapping[str, object]) -> Text:
     """`template` (the CLI's own text, rich markup allowed) with each ``{field}`` or
     ``{field:style}`` replaced by ``safe(fields[field])``, never parsed as markup."""
+    from rich.text import Text
+
     out = Text()
     for literal, name, spec, conversion in Formatter().parse(template):
         if literal:
@@ -181,34 +190,105 @@ def _fill(template: str, fields: Mapping[str, object]) -> Text:
     return out
 
 
+def _plain(template: str, fields: Mapping[str, object]) -> str | None:
+    """`template` filled as plain text when it uses no markup and no style (no rich needed),
+    else None."""
+    out: list[str] = []
+    for literal, name, spec, conversion in Formatter().parse(template):
+        if "[" in literal or spec:
+            return None
+        out.append(literal)
+        if name is not None:
+            if conversion is not None or name not in fields:
+                raise ValueError(f"template field {{{name}}} has no value or a conversion")
+            out.append(safe(fields[name]))
+    return "".join(out)
+
+
 def say(template: str, /, *, err: bool = False, **fields: object) -> None:
     """One line of the CLI's own text with escaped values, e.g. ``say("Sent {id}", id=...)``."""
+    plain = _plain(template, fields)
+    if plain is not None:
+        _write(plain + "\n", err=err)  # what rich would print for unstyled text, without rich
+        return
     _console(err=err).print(_fill(template, fields), soft_wrap=True)
 
 
-def fail(template: str, /, *, code: int = 1, **fields: object) -> NoReturn:
-    """``liaison: <message>`` on stderr, one line whatever the values hold; then exit `code`."""
-    _write(f"liaison: {_fill(template, fields).plain}\n", err=True)
+#: Whether errors are written as JSON (`--json` on the command line): set by the CLI.
+_JSON_ERRORS = [False]
+PROBLEM_PREFIX = "urn:liaison:client:"
+
+
+def set_json_errors(on: bool) -> None:
+    """Write the errors of this command as one JSON object (True) or one line (False)."""
+    _JSON_ERRORS[0] = on
+
+
+def json_errors() -> bool:
+    return _JSON_ERRORS[0]
+
+
+def fail(
+    template: str,
+    /,
+    *,
+    code: int = 1,
+    problem: str = "failed",
+    status: int | None = None,
+    title: str | None = None,
+    extra: Mapping[str, object] | None = None,
+    **fields: object,
+) -> NoReturn:
+    """``liaison: <message>`` on stderr, one line whatever the values hold; then exit `code`.
+
+    With JSON errors on, the same message as one JSON object on stderr instead:
+    ``{"type", "title"?, "status"?, "detail", "exit", ...extra}``, `type` being `problem` (a
+    slug under urn:liaison:client:, or a whole URN such as a server problem's type).
+    """
+    detail = _fill(template, fields).plain
+    if not _JSON_ERRORS[0]:
+        _write(f"liaison: {detail}\n", err=True)
+        raise typer.Exit(code)
+    obj: dict[str, object] = {"type": problem if ":" in problem else PROBLEM_PREFIX + problem}
+    if title:
+        obj["title"] = title
+    if status is not None:
+        obj["status"] = status
+    obj.update({"detail": detail, "exit": code, **(extra or {})})
+    _write(json.dumps(obj, default=str, ensure_ascii=True) + "\n", err=True)
     raise typer.Exit(code)
+
+
+def document(text: str) -> None:
+    """The CLI's own multi-line text (a help topic) on stdout, never read as markup; escaped
+    like message content all the same, so it can only ever be text."""
+    _write(safe(text, multiline=True).rstrip("\n") + "\n")
 
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[object]], *, title: str | None = None) -> None:
     """A table on stdout; every cell escaped (and never parsed as markup)."""
+    from rich.table import Table
+    from rich.text import Text
+
     t = Table(*columns, title=title)
     for row in rows:
         t.add_row(*(Text(safe(cell)) for cell in row))
     _console().print(t)
 
 
-def emit_json(obj: Any, *, one_line: bool = False) -> None:
-    """One JSON document on stdout. ``ensure_ascii`` escapes every character outside printable
-    ASCII (controls, DEL, C1, bidi included) as ``\\uXXXX``, so the document is plain ASCII."""
-    indent = 2 if sys.stdout.isatty() and not one_line else None
-    _write(json.dumps(obj, indent=indent, default=str, ensure_ascii=True) + "\n")
+def emit_json(obj: Any, *, one_line: bool = False, err: bool = False) -> None:
+    """One JSON document on stdout (stderr with `err`). ``ensure_ascii`` escapes every
+    character outside printable ASCII (controls, DEL, C1, bidi included) as ``\\uXXXX``, so
+    the document is plain ASCII."""
+    stream = sys.stderr if err else sys.stdout
+    indent = 2 if stream.isatty() and not one_line else None
+    _write(json.dumps(obj, indent=indent, default=str, ensure_ascii=True) + "\n", err=err)
 
 
 def progress(*, disabled: bool) -> Progress:
     """A progress bar on stderr (the CLI's own words only)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -249,6 +329,8 @@ def _columns() -> int:
 
 def _rows(line: str, width: int) -> list[str]:
     """Cut `line` (already escaped) into rows of at most `width` terminal cells."""
+    from rich.cells import get_character_cell_size
+
     rows: list[str] = []
     cur: list[str] = []
     used = 0
@@ -355,6 +437,8 @@ def save_content(path: Path, data: bytes, *, force: bool) -> Path:
     bytes go to a new file in the same directory that then replaces `path`. Either way the
     content is never written into an existing device, pipe or terminal.
     """
+    import secrets
+
     target = path.expanduser()
     name = str(target)
     if not force and (target.exists() or target.is_symlink()):

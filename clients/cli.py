@@ -1,75 +1,184 @@
-"""The `liaison` command line (analysts, systems, auditors): typer + rich, --json for scripts.
+"""The `liaison` command line (analysts, systems, auditors): typer, --json for scripts.
 
 Exit status: 0 on success, 1 when the server, the client's verification or the input refuses
-(one line on stderr says why), 2 for usage errors.
+(one line on stderr says why; with --json, one JSON object `{"type", "detail", "exit", ...}`),
+2 for usage errors, 130 when interrupted (`liaison help exit-codes`).
 
 Nothing here prints directly: every line goes through `_terminal` (`term.say`, `term.fail`,
-`term.table`, `term.show_message`, `term.emit_json`), whose templates are this module's own
-text and whose values, whatever the server or a sender put in them, are escaped there.
-`tests/clients/test_terminal.py` holds this module to that.
+`term.table`, `term.show_message`, `term.emit_json`, `term.document`), whose templates are this
+module's own text and whose values, whatever the server or a sender put in them, are escaped
+there. `tests/clients/test_terminal.py` holds this module and every `_cli_*.py` to that.
+
+Lazy imports, the rule for this module and every command module (`_cli_*.py`): `liaison
+--help`, `--version` and shell completion must not import httpx, rich, cryptography, nacl,
+pydantic or the client library (`tests/clients/test_cli_startup.py` runs them and checks what
+was loaded). At module level import only the standard library, typer, `_cli_common` (options,
+profile, client, the error guard) and `_terminal` (which imports rich where it draws). Import
+anything else inside the command function that uses it (`from .client import AsyncClient`),
+type-only names under `if TYPE_CHECKING:`, and keep option defaults and help texts literals.
+Make sub-apps with `_cli_common.sub_app` (plain help: rich's help formatting alone costs
+more than the whole budget).
+
+Commands from another module: define them on a sub-app of its own (or on the apps passed to
+a `register` function) and add its line under "Commands from other modules" at the end of
+this file, as `_cli_agent` does.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import httpx
 import typer
-
-from liaison.crypto import note
-from liaison.crypto.errors import CryptoError
-from liaison.crypto.labels import Label
-from liaison.crypto.names import DEFAULT_ROLES, ROLES
+from typer.core import TyperGroup
 
 from . import _cli_admin, _cli_audit
-from . import _models as m
 from . import _terminal as term
-from ._trust import LogMemory, WitnessPolicy, WitnessPolicyFile
-from ._witness import Witness, WitnessState
-from ._witness import serve as serve_witness
-from .audit import Progress as Progress_
-from .audit import WitnessKey, witness
-from .client import DEFAULT_CONTENT_TYPE, AsyncClient
-from .enrol import enrol as do_enrol
-from .errors import ClientError, InputError, KeyStoreError, VerificationFailed
-from .keystore import KeyStore, default_home, passphrase_from_env_or_prompt
+from ._cli_common import (
+    PASSPHRASE,
+    Explained,
+    JsonOpt,
+    Options,
+    ProfileOpt,
+    guard,
+    opts,
+    passphrase,
+    profile_name,
+    run,
+    since_time,
+    store,
+    sub_app,
+)
+from .errors import APIError, InputError, KeyStoreError
+
+if TYPE_CHECKING:
+    from . import _models as m
+    from ._trust import LogMemory, WitnessPolicy, WitnessPolicyFile
+    from ._watch import Reconnecting
+    from .audit import Progress as Progress_
+    from .client import AsyncClient
 
 __all__ = ["app", "main"]
 
 T = TypeVar("T")
-PROFILE_ENV = "LIAISON_PROFILE"
-#: Argon2id cost for newly sealed profiles: None means the key store's default (moderate).
-#: Tests lower it in-process; there is deliberately no environment switch for it.
-KDF_LIMITS: tuple[int | None, int | None] = (None, None)
+
+# The names command modules written against the first version of this file import from it.
+_opts, _run, _guard, _store, _profile_name, _passphrase, _PASSPHRASE = (
+    opts,
+    run,
+    guard,
+    store,
+    profile_name,
+    passphrase,
+    PASSPHRASE,
+)
+
+#: click's error classes, found through typer's public ones (typer vendors click in 0.2x).
+_CLICK_ERROR: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _wants_json(args: list[str]) -> bool:
+    """`--json` anywhere among the options (before a `--`): errors are then JSON too, even a
+    usage error found before any option was parsed."""
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
+
+
+class _Liaison(TyperGroup):
+    """The root command: every error, usage errors included, as one line (or one JSON object)
+    on stderr, never a traceback or a multi-line panel."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: list[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        term.set_json_errors(_wants_json(argv))
+        if argv == ["--version"]:
+            # Answered before click parses anything: typer 0.29+ coerces every option value
+            # through pydantic, an import that alone would double the time of `--version`.
+            code = _exit_code(lambda: _version(True))
+            if standalone_mode:
+                sys.exit(code)
+            return code
+        try:
+            try:
+                code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+            except _CLICK_ERROR as e:
+                _usage_error(e)
+            except typer.Abort:
+                term.fail("aborted", code=1, problem="interrupted")
+        except typer.Exit as e:
+            code = e.exit_code
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _exit_code(fn: Callable[[], object]) -> int:
+    try:
+        fn()
+    except typer.Exit as e:
+        return e.exit_code
+    return 0
+
+
+def _usage_error(e: Exception) -> None:
+    ctx = getattr(e, "ctx", None)
+    where = ctx.command_path if ctx is not None else "liaison"
+    usage = ctx.get_usage() if ctx is not None else ""
+    if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
+        if not term.json_errors():
+            term.document(ctx.get_help())
+            raise typer.Exit(2)
+        term.fail(
+            "{where}: a command is needed", where=where, code=2, problem="usage", extra={"usage": usage}
+        )
+    message = e.format_message() if hasattr(e, "format_message") else str(e)
+    term.fail(
+        "{message} (see '{where} --help')",
+        message=message,
+        where=where,
+        code=int(getattr(e, "exit_code", 2)),
+        problem="usage",
+        extra={"usage": usage},
+    )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("liaison")
+        except PackageNotFoundError:
+            found = "unknown (not installed)"
+        term.say("liaison {version}", version=found)
+        raise typer.Exit()
+
 
 app = typer.Typer(
+    cls=_Liaison,
     help="Liaison client: enrol, send, read and audit end-to-end encrypted, "
-    "classification-labelled messages.",
+    "classification-labelled messages. 'liaison help' lists the help topics.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    rich_markup_mode=None,
 )
-admin_app = typer.Typer(
-    help="Administer principals, enrolment codes, devices and channels.", no_args_is_help=True
-)
-principal_app = typer.Typer(help="Create and change principals.", no_args_is_help=True)
-device_app = typer.Typer(help="List and revoke devices.", no_args_is_help=True)
-channel_app = typer.Typer(help="Create channels and set their members.", no_args_is_help=True)
-audit_app = typer.Typer(
-    help="Verify the audit log, prove messages, witness checkpoints.", no_args_is_help=True
-)
-witnesses_app = typer.Typer(
-    help="The profile's witness policy: which witnesses' cosignatures it trusts (k of n).",
-    no_args_is_help=True,
-)
+admin_app = sub_app("Administer principals, enrolment codes, devices and channels.")
+principal_app = sub_app("Create and change principals.")
+device_app = sub_app("List and revoke devices.")
+channel_app = sub_app("Create channels and set their members.")
+audit_app = sub_app("Verify the audit log, prove messages, witness checkpoints.")
+witnesses_app = sub_app("The profile's witness policy: which witnesses' cosignatures it trusts (k of n).")
 app.add_typer(admin_app, name="admin")
 app.add_typer(audit_app, name="audit")
 audit_app.add_typer(witnesses_app, name="witnesses")
@@ -77,12 +186,12 @@ admin_app.add_typer(principal_app, name="principal")
 admin_app.add_typer(device_app, name="device")
 admin_app.add_typer(channel_app, name="channel")
 
-ProfileOpt = Annotated[
-    str | None,
-    typer.Option("--profile", "-p", help="Profile to use (default: $LIAISON_PROFILE, else the only one)"),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
+#: The roles of `liaison.crypto.names.ROLES`, for help texts (a literal: the help imports
+#: nothing; tests/clients/test_cli_startup.py holds it equal).
+ROLES_HELP = "analyst|admin|auditor"
+ID_HELP = "The message id, or its first 8 or more characters"
 
+#: Why a channel member would not receive a message (the plan's exclusion reasons).
 _REASONS = {
     "clearance": "clearance is below the label",
     "releasability": "nation is not in REL TO",
@@ -90,86 +199,25 @@ _REASONS = {
     "system-level": "systems may not handle this level",
     "principal-suspended": "principal is suspended",
     "no-device": "has no active device",
+    "no-device-for-suite": "no device with the KEM suite this label needs",
     "not-addressed": "not named with --to",
     "wrong-policy": "label is for another policy",
 }
 
 
-#: What an RFC 3339 time from the server may look like before it is printed.
-
-
-@dataclass
-class Options:
-    profile: str | None = None
-    json: bool = False
-
-
-_PASSPHRASE: list[str] = []
-
-
-def _passphrase(confirm: bool = False) -> str:
-    """Ask once per process ($LIAISON_PASSPHRASE or the terminal)."""
-    if not _PASSPHRASE:
-        _PASSPHRASE.append(passphrase_from_env_or_prompt(confirm=confirm))
-    return _PASSPHRASE[0]
-
-
-def _opts(ctx: typer.Context, profile: str | None, as_json: bool) -> Options:
-    base = ctx.find_root().obj if isinstance(ctx.find_root().obj, Options) else Options()
-    return Options(profile or base.profile, as_json or base.json)
-
-
-def _store() -> KeyStore:
-    ops, mem = KDF_LIMITS
-    return KeyStore(default_home(), opslimit=ops, memlimit=mem)
-
-
-def _profile_name(store: KeyStore, explicit: str | None) -> str:
-    """--profile, else $LIAISON_PROFILE, else the only profile, else "default"."""
-    if explicit:
-        return explicit
-    if os.environ.get(PROFILE_ENV):
-        return os.environ[PROFILE_ENV]
-    names = store.list()
-    if len(names) == 1:
-        return names[0]
-    if "default" in names or not names:
-        return "default"
-    raise KeyStoreError(f"several profiles ({', '.join(names)}): choose one with --profile")
-
-
-def _run(opts: Options, fn: Callable[[AsyncClient], Awaitable[T]]) -> T:
-    """Open the profile, run `fn` with a client, and turn every ClientError into exit 1."""
-
-    async def go() -> T:
-        store = _store()
-        name = _profile_name(store, opts.profile)
-        store.load_public(name)  # "no such profile" before asking for a passphrase
-        client = AsyncClient.from_profile(name, _passphrase(), store=store)
-        async with client:
-            return await fn(client)
-
-    return _guard(lambda: asyncio.run(go()))
-
-
-def _guard(fn: Callable[[], T]) -> T:
-    try:
-        return fn()
-    except VerificationFailed as e:
-        term.fail("refused ({reason}): {error}", reason=e.reason, error=e)
-    except ClientError as e:
-        term.fail("{error}", error=e)
-    except httpx.InvalidURL as e:
-        # An id or URL with a character no URL can carry (e.g. a control character).
-        term.fail("not usable in a URL: {error}", error=e)
-    except KeyboardInterrupt:
-        term.fail("interrupted", code=130)
-
-
 @app.callback()
-def _root(ctx: typer.Context, profile: ProfileOpt = None, as_json: JsonOpt = False) -> None:
+def _root(
+    ctx: typer.Context,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit", is_eager=True, callback=_version),
+    ] = False,
+) -> None:
     """Liaison client. Profiles live under $LIAISON_HOME (default ~/.config/liaison); the
-    passphrase comes from $LIAISON_PASSPHRASE or a prompt."""
+    passphrase comes from the unlock agent ('liaison unlock'), $LIAISON_PASSPHRASE or a prompt.
+    'liaison help TOPIC' explains labels, profiles, the agent, JSON output and exit codes."""
     ctx.obj = Options(profile, as_json)
 
 
@@ -193,7 +241,8 @@ def enrol(
         typer.Option("--ca-cert", help="PEM file of the server's CA (or its self-signed certificate)"),
     ] = None,
     principal: Annotated[
-        str | None, typer.Option(help="Principal the code is for (default: the profile name)")
+        str | None,
+        typer.Option(help="Principal the code is for (default: the profile name, and it says so)"),
     ] = None,
     log_key: Annotated[
         str | None,
@@ -208,33 +257,47 @@ def enrol(
     """Make device keys, enrol them with an invitation and save them as a profile.
 
     The server's log key is pinned only if the invitation names it (or it is --log-key):
-    never on first use."""
-    opts = _opts(ctx, profile, as_json)
-    name = opts.profile or principal
+    never on first use. The code does not say whose it is: without --principal, the profile's
+    name is taken as the principal, and the command says so."""
+    o = opts(ctx, profile, as_json)
+    name = o.profile or principal
     if not name:
-        term.fail("say which principal the code is for: --principal ID (or --profile ID)", code=2)
+        term.fail(
+            "say which principal the code is for: --principal ID (or --profile ID)", code=2, problem="usage"
+        )
     who = principal or name
 
     def go() -> m.Enrolled:
+        import asyncio
+
+        from .enrol import enrol as do_enrol
+        from .errors import EnrolmentRefused
+
         if ca_cert is not None and not ca_cert.is_file():
             raise InputError(f"--ca-cert {ca_cert} is not a file")
-        passphrase = _passphrase(confirm=True)
-        return asyncio.run(
-            do_enrol(
-                server,
-                code,
-                principal=who,
-                passphrase=passphrase,
-                profile=name,
-                store=_store(),
-                ca_cert=str(ca_cert) if ca_cert else None,
-                log_key=log_key,
+        secret = passphrase(confirm=True)
+        try:
+            return asyncio.run(
+                do_enrol(
+                    server,
+                    code,
+                    principal=who,
+                    passphrase=secret,
+                    profile=name,
+                    store=store(),
+                    ca_cert=str(ca_cert) if ca_cert else None,
+                    log_key=log_key,
+                )
             )
-        )
+        except EnrolmentRefused as e:
+            if principal is None and e.slug in ("bad-bundle", "enrolment-code"):
+                e.args = (f"{e} (as principal {who}, the profile's name: --principal names another)",)
+            raise
 
-    result = _guard(go)
-    if opts.json:
-        term.emit_json(result.to_json())
+    result = guard(go)
+    source = "option" if principal is not None else "profile"
+    if o.json:
+        term.emit_json({**result.to_json(), "principal_from": source})
         return
     term.say(
         "Enrolled {principal:bold} device {device:bold} as profile {profile:bold} (log index {index}).",
@@ -243,15 +306,17 @@ def enrol(
         profile=result.profile,
         index=result.log_index,
     )
+    if principal is None:
+        term.say("The principal is the profile's name ({who}): no --principal was given.", who=who)
     term.say("Pinned log key: {key}", key=result.log_key)
 
 
 @app.command()
 def whoami(ctx: typer.Context, profile: ProfileOpt = None, as_json: JsonOpt = False) -> None:
     """Show this profile's principal, device and clearance (as the server sees them)."""
-    opts = _opts(ctx, profile, as_json)
-    me = _run(opts, lambda c: c.whoami())
-    if opts.json:
+    o = opts(ctx, profile, as_json)
+    me = run(o, lambda c: c.whoami())
+    if o.json:
         term.emit_json(me.to_json())
         return
     term.say(
@@ -272,12 +337,13 @@ def whoami(ctx: typer.Context, profile: ProfileOpt = None, as_json: JsonOpt = Fa
 
 
 @app.command()
-def profiles(as_json: JsonOpt = False) -> None:
+def profiles(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List the profiles in $LIAISON_HOME."""
-    store = _store()
-    names = _guard(store.list)
-    rows = [store.load_public(n) for n in names]
-    if as_json:
+    o = opts(ctx, None, as_json)
+    keystore = store()
+    names = guard(keystore.list)
+    rows = guard(lambda: [keystore.load_public(n) for n in names])
+    if o.json:
         term.emit_json([p.to_json() for p in rows], one_line=True)
         return
     term.table(
@@ -289,9 +355,9 @@ def profiles(as_json: JsonOpt = False) -> None:
 @app.command()
 def channels(ctx: typer.Context, profile: ProfileOpt = None, as_json: JsonOpt = False) -> None:
     """Channels this principal belongs to (admins see all)."""
-    opts = _opts(ctx, profile, as_json)
-    found = _run(opts, lambda c: c.channels())
-    if opts.json:
+    o = opts(ctx, profile, as_json)
+    found = run(o, lambda c: c.channels())
+    if o.json:
         term.emit_json([c.to_json() for c in found])
         return
     term.table(
@@ -329,6 +395,53 @@ def _print_plan(plan: m.Plan) -> None:
         term.say("Every channel member would receive it.")
 
 
+#: The rule a refused send broke, by the server's reason: (its name in --json, in words).
+_RULES = {
+    "above-ceiling": ("channel-ceiling", "the label is above the channel's ceiling"),
+    "clearance": ("own-clearance", "your own clearance is below the label"),
+    "releasability": ("releasability", "your nation is not in the label's REL TO"),
+    "compartment": ("compartment", "you lack a compartment of the label"),
+    "system-level": ("system-level", "systems may not handle this level"),
+    "principal-suspended": ("suspended", "your principal is suspended"),
+    "not-member": ("membership", "you are not a member of the channel"),
+    "not-found": ("no-channel", "there is no such channel"),
+    "wrong-policy": ("wrong-policy", "the label is for another policy"),
+    "suite-not-allowed": ("suite", "this device's KEM suite is not allowed at this level"),
+    "signature-required": ("signatures", "this device lacks a signature algorithm the level requires"),
+}
+
+
+def _explaining(o: Options, fn: Callable[[AsyncClient], Awaitable[T]], channel: str, label: str) -> T:
+    """Run a plan or a send; a policy refusal is said as the rule that refuses it (the
+    channel's ceiling, your own clearance, releasability, a compartment, membership)."""
+
+    async def go(c: AsyncClient) -> T:
+        try:
+            return await fn(c)
+        except APIError as e:
+            if e.slug not in _RULES:
+                raise
+            rule, words = _RULES[e.slug]
+            if e.slug == "above-ceiling":
+                ceiling = await _ceiling(c, channel)
+                words += f" {ceiling}" if ceiling else ""
+            raise Explained(
+                f"cannot send {label} on {channel}: {words} ({e.slug}: {e.detail})",
+                problem=f"urn:liaison:problem:{e.slug}",
+                status=e.status,
+                extra={"rule": rule},
+            ) from None
+
+    return run(o, go)
+
+
+async def _ceiling(c: AsyncClient, channel: str) -> str | None:
+    try:
+        return next((x.ceiling_text for x in await c.channels() if x.id == channel), None)
+    except APIError:
+        return None
+
+
 @app.command()
 def send(
     ctx: typer.Context,
@@ -340,25 +453,43 @@ def send(
     to: Annotated[list[str] | None, typer.Option("--to", help="Only these principals (repeatable)")] = None,
     content_type: Annotated[
         str, typer.Option("--content-type", help="e.g. application/stix+json;version=2.1 (validated)")
-    ] = DEFAULT_CONTENT_TYPE,
+    ] = "text/plain; charset=utf-8",
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show who would and would not receive it; send nothing")
+        bool,
+        typer.Option(
+            "--dry-run", help="Show who would and would not receive it; send nothing (exit 1 if nobody)"
+        ),
     ] = False,
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Seal a message to every eligible device of a channel (verified keys only) and send it."""
-    opts = _opts(ctx, profile, as_json)
+    """Seal a message to every eligible device of a channel (verified keys only) and send it.
+
+    A refusal names the rule that refuses it: the channel's ceiling, your own clearance,
+    releasability (REL TO), a compartment, or membership."""
+    o = opts(ctx, profile, as_json)
     if dry_run:
-        plan = _run(opts, lambda c: c.plan(channel, label, to=to))
-        if opts.json:
+        plan = _explaining(o, lambda c: c.plan(channel, label, to=to), channel, label)
+        if o.json:
             term.emit_json(plan.to_json())
         else:
             _print_plan(plan)
+        if not plan.recipients:
+            why = "; ".join(f"{e.principal}: {_REASONS.get(e.reason, e.reason)}" for e in plan.excluded)
+            term.fail(
+                "nobody on {channel} can receive {label}: {why}",
+                channel=channel,
+                label=plan.label_text,
+                why=why or "no other member",
+                problem="no-recipients",
+                extra={"rule": "recipients"},
+            )
         return
-    data = _guard(lambda: _read_input(source))
-    sent = _run(opts, lambda c: c.send(channel, label, data, to=to, content_type=content_type))
-    if opts.json:
+    data = guard(lambda: _read_input(source))
+    sent = _explaining(
+        o, lambda c: c.send(channel, label, data, to=to, content_type=content_type), channel, label
+    )
+    if o.json:
         term.emit_json(sent.to_json())
         return
     term.say(
@@ -375,42 +506,121 @@ def send(
 @app.command()
 def inbox(
     ctx: typer.Context,
-    unread: Annotated[bool, typer.Option("--unread", help="Only messages not yet acked")] = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many (0: all)", min=0)] = 50,
+    channel: Annotated[str | None, typer.Option("--channel", "-c", help="Only this channel")] = None,
+    unread: Annotated[bool, typer.Option("--unread", help="Only messages not yet read (acked)")] = False,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Accepted at or after: an RFC 3339 time, a date, or 30m / 2h / 7d ago"),
+    ] = None,
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """This device's messages: id, time, sender, label banner, size, read?"""
-    opts = _opts(ctx, profile, as_json)
-    items = [i for i in _run(opts, lambda c: c.inbox()) if not (unread and i.read)]
-    if opts.json:
-        term.emit_json(
-            [
-                {
-                    "id": i.id,
-                    "sender": i.sender,
-                    "label": i.label_text,
-                    "label_json": i.label.to_json(),
-                    "created": i.created,
-                    "read": i.read,
-                    "channel": i.channel,
-                    "size": i.size,
-                    "sender_device": i.sender_device,
-                    "log_index": i.log_index,
-                }
-                for i in items
-            ],
-        )
+    """This device's messages, newest first: id, time, channel, sender, label banner, size, read?
+
+    Nothing here is verified yet: 'liaison read ID' verifies, decrypts and marks a message
+    read. Messages this principal may no longer read (its clearance, compartments or nation
+    changed since they were delivered) are withheld, and counted."""
+    o = opts(ctx, profile, as_json)
+    after = guard(lambda: since_time(since)) if since is not None else None
+
+    async def go(c: AsyncClient) -> tuple[list[m.InboxItem], m.InboxPage]:
+        items: list[m.InboxItem] = []
+        first: m.InboxPage | None = None
+        before = None
+        while True:
+            want = 100 if limit == 0 else max(1, min(100, limit - len(items)))
+            page = await c.inbox_page(
+                before=before,
+                limit=want,
+                newest_first=True,
+                channel=channel,
+                unread=unread,
+                since=after,
+                totals=first is None,
+            )
+            first = first or page
+            items += page.items
+            if not page.more or (limit and len(items) >= limit):
+                break
+            before = page.next
+        return (items[:limit] if limit else items), first
+
+    items, first = run(o, go)
+    if o.json:
+        term.emit_json([_inbox_json(i) for i in items])
         return
     term.table(
-        ("id", "time", "sender", "label", "size", "read?"),
-        [(i.id, i.created, i.sender, i.label_text, i.size, "yes" if i.read else "no") for i in items],
+        ("id", "time", "channel", "sender", "label", "size", "read?"),
+        [
+            (i.id, i.created, i.channel, i.sender, i.label_text, i.size, "yes" if i.read else "no")
+            for i in items
+        ],
+    )
+    total = first.total if first.total is not None else len(items)
+    if len(items) < total:
+        term.say(
+            "{shown} of {total} shown, newest first (--limit 0 shows all).", shown=len(items), total=total
+        )
+    if first.withheld_total:
+        term.say(
+            "{n} more withheld: this principal may no longer read them (its clearance, compartments "
+            "or nation changed since they were delivered).",
+            n=first.withheld_total,
+        )
+
+
+def _inbox_json(i: m.InboxItem) -> dict[str, Any]:
+    return {
+        "id": i.id,
+        "sender": i.sender,
+        "label": i.label_text,
+        "label_json": i.label.to_json(),
+        "created": i.created,
+        "read": i.read,
+        "channel": i.channel,
+        "size": i.size,
+        "sender_device": i.sender_device,
+        "log_index": i.log_index,
+        "cursor": i.cursor,
+    }
+
+
+async def _resolve(c: AsyncClient, given: str) -> str:
+    """The one message of this device's inbox whose id starts with `given` (8+ characters),
+    found by the client before anything is fetched: a mistyped id is refused here, not by the
+    server (where asking for a message one was not sent is logged as access.denied)."""
+    text = given.strip().lower()
+    if not re.fullmatch(r"[0-9a-f-]{8,36}", text):
+        raise InputError(f"{given!r} is not a message id or its first 8 or more characters")
+    page = await c.inbox_page(prefix=text, limit=10, totals=True)
+    ids = [i.id for i in page.items]
+    if len(ids) == 1:
+        return ids[0]
+    if len(ids) > 1:
+        shown = ", ".join(f"{i.id} ({i.created}, {i.sender})" for i in page.items[:5])
+        more = f" and {page.total - 5} more" if page.total and page.total > 5 else ""
+        raise Explained(
+            f"{given} starts {page.total or len(ids)} message ids: {shown}{more}; give more characters",
+            problem="ambiguous-id",
+        )
+    if page.withheld_total:
+        raise Explained(
+            f"message {given} was delivered to this device, but this principal may no longer read it "
+            "(its clearance, compartments or nation changed since)",
+            problem="withheld",
+        )
+    raise Explained(
+        f"no message {given} in the inbox of this device ({c.device_id}): mistyped, or not sent to "
+        "this device; nothing was asked of the server",
+        problem="not-in-inbox",
     )
 
 
 @app.command()
 def read(
     ctx: typer.Context,
-    message_id: Annotated[str, typer.Argument(metavar="ID")],
+    message_id: Annotated[str, typer.Argument(metavar="ID", help=ID_HELP)],
     output: Annotated[
         Path | None,
         typer.Option(
@@ -423,30 +633,49 @@ def read(
     raw: Annotated[
         bool, typer.Option("--raw", help="Only the content's bytes, to a pipe (never to a terminal)")
     ] = False,
+    keep_unread: Annotated[
+        bool, typer.Option("--keep-unread", help="Do not mark it read (no ack is sent or logged)")
+    ] = False,
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify, decrypt and show a message between its label banners; refuse and say why.
+    Then mark it read (an ack, logged), unless --keep-unread.
 
     Control characters in anything the sender or server wrote are shown escaped (e.g. \\x1b);
     content that is not text is not shown: save it with --output FILE.
     """
-    opts = _opts(ctx, profile, as_json)
+    o = opts(ctx, profile, as_json)
     if raw and output is not None:
-        term.fail("use --raw or --output, not both", code=2)
+        term.fail("use --raw or --output, not both", code=2, problem="usage")
     if force and output is None:
-        term.fail("--force goes with --output FILE", code=2)
+        term.fail("--force goes with --output FILE", code=2, problem="usage")
     to_pipe = raw or str(output) == "-"
-    if to_pipe and not opts.json and term.stdout_is_terminal():
+    if to_pipe and not o.json and term.stdout_is_terminal():
         # Checked before anything is fetched: the content's raw bytes never reach a terminal.
         term.fail(
-            "--raw writes the content's bytes as they are, so not to a terminal: pipe it or use --output FILE"
+            "--raw writes the content's bytes as they are, so not to a terminal: "
+            "pipe it or use --output FILE",
+            problem="input",
         )
-    msg = _run(opts, lambda c: c.read(message_id))
+
+    async def go(c: AsyncClient) -> tuple[m.Message, str | None, str | None]:
+        mid = await _resolve(c, message_id)
+        msg = await c.read(mid)
+        if keep_unread:
+            return msg, None, None
+        try:
+            return msg, await c.ack(mid), None
+        except APIError as e:
+            return msg, None, str(e)
+
+    msg, acked, ack_failed = run(o, go)
     saved = None
     if output is not None and not to_pipe:
-        saved = _guard(lambda: term.save_content(output, msg.plaintext, force=force))
-    if opts.json:
+        saved = guard(lambda: term.save_content(output, msg.plaintext, force=force))
+    if ack_failed is not None:
+        term.say("[yellow]Not marked read[/]: {error}", err=True, error=ack_failed)
+    if o.json:
         text, _ = term.content_text(msg.content_type, msg.plaintext)
         term.emit_json(
             {
@@ -462,12 +691,13 @@ def read(
                 "log_proven": msg.log_proven,
                 "size": len(msg.plaintext),
                 "text": text,
+                "acked_at": acked,
                 **({"output": str(saved)} if saved is not None else {}),
             }
         )
         return
     if to_pipe:
-        _guard(lambda: term.write_raw(msg.plaintext))
+        guard(lambda: term.write_raw(msg.plaintext))
         return
     term.show_message(msg, saved=saved)
     if msg.witness is not None and msg.witness.status != "no-policy":
@@ -477,53 +707,94 @@ def read(
 @app.command()
 def ack(
     ctx: typer.Context,
-    message_id: Annotated[str, typer.Argument(metavar="ID")],
+    message_id: Annotated[str, typer.Argument(metavar="ID", help=ID_HELP)],
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Acknowledge a message (marks it read; logged)."""
-    opts = _opts(ctx, profile, as_json)
-    when = _run(opts, lambda c: c.ack(message_id))
-    if opts.json:
-        term.emit_json({"id": message_id, "acked_at": when})
+    """Mark a message read without reading it (an ack, logged; 'read' acks by itself)."""
+    o = opts(ctx, profile, as_json)
+
+    async def go(c: AsyncClient) -> tuple[str, str]:
+        mid = await _resolve(c, message_id)
+        return mid, await c.ack(mid)
+
+    mid, when = run(o, go)
+    if o.json:
+        term.emit_json({"id": mid, "acked_at": when})
     else:
-        term.say("Acknowledged {id} at {when}.", id=message_id, when=when)
+        term.say("Acknowledged {id} at {when}.", id=mid, when=when)
 
 
 @app.command()
 def watch(
     ctx: typer.Context,
-    count: Annotated[int | None, typer.Option("--count", help="Stop after this many events")] = None,
+    count: Annotated[int | None, typer.Option("--count", help="Stop after this many messages", min=1)] = None,
+    after: Annotated[
+        int | None,
+        typer.Option("--after", help="Resume from this inbox cursor, catching up first", min=0),
+    ] = None,
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print new messages as they arrive (server-sent events) until interrupted."""
-    opts = _opts(ctx, profile, as_json)
+    """Print messages as they arrive, until interrupted: time, channel, sender, label.
+
+    A lost connection or a server restart is retried with backoff (0.5 s doubling to 30 s),
+    resuming from the last message's cursor: nothing is missed or shown twice. Only the end of
+    this device's right (revoked, suspended) or a refusal ends it (exit 1)."""
+    o = opts(ctx, profile, as_json)
 
     async def go(c: AsyncClient) -> None:
+        from contextlib import aclosing
+
+        from ._watch import Reconnecting, follow
+
         seen = 0
-        if not opts.json:
+        if not o.json:
             term.say(
                 "Watching for messages to {principal} ({device}); Ctrl-C stops.",
                 err=True,
                 principal=c.principal,
                 device=c.device_id,
             )
-        async for event in c.watch():
-            if opts.json:
-                term.emit_json(event.to_json(), one_line=True)
-            else:
-                term.say(
-                    "new message {id} on {channel} (log index {index}): liaison read {id}",
-                    id=event.id,
-                    channel=event.channel,
-                    index=event.log_index,
-                )
-            seen += 1
-            if count is not None and seen >= count:
-                return
+        async with aclosing(follow(c, after=after)) as events:
+            async for event in events:
+                if isinstance(event, Reconnecting):
+                    _reconnecting(o, event)
+                    continue
+                if o.json:
+                    term.emit_json(event.to_json(), one_line=True)
+                else:
+                    term.say(
+                        "{created} {channel} {sender}: {label:bold} ({size} bytes)  liaison read {id}",
+                        created=event.created,
+                        channel=event.channel,
+                        sender=event.sender,
+                        label=event.label_text,
+                        size=event.size,
+                        id=event.id,
+                    )
+                seen += 1
+                if count is not None and seen >= count:
+                    return
 
-    _run(opts, go)
+    run(o, go)
+
+
+def _reconnecting(o: Options, event: Reconnecting) -> None:
+    if o.json:
+        term.emit_json(
+            {"type": "reconnecting", "why": event.why, "wait": event.wait, "cursor": event.cursor},
+            one_line=True,
+            err=True,
+        )
+    else:
+        term.say(
+            "Stream lost ({why}); reconnecting in {wait} s from cursor {cursor}.",
+            err=True,
+            why=event.why,
+            wait=f"{event.wait:.1f}",
+            cursor=event.cursor,
+        )
 
 
 # --- admin ------------------------------------------------------------------------------
@@ -537,7 +808,7 @@ def principal_create(
     nation: Annotated[str, typer.Option("--nation", help="ISO 3166-1 alpha-3, e.g. UKR")],
     clearance: Annotated[str, typer.Option("--clearance", help="A level of the policy")],
     compartment: Annotated[list[str] | None, typer.Option("--compartment")] = None,
-    role: Annotated[list[str] | None, typer.Option("--role", help="|".join(ROLES))] = None,
+    role: Annotated[list[str] | None, typer.Option("--role", help=ROLES_HELP)] = None,
     kind: Annotated[str, typer.Option("--kind", help="person|system")] = "person",
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
@@ -545,7 +816,9 @@ def principal_create(
     """Create a principal (nation admins: own nation, up to their own clearance)."""
     opts = _opts(ctx, profile, as_json)
     if kind not in ("person", "system"):
-        term.fail("--kind must be person or system", code=2)
+        term.fail("--kind must be person or system", code=2, problem="usage")
+    from liaison.crypto.names import DEFAULT_ROLES
+
     body = _run(
         opts,
         lambda c: c.create_principal(
@@ -578,7 +851,7 @@ def principal_update(
     """Change a principal's clearance, status, compartments, roles or name."""
     opts = _opts(ctx, profile, as_json)
     if status is not None and status not in ("active", "suspended"):
-        term.fail("--status must be active or suspended", code=2)
+        term.fail("--status must be active or suspended", code=2, problem="usage")
     body = _run(
         opts,
         lambda c: c.update_principal(
@@ -630,7 +903,10 @@ def enrol_code(
             "Enrolment invitation for {pid} (one use, until {until}):", pid=pid, until=body.get("expires_at")
         )
         term.say("  {invitation}", invitation=body["invitation"])
-        term.say("Its owner runs: liaison enrol --code INVITATION --server URL --ca-cert CERT --profile NAME")
+        term.say(
+            "Its owner runs: liaison enrol --code INVITATION --server URL --ca-cert CERT --principal {pid}",
+            pid=pid,
+        )
 
 
 @device_app.command("list")
@@ -813,6 +1089,8 @@ def audit_entries(
 
 
 def _short(value: Any) -> str:
+    from liaison.crypto.labels import Label
+
     if isinstance(value, dict) and {"classification", "rel"} <= set(value):
         try:
             return Label.from_json(value).text()
@@ -835,6 +1113,8 @@ def audit_witness_key(
     opts = _opts(ctx, profile, as_json)
 
     def go() -> str:
+        from .audit import WitnessKey
+
         store = _store()
         pname = _profile_name(store, opts.profile)
         prof = store.load_public(pname)
@@ -890,6 +1170,9 @@ def audit_witness(
         return
 
     async def go(c: AsyncClient, tick: Progress_) -> tuple[m.LogVerification, str]:
+        from ._witness import WitnessState
+        from .audit import WitnessKey, witness
+
         assert c.profile is not None
         here = _store().state_dir(c.profile)
         signer = WitnessKey(here / "witness.json").open(_passphrase())
@@ -914,6 +1197,16 @@ def _serve_witness(
     log_keys: list[str],
     state: Path | None,
 ) -> None:
+    import logging
+
+    from liaison.crypto import note
+    from liaison.crypto.errors import CryptoError
+
+    from ._trust import LogMemory
+    from ._witness import Witness, WitnessState
+    from ._witness import serve as serve_witness
+    from .audit import WitnessKey
+
     if (tls_cert is None) != (tls_key is None):
         raise InputError("--tls-cert and --tls-key go together")
     for path in (tls_cert, tls_key):
@@ -964,6 +1257,8 @@ def _serve_witness(
 
 def _policy_file(opts: Options) -> tuple[str, LogMemory, WitnessPolicyFile]:
     """The profile's log memory and witness policy file (no passphrase: nothing secret)."""
+    from ._trust import LogMemory, WitnessPolicyFile
+
     store = _store()
     name = _profile_name(store, opts.profile)
     store.load_public(name)
@@ -1003,6 +1298,8 @@ def witnesses_set(
     opts = _opts(ctx, profile, as_json)
 
     def go() -> tuple[str, WitnessPolicy | None, WitnessPolicy]:
+        from ._trust import WitnessPolicy
+
         name, memory, pfile = _policy_file(opts)
         log_key = memory.log_key
         try:
@@ -1072,6 +1369,39 @@ def witnesses_clear(ctx: typer.Context, profile: ProfileOpt = None, as_json: Jso
             term.say("Profile {name} had no witness policy.", name=name)
 
 
+# --- help topics -------------------------------------------------------------------------
+
+
+@app.command("help")
+def help_topic(
+    ctx: typer.Context,
+    topic: Annotated[str | None, typer.Argument(metavar="[TOPIC|COMMAND]", help="Topic or command")] = None,
+) -> None:
+    """Explain a topic (labels, profiles, agent, inbox, watch, json, exit-codes, completion) or
+    show a command's help ('liaison help send' is 'liaison send --help')."""
+    from ._help import TOPICS, index
+
+    if topic is None:
+        term.document(index())
+        return
+    if topic in TOPICS:
+        term.document(TOPICS[topic])
+        return
+    root = ctx.find_root()
+    group = root.command
+    command = group.get_command(root, topic) if isinstance(group, TyperGroup) else None
+    if command is None:
+        term.fail(
+            "no help topic or command {topic}: topics are {topics}",
+            topic=topic,
+            topics=", ".join(TOPICS),
+            code=2,
+            problem="usage",
+        )
+    with type(ctx)(command, info_name=topic, parent=root) as sub:
+        term.document(command.get_help(sub))
+
+
 # Commands kept in their own modules (the admin surface; audit evidence and trust).
 _cli_admin.register(app, admin_app, principal_app, channel_app)
 _cli_audit.register(audit_app)
@@ -1079,3 +1409,11 @@ _cli_audit.register(audit_app)
 
 def main() -> None:
     app()
+
+
+# --- Commands from other modules ---------------------------------------------------------
+# Each module follows the lazy-import rule above; one line each, after the apps exist.
+
+from . import _cli_agent  # noqa: E402
+
+_cli_agent.register(app)

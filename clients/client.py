@@ -25,7 +25,7 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Self
 
@@ -827,39 +827,62 @@ class AsyncClient(AdminMethods):
 
     async def inbox(self, *, after: int = 0, limit: int | None = None) -> list[m.InboxItem]:
         """This device's messages after a cursor (all pages, or at most `limit`)."""
-        policy = await self.policy()
         items: list[m.InboxItem] = []
         while True:
             page = min(100, limit - len(items)) if limit is not None else 100
             if page <= 0:
                 break
-            body = await self._json("GET", "/v1/inbox", params={"after": after, "limit": page})
-            for x in body.get("messages", []):
-                try:
-                    lab = Label.from_json(x["label"], policy)
-                    items.append(
-                        m.InboxItem(
-                            x["id"],
-                            x["channel"],
-                            x["sender"],
-                            x["sender_device"],
-                            lab,
-                            lab.text(),
-                            x["created"],
-                            int(x["size"]),
-                            bool(x["read"]),
-                            bool(x.get("expired")),
-                            int(x["log_index"]),
-                            int(x["cursor"]),
-                        )
-                    )
-                except (KeyError, TypeError, ValueError, LabelSyntaxError) as e:
-                    raise MalformedResponse(f"inbox entry is malformed ({e})") from None
-            nxt = body.get("next")
-            if not body.get("more") or not isinstance(nxt, int) or nxt <= after:
+            got = await self.inbox_page(after=after, limit=page)
+            items += got.items
+            if not got.more or got.next <= after:
                 break
-            after = nxt
+            after = got.next
         return items
+
+    async def inbox_page(
+        self,
+        *,
+        after: int | None = None,
+        before: int | None = None,
+        limit: int = 100,
+        newest_first: bool = False,
+        channel: str | None = None,
+        unread: bool = False,
+        since: str | None = None,
+        prefix: str | None = None,
+        totals: bool = False,
+    ) -> m.InboxPage:
+        """One page of this device's messages: oldest first after the cursor `after`, or
+        newest first below `before`; only those on `channel`, not yet acknowledged (`unread`),
+        accepted at or after `since` (RFC 3339) or whose id starts with `prefix` (8 or more
+        characters). `totals` also counts every match, readable and withheld."""
+        params: dict[str, Any] = {
+            "after": after,
+            "before": before,
+            "limit": limit,
+            "order": "newest" if newest_first else None,
+            "channel": channel,
+            "unread": "true" if unread else None,
+            "since": since,
+            "prefix": prefix,
+            "totals": "true" if totals else None,
+        }
+        body = await self._json("GET", "/v1/inbox", params=params)
+        policy = await self.policy()
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            raise MalformedResponse("inbox answer has no message list")
+        try:
+            return m.InboxPage(
+                tuple(_inbox_item(x, policy) for x in messages),
+                int(body["next"]),
+                bool(body.get("more")),
+                int(body.get("withheld", 0)),
+                _opt_int(body.get("total")),
+                _opt_int(body.get("withheld_total")),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise MalformedResponse(f"inbox answer is malformed ({e})") from None
 
     async def read(self, message_id: str, *, expected_label: Label | None = None) -> m.Message:
         """Fetch, verify and decrypt one message; VerificationFailed says why when it cannot.
@@ -1006,11 +1029,18 @@ class AsyncClient(AdminMethods):
             raise
         return str(body.get("acked_at", ""))
 
-    async def watch(self) -> AsyncIterator[m.InboxEvent]:
-        """Live events for this device (server-sent events), until the server closes."""
+    async def watch(self, *, after: int | None = None) -> AsyncGenerator[m.InboxEvent, None]:
+        """Live events for this device (server-sent events), until the server closes.
+
+        With `after` (an inbox cursor, e.g. the last event's), the messages delivered since
+        come first, then the live ones, each once. A "closed" event (with its `reason`) is the
+        server ending the stream; `liaison.clients._watch.follow` reconnects and resumes.
+        """
+        params = {"after": after} if after is not None else None
+        policy = await self.policy()
         try:
             async with self._http.stream(
-                "GET", "/v1/inbox/stream", timeout=httpx.Timeout(30.0, read=None)
+                "GET", "/v1/inbox/stream", params=params, timeout=httpx.Timeout(30.0, read=None)
             ) as r:
                 if not r.is_success:
                     await r.aread()
@@ -1022,8 +1052,8 @@ class AsyncClient(AdminMethods):
                     elif line.startswith("data:"):
                         data += line[5:].strip()
                     elif line == "":
-                        if event == "message" and data:
-                            yield _event(data)
+                        if event in ("message", "closed") and data:
+                            yield _event(event, data, policy)
                         event, data = "", ""
         except httpx.TransportError as e:
             raise transport_error(self.server, e) from None
@@ -1203,14 +1233,49 @@ def _text(label: Any) -> str:
     return text
 
 
-def _event(data: str) -> m.InboxEvent:
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _inbox_item(x: Any, policy: Policy) -> m.InboxItem:
+    """An inbox entry as the server lists it (a page's, or a stream event's)."""
+    try:
+        lab = Label.from_json(x["label"], policy)
+        return m.InboxItem(
+            x["id"],
+            x["channel"],
+            x["sender"],
+            x["sender_device"],
+            lab,
+            lab.text(),
+            x["created"],
+            int(x["size"]),
+            bool(x["read"]),
+            bool(x.get("expired")),
+            int(x["log_index"]),
+            int(x["cursor"]),
+        )
+    except (KeyError, TypeError, ValueError, LabelSyntaxError) as e:
+        raise MalformedResponse(f"inbox entry is malformed ({e})") from None
+
+
+def _event(kind: str, data: str, policy: Policy) -> m.InboxEvent:
     try:
         obj = json.loads(data)
-        return m.InboxEvent(
-            str(obj.get("type", "message")),
-            str(obj["id"]),
-            str(obj.get("channel", "")),
-            int(obj.get("log_index", -1)),
-        )
-    except (ValueError, KeyError, TypeError) as e:
+        if kind == "closed":
+            return m.InboxEvent("closed", "", "", -1, reason=str(obj.get("reason", "")))
+        item = _inbox_item(obj, policy)
+    except (ValueError, AttributeError) as e:
         raise MalformedResponse(f"stream event is malformed ({e})") from None
+    return m.InboxEvent(
+        "message",
+        item.id,
+        item.channel,
+        item.log_index,
+        item.cursor,
+        item.sender,
+        item.sender_device,
+        item.label_text,
+        item.created,
+        item.size,
+    )

@@ -189,6 +189,33 @@ class Client(AdminSync):
     def inbox(self, *, after: int = 0, limit: int | None = None) -> list[m.InboxItem]:
         return self._run(self.aio.inbox(after=after, limit=limit))
 
+    def inbox_page(
+        self,
+        *,
+        after: int | None = None,
+        before: int | None = None,
+        limit: int = 100,
+        newest_first: bool = False,
+        channel: str | None = None,
+        unread: bool = False,
+        since: str | None = None,
+        prefix: str | None = None,
+        totals: bool = False,
+    ) -> m.InboxPage:
+        return self._run(
+            self.aio.inbox_page(
+                after=after,
+                before=before,
+                limit=limit,
+                newest_first=newest_first,
+                channel=channel,
+                unread=unread,
+                since=since,
+                prefix=prefix,
+                totals=totals,
+            )
+        )
+
     def read(self, message_id: str, *, expected_label: Label | None = None) -> m.Message:
         return self._run(self.aio.read(message_id, expected_label=expected_label))
 
@@ -198,9 +225,9 @@ class Client(AdminSync):
     def ack(self, message_id: str) -> str:
         return self._run(self.aio.ack(message_id))
 
-    def watch(self) -> Iterator[m.InboxEvent]:
+    def watch(self, *, after: int | None = None) -> Iterator[m.InboxEvent]:
         """Blocking iterator over live events (until the server closes the stream)."""
-        return self._iterate(self.aio.watch())
+        return self._iterate(self.aio.watch(after=after))
 
     # admin
 

@@ -9,7 +9,8 @@ for signing and for verifying alike, so what `sign_request` signs is byte for by
 Verification is split in two: `check_request` does every check but the signature itself;
 `PendingSignature.verify` is the Ed25519 verification alone. The plain Signature-Input that
 `sign_request` writes is read without http_sf (property-tested equal to it); any other form
-goes to http_sf. The Ed25519 operations are `_primitives`', on raw device keys.
+goes to http_sf. Signing is the device keys' `sign_http_base` (an unlock agent may hold them);
+verifying is `_primitives`' Ed25519.
 
 Headers are given as a mapping or, as a server should give them, as the list of (name, value)
 fields received: a mapping (a dict built from the request) keeps one of two fields of the same
@@ -145,7 +146,7 @@ def sign_request(
     except RequestSignatureError as e:
         raise MalformedError(f"cannot sign the request: {e.detail}") from None
     out["Signature-Input"] = value
-    out["Signature"] = f"{LABEL}=:{b64encode(p.ed25519_sign(keys.ed25519, base))}:"
+    out["Signature"] = f"{LABEL}=:{b64encode(keys.sign_http_base(base))}:"
     return out
 
 

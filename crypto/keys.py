@@ -238,6 +238,12 @@ class DeviceKeys:
         bundle = self.public.to_json()
         return {"bundle": bundle, "signatures": self.sign(BUNDLE_DOMAIN, jcs(bundle))}
 
+    def sign_http_base(self, base: bytes) -> bytes:
+        """Ed25519 over an RFC 9421 signature base (`httpsig`). The base has a structure of
+        its own (it starts `"@method": `), so it takes no domain prefix; it can never be a
+        domain-separated message, which starts `liaison/`."""
+        return p.ed25519_sign(self.ed25519, base)
+
     def unwrap(self, sealed: bytes, info: bytes) -> bytes:
         return p.hpke_open(self.kem_suite, self.kem, sealed, info)
 

@@ -220,7 +220,7 @@ class Demo:
         self.enrol(admin, pid)
 
     def last_id(self, profile: str) -> str:
-        return str(self.json(profile, "inbox")[-1]["id"])
+        return str(self.json(profile, "inbox", "--limit", "1")[0]["id"])  # newest first
 
     # --- the story ------------------------------------------------------------------------------
 
@@ -443,7 +443,7 @@ class Demo:
         self.say("Nobody encrypts to it any more:")
         self.liaison("usa-analyst", "send", "--channel", "ops", "--label", unclass, "--dry-run")
         self.say("And a message it signed earlier is refused, because its key is revoked:")
-        report_id = self.json("ukr-analyst", "inbox")[-1]["id"]
+        report_id = self.json("ukr-analyst", "inbox")[0]["id"]  # newest first
         self.liaison("ukr-analyst", "read", report_id, expect="refused")
 
         self.step("The auditor verifies the whole log, proves a message, and cosigns")

@@ -1,4 +1,4 @@
-"""Message use cases: submit (every check of SPEC 4), fetch, inbox, ack, and retention.
+"""Message use cases: submit (every check of SPEC 4), fetch, ack, and retention (the inbox: `inbox`).
 
 A submit runs in two stages. `precheck` makes every check that needs no database (the
 envelope's form, label, suite, signatures, size and time) on the event loop, so verifying many
@@ -39,7 +39,7 @@ from .directory import Eligibility, eligibility
 from .readmodels import PrincipalView, label_of
 from .refusals import access_denied, message_rejected, refuse
 
-__all__ = ["Accepted", "ack", "check_recipients", "expire_due", "fetch", "inbox", "precheck", "submit"]
+__all__ = ["Accepted", "ack", "check_recipients", "expire_due", "fetch", "precheck", "submit"]
 
 # The hot path's statements, on the writer's raw connection (`Tx.raw`).
 _INSERT_MESSAGE = (
@@ -318,76 +318,6 @@ def _store(
     if not raw.notify(events.CHANNEL, json.dumps(event)):
         tx.after_commit(lambda: state.hub.publish(event, recipients))
     return Accepted(parsed.id, index, len(recipients))
-
-
-#: What an inbox page shows: metadata only, never the (large) envelope itself.
-_INBOX_COLUMNS = (
-    Delivery.seq,
-    Message.id,
-    Message.channel_id,
-    Message.sender_principal,
-    Message.sender_device,
-    Message.label,
-    Message.created,
-    Message.size,
-    Delivery.acked_at,
-    Delivery.fetched_at,
-    Message.expired_at,
-    Message.log_index,
-)
-
-
-async def inbox(state: AppState, caller: Caller, after: int, limit: int) -> dict[str, Any]:
-    """The device's deliveries after a cursor, re-checked against the principal's access now."""
-    async with state.db.sessions() as s:
-        rows = (
-            await s.execute(
-                select(*_INBOX_COLUMNS)
-                .join(Delivery, Delivery.message_id == Message.id)
-                .where(Delivery.device_id == caller.device_id, Delivery.seq > after)
-                .order_by(Delivery.seq)
-                .limit(limit)
-            )
-        ).all()
-    items, withheld = [], 0
-    subject = caller.principal.subject
-    for (
-        seq,
-        mid,
-        channel,
-        sender,
-        sender_device,
-        label,
-        created,
-        size,
-        acked_at,
-        fetched_at,
-        expired_at,
-        log_index,
-    ) in rows:
-        try:
-            check_dominates(state.policy, subject, label_of(label))
-        except PolicyViolation:
-            withheld += 1  # access was lowered since delivery: not even the metadata is shown
-            continue
-        items.append(
-            {
-                "cursor": seq,
-                "id": mid,
-                "channel": channel,
-                "sender": sender,
-                "sender_device": sender_device,
-                "label": json.loads(label),
-                "created": format_time(created, millis=False),
-                "size": size,
-                "read": acked_at is not None,
-                "fetched": fetched_at is not None,
-                "expired": expired_at is not None,
-                "log_index": log_index,
-            }
-        )
-    next_cursor = rows[-1][0] if rows else after
-    return {"messages": items, "next": next_cursor, "more": len(rows) == limit, "withheld": withheld}
 
 
 def _not_recipient(caller: Caller, message_id: str) -> Refusal:

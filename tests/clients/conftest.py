@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from liaison.clients import cli
+from liaison.clients import _cli_common, cli
 from tests.service.harness import free_port
 
 BIN = Path(sys.executable).parent
@@ -137,7 +137,7 @@ class Liaison:
         self.monkeypatch = monkeypatch
         self.passphrase = PASSPHRASE
         self.runner = CliRunner()
-        monkeypatch.setattr(cli, "KDF_LIMITS", FAST_KDF)
+        monkeypatch.setattr(_cli_common, "KDF_LIMITS", FAST_KDF)
         monkeypatch.setenv("LIAISON_HOME", str(home))
         monkeypatch.setenv("LIAISON_PASSPHRASE", PASSPHRASE)
         monkeypatch.delenv("LIAISON_PROFILE", raising=False)
@@ -145,7 +145,7 @@ class Liaison:
     def __call__(
         self, *args: str, input: str | bytes | None = None, ok: bool = True, passphrase: str | None = None
     ) -> Result:
-        cli._PASSPHRASE.clear()
+        _cli_common.PASSPHRASE.clear()
         self.monkeypatch.setenv("LIAISON_PASSPHRASE", passphrase or self.passphrase)
         r = self.runner.invoke(cli.app, list(args), input=input, catch_exceptions=False)
         result = Result(r.exit_code, r.stdout, r.stderr)

@@ -240,9 +240,9 @@ def test_send_dry_run_read_ack_inbox(liaison: Liaison) -> None:
     # The sender's other devices are recipients too: the sender reads its own message.
     assert "Twelve" in liaison("-p", n["usa"], "read", sent["id"]).stdout
 
-    # France was not a recipient: refused, exit 1, the reason on stderr.
-    assert "not-recipient" in liaison.refused("-p", n["fra"], "read", sent["id"])
-    assert "not-recipient" in liaison.refused("-p", n["fra"], "ack", sent["id"])
+    # France was not a recipient: refused by its own client (the id is not in its inbox), exit 1.
+    assert "not sent to this device" in liaison.refused("-p", n["fra"], "read", sent["id"])
+    assert "not sent to this device" in liaison.refused("-p", n["fra"], "ack", sent["id"])
 
 
 def test_send_levels_and_subsets(liaison: Liaison, tmp_path: Path) -> None:
@@ -265,7 +265,7 @@ def test_send_levels_and_subsets(liaison: Liaison, tmp_path: Path) -> None:
     ).json()
     assert sent["recipients"] == 1
     assert "for the system only" in liaison("-p", n["sys"], "read", sent["id"]).stdout
-    assert "not-recipient" in liaison.refused("-p", n["fra"], "read", sent["id"])
+    assert "not sent to this device" in liaison.refused("-p", n["fra"], "read", sent["id"])
     # Someone who cannot receive the label cannot be named with --to.
     line = liaison.refused(
         "-p", n["ukr"], "send", "-c", n["chan"], "-l", "SECRET//REL TO UKR, USA", "--to", n["fra"], input="x"
@@ -589,7 +589,7 @@ def test_console_script_subprocess(liaison: Liaison, server: Server) -> None:
         check=False,
     )
     assert r.returncode == 1 and r.stdout == b""
-    assert r.stderr.decode().count("\n") == 1 and "not-recipient" in r.stderr.decode()
+    assert r.stderr.decode().count("\n") == 1 and "not sent to this device" in r.stderr.decode()
     r = subprocess.run([str(BIN / "liaison"), "send"], capture_output=True, env=env, timeout=60, check=False)
     assert r.returncode == 2
 

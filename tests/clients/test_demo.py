@@ -32,7 +32,7 @@ def test_demo_runs_to_a_verified_cosigned_log() -> None:
     for expected in (
         "releasability: nation is not in REL TO",
         "system-level: systems may not handle this level",
-        "refused (not-recipient)",
+        "mistyped, or not sent to this device",
         "refused (key-revoked)",
         "server refused (device-revoked)",
         "Verified liaison.example/audit",

@@ -342,8 +342,17 @@ def _template_problems(name: str, call: ast.Call) -> list[str]:
     return []
 
 
-def test_cli_prints_only_through_the_sanitiser() -> None:
-    assert violations(CLI.read_text()) == []
+#: cli.py and every command module registered from it (`_cli_*.py`, present and future).
+CLI_MODULES = [CLI, *sorted(CLI.parent.glob("_cli_*.py"))]
+
+
+@pytest.mark.parametrize("module", CLI_MODULES, ids=lambda p: p.name)
+def test_cli_prints_only_through_the_sanitiser(module: Path) -> None:
+    assert violations(module.read_text()) == []
+
+
+def test_the_guard_sees_the_command_modules() -> None:
+    assert {p.name for p in CLI_MODULES} >= {"cli.py", "_cli_common.py", "_cli_agent.py"}
 
 
 @pytest.mark.parametrize(
