@@ -161,3 +161,11 @@ def test_truncation_reordering_and_duplication_fail() -> None:
             chunked.decrypt(key, head + b"".join(chunks[i] for i in order), b"")
     with pytest.raises(MalformedError):
         chunked.decrypt(key, ct[:60], b"")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=3000), TYPES)
+def test_frame_size_from_lengths_is_the_frame_s_size(content: bytes, content_type: str) -> None:
+    from liaison.crypto.content import frame_size
+
+    assert frame_size(content, content_type) == len(to_frame(Body(content, content_type)))
