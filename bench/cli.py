@@ -34,7 +34,6 @@ import os
 import shutil
 import signal
 import socket
-import ssl
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from _server import wait_ready
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,23 +75,7 @@ class Server:
             stdout=subprocess.DEVNULL,
             stderr=self.log.open("wb"),
         )
-        ctx = ssl.create_default_context(cafile=self.init["tls_cert"])
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"server exited: {self.log.read_text()[-2000:]}")
-            try:
-                with (
-                    socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw,
-                    ctx.wrap_socket(raw, server_hostname="localhost") as tls,
-                ):
-                    tls.sendall(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-                    if tls.recv(64).startswith(b"HTTP/1.1 200"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise SystemExit("server did not become ready")
+        wait_ready(self.proc, self.port, self.init["tls_cert"], self.log, server_hostname="localhost")
 
     @property
     def url(self) -> str:

@@ -56,6 +56,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from _server import wait_ready
+
 from liaison.crypto.encoding import b64url_decode
 from liaison.crypto.envelope import seal
 from liaison.crypto.httpsig import sign_request
@@ -171,23 +173,7 @@ class Server:
             stdout=subprocess.DEVNULL,
             stderr=self.log.open("wb"),
         )
-        ctx = ssl.create_default_context(cafile=self.init["tls_cert"])
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"server exited: {self.log.read_text()[-2000:]}")
-            try:
-                with (
-                    socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw,
-                    ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
-                ):
-                    tls.sendall(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-                    if tls.recv(64).startswith(b"HTTP/1.1 200"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise SystemExit("server did not become ready")
+        wait_ready(self.proc, self.port, self.init["tls_cert"], self.log, server_hostname="127.0.0.1")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
