@@ -7,6 +7,7 @@ test file runs in seconds; a few tests also run the real console script as a sub
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -100,9 +101,9 @@ class Server:
         return rows
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    base = tmp_path_factory.mktemp("server")
+@contextlib.contextmanager
+def running_server(base: Path) -> Iterator[Server]:
+    """`liaison-server init` in `base/data`, then `run`, stopped on exit."""
     data = base / "data"
     r = subprocess.run(
         [str(BIN / "liaison-server"), "init", "--data-dir", str(data), "--json"],
@@ -116,6 +117,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("server")) as srv:
+        yield srv
 
 
 @dataclass

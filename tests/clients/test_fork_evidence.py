@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 from liaison.clients import _cli_audit, _evidence
 from liaison.crypto import merkle, note
-from tests.clients.conftest import BIN, Liaison, Server
+from tests.clients.conftest import Liaison, Server, running_server
 from tests.clients.test_terminal import violations
 
 # --- the check, on logs built here ------------------------------------------------------------
@@ -124,19 +123,8 @@ def test_the_audit_commands_print_only_through_the_sanitiser() -> None:
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[Server]:
     """A server of this test's own (its log is about to be forked)."""
-    data = tmp_path / "data"
-    r = subprocess.run(
-        [str(BIN / "liaison-server"), "init", "--data-dir", str(data), "--json"],
-        capture_output=True,
-        check=True,
-        timeout=120,
-    )
-    srv = Server(data, json.loads(r.stdout))
-    srv.start()
-    try:
+    with running_server(tmp_path) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def _copy_db(src: Path, dst: Path) -> None:

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import ssl
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 
 from liaison.clients import AsyncClient, KeyStore, VerificationFailed, WitnessPolicy, WitnessPolicyFile
 from liaison.crypto import note
-from tests.clients.conftest import BIN, PASSPHRASE, Liaison, Server
+from tests.clients.conftest import PASSPHRASE, Liaison, Server, running_server
 
 #: A line a server can forge: a well-formed signature line from a key nobody pinned.
 FORGED = "\u2014 evil.witness " + base64.b64encode(b"\x01\x02\x03\x04" + bytes(72)).decode() + "\n"
@@ -33,20 +32,8 @@ FORGED = "\u2014 evil.witness " + base64.b64encode(b"\x01\x02\x03\x04" + bytes(7
 @pytest.fixture(scope="module")
 def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server of this module only: its cosignature table is tampered with below."""
-    base = tmp_path_factory.mktemp("witness-policy-server")
-    data = base / "data"
-    r = subprocess.run(
-        [str(BIN / "liaison-server"), "init", "--data-dir", str(data), "--json"],
-        capture_output=True,
-        check=True,
-        timeout=120,
-    )
-    srv = Server(data, json.loads(r.stdout))
-    srv.start()
-    try:
+    with running_server(tmp_path_factory.mktemp("witness-policy-server")) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")
