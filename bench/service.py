@@ -51,18 +51,29 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from _server import wait_ready
 
-from liaison.crypto.encoding import b64url_decode
+from liaison.clients._directory import (
+    PrincipalState,
+    device_enrolment,
+    genesis_statements,
+    invitation_change,
+    new_code,
+    principal_change,
+)
+from liaison.crypto.anchors import anchors_digest
+from liaison.crypto.encoding import b64url_decode, b64url_encode
 from liaison.crypto.envelope import seal
 from liaison.crypto.httpsig import sign_request
 from liaison.crypto.keys import DeviceKeys, PublicBundle, generate_device
 from liaison.crypto.labels import Label
+from liaison.crypto.policy import Policy
+from liaison.crypto.statements import SignedStatement, channel_statement, invitation_public, sign_statement
 
 LABEL_TEXT = "SECRET//AIRDEF//REL TO UKR, USA"
 LABEL = Label("coalition-2026", "SECRET", ("UKR", "USA"), ("AIRDEF",))
@@ -252,48 +263,96 @@ class Scene:
     bundles: list[PublicBundle] = field(default_factory=list)
 
 
-async def enrol(t: Target, code: str, keys: DeviceKeys) -> tuple[int, Any]:
-    """Enrol as a device does: the KEM challenge, its signed answer, the enrolment. Enrolment
-    is limited per client address (burst 20, then 1/s): each step waits its turn."""
+async def enrol(t: Target, code: str, keys: DeviceKeys, origin: str) -> tuple[int, Any]:
+    """Enrol as a device does (protocol 9.8): the invitation by the key the code derives, the
+    KEM challenge, its signed answer, the enrolment with the device's own statement.
+    Enrolment is limited per client address (burst 20, then 1/s): each step waits its turn."""
 
-    async def post(path: str, body: Any) -> tuple[int, Any]:
+    async def call(method: str, path: str, body: Any = None) -> tuple[int, Any]:
         while True:
-            status, answer = await t.call(None, "POST", path, body)
+            status, answer = await t.call(None, method, path, body)
             if status != 429:
                 return status, answer
             await asyncio.sleep(1.0)
 
-    request = {"code": code, "bundle": keys.signed_bundle()}
-    status, body = await post("/v1/enrol/challenge", request)
+    key = b64url_encode(invitation_public(code))
+    status, doc = await call("GET", f"/v1/enrol/invitations/{key}")
+    if status != 200:
+        return status, doc
+    request = {"invitation_key": key, "bundle": keys.signed_bundle()}
+    status, body = await call("POST", "/v1/enrol/challenge", request)
     if status != 200:
         return status, body
     proof = keys.answer_kem_challenge(b64url_decode(body["challenge"]))
-    return await post("/v1/enrol", {**request, "proof": proof})
+    invitation = SignedStatement.from_json(doc["invitation"]) if doc["invitation"] else None
+    statement = device_enrolment(keys, origin, doc["nation"], invitation, code).to_json()
+    return await call("POST", "/v1/enrol", {**request, "proof": proof, "statement": statement})
 
 
 async def setup(t: Target, init: dict[str, Any], n_senders: int) -> Scene:
+    """Principals, devices and channels, each change with the statement the admin's client
+    signs (protocol 9.3), through the same builders as the client library."""
+    _, served = await t.call(None, "GET", "/v1/log-key")
+    log_key = served["log_verifier_key"]
+    origin = log_key.split("+", 1)[0]
+    _, policy_doc = await t.call(None, "GET", "/v1/policy")
+    policy = Policy.from_json(policy_doc)
     root = generate_device("root")
-    status, body = await enrol(t, init["root_enrolment_code"], root)
+    status, body = await enrol(t, init["root_enrolment_code"], root, origin)
     assert status == 201, body
+    _, me = await t.call(root, "GET", "/v1/me")
+    view = me["principal"]
+    state = PrincipalState(
+        view["nation"],
+        view["kind"],
+        view["clearance"],
+        tuple(view["compartments"]),
+        tuple(view["roles"]),
+        True,
+    )
+    roots, pol, rootp = genesis_statements(root, origin, policy, state)
+    for item in ({"statement": roots.to_json()}, {"statement": pol.to_json()}, rootp):
+        s, b = await t.call(root, "POST", "/v1/directory/statements", item)
+        assert s == 201, b
+    anchors = {
+        "v": 1,
+        "log_key": log_key,
+        "roots": {"seq": 1, "digest": b64url_encode(roots.statement.digest())},
+        "policy": {"version": policy.version},
+        "witnesses": {"k": 0, "keys": [], "max_age": None},
+    }
 
     async def principal(pid: str, nation: str) -> DeviceKeys:
+        grant = PrincipalState(nation, "person", "SECRET", ("AIRDEF",), ("analyst",), True)
+        body = {
+            "id": pid,
+            "display_name": pid,
+            "nation": nation,
+            "clearance": "SECRET",
+            "compartments": ["AIRDEF"],
+        }
         s, b = await t.call(
             root,
             "POST",
             "/v1/admin/principals",
-            {
-                "id": pid,
-                "display_name": pid,
-                "nation": nation,
-                "clearance": "SECRET",
-                "compartments": ["AIRDEF"],
-            },
+            {**body, **principal_change(root, origin, policy, None, pid, grant)},
         )
         assert s == 201, b
-        s, b = await t.call(root, "POST", f"/v1/admin/principals/{pid}/enrolment-codes")
+        code = new_code()
+        invitation = invitation_change(
+            root,
+            origin,
+            principal=pid,
+            nation=nation,
+            code=code,
+            expires=datetime.now(UTC) + timedelta(hours=1),
+            anchors=anchors,
+            digest=anchors_digest(anchors),
+        )
+        s, b = await t.call(root, "POST", f"/v1/admin/principals/{pid}/enrolment-codes", invitation)
         assert s == 201, b
         keys = generate_device(pid)
-        s, e = await enrol(t, b["code"], keys)
+        s, e = await enrol(t, code, keys, origin)
         assert s == 201, e
         return keys
 
@@ -301,10 +360,34 @@ async def setup(t: Target, init: dict[str, Any], n_senders: int) -> Scene:
     senders = [await principal(f"usa-sender-{i:02d}", "USA") for i in range(n_senders)]
     for i, sender in enumerate(senders):
         cid = f"bench-{i:02d}"
-        s, b = await t.call(root, "POST", "/v1/admin/channels", {"id": cid, "ceiling": LABEL_TEXT})
-        assert s == 201, b
+        first = sign_statement(
+            root,
+            channel_statement(
+                origin, channel=cid, ceiling=LABEL, members=[], seq=1, prev=None, signer=root.device_id
+            ),
+        )
         s, b = await t.call(
-            root, "PUT", f"/v1/admin/channels/{cid}/members", {"principals": [sender.principal, *RECIPIENTS]}
+            root,
+            "POST",
+            "/v1/admin/channels",
+            {"id": cid, "ceiling": LABEL_TEXT, "statement": first.to_json()},
+        )
+        assert s == 201, b
+        members = sorted([sender.principal, *RECIPIENTS])
+        second = channel_statement(
+            origin,
+            channel=cid,
+            ceiling=LABEL,
+            members=members,
+            seq=2,
+            prev=first.statement.digest(),
+            signer=root.device_id,
+        )
+        s, b = await t.call(
+            root,
+            "PUT",
+            f"/v1/admin/channels/{cid}/members",
+            {"principals": members, "statement": sign_statement(root, second).to_json()},
         )
         assert s == 200, b
     s, b = await t.call(senders[0], "GET", f"/v1/channels/bench-00/recipients?label={quote(LABEL_TEXT)}")

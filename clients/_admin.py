@@ -10,7 +10,7 @@ never the code.
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -129,6 +129,9 @@ class AdminMethods:
     async def _json(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
         raise NotImplementedError
 
+    async def _members_statement(self, cid: str, wanted: Callable[[set[str]], set[str]]) -> dict[str, Any]:
+        raise NotImplementedError
+
     async def list_principals(
         self,
         *,
@@ -167,9 +170,14 @@ class AdminMethods:
     async def change_members(
         self, cid: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()
     ) -> dict[str, Any]:
-        """Add and remove single members of a channel; the others stay. Returns the channel."""
+        """Add and remove single members of a channel; the others stay. Returns the channel.
+        The statement signed with it names the resulting member list (protocol 9.3)."""
+        added, removed = set(add), set(remove)
+        statement = await self._members_statement(cid, lambda current: (current | added) - removed)
         return await self._json(
-            "PATCH", f"/v1/admin/channels/{cid}/members", body={"add": list(add), "remove": list(remove)}
+            "PATCH",
+            f"/v1/admin/channels/{cid}/members",
+            body={"add": list(add), "remove": list(remove), **statement},
         )
 
     async def my_devices(self) -> list[m.DeviceInfo]:

@@ -16,7 +16,7 @@ import typer
 from . import _terminal as term
 
 if TYPE_CHECKING:
-    from ._models import DeviceInfo
+    from ._models import DeviceInfo, NationRange
     from .client import AsyncClient
 
 __all__ = ["register"]
@@ -48,6 +48,45 @@ def register(
     admin_app.add_typer(code_app, name="code")
     code_app.command("list")(code_list)
     code_app.command("cancel")(code_cancel)
+    admin_app.command("monitor")(monitor)
+
+
+def monitor(
+    ctx: typer.Context,
+    nation: Annotated[str | None, typer.Option("--nation", help="e.g. UKR (default: your own)")] = None,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Prove your nation's whole directory range complete and list devices new since last time."""
+    from .cli import _opts, _run
+
+    opts = _opts(ctx, profile, as_json)
+
+    async def go(c: AsyncClient) -> NationRange:
+        return await c.monitor_nation(nation)
+
+    found = _run(opts, go)
+    if opts.json:
+        term.emit_json(found.to_json())
+        return
+    term.say(
+        "{nation}: range proven complete at checkpoint {size} (map version {version}): "
+        "{principals} principals, {devices} active devices, {revoked} revoked",
+        nation=found.nation,
+        size=found.tree_size,
+        version=found.map_version,
+        principals=found.principals,
+        devices=found.devices,
+        revoked=found.revoked,
+    )
+    if not found.new_devices:
+        term.say("No device new since the last check.")
+        return
+    term.say("{n} device(s) new since the last check: check that you expected each", n=len(found.new_devices))
+    term.table(
+        ("device", "principal", "invited by", "map version"),
+        [(x["device"], x["principal"], x["invited_by"], str(x["version"])) for x in found.new_devices],
+    )
 
 
 def devices(ctx: typer.Context, profile: ProfileOpt = None, as_json: JsonOpt = False) -> None:

@@ -21,6 +21,8 @@ __all__ = [
     "Me",
     "Message",
     "MessageProof",
+    "NationRange",
+    "OwnRecords",
     "Plan",
     "Recipient",
     "Sent",
@@ -151,6 +153,8 @@ class Plan(_JSON):
         recipients: the devices the message would be sealed to, each key proven in the log.
         excluded: the members who would not receive it, each with its reason.
         tree_size: the size of the checkpoint the recipients' keys were proven against.
+        warnings: what the directory did not prove (protocol 9.9): a member left out without
+            a verifiable reason (the server decides completeness; auditors see it).
     """
 
     channel: str
@@ -159,6 +163,7 @@ class Plan(_JSON):
     recipients: tuple[Recipient, ...]
     excluded: tuple[Excluded, ...]
     tree_size: int
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -228,6 +233,7 @@ class Sent(_JSON):
         tree_size: the size of the receipt's checkpoint (consistent with what the profile saw).
         label_text: the label it was sent at, as text.
         witness: the receipt's checkpoint under the profile's witness policy.
+        warnings: what the directory did not prove about members left out (`Plan.warnings`).
     """
 
     id: str
@@ -236,6 +242,7 @@ class Sent(_JSON):
     tree_size: int
     label_text: str
     witness: Witnessing | None = None
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -480,3 +487,52 @@ class LogVerification(_JSON):
     entries: int
     previous_size: int | None
     counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class OwnRecords(_JSON):
+    """This device's own directory records, proven at a checkpoint (`check_own_records`).
+
+    Attributes:
+        principal: this device's principal.
+        device: this device's id.
+        principal_seq: the seq of the principal's newest statement (proven current).
+        device_seq: the seq of this device's newest statement (proven current, active, this
+            device's own bundle).
+        tree_size: the size of the checkpoint they were proven at.
+        map_version: the map version that checkpoint carries.
+        facts: the principal's predicates as its statement opens them (`level>=SECRET`, ...).
+    """
+
+    principal: str
+    device: str
+    principal_seq: int
+    device_seq: int
+    tree_size: int
+    map_version: int
+    facts: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NationRange(_JSON):
+    """A nation's whole directory range, proven complete at a checkpoint (`monitor_nation`).
+
+    Attributes:
+        nation: the nation monitored.
+        tree_size: the size of the checkpoint it was proven at.
+        map_version: the map version that checkpoint carries.
+        principals: principal records in the range.
+        devices: device records that are active.
+        revoked: device records that are revoked.
+        new_devices: devices this profile had not seen in the range before, each
+            `{"device", "principal", "invited_by", "version"}` (`invited_by`: the device that
+            signed its invitation, or "genesis"): a device nobody expected is an alarm.
+    """
+
+    nation: str
+    tree_size: int
+    map_version: int
+    principals: int
+    devices: int
+    revoked: int
+    new_devices: list[dict[str, Any]] = field(default_factory=list)

@@ -8,9 +8,10 @@ Kept in ``state/<profile>/log.json`` (0600) under the key store's home::
 (`forgotten`: checkpoints dropped by `liaison audit trust --reset`, kept for the record.)
 
 The log key is pinned at enrolment, never on the server's word alone: from an explicit key
-(--log-key), or from the server's key when its digest is the one the admin's invitation
-carries (`EnrolmentPin`). Every later checkpoint must be signed by it and be consistent with
-the saved one, which only ever moves forward. A client that loses this file loses its memory
+(--log-key), or from the server's key when its digest (LIAISON1), or the digest of the anchors
+that name it (LIAISON2), is the one the admin's invitation carries (`EnrolmentPin`).
+Every later checkpoint must be signed by it and be consistent with the saved one, which only
+ever moves forward. A client that loses this file loses its memory
 of the log, so it is written atomically, never truncated in place.
 """
 
@@ -21,26 +22,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from liaison.crypto import note
+from liaison.crypto.anchors import Anchors, parse_anchors
 from liaison.crypto.errors import CryptoError, MalformedError
-from liaison.crypto.invitation import Invitation, looks_like_invitation, parse_invitation
+from liaison.crypto.invitation import CODE_RE, Invitation, looks_like_invitation, parse_invitation
 
 from ._verify import open_checkpoint
-from .errors import InputError, KeyStoreError, LogKeyMismatch, UntrustedCheckpoint
+from .errors import InputError, KeyStoreError, LogKeyMismatch, MalformedResponse, UntrustedCheckpoint
 from .keystore import _write_private
 
 __all__ = ["EnrolmentPin", "LogMemory", "SavedCheckpoint", "WitnessPolicy", "WitnessPolicyFile"]
 
 _NO_ANCHOR = (
     "a plain enrolment code pins no log key, and this client never trusts one on first use: "
-    "ask your admin for the invitation (LIAISON1-..., printed by `liaison admin enrol-code`) "
+    "ask your admin for the invitation (LIAISON2-..., printed by `liaison admin enrol-code`) "
     "or for the log verifier key to pass with --log-key"
 )
 
 
 @dataclass(frozen=True)
 class EnrolmentPin:
-    """What a new device may trust the log key from: an explicit key, an invitation's digest,
-    or both (then they must agree). Built before anything is sent; `check` decides."""
+    """What a new device may trust the log key (and the directory's anchors) from: an explicit
+    key, an invitation's digest, or both (then they must agree). Built before anything is
+    sent; `check` decides.
+
+    A `LIAISON1` invitation names the log key's digest; a `LIAISON2` invitation names the
+    digest of an anchors object (protocol 9.7), which the device fetches from the server and
+    pins only if its digest is the invitation's: the log key it names (which must be the
+    server's), the roots, the policy floor, the witness policy."""
 
     code: str
     key: note.Verifier | None
@@ -57,33 +65,74 @@ class EnrolmentPin:
                 raise InputError(f"the invitation does not parse: {e}") from None
             code = invitation.code
         else:
-            code = code_or_invitation.strip()
+            code = code_or_invitation.strip().upper()
+            if not CODE_RE.fullmatch(code):
+                raise InputError(
+                    "an enrolment code is four groups of five base32 characters (XXXXX-XXXXX-...)"
+                )
         key = None
         if log_key is not None:
             try:
                 key = note.parse_verifier_key(log_key.strip())
             except CryptoError as e:
                 raise InputError(f"--log-key is not a log verifier key: {e}") from None
-            if invitation is not None and not invitation.names(key.key_string):
+            if invitation is not None and invitation.version == 1 and not invitation.names(key.key_string):
                 raise InputError("--log-key is not the log key the invitation names")
         elif invitation is None:
             raise InputError(_NO_ANCHOR)
         return cls(code, key, invitation)
 
-    def check(self, served_key: str) -> note.Verifier:
-        """The server's log key if it is the pinned one (digest compared in constant time),
-        else LogKeyMismatch (invitation) or UntrustedCheckpoint (--log-key)."""
+    @property
+    def names_anchors(self) -> bool:
+        """Whether the invitation names anchors (LIAISON2), which must then be fetched."""
+        return self.invitation is not None and self.invitation.version == 2
+
+    def check(self, served_key: str, anchors: object = None) -> tuple[note.Verifier, Anchors | None]:
+        """The server's log key if it is the pinned one (digests compared in constant time),
+        else LogKeyMismatch (invitation) or UntrustedCheckpoint (--log-key); and the anchors,
+        parsed, when the invitation names them (LogKeyMismatch if `anchors`, as the server
+        served them, are not the ones named) or when they name the key given with --log-key."""
+        if self.names_anchors:
+            assert self.invitation is not None
+            if not isinstance(anchors, dict) or not self.invitation.names_anchors(anchors):
+                raise LogKeyMismatch(
+                    "the anchors the server shows are not the ones your invitation names: "
+                    "do not enrol here; tell the admin who sent the invitation"
+                )
+            parsed = _anchors(anchors)
+            if self.key is not None and self.key.key_string != parsed.log_key:
+                raise InputError("--log-key is not the log key the invitation names")
+            if parsed.log_key != served_key:
+                raise LogKeyMismatch(
+                    "the server's log key is not the one your invitation names: "
+                    "do not enrol here; tell the admin who sent the invitation"
+                )
+            if self.key is not None and self.key.key_string != served_key:
+                raise UntrustedCheckpoint("the server's log key is not the one given with --log-key")
+            return note.parse_verifier_key(served_key), parsed
         if self.key is not None:
             if served_key != self.key.key_string:
                 raise UntrustedCheckpoint("the server's log key is not the one given with --log-key")
-            return self.key
+            # A plain code: the anchors come from the server, but they must name the key
+            # the user gave; the directory then verifies everything from them.
+            given = _anchors(anchors) if isinstance(anchors, dict) else None
+            if given is not None and given.log_key != served_key:
+                raise UntrustedCheckpoint("the server's anchors name another log key than --log-key")
+            return self.key, given
         assert self.invitation is not None
         if not self.invitation.names(served_key):
             raise LogKeyMismatch(
                 "the server's log key is not the one your invitation names: "
                 "do not enrol here; tell the admin who sent the invitation"
             )
-        return note.parse_verifier_key(served_key)
+        return note.parse_verifier_key(served_key), None
+
+
+def _anchors(obj: object) -> Anchors:
+    try:
+        return parse_anchors(obj)
+    except CryptoError as e:
+        raise MalformedResponse(f"the invitation's anchors are malformed: {e}") from None
 
 
 _VERSION = 1

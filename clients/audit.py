@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from liaison.crypto import merkle, note, tiles
+from liaison.crypto.directory_replay import DirectoryReplay
 from liaison.crypto.encoding import b64encode
 from liaison.crypto.errors import CryptoError, DecryptionFailed, MalformedError
 from liaison.crypto.passphrase import open_with_passphrase, seal_with_passphrase
@@ -72,6 +73,8 @@ async def verify_log(
     except CryptoError as e:
         raise ProofInvalid(f"the tiles do not verify against checkpoint {cp.size}: {e}") from None
     counts: Counter[str] = Counter()
+    # Every map head must follow from the statements logged before it (protocol 9.10).
+    replay, index = DirectoryReplay(), 0
     for b in bundles:
         try:
             data = await client.fetch_tile(b)
@@ -87,9 +90,14 @@ async def verify_log(
         except CryptoError as e:
             raise ProofInvalid(f"entry bundle {b.path} does not match its tile: {e}") from None
         for entry in items:
-            counts[parse_entry(entry)["type"]] += 1
+            parsed = parse_entry(entry)
+            counts[parsed["type"]] += 1
+            replay.feed(index, parsed)
+            index += 1
         done += 1
         progress(done, total, b.path)
+    if replay.findings:
+        raise ProofInvalid("the directory does not replay: " + "; ".join(replay.findings[:3]))
     previous = None
     if saved is not None:
         old = saved.checkpoint

@@ -233,7 +233,7 @@ def enrol(
         typer.Option(
             "--code",
             "--invitation",
-            help="The invitation an admin gave you (LIAISON1-...), or a plain one-time code with --log-key",
+            help="The invitation an admin gave you (LIAISON2-...), or a plain one-time code with --log-key",
         ),
     ],
     ca_cert: Annotated[
@@ -256,8 +256,9 @@ def enrol(
 ) -> None:
     """Make device keys, enrol them with an invitation and save them as a profile.
 
-    The server's log key is pinned only if the invitation names it (or it is --log-key):
-    never on first use. The code does not say whose it is: without --principal, the profile's
+    The server's log key, the directory's roots and the policy floor are pinned only if the
+    invitation names them (or the key is --log-key): never on first use. The code itself
+    never goes to the server. The code does not say whose it is: without --principal, the profile's
     name is taken as the principal, and the command says so."""
     o = opts(ctx, profile, as_json)
     name = o.profile or principal
@@ -291,6 +292,10 @@ def enrol(
             )
         except EnrolmentRefused as e:
             if principal is None and e.slug in ("bad-bundle", "enrolment-code"):
+                e.args = (f"{e} (as principal {who}, the profile's name: --principal names another)",)
+            raise
+        except InputError as e:
+            if principal is None and str(e).startswith("this invitation is for principal"):
                 e.args = (f"{e} (as principal {who}, the profile's name: --principal names another)",)
             raise
 
@@ -393,6 +398,7 @@ def _print_plan(plan: m.Plan) -> None:
         )
     else:
         term.say("Every channel member would receive it.")
+    _warn(plan.warnings)
 
 
 #: The rule a refused send broke, by the server's reason: (its name in --json, in words).
@@ -501,6 +507,13 @@ def send(
     )
     if sent.witness is not None and sent.witness.status != "no-policy":
         term.say("Receipt's checkpoint: {summary}.", summary=sent.witness.summary)
+    _warn(sent.warnings)
+
+
+def _warn(warnings: tuple[str, ...]) -> None:
+    """What the directory did not prove (members left out without proof), on stderr."""
+    for line in warnings:
+        term.say("warning: {line}", err=True, line=line)
 
 
 @app.command()
@@ -892,8 +905,10 @@ def enrol_code(
 ) -> None:
     """Issue a one-time enrolment invitation for a principal (give it over a trusted channel).
 
-    The invitation is the code and the digest of the log key this profile has pinned; the new
-    device pins the server's log key only if it matches. --json also gives the plain code."""
+    This client makes the code (the server never sees it) and signs the invitation; the
+    invitation (LIAISON2-...) is the code and the digest of the anchors this profile verified:
+    its pinned log key, the directory's roots, the policy version, its witness policy. The new
+    device pins them only if they match. --json also gives the plain code."""
     opts = _opts(ctx, profile, as_json)
     body = _run(opts, lambda c: c.enrolment_code(pid))
     if opts.json:

@@ -22,18 +22,20 @@ n), each receipt's checkpoint is also checked for k valid cosignatures (`witness
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
 import httpx
 
 from liaison.crypto import merkle, note, tiles
+from liaison.crypto.anchors import anchors_digest
 from liaison.crypto.content import check_content_type, frame_size
-from liaison.crypto.encoding import b64decode, b64encode, format_time
+from liaison.crypto.encoding import b64decode, b64encode, b64url_decode, b64url_encode, format_time
 from liaison.crypto.envelope import open_envelope, parse_envelope, seal
 from liaison.crypto.errors import (
     BadSignature,
@@ -51,13 +53,16 @@ from liaison.crypto.errors import (
 from liaison.crypto.errors import (
     NotARecipient as _CryptoNotARecipient,
 )
-from liaison.crypto.invitation import make_invitation
+from liaison.crypto.invitation import make_invitation_v2
 from liaison.crypto.keys import DeviceKeys, PublicBundle
 from liaison.crypto.labels import Label, parse_label
 from liaison.crypto.names import DEFAULT_ROLES, Role
 from liaison.crypto.policy import Policy, check_suite
+from liaison.crypto.statements import SignedStatement, Statement, invitation_public, leaf_value
 from liaison.crypto.transparency import VerifiedReceipt
+from liaison.crypto.vmap import map_key, verify_range
 
+from . import _directory as d
 from . import _evidence
 from . import _models as m
 from ._admin import AdminMethods
@@ -81,6 +86,7 @@ from .errors import (
     ClientError,
     Conflict,
     ContentInvalid,
+    DirectoryInvalid,
     InconsistentLog,
     InputError,
     KeyCommitmentMismatch,
@@ -101,7 +107,7 @@ from .errors import (
 from .keystore import KeyStore, passphrase_from_env_or_prompt
 from .stix import is_stix, validate_stix_bundle
 
-__all__ = ["DEFAULT_CONTENT_TYPE", "AsyncClient"]
+__all__ = ["DEFAULT_CONTENT_TYPE", "INVITATION_LIFETIME", "AsyncClient"]
 
 DEFAULT_CONTENT_TYPE = "text/plain; charset=utf-8"
 #: The roles the audit API answers (anyone else is refused, and the refusal logged).
@@ -116,6 +122,9 @@ _TILE_CACHE = 256
 _STALE_PLAN = frozenset({"missing-recipient", "ineligible-recipient"})
 #: How many new plans one `send_many` makes at most.
 _REPLANS = 2
+#: How long an invitation this client signs stays valid: within the server's default code
+#: lifetime (24 h), with room for the two clocks to differ.
+INVITATION_LIFETIME = 24 * 3600 - 300
 
 
 class AsyncClient(AdminMethods):
@@ -554,6 +563,306 @@ class AsyncClient(AdminMethods):
             raise MalformedResponse(f"the directory answered for another principal than {principal}")
         return out
 
+    # --- the verifiable directory (protocol 9) -------------------------------------------------
+
+    @property
+    def directory_memory(self) -> d.DirectoryMemory:
+        """What this profile remembers of the directory (anchored roots, policy floor, the
+        highest seq relied on per record), beside its log memory."""
+        return d.DirectoryMemory.beside(self.memory.path, self.memory.log_key.key_string)
+
+    async def _origin(self) -> str:
+        """The log's origin (the first line of its checkpoints): every statement names it."""
+        saved = self.memory.last()
+        if saved is None:
+            return (await self.checkpoint()).origin
+        return saved.checkpoint.origin
+
+    async def _open(self, directory: Any, *, fresh_from: int = 0) -> d.Opened:
+        """A `directory` member opened (`_directory.open_directory`) at a checkpoint this
+        client trusts: signed by the pinned key, consistent with what it saw, witnessed when
+        its witness policy requires it, and no older than `fresh_from` (the size this client
+        had seen when it asked: the server's newest cannot be older)."""
+        if not isinstance(directory, dict):
+            raise DirectoryInvalid(
+                "unproven", "the server's answer carries no directory proofs (protocol 9.9)"
+            )
+        text = directory.get("checkpoint")
+        cp = await self.trusted_checkpoint(text)
+        if cp.size < fresh_from:
+            raise DirectoryInvalid(
+                "stale",
+                f"the directory is proven at a checkpoint of size {cp.size}, older than the {fresh_from} "
+                "this profile had already seen: an old answer is being replayed",
+            )
+        policy = self.witness_policy()
+        if policy is not None and policy.require:
+            await self._witness(str(text), cp.size)
+        return d.open_directory(directory, cp)
+
+    async def _record_at(self, record: str, at: int | None = None, *, fresh_from: int = 0) -> d.Opened | None:
+        """One record proven at the checkpoint of size `at` (the newest if None, or the newest
+        witnessed one when the witness policy requires it), or None when the server says there
+        is no such record (or none this caller may see)."""
+        if at is None:
+            at = await self._witnessed_at()
+            fresh_from = 0 if at is not None else fresh_from
+        try:
+            body = await self._json("GET", "/v1/directory/records", params={"record": record, "at": at})
+        except NotFound:
+            return None
+        opened = await self._open(body, fresh_from=fresh_from)
+        if at is not None and opened.checkpoint.size != at:
+            raise DirectoryInvalid(
+                "map-head", f"{record} was asked at size {at}, proven at {opened.checkpoint.size}"
+            )
+        return opened
+
+    async def _witnessed_at(self) -> int | None:
+        """With a witness policy that requires it, the size of the newest checkpoint with the
+        policy's quorum: lookups are asked at it (protocol 9.9: at a cosigned checkpoint the
+        client names). None without such a policy (lookups are at the newest checkpoint)."""
+        policy = self.witness_policy()
+        if policy is None or not policy.require:
+            return None
+        found = await self._newest_witnessed(policy)
+        if found is None:
+            raise UntrustedCheckpoint(
+                f"no checkpoint of the log is witnessed yet ({policy.k} of {len(policy.witnesses)} "
+                "pinned witnesses required), and this profile's witness policy requires it: "
+                "the directory cannot be proven, nothing was sent"
+            )
+        return found[0]
+
+    async def _authority(self, opened: d.Opened) -> tuple[d.Authority, Statement, Statement]:
+        """The authority checker over `opened`, once the roots chain is verified from this
+        profile's anchor and the served policy is the root-signed current one (their records
+        fetched at the same checkpoint when the answer lacks them). Returns it, the newest
+        roots statement and the policy statement."""
+        for name in ("roots", "policy"):
+            found = opened.records.get(name)
+            if found is None or found.signed is None:
+                extra = await self._record_at(name, opened.checkpoint.size)
+                if extra is None:
+                    raise DirectoryInvalid("unproven", f"the server shows no {name} statement")
+                opened.merge(extra)
+        memory = self.directory_memory
+        anchor = memory.roots()
+        if anchor is None:
+            raise DirectoryInvalid(
+                "roots",
+                "this profile has no anchored roots statement: enrol it again with a LIAISON2 invitation",
+            )
+        roots = d.verify_roots(opened, *anchor)
+        auth = d.Authority(opened, roots)
+        policy = d.verify_policy(auth, await self.policy(), memory.policy_floor())
+        return auth, roots, policy
+
+    def _relied(self, opened: d.Opened, seqs: dict[str, int], roots: Statement, policy: Statement) -> None:
+        """Refuse a rollback (a record older than one relied on before, the map going back);
+        then remember what was relied on, and move the anchors forward."""
+        memory = self.directory_memory
+        seqs = {**seqs, "roots": roots.seq}
+        memory.check(seqs, opened.head)
+        memory.remember(seqs, opened.head)
+        memory.advance(roots, int(policy.public["version"]))
+
+    async def _current(self, record: str) -> d.Proven | None:
+        """A record's newest statement, proven current (map proof at a trusted checkpoint), for
+        the next statement of a change; None if it has none. Not older than one relied on."""
+        before = self.memory.last()
+        opened = await self._record_at(record, fresh_from=before.checkpoint.size if before else 0)
+        found = opened.records.get(record) if opened is not None else None
+        if found is None or found.signed is None:
+            return None
+        known = self.directory_memory.known_seq(record)
+        if found.seq < known:
+            raise DirectoryInvalid(
+                "rollback",
+                f"the server shows {record} at seq {found.seq}, this profile relied on seq {known}",
+            )
+        return found
+
+    async def _decide(
+        self,
+        directory: Any,
+        *,
+        label: Label,
+        channel: str,
+        listed: dict[str, str],
+        excluded: dict[str, str],
+        fresh_from: int,
+        older_map: bool = False,
+    ) -> tuple[d.Decision, int]:
+        """The client's own decision on a recipients answer (protocol 9.9): every listed device
+        proven eligible, or DirectoryInvalid; warnings for members left out without proof.
+        Returns it and the size of the checkpoint it was proven at."""
+        opened = await self._open(directory, fresh_from=fresh_from)
+        auth, roots, policy = await self._authority(opened)
+        decision = d.decide(auth, await self.policy(), label, channel, listed, excluded, older_map=older_map)
+        self._relied(opened, decision.seqs, roots, policy)
+        return decision, opened.checkpoint.size
+
+    async def check_own_records(self) -> m.OwnRecords:
+        """Monitor this device's own records at the newest checkpoint (protocol 9, issue 13
+        item 8): its device statement proven current, active and of its own bundle, its
+        principal's statement proven current, both signed with authority. DirectoryInvalid
+        (`why` `unknown-device`) when the directory shows this device otherwise."""
+        device, principal = f"device:{self.device_id}", f"principal:{self.principal}"
+        before = self.memory.last()
+        opened = await self._record_at(device, fresh_from=before.checkpoint.size if before else 0)
+        if opened is None or opened.records.get(device, d.Proven(device, None)).signed is None:
+            raise DirectoryInvalid(
+                "unknown-device", f"the directory does not show this device ({self.device_id})"
+            )
+        other = await self._record_at(principal, opened.checkpoint.size)
+        if other is None:
+            raise DirectoryInvalid(
+                "unproven", f"the directory does not show this device's principal {self.principal}"
+            )
+        opened.merge(other)
+        auth, roots, policy = await self._authority(opened)
+        st = auth.check(device).statement
+        if st.public["bundle"] != self.keys.public.to_json() or st.public["principal"] != self.principal:
+            raise DirectoryInvalid(
+                "unknown-device",
+                f"the directory's record of {self.device_id} is not this device's key bundle",
+            )
+        if st.public["status"] != "active":
+            raise DirectoryInvalid(
+                "unknown-device", f"the directory shows this device ({self.device_id}) revoked"
+            )
+        mine = auth.proven(principal)
+        # Signed by a root device, or an admin of its nation that held every predicate it granted.
+        granted = [
+            k for k, v in mine.facts.items() if v is True and k.startswith(("level>=", "holds:", "role:"))
+        ]
+        auth.check(principal, granted)
+        self._relied(opened, dict(auth.seqs), roots, policy)
+        return m.OwnRecords(
+            self.principal,
+            self.device_id,
+            mine.seq,
+            st.seq,
+            opened.checkpoint.size,
+            opened.head.version,
+            dict(mine.facts),
+        )
+
+    async def monitor_nation(self, nation: str | None = None) -> m.NationRange:
+        """Monitor a nation's whole directory range (protocol 9.10; root, or an admin of the
+        nation): every record of the range at the newest checkpoint this client trusts,
+        proven complete (`verify_range`: nothing withheld, no leaf without its statement),
+        each statement's signature checked; and the devices this profile had not seen there
+        before, with who invited each. DirectoryInvalid when the range does not verify."""
+        nation = nation or (await self.whoami()).nation
+        before = self.memory.last()
+        body = await self._json("GET", "/v1/directory/range", params={"nation": nation})
+        records, siblings = body.get("records"), body.get("siblings")
+        if body.get("nation") != nation or not isinstance(records, dict):
+            raise MalformedResponse("the range answer is for another nation or has no records")
+        shell = {k: body.get(k) for k in ("checkpoint", "tree_size", "map_head")}
+        # The range's outside signers (a root device, say) come proven at the same head.
+        opened = await self._open(
+            {**shell, "records": body.get("signers") or {}, "roots": []},
+            fresh_from=before.checkpoint.size if before else 0,
+        )
+        items: dict[bytes, bytes] = {}
+        statements: dict[str, tuple[SignedStatement, int]] = {}
+        for name, item in records.items():
+            try:
+                signed = SignedStatement.from_json(item["statement"])
+                version = item["version"]
+                if type(version) is not int or not 0 < version <= opened.head.version:
+                    raise MalformedError("version")
+            except (CryptoError, KeyError, TypeError) as e:
+                raise DirectoryInvalid("malformed", f"the range's record {name}: {e}") from None
+            st = signed.statement
+            if st.record != name or st.nation != nation or st.origin != opened.checkpoint.origin:
+                raise DirectoryInvalid("map-proof", f"the range's record {name} is not a record of {nation}")
+            items[map_key(nation, name)] = leaf_value(st.digest(), version)
+            statements[name] = (signed, version)
+        if len(items) >= 2 or siblings is not None:
+            try:
+                hashes = [b64url_decode(str(x), field="sibling") for x in siblings or ()]
+                verify_range(opened.head.root, map_key(nation, "")[:2], items, hashes)
+            except CryptoError as e:
+                raise DirectoryInvalid(
+                    "map-proof", f"{nation}'s range is not complete or not the map's: {e}"
+                ) from None
+        bundles = {
+            st.id: st.bundle for signed, _ in statements.values() if (st := signed.statement).type == "device"
+        }
+        for name, (signed, _) in sorted(statements.items()):
+            signer = signed.statement.signer
+            bundle = bundles.get(signer)
+            if bundle is None:  # a signer outside the range, proven above
+                found = opened.records.get(f"device:{signer}")
+                if found is None or found.signed is None:
+                    raise DirectoryInvalid(
+                        "unproven", f"{name} is signed by {signer}, which the directory does not show"
+                    )
+                bundle = bundles[signer] = found.statement.bundle
+            try:
+                signed.verify(bundle)
+            except CryptoError as e:
+                raise DirectoryInvalid("authority", f"{name}: the signature does not verify ({e})") from None
+        memory = self.directory_memory
+        seen = memory.seen_devices(nation)
+        devices = {n: sv for n, sv in statements.items() if sv[0].statement.type == "device"}
+        new = []
+        for _name, (signed, version) in sorted(devices.items()):
+            st = signed.statement
+            if st.id in seen:
+                continue
+            invitation = st.invitation if st.seq == 1 else None
+            first = invitation.statement.signer if invitation is not None else "genesis"
+            if st.seq > 1:
+                first = "unknown (seen first revoked)"
+            new.append(
+                {
+                    "device": st.id,
+                    "principal": st.public["principal"],
+                    "invited_by": first,
+                    "version": version,
+                }
+            )
+        memory.see_devices(nation, (sv[0].statement.id for sv in devices.values()))
+        active = sum(1 for sv in devices.values() if sv[0].statement.public["status"] == "active")
+        return m.NationRange(
+            nation,
+            opened.checkpoint.size,
+            opened.head.version,
+            sum(1 for sv in statements.values() if sv[0].statement.type == "principal"),
+            active,
+            len(devices) - active,
+            new,
+        )
+
+    async def _anchors(self) -> tuple[dict[str, Any], bytes]:
+        """The anchors an invitation of this client names (protocol 9.7): the pinned log key,
+        the newest roots statement it verified (checked again now), the policy version it has
+        seen, its witness policy; and their digest."""
+        before = self.memory.last()
+        opened = await self._record_at("roots", fresh_from=before.checkpoint.size if before else 0)
+        if opened is None:
+            raise DirectoryInvalid("unproven", "the server shows no roots statement")
+        auth, roots, policy = await self._authority(opened)
+        self._relied(opened, dict(auth.seqs), roots, policy)
+        witnesses = self.witness_policy()
+        anchors = {
+            "v": 1,
+            "log_key": self.memory.log_key.key_string,
+            "roots": {"seq": roots.seq, "digest": b64url_encode(roots.digest())},
+            "policy": {"version": self.directory_memory.policy_floor()},
+            "witnesses": {
+                "k": witnesses.k if witnesses else 0,
+                "keys": sorted(w.key_string for w in witnesses.witnesses) if witnesses else [],
+                "max_age": witnesses.max_age if witnesses else None,
+            },
+        }
+        return anchors, anchors_digest(anchors)
+
     # --- analyst -------------------------------------------------------------------------------
 
     async def whoami(self) -> m.Me:
@@ -596,13 +905,21 @@ class AsyncClient(AdminMethods):
     async def _plan(
         self, channel: str, label: Label, to: Sequence[str] | None
     ) -> tuple[m.Plan, list[PublicBundle]]:
-        body = await self._json("GET", f"/v1/channels/{channel}/recipients", params={"label": label.text()})
+        before = self.memory.last()
+        at = await self._witnessed_at()
+        body = await self._json(
+            "GET", f"/v1/channels/{channel}/recipients", params={"label": label.text(), "at": at}
+        )
         try:
             served = Label.from_json(body.get("label"), await self.policy())
         except LabelSyntaxError as e:
             raise MalformedResponse(f"recipients answer: bad label ({e})") from None
         if served != label:
             raise LabelAltered(f"the server planned for {served.text()}, not {label.text()}")
+        if body.get("channel", channel) != channel:
+            raise MalformedResponse(
+                f"the recipients answer is for channel {body.get('channel')}, not {channel}"
+            )
         cp, records = await self._records(body)
         verified = [verify_device_record(r, cp) for r in records]
         for rec in verified:
@@ -612,6 +929,26 @@ class AsyncClient(AdminMethods):
             for e in body.get("excluded", [])
             if isinstance(e, dict) and {"principal", "reason"} <= set(e)
         ]
+        listed = {r.device: r.principal for r in verified}
+        if len(listed) != len(verified):
+            raise MalformedResponse("the recipients answer lists one device twice")
+        # The client's own decision (protocol 9.9): the server's list is only a claim.
+        decision, _ = await self._decide(
+            body.get("directory"),
+            label=label,
+            channel=channel,
+            listed=listed,
+            excluded={e.principal: e.reason for e in excluded},
+            fresh_from=before.checkpoint.size if before and at is None else 0,
+            older_map=at is not None,
+        )
+        verified = [r for r in verified if r.device in decision.eligible]
+        for rec in verified:
+            if decision.eligible[rec.device][1].to_json() != rec.bundle.to_json():
+                raise DirectoryInvalid(
+                    "ineligible",
+                    f"device {rec.device} of {rec.principal}: its key is not the one its statement names",
+                )
         if to is not None:
             wanted = set(to)
             known = {r.principal for r in verified}
@@ -627,8 +964,9 @@ class AsyncClient(AdminMethods):
             tuple(m.Recipient(r.principal, r.device, r.enrol_index) for r in verified),
             tuple(sorted(excluded, key=lambda e: e.principal)),
             cp.size,
+            decision.warnings,
         )
-        return plan, [r.bundle for r in verified]
+        return plan, [decision.eligible[r.device][1] for r in verified]
 
     async def plan(self, channel: str, label: str | Label, *, to: Sequence[str] | None = None) -> m.Plan:
         """Exactly which devices would receive a message, and which members would not, and why."""
@@ -658,7 +996,9 @@ class AsyncClient(AdminMethods):
                 f"message {envelope['id']} was accepted (log index {receipt.entry.index}), but {e}"
             ) from None
         recipients = int(answer.get("recipients", 0))
-        return m.Sent(envelope["id"], receipt.entry.index, recipients, cp.size, lab.text(), witness)
+        return m.Sent(
+            envelope["id"], receipt.entry.index, recipients, cp.size, lab.text(), witness, batch.plan.warnings
+        )
 
     async def send_many(
         self,
@@ -745,7 +1085,15 @@ class AsyncClient(AdminMethods):
                 cp = await self.trusted_checkpoint(answer.get("checkpoint"))
                 receipt = verify_message_receipt(answer, envelope, self.memory.log_key)
                 recipients = int(answer.get("recipients", 0))
-                sent[i] = m.Sent(envelope["id"], receipt.entry.index, recipients, cp.size, lab.text())
+                sent[i] = m.Sent(
+                    envelope["id"],
+                    receipt.entry.index,
+                    recipients,
+                    cp.size,
+                    lab.text(),
+                    None,
+                    used.plan.warnings,
+                )
                 need = max(need, cp.size, used.plan.tree_size)
         except VerificationFailed as e:
             first = first or e
@@ -1059,6 +1407,10 @@ class AsyncClient(AdminMethods):
             raise transport_error(self.server, e) from None
 
     # --- admin ---------------------------------------------------------------------------------
+    #
+    # Every change carries the statement this device signs for it (protocol 9.3): the record's
+    # next, chained to its newest statement as the directory proves it, saying exactly the
+    # state the request leaves. The server checks it and refuses anything else.
 
     async def create_principal(
         self,
@@ -1071,65 +1423,140 @@ class AsyncClient(AdminMethods):
         roles: Sequence[str] = DEFAULT_ROLES,
         kind: str = "person",
     ) -> dict[str, Any]:
-        return await self._json(
-            "POST",
-            "/v1/admin/principals",
-            body={
-                "id": pid,
-                "display_name": name,
-                "nation": nation.upper(),
-                "clearance": clearance,
-                "compartments": [c.upper() for c in compartments],
-                "roles": list(roles),
-                "kind": kind,
-            },
+        body: dict[str, Any] = {
+            "id": pid,
+            "display_name": name,
+            "nation": nation.upper(),
+            "clearance": clearance,
+            "compartments": [c.upper() for c in compartments],
+            "roles": list(roles),
+            "kind": kind,
+        }
+        state = d.PrincipalState(
+            body["nation"], kind, clearance, tuple(body["compartments"]), tuple(body["roles"]), True
         )
+        body.update(await self._principal_change(pid, state, await self._current(f"principal:{pid}")))
+        return await self._json("POST", "/v1/admin/principals", body=body)
 
     async def update_principal(self, pid: str, **changes: Any) -> dict[str, Any]:
         body = {k: v for k, v in changes.items() if v is not None}
+        if {"clearance", "compartments", "roles", "status"} & set(body):
+            current = await self._current(f"principal:{pid}")
+            now = await self._principal_now(pid, current)
+            state = d.PrincipalState(
+                now.nation,
+                now.kind,
+                str(body.get("clearance", now.clearance)),
+                tuple(body.get("compartments", now.compartments)),
+                tuple(body.get("roles", now.roles)),
+                body.get("status", "active" if now.active else "suspended") == "active",
+            )
+            body.update(await self._principal_change(pid, state, current))
         return await self._json("PATCH", f"/v1/admin/principals/{pid}", body=body)
 
-    async def enrolment_code(self, pid: str) -> dict[str, Any]:
-        """A one-time code for `pid`, with `invitation`: the code and the digest of the log key
-        *this profile* has pinned (never the server's say-so), for the new device to pin."""
-        body = await self._json("POST", f"/v1/admin/principals/{pid}/enrolment-codes", body={})
-        code = body.get("code")
+    async def _principal_now(self, pid: str, current: d.Proven | None) -> d.PrincipalState:
+        """A principal's attributes before a change: as its proven statement says them (all
+        facts are disclosed to an admin of its nation), else as the admin API lists them."""
+        policy = await self.policy()
+        if current is not None:
+            state = d.principal_state(policy, current)
+            if state is not None:
+                return state
+        listed = [p for p in await self.list_principals(search=pid) if p.id == pid]
+        if not listed:
+            raise NotFound("not-found", 404, f"no principal {pid}")
+        p = listed[0]
+        return d.PrincipalState(p.nation, p.kind, p.clearance, p.compartments, p.roles, p.status == "active")
+
+    async def _principal_change(
+        self, pid: str, state: d.PrincipalState, current: d.Proven | None
+    ) -> dict[str, Any]:
+        """The statement of a principal's change; none when the change itself is invalid (an
+        id, level or compartment the policy refuses): the server then says why, as always."""
         try:
-            if not isinstance(code, str):
-                raise MalformedError("no code")
-            invitation = make_invitation(code, self.memory.log_key.key_string)
-        except MalformedError:
-            raise MalformedResponse("the server's enrolment code is malformed") from None
-        return {**body, "invitation": str(invitation)}
+            return d.principal_change(
+                self.keys, await self._origin(), await self.policy(), current, pid, state
+            )
+        except (PolicyViolation, MalformedError):
+            return {}
+
+    async def enrolment_code(self, pid: str, *, valid_for: int = INVITATION_LIFETIME) -> dict[str, Any]:
+        """A one-time code for `pid`, made here and never sent to the server (protocol 9.8),
+        with `invitation`: `LIAISON2-<code>-<digest of the anchors>`, the anchors this client
+        has verified (its pinned log key, the newest roots statement, the policy version, its
+        witness policy) for the new device to pin. The server stores the invitation statement
+        this device signs (the code's public key), valid for `valid_for` seconds."""
+        code = d.new_code()
+        current = await self._current(f"principal:{pid}")
+        nation = (
+            current.statement.nation if current is not None else (await self._principal_now(pid, None)).nation
+        )
+        anchors, digest = await self._anchors()
+        expires = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=valid_for)
+        request = d.invitation_change(
+            self.keys,
+            await self._origin(),
+            principal=pid,
+            nation=nation,
+            code=code,
+            expires=expires,
+            anchors=anchors,
+            digest=digest,
+        )
+        body = await self._json("POST", f"/v1/admin/principals/{pid}/enrolment-codes", body=request)
+        if body.get("invitation_key") != b64url_encode(invitation_public(code)):
+            raise MalformedResponse("the server recorded another invitation key than this code's")
+        return {**body, "code": code, "invitation": str(make_invitation_v2(code, digest))}
 
     async def list_devices(self, principal: str | None = None) -> list[m.DeviceInfo]:
         body = await self._json("GET", "/v1/admin/devices", params={"principal": principal})
         return [
             m.DeviceInfo(
-                d["device"],
-                d["principal"],
-                d.get("enrolled_at"),
-                bool(d["revoked"]),
-                d.get("revoked_at"),
-                d.get("last_seen_at"),
+                x["device"],
+                x["principal"],
+                x.get("enrolled_at"),
+                bool(x["revoked"]),
+                x.get("revoked_at"),
+                x.get("last_seen_at"),
             )
-            for d in body.get("devices", [])
+            for x in body.get("devices", [])
         ]
 
     async def revoke_device(self, device_id: str) -> dict[str, Any]:
-        return await self._json("POST", f"/v1/admin/devices/{device_id}/revoke", body={})
+        """Revoke a device, with the statement that closes its directory record (if it has one)."""
+        current = await self._current(f"device:{device_id}")
+        body = d.revocation(self.keys, await self._origin(), current) if current is not None else {}
+        return await self._json("POST", f"/v1/admin/devices/{device_id}/revoke", body=body)
 
     async def create_channel(self, cid: str, ceiling: str, name: str | None = None) -> dict[str, Any]:
         lab = await self.parse_label(ceiling)
         body: dict[str, Any] = {"id": cid, "ceiling": lab.to_json()}
         if name:
             body["name"] = name
+        current = await self._current(f"channel:{cid}")
+        origin = await self._origin()
+        with contextlib.suppress(MalformedError):  # an id no statement names: the server says why
+            body.update(d.channel_change(self.keys, origin, current, cid, lab, []))
         return await self._json("POST", "/v1/admin/channels", body=body)
 
     async def set_members(self, cid: str, principals: Sequence[str]) -> dict[str, Any]:
+        statement = await self._members_statement(cid, lambda current: set(principals))
         return await self._json(
-            "PUT", f"/v1/admin/channels/{cid}/members", body={"principals": list(principals)}
+            "PUT", f"/v1/admin/channels/{cid}/members", body={"principals": list(principals), **statement}
         )
+
+    async def _members_statement(self, cid: str, wanted: Callable[[set[str]], set[str]]) -> dict[str, Any]:
+        """The statement of channel `cid` with the members `wanted(current members)`, chained
+        to its proven newest statement (whose ceiling it keeps)."""
+        current = await self._current(f"channel:{cid}")
+        if current is None:
+            return {}  # no such channel (or none this caller sees): the server says which
+        st = current.statement
+        members = wanted(set(st.members))
+        try:
+            return d.channel_change(self.keys, await self._origin(), current, cid, st.ceiling, members)
+        except MalformedError:
+            return {}  # a member id no statement can name: the server refuses and says why
 
     # --- audit -----------------------------------------------------------------------------
 

@@ -33,6 +33,8 @@
         ├── UntrustedCheckpoint     a checkpoint not signed by the pinned log key
         ├── LogKeyMismatch          at enrolment: the server's log key is not the invitation's
         ├── InconsistentLog         a checkpoint not consistent with the last one seen
+        ├── DirectoryInvalid        the directory's proofs do not show what the server claims
+        │                           (`why`: ineligible, rollback, authority, map-proof, ...)
         └── MalformedResponse       the server's answer does not have the documented shape
 
 Messages never carry private material; the CLI prints `str(error)` and exits non-zero.
@@ -56,6 +58,7 @@ __all__ = [
     "Conflict",
     "ContentInvalid",
     "DeviceRevoked",
+    "DirectoryInvalid",
     "EnrolmentRefused",
     "InconsistentLog",
     "InputError",
@@ -262,6 +265,21 @@ class InconsistentLog(VerificationFailed):
     reason = "inconsistent-log"
 
 
+class DirectoryInvalid(VerificationFailed):
+    """The verifiable directory (protocol 9.9) does not prove what the server's answer claims:
+    a listed recipient that is not proven eligible, a statement older than one this client
+    relied on (`rollback`), a signer without authority, a map proof or map head that does not
+    verify. `reason` is the family's stable slug (`directory-invalid`); `why` the specific
+    cause, e.g. `ineligible`, `rollback`, `authority`, `map-proof`, `map-head`, `roots`,
+    `policy`, `unproven`, `unknown-device`. The message names the device or principal."""
+
+    reason = "directory-invalid"
+
+    def __init__(self, why: str, message: str) -> None:
+        super().__init__(message)
+        self.why = why
+
+
 class MalformedResponse(VerificationFailed):
     reason = "malformed-response"
 
@@ -287,6 +305,7 @@ for _cls, _slugs in (
     (NotFound, "not-found not-recipient"),
     (Conflict, "conflict duplicate-envelope"),
     (EnrolmentRefused, "enrolment-code bad-bundle kem-proof genesis-over"),
+    (InvalidRequest, "statement-invalid"),
     (RateLimited, "rate-limited too-many-streams"),
     (ServerError, "unavailable internal storage-full"),
 ):

@@ -25,10 +25,11 @@ from liaison.crypto.policy import Policy
 
 from . import _models as m
 from ._admin import AdminSync
+from ._directory import DirectoryMemory
 from ._retry import Retry
 from ._trust import LogMemory, WitnessPolicy
 from ._verify import DeviceRecord
-from .client import DEFAULT_CONTENT_TYPE, AsyncClient
+from .client import DEFAULT_CONTENT_TYPE, INVITATION_LIFETIME, AsyncClient
 from .keystore import KeyStore
 
 __all__ = ["Client"]
@@ -148,6 +149,16 @@ class Client(AdminSync):
     def devices_of(self, principal: str) -> list[DeviceRecord]:
         return self._run(self.aio.devices_of(principal))
 
+    @property
+    def directory_memory(self) -> DirectoryMemory:
+        return self.aio.directory_memory
+
+    def check_own_records(self) -> m.OwnRecords:
+        return self._run(self.aio.check_own_records())
+
+    def monitor_nation(self, nation: str | None = None) -> m.NationRange:
+        return self._run(self.aio.monitor_nation(nation))
+
     # analyst
 
     def whoami(self) -> m.Me:
@@ -257,8 +268,8 @@ class Client(AdminSync):
     def update_principal(self, pid: str, **changes: Any) -> dict[str, Any]:
         return self._run(self.aio.update_principal(pid, **changes))
 
-    def enrolment_code(self, pid: str) -> dict[str, Any]:
-        return self._run(self.aio.enrolment_code(pid))
+    def enrolment_code(self, pid: str, *, valid_for: int = INVITATION_LIFETIME) -> dict[str, Any]:
+        return self._run(self.aio.enrolment_code(pid, valid_for=valid_for))
 
     def list_devices(self, principal: str | None = None) -> list[m.DeviceInfo]:
         return self._run(self.aio.list_devices(principal))

@@ -16,7 +16,7 @@ from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, hpke
 from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa, mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 from nacl import bindings as nacl_bindings
 from nacl import exceptions as nacl_exceptions
 from nacl import pwhash
@@ -39,6 +39,8 @@ __all__ = [
     "ed25519_sign",
     "ed25519_verify",
     "hkdf_expand_sha512",
+    "hkdf_sha256",
+    "hmac_sha256",
     "hpke_open",
     "hpke_seal",
     "kem_generate",
@@ -81,6 +83,20 @@ def sha256(*parts: bytes) -> bytes:
     for p in parts:
         h.update(p)
     return h.digest()
+
+
+def hmac_sha256(key: bytes, msg: bytes) -> bytes:
+    """HMAC-SHA-256 (RFC 2104): the directory's commitments (protocol 9.1)."""
+    return hmac.new(key, msg, hashlib.sha256).digest()
+
+
+def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+    """RFC 5869 HKDF (Extract then Expand) with SHA-256. An empty `salt` is HashLen zero bytes
+    (RFC 5869 section 2.2): HMAC pads any key shorter than a block with zeros, so the two agree."""
+    try:
+        return HKDF(hashes.SHA256(), length, salt, info).derive(ikm)
+    except ValueError as e:  # length beyond 255 * 32
+        raise PrimitiveError(f"HKDF-SHA-256 cannot produce {length} bytes") from e
 
 
 # --- Ed25519 (RFC 8032) -----------------------------------------------------------------

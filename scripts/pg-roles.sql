@@ -48,7 +48,7 @@ GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO liaison_app;
 -- ...only reads the schema version (it refuses to start on an unknown one)...
 REVOKE INSERT, UPDATE, DELETE ON public.alembic_version FROM liaison_app;
 -- ...and only appends to the log.
-REVOKE ALL ON public.audit_entry, public.tree_hash, public.checkpoint, public.cosignature FROM liaison_app;
-GRANT SELECT, INSERT ON public.audit_entry, public.tree_hash, public.checkpoint, public.cosignature TO liaison_app;
+REVOKE ALL ON public.audit_entry, public.tree_hash, public.checkpoint, public.cosignature, public.directory_statement, public.map_leaf FROM liaison_app;
+GRANT SELECT, INSERT ON public.audit_entry, public.tree_hash, public.checkpoint, public.cosignature, public.directory_statement, public.map_leaf TO liaison_app;
 
 COMMIT;

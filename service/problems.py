@@ -80,6 +80,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "request-timeout": (408, "The request did not arrive in time"),
     "kem-proof": (403, "The proof of possession of the KEM key is missing or wrong"),
     "genesis-over": (403, "A root device exists: only a root device can issue a root code"),
+    "statement-invalid": (400, "The directory statement of this change is missing or wrong"),
 }
 
 

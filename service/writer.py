@@ -51,6 +51,7 @@ from .problems import Problem
 from .storage.db import RETRY_AFTER, Database, Fault, fault_of, fault_problem, utcnow
 from .storage.logstore import LogEntry, LogStore, SqlLogStore
 from .storage.raw import Raw, raw_connection
+from .tlog.dirmap import MapState
 from .tlog.log import AuditLog, Receipt, build_entry
 
 __all__ = ["CacheSlot", "Entry", "Refusal", "Tx", "Writer", "WriterCache", "WriterResult"]
@@ -119,6 +120,9 @@ class Tx:
     _start: int
     _after: list[Callable[[], None]] = field(default_factory=list)
     _mine: list[int] = field(default_factory=list)
+    #: The map version this batch's leaf changes will have (protocol 9.5).
+    map_version: int = 0
+    _leaves: dict[bytes, bytes] = field(default_factory=dict)
 
     def audit(self, type_: str, actor: str, subject: str | None = None, **fields: Any) -> int:
         """Append one entry; returns its log index (final once the batch commits)."""
@@ -131,6 +135,11 @@ class Tx:
     def after_commit(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the event loop once the batch has committed."""
         self._after.append(fn)
+
+    def set_leaf(self, key: bytes, value: bytes) -> None:
+        """Set the directory map's leaf `key` to `value` in this batch's map version (kept
+        only if the job succeeds; the batch's `map.head` entry carries the new root)."""
+        self._leaves[key] = value
 
 
 @dataclass(frozen=True)
@@ -167,8 +176,11 @@ class Writer:
         *,
         batch_max: int = 256,
         on_batch: Callable[[], None] | None = None,
+        directory: MapState | None = None,
     ) -> None:
         self.engine = db.sync_engine()
+        #: The directory's map (protocol 9.5): every batch ends with its `map.head` entry.
+        self.map = directory or MapState()
         self.is_postgres = db.is_postgres
         self.log = log_
         self.batch_max = batch_max
@@ -366,12 +378,24 @@ class Writer:
                 # Another process appended since (it may have changed anything), or the cache
                 # has grown past its bound (labels and devices are many; it refills on demand).
                 self._cache.clear()
+            if start != size_then:
+                self.map.load(raw)  # at start, or after another replica's batches
             now = utcnow()
-            outcomes, after, entries = self._jobs(Tx(session, raw, store, now, self._cache, [], start), jobs)
+            base = Tx(session, raw, store, now, self._cache, [], start, map_version=self.map.version + 1)
+            outcomes, after, entries, leaves = self._jobs(base, jobs)
             receipts: dict[int, Receipt] = {}
+            staged = None
             if entries:
+                # Every batch ends with the map's head (protocol 9.6): the entry at N - 1 of
+                # every checkpoint of size N says which map that checkpoint carries.
+                staged = self.map.stage(leaves)
+                MapState.write(raw, staged)
+                head = build_entry("map.head", "system", now, staged.head.fields())
+                entries.append(LogEntry("map.head", "system", None, now, head))
                 receipts = self.log.integrate(store, start, entries, now).receipts
             session.commit()
+            if staged is not None:
+                self.map.commit(staged)
         except BaseException:
             # The error that failed the transaction is the one to report: a rollback on a lost
             # connection fails too (and the pool then discards that connection).
@@ -385,16 +409,29 @@ class Writer:
         return outcomes, receipts, after
 
     @staticmethod
-    def _jobs(base: Tx, jobs: list[_Job]) -> tuple[list[_Outcome], list[Callable[[], None]], list[LogEntry]]:
+    def _jobs(
+        base: Tx, jobs: list[_Job]
+    ) -> tuple[list[_Outcome], list[Callable[[], None]], list[LogEntry], dict[bytes, bytes]]:
         """Run `jobs` in the open transaction of `base` (each job gets its own `Tx` like it);
-        their outcomes, after-commit hooks, and the entries they appended."""
+        their outcomes, after-commit hooks, the entries they appended and the map leaves
+        they set."""
         outcomes: list[_Outcome] = []
         after: list[Callable[[], None]] = []
+        leaves: dict[bytes, bytes] = {}
         session, cache, entries = base.session, base.cache, base._entries
         for position, job in enumerate(jobs):
             if not job.shares_cache:
                 cache.clear()
-            tx = Tx(session, base.raw, base.log, base.now, cache, entries, base._start)
+            tx = Tx(
+                session,
+                base.raw,
+                base.log,
+                base.now,
+                cache,
+                entries,
+                base._start,
+                map_version=base.map_version,
+            )
             mark = len(entries)
             try:
                 if job.savepoint:
@@ -405,6 +442,7 @@ class Writer:
                     session.flush()  # an ORM write fails here, as this job's, not later
                 outcomes.append(_Outcome(value, None, tx._mine))
                 after.extend(tx._after)
+                leaves.update(tx._leaves)
             except Refusal as r:
                 del entries[mark:]
                 tx._mine.clear()
@@ -428,7 +466,7 @@ class Writer:
                 del entries[mark:]  # its savepoint rolled back its writes
                 cache.clear()
                 outcomes.append(_Outcome(None, _internal()))
-        return outcomes, after, entries
+        return outcomes, after, entries, leaves
 
 
 class _JobBroke(Exception):

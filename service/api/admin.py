@@ -20,11 +20,13 @@ from .openapi import documented
 from .routing import AuthFirstRoute
 from .schemas import (
     ChannelCreate,
+    CodeRequest,
     MembersChange,
     MembersRequest,
     PrincipalCreate,
     PrincipalUpdate,
     SlugQuery,
+    StatementOnly,
     label_param,
 )
 
@@ -90,8 +92,8 @@ async def patch_principal(
     summary="Issue a one-time enrolment code",
     **documented(r.EnrolmentCode, *_SCOPE, "not-found", "storage-full", status=201),
 )
-async def post_code(principal_id: str, caller: CurrentCaller, state: State) -> JSONResponse:
-    body = await admin.create_enrolment_code(state, caller, principal_id)
+async def post_code(principal_id: str, req: CodeRequest, caller: CurrentCaller, state: State) -> JSONResponse:
+    body = await admin.create_enrolment_code(state, caller, principal_id, req.invitation, req.anchors)
     return JSONResponse(body, status_code=201, headers={"Cache-Control": "no-store"})
 
 
@@ -127,8 +129,10 @@ async def delete_code(code_id: str, caller: CurrentCaller, state: State) -> dict
     summary="Revoke a device",
     **documented(r.Revoked, *_SCOPE, "not-found", "storage-full"),
 )
-async def post_revoke(device_id: str, caller: CurrentCaller, state: State) -> dict[str, Any]:
-    return await admin.revoke_device(state, caller, device_id)
+async def post_revoke(
+    device_id: str, caller: CurrentCaller, state: State, body: StatementOnly | None = None
+) -> dict[str, Any]:
+    return await admin.revoke_device(state, caller, device_id, body.statement if body else None)
 
 
 @router.get(
@@ -149,7 +153,7 @@ async def get_devices(
 )
 async def post_channel(body: ChannelCreate, caller: CurrentCaller, state: State) -> dict[str, Any]:
     return await admin.create_channel(
-        state, caller, body.id, body.name or body.id, label_param(state.policy, body.ceiling)
+        state, caller, body.id, body.name or body.id, label_param(state.policy, body.ceiling), body.statement
     )
 
 
@@ -161,7 +165,7 @@ async def post_channel(body: ChannelCreate, caller: CurrentCaller, state: State)
 async def put_members(
     channel_id: str, body: MembersRequest, caller: CurrentCaller, state: State
 ) -> dict[str, Any]:
-    return await admin.set_members(state, caller, channel_id, body.members())
+    return await admin.set_members(state, caller, channel_id, body.members(), body.statement)
 
 
 @router.patch(
@@ -172,4 +176,4 @@ async def put_members(
 async def patch_members(
     channel_id: str, body: MembersChange, caller: CurrentCaller, state: State
 ) -> dict[str, Any]:
-    return await admin.change_members(state, caller, channel_id, body.add, body.remove)
+    return await admin.change_members(state, caller, channel_id, body.add, body.remove, body.statement)

@@ -5,17 +5,21 @@ Thin: parse, call one use case, return.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from ..usecases import admin, directory, inventory
+from liaison.crypto.names import NATION_PATTERN
+
+from ..problems import Problem
+from ..usecases import admin, directory, inventory, statements
 from . import responses as r
 from .deps import CurrentCaller, Signed, State
 from .openapi import documented
 from .routing import AuthFirstRoute
-from .schemas import EnrolChallengeRequest, EnrolRequest, SlugQuery, label_param, plain
+from .schemas import EnrolChallengeRequest, EnrolRequest, SlugQuery, StatementOnly, label_param, plain
 
 #: Enrolment's problems (both steps).
 _ENROL = (
@@ -57,7 +61,7 @@ def _client_address(request: Request) -> str:
 )
 async def post_enrol_challenge(body: EnrolChallengeRequest, state: State, request: Request) -> dict[str, Any]:
     state.enrol_limiter.check(_client_address(request), "too many enrolment attempts")
-    return await admin.enrol_challenge(state, body.code, body.bundle)
+    return await admin.enrol_challenge(state, body.invitation_key, body.bundle)
 
 
 @router.post(
@@ -68,7 +72,7 @@ async def post_enrol_challenge(body: EnrolChallengeRequest, state: State, reques
 async def post_enrol(body: EnrolRequest, state: State, request: Request) -> dict[str, Any]:
     address = _client_address(request)
     state.enrol_limiter.check(address, "too many enrolment attempts")
-    enrolled = await admin.enrol(state, body.code, body.bundle, body.proof)
+    enrolled = await admin.enrol(state, body.invitation_key, body.bundle, body.proof, body.statement)
     # A completed enrolment costs one token in all (its challenge's); refusals cost one each.
     state.enrol_limiter.refund(address)
     return enrolled
@@ -133,7 +137,65 @@ async def get_recipients(
     state: State,
     label: Annotated[str, Query(max_length=1024)],
     suite: Annotated[str | None, Query(max_length=32)] = None,
+    at: Annotated[
+        int | None, Query(ge=1, le=2**62, description="prove at the checkpoint of this size")
+    ] = None,
 ) -> JSONResponse:
     return plain(
-        await directory.recipients(state, signed, channel_id, label_param(state.policy, label), suite)
+        await directory.recipients(state, signed, channel_id, label_param(state.policy, label), suite, at)
     )
+
+
+@router.get(
+    "/directory/records",
+    summary="One directory record proven at a checkpoint (protocol 9.9)",
+    response_class=JSONResponse,
+    **documented(r.Proven, "not-found", "validation"),
+)
+async def get_record(
+    caller: CurrentCaller,
+    state: State,
+    record: Annotated[str, Query(min_length=4, max_length=200)],
+    at: Annotated[
+        int | None, Query(ge=1, le=2**62, description="prove at the checkpoint of this size")
+    ] = None,
+) -> JSONResponse:
+    return plain(await directory.record(state, caller, record, at))
+
+
+@router.get(
+    "/directory/range",
+    summary="A nation's whole directory range, proven complete (protocol 9.5), for its admins",
+    response_class=JSONResponse,
+    **documented(r.NationRange, "other-nation", "validation"),
+)
+async def get_range(
+    caller: CurrentCaller,
+    state: State,
+    nation: Annotated[str, Query(pattern=NATION_PATTERN)],
+    at: Annotated[
+        int | None, Query(ge=1, le=2**62, description="prove at the checkpoint of this size")
+    ] = None,
+) -> JSONResponse:
+    return plain(await statements.nation_range(state, caller, nation, at))
+
+
+@router.post(
+    "/directory/statements",
+    summary="A roots, policy or root-principal statement (protocol 9.3)",
+    **documented(r.StatementAccepted, "statement-invalid", "forbidden", "storage-full", status=201),
+)
+async def post_statement(body: StatementOnly, caller: CurrentCaller, state: State) -> JSONResponse:
+    return plain(await statements.post_statement(state, caller, body.statement, body.disclosures), 201)
+
+
+@router.get(
+    "/enrol/invitations/{key}",
+    summary="The invitation and anchors an enrolling device embeds and pins (protocol 9.7, 9.8)",
+    **documented(r.InvitationDoc, "enrolment-code", "rate-limited"),
+)
+async def get_invitation(key: str, state: State, request: Request) -> dict[str, Any]:
+    state.enrol_limiter.check(_client_address(request), "too many enrolment attempts")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{43}", key):
+        raise Problem("validation", "an invitation key is 43 base64url characters")
+    return await statements.invitation_for(state, key)

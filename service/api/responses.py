@@ -30,17 +30,21 @@ __all__ = [
     "Health",
     "Inbox",
     "Inclusion",
+    "InvitationDoc",
     "LogKey",
     "Me",
     "MessageProof",
     "MyDevices",
+    "NationRange",
     "PolicyDoc",
     "PrincipalList",
     "PrincipalView",
     "ProblemDocument",
+    "Proven",
     "Ready",
     "Recipients",
     "Revoked",
+    "StatementAccepted",
     "Submitted",
 ]
 
@@ -341,8 +345,91 @@ class Excluded(Doc):
     reason: str
 
 
+class MapHeadProof(Doc):
+    log_index: int = Field(ge=0)
+    entry: str = Field(description="base64 of the map.head entry's bytes")
+    inclusion_proof: list[str]
+
+
+class ProvenRecord(Doc):
+    statement: dict[str, Any] | None = Field(description="the newest signed statement (protocol 9.2)")
+    version: int | None = Field(
+        default=None, description="the map version it was written in (its leaf binds it)"
+    )
+    proof: dict[str, Any] | None = Field(description="map proof: {siblings, leaf} (protocol 9.5)")
+    disclosures: dict[str, Any] | None = Field(default=None, description="openings of the facts asked for")
+
+
+class Proven(Doc):
+    """Directory records proven at a checkpoint: its `map.head` and each record's map proof."""
+
+    checkpoint: str
+    tree_size: int = Field(ge=1)
+    map_head: MapHeadProof
+    records: dict[str, ProvenRecord]
+    roots: list[dict[str, Any]] = Field(description="the roots statements, seq 1 first")
+    EXAMPLE = {
+        "checkpoint": _CHECKPOINT,
+        "tree_size": 24,
+        "map_head": {"log_index": 23, "entry": _ENTRY, "inclusion_proof": [_HASH]},
+        "records": {"channel:ops": {"statement": None, "proof": {"siblings": [], "leaf": None}}},
+        "roots": [],
+    }
+
+
+class NationRange(Doc):
+    """Every record of a nation's map range and the siblings proving the range complete."""
+
+    checkpoint: str
+    tree_size: int = Field(ge=1)
+    map_head: MapHeadProof
+    nation: str
+    records: dict[str, dict[str, Any]] = Field(
+        description="record -> {statement: its newest signed statement, version: the map version "
+        "it was written in}"
+    )
+    signers: dict[str, ProvenRecord] = Field(
+        default_factory=dict,
+        description="device records of signers outside the range, proven at the same head",
+    )
+    siblings: list[str] | None = Field(
+        description="the 16 siblings above the range (null: fewer than 2 records)"
+    )
+    EXAMPLE = {
+        "checkpoint": _CHECKPOINT,
+        "tree_size": 24,
+        "map_head": {"log_index": 23, "entry": _ENTRY, "inclusion_proof": [_HASH]},
+        "nation": "UKR",
+        "records": {},
+        "siblings": None,
+    }
+
+
+class StatementAccepted(Doc):
+    record: str
+    seq: int = Field(ge=1)
+    receipt: Receipt
+    EXAMPLE = {"record": "roots", "seq": 1, "receipt": _RECEIPT}
+
+
+class InvitationDoc(Doc):
+    principal: str
+    nation: str | None = Field(description="the principal's nation: the device statement's map range")
+    invitation: dict[str, Any] | None = Field(description="the admin's signed invitation (none: genesis)")
+    anchors: dict[str, Any] | None = Field(description="the anchors the invitation pins (protocol 9.7)")
+    log_verifier_key: str
+    EXAMPLE = {
+        "principal": "root",
+        "nation": "USA",
+        "invitation": None,
+        "anchors": None,
+        "log_verifier_key": LogKey.EXAMPLE["log_verifier_key"],
+    }
+
+
 class Recipients(Doc):
-    """Exactly the devices to encrypt to, and why each other member is left out."""
+    """Exactly the devices to encrypt to, why each other member is left out, and the proofs
+    a client checks eligibility from (protocol 9.9)."""
 
     channel: str
     label: Label
@@ -352,7 +439,9 @@ class Recipients(Doc):
     tree_size: int
     devices: list[DeviceRecord]
     excluded: list[Excluded]
+    directory: Proven
     EXAMPLE = {
+        "directory": Proven.EXAMPLE,
         "channel": "ops",
         "label": _LABEL,
         "label_text": "SECRET//AIRDEF//REL TO UKR, USA",
@@ -444,10 +533,18 @@ class Inbox(Doc):
 
 
 class EnrolmentCode(Doc):
+    """The recorded invitation: the code itself stays with the admin's client (protocol 9.8)."""
+
     principal: str
-    code: str
+    id: str = Field(description="the code's id, for listing and cancelling")
     expires_at: str
-    EXAMPLE = {"principal": "usa-x", "code": "FZNR2-U4DC5-FHO6N-ROPP7", "expires_at": _TIME}
+    invitation_key: str = Field(description="base64url Ed25519 public key derived from the code")
+    EXAMPLE = {
+        "principal": "usa-x",
+        "id": "3f2a9c0d11b2e4f5",
+        "expires_at": _TIME,
+        "invitation_key": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+    }
 
 
 class Revoked(Doc):

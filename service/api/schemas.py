@@ -21,6 +21,7 @@ from ..usecases.admin import MAX_CHANNEL_MEMBERS
 __all__ = [
     "MAX_CHANNEL_MEMBERS",
     "ChannelCreate",
+    "CodeRequest",
     "EnrolChallengeRequest",
     "EnrolRequest",
     "MembersChange",
@@ -29,6 +30,7 @@ __all__ = [
     "PrincipalUpdate",
     "Slug",
     "SlugQuery",
+    "StatementOnly",
     "SubmitRequest",
     "label_param",
     "plain",
@@ -57,17 +59,36 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: An invitation key (protocol 9.8): unpadded base64url of a 32-byte Ed25519 public key.
+InvitationKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{43}$")]
+_STATEMENT = "the signed directory statement of this change (protocol 9.2, 9.3)"
+_DISCLOSURES = "the openings of every commitment of the statement: {name: {salt, value}}"
+
+
 class EnrolChallengeRequest(Strict):
-    code: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    invitation_key: InvitationKey = Field(description="the key derived from the enrolment code (9.8)")
     bundle: dict[str, Any] = Field(description="signed bundle: {bundle, signatures}")
 
 
 class EnrolRequest(Strict):
-    code: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    invitation_key: InvitationKey = Field(description="the key derived from the enrolment code (9.8)")
     bundle: dict[str, Any] = Field(description="signed bundle: {bundle, signatures}")
     proof: dict[str, Any] | None = Field(
         default=None, description="the answered KEM challenge: {challenge, signatures} (required)"
     )
+    statement: dict[str, Any] | None = Field(
+        default=None, description="the device's statement, signed by it and by the invitation key (required)"
+    )
+
+
+class CodeRequest(Strict):
+    invitation: dict[str, Any] = Field(description="the invitation statement the admin signed (9.8)")
+    anchors: dict[str, Any] = Field(description="the anchors object the invitation's digest names (9.7)")
+
+
+class StatementOnly(Strict):
+    statement: dict[str, Any] | None = Field(default=None, description=_STATEMENT)
+    disclosures: dict[str, Any] | None = Field(default=None, description=_DISCLOSURES)
 
 
 class PrincipalCreate(Strict):
@@ -78,6 +99,8 @@ class PrincipalCreate(Strict):
     roles: list[Role] = Field(default_factory=_default_roles, max_length=3)
     clearance: Upper
     compartments: list[Upper] = Field(default_factory=list, max_length=64)
+    statement: dict[str, Any] | None = Field(default=None, description=_STATEMENT)
+    disclosures: dict[str, Any] | None = Field(default=None, description=_DISCLOSURES)
 
 
 class PrincipalUpdate(Strict):
@@ -86,16 +109,20 @@ class PrincipalUpdate(Strict):
     compartments: list[Upper] | None = Field(default=None, max_length=64)
     roles: list[Role] | None = Field(default=None, max_length=3)
     status: Literal["active", "suspended"] | None = None
+    statement: dict[str, Any] | None = Field(default=None, description=_STATEMENT)
+    disclosures: dict[str, Any] | None = Field(default=None, description=_DISCLOSURES)
 
 
 class ChannelCreate(Strict):
     id: Slug
     name: Name | None = None
     ceiling: str | dict[str, Any] = Field(description="label text or label JSON")
+    statement: dict[str, Any] | None = Field(default=None, description=_STATEMENT)
 
 
 class MembersRequest(Strict):
     principals: list[Slug] = Field(max_length=10_000)
+    statement: dict[str, Any] | None = Field(default=None, description=_STATEMENT)
 
     def members(self) -> list[str]:
         """The distinct members, sorted; `too-many-members` past MAX_CHANNEL_MEMBERS."""
@@ -112,6 +139,7 @@ class MembersChange(Strict):
 
     add: list[Slug] = Field(default_factory=list, max_length=MAX_CHANNEL_MEMBERS)
     remove: list[Slug] = Field(default_factory=list, max_length=MAX_CHANNEL_MEMBERS)
+    statement: dict[str, Any] | None = Field(default=None, description=_STATEMENT)
 
 
 class SubmitRequest(Strict):

@@ -142,6 +142,7 @@ def verify(
                 if report.cosignatures_unchecked
                 else ""
             )
+            + f"; directory: {report.statements} statements replayed into {report.map_heads} map heads"
         )
         return
     where = f" first bad index: {report.first_bad_index}" if report.first_bad_index is not None else ""

@@ -25,7 +25,9 @@ __all__ = [
     "Cosignature",
     "Delivery",
     "Device",
+    "DirectoryStatement",
     "EnrolmentCode",
+    "MapLeaf",
     "Message",
     "Nonce",
     "Principal",
@@ -110,6 +112,13 @@ class EnrolmentCode(Base):
     challenge_expires_at: Mapped[datetime | None]
     # When an admin cancelled the code (DELETE /v1/admin/enrolment-codes/{id}); NULL if never.
     cancelled_at: Mapped[datetime | None]
+    # Protocol 9.8: the invitation key (base64url Ed25519 public key) by which the enrolling
+    # device finds this row, the admin's signed invitation statement (JCS JSON), and the
+    # anchors object (JCS JSON) the invitation's digest names. NULL for genesis root codes.
+    invitation_key: Mapped[str | None] = mapped_column(_s(43), unique=True, index=True)
+    invitation: Mapped[str | None] = mapped_column(Text)
+    anchors_digest: Mapped[str | None] = mapped_column(_s(43), index=True)
+    anchors: Mapped[str | None] = mapped_column(Text)
 
 
 class Channel(Base):
@@ -157,6 +166,34 @@ class Delivery(Base):
     device_id: Mapped[str] = mapped_column(_s(32), ForeignKey("device.id"))
     fetched_at: Mapped[datetime | None]
     acked_at: Mapped[datetime | None]
+
+
+class DirectoryStatement(Base):
+    """One signed directory statement (protocol 9.2), with every disclosure of its commitments.
+
+    Append-only (triggers): a record's statements are its chain, seq 1, 2, ...; the newest is
+    the record's map leaf. The disclosures are served only to whom a lookup entitles (9.9).
+    """
+
+    __tablename__ = "directory_statement"
+    record: Mapped[str] = mapped_column(_s(200), primary_key=True)
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    type: Mapped[str] = mapped_column(_s(16))
+    nation: Mapped[str] = mapped_column(_s(3), index=True)
+    digest: Mapped[str] = mapped_column(_s(43))  # base64url
+    signed: Mapped[str] = mapped_column(Text)
+    disclosures: Mapped[str] = mapped_column(Text)
+    log_index: Mapped[int] = mapped_column(BigInteger)
+    map_version: Mapped[int] = mapped_column(BigInteger)
+
+
+class MapLeaf(Base):
+    """The map's leaf history (protocol 9.5): at `version`, `key` took `value`. Append-only."""
+
+    __tablename__ = "map_leaf"
+    version: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    key: Mapped[bytes] = mapped_column(primary_key=True)
+    value: Mapped[bytes]
 
 
 class Nonce(Base):

@@ -7,8 +7,9 @@ import re
 
 __all__ = ["LOG_TABLES", "pg_roles_sql"]
 
-#: The tables of the transparency log (the migration's append-only triggers guard the same).
-LOG_TABLES = ("audit_entry", "tree_hash", "checkpoint", "cosignature")
+#: The tables of the transparency log and of the directory's history (the migrations'
+#: append-only triggers guard the same).
+LOG_TABLES = ("audit_entry", "tree_hash", "checkpoint", "cosignature", "directory_statement", "map_leaf")
 
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 

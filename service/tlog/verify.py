@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from liaison.crypto import merkle, note
+from liaison.crypto.directory_replay import DirectoryReplay
 from liaison.crypto.errors import CryptoError
 
 from ..storage.db import Database
@@ -38,6 +39,9 @@ class VerifyReport:
     first_bad_index: int | None = None
     #: Entries whose bytes no longer match their stored leaf hash, in order.
     bad_leaves: list[int] = field(default_factory=list)
+    #: Directory statements replayed and map heads checked (protocol 9.10).
+    statements: int = 0
+    map_heads: int = 0
 
     @property
     def ok(self) -> bool:
@@ -119,7 +123,9 @@ async def _compare_stored(db: Database, created: dict[merkle.Node, bytes], repor
             )
 
 
-def _check_entry(idx: int, data: bytes, type_: str, actor: str, report: VerifyReport) -> None:
+def _check_entry(
+    idx: int, data: bytes, type_: str, actor: str, report: VerifyReport, replay: DirectoryReplay
+) -> None:
     try:
         obj = json.loads(data)
     except (ValueError, UnicodeDecodeError):
@@ -127,6 +133,8 @@ def _check_entry(idx: int, data: bytes, type_: str, actor: str, report: VerifyRe
         return
     if not isinstance(obj, dict) or obj.get("type") != type_ or obj.get("actor") != actor:
         report.fail(f"entry {idx}: its type/actor columns do not match its bytes", idx)
+        return
+    replay.feed(idx, obj)
 
 
 async def verify_log(
@@ -152,6 +160,7 @@ async def verify_log(
         report.fail(f"{hashes} tree hashes are stored; a tree of {size} has {_stored_node_count(size)}")
 
     edge, pending = _Edge(), list(reversed(cps))
+    replay = DirectoryReplay()
     root_mismatch: list[tuple[int, int]] = []  # (checkpoint size, last good size before it)
     last_good = 0
 
@@ -177,7 +186,7 @@ async def verify_log(
             if idx != edge.size:
                 report.fail(f"entry {edge.size} is missing (next stored index is {idx})", edge.size)
                 return report
-            _check_entry(idx, data, type_, actor, report)
+            _check_entry(idx, data, type_, actor, report, replay)
             edge.push(merkle.leaf_hash(data), created)
             reach_checkpoints()
         await _compare_stored(db, created, report)
@@ -196,6 +205,9 @@ async def verify_log(
                 good,
             )
     _check_cosignatures(cosigs, cps, witnesses, report)
+    report.statements, report.map_heads = replay.statements, replay.map_heads
+    for finding in replay.findings:
+        report.fail(f"directory: {finding}", replay.first_bad_index)
     return report
 
 

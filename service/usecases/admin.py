@@ -45,6 +45,7 @@ from liaison.crypto.policy import (
     check_grant,
     check_members_change,
 )
+from liaison.crypto.statements import invitation_public
 
 from ..problems import Problem
 from ..state import AppState
@@ -54,6 +55,19 @@ from .auth import Caller
 from .directory import device_records, member_ids
 from .readmodels import PrincipalView, label_of
 from .refusals import access_denied, refuse
+from .statements import (
+    accept,
+    accept_device,
+    accept_invitation,
+    channel_expected,
+    device_expected,
+    invitation_hash,
+    leaf_receipt,
+    newest,
+    principal_expected,
+    record_of,
+    signer_of,
+)
 
 __all__ = [
     "CODE_STATUSES",
@@ -160,15 +174,27 @@ async def create_principal(state: AppState, caller: Caller, req: dict[str, Any])
         tx.session.add(row)
         view = PrincipalView.of(row)
         tx.audit("principal.created", caller.device_id, row.id, principal=view.to_json())
+        accept(
+            tx,
+            state,
+            req.get("statement"),
+            req.get("disclosures"),
+            principal_expected(state.policy, row),
+            signer=signer_of(state, tx, caller),
+        )
         return view.to_json()
 
-    return (await state.writer.run(job)).value
+    result = await state.writer.run(job)
+    return {**result.value, "directory": await leaf_receipt(state, result, record_of("principal", req["id"]))}
 
 
 async def update_principal(
     state: AppState, caller: Caller, pid: str, changes: dict[str, Any]
 ) -> dict[str, Any]:
     what = f"update principal {pid}"
+    statement, disclosures = changes.pop("statement", None), changes.pop("disclosures", None)
+    if not changes:
+        raise Problem("validation", "nothing to change")
 
     def job(tx: Tx) -> dict[str, Any]:
         _require_admin(caller, what)
@@ -205,31 +231,52 @@ async def update_principal(
         tx.audit(
             "principal.updated", caller.device_id, pid, principal=after.to_json(), changed=sorted(changes)
         )
+        if {"clearance", "compartments", "roles", "status"} & set(changes):
+            accept(
+                tx,
+                state,
+                statement,
+                disclosures,
+                principal_expected(state.policy, row),
+                signer=signer_of(state, tx, caller),
+            )
         return after.to_json()
 
-    return (await state.writer.run(job)).value
+    result = await state.writer.run(job)
+    return {**result.value, "directory": await leaf_receipt(state, result, record_of("principal", pid))}
 
 
-async def create_enrolment_code(state: AppState, caller: Caller, pid: str) -> dict[str, Any]:
+async def create_enrolment_code(
+    state: AppState, caller: Caller, pid: str, invitation: Any = None, anchors: Any = None
+) -> dict[str, Any]:
+    """Record an invitation (protocol 9.8): the admin's client made the code, derived its
+    invitation key and signed the `invitation` statement; the server never sees the code."""
     what = f"enrolment code for {pid}"
-    code = _new_code()
 
     def job(tx: Tx) -> dict[str, Any]:
         row = tx.session.get(Principal, pid)
         if row is None:
             raise Problem("not-found", f"no principal {pid}")
         _check_code_scope(state, caller, what, row)
-        expires = tx.now + timedelta(seconds=state.settings.enrolment_code_ttl_seconds)
+        latest = tx.now + timedelta(seconds=state.settings.enrolment_code_ttl_seconds)
+        signed, key, expires, digest = accept_invitation(
+            tx, state, invitation, anchors, row, signer=signer_of(state, tx, caller), latest=latest
+        )
+        hashed = invitation_hash(key)
         tx.session.add(
             EnrolmentCode(
-                code_hash=code_hash(code),
+                code_hash=hashed,
                 principal_id=pid,
                 created_at=tx.now,
                 expires_at=expires,
                 issued_by=caller.device_id,  # the code dies with its issuer (see _usable_code)
+                invitation_key=key,
+                invitation=jcs(signed.to_json()).decode(),
+                anchors_digest=digest,
+                anchors=jcs(anchors).decode(),
             )
         )
-        cid = code_id(code_hash(code))
+        cid = code_id(hashed)
         tx.audit(
             "enrolment.code_issued",
             caller.device_id,
@@ -238,7 +285,7 @@ async def create_enrolment_code(state: AppState, caller: Caller, pid: str) -> di
             expires=format_time(expires),
             code_id=cid,
         )
-        return {"principal": pid, "code": code, "id": cid, "expires_at": format_time(expires)}
+        return {"principal": pid, "id": cid, "expires_at": format_time(expires), "invitation_key": key}
 
     return (await state.writer.run(job)).value
 
@@ -381,6 +428,8 @@ async def issue_root_code(state: AppState) -> str:
                 created_at=tx.now,
                 expires_at=expires,
                 issued_by=SYSTEM,
+                # The operator made this code (genesis): the server may know its key.
+                invitation_key=b64url_encode(invitation_public(code)),
             )
         )
         tx.audit(
@@ -406,18 +455,22 @@ def _parse_bundle(signed_bundle: Any) -> PublicBundle:
         raise Problem("bad-bundle", str(e)) from None
 
 
-def _usable_code(tx: Tx, h: str, bundle: PublicBundle) -> EnrolmentCode:
-    """The enrolment code row for hash `h`, if it may enrol `bundle` now; else the refusal.
+def _usable_code(tx: Tx, key: str, bundle: PublicBundle) -> EnrolmentCode:
+    """The enrolment code row of invitation key `key`, if it may enrol `bundle` now; else the
+    refusal.
 
     A code is single use and expires; it names the bundle's principal; the device is new. A
     code issued by a device is void once that device is revoked (revoking a stolen admin
     device voids the codes it handed out). An operator's root code (issued by "system", or
     before issuers were recorded) is void once any root device was ever enrolled: genesis.
     """
-    row = tx.session.get(EnrolmentCode, h)
+    row = tx.session.execute(
+        select(EnrolmentCode).where(EnrolmentCode.invitation_key == key)
+    ).scalar_one_or_none()
     if (
         row is None
-        or not hmac.compare_digest(row.code_hash, h)
+        or row.invitation_key is None
+        or not hmac.compare_digest(row.invitation_key, key)
         or row.used_at is not None
         or row.cancelled_at is not None
         or row.expires_at < tx.now
@@ -436,7 +489,7 @@ def _usable_code(tx: Tx, h: str, bundle: PublicBundle) -> EnrolmentCode:
     return row
 
 
-async def enrol_challenge(state: AppState, code: str, signed_bundle: Any) -> dict[str, Any]:
+async def enrol_challenge(state: AppState, key: str, signed_bundle: Any) -> dict[str, Any]:
     """Step 1 of enrolment: seal a fresh challenge to the bundle's KEM key (docs/protocol.md,
     section 3). The code is checked, not spent; a newer challenge replaces an older one."""
     bundle = _parse_bundle(signed_bundle)
@@ -445,10 +498,9 @@ async def enrol_challenge(state: AppState, code: str, signed_bundle: Any) -> dic
         sealed = seal_kem_challenge(bundle, challenge)
     except CryptoError as e:
         raise Problem("bad-bundle", str(e)) from None
-    h = code_hash(code)
 
     def job(tx: Tx) -> str:
-        row = _usable_code(tx, h, bundle)
+        row = _usable_code(tx, key, bundle)
         expires = tx.now + _CHALLENGE_TTL
         row.challenge_hash = kem_challenge_digest(challenge)
         row.challenge_device = bundle.device_id
@@ -460,7 +512,9 @@ async def enrol_challenge(state: AppState, code: str, signed_bundle: Any) -> dic
     return {"device": bundle.device_id, "challenge": b64url_encode(sealed), "expires_at": expires}
 
 
-async def enrol(state: AppState, code: str, signed_bundle: Any, proof: Any = None) -> dict[str, Any]:
+async def enrol(
+    state: AppState, key: str, signed_bundle: Any, proof: Any = None, statement: Any = None
+) -> dict[str, Any]:
     """Step 2: enrol a device with a one-time code. The bundle's self-signatures prove
     possession of its signing keys, `proof` (the answered challenge of step 1) that of its
     KEM key; without both nothing is enrolled."""
@@ -472,10 +526,9 @@ async def enrol(state: AppState, code: str, signed_bundle: Any, proof: Any = Non
         except (MalformedError, BadSignature) as e:
             raise Problem("kem-proof", f"the proof of KEM key possession is invalid: {e}") from None
     digest = hashlib.sha256(jcs(signed_bundle["bundle"])).hexdigest()
-    h = code_hash(code)
 
     def job(tx: Tx) -> dict[str, Any]:
-        row = _usable_code(tx, h, bundle)
+        row = _usable_code(tx, key, bundle)
         if answer is None:
             raise Problem(
                 "kem-proof",
@@ -515,6 +568,10 @@ async def enrol(state: AppState, code: str, signed_bundle: Any, proof: Any = Non
                 enrol_index=index,
             )
         )
+        tx.session.flush()
+        owner = tx.session.get(Principal, bundle.principal)
+        assert owner is not None
+        accept_device(tx, state, statement, row, bundle, owner.nation)
         return {"device": bundle.device_id, "principal": bundle.principal, "log_index": index}
 
     result = await state.writer.run(job)
@@ -523,10 +580,13 @@ async def enrol(state: AppState, code: str, signed_bundle: Any, proof: Any = Non
         **value,
         "receipt": result.receipt(value["log_index"]).to_json(),
         "log_verifier_key": state.log.verifier_key,
+        "directory": await leaf_receipt(state, result, record_of("device", bundle.device_id)),
     }
 
 
-async def revoke_device(state: AppState, caller: Caller, device_id: str) -> dict[str, Any]:
+async def revoke_device(
+    state: AppState, caller: Caller, device_id: str, statement: Any = None
+) -> dict[str, Any]:
     what = f"revoke device {device_id}"
 
     def job(tx: Tx) -> dict[str, Any]:
@@ -549,12 +609,20 @@ async def revoke_device(state: AppState, caller: Caller, device_id: str) -> dict
             dev.revoke_index = tx.audit(
                 "device.revoked", caller.device_id, device_id, device=device_id, principal=dev.principal_id
             )
+            if newest(tx.session, record_of("device", device_id))[0] is not None:
+                bundle = PublicBundle.from_json(json.loads(dev.signed_bundle)["bundle"])
+                expected = device_expected(bundle, owner.nation, "revoked")
+                accept(tx, state, statement, None, expected, signer=signer_of(state, tx, caller))
         return {"device": device_id, "revoked_at": format_time(dev.revoked_at), "log_index": dev.revoke_index}
 
     result = await state.writer.run(job)
     value = result.value
     receipt = result.receipts.get(value["log_index"])
-    return {**value, "receipt": receipt.to_json() if receipt else None}
+    return {
+        **value,
+        "receipt": receipt.to_json() if receipt else None,
+        "directory": await leaf_receipt(state, result, record_of("device", device_id)),
+    }
 
 
 async def list_devices(state: AppState, caller: Caller, principal: str | None) -> dict[str, Any]:
@@ -578,7 +646,13 @@ async def list_devices(state: AppState, caller: Caller, principal: str | None) -
 
 
 async def create_channel(
-    state: AppState, caller: Caller, cid: str, name: str, ceiling: Label
+    state: AppState,
+    caller: Caller,
+    cid: str,
+    name: str,
+    ceiling: Label,
+    statement: Any = None,
+    disclosures: Any = None,
 ) -> dict[str, Any]:
     what = f"create channel {cid}"
 
@@ -592,19 +666,38 @@ async def create_channel(
             raise Problem("conflict", f"channel {cid} already exists")
         tx.session.add(Channel(id=cid, name=name, ceiling=jcs(ceiling.to_json()).decode(), created_at=tx.now))
         tx.audit("channel.created", caller.device_id, cid, channel=cid, name=name, ceiling=ceiling.to_json())
+        accept(
+            tx,
+            state,
+            statement,
+            disclosures,
+            channel_expected(cid, ceiling, []),
+            signer=signer_of(state, tx, caller),
+        )
         return {"id": cid, "name": name, "ceiling": ceiling.to_json(), "members": []}
 
-    return (await state.writer.run(job)).value
+    result = await state.writer.run(job)
+    return {**result.value, "directory": await leaf_receipt(state, result, record_of("channel", cid))}
 
 
-async def set_members(state: AppState, caller: Caller, cid: str, principals: list[str]) -> dict[str, Any]:
+async def set_members(
+    state: AppState, caller: Caller, cid: str, principals: list[str], statement: Any = None
+) -> dict[str, Any]:
     """Replace a channel's members with `principals` (the whole list)."""
     wanted = set(principals)
-    return (await state.writer.run(_members_job(state, caller, cid, lambda current: wanted, wanted))).value
+    result = await state.writer.run(
+        _members_job(state, caller, cid, lambda current: wanted, wanted, statement)
+    )
+    return {**result.value, "directory": await leaf_receipt(state, result, record_of("channel", cid))}
 
 
 async def change_members(
-    state: AppState, caller: Caller, cid: str, add: Iterable[str], remove: Iterable[str]
+    state: AppState,
+    caller: Caller,
+    cid: str,
+    add: Iterable[str],
+    remove: Iterable[str],
+    statement: Any = None,
 ) -> dict[str, Any]:
     """Add and remove single members, leaving the others as they are. The same checks and the
     same `channel.members` entry as `set_members`: only the list sent differs."""
@@ -618,7 +711,9 @@ async def change_members(
     def wanted(current: set[str]) -> set[str]:
         return (current | added) - removed
 
-    return (await state.writer.run(_members_job(state, caller, cid, wanted, added | removed))).value
+    return (
+        await state.writer.run(_members_job(state, caller, cid, wanted, added | removed, statement))
+    ).value
 
 
 def _members_job(
@@ -627,6 +722,7 @@ def _members_job(
     cid: str,
     wanted_of: Callable[[set[str]], set[str]],
     named: set[str],
+    statement: Any,
 ) -> Callable[[Tx], dict[str, Any]]:
     """The writer job that gives channel `cid` the members `wanted_of(current members)`.
 
@@ -677,6 +773,14 @@ def _members_job(
             members=wanted,
             added=sorted(set(wanted) - current),
             removed=sorted(current - set(wanted)),
+        )
+        accept(
+            tx,
+            state,
+            statement,
+            None,
+            channel_expected(cid, ceiling, wanted),
+            signer=signer_of(state, tx, caller),
         )
         return {"id": cid, "name": channel.name, "ceiling": json.loads(channel.ceiling), "members": wanted}
 

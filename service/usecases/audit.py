@@ -57,6 +57,7 @@ __all__ = [
     "message_proof",
     "require_auditor",
     "signed_checkpoint",
+    "with_cosignatures",
     "witness_verifiers",
 ]
 
@@ -115,7 +116,7 @@ async def _at(reader: LogReader, size: int | None) -> CheckpointRow:
     return cp
 
 
-async def _with_cosignatures(reader: LogReader, cp: CheckpointRow) -> str:
+async def with_cosignatures(reader: LogReader, cp: CheckpointRow) -> str:
     """The checkpoint note with the stored witness cosignatures of its size appended."""
     lines = await reader.cosignature_lines(cp.size)
     if not lines:
@@ -135,7 +136,7 @@ async def signed_checkpoint(state: AppState, size: int | None = None, cosigned: 
             if found is None:
                 raise Problem("not-found", f"no checkpoint has {cosigned} witness cosignature(s)")
             size = found
-        return await _with_cosignatures(reader, await _at(reader, size))
+        return await with_cosignatures(reader, await _at(reader, size))
 
 
 # --- tiles -----------------------------------------------------------------------------------
@@ -249,7 +250,7 @@ async def inclusion(state: AppState, index: int, size: int | None) -> dict[str, 
         if index >= cp.size:
             raise Problem("proof", f"log index {index} is not below tree size {cp.size}")
         proof = await AuditLog.inclusion_proof(reader, index, cp.size)
-        text = await _with_cosignatures(reader, cp)
+        text = await with_cosignatures(reader, cp)
     return {
         "index": index,
         "size": cp.size,
@@ -266,7 +267,7 @@ async def consistency(state: AppState, old: int, new: int | None) -> dict[str, A
         if old > cp.size:
             raise Problem("proof", f"old size {old} is greater than new size {cp.size}")
         proof = await AuditLog.consistency_proof(reader, old, cp.size)
-        text = await _with_cosignatures(reader, cp)
+        text = await with_cosignatures(reader, cp)
     return {
         "old": old,
         "new": cp.size,
@@ -315,7 +316,7 @@ async def message_proof(state: AppState, signed: SignedRequest, message_id: str)
         if entry is None or index >= cp.size:
             raise Problem("internal", "the message's log entry is missing")
         proof = await AuditLog.inclusion_proof(reader, index, cp.size)
-        text = await _with_cosignatures(reader, cp)
+        text = await with_cosignatures(reader, cp)
     return {
         "id": mid,
         "log_index": index,

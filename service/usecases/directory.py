@@ -23,6 +23,7 @@ from liaison.crypto.keys import kem_key_id_of_json
 from liaison.crypto.labels import Label
 from liaison.crypto.names import MLKEM768_X25519
 from liaison.crypto.policy import Policy, Subject, check_ceiling, check_dominates
+from liaison.crypto.statements import label_needs
 
 from ..problems import Problem
 from ..state import AppState
@@ -33,6 +34,7 @@ from ..writer import Refusal, Tx
 from .auth import Caller, SignedRequest
 from .readmodels import PrincipalView, label_of
 from .refusals import access_denied
+from .statements import ALL_FACTS, Wanted, proofs, record_of
 
 __all__ = [
     "Eligibility",
@@ -42,6 +44,7 @@ __all__ = [
     "eligibility",
     "member_ids",
     "recipients",
+    "record",
     "sees_devices_of",
 ]
 
@@ -220,7 +223,12 @@ async def devices(
 
 
 async def recipients(
-    state: AppState, signed: SignedRequest, channel_id: str, label: Label, suite: str | None
+    state: AppState,
+    signed: SignedRequest,
+    channel_id: str,
+    label: Label,
+    suite: str | None,
+    at: int | None = None,
 ) -> dict[str, Any]:
     """Exactly the device bundles a member must encrypt `label` to on a channel, with their
     enrolment proofs, and the members left out with the reason.
@@ -269,10 +277,59 @@ async def recipients(
             .all()
         )
         records = await device_records(s, rows)
+        # What the client checks for itself (protocol 9.9): every record the answer relies on.
+        needs = label_needs(state.policy, label)
+        wanted = Wanted()
+        wanted.add("roots")  # the chain's end and the policy: the client checks both each time
+        wanted.add("policy")
+        wanted.add(record_of("channel", channel_id))
+        for dev, pid in elig.devices.items():
+            wanted.add(record_of("device", dev))
+            wanted.add(record_of("principal", pid), needs)
+        for pid, reason in elig.excluded.items():
+            if reason not in ("no-device", "no-device-for-suite"):
+                wanted.add(record_of("principal", pid), needs)
+        proven = await proofs(state, s, wanted, at=at)
     return {
         "channel": channel_id,
         "label": label.to_json(),
         "label_text": label.text(),
         **records,
         **elig.to_json(),
+        "directory": proven,
     }
+
+
+async def record(state: AppState, caller: Caller, name: str, at: int | None) -> dict[str, Any]:
+    """`GET /v1/directory/records`: one record proven at a checkpoint (protocol 9.9), for the
+    caller's own monitoring and an admin's next statement. Facts are opened in full for the
+    caller's own principal, for an admin's principals of its nation and for root; a record
+    the caller may not see is answered like one that does not exist."""
+    kind, _, ident = name.partition(":")
+    me = caller.principal
+    facts: set[str] = set()
+    async with state.db.sessions() as s:
+        if name in ("roots", "policy"):
+            visible = True
+        elif kind == "principal":
+            visible = await s.run_sync(sees_devices_of, me, ident)
+            row = await s.get(Principal, ident)
+            if row is not None and (
+                ident == me.id or me.is_root or (me.has_role("admin") and row.nation == me.nation)
+            ):
+                facts = {ALL_FACTS}
+        elif kind == "device":
+            dev = await s.get(Device, ident)
+            visible = dev is not None and await s.run_sync(sees_devices_of, me, dev.principal_id)
+        elif kind == "channel":
+            member = await s.get(ChannelMember, (ident, me.id))
+            visible = member is not None or me.is_root or me.has_role("admin")
+        else:
+            raise Problem(
+                "validation", "a record is roots, policy, or principal:, device:, channel: and an id"
+            )
+        if not visible:
+            raise Problem("not-found", f"no record {name}")
+        wanted = Wanted()
+        wanted.add(name, facts)
+        return await proofs(state, s, wanted, at=at)

@@ -172,7 +172,8 @@ class Liaison:
 
     def enrol(self, profile: str, code: str, principal: str | None = None) -> dict[str, Any]:
         """Enrol with an invitation, or with a plain code and the server's log key pinned."""
-        pin = [] if code.startswith("LIAISON1-") else ["--log-key", self.server.init["log_verifier_key"]]
+        invitation = code.startswith(("LIAISON1-", "LIAISON2-"))
+        pin = [] if invitation else ["--log-key", self.server.init["log_verifier_key"]]
         return self(
             "--json",
             "enrol",

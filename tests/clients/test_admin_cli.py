@@ -190,3 +190,35 @@ def test_the_admin_commands_print_only_through_the_sanitiser() -> None:
 
 def test_the_admin_mixins_are_twins() -> None:
     assert differences(_admin.AdminMethods, _admin.AdminSync) == []
+
+
+def test_a_nation_admin_monitors_its_whole_range(liaison: Liaison) -> None:
+    """`liaison admin monitor` (protocol 9.10): the nation's range proven complete, and each
+    device the admin had not seen there before listed with who invited it."""
+    tag = uid("mon")
+    admin = f"{tag}-admin"
+    liaison.principal(admin, "GBR", "SECRET", "--role", "admin")
+    first = liaison("-p", admin, "--json", "admin", "monitor").json()
+    assert first["nation"] == "GBR" and first["principals"] >= 1 and first["devices"] >= 1
+    mine = liaison("-p", admin, "--json", "whoami").json()["device"]
+    assert mine in {x["device"] for x in first["new_devices"]}
+    again = liaison("-p", admin, "--json", "admin", "monitor").json()
+    assert again["new_devices"] == [] and again["tree_size"] >= first["tree_size"]
+    # A device enrolled since is reported, with the device that signed its invitation.
+    analyst = f"{tag}-analyst"
+    enrolled = liaison.principal(analyst, "GBR", "SECRET")
+    root = liaison("-p", "root", "--json", "whoami").json()["device"]
+    found = liaison("-p", admin, "--json", "admin", "monitor").json()["new_devices"]
+    assert found == [
+        {
+            "device": enrolled["device"],
+            "principal": analyst,
+            "invited_by": root,
+            "version": found[0]["version"],
+        }
+    ]
+    shown = liaison("-p", admin, "admin", "monitor").stdout
+    assert "range proven complete" in shown and "No device new" in shown
+    # Another nation's range is not an analyst's, nor another nation's admin's, to see.
+    assert "other-nation" in liaison.refused("-p", analyst, "admin", "monitor")
+    assert "other-nation" in liaison.refused("-p", admin, "admin", "monitor", "--nation", "FRA")

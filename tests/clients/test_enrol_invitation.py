@@ -213,10 +213,10 @@ def test_unusable_invitations_are_refused_before_anything_is_sent(liaison: Liais
         "SECRET",
     )
     issued = liaison("-p", "root", "--json", "admin", "enrol-code", pid).json()
-    assert issued["invitation"] == f"LIAISON1-{issued['code']}-" + issued["invitation"].rsplit("-", 1)[1]
+    assert issued["invitation"] == f"LIAISON2-{issued['code']}-" + issued["invitation"].rsplit("-", 1)[1]
     # The human output shows the invitation, not the bare code.
     shown = liaison("-p", "root", "admin", "enrol-code", pid).stdout
-    assert "LIAISON1-" in shown and "Enrolment invitation for" in shown
+    assert "LIAISON2-" in shown and "Enrolment invitation for" in shown
     mangled = issued["invitation"][:-1] + "B"  # non-zero unused bits
     line = liaison.refused(*_enrol_args(server, mangled, pid))
     assert "invitation does not parse" in line

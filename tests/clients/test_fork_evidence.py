@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
@@ -141,6 +142,9 @@ def test_a_forked_log_leaves_evidence_anyone_can_check(
     # The log as it was, kept aside; then it grows and root sees (and saves) it.
     own_server.stop()
     _copy_db(own_server.data / "liaison.db", tmp_path / "before.db")
+    # The operator's copy of the root profile as it was too: admin changes check the log
+    # (protocol 9.3), so the forked history is grown by a client that never saw the other.
+    shutil.copytree(run.home, tmp_path / "before-home")
     own_server.start()
     for pid in ("usa-a", "usa-b", "usa-c"):
         run("-p", "root", "admin", "principal", "create", pid, "--name", pid, "--nation", "USA",
@@ -152,9 +156,11 @@ def test_a_forked_log_leaves_evidence_anyone_can_check(
         (own_server.data / f"liaison.db{suffix}").unlink(missing_ok=True)
     _copy_db(tmp_path / "before.db", own_server.data / "liaison.db")
     own_server.start()
+    fork = Liaison(tmp_path / "before-home", own_server, monkeypatch)
     for pid in ("ukr-x", "ukr-y", "ukr-z", "ukr-w", "ukr-v"):
-        run("-p", "root", "admin", "principal", "create", pid, "--name", pid, "--nation", "UKR",
-            "--clearance", "SECRET")  # fmt: skip
+        fork("-p", "root", "admin", "principal", "create", pid, "--name", pid, "--nation", "UKR",
+             "--clearance", "SECRET")  # fmt: skip
+    monkeypatch.setenv("LIAISON_HOME", str(run.home))
 
     # `audit checkpoint` refuses it, writes the evidence where it says, and says how to go on.
     line = run.refused("-p", "root", "audit", "checkpoint")

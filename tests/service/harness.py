@@ -21,13 +21,16 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import func, select, text
 
+from liaison.clients._directory import DirectoryMemory
 from liaison.crypto import merkle, note
-from liaison.crypto.encoding import b64decode, b64url_decode
+from liaison.crypto.anchors import parse_anchors
+from liaison.crypto.encoding import b64decode, b64url_decode, b64url_encode
 from liaison.crypto.envelope import seal
 from liaison.crypto.httpsig import sign_request
 from liaison.crypto.keys import DeviceKeys, PublicBundle, generate_device
 from liaison.crypto.labels import Label, parse_label
 from liaison.crypto.policy import Policy
+from liaison.crypto.statements import invitation_public
 from liaison.service.app import create_app
 from liaison.service.config import load_settings
 from liaison.service.ops.bootstrap import init_database, write_files
@@ -35,6 +38,7 @@ from liaison.service.problems import PROBLEM_BASE, PROBLEM_TYPES
 from liaison.service.state import AppState
 from liaison.service.storage import models
 from liaison.service.storage.logstore import LogReader
+from tests.service.directory_kit import anchors_of, bootstrap_statements, device_enrolment, with_statement
 
 PG_ENV = "LIAISON_TEST_POSTGRES_URL"
 BASE = "https://liaison.test"
@@ -136,7 +140,8 @@ async def assert_refused(
         return body
     assert [e["type"] for e in new] == [entry], new
     assert new[0]["reason" if entry == "message.rejected" else "why"] == (why or slug), new[0]
-    assert after == {**before, "log": before["log"] + 1, "checkpoint": before["checkpoint"] + 1}, (
+    # The entry and its batch's map.head (protocol 9.6), under one new checkpoint.
+    assert after == {**before, "log": before["log"] + 2, "checkpoint": before["checkpoint"] + 1}, (
         before,
         after,
     )
@@ -175,13 +180,24 @@ class Device:
         body = raw if raw is not None else (json.dumps(json_body).encode() if json_body is not None else b"")
         h = {"content-type": "application/json"} if body else {}
         h.update(headers or {})
-        url = httpx.URL(BASE + path)  # sign exactly the encoded URL that goes on the wire
+        url = httpx.URL(self.world.base + path)  # sign exactly the encoded URL that goes on the wire
         if sign:
             h.update(sign_request(method, str(url), h, body or None, self.keys, nonce=nonce, now=now))
         return self.world.http.build_request(method, url, content=body or None, headers=h)
 
-    async def request(self, method: str, path: str, json_body: Any = None, **kw: Any) -> httpx.Response:
-        return await self.world.http.send(self.build(method, path, json_body, **kw))
+    async def request(
+        self, method: str, path: str, json_body: Any = None, *, statements: bool = True, **kw: Any
+    ) -> httpx.Response:
+        """Send a signed request. Admin changes carry the statement a real client signs
+        (`directory_kit.with_statement`) unless `statements=False`; an enrolment code made
+        for the request is added to a successful answer (a real client keeps it)."""
+        code = None
+        if statements and kw.get("raw") is None:
+            json_body, code = await with_statement(self.world.state, self.keys, method, path, json_body)
+        r = await self.world.http.send(self.build(method, path, json_body, **kw))
+        if code is not None and r.status_code == 201:
+            r = httpx.Response(201, json={**r.json(), "code": code}, headers=r.headers, request=r.request)
+        return r
 
     async def get(self, path: str, **kw: Any) -> httpx.Response:
         return await self.request("GET", path, **kw)
@@ -248,6 +264,8 @@ class World:
     policy: Policy
     app: FastAPI
     root: Device = field(init=False)
+    #: The authority requests are signed for: the public URL, else the server's own.
+    base: str = BASE
 
     # --- looking into the database (read-only, for assertions) ----------------------------
 
@@ -263,12 +281,17 @@ class World:
         async with self.state.db.sessions() as s:
             return await LogReader(s).size()
 
-    async def entries(self, type_: str | None = None, start: int = 0) -> list[dict[str, Any]]:
-        """Audit entries from index `start` on (optionally of one type), parsed."""
+    async def entries(
+        self, type_: str | None = None, start: int = 0, *, heads: bool = False
+    ) -> list[dict[str, Any]]:
+        """Audit entries from index `start` on (optionally of one type), parsed; without the
+        `map.head` that ends every batch (protocol 9.6) unless `heads`."""
         async with self.state.db.sessions() as s:
             q = select(models.AuditEntry.data).where(models.AuditEntry.idx >= start)
             if type_:
                 q = q.where(models.AuditEntry.type == type_)
+            elif not heads:
+                q = q.where(models.AuditEntry.type != "map.head")
             rows = (await s.execute(q.order_by(models.AuditEntry.idx))).scalars().all()
         return [json.loads(r) for r in rows]
 
@@ -355,28 +378,52 @@ class World:
         assert r.status_code == 200, r.text
 
 
+def invitation_key(code: str) -> str:
+    """The invitation key an enrolling device derives from its code (protocol 9.8)."""
+    return b64url_encode(invitation_public(code))
+
+
+#: A well-formed invitation key that no code derives (for requests refused before the key).
+NO_KEY = "A" * 43
+
+
 async def enrol_device(
     http: httpx.AsyncClient, code: str, keys: DeviceKeys, base: str = ""
 ) -> httpx.Response:
-    """Enrol `keys` as a device does: the KEM challenge, its signed answer, the enrolment.
-    Returns the refusal of step 1, or the answer of step 2."""
+    """Enrol `keys` as a device does (protocol 9.8): the invitation by the key the code
+    derives, the KEM challenge, its signed answer, the enrolment with the device's own
+    statement. Returns the first refusal, or the answer of the enrolment."""
+    key = b64url_encode(invitation_public(code))
+    doc = await http.get(base + f"/v1/enrol/invitations/{key}")
+    if doc.status_code != 200:
+        return doc
     bundle = keys.signed_bundle()
-    r = await http.post(base + "/v1/enrol/challenge", json={"code": code, "bundle": bundle})
+    r = await http.post(base + "/v1/enrol/challenge", json={"invitation_key": key, "bundle": bundle})
     if r.status_code != 200:
         return r
     proof = keys.answer_kem_challenge(b64url_decode(r.json()["challenge"]))
-    return await http.post(base + "/v1/enrol", json={"code": code, "bundle": bundle, "proof": proof})
+    origin = (await http.get(base + "/v1/audit/checkpoint")).text.split("\n", 1)[0]
+    statement = device_enrolment(doc.json(), code, keys, origin)
+    body = {"invitation_key": key, "bundle": bundle, "proof": proof, "statement": statement}
+    return await http.post(base + "/v1/enrol", json=body)
 
 
 def enrol_device_sync(base: str, code: str, keys: DeviceKeys, cert: str) -> httpx.Response:
     """`enrol_device` for a real server, blocking."""
     with httpx.Client(base_url=base, verify=tls_context(cert), timeout=10) as http:
+        key = b64url_encode(invitation_public(code))
+        doc = http.get(f"/v1/enrol/invitations/{key}")
+        if doc.status_code != 200:
+            return doc
         bundle = keys.signed_bundle()
-        r = http.post("/v1/enrol/challenge", json={"code": code, "bundle": bundle})
+        r = http.post("/v1/enrol/challenge", json={"invitation_key": key, "bundle": bundle})
         if r.status_code != 200:
             return r
         proof = keys.answer_kem_challenge(b64url_decode(r.json()["challenge"]))
-        return http.post("/v1/enrol", json={"code": code, "bundle": bundle, "proof": proof})
+        origin = http.get("/v1/audit/checkpoint").text.split("\n", 1)[0]
+        statement = device_enrolment(doc.json(), code, keys, origin)
+        body = {"invitation_key": key, "bundle": bundle, "proof": proof, "statement": statement}
+        return http.post("/v1/enrol", json=body)
 
 
 @asynccontextmanager
@@ -394,8 +441,29 @@ async def running_world(tmp: Path, database_url: str | None, **settings: Any) ->
         async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
             state: AppState = app.state.liaison
             world = World(state, http, state.policy, app)
+            if cfg.public_url is None:
+                world.base = f"https://127.0.0.1:{cfg.port}"
             world.root = await world.enrol_with_code("root", code)
+            await genesis(world)
             yield world
+
+
+async def genesis(world: World) -> None:
+    """What the genesis root device's client signs right after enrolling, before anything
+    else: the roots, the policy and the root principal (protocol 9.7)."""
+    for body in await bootstrap_statements(world.state, world.root.keys):
+        r = await world.root.post("/v1/directory/statements", body)
+        while r.status_code == 429:  # a test's own low rate limit: wait as a client would
+            await asyncio.sleep(float(r.headers.get("retry-after", "1")))
+            r = await world.root.post("/v1/directory/statements", body)
+        assert r.status_code == 201, r.text
+
+
+async def anchor_profile(world: World, log_json: Path) -> None:
+    """Anchor a hand-made client profile (its state beside `log_json`) on this world's roots
+    and policy, as a LIAISON2 invitation would at enrolment (protocol 9.7)."""
+    anchors = parse_anchors(await anchors_of(world.state))
+    DirectoryMemory.beside(log_json, world.state.log.verifier_key).anchor(anchors)
 
 
 @asynccontextmanager

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from liaison.crypto.encoding import b64url_encode
 from liaison.crypto.keys import generate_device
-from liaison.service.usecases.admin import code_hash
+from liaison.crypto.statements import invitation_public
+from liaison.service.usecases.statements import invitation_hash
 from tests.service.harness import Device, World, assert_problem, assert_refused, enrol_device
 
 
@@ -158,6 +160,14 @@ async def test_analysts_are_not_admins(world: World) -> None:
     assert_problem(await analyst.get("/v1/admin/devices"), "not-admin")
 
 
+def _key(code: str) -> str:
+    return b64url_encode(invitation_public(code))
+
+
+def _row(code: str) -> str:
+    return invitation_hash(_key(code))
+
+
 async def test_enrolment_codes_are_single_use_hashed_and_expiring(world: World) -> None:
     r = await world.root.post("/v1/admin/principals", _principal("usa-a1", "USA", "SECRET"))
     assert r.status_code == 201
@@ -167,7 +177,9 @@ async def test_enrolment_codes_are_single_use_hashed_and_expiring(world: World) 
     issued = (await world.entries("enrolment.code_issued"))[-1]
     assert code not in str(issued)
     stored = (await world.sql("SELECT code_hash FROM enrolment_code")).scalars().all()
-    assert code_hash(code) in stored and not any(code in s for s in stored)
+    # The server holds only a hash of the invitation key (protocol 9.8): the code never left
+    # the admin's client.
+    assert _row(code) in stored and not any(code in s for s in stored)
 
     first = generate_device("usa-a1")
     r = await enrol_device(world.http, code, first)
@@ -185,9 +197,7 @@ async def test_enrolment_codes_are_single_use_hashed_and_expiring(world: World) 
     await assert_refused(world, lambda: enrol("AAAAA-BBBBB-CCCCC-DDDDD"), "enrolment-code", entry=None)
     r = await world.root.post("/v1/admin/principals/usa-a1/enrolment-codes")
     late = r.json()["code"]
-    await world.sql(
-        "UPDATE enrolment_code SET expires_at = created_at WHERE code_hash = :h", h=code_hash(late)
-    )
+    await world.sql("UPDATE enrolment_code SET expires_at = created_at WHERE code_hash = :h", h=_row(late))
     await assert_refused(world, lambda: enrol(late), "enrolment-code", entry=None)
     # A code for one principal cannot enrol a device of another.
     r = await world.root.post("/v1/admin/principals", _principal("usa-a2", "USA", "SECRET"))
@@ -200,7 +210,9 @@ async def test_enrolment_codes_are_single_use_hashed_and_expiring(world: World) 
     r2 = await world.root.post("/v1/admin/principals/usa-a1/enrolment-codes")
     await assert_refused(
         world,
-        lambda: world.http.post("/v1/enrol", json={"code": r2.json()["code"], "bundle": signed}),
+        lambda: world.http.post(
+            "/v1/enrol", json={"invitation_key": _key(r2.json()["code"]), "bundle": signed}
+        ),
         "bad-bundle",
         entry=None,
     )

@@ -8,8 +8,16 @@ import json
 from typing import Any
 
 from liaison.crypto.keys import generate_device
-from liaison.service.usecases.admin import MAX_CHANNEL_MEMBERS, code_hash, code_id
-from tests.service.harness import Device, World, assert_problem, assert_refused, enrol_device
+from liaison.service.usecases.admin import MAX_CHANNEL_MEMBERS, code_id
+from liaison.service.usecases.statements import invitation_hash
+from tests.service.harness import (
+    Device,
+    World,
+    assert_problem,
+    assert_refused,
+    enrol_device,
+    invitation_key,
+)
 
 
 async def _people(world: World) -> tuple[Device, Device, Device]:
@@ -229,7 +237,7 @@ async def _code(world: World, admin: Device, pid: str) -> dict[str, Any]:
     r = await admin.post(f"/v1/admin/principals/{pid}/enrolment-codes")
     assert r.status_code == 201, r.text
     body: dict[str, Any] = r.json()
-    assert body["id"] == code_id(code_hash(body["code"]))
+    assert body["id"] == code_id(invitation_hash(body["invitation_key"]))
     return body
 
 
@@ -244,7 +252,8 @@ async def test_codes_are_listed_with_their_status_never_the_code(world: World) -
     assert (await enrol_device(world.http, used["code"], generate_device("usa-echo"))).status_code == 201
     expired = await _code(world, world.root, "usa-echo")
     await world.sql(
-        "UPDATE enrolment_code SET expires_at = created_at WHERE code_hash = :h", h=code_hash(expired["code"])
+        "UPDATE enrolment_code SET expires_at = created_at WHERE code_hash = :h",
+        h=invitation_hash(expired["invitation_key"]),
     )
     void = await _code(world, usa, "usa-echo")
     pending = await _code(world, world.root, "usa-echo")
@@ -299,7 +308,8 @@ async def test_a_cancelled_code_enrols_nothing_and_cancelling_is_logged(world: W
     code = await _code(world, world.root, "usa-bravo")
     keys = generate_device("usa-bravo")
     r = await world.http.post(
-        "/v1/enrol/challenge", json={"code": code["code"], "bundle": keys.signed_bundle()}
+        "/v1/enrol/challenge",
+        json={"invitation_key": invitation_key(code["code"]), "bundle": keys.signed_bundle()},
     )
     assert r.status_code == 200, r.text
     r = await world.root.request("DELETE", f"/v1/admin/enrolment-codes/{code['id']}")

@@ -73,7 +73,7 @@ async def test_entries_paging_and_filters(world: World) -> None:
     from tests.service.test_audit_tiles import grow
 
     start_size = await world.log_size()
-    await grow(world.state, start_size + 1100)
+    await grow(world.state, start_size + 1101)  # 1,100 fillers and their batch's map.head
     size = await world.log_size()
     root = world.root
     r = (await root.get("/v1/audit/entries")).json()

@@ -17,12 +17,14 @@ import pytest
 from liaison.crypto.keys import generate_device
 from liaison.service.api.schemas import MAX_CHANNEL_MEMBERS
 from tests.service.harness import (
+    NO_KEY,
     OPS,
     Device,
     World,
     assert_problem,
     assert_refused,
     coalition,
+    invitation_key,
     world_on,
 )
 
@@ -52,7 +54,9 @@ async def test_enrolment_bundle_with_an_out_of_range_time(world: World, created:
     signed = generate_device("root").signed_bundle()
     signed["bundle"]["created"] = created
     body = await _unchanged(
-        world, lambda: world.http.post("/v1/enrol", json={"code": code, "bundle": signed}), "bad-bundle"
+        world,
+        lambda: world.http.post("/v1/enrol", json={"invitation_key": invitation_key(code), "bundle": signed}),
+        "bad-bundle",
     )
     assert "out of range" in body["detail"]
 
@@ -62,7 +66,9 @@ async def test_other_far_times_are_refused_cleanly(world: World) -> None:
     `created` far from now either way is `stale-request`: no date arithmetic overflows."""
     signed = generate_device("root").signed_bundle()
     signed["bundle"]["created"] = "99999-01-01T00:00:00Z"
-    assert_problem(await world.http.post("/v1/enrol", json={"code": "x", "bundle": signed}), "bad-bundle")
+    assert_problem(
+        await world.http.post("/v1/enrol", json={"invitation_key": NO_KEY, "bundle": signed}), "bad-bundle"
+    )
     for created in ("999999999999999", "-999999999999999", "0"):
         req = world.root.build("GET", "/v1/me")
         sig_input = req.headers["signature-input"]
@@ -150,7 +156,11 @@ async def test_deeply_nested_request_bodies(world: World, depth: int) -> None:
             world, lambda d=device, m=method, p=path, b=raw: d.request(m, p, raw=_raw(b)), "json-too-deep"
         )
     r = await world.http.post(
-        "/v1/enrol", content=_raw('{"code": "x", "bundle": NEST}'.replace("NEST", nested)), headers=JSON
+        "/v1/enrol",
+        content=_raw(
+            '{"invitation_key": "KEY", "bundle": NEST}'.replace("KEY", NO_KEY).replace("NEST", nested)
+        ),
+        headers=JSON,
     )
     assert_problem(r, "json-too-deep")
 
@@ -335,7 +345,7 @@ async def test_duplicated_keys_are_refused_on_every_json_path(world: World) -> N
     # Unauthenticated enrolment too: the signed bundle is JSON a signature covers.
     code = (await world.root.post("/v1/admin/principals/usa-analyst/enrolment-codes")).json()["code"]
     signed = generate_device("usa-analyst").signed_bundle()
-    raw = json.dumps({"code": code, "bundle": signed}).replace(
+    raw = json.dumps({"invitation_key": invitation_key(code), "bundle": signed}).replace(
         '"principal"', '"principal": "root", "principal"', 1
     )
     r = await world.http.post("/v1/enrol", content=_raw(raw), headers=JSON)

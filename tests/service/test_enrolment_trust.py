@@ -34,12 +34,14 @@ from liaison.service.problems import Problem
 from liaison.service.state import AppState
 from liaison.service.usecases.admin import issue_root_code
 from liaison.service.usecases.ratelimit import RateLimiter
+from tests.service.directory_kit import device_enrolment
 from tests.service.harness import (
     BASE,
     World,
     assert_problem,
     assert_refused,
     enrol_device,
+    invitation_key,
     postgres_database,
 )
 
@@ -66,11 +68,20 @@ async def _new_principal(world: World, pid: str) -> str:
 
 
 def _challenge(world: World, code: str, bundle: dict[str, Any]) -> Any:
-    return world.http.post("/v1/enrol/challenge", json={"code": code, "bundle": bundle})
+    return world.http.post(
+        "/v1/enrol/challenge", json={"invitation_key": invitation_key(code), "bundle": bundle}
+    )
 
 
-def _enrol(world: World, code: str, bundle: dict[str, Any], proof: Any) -> Any:
-    return world.http.post("/v1/enrol", json={"code": code, "bundle": bundle, "proof": proof})
+async def _enrol(
+    world: World, code: str, bundle: dict[str, Any], proof: Any, keys: DeviceKeys | None = None
+) -> Any:
+    """Step 2, with the device's own statement when its keys are given (protocol 9.8)."""
+    body = {"invitation_key": invitation_key(code), "bundle": bundle, "proof": proof}
+    if keys is not None:
+        doc = (await world.http.get(f"/v1/enrol/invitations/{invitation_key(code)}")).json()
+        body["statement"] = device_enrolment(doc, code, keys, world.state.log.origin)
+    return await world.http.post("/v1/enrol", json=body)
 
 
 # --- finding 17: proof of possession of the KEM private key ----------------------------------
@@ -91,7 +102,7 @@ async def test_a_bundle_with_another_devices_kem_key_is_never_enrolled(world: Wo
     # could open every message sent to Mallory's principal).
     await assert_refused(
         world,
-        lambda: world.http.post("/v1/enrol", json={"code": code, "bundle": forged}),
+        lambda: world.http.post("/v1/enrol", json={"invitation_key": invitation_key(code), "bundle": forged}),
         "kem-proof",
         entry=None,
     )
@@ -140,7 +151,7 @@ async def test_the_challenge_is_bound_to_its_device_and_answered_once(world: Wor
     await assert_refused(world, lambda: _enrol(world, code, bundle_b, second), "kem-proof", entry=None)
     # A live one is accepted, once.
     third = await answer(b, bundle_b)
-    r = await _enrol(world, code, bundle_b, third)
+    r = await _enrol(world, code, bundle_b, third, b)
     assert r.status_code == 201, r.text
     entry = (await world.entries("device.enrolled"))[-1]
     assert entry["device"] == b.device_id and entry["issued_by"] == world.root.id
@@ -168,7 +179,7 @@ async def test_malformed_proofs_are_refused_cleanly(world: World) -> None:
     ]
     for proof, slug in cases:
         await assert_refused(world, lambda p=proof: _enrol(world, code, bundle, p), slug, entry=None)
-    assert (await _enrol(world, code, bundle, good)).status_code == 201
+    assert (await _enrol(world, code, bundle, good, keys)).status_code == 201
 
 
 # --- finding 21: root codes at genesis only --------------------------------------------------

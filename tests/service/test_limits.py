@@ -16,6 +16,7 @@ from liaison.service.api.middleware import RequestMiddleware
 from liaison.service.metrics import Metrics
 from tests.service.harness import (
     BASE,
+    NO_KEY,
     OPS,
     World,
     assert_problem,
@@ -139,10 +140,12 @@ async def test_failed_signatures_are_rate_limited_per_client(backend: str, tmp_p
 async def test_enrolment_attempts_are_rate_limited(world: World) -> None:
     statuses = []
     for _ in range(22):
-        r = await world.http.post("/v1/enrol", json={"code": "XXXXX", "bundle": {}})
+        r = await world.http.post("/v1/enrol", json={"invitation_key": NO_KEY, "bundle": {}})
         statuses.append(r.status_code)
-    first = statuses.index(429)  # a burst of 20 per address (root's enrolment took one)
-    assert first == 19 and set(statuses[:first]) == {422} and set(statuses[first:]) == {429}
+    first = statuses.index(429)
+    # A burst of 20 per address: root's enrolment took two (its invitation's lookup and its
+    # challenge; the enrolment itself is refunded).
+    assert first == 18 and set(statuses[:first]) == {422} and set(statuses[first:]) == {429}
 
 
 # --- strict models, problem+json -----------------------------------------------------------
@@ -168,7 +171,7 @@ async def test_strict_models_refuse_unknown_fields(world: World) -> None:
             world, lambda m=method, p=path, b=body: root.request(m, p, b), "unknown-field", entry=None
         )
         assert "unknown field" in problem["detail"]
-    r = await world.http.post("/v1/enrol", json={"code": "x", "bundle": {}, "admin": True})
+    r = await world.http.post("/v1/enrol", json={"invitation_key": NO_KEY, "bundle": {}, "admin": True})
     assert_problem(r, "unknown-field")
 
 
@@ -225,7 +228,10 @@ async def test_malformed_input_is_a_problem_never_a_500(world: World) -> None:
             await world.http.get("/v1/inbox", headers={"signature-input": "garbage((", "signature": "x"}),
             "unauthenticated",
         ),
-        (await world.http.post("/v1/enrol", json={"code": "x", "bundle": {"bundle": 1}}), "bad-bundle"),
+        (
+            await world.http.post("/v1/enrol", json={"invitation_key": NO_KEY, "bundle": {"bundle": 1}}),
+            "bad-bundle",
+        ),
         (
             await world.http.post(
                 "/v1/enrol", content=b"\xff\xfe", headers={"content-type": "application/json"}
@@ -269,9 +275,9 @@ async def test_refused_admin_changes_leave_no_trace(world: World) -> None:
     assert_problem(r, "unknown-compartment")
     assert await world.counts() == {
         **before,
-        "log": before["log"] + 1,
+        "log": before["log"] + 2,
         "checkpoint": before["checkpoint"] + 1,
-    }  # the denial only
+    }  # the denial only, and its batch's map.head
     members = (await world.root.get("/v1/channels")).json()["channels"][0]["members"]
     assert members == ["fra-analyst", "ukr-analyst", "ukr-sensor", "usa-analyst"]
     me = (await world.root.get("/v1/admin/devices?principal=ukr-analyst")).json()
@@ -289,7 +295,8 @@ async def test_refusals_in_a_batch_do_not_touch_their_neighbours(world: World) -
     after = await world.counts()
     assert after["message"] == before["message"] + 6
     assert after["delivery"] == before["delivery"] + 12
-    assert after["log"] == before["log"] + 12
+    # Each batch ends with its map.head (protocol 9.6).
+    assert after["log"] == before["log"] + 12 + (world.state.writer.batches - batches)
     assert world.state.writer.batches - batches < 24  # they really shared transactions
     accepted = {e["id"] for e in await world.entries("message.accepted", before["log"])}
     rejected = {e["id"] for e in await world.entries("message.rejected", before["log"])}

@@ -5,8 +5,10 @@ log stays one consecutive, verifiable log."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -15,10 +17,23 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from liaison.clients._directory import (
+    PrincipalState,
+    genesis_statements,
+    invitation_change,
+    new_code,
+    principal_change,
+)
 from liaison.crypto import note
+from liaison.crypto.anchors import anchors_digest
+from liaison.crypto.directory_replay import DirectoryReplay
+from liaison.crypto.encoding import b64url_decode, b64url_encode
 from liaison.crypto.envelope import open_envelope, seal
 from liaison.crypto.keys import DeviceKeys, PublicBundle, generate_device
-from liaison.crypto.labels import Label
+from liaison.crypto.labels import Label, parse_label
+from liaison.crypto.policy import Policy
+from liaison.crypto.statements import channel_statement, leaf_value, sign_statement
+from liaison.crypto.vmap import MapProof, map_key, verify_proof
 from liaison.service.ops.cli import app
 from tests.service.harness import (
     PG_ENV,
@@ -91,35 +106,79 @@ async def _exchange(bases: list[str], init: dict[str, str]) -> None:
             r = await enrol_device(http, code, keys, base)
             assert r.status_code == 201, r.text
 
-        # Set up through replica A: the root, two analysts, a channel.
+        # Set up through both replicas, each change with its statement (protocol 9.3): the
+        # directory's map is one, whichever replica wrote a leaf.
+        origin = init["log_verifier_key"].split("+", 1)[0]
+        policy = Policy.from_json((await http.get(a + "/v1/policy")).json())
         root = generate_device("root")
         await enrol(a, root, init["root_enrolment_code"])
+        me = (await call(a, root, "GET", "/v1/me"))["principal"]
+        state = PrincipalState(
+            me["nation"], me["kind"], me["clearance"], tuple(me["compartments"]), tuple(me["roles"]), True
+        )
+        roots, pol, rootp = genesis_statements(root, origin, policy, state)
+        for item in ({"statement": roots.to_json()}, {"statement": pol.to_json()}, rootp):
+            await call(a, root, "POST", "/v1/directory/statements", item, status=201)
+        anchors = {
+            "v": 1,
+            "log_key": init["log_verifier_key"],
+            "roots": {"seq": 1, "digest": b64url_encode(roots.statement.digest())},
+            "policy": {"version": policy.version},
+            "witnesses": {"k": 0, "keys": [], "max_age": None},
+        }
         devices = {}
         for pid, nation in (("usa-analyst", "USA"), ("ukr-analyst", "UKR")):
-            await call(
-                a,
+            grant = PrincipalState(nation, "person", "SECRET", ("AIRDEF",), ("analyst",), True)
+            body = {"id": pid, "display_name": pid, "nation": nation, "clearance": "SECRET"}
+            body |= {"compartments": ["AIRDEF"], **principal_change(root, origin, policy, None, pid, grant)}
+            await call(a, root, "POST", "/v1/admin/principals", body, status=201)
+            code = new_code()
+            invitation = invitation_change(
                 root,
-                "POST",
-                "/v1/admin/principals",
-                {
-                    "id": pid,
-                    "display_name": pid,
-                    "nation": nation,
-                    "clearance": "SECRET",
-                    "compartments": ["AIRDEF"],
-                },
-                status=201,
+                origin,
+                principal=pid,
+                nation=nation,
+                code=code,
+                expires=datetime.now(UTC) + timedelta(hours=1),
+                anchors=anchors,
+                digest=anchors_digest(anchors),
             )
-            code = (await call(a, root, "POST", f"/v1/admin/principals/{pid}/enrolment-codes", status=201))[
-                "code"
-            ]
+            await call(b, root, "POST", f"/v1/admin/principals/{pid}/enrolment-codes", invitation, status=201)
             devices[pid] = generate_device(pid)
             await enrol(b, devices[pid], code)  # enrolled through B: same directory
         usa, ukr = devices["usa-analyst"], devices["ukr-analyst"]
-        await call(b, root, "POST", "/v1/admin/channels", {"id": "ops", "ceiling": LABEL}, status=201)
-        await call(
-            a, root, "PUT", "/v1/admin/channels/ops/members", {"principals": ["usa-analyst", "ukr-analyst"]}
+        ceiling = parse_label(LABEL, policy)
+        first = sign_statement(
+            root,
+            channel_statement(
+                origin, channel="ops", ceiling=ceiling, members=[], seq=1, prev=None, signer=root.device_id
+            ),
         )
+        body = {"id": "ops", "ceiling": LABEL, "statement": first.to_json()}
+        await call(b, root, "POST", "/v1/admin/channels", body, status=201)
+        members = ["ukr-analyst", "usa-analyst"]
+        second = channel_statement(
+            origin,
+            channel="ops",
+            ceiling=ceiling,
+            members=members,
+            seq=2,
+            prev=first.statement.digest(),
+            signer=root.device_id,
+        )
+        body = {"principals": members, "statement": sign_statement(root, second).to_json()}
+        await call(a, root, "PUT", "/v1/admin/channels/ops/members", body)
+        # Both replicas now answer with the same map: the channel's leaf, written through A
+        # on top of leaves written through B, proven at one checkpoint by either.
+        heads = []
+        for base in (a, b):
+            proven = await call(base, usa, "GET", "/v1/directory/records?record=channel:ops")
+            head = json.loads(base64.b64decode(proven["map_head"]["entry"]))
+            heads.append((proven["tree_size"], head["version"], head["root"]))
+            leaf = MapProof.from_json(proven["records"]["channel:ops"]["proof"])
+            value = verify_proof(b64url_decode(head["root"]), map_key("*", "channel:ops"), leaf)
+            assert value == leaf_value(second.digest(), proven["records"]["channel:ops"]["version"])
+        assert heads[0] == heads[1], heads
 
         # UKR streams from replica B; USA sends through replica A.
         stream = await http.send(signed(http, ukr, "GET", b + "/v1/inbox/stream"), stream=True)
@@ -154,3 +213,9 @@ async def _exchange(bases: list[str], init: dict[str, str]) -> None:
             cp = note.open_checkpoint((await http.get(base + "/v1/audit/checkpoint")).content, verifier)
             sizes.append(cp.size)
         assert sizes[0] == sizes[1] > max(i for _, i in sent)
+        # ...whose every map head follows from the statements logged before it.
+        replay = DirectoryReplay()
+        entries = (await call(a, root, "GET", f"/v1/audit/entries?end={sizes[0]}"))["entries"]
+        for e in entries:
+            replay.feed(e["index"], e["json"])
+        assert replay.ok and replay.map_heads > 0 and replay.statements >= 9, replay.findings

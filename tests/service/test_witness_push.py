@@ -37,9 +37,11 @@ from tests.service.harness import (
     OPS,
     Device,
     World,
+    anchor_profile,
     another_service,
     coalition,
     free_port,
+    genesis,
     postgres_database,
     serve_app,
 )
@@ -99,6 +101,7 @@ async def service(data: Path, database_url: str | None, witnesses: list[Configur
         state: AppState = app.state.liaison
         world = World(state, http, state.policy, app)
         world.root = await world.enrol_with_code("root", code)
+        await genesis(world)
         yield world
 
 
@@ -141,12 +144,14 @@ async def until(check: Callable[[], bool], seconds: float) -> bool:
     return False
 
 
-def client_for(world: World, device: Device, tmp: Path, witnesses: list[RunningWitness]) -> AsyncClient:
+async def client_for(world: World, device: Device, tmp: Path, witnesses: list[RunningWitness]) -> AsyncClient:
     """The real client library as `device`, with a 2-of-2 policy on the two witnesses."""
-    memory = LogMemory(tmp / f"state-{device.principal}-{uuid.uuid4().hex[:4]}" / "log.json")
+    path = tmp / f"state-{device.principal}-{uuid.uuid4().hex[:4]}" / "log.json"
+    memory = LogMemory(path)
     log_key = memory.pin(world.state.log.signer.verifier.key_string)
     policy = WitnessPolicy.from_keys([w.key for w in witnesses], 2, wait=20)
     WitnessPolicyFile.beside(memory).save(policy, log_key)
+    await anchor_profile(world, path)
     return AsyncClient(BASE, device.keys, memory, transport=httpx.ASGITransport(app=world.app))
 
 
@@ -176,8 +181,8 @@ async def test_witnesses_cosign_what_the_service_pushes(backend: str, tmp_path: 
         assert report.ok and report.cosignatures >= 2 and report.cosignatures_unchecked == 0, report
 
         # The client's receipt checks report the receipt's checkpoint as witnessed by 2 of 2.
-        usa = client_for(world, c.usa, tmp_path, [w1, w2])
-        ukr = client_for(world, c.ukr, tmp_path, [w1, w2])
+        usa = await client_for(world, c.usa, tmp_path, [w1, w2])
+        ukr = await client_for(world, c.ukr, tmp_path, [w1, w2])
         async with usa, ukr:
             status = await usa.witnessed(sent["checkpoint"])
             assert status.witnessed and "witnessed by 2 of 2" in status.summary, status
