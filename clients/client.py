@@ -57,7 +57,7 @@ from liaison.crypto.invitation import make_invitation_v2
 from liaison.crypto.keys import DeviceKeys, PublicBundle
 from liaison.crypto.labels import Label, parse_label
 from liaison.crypto.names import DEFAULT_ROLES, Role
-from liaison.crypto.policy import Policy, check_suite
+from liaison.crypto.policy import Policy, check_suite, parse_policy
 from liaison.crypto.statements import SignedStatement, Statement, invitation_public, leaf_value
 from liaison.crypto.transparency import VerifiedReceipt
 from liaison.crypto.vmap import map_key, verify_range
@@ -261,11 +261,13 @@ class AsyncClient(AdminMethods):
         return json_of(await self._request(method, path, **kw), f"{method} {path}")
 
     async def policy(self) -> Policy:
-        """The server's policy (public), validated like the server validates its file."""
+        """The server's policy (public): its file, parsed as the server parses it, so that its
+        SHA-256 is computed here from the very bytes used (the root signs that SHA-256, and the
+        directory checks it: protocol 9.7)."""
         if self._policy is None:
-            served = await self._json("GET", "/v1/policy", signed=False)
+            served = await self._request("GET", "/v1/policy/file", signed=False)
             try:
-                self._policy = Policy.from_json(served)
+                self._policy = parse_policy(served.content)
             except MalformedError as e:
                 raise MalformedResponse(f"the served {e}") from None
         return self._policy

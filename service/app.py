@@ -68,9 +68,11 @@ class StartupError(SettingsError):
     """The service cannot start; the message says why and what fixes it."""
 
 
-def load_policy(path: Path) -> Policy:
+def load_policy(path: Path) -> tuple[Policy, bytes]:
+    """The policy file, parsed, and its exact bytes (what the root signs: protocol 9.7)."""
     try:
-        return parse_policy(path.read_bytes())
+        raw = path.read_bytes()
+        return parse_policy(raw), raw
     except FileNotFoundError:
         raise StartupError(f"policy file {path} is missing: run 'liaison-server init'") from None
     except MalformedError as e:
@@ -123,6 +125,11 @@ async def open_database(settings: Settings, *, create: bool = False) -> tuple[Da
         schema = await schema_state(db)
     except Exception as e:
         await db.dispose()
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # Interrupted (Ctrl-C) while connecting: the driver may report the cancellation
+            # as its own timeout; it is the interrupt, not the database, that stopped us.
+            raise asyncio.CancelledError from None
         raise StartupError(f"cannot reach the database {where}: {describe_db_error(e)}") from None
     if schema.current is None and record is not None:
         await db.dispose()
@@ -190,7 +197,7 @@ async def open_state(
     recorded the database it made), start the writer and log `policy.loaded` (unless
     `log_policy` is false: a pre-flight check that serves nothing). Raises StartupError with a
     clear message."""
-    policy = load_policy(settings.policy_path)
+    policy, policy_file = load_policy(settings.policy_path)
     signer = load_log_signer(settings.log_key_path, settings.origin)
     check_verifier_file(settings.data_dir / "log-verifier.key", signer)
     try:
@@ -229,6 +236,7 @@ async def open_state(
     state = AppState(
         settings=settings,
         policy=policy,
+        policy_file=policy_file,
         db=db,
         log=audit_log,
         writer=writer,

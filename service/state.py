@@ -22,6 +22,8 @@ __all__ = ["AppState"]
 class AppState:
     settings: Settings
     policy: Policy
+    #: The policy file's exact bytes: clients check them against the root-signed statement.
+    policy_file: bytes
     db: Database
     log: AuditLog
     writer: Writer

@@ -9,7 +9,7 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from liaison.crypto.names import NATION_PATTERN
 
@@ -39,6 +39,21 @@ router = APIRouter(prefix="/v1", route_class=AuthFirstRoute)
 @router.get("/policy", summary="The loaded policy and its SHA-256", **documented(r.PolicyDoc))
 async def get_policy(state: State) -> dict[str, Any]:
     return state.policy.to_json()
+
+
+@router.get(
+    "/policy/file",
+    summary="The policy file itself, byte for byte (its SHA-256 is what the root signs)",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/toml": {"schema": {"type": "string"}}},
+            "description": "the loaded policy.toml",
+        }
+    },
+)
+async def get_policy_file(state: State) -> Response:
+    return Response(state.policy_file, media_type="application/toml")
 
 
 @router.get(

@@ -604,3 +604,43 @@ async def _honest(liaison: Liaison, n: dict[str, str], ghost: str) -> None:
         assert own.facts["holds:AIRDEF"] is True and own.facts["active"] is True
         with pytest.raises(APIError):
             await usa.plan("no-such-channel", AIRDEF)
+
+
+# --- the policy: root-signed and versioned (protocol 9.7) ----------------------------------------
+
+
+def test_a_policy_not_signed_by_root_or_older_than_seen_is_refused(liaison: Liaison, server: Server) -> None:
+    """The server serves a policy the root never signed (an operator's edit, or an answer
+    edited in transit), or rolls back to an older version than this profile has seen: the
+    client refuses before it seals anything."""
+    n = world(liaison)
+    asyncio.run(_policy_attacks(liaison, server, n))
+
+
+class EditedPolicy(Tamper):
+    """The policy file the server serves, edited: one more nation in its release universe."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if request.url.path != "/v1/policy/file":
+            return response
+        text = (await response.aread()).decode()
+        text = text.replace('"POL"]', '"POL", "RUS"]', 1)
+        assert "RUS" in text
+        return httpx.Response(200, content=text.encode(), request=request)
+
+
+async def _policy_attacks(liaison: Liaison, server: Server, n: dict[str, str]) -> None:
+    edited = EditedPolicy(server.cert)
+    async with _client(liaison.home, n["usa"], edited) as usa:
+        with pytest.raises(DirectoryInvalid) as caught:
+            await usa.send(n["chan"], REL, b"under a policy nobody signed")
+    assert caught.value.why == "policy" and edited.posted_messages() == 0
+
+    edited = Tamper(server.cert)
+    async with _client(liaison.home, n["usa"], edited) as usa:
+        # This profile saw version 2 before (the server has since rolled back to version 1).
+        usa.directory_memory.advance(policy_version=2)
+        with pytest.raises(DirectoryInvalid, match="below version 2") as caught:
+            await usa.send(n["chan"], REL, b"under an older policy")
+    assert caught.value.why == "policy" and edited.posted_messages() == 0

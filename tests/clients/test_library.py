@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import ssl
 import threading
@@ -39,7 +40,7 @@ from liaison.clients.errors import (
 from liaison.clients.stix import validate_stix_bundle
 from liaison.crypto import merkle, note, tiles
 from liaison.crypto.keys import generate_device
-from liaison.crypto.policy import Policy
+from liaison.crypto.policy import Policy, parse_policy
 from tests.clients.conftest import FAST_KDF, PASSPHRASE, Liaison, Server, uid
 from tests.clients.test_cli import STIX, world
 
@@ -112,12 +113,12 @@ def test_a_request_that_cannot_be_signed_is_an_input_error(tmp_path: Path) -> No
 # --- parsers ------------------------------------------------------------------------------
 
 
-def _served_policy(tmp_path: Path, served: Any) -> Policy:
-    """What AsyncClient.policy() makes of `served` as the body of GET /v1/policy."""
+def _served_policy(tmp_path: Path, served: bytes) -> Policy:
+    """What AsyncClient.policy() makes of `served` as the body of GET /v1/policy/file."""
 
     def answer(request: httpx.Request) -> httpx.Response:
-        assert request.url.path == "/v1/policy"
-        return httpx.Response(200, json=served)
+        assert request.url.path == "/v1/policy/file"
+        return httpx.Response(200, content=served, headers={"content-type": "application/toml"})
 
     async def go() -> Policy:
         async with AsyncClient(
@@ -131,32 +132,33 @@ def _served_policy(tmp_path: Path, served: Any) -> Policy:
     return asyncio.run(go())
 
 
-def test_the_served_policy_is_validated_and_keeps_its_sha256(policy: Policy, tmp_path: Path) -> None:
-    served = {**policy.to_json(), "sha256": "ab" * 32}
-    parsed = _served_policy(tmp_path, served)
-    assert parsed.sha256 == "ab" * 32  # the server's file hash, as the audit log records it
-    assert parsed.to_json() == served
+_POLICY_FILE = (Path(__file__).resolve().parents[2] / "service" / "default_policy.toml").read_bytes()
+
+
+def test_the_served_policy_file_is_parsed_and_hashed_here(tmp_path: Path) -> None:
+    """The client parses the file with the server's parser and computes its SHA-256 itself
+    from the very bytes it uses (protocol 4, 9.7): a server cannot claim another hash."""
+    parsed = _served_policy(tmp_path, _POLICY_FILE)
+    assert parsed.sha256 == hashlib.sha256(_POLICY_FILE).hexdigest()
+    assert parsed == parse_policy(_POLICY_FILE)
+    edited = _POLICY_FILE.replace(b'"POL"]', b'"POL", "RUS"]', 1)
+    assert _served_policy(tmp_path, edited).sha256 != parsed.sha256
 
 
 @pytest.mark.parametrize(
-    ("mutate", "message"),
+    ("old", "new", "message"),
     [
-        (lambda p: p.pop("levels"), "levels must be"),
-        (lambda p: p.update(id="Not A Slug"), "id must be"),
-        (lambda p: p["levels"][0].update(kem=["RSA"]), "kem may only"),
-        (lambda p: p["levels"][0].update(extra=1), "unknown keys"),
-        (lambda p: p.update(nations=[1, 2]), "nations must be"),
-        (lambda p: p.update(sha256=None), "sha256 must be"),
-        (lambda p: p.clear(), "sha256 must be"),
+        (b'id = "coalition-2026"', b'id = "Not A Slug"', "id must be"),
+        (b'kem = ["X25519", "MLKEM768-X25519"]', b'kem = ["RSA"]', "kem may only"),
+        (b'nations = ["USA", "UKR", "FRA", "GBR", "DEU", "POL"]', b"nations = [1, 2]", "nations must be"),
+        (b'id = "coalition-2026"', b'id = "coalition-2026"\nextra = 1', "unknown keys"),
+        (b'id = "coalition-2026"', b"id = = =", "not valid TOML"),
     ],
 )
-def test_a_malformed_served_policy_is_refused(
-    policy: Policy, tmp_path: Path, mutate: Callable[[Any], Any], message: str
-) -> None:
-    obj = json.loads(json.dumps(policy.to_json()))
-    mutate(obj)
+def test_a_malformed_served_policy_is_refused(tmp_path: Path, old: bytes, new: bytes, message: str) -> None:
+    assert old in _POLICY_FILE
     with pytest.raises(MalformedResponse, match=f"^the served policy: .*{message}"):
-        _served_policy(tmp_path, obj)
+        _served_policy(tmp_path, _POLICY_FILE.replace(old, new, 1))
 
 
 @pytest.mark.parametrize(
