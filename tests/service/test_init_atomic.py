@@ -140,6 +140,11 @@ def test_a_killed_init_does_not_block_the_next(tmp_path: Path) -> None:
     _succeeds(tmp_path / "other")
 
 
+def _sigint_as_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_an_interrupt_while_waiting_for_the_database_leaves_nothing(tmp_path: Path) -> None:
     """The real CLI, interrupted (SIGINT) while it waits for a database that accepted the
     connection and never answers: the files were already staged."""
@@ -156,6 +161,9 @@ def test_an_interrupt_while_waiting_for_the_database_leaves_nothing(tmp_path: Pa
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            # SIGINT as a terminal delivers it, whatever an earlier test of this process left
+            # (an ignored or blocked SIGINT is inherited across exec).
+            preexec_fn=_sigint_as_a_terminal,
         )
         try:
             silent.settimeout(30)
