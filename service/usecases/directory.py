@@ -22,7 +22,7 @@ from liaison.crypto.errors import PolicyViolation
 from liaison.crypto.keys import kem_key_id_of_json
 from liaison.crypto.labels import Label
 from liaison.crypto.names import MLKEM768_X25519
-from liaison.crypto.policy import Policy, Subject, check_ceiling, check_dominates
+from liaison.crypto.policy import Policy, Subject, check_ceiling, check_channel_admin, check_dominates
 from liaison.crypto.statements import label_needs
 
 from ..problems import Problem
@@ -165,6 +165,14 @@ def eligibility(session: Session, policy: Policy, channel_id: str, label: Label,
     # The key id each eligible device's envelope v2 entry must name: its enrolled KEM key.
     key_ids = {dev: kem_key_id_of_json(json.loads(bundles[dev])["bundle"]["kem"]) for dev in eligible}
     return Eligibility(eligible, excluded, suite, frozenset(members), key_ids)
+
+
+def _manages(state: AppState, me: PrincipalView, channel: Channel) -> bool:
+    try:
+        check_channel_admin(state.policy, me.subject, me.roles, me.is_root, label_of(channel.ceiling))
+    except PolicyViolation:
+        return False
+    return True
 
 
 def sees_devices_of(session: Session, viewer: PrincipalView, target: str) -> bool:
@@ -323,7 +331,12 @@ async def record(state: AppState, caller: Caller, name: str, at: int | None) -> 
             visible = dev is not None and await s.run_sync(sees_devices_of, me, dev.principal_id)
         elif kind == "channel":
             member = await s.get(ChannelMember, (ident, me.id))
-            visible = member is not None or me.is_root or me.has_role("admin")
+            channel = await s.get(Channel, ident)
+            # As GET /v1/channels: members, root, and admins that may manage it (never a
+            # channel above a nation admin).
+            visible = channel is not None and (
+                member is not None or me.is_root or _manages(state, me, channel)
+            )
         else:
             raise Problem(
                 "validation", "a record is roots, policy, or principal:, device:, channel: and an id"

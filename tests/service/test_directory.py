@@ -288,3 +288,14 @@ async def test_a_nation_admin_proves_its_whole_range(world: World) -> None:
     await world.state.writer.run(slip)
     with pytest.raises(ProofError):
         await check(ukr_admin)
+
+
+async def test_a_channel_record_is_not_shown_to_a_nation_admin_below_its_ceiling(world: World) -> None:
+    """As GET /v1/channels: a nation admin sees the records of channels it may manage, never
+    one above it (its members would otherwise show)."""
+    await coalition(world)
+    await world.channel("ts", "TOP SECRET//HUMINT//REL TO USA", ["usa-analyst"])
+    fra_admin = await world.principal("fra-admin", "FRA", "SECRET", roles=["admin"])
+    assert_problem(await fra_admin.get("/v1/directory/records?record=channel:ts"), "not-found")
+    r = await world.root.get("/v1/directory/records?record=channel:ts")
+    assert r.status_code == 200 and r.json()["records"]["channel:ts"]["statement"] is not None
