@@ -66,7 +66,7 @@ from liaison.clients._directory import (
     new_code,
     principal_change,
 )
-from liaison.crypto.anchors import anchors_digest
+from liaison.crypto.anchors import Anchors
 from liaison.crypto.encoding import b64url_decode, b64url_encode
 from liaison.crypto.envelope import seal
 from liaison.crypto.httpsig import sign_request
@@ -314,13 +314,7 @@ async def setup(t: Target, init: dict[str, Any], n_senders: int) -> Scene:
     for item in ({"statement": roots.to_json()}, {"statement": pol.to_json()}, rootp):
         s, b = await t.call(root, "POST", "/v1/directory/statements", item)
         assert s == 201, b
-    anchors = {
-        "v": 1,
-        "log_key": log_key,
-        "roots": {"seq": 1, "digest": b64url_encode(roots.statement.digest())},
-        "policy": {"version": policy.version},
-        "witnesses": {"k": 0, "keys": [], "max_age": None},
-    }
+    anchors = Anchors(log_key, 1, roots.statement.digest(), policy.version)
 
     async def principal(pid: str, nation: str) -> DeviceKeys:
         grant = PrincipalState(nation, "person", "SECRET", ("AIRDEF",), ("analyst",), True)
@@ -346,8 +340,8 @@ async def setup(t: Target, init: dict[str, Any], n_senders: int) -> Scene:
             nation=nation,
             code=code,
             expires=datetime.now(UTC) + timedelta(hours=1),
-            anchors=anchors,
-            digest=anchors_digest(anchors),
+            anchors=anchors.to_json(),
+            digest=anchors.digest,
         )
         s, b = await t.call(root, "POST", f"/v1/admin/principals/{pid}/enrolment-codes", invitation)
         assert s == 201, b

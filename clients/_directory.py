@@ -23,10 +23,8 @@ A lookup's `directory` member (9.9) is opened in three steps, each refusing with
 
 from __future__ import annotations
 
-import base64
 import hmac
 import json
-import secrets
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,6 +37,7 @@ from liaison.crypto.authority import SignerView, check_authority, check_roots_ch
 from liaison.crypto.commitments import Disclosure, parse_disclosures
 from liaison.crypto.encoding import b64url_decode, b64url_encode
 from liaison.crypto.errors import CryptoError, MalformedError, PolicyViolation, StatementInvalid
+from liaison.crypto.invitation import new_code
 from liaison.crypto.keys import DeviceKeys, PublicBundle
 from liaison.crypto.labels import Label
 from liaison.crypto.policy import Policy, check_ceiling
@@ -683,12 +682,6 @@ class DirectoryMemory:
 
 
 # --- statements an admin's client signs (9.3) ------------------------------------------------
-
-
-def new_code() -> str:
-    """A one-time enrolment code: 104 random bits in base32, `XXXXX-XXXXX-XXXXX-XXXXX`."""
-    text = base64.b32encode(secrets.token_bytes(13)).decode("ascii").rstrip("=")[:20]
-    return "-".join(text[i : i + 5] for i in range(0, 20, 5))
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from typing import Any, Self
 import httpx
 
 from liaison.crypto import merkle, note, tiles
-from liaison.crypto.anchors import anchors_digest
+from liaison.crypto.anchors import Anchors
 from liaison.crypto.content import check_content_type, frame_size
 from liaison.crypto.encoding import b64decode, b64encode, b64url_decode, b64url_encode, format_time
 from liaison.crypto.envelope import open_envelope, parse_envelope, seal
@@ -852,18 +852,16 @@ class AsyncClient(AdminMethods):
         auth, roots, policy = await self._authority(opened)
         self._relied(opened, dict(auth.seqs), roots, policy)
         witnesses = self.witness_policy()
-        anchors = {
-            "v": 1,
-            "log_key": self.memory.log_key.key_string,
-            "roots": {"seq": roots.seq, "digest": b64url_encode(roots.digest())},
-            "policy": {"version": self.directory_memory.policy_floor()},
-            "witnesses": {
-                "k": witnesses.k if witnesses else 0,
-                "keys": sorted(w.key_string for w in witnesses.witnesses) if witnesses else [],
-                "max_age": witnesses.max_age if witnesses else None,
-            },
-        }
-        return anchors, anchors_digest(anchors)
+        anchors = Anchors(
+            self.memory.log_key.key_string,
+            roots.seq,
+            roots.digest(),
+            self.directory_memory.policy_floor(),
+            witnesses.k if witnesses else 0,
+            tuple(w.key_string for w in witnesses.witnesses) if witnesses else (),
+            witnesses.max_age if witnesses else None,
+        )
+        return anchors.to_json(), anchors.digest
 
     # --- analyst -------------------------------------------------------------------------------
 

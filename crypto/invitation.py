@@ -38,6 +38,7 @@ __all__ = [
     "looks_like_invitation",
     "make_invitation",
     "make_invitation_v2",
+    "new_code",
     "parse_invitation",
 ]
 
@@ -117,6 +118,13 @@ class Invitation:
         except (MalformedError, TypeError):
             return False
         return hmac.compare_digest(digest, self.digest)
+
+
+def new_code() -> str:
+    """A one-time enrolment code: 104 random bits in base32, `XXXXX-XXXXX-XXXXX-XXXXX`. Made by
+    the admin's client (protocol 9.8), and by the operator's `init` for the genesis root code."""
+    text = base64.b32encode(p.random_bytes(13)).decode("ascii").rstrip("=")[:20]
+    return "-".join(text[i : i + 5] for i in range(0, 20, 5))
 
 
 def make_invitation(code: str, verifier_key: str) -> Invitation:

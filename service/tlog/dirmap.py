@@ -5,7 +5,7 @@ stages a batch's leaf changes, writes them to `map_leaf` inside the batch's tran
 the batch with a `map.head` entry (9.6) and, once the transaction commits, makes the staged
 map current. Nothing changes before the commit, so a batch that rolls back leaves the map as
 it was. Lookups ask for the map of the version a checkpoint's `map.head` names; recent
-versions stay in memory (they share all but their changed paths), older ones are rebuilt
+versions stay in memory (they share all but their changed paths); the lookup use case rebuilds older ones
 from the leaf history. Another replica's writes are caught up from `map_leaf` before a batch
 builds on the map, under the writer's lock.
 """
@@ -126,18 +126,8 @@ class MapState:
             while len(self._versions) > _KEEP:
                 self._versions.popitem(last=False)
 
-    def at(self, version: int, raw: Raw | None = None) -> PersistentMap | None:
-        """The map of `version`: from memory, or rebuilt from the leaf history through `raw`
-        (None if neither can: a version this process has not reached)."""
+    def at(self, version: int) -> PersistentMap | None:
+        """The map of `version` if this process holds it (recent versions only; lookups rebuild
+        an older or another replica's newer one from the leaf history)."""
         with self._lock:
-            m = self._versions.get(version)
-            if m is not None or version > self.version:
-                return m
-        if raw is None:
-            return None
-        leaves: dict[bytes, bytes] = {}
-        for key, value in raw.execute(
-            "SELECT key, value FROM map_leaf WHERE version <= ? ORDER BY version", (version,)
-        ).fetchall():
-            leaves[bytes(key)] = bytes(value)
-        return PersistentMap.from_items(leaves)
+            return self._versions.get(version)

@@ -10,7 +10,6 @@ same transaction as the change, and every refusal as `access.denied`.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -30,6 +29,7 @@ from liaison.crypto.errors import (
     PolicyViolation,
     UnsupportedSuite,
 )
+from liaison.crypto.invitation import new_code
 from liaison.crypto.keys import (
     KEM_CHALLENGE_LEN,
     PublicBundle,
@@ -116,12 +116,6 @@ SYSTEM = "system"
 #: What an enrolment code can be, as listed: in this order of precedence.
 CodeStatus = Literal["used", "cancelled", "expired", "void", "pending"]
 CODE_STATUSES: tuple[CodeStatus, ...] = get_args(CodeStatus)
-
-
-def _new_code() -> str:
-    raw = secrets.token_bytes(13)  # 104 bits
-    text = base64.b32encode(raw).decode().rstrip("=")[:20]
-    return "-".join(text[i : i + 5] for i in range(0, 20, 5))
 
 
 def _denied(caller: Caller, what: str, e: PolicyViolation) -> Refusal:
@@ -398,7 +392,7 @@ async def issue_root_code(state: AppState) -> str:
     it is missing and issue a root enrolment code, refused as `genesis-over` once any root
     device was ever enrolled. After genesis a root code needs a statement signed by a root
     device: `create_enrolment_code` called by one."""
-    code = _new_code()
+    code = new_code()
     policy = state.policy
 
     def job(tx: Tx) -> None:

@@ -578,10 +578,6 @@ def _ceiling_facts(ceiling: Mapping[str, Any]) -> set[str]:
     return {f"level>={ceiling['classification']}"} | {f"holds:{c}" for c in ceiling.get("compartments", ())}
 
 
-def decode_key(text: str) -> bytes:
-    return b64url_decode(text, field="key")
-
-
 async def leaf_receipt(state: AppState, result: WriterResult[Any], record: str) -> dict[str, Any] | None:
     """The proof of `record`'s new leaf at the checkpoint of the write's receipt (protocol
     9.3): whoever made the change can check at once that the map took it."""

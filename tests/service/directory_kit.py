@@ -10,18 +10,16 @@ the request is to be refused before its statement matters), is sent as it is.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
-import secrets
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 
-from liaison.crypto.anchors import anchors_digest
-from liaison.crypto.encoding import b64url_encode
+from liaison.crypto.anchors import Anchors
 from liaison.crypto.errors import CryptoError
+from liaison.crypto.invitation import new_code
 from liaison.crypto.keys import DeviceKeys, PublicBundle
 from liaison.crypto.labels import Label, parse_label
 from liaison.crypto.statements import (
@@ -41,12 +39,10 @@ from liaison.service.storage import models
 from liaison.service.storage.db import utcnow
 
 __all__ = [
-    "anchors_for",
     "anchors_of",
     "bootstrap_statements",
     "device_enrolment",
     "invitation",
-    "new_code",
     "revocation",
     "with_statement",
 ]
@@ -55,12 +51,6 @@ _PRINCIPAL = re.compile(r"^/v1/admin/principals/([^/?]+)$")
 _CODES = re.compile(r"^/v1/admin/principals/([^/?]+)/enrolment-codes$")
 _MEMBERS = re.compile(r"^/v1/admin/channels/([^/?]+)/members$")
 _REVOKE = re.compile(r"^/v1/admin/devices/([^/?]+)/revoke$")
-
-
-def new_code() -> str:
-    """An enrolment code as the admin's client makes it: 104 random bits, base32."""
-    text = base64.b32encode(secrets.token_bytes(13)).decode().rstrip("=")[:20]
-    return "-".join(text[i : i + 5] for i in range(0, 20, 5))
 
 
 async def _newest(state: AppState, record: str) -> tuple[int, bytes | None]:
@@ -128,25 +118,10 @@ async def _members(state: AppState, cid: str) -> tuple[list[str], Any] | None:
         return sorted(r[0] for r in rows), json.loads(c.ceiling)
 
 
-def anchors_for(state: AppState) -> dict[str, Any]:
-    """The anchors an admin's client pins in an invitation (protocol 9.7), from the server's
-    own state (in these tests the admin's client trusts it)."""
-    return {
-        "v": 1,
-        "log_key": state.log.verifier_key,
-        "roots": {"seq": 1, "digest": b64url_encode(b"\0" * 32)},
-        "policy": {"version": state.policy.version},
-        "witnesses": {"k": 0, "keys": [], "max_age": None},
-    }
-
-
-async def anchors_of(state: AppState) -> dict[str, Any]:
-    """The anchors an admin's client that verified the current roots would pin."""
+async def anchors_of(state: AppState) -> Anchors:
+    """The anchors an admin's client that verified the current roots pins (protocol 9.7)."""
     seq, digest = await _newest(state, "roots")
-    anchors = anchors_for(state)
-    if digest is not None:
-        anchors["roots"] = {"seq": seq, "digest": b64url_encode(digest)}
-    return anchors
+    return Anchors(state.log.verifier_key, max(seq, 1), digest or bytes(32), state.policy.version)
 
 
 async def invitation(state: AppState, keys: DeviceKeys, pid: str, code: str) -> dict[str, Any]:
@@ -161,10 +136,10 @@ async def invitation(state: AppState, keys: DeviceKeys, pid: str, code: str) -> 
         nation=nation,
         key=invitation_public(code),
         expires=utcnow() + timedelta(seconds=min(ttl, 3600)),
-        anchors=anchors_digest(anchors),
+        anchors=anchors.digest,
         signer=keys.device_id,
     )
-    return {"invitation": sign_statement(keys, st).to_json(), "anchors": anchors}
+    return {"invitation": sign_statement(keys, st).to_json(), "anchors": anchors.to_json()}
 
 
 async def with_statement(

@@ -23,7 +23,6 @@ from sqlalchemy import func, select, text
 
 from liaison.clients._directory import DirectoryMemory
 from liaison.crypto import merkle, note
-from liaison.crypto.anchors import parse_anchors
 from liaison.crypto.encoding import b64decode, b64url_decode, b64url_encode
 from liaison.crypto.envelope import seal
 from liaison.crypto.httpsig import sign_request
@@ -462,7 +461,7 @@ async def genesis(world: World) -> None:
 async def anchor_profile(world: World, log_json: Path) -> None:
     """Anchor a hand-made client profile (its state beside `log_json`) on this world's roots
     and policy, as a LIAISON2 invitation would at enrolment (protocol 9.7)."""
-    anchors = parse_anchors(await anchors_of(world.state))
+    anchors = await anchors_of(world.state)
     DirectoryMemory.beside(log_json, world.state.log.verifier_key).anchor(anchors)
 
 

@@ -25,9 +25,9 @@ from liaison.clients._directory import (
     principal_change,
 )
 from liaison.crypto import note
-from liaison.crypto.anchors import anchors_digest
+from liaison.crypto.anchors import Anchors
 from liaison.crypto.directory_replay import DirectoryReplay
-from liaison.crypto.encoding import b64url_decode, b64url_encode
+from liaison.crypto.encoding import b64url_decode
 from liaison.crypto.envelope import open_envelope, seal
 from liaison.crypto.keys import DeviceKeys, PublicBundle, generate_device
 from liaison.crypto.labels import Label, parse_label
@@ -119,13 +119,7 @@ async def _exchange(bases: list[str], init: dict[str, str]) -> None:
         roots, pol, rootp = genesis_statements(root, origin, policy, state)
         for item in ({"statement": roots.to_json()}, {"statement": pol.to_json()}, rootp):
             await call(a, root, "POST", "/v1/directory/statements", item, status=201)
-        anchors = {
-            "v": 1,
-            "log_key": init["log_verifier_key"],
-            "roots": {"seq": 1, "digest": b64url_encode(roots.statement.digest())},
-            "policy": {"version": policy.version},
-            "witnesses": {"k": 0, "keys": [], "max_age": None},
-        }
+        anchors = Anchors(init["log_verifier_key"], 1, roots.statement.digest(), policy.version)
         devices = {}
         for pid, nation in (("usa-analyst", "USA"), ("ukr-analyst", "UKR")):
             grant = PrincipalState(nation, "person", "SECRET", ("AIRDEF",), ("analyst",), True)
@@ -140,8 +134,8 @@ async def _exchange(bases: list[str], init: dict[str, str]) -> None:
                 nation=nation,
                 code=code,
                 expires=datetime.now(UTC) + timedelta(hours=1),
-                anchors=anchors,
-                digest=anchors_digest(anchors),
+                anchors=anchors.to_json(),
+                digest=anchors.digest,
             )
             await call(b, root, "POST", f"/v1/admin/principals/{pid}/enrolment-codes", invitation, status=201)
             devices[pid] = generate_device(pid)
