@@ -325,6 +325,13 @@ class AsyncClient(AdminMethods):
                 f"cannot prove that the checkpoint of size {new.size} extends "
                 f"the one of size {old_size} seen before ({e})"
             ) from None
+        except NotFound:
+            # It no longer serves a tree it signed: the log was rolled back (or forked).
+            raise InconsistentLog(
+                f"the server no longer serves the tree of size {new.size} it signed, so it "
+                f"cannot prove that tree extends the one of size {old_size}: the log was "
+                "rolled back or forked (or this server's view is behind: try again)"
+            ) from None
         try:
             proof = merkle.consistency_proof_from(reader, old_size, new.size)
         except CryptoError as e:

@@ -81,6 +81,7 @@ def test_the_standard_verifier_runs_as_documented(
     run.enrol("root", public_server.init["root_invitation"], principal="root")
     public_server.stop()
     _copy_db(public_server.data / "liaison.db", tmp_path / "before.db")
+    shutil.copytree(tmp_path / "home", tmp_path / "home-before")
     public_server.start()
     for pid in ("usa-a", "usa-b"):
         run("-p", "root", "admin", "principal", "create", pid, "--name", pid, "--nation", "USA",
@@ -104,6 +105,14 @@ def test_the_standard_verifier_runs_as_documented(
         (public_server.data / f"liaison.db{suffix}").unlink(missing_ok=True)
     _copy_db(tmp_path / "before.db", public_server.data / "liaison.db")
     public_server.start()
+    # The root's client remembers the longer log: it refuses the rolled-back one.
+    r = run("-p", "root", "admin", "principal", "create", "ukr-x", "--name", "ukr-x", "--nation", "UKR",
+            "--clearance", "SECRET", ok=False)  # fmt: skip
+    assert r.code == 1 and "no longer serves the tree of size" in r.stderr and "rolled back" in r.stderr
+    assert "Traceback" not in r.stderr
+    # A client that never saw it (the profile as it was then) is shown the other history.
+    shutil.rmtree(tmp_path / "home")
+    shutil.copytree(tmp_path / "home-before", tmp_path / "home")
     for pid in ("ukr-x", "ukr-y", "ukr-z", "ukr-w"):
         run("-p", "root", "admin", "principal", "create", pid, "--name", pid, "--nation", "UKR",
             "--clearance", "SECRET")  # fmt: skip
