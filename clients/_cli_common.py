@@ -60,6 +60,7 @@ __all__ = [
 
 T = TypeVar("T")
 PROFILE_ENV = "LIAISON_PROFILE"
+MONITOR_ENV = "LIAISON_MONITOR_INTERVAL"
 #: Argon2id cost for newly sealed profiles: None means the key store's default (moderate).
 #: Tests lower it in-process; there is deliberately no environment switch for it.
 KDF_LIMITS: tuple[int | None, int | None] = (None, None)
@@ -183,7 +184,26 @@ def open_client(options: Options) -> AsyncClient:
     if keys is None:
         keys = keystore.load(name, passphrase())[1]
     memory = LogMemory(keystore.state_dir(name) / "log.json")
-    return AsyncClient(prof.server, keys, memory, ca_cert=prof.ca_cert, profile=name)
+    return AsyncClient(
+        prof.server, keys, memory, ca_cert=prof.ca_cert, profile=name, monitor_interval=monitor_interval()
+    )
+
+
+def monitor_interval() -> float | None:
+    """$LIAISON_MONITOR_INTERVAL: seconds between automatic checks of the profile's own
+    directory records (default 300; 0: at every checkpoint accepted; "off": never)."""
+    raw = os.environ.get(MONITOR_ENV, "").strip()
+    if not raw:
+        return 300.0
+    if raw.lower() == "off":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 10**7:
+        raise InputError(f"{MONITOR_ENV} must be a number of seconds (0 to 10000000) or off, not {raw!r}")
+    return value
 
 
 def run(options: Options, fn: Callable[[AsyncClient], Awaitable[T]]) -> T:
@@ -193,7 +213,11 @@ def run(options: Options, fn: Callable[[AsyncClient], Awaitable[T]]) -> T:
 
     async def go() -> T:
         async with open_client(options) as client:
-            return await fn(client)
+            try:
+                return await fn(client)
+            finally:
+                for line in client.alarms:  # what the own-records check found, even on failure
+                    term.say("alarm: {line}", err=True, line=line)
 
     return guard(lambda: asyncio.run(go()))
 

@@ -557,7 +557,8 @@ class DirectoryMemory:
     """What one profile remembers of the directory, in ``state/<profile>/directory.json``::
 
         {"v": 1, "log_key": "<pinned>", "roots": {"seq", "digest"}, "policy": {"version"},
-         "seqs": {"<record>": <highest seq relied on>}, "map": {"size", "version"}}
+         "seqs": {"<record>": <highest seq relied on>}, "map": {"size", "version"},
+         "monitor": {"<nation>": [<device>, ...]}, "own": {"devices": [...], "checked": <time>}}
 
     The roots anchor moves forward only along a verified chain; the policy floor and the seqs
     only rise. Bound to the pinned log key (a file for another key is refused)."""
@@ -676,9 +677,42 @@ class DirectoryMemory:
         monitor[nation] = sorted(set(monitor.get(nation, [])) | set(devices))
         self._write(doc)
 
+    def own_devices(self) -> set[str]:
+        """The other devices of this profile's principal it has seen proven before."""
+        found = self._read().get("own")
+        seen = found.get("devices", []) if isinstance(found, dict) else []
+        return {str(x) for x in seen} if isinstance(seen, list) else set()
+
+    def see_own(self, devices: Iterable[str] = (), *, checked: float | None = None) -> None:
+        """Remember devices of this profile's principal (each alarmed once), and when the own
+        records were last checked (`checked`, Unix time)."""
+        doc = self._read()
+        own = doc.get("own")
+        if not isinstance(own, dict):
+            own = doc["own"] = {"devices": [], "checked": 0}
+        own["devices"] = sorted(set(own.get("devices", [])) | set(devices))
+        if checked is not None:
+            own["checked"] = checked
+        self._write(doc)
+
+    def own_checked(self) -> float:
+        """When this profile last checked its own records (Unix time; 0: never)."""
+        found = self._read().get("own")
+        value = found.get("checked") if isinstance(found, dict) else 0
+        return float(value) if isinstance(value, int | float) else 0.0
+
     def known_seq(self, record: str) -> int:
         value = self._read()["seqs"].get(record)
         return value if type(value) is int else 0
+
+
+def invited_by(st: Statement) -> str:
+    """Who a device statement says invited the device: the device that signed its invitation,
+    "genesis" (the first root device), or unknown when the newest statement is a revocation."""
+    if st.seq > 1:
+        return "unknown (seen first revoked)"
+    invitation = st.invitation
+    return invitation.statement.signer if invitation is not None else "genesis"
 
 
 # --- statements an admin's client signs (9.3) ------------------------------------------------

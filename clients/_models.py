@@ -478,6 +478,10 @@ class LogVerification(_JSON):
         entries: how many entries were checked against their leaf hashes.
         previous_size: the size of the checkpoint the profile had saved before, or None.
         counts: entries per type.
+        statements: directory statements replayed into the map heads (protocol 9.10).
+        authority_checked: statements whose signer's authority was checked (9.4).
+        authority_sealed: statements whose authority needs disclosures this auditor may not
+            open (another nation's principals): counted, never guessed.
     """
 
     origin: str
@@ -487,6 +491,9 @@ class LogVerification(_JSON):
     entries: int
     previous_size: int | None
     counts: dict[str, int]
+    statements: int = 0
+    authority_checked: int = 0
+    authority_sealed: int = 0
 
 
 @dataclass(frozen=True)
@@ -502,6 +509,8 @@ class OwnRecords(_JSON):
         tree_size: the size of the checkpoint they were proven at.
         map_version: the map version that checkpoint carries.
         facts: the principal's predicates as its statement opens them (`level>=SECRET`, ...).
+        new_devices: other devices of this principal this profile had not seen before, each
+            `{"device", "invited_by", "version"}`: one nobody expected is an alarm.
     """
 
     principal: str
@@ -511,6 +520,7 @@ class OwnRecords(_JSON):
     tree_size: int
     map_version: int
     facts: dict[str, bool] = field(default_factory=dict)
+    new_devices: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from liaison.crypto import merkle, note, tiles
+from liaison.crypto.commitments import Disclosure, parse_disclosures
 from liaison.crypto.directory_replay import DirectoryReplay
 from liaison.crypto.encoding import b64encode
 from liaison.crypto.errors import CryptoError, DecryptionFailed, MalformedError
@@ -73,8 +74,10 @@ async def verify_log(
     except CryptoError as e:
         raise ProofInvalid(f"the tiles do not verify against checkpoint {cp.size}: {e}") from None
     counts: Counter[str] = Counter()
-    # Every map head must follow from the statements logged before it (protocol 9.10).
-    replay, index = DirectoryReplay(), 0
+    # Every map head must follow from the statements logged before it, and every statement's
+    # signer must have had authority as far as this auditor may open them (protocol 9.10).
+    replay, index = DirectoryReplay(authority=True), 0
+    opener = _Disclosures(client)
     for b in bundles:
         try:
             data = await client.fetch_tile(b)
@@ -89,10 +92,12 @@ async def verify_log(
             items = tiles.verify_entry_bundle(_cut_bundle(data, b.width), level0_tile)
         except CryptoError as e:
             raise ProofInvalid(f"entry bundle {b.path} does not match its tile: {e}") from None
-        for entry in items:
-            parsed = parse_entry(entry)
+        parsed_items = [parse_entry(entry) for entry in items]
+        wanted = [index + i for i, p in enumerate(parsed_items) if p["type"] == "directory.statement"]
+        opened = await opener.between(wanted[0], wanted[-1] + 1) if wanted else {}
+        for parsed in parsed_items:
             counts[parsed["type"]] += 1
-            replay.feed(index, parsed)
+            replay.feed(index, parsed, opened.get(index))
             index += 1
         done += 1
         progress(done, total, b.path)
@@ -121,8 +126,45 @@ async def verify_log(
         sum(counts.values()),
         previous,
         dict(sorted(counts.items())),
+        replay.statements,
+        replay.authority_checked,
+        replay.authority_sealed,
     )
     return result, cp, text
+
+
+class _Disclosures:
+    """The disclosures this auditor may open (`GET /v1/audit/disclosures`), per range of log
+    indexes; none at all once the server says it may open none (not an auditor)."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self.client = client
+        self.refused = False
+
+    async def between(self, start: int, end: int) -> dict[int, dict[str, Disclosure]]:
+        out: dict[int, dict[str, Disclosure]] = {}
+        while start < end and not self.refused:
+            try:
+                body = await self.client._json(
+                    "GET", "/v1/audit/disclosures", params={"start": start, "end": end}
+                )
+            except PermissionDenied:
+                self.refused = True
+                break
+            following = body.get("next")
+            found = body.get("disclosures")
+            if type(following) is not int or not start < following <= end or not isinstance(found, dict):
+                raise MalformedResponse("the disclosures answer does not have the documented shape")
+            for key, value in found.items():
+                try:
+                    index = int(key)
+                    if not start <= index < following:
+                        raise ValueError(key)
+                    out[index] = parse_disclosures(value)
+                except (ValueError, CryptoError) as e:
+                    raise MalformedResponse(f"the disclosures of entry {key} are malformed: {e}") from None
+            start = following
+        return out
 
 
 def _cut_bundle(data: bytes, width: int) -> bytes:

@@ -1039,6 +1039,14 @@ def _print_verification(opts: Options, v: m.LogVerification, extra: dict[str, An
             n=v.entries,
             counts=", ".join(f"{k} {n}" for k, n in v.counts.items()),
         )
+    if v.statements:
+        term.say(
+            "  {n} directory statements replayed into the map heads; the authority of {checked} "
+            "checked, {sealed} sealed to this profile",
+            n=v.statements,
+            checked=v.authority_checked,
+            sealed=v.authority_sealed,
+        )
     if v.previous_size is not None:
         term.say("  consistent with the checkpoint of size {size} seen before", size=v.previous_size)
     else:

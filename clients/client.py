@@ -146,8 +146,17 @@ class AsyncClient(AdminMethods):
         profile: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         retry: Retry | None = None,
+        monitor_interval: float | None = 300.0,
     ) -> None:
         self.server = server.rstrip("/")
+        #: Check this device's own records (`check_own_records`) whenever a newer checkpoint
+        #: is accepted and the last check is at least this many seconds old (0: at every
+        #: checkpoint accepted; None: never by itself). Alarms land in `alarms`.
+        self.monitor_interval = monitor_interval
+        #: What the automatic and explicit checks of the own records found (protocol 9.11):
+        #: devices of this principal this profile had not seen, one line each, each once.
+        self.alarms: list[str] = []
+        self._monitoring = False
         self.keys = keys
         self.memory = memory
         self.profile = profile
@@ -304,7 +313,23 @@ class AsyncClient(AdminMethods):
             raise await _evidence.detected(self, e, saved.note, signed_note) from None
         if cp.size > old.size:
             self.memory.save(signed_note)
+            await self._monitor_if_due()
         return cp
+
+    async def _monitor_if_due(self) -> None:
+        """At a newly accepted checkpoint, check this device's own records (issue 13 item 8)
+        when the last check is `monitor_interval` seconds old or more; the check's own
+        checkpoints do not start another."""
+        if self._monitoring or self.monitor_interval is None:
+            return
+        memory = self.directory_memory
+        if memory.roots() is None or time.time() - memory.own_checked() < self.monitor_interval:
+            return
+        self._monitoring = True
+        try:
+            await self.check_own_records()
+        finally:
+            self._monitoring = False
 
     async def _consistency_proof(self, old_size: int, new: note.Checkpoint) -> list[bytes]:
         """PROOF(old, new), computed from the public hash tiles.
@@ -707,16 +732,59 @@ class AsyncClient(AdminMethods):
         proven eligible, or DirectoryInvalid; warnings for members left out without proof.
         Returns it and the size of the checkpoint it was proven at."""
         opened = await self._open(directory, fresh_from=fresh_from)
+        self._see_own(opened)
         auth, roots, policy = await self._authority(opened)
         decision = d.decide(auth, await self.policy(), label, channel, listed, excluded, older_map=older_map)
         self._relied(opened, decision.seqs, roots, policy)
         return decision, opened.checkpoint.size
 
+    def _see_own(self, opened: d.Opened) -> list[dict[str, Any]]:
+        """Check what `opened` proves of this device and its principal (protocol 9.11): this
+        device's record, when shown, must be its own bundle and active (DirectoryInvalid
+        `unknown-device`); a device of this principal the profile had not seen is an alarm
+        (in `alarms`, raised once) and is returned as `{device, invited_by, version}`."""
+        mine = opened.records.get(f"device:{self.device_id}")
+        if mine is not None and mine.signed is not None:
+            st = mine.statement
+            if st.public["bundle"] != self.keys.public.to_json() or st.public["principal"] != self.principal:
+                raise DirectoryInvalid(
+                    "unknown-device",
+                    f"the directory's record of {self.device_id} is not this device's key bundle",
+                )
+            if st.public["status"] != "active":
+                raise DirectoryInvalid(
+                    "unknown-device", f"the directory shows this device ({self.device_id}) revoked"
+                )
+        memory = self.directory_memory
+        seen = memory.own_devices()
+        new = []
+        for proven in opened.records.values():
+            if proven.signed is None:
+                continue
+            st = proven.statement
+            if st.type != "device" or st.id == self.device_id or st.id in seen:
+                continue
+            if st.public["principal"] != self.principal:
+                continue
+            new.append({"device": st.id, "invited_by": d.invited_by(st), "version": proven.version})
+        if new:
+            memory.see_own(str(x["device"]) for x in new)
+            for x in sorted(new, key=lambda x: str(x["device"])):
+                self.alarms.append(
+                    f"a device of your principal {self.principal} that this profile had not seen is in "
+                    f"the directory: {x['device']} (invited by {x['invited_by']}, map version "
+                    f"{x['version']}); if nobody you know enrolled it, tell your nation's admin to revoke it"
+                )
+        return new
+
     async def check_own_records(self) -> m.OwnRecords:
-        """Monitor this device's own records at the newest checkpoint (protocol 9, issue 13
+        """Monitor this device's own records at the newest checkpoint (protocol 9.11, issue 13
         item 8): its device statement proven current, active and of its own bundle, its
-        principal's statement proven current, both signed with authority. DirectoryInvalid
-        (`why` `unknown-device`) when the directory shows this device otherwise."""
+        principal's statement proven current, both signed with authority; and the other
+        devices the server lists for its principal, each proven, those this profile had not
+        seen reported in `new_devices` and `alarms`. DirectoryInvalid (`why`
+        `unknown-device`) when the directory shows this device otherwise. Runs by itself at
+        accepted checkpoints (`monitor_interval`)."""
         device, principal = f"device:{self.device_id}", f"principal:{self.principal}"
         before = self.memory.last()
         opened = await self._record_at(device, fresh_from=before.checkpoint.size if before else 0)
@@ -730,17 +798,23 @@ class AsyncClient(AdminMethods):
                 "unproven", f"the directory does not show this device's principal {self.principal}"
             )
         opened.merge(other)
+        listed = await self._json("GET", "/v1/directory/devices", params={"principal": self.principal})
+        seen = self.directory_memory.own_devices() | {self.device_id}
+        for item in listed.get("devices") or ():
+            peer = item.get("device") if isinstance(item, dict) else None
+            if not isinstance(peer, str) or peer in seen:
+                continue
+            found = await self._record_at(f"device:{peer}", opened.checkpoint.size)
+            if found is None:
+                raise DirectoryInvalid(
+                    "unproven", f"the server lists device {peer} of {self.principal}, the map does not"
+                )
+            opened.merge(found)
+        new = self._see_own(opened)
         auth, roots, policy = await self._authority(opened)
         st = auth.check(device).statement
-        if st.public["bundle"] != self.keys.public.to_json() or st.public["principal"] != self.principal:
-            raise DirectoryInvalid(
-                "unknown-device",
-                f"the directory's record of {self.device_id} is not this device's key bundle",
-            )
-        if st.public["status"] != "active":
-            raise DirectoryInvalid(
-                "unknown-device", f"the directory shows this device ({self.device_id}) revoked"
-            )
+        for x in new:
+            auth.check(f"device:{x['device']}")
         mine = auth.proven(principal)
         # Signed by a root device, or an admin of its nation that held every predicate it granted.
         granted = [
@@ -748,6 +822,7 @@ class AsyncClient(AdminMethods):
         ]
         auth.check(principal, granted)
         self._relied(opened, dict(auth.seqs), roots, policy)
+        self.directory_memory.see_own(checked=time.time())
         return m.OwnRecords(
             self.principal,
             self.device_id,
@@ -756,6 +831,7 @@ class AsyncClient(AdminMethods):
             opened.checkpoint.size,
             opened.head.version,
             dict(mine.facts),
+            new,
         )
 
     async def monitor_nation(self, nation: str | None = None) -> m.NationRange:
@@ -824,15 +900,11 @@ class AsyncClient(AdminMethods):
             st = signed.statement
             if st.id in seen:
                 continue
-            invitation = st.invitation if st.seq == 1 else None
-            first = invitation.statement.signer if invitation is not None else "genesis"
-            if st.seq > 1:
-                first = "unknown (seen first revoked)"
             new.append(
                 {
                     "device": st.id,
                     "principal": st.public["principal"],
-                    "invited_by": first,
+                    "invited_by": d.invited_by(st),
                     "version": version,
                 }
             )

@@ -203,7 +203,9 @@ async def enrol(
                 f"profile {profile!r} was saved, but do not use it"
             )
         try:
+            # The principal's devices enrolled before this one are its baseline, not alarms.
             await client.check_own_records()
+            client.alarms.clear()
         except VerificationFailed as e:
             e.args = (f"{e}; profile {profile!r} was saved, but do not use it",)
             e.detail = str(e.args[0])

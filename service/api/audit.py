@@ -17,7 +17,7 @@ from liaison.crypto import tiles
 from liaison.crypto.errors import MalformedError
 
 from ..problems import Problem
-from ..usecases import audit
+from ..usecases import audit, statements
 from . import responses as r
 from .deps import AuditReader, CurrentCaller, Signed, State
 from .openapi import documented
@@ -128,6 +128,15 @@ async def get_entries(
     return await audit.entries(
         state, start, _opt_int(end), type_=_opt(type_), actor=_opt(actor), since=_opt(since)
     )
+
+
+@router.get(
+    "/disclosures",
+    summary="Disclosures of the directory statements in [start, end) the caller may open (9.10)",
+    **documented(r.AuditDisclosures, "not-auditor", "validation"),
+)
+async def get_disclosures(caller: CurrentCaller, state: State, start: Size, end: Size) -> dict[str, Any]:
+    return await statements.disclosures_for_audit(state, caller, start, end)
 
 
 @router.get(

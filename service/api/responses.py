@@ -405,6 +405,25 @@ class NationRange(Doc):
     }
 
 
+class AuditDisclosures(Doc):
+    """The disclosures of directory statements an auditor may open, for its authority replay."""
+
+    start: int = Field(ge=0)
+    next: int = Field(ge=0, description="where to continue (the requested end when done)")
+    disclosures: dict[str, dict[str, Any]] = Field(
+        description="log index -> {predicate: {salt, value}}: every commitment of that statement opened"
+    )
+    sealed: list[int] = Field(
+        description="log indexes of statements with commitments this caller may not open"
+    )
+    EXAMPLE = {
+        "start": 0,
+        "next": 24,
+        "disclosures": {"3": {"active": {"salt": "mZ3hT1nQ6pX0bV8cJf2kEw", "value": True}}},
+        "sealed": [17],
+    }
+
+
 class StatementAccepted(Doc):
     record: str
     seq: int = Field(ge=1)

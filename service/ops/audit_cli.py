@@ -143,6 +143,7 @@ def verify(
                 else ""
             )
             + f"; directory: {report.statements} statements replayed into {report.map_heads} map heads"
+            + f", the authority of {report.authority_checked} checked"
         )
         return
     where = f" first bad index: {report.first_bad_index}" if report.first_bad_index is not None else ""

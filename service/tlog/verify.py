@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import bisect
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
+
 from liaison.crypto import merkle, note
+from liaison.crypto.commitments import parse_disclosures
 from liaison.crypto.directory_replay import DirectoryReplay
 from liaison.crypto.errors import CryptoError
 
 from ..storage.db import Database
 from ..storage.logstore import LogReader
+from ..storage.models import DirectoryStatement
 
 __all__ = ["VerifyReport", "verify_log"]
 
@@ -42,6 +46,9 @@ class VerifyReport:
     #: Directory statements replayed and map heads checked (protocol 9.10).
     statements: int = 0
     map_heads: int = 0
+    #: Statements whose signer's authority the replay checked (all: the database holds every
+    #: disclosure).
+    authority_checked: int = 0
 
     @property
     def ok(self) -> bool:
@@ -124,7 +131,13 @@ async def _compare_stored(db: Database, created: dict[merkle.Node, bytes], repor
 
 
 def _check_entry(
-    idx: int, data: bytes, type_: str, actor: str, report: VerifyReport, replay: DirectoryReplay
+    idx: int,
+    data: bytes,
+    type_: str,
+    actor: str,
+    report: VerifyReport,
+    replay: DirectoryReplay,
+    disclosures: Mapping[int, str],
 ) -> None:
     try:
         obj = json.loads(data)
@@ -134,7 +147,28 @@ def _check_entry(
     if not isinstance(obj, dict) or obj.get("type") != type_ or obj.get("actor") != actor:
         report.fail(f"entry {idx}: its type/actor columns do not match its bytes", idx)
         return
-    replay.feed(idx, obj)
+    opened = None
+    if type_ == "directory.statement":
+        raw = disclosures.get(idx)
+        if raw is None:
+            report.fail(f"entry {idx}: no stored statement row holds its disclosures", idx)
+        else:
+            try:
+                opened = parse_disclosures(json.loads(raw))
+            except (ValueError, CryptoError) as e:
+                report.fail(f"entry {idx}: its stored disclosures are malformed: {e}", idx)
+    replay.feed(idx, obj, opened)
+
+
+async def _disclosures(db: Database, start: int, end: int) -> dict[int, str]:
+    """The stored disclosures of the directory statements logged in [start, end)."""
+    async with db.sessions() as s:
+        rows = await s.execute(
+            select(DirectoryStatement.log_index, DirectoryStatement.disclosures).where(
+                DirectoryStatement.log_index >= start, DirectoryStatement.log_index < end
+            )
+        )
+        return {int(i): str(d) for i, d in rows}
 
 
 async def verify_log(
@@ -160,7 +194,7 @@ async def verify_log(
         report.fail(f"{hashes} tree hashes are stored; a tree of {size} has {_stored_node_count(size)}")
 
     edge, pending = _Edge(), list(reversed(cps))
-    replay = DirectoryReplay()
+    replay = DirectoryReplay(authority=True)
     root_mismatch: list[tuple[int, int]] = []  # (checkpoint size, last good size before it)
     last_good = 0
 
@@ -182,11 +216,12 @@ async def verify_log(
             report.fail(f"entries from index {nxt} on are missing", nxt)
             break
         created: dict[merkle.Node, bytes] = {}
+        disclosures = await _disclosures(db, rows[0][0], rows[-1][0] + 1)
         for idx, data, type_, actor in rows:
             if idx != edge.size:
                 report.fail(f"entry {edge.size} is missing (next stored index is {idx})", edge.size)
                 return report
-            _check_entry(idx, data, type_, actor, report, replay)
+            _check_entry(idx, data, type_, actor, report, replay, disclosures)
             edge.push(merkle.leaf_hash(data), created)
             reach_checkpoints()
         await _compare_stored(db, created, report)
@@ -206,6 +241,7 @@ async def verify_log(
             )
     _check_cosignatures(cosigs, cps, witnesses, report)
     report.statements, report.map_heads = replay.statements, replay.map_heads
+    report.authority_checked = replay.authority_checked
     for finding in replay.findings:
         report.fail(f"directory: {finding}", replay.first_bad_index)
     return report

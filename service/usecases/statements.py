@@ -670,3 +670,66 @@ async def invitation_for(state: AppState, key: str) -> dict[str, Any]:
             "anchors": json.loads(row.anchors) if row.anchors else None,
             "log_verifier_key": state.log.verifier_key,
         }
+
+
+# --- disclosures for an auditor's authority replay (9.10) -----------------------------------
+
+#: Most statements one `GET /v1/audit/disclosures` answers.
+MAX_DISCLOSED = 1000
+
+
+async def disclosures_for_audit(state: AppState, caller: Caller, start: int, end: int) -> dict[str, Any]:
+    """`GET /v1/audit/disclosures`: the disclosures of the directory statements logged in
+    [start, end) that the caller is entitled to, so that its `audit verify` checks each
+    signer's authority (9.10): root's auditors every one; another auditor (or admin) those of
+    its own nation's records. Records without committed facts need none; the others are
+    listed as `sealed`. At most 1000 statements; `next` is where to continue. The request is
+    logged (`audit.disclosed`)."""
+    me = caller.principal
+    if not (me.has_role("auditor") or me.has_role("admin")):
+        await refuse(
+            state,
+            Problem("not-auditor", "only an auditor or admin replays the directory's authority"),
+            access_denied(caller.device_id, "audit disclosures", "not-auditor", None),
+        )
+    if end < start:
+        raise Problem("validation", "end must not be below start")
+    async with state.db.sessions() as s:
+        rows = (
+            await s.execute(
+                select(
+                    DirectoryStatement.log_index, DirectoryStatement.nation, DirectoryStatement.disclosures
+                )
+                .where(DirectoryStatement.log_index >= start, DirectoryStatement.log_index < end)
+                .order_by(DirectoryStatement.log_index)
+                .limit(MAX_DISCLOSED + 1)
+            )
+        ).all()
+    following = end
+    if len(rows) > MAX_DISCLOSED:
+        following = int(rows[MAX_DISCLOSED][0])
+        rows = rows[:MAX_DISCLOSED]
+    opened: dict[str, Any] = {}
+    sealed: list[int] = []
+    for index, nation, raw in rows:
+        found = json.loads(raw)
+        if not found:
+            continue
+        if me.is_root or nation == me.nation:
+            opened[str(index)] = found
+        else:
+            sealed.append(int(index))
+
+    def job(tx: Tx) -> None:
+        tx.audit(
+            "audit.disclosed",
+            caller.device_id,
+            caller.device_id,
+            start=start,
+            end=following,
+            opened=len(opened),
+            sealed=len(sealed),
+        )
+
+    await state.writer.run(job)
+    return {"start": start, "next": following, "disclosures": opened, "sealed": sealed}

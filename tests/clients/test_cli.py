@@ -528,7 +528,11 @@ def test_audit_commands(liaison: Liaison, server: Server) -> None:
     v = liaison("-p", "root", "--json", "audit", "verify").json()
     assert v["size"] >= cp["size"] and v["entries"] == v["size"]
     assert v["previous_size"] == cp["size"] and v["counts"]["message.accepted"] >= 1
-    assert "Verified" in liaison("-p", "root", "audit", "verify").stdout
+    # Root's auditor opens every disclosure: every statement's authority is replayed (9.10).
+    assert v["statements"] >= 10 and v["authority_checked"] == v["statements"]
+    assert v["authority_sealed"] == 0
+    out = liaison("-p", "root", "audit", "verify").stdout
+    assert "Verified" in out and f"the authority of {v['statements']}" in out
     proof = liaison("-p", "root", "--json", "audit", "prove", sent["id"]).json()
     assert proof["log_index"] == sent["log_index"] and proof["entry"]["id"] == sent["id"]
     assert proof["envelope_checked"] is False  # root is no recipient: the entry alone
@@ -552,6 +556,14 @@ def test_audit_commands(liaison: Liaison, server: Server) -> None:
     )
     assert got.code == 0
     assert liaison("-p", n["usa"], "--json", "read", sent["id"]).json()["log_proven"] is True
+    # A USA auditor opens USA's principals only: what a UKR admin granted is counted sealed.
+    ukr_admin = uid("ukr-admin")
+    liaison.principal(ukr_admin, "UKR", "SECRET", "--role", "admin")
+    liaison.principal(uid("ukr"), "UKR", "SECRET", admin=ukr_admin)
+    mine = liaison("-p", n["usa"], "--json", "audit", "verify").json()
+    assert mine["authority_checked"] > 0 and mine["authority_sealed"] > 0
+    assert mine["authority_checked"] + mine["authority_sealed"] == mine["statements"]
+    assert mine["counts"]["audit.disclosed"] >= 1
 
 
 def test_audit_witness(liaison: Liaison, server: Server) -> None:

@@ -644,3 +644,63 @@ async def _policy_attacks(liaison: Liaison, server: Server, n: dict[str, str]) -
         with pytest.raises(DirectoryInvalid, match="below version 2") as caught:
             await usa.send(n["chan"], REL, b"under an older policy")
     assert caught.value.why == "policy" and edited.posted_messages() == 0
+
+
+# --- monitoring: a device of one's own principal nobody expected (issue 13 item 8) -----------
+
+
+def test_a_device_enrolled_for_ones_principal_raises_an_alarm(
+    liaison: Liaison, server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An admin (or a stolen admin device) enrols a second device for an analyst's principal:
+    the authority table allows it, so only the owner can tell it is not theirs. The analyst's
+    device sees it at the next checkpoint it accepts, in its next send's
+    directory proofs and in `check_own_records`, once each; never a traceback."""
+    pid = uid("usa")
+    liaison.principal(pid, "USA", "SECRET")
+    chan = uid("chan")
+    liaison("-p", "root", "admin", "channel", "create", chan, "--ceiling", "SECRET//REL TO USA")
+    liaison("-p", "root", "admin", "channel", "members", chan, pid)
+    # Within the default interval after enrolment nothing is checked again by itself.
+    assert "alarm:" not in liaison("-p", pid, "audit", "checkpoint").stderr
+    rogue = liaison.enrol(
+        pid + "-rogue",
+        liaison("-p", "root", "--json", "admin", "enrol-code", pid).json()["invitation"],
+        principal=pid,
+    )
+    monkeypatch.setenv("LIAISON_MONITOR_INTERVAL", "0")
+    r = liaison("-p", pid, "audit", "checkpoint")
+    alarm = [line for line in r.stderr.splitlines() if line.startswith("alarm:")]
+    assert len(alarm) == 1 and rogue["device"] in alarm[0] and "invited by d_" in alarm[0], r.stderr
+    assert "alarm:" not in liaison("-p", pid, "audit", "checkpoint").stderr  # raised once
+    # A third device: the send's own proofs name it (its recipients include it).
+    third = liaison.enrol(
+        pid + "-third",
+        liaison("-p", "root", "--json", "admin", "enrol-code", pid).json()["invitation"],
+        principal=pid,
+    )
+    monkeypatch.setenv("LIAISON_MONITOR_INTERVAL", "off")
+    r = liaison("-p", pid, "send", "--channel", chan, "--label", "SECRET//REL TO USA", input="hi")
+    assert [line for line in r.stderr.splitlines() if line.startswith("alarm:")] == [
+        line for line in r.stderr.splitlines() if third["device"] in line
+    ] and third["device"] in r.stderr
+    # The library reports it too, on a profile that had not seen either.
+    monkeypatch.setenv("LIAISON_MONITOR_INTERVAL", "nonsense")
+    r = liaison("-p", pid, "audit", "checkpoint", ok=False)
+    assert r.code == 1 and "LIAISON_MONITOR_INTERVAL must be a number" in r.stderr
+    assert "Traceback" not in r.stderr
+    monkeypatch.delenv("LIAISON_MONITOR_INTERVAL")
+    fourth = liaison.enrol(
+        pid + "-fourth",
+        liaison("-p", "root", "--json", "admin", "enrol-code", pid).json()["invitation"],
+        principal=pid,
+    )
+
+    async def library() -> None:
+        async with _client(liaison.home, pid) as c:
+            own = await c.check_own_records()
+            assert [x["device"] for x in own.new_devices] == [fourth["device"]]
+            assert own.new_devices[0]["invited_by"].startswith("d_") and c.alarms
+            assert (await c.check_own_records()).new_devices == []
+
+    asyncio.run(library())

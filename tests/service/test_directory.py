@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from liaison.crypto.commitments import parse_disclosures
 from liaison.crypto.directory_replay import DirectoryReplay
 from liaison.crypto.encoding import b64url_decode
 from liaison.crypto.errors import ProofError
@@ -21,6 +22,7 @@ from liaison.crypto.keys import generate_device
 from liaison.crypto.statements import SignedStatement, leaf_value, principal_statement, sign_statement
 from liaison.crypto.vmap import MapProof, map_key, verify_proof, verify_range
 from liaison.service.tlog.verify import verify_log
+from liaison.service.usecases import statements
 from liaison.service.writer import Tx
 from tests.service.directory_kit import device_enrolment
 from tests.service.harness import (
@@ -67,6 +69,55 @@ async def test_every_checkpoint_ends_with_the_map_head(world: World) -> None:
     report = await verify_log(world.state.db, world.state.log.signer.verifier)
     assert report.ok, report.failures
     assert report.statements >= 12 and report.map_heads == len(checkpoints)
+    # The operator's replay holds every disclosure: every statement's authority is checked.
+    assert report.authority_checked == report.statements
+
+
+async def test_a_statement_without_authority_is_found_by_the_replay(world: World) -> None:
+    """A statement the server should have refused is stored anyway (a bug, or an operator
+    writing past the API): a UKR analyst signs its own principal TOP SECRET. Its signature and
+    chain are in order, so only authority replay (protocol 9.10, issue 13 item 9) names it;
+    an auditor without the disclosures counts it sealed rather than guessing."""
+    c = await coalition(world)
+    row = await world.sql(
+        "SELECT seq, digest FROM directory_statement WHERE record = 'principal:ukr-analyst'"
+    )
+    seq, digest = max(row.all())
+    st, disclosures = principal_statement(
+        world.state.log.origin,
+        world.state.policy,
+        principal="ukr-analyst",
+        nation="UKR",
+        kind="person",
+        clearance="TOP SECRET",
+        compartments=["AIRDEF"],
+        roles=["analyst"],
+        active=True,
+        seq=seq + 1,
+        prev=b64url_decode(digest),
+        signer=c.ukr.id,
+    )
+    signed = sign_statement(c.ukr.keys, st)
+    await world.state.writer.run(lambda tx: statements.store(tx, signed, disclosures))
+    report = await verify_log(world.state.db, world.state.log.signer.verifier)
+    assert not report.ok
+    bad = [f for f in report.failures if "directory:" in f and "had no authority" in f]
+    assert len(bad) == 1 and "principal:ukr-analyst" in bad[0] and c.ukr.id in bad[0], report.failures
+    assert report.authority_checked == report.statements - 1
+    # Without that statement's disclosures (sealed to this auditor), it is counted, not judged.
+    replay, sealed = DirectoryReplay(authority=True), DirectoryReplay(authority=True)
+    for i, entry in enumerate(await world.entries(heads=True)):
+        if entry["type"] != "directory.statement":
+            replay.feed(i, entry)
+            sealed.feed(i, entry)
+            continue
+        found = await world.sql(f"SELECT disclosures FROM directory_statement WHERE log_index = {i}")
+        opened = parse_disclosures(json.loads(found.scalar_one()))
+        replay.feed(i, entry, opened)
+        mine = entry["record"] == "principal:ukr-analyst" and entry["seq"] == seq + 1
+        sealed.feed(i, entry, None if mine else opened)
+    assert any("had no authority" in f for f in replay.findings)
+    assert sealed.ok and sealed.authority_sealed == 1
 
 
 async def test_a_leaf_set_without_a_statement_is_found_by_the_replay(world: World) -> None:
@@ -299,3 +350,25 @@ async def test_a_channel_record_is_not_shown_to_a_nation_admin_below_its_ceiling
     assert_problem(await fra_admin.get("/v1/directory/records?record=channel:ts"), "not-found")
     r = await world.root.get("/v1/directory/records?record=channel:ts")
     assert r.status_code == 200 and r.json()["records"]["channel:ts"]["statement"] is not None
+
+
+async def test_disclosures_for_the_authority_replay_follow_entitlement(world: World) -> None:
+    """`GET /v1/audit/disclosures` (9.10): root's auditors open every statement's commitments,
+    an analyst none (refused and logged); each answer is logged as `audit.disclosed`."""
+    c = await coalition(world)
+    size = len(await world.entries(heads=True))
+    await assert_refused(
+        world,
+        lambda: c.usa.get(f"/v1/audit/disclosures?start=0&end={size}"),
+        "not-auditor",
+        "access.denied",
+    )
+    r = await world.root.get(f"/v1/audit/disclosures?start=0&end={size}")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    principals = await world.entries("directory.statement")
+    with_facts = [e for e in principals if e["statement"]["statement"]["facts"]]
+    assert body["next"] == size and body["sealed"] == [] and len(body["disclosures"]) == len(with_facts)
+    logged = await world.entries("audit.disclosed")
+    assert logged[-1]["opened"] == len(with_facts) and logged[-1]["actor"] == world.root.id
+    assert_problem(await world.root.get("/v1/audit/disclosures?start=9&end=3"), "validation")
