@@ -153,9 +153,7 @@ class AsyncClient(AdminMethods):
         #: is accepted and the last check is at least this many seconds old (0: at every
         #: checkpoint accepted; None: never by itself). Alarms land in `alarms`.
         self.monitor_interval = monitor_interval
-        #: What the automatic and explicit checks of the own records found (protocol 9.11):
-        #: devices of this principal this profile had not seen, one line each, each once.
-        self.alarms: list[str] = []
+        self._alarms: list[str] = []
         self._monitoring = False
         self.keys = keys
         self.memory = memory
@@ -315,6 +313,12 @@ class AsyncClient(AdminMethods):
             self.memory.save(signed_note)
             await self._monitor_if_due()
         return cp
+
+    @property
+    def alarms(self) -> list[str]:
+        """What the automatic and explicit checks of the own records found (protocol 9.10):
+        devices of this principal this profile had not seen, one line each, each once."""
+        return self._alarms
 
     async def _monitor_if_due(self) -> None:
         """At a newly accepted checkpoint, check this device's own records (issue 13 item 8)
@@ -739,7 +743,7 @@ class AsyncClient(AdminMethods):
         return decision, opened.checkpoint.size
 
     def _see_own(self, opened: d.Opened) -> list[dict[str, Any]]:
-        """Check what `opened` proves of this device and its principal (protocol 9.11): this
+        """Check what `opened` proves of this device and its principal (protocol 9.10): this
         device's record, when shown, must be its own bundle and active (DirectoryInvalid
         `unknown-device`); a device of this principal the profile had not seen is an alarm
         (in `alarms`, raised once) and is returned as `{device, invited_by, version}`."""
@@ -778,7 +782,7 @@ class AsyncClient(AdminMethods):
         return new
 
     async def check_own_records(self) -> m.OwnRecords:
-        """Monitor this device's own records at the newest checkpoint (protocol 9.11, issue 13
+        """Monitor this device's own records at the newest checkpoint (protocol 9.10, issue 13
         item 8): its device statement proven current, active and of its own bundle, its
         principal's statement proven current, both signed with authority; and the other
         devices the server lists for its principal, each proven, those this profile had not

@@ -69,13 +69,26 @@ class Client(AdminSync):
         profile: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         retry: Retry | None = None,
+        monitor_interval: float | None = 300.0,
     ) -> Client:
         """A client from keys held elsewhere (an HSM wrapper, a secrets manager)."""
         return cls(
             AsyncClient(
-                server, keys, memory, ca_cert=ca_cert, profile=profile, transport=transport, retry=retry
+                server,
+                keys,
+                memory,
+                ca_cert=ca_cert,
+                profile=profile,
+                transport=transport,
+                retry=retry,
+                monitor_interval=monitor_interval,
             )
         )
+
+    @property
+    def alarms(self) -> list[str]:
+        """What the checks of this device's own records found (see AsyncClient.alarms)."""
+        return self.aio.alarms
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._loop.run_until_complete(coro)

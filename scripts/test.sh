@@ -10,4 +10,6 @@ echo "== ruff"
 echo "== mypy (strict: liaison.crypto, .service, .clients)"
 bash scripts/typecheck.sh
 echo "== pytest"
-exec .venv/bin/pytest -q -p no:cacheprovider "$@"
+# One worker per core (pytest-xdist); each test is stolen by an idle worker, so the long ones
+# (the demo, the 1,000-device batch) do not hold the rest back. `-n 0` runs in one process.
+exec .venv/bin/pytest -q -p no:cacheprovider -n auto --dist worksteal "$@"
