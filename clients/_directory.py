@@ -170,7 +170,8 @@ def _map_head(obj: Any, cp: note.Checkpoint) -> MapHead:
         ) from None
     head = entry.json
     version, root = head.get("version"), head.get("root")
-    if head.get("type") != "map.head" or head.get("actor") != "system":
+    # A v1 head names its actor; a v2 head shows only its type, hour and fields (protocol 10.2).
+    if head.get("type") != "map.head" or (head.get("v") == 1 and head.get("actor") != "system"):
         raise DirectoryInvalid(
             "map-head", f"log entry {cp.size - 1} is a {head.get('type')!r} entry, not the map head"
         )

@@ -69,19 +69,25 @@ def check_consistency(old: note.Checkpoint, new: note.Checkpoint, proof: Sequenc
         ) from None
 
 
-def parse_entry(data: bytes) -> dict[str, Any]:
-    """The entry's JSON, parsed from its exact bytes (never from a server-supplied field)."""
+def parse_entry(data: bytes, opening: Any = None) -> dict[str, Any]:
+    """The entry's JSON, parsed from its exact bytes (never from a server-supplied field); a
+    v2 entry's view with what `opening` opens."""
     try:
-        entry = transparency.parse_entry(data)
+        entry = transparency.parse_entry(data, opening)
+    except ProofError as e:  # an opening that does not open
+        raise ProofInvalid(str(e)) from None
     except CryptoError as e:
         raise MalformedResponse(str(e)) from None
     return entry
 
 
-def verify_entry(entry: Any, index: Any, proof: Any, cp: note.Checkpoint) -> VerifiedEntry:
-    """The (std-base64) entry is leaf `index` of the checkpoint's tree."""
+def verify_entry(
+    entry: Any, index: Any, proof: Any, cp: note.Checkpoint, opening: Any = None
+) -> VerifiedEntry:
+    """The (std-base64) entry is leaf `index` of the checkpoint's tree (a v2 entry opened by
+    `opening` where it is given)."""
     try:
-        return transparency.verify_entry(entry, index, proof if proof is not None else [], cp)
+        return transparency.verify_entry(entry, index, proof if proof is not None else [], cp, opening)
     except ProofError as e:
         raise ProofInvalid(str(e)) from None
     except CryptoError as e:

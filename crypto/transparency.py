@@ -47,8 +47,10 @@ from typing import Any
 
 from . import merkle, note, tiles
 from ._primitives import sha256
+from .commitments import parse_disclosures
 from .encoding import b64decode, jcs, loads_strict
-from .errors import MalformedError, PolicyViolation, ProofError
+from .entry_v2 import open_entry, parse_entry_v2
+from .errors import CommitmentMismatch, MalformedError, PolicyViolation, ProofError
 from .keys import PublicBundle
 
 __all__ = [
@@ -155,8 +157,11 @@ class VerifiedEntry:
     json: dict[str, Any]
 
 
-def parse_entry(data: bytes) -> dict[str, Any]:
-    """An entry's JSON, from its exact bytes: canonical (JCS) v1 with type, time and actor.
+def parse_entry(data: bytes, opening: Any = None) -> dict[str, Any]:
+    """An entry's JSON, from its exact bytes: canonical (JCS) v1 with type, time and actor;
+    or the view of a v2 entry (protocol 10): `{"v": 2, "type", "hour", **clear}` and the
+    committed fields that `opening` (`{name: {"salt", "value"}}`) opens, each recomputed
+    against its commitment (ProofError if one does not open; unopened ones are absent).
 
     Refusing non-canonical bytes means one entry has one byte form, so two readers of the
     same leaf can never disagree on what it says.
@@ -165,8 +170,12 @@ def parse_entry(data: bytes) -> dict[str, Any]:
         obj = loads_strict(data)
     except (ValueError, TypeError):  # MalformedError is a ValueError
         raise MalformedError("a log entry is not JSON") from None
+    if isinstance(obj, dict) and obj.get("v") == 2:
+        return _view_v2(data, opening)
+    if opening:
+        raise MalformedError("an opening was given for a v1 entry, which commits to nothing")
     if not isinstance(obj, dict) or obj.get("v") != 1:
-        raise MalformedError("a log entry is not a v1 JSON object")
+        raise MalformedError("a log entry is not a v1 or v2 JSON object")
     if not all(isinstance(obj.get(k), str) for k in ("type", "time", "actor")):
         raise MalformedError("a log entry lacks its type, time or actor")
     try:
@@ -176,6 +185,17 @@ def parse_entry(data: bytes) -> dict[str, Any]:
     if canonical != data:
         raise MalformedError("a log entry is not in canonical (JCS) form")
     return obj
+
+
+def _view_v2(data: bytes, opening: Any) -> dict[str, Any]:
+    entry = parse_entry_v2(data)
+    opened: dict[str, Any] = {}
+    if opening:
+        try:
+            opened = open_entry(entry, parse_disclosures(opening))
+        except CommitmentMismatch as e:
+            raise ProofError(f"the entry's opening does not match its commitments: {e}") from None
+    return {"v": 2, "type": entry.type, "hour": entry.hour, **entry.clear, **opened}
 
 
 def _entry_bytes(value: Any) -> bytes:
@@ -194,9 +214,10 @@ def _index(value: Any, what: str = "log index") -> int:
 
 
 def verify_entry(
-    entry: bytes | str, index: int, proof: Sequence[Any], checkpoint: note.Checkpoint
+    entry: bytes | str, index: int, proof: Sequence[Any], checkpoint: note.Checkpoint, opening: Any = None
 ) -> VerifiedEntry:
-    """The entry (bytes or std base64) is leaf `index` of the checkpoint's tree."""
+    """The entry (bytes or std base64) is leaf `index` of the checkpoint's tree; a v2 entry's
+    `opening` opens what it may (`parse_entry`)."""
     data = _entry_bytes(entry)
     index = _index(index)
     hashes = decode_hashes(list(proof), "inclusion proof")
@@ -206,7 +227,7 @@ def verify_entry(
         raise ProofError(
             f"log entry {index} is not in the checkpoint of size {checkpoint.size}: {e}"
         ) from None
-    return VerifiedEntry(index, data, parse_entry(data))
+    return VerifiedEntry(index, data, parse_entry(data, opening))
 
 
 @dataclass(frozen=True)
@@ -250,7 +271,13 @@ def verify_receipt(
     assert data is not None
     if entry is not None and data != entry:
         raise ProofError("the receipt's entry is not the expected entry")
-    verified = verify_entry(data, _index(receipt.get("log_index")), receipt.get("inclusion_proof") or [], cp)
+    verified = verify_entry(
+        data,
+        _index(receipt.get("log_index")),
+        receipt.get("inclusion_proof") or [],
+        cp,
+        receipt.get("opening"),
+    )
     return VerifiedReceipt(cp, text, verified)
 
 
@@ -265,6 +292,8 @@ def verify_message_receipt(
     """`verify_receipt`, and the entry is this envelope's `message.accepted` (id and digest)."""
     r = verify_receipt(receipt, log_key, policy=policy, not_after=not_after)
     e = r.entry.json
+    if e.get("v") == 2 and "id" not in e:
+        raise ProofError(f"log entry {r.index}: the receipt does not open the entry's message id")
     digest = sha256(jcs(dict(envelope))).hex()
     if e.get("type") != "message.accepted" or e.get("id") != envelope.get("id"):
         raise ProofError(f"log entry {r.index} is not the acceptance of message {envelope.get('id')}")
@@ -312,6 +341,7 @@ def inspect_device_record(record: Mapping[str, Any], checkpoint: note.Checkpoint
         _index(enrolment.get("log_index")),
         enrolment.get("inclusion_proof") or [],
         checkpoint,
+        enrolment.get("opening"),
     )
     e = enrolled.json
     if (e.get("type"), e.get("device"), e.get("principal")) != ("device.enrolled", dev, bundle.principal):
@@ -329,6 +359,7 @@ def inspect_device_record(record: Mapping[str, Any], checkpoint: note.Checkpoint
             _index(revocation.get("log_index")),
             revocation.get("inclusion_proof") or [],
             checkpoint,
+            revocation.get("opening"),
         )
         if (r.json.get("type"), r.json.get("device")) != ("device.revoked", dev):
             raise ProofError(f"device {dev}: log entry {r.index} is not its revocation")

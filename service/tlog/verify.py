@@ -19,6 +19,7 @@ from sqlalchemy import select
 from liaison.crypto import merkle, note
 from liaison.crypto.commitments import parse_disclosures
 from liaison.crypto.directory_replay import DirectoryReplay
+from liaison.crypto.entry_v2 import parse_entry_v2
 from liaison.crypto.errors import CryptoError
 
 from ..storage.db import Database
@@ -144,7 +145,18 @@ def _check_entry(
     except (ValueError, UnicodeDecodeError):
         report.fail(f"entry {idx}: not JSON", idx)
         return
-    if not isinstance(obj, dict) or obj.get("type") != type_ or obj.get("actor") != actor:
+    if isinstance(obj, dict) and obj.get("v") == 2:
+        # An entry v2 (protocol 10): its type and clear fields are what the replay reads.
+        try:
+            entry = parse_entry_v2(data)
+        except CryptoError as e:
+            report.fail(f"entry {idx}: a malformed entry v2: {e}", idx)
+            return
+        if entry.type != type_:
+            report.fail(f"entry {idx}: its type column does not match its bytes", idx)
+            return
+        obj = {"v": 2, "type": entry.type, "hour": entry.hour, **entry.clear}
+    elif not isinstance(obj, dict) or obj.get("type") != type_ or obj.get("actor") != actor:
         report.fail(f"entry {idx}: its type/actor columns do not match its bytes", idx)
         return
     opened = None
