@@ -433,9 +433,11 @@ class AuditEntry(_JSON):
     Attributes:
         index: its index in the log.
         type: the entry type (e.g. `message.accepted`, `access.denied`).
-        time: when it was logged (RFC 3339 UTC).
-        actor: the device (or `system`) that caused it.
-        fields: every other field of the entry.
+        time: when it was logged (RFC 3339 UTC); of an entry v2 whose time is sealed to this
+            reader, its hour (`YYYY-MM-DDTHH:00:00Z`).
+        actor: the device (or `system`) that caused it ("" when sealed).
+        fields: every other field of the entry this reader may see (protocol 10.3).
+        sealed: the committed fields of an entry v2 this reader may not open.
     """
 
     index: int
@@ -443,6 +445,7 @@ class AuditEntry(_JSON):
     time: str
     actor: str
     fields: dict[str, Any]
+    sealed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

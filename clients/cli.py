@@ -1105,10 +1105,26 @@ def audit_entries(
     term.table(
         ("index", "time", "type", "actor", "details"),
         [
-            (e.index, e.time, e.type, e.actor, ", ".join(f"{k}={_short(v)}" for k, v in e.fields.items()))
+            (
+                e.index,
+                e.time,
+                e.type,
+                e.actor or "(sealed)",
+                ", ".join(
+                    [f"{k}={_short(v)}" for k, v in e.fields.items()] + [f"{k}=(sealed)" for k in e.sealed]
+                ),
+            )
             for e in found
         ],
     )
+    sealed = sum(1 for e in found if e.sealed)
+    if sealed:
+        term.say(
+            "{n} of {total} entries have fields sealed to this profile (protocol 10.3)",
+            err=True,
+            n=sealed,
+            total=len(found),
+        )
 
 
 def _short(value: Any) -> str:

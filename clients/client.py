@@ -26,7 +26,7 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
@@ -1436,7 +1436,9 @@ class AsyncClient(AdminMethods):
         cp = await self.trusted_checkpoint(proof.get("checkpoint"))
         if proof.get("tree_size") != cp.size:
             raise MalformedResponse("the message proof's tree size is not its checkpoint's")
-        entry = verify_entry(proof.get("entry"), proof.get("log_index"), proof.get("inclusion_proof"), cp)
+        entry = verify_entry(
+            proof.get("entry"), proof.get("log_index"), proof.get("inclusion_proof"), cp, proof.get("opening")
+        )
         if (entry.json.get("type"), entry.json.get("id")) != ("message.accepted", message_id):
             raise ProofInvalid(f"log entry {entry.index} is not the acceptance of {message_id}")
         checked = False
@@ -1666,20 +1668,34 @@ class AsyncClient(AdminMethods):
                 if not isinstance(e, dict) or not _entry_ok(e):
                     raise MalformedResponse("an audit entry is malformed")
                 data = _b64(e["entry"])
-                obj = parse_entry(data)
+                # A v2 entry (protocol 10): its clear view and what the opening opens, each
+                # recomputed against its commitment; the rest stays sealed.
+                obj = parse_entry(data, e.get("opening"))
+                sealed = _sealed(data, obj)
                 out.append(
                     m.AuditEntry(
                         int(e["index"]),
                         obj["type"],
-                        str(obj.get("time", "")),
+                        str(obj.get("time", obj.get("hour", ""))),
                         str(obj.get("actor", "")),
-                        {k: v for k, v in obj.items() if k not in ("v", "type", "time", "actor")},
+                        {k: v for k, v in obj.items() if k not in ("v", "type", "time", "actor", "hour")},
+                        sealed,
                     )
                 )
             nxt = body.get("next")
             more = bool(body.get("entries")) and isinstance(nxt, int) and nxt > cursor
             cursor = nxt if more else None
         return out[:limit]
+
+
+def _sealed(data: bytes, view: Mapping[str, Any]) -> tuple[str, ...]:
+    """The committed fields of a v2 entry that `view` does not open (none for v1)."""
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        return ()
+    committed = obj.get("c") if isinstance(obj, dict) and obj.get("v") == 2 else None
+    return tuple(sorted(set(committed) - set(view))) if isinstance(committed, dict) else ()
 
 
 @dataclasses.dataclass(frozen=True)

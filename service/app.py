@@ -300,11 +300,11 @@ async def _stream_loop(state: AppState) -> None:
 #: Logged at every start with `audit_public` (docs/audit.md says the same).
 _AUDIT_PUBLIC_WARNING = (
     "LIAISON_AUDIT_PUBLIC is true: anyone who can reach this server reads the audit log's "
-    "entries (/v1/audit/entries and /v1/audit/tile/entries/...) without signing in, and until "
-    "entries are committed (a later release) that is every field of every entry: labels, "
-    "channels, principals and their clearances, devices, reasons and times. Leave it off "
-    "unless the whole log may be public; witnesses need only checkpoints, hash tiles and "
-    "proofs, which are public anyway."
+    "entries (/v1/audit/entries and /v1/audit/tile/entries/...) without signing in. Entries v2 "
+    "show them commitments only (and the directory's statements), but entries written before "
+    "v2 show every field of every entry: labels, channels, principals and their clearances, "
+    "devices, reasons and times. Leave it off unless the whole log may be public; witnesses "
+    "need only checkpoints, hash tiles and proofs, which are public anyway."
 )
 
 

@@ -126,8 +126,7 @@ class Tx:
 
     def audit(self, type_: str, actor: str, subject: str | None = None, **fields: Any) -> int:
         """Append one entry; returns its log index (final once the batch commits)."""
-        data = build_entry(type_, actor, self.now, fields)
-        self._entries.append(LogEntry(type_, actor, subject, self.now, data))
+        self._entries.append(build_entry(type_, actor, self.now, fields, subject))
         index = self._start + len(self._entries) - 1
         self._mine.append(index)
         return index
@@ -390,8 +389,7 @@ class Writer:
                 # every checkpoint of size N says which map that checkpoint carries.
                 staged = self.map.stage(leaves)
                 MapState.write(raw, staged)
-                head = build_entry("map.head", "system", now, staged.head.fields())
-                entries.append(LogEntry("map.head", "system", None, now, head))
+                entries.append(build_entry("map.head", "system", now, staged.head.fields()))
                 receipts = self.log.integrate(store, start, entries, now).receipts
             session.commit()
             if staged is not None:

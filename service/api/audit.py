@@ -126,7 +126,13 @@ async def get_entries(
     since: Annotated[str | None, Query(max_length=40)] = None,
 ) -> dict[str, Any]:
     return await audit.entries(
-        state, start, _opt_int(end), type_=_opt(type_), actor=_opt(actor), since=_opt(since)
+        state,
+        start,
+        _opt_int(end),
+        caller=reader,
+        type_=_opt(type_),
+        actor=_opt(actor),
+        since=_opt(since),
     )
 
 

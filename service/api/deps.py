@@ -147,9 +147,13 @@ async def current_caller(request: Request, state: State, _: SignatureHeader) -> 
 
 
 async def audit_reader(request: Request, state: State, _: SignatureHeader) -> Caller | None:
-    """Entries and proofs: an auditor's or admin's signed request, or anyone if audit_public."""
+    """Entries and proofs: an auditor's or admin's signed request, or anyone if audit_public
+    (a signed request is still authenticated there: its caller receives the openings it is
+    entitled to, protocol 10.3; an unsigned one, none)."""
     if state.settings.audit_public:
-        return None
+        if "signature" not in request.headers:
+            return None
+        return await current_caller(request, state, None)
     caller = await current_caller(request, state, None)
     await audit.require_auditor(state, caller, f"{request.method} {request.scope['path']}"[:200])
     return caller

@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from liaison.crypto.merkle import Node
 
-from .models import AuditEntry, Checkpoint, Cosignature, TreeHash
+from .models import AuditEntry, AuditOpening, Checkpoint, Cosignature, TreeHash
 from .raw import Raw
 
 __all__ = ["CheckpointRow", "LogEntry", "LogReader", "LogStore", "SqlLogStore", "as_bytes"]
@@ -49,13 +49,15 @@ _NODES_PER_QUERY = 500
 
 
 class LogEntry(NamedTuple):
-    """One entry as stored: its bytes (what is hashed) and the columns readers filter on."""
+    """One entry as stored: its bytes (what is hashed), the columns readers filter on, and for
+    an entry v2 its opening: (seed, JCS of the committed values), kept in `audit_opening`."""
 
     type: str
     actor: str
     subject: str | None
     time: datetime
     data: bytes
+    opening: tuple[bytes, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,10 @@ class LogStore(Protocol):
         """The bytes of entry `index`."""
         ...
 
+    def opening(self, index: int) -> tuple[bytes, str] | None:
+        """Entry `index`'s opening (seed, committed values as JCS), if it has one."""
+        ...
+
     def has_cosignature(self, size: int, witness: str) -> bool:
         """Whether `witness` already cosigned the checkpoint of `size`."""
         ...
@@ -164,6 +170,9 @@ class SqlLogStore:
                 for i, e in enumerate(entries)
             ],
         )
+        openings = [(start + i, e.opening[0], e.opening[1]) for i, e in enumerate(entries) if e.opening]
+        if openings:
+            raw.executemany("INSERT INTO audit_opening (idx, seed, fields) VALUES (?, ?, ?)", openings)
 
     def put_hashes(self, hashes: Mapping[Node, bytes]) -> None:
         if hashes:
@@ -185,6 +194,10 @@ class SqlLogStore:
     def entry(self, index: int) -> bytes | None:
         row = self.raw.execute("SELECT data FROM audit_entry WHERE idx = ?", (index,)).fetchone()
         return as_bytes(row[0]) if row else None
+
+    def opening(self, index: int) -> tuple[bytes, str] | None:
+        row = self.raw.execute("SELECT seed, fields FROM audit_opening WHERE idx = ?", (index,)).fetchone()
+        return (as_bytes(row[0]), str(row[1])) if row else None
 
     def has_cosignature(self, size: int, witness: str) -> bool:
         return (
@@ -277,6 +290,19 @@ class LogReader:
     async def entry(self, index: int) -> bytes | None:
         data = await self.session.scalar(select(AuditEntry.data).where(AuditEntry.idx == index))
         return None if data is None else as_bytes(data)
+
+    async def openings(self, indexes: Iterable[int]) -> dict[int, tuple[bytes, str]]:
+        """The stored openings (seed, committed values as JCS) of these entries."""
+        wanted = sorted(set(indexes))
+        out: dict[int, tuple[bytes, str]] = {}
+        for i in range(0, len(wanted), 500):
+            rows = await self.session.execute(
+                select(AuditOpening.idx, AuditOpening.seed, AuditOpening.fields).where(
+                    AuditOpening.idx.in_(wanted[i : i + 500])
+                )
+            )
+            out.update({int(x): (as_bytes(s), str(f)) for x, s, f in rows})
+        return out
 
     async def entry_range(
         self,

@@ -18,6 +18,7 @@ from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "AuditEntry",
+    "AuditOpening",
     "Base",
     "Channel",
     "ChannelMember",
@@ -215,6 +216,16 @@ class AuditEntry(Base):
     actor: Mapped[str] = mapped_column(_s(64), index=True)
     time: Mapped[datetime] = mapped_column(index=True)
     subject: Mapped[str | None] = mapped_column(_s(64), index=True)
+
+
+class AuditOpening(Base):
+    """The opening of an entry v2 (protocol 10): its seed (every field's salt) and the values
+    it commits to. Beside the log, never in it; deleted when the entry is shredded."""
+
+    __tablename__ = "audit_opening"
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    seed: Mapped[bytes]
+    fields: Mapped[str] = mapped_column(Text)
 
 
 class TreeHash(Base):

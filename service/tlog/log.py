@@ -1,6 +1,6 @@
 """The audit log: entry bytes, batch integration into the RFC 6962 tree, receipts and proofs.
 
-Entries are JCS JSON (SPEC 6) appended with consecutive indexes inside the writer's
+Entries v2 (protocol 10, `tlog.entries`) appended with consecutive indexes inside the writer's
 transaction. `AuditLog.integrate` then adds a whole batch to the tree at once: it stores the
 hash of every complete subtree the batch creates (the addressing of `liaison.crypto.merkle`),
 signs one checkpoint for the new size, and returns each new entry's inclusion proof, all
@@ -16,25 +16,13 @@ from datetime import datetime
 from typing import Any
 
 from liaison.crypto import merkle, note
-from liaison.crypto.encoding import b64encode, format_time, jcs
+from liaison.crypto.encoding import b64encode
 
 from ..storage.logstore import LogEntry, LogReader, LogStore
+from .entries import MAX_ENTRY_BYTES, Opening
+from .entries import build as build_v2
 
 __all__ = ["MAX_ENTRY_BYTES", "AuditLog", "Integrated", "Receipt", "build_entry"]
-
-#: A tile entry bundle stores each entry behind a uint16 length (c2sp.org/tlog-tiles).
-MAX_ENTRY_BYTES = 65535
-
-
-def build_entry(type_: str, actor: str, time: datetime, fields: dict[str, Any]) -> bytes:
-    """The exact bytes of one log entry: `{"v":1,"type","time","actor",...}` in JCS."""
-    reserved = {"v", "type", "time", "actor"} & set(fields)
-    if reserved:
-        raise ValueError(f"audit fields may not override {sorted(reserved)}")
-    data = jcs({"v": 1, "type": type_, "time": format_time(time), "actor": actor, **fields})
-    if len(data) > MAX_ENTRY_BYTES:
-        raise ValueError("audit entry larger than 65535 bytes")
-    return data
 
 
 @dataclass(frozen=True)
@@ -47,6 +35,9 @@ class Receipt:
     proof: tuple[bytes, ...]
     #: The exact entry bytes, so the holder can check the proof without asking the log.
     entry: bytes | None = None
+    #: An entry v2's disclosures for the holder (protocol 10.5): every committed field, as
+    #: the holder did what the entry records.
+    opening: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -57,7 +48,22 @@ class Receipt:
         }
         if self.entry is not None:
             out["entry"] = b64encode(self.entry)
+        if self.opening is not None:
+            out["opening"] = self.opening
         return out
+
+
+def _disclosed(opening: tuple[bytes, str] | None) -> dict[str, Any] | None:
+    return None if opening is None else Opening.from_row(*opening).disclose()
+
+
+def build_entry(
+    type_: str, actor: str, time: datetime, fields: dict[str, Any], subject: str | None = None
+) -> LogEntry:
+    """An entry v2 ready to append (protocol 10), with its opening; `subject` fills the
+    column readers filter on (never in the entry's bytes)."""
+    data, opening = build_v2(type_, actor, time, fields)
+    return LogEntry(type_, actor, subject, time, data, (opening.seed, opening.fields_json()))
 
 
 @dataclass(frozen=True)
@@ -112,7 +118,14 @@ class AuditLog:
         text = note.sign_checkpoint(note.Checkpoint(self.origin, size, root), self.signer).decode()
         store.put_checkpoint(size, root, text, now)
         receipts = {
-            i: Receipt(i, size, text, tuple(merkle.inclusion_proof_from(known, i, size)), datas[i - start])
+            i: Receipt(
+                i,
+                size,
+                text,
+                tuple(merkle.inclusion_proof_from(known, i, size)),
+                datas[i - start],
+                _disclosed(entries[i - start].opening),
+            )
             for i in range(start, size)
         }
         self._edge = (size, {n: known.hashes[n] for n in merkle.range_nodes(0, size)})
@@ -132,7 +145,7 @@ class AuditLog:
         size, text = latest
         wanted = [n for g in merkle.inclusion_proof_nodes(index, size) for n in g]
         proof = merkle.inclusion_proof_from(_Hashes(store.hashes(wanted)), index, size)
-        return Receipt(index, size, text, tuple(proof), store.entry(index))
+        return Receipt(index, size, text, tuple(proof), store.entry(index), _disclosed(store.opening(index)))
 
     def forget_edge(self) -> None:
         """Drop the cached right edge (after a failed transaction)."""

@@ -19,12 +19,13 @@ from sqlalchemy import select
 from liaison.crypto import merkle, note
 from liaison.crypto.commitments import parse_disclosures
 from liaison.crypto.directory_replay import DirectoryReplay
-from liaison.crypto.entry_v2 import parse_entry_v2
+from liaison.crypto.entry_v2 import open_entry, parse_entry_v2
 from liaison.crypto.errors import CryptoError
 
 from ..storage.db import Database
 from ..storage.logstore import LogReader
 from ..storage.models import DirectoryStatement
+from .entries import Opening
 
 __all__ = ["VerifyReport", "verify_log"]
 
@@ -139,6 +140,7 @@ def _check_entry(
     report: VerifyReport,
     replay: DirectoryReplay,
     disclosures: Mapping[int, str],
+    openings: Mapping[int, tuple[bytes, str]],
 ) -> None:
     try:
         obj = json.loads(data)
@@ -155,7 +157,24 @@ def _check_entry(
         if entry.type != type_:
             report.fail(f"entry {idx}: its type column does not match its bytes", idx)
             return
-        obj = {"v": 2, "type": entry.type, "hour": entry.hour, **entry.clear}
+        # Every commitment must open with the stored opening (the operator holds them all);
+        # one missing is withheld (shredding is not implemented yet, so never explained).
+        stored = openings.get(idx)
+        values: dict[str, object] = {}
+        if entry.commitments and stored is None:
+            report.fail(f"entry {idx}: its opening is missing", idx)
+        elif stored is not None:
+            opening = Opening.from_row(*stored)
+            try:
+                values = open_entry(entry, parse_disclosures(opening.disclose()))
+            except CryptoError as e:
+                report.fail(f"entry {idx}: its stored opening does not open it: {e}", idx)
+            else:
+                if set(values) != set(entry.commitments):
+                    report.fail(f"entry {idx}: its opening leaves fields sealed", idx)
+            if values.get("actor", actor) != actor:
+                report.fail(f"entry {idx}: its actor column does not match its committed actor", idx)
+        obj = {"v": 2, "type": entry.type, "hour": entry.hour, **entry.clear, **values}
     elif not isinstance(obj, dict) or obj.get("type") != type_ or obj.get("actor") != actor:
         report.fail(f"entry {idx}: its type/actor columns do not match its bytes", idx)
         return
@@ -229,11 +248,13 @@ async def verify_log(
             break
         created: dict[merkle.Node, bytes] = {}
         disclosures = await _disclosures(db, rows[0][0], rows[-1][0] + 1)
+        async with db.sessions() as s:
+            openings = await LogReader(s).openings(r[0] for r in rows)
         for idx, data, type_, actor in rows:
             if idx != edge.size:
                 report.fail(f"entry {edge.size} is missing (next stored index is {idx})", edge.size)
                 return report
-            _check_entry(idx, data, type_, actor, report, replay, disclosures)
+            _check_entry(idx, data, type_, actor, report, replay, disclosures, openings)
             edge.push(merkle.leaf_hash(data), created)
             reach_checkpoints()
         await _compare_stored(db, created, report)

@@ -24,11 +24,14 @@ import logging
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from liaison.crypto import note, tiles
 from liaison.crypto.encoding import b64encode, parse_time
@@ -39,8 +42,10 @@ from ..problems import Problem
 from ..state import AppState
 from ..storage.logstore import CheckpointRow, LogReader
 from ..storage.models import Delivery, Message
+from ..tlog.entries import Opening
 from ..tlog.log import AuditLog
 from ..writer import Refusal, Tx
+from .audit_openings import opener_of, visible
 from .auth import Caller, SignedRequest
 from .readmodels import label_of
 from .refusals import access_denied, refuse
@@ -195,12 +200,53 @@ async def entry_bundle(state: AppState, tile: tiles.Tile) -> TileBody:
 # --- JSON conveniences -----------------------------------------------------------------------
 
 
-def _entry_json(idx: int, data: bytes) -> dict[str, Any]:
+def _entry_json(idx: int, data: bytes, opened: Mapping[str, Any] | None = None) -> dict[str, Any]:
     try:
         parsed = json.loads(data)
     except ValueError:  # only a damaged database holds such an entry; serve its bytes as is
         parsed = None
-    return {"index": idx, "entry": b64encode(data), "json": parsed}
+    out: dict[str, Any] = {"index": idx, "entry": b64encode(data), "json": parsed}
+    if isinstance(parsed, dict) and parsed.get("v") == 2:
+        # Entries v2 (protocol 10.3): the clear view, what this reader may open (with the
+        # disclosures that prove it) and the names of what stays sealed.
+        disclosed = dict(opened or {})
+        values = {k: d["value"] for k, d in disclosed.items()}
+        clear = parsed.get("clear") or {}
+        out["json"] = {"v": 2, "type": parsed.get("type"), "hour": parsed.get("hour"), **clear, **values}
+        out["opening"] = disclosed
+        out["sealed"] = sorted(set(parsed.get("c") or {}) - set(disclosed))
+    return out
+
+
+async def _openings_for(
+    state: AppState, s: AsyncSession, caller: Caller | None, rows: Sequence[tuple[int, bytes]]
+) -> dict[int, dict[str, Any]]:
+    """Per entry v2 among `rows`, the disclosures `caller` may receive (protocol 10.3)."""
+    stored = await LogReader(s).openings(i for i, _ in rows)
+    if not stored or caller is None:
+        return {}
+    who = opener_of(caller)
+    types = {i: _type_of(d) for i, d in rows}
+
+    def decide(sync: Session) -> dict[int, dict[str, Any]]:
+        out: dict[int, dict[str, Any]] = {}
+        for i, row in stored.items():
+            opening = Opening.from_row(*row)
+            names = visible(sync, state.policy, who, types.get(i) or "", opening.values)
+            if names:
+                out[i] = opening.disclose(names)
+        return out
+
+    return await s.run_sync(decide)
+
+
+def _type_of(data: bytes) -> str | None:
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        return None
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 async def entries(
@@ -208,6 +254,7 @@ async def entries(
     start: int,
     end: int | None,
     *,
+    caller: Caller | None = None,
     type_: str | None = None,
     actor: str | None = None,
     since: str | None = None,
@@ -237,9 +284,28 @@ async def entries(
         rows = await reader.entry_range(
             start, stop, type_=type_, actor=actor, since=since_dt, limit=MAX_ENTRIES
         )
-    out = [_entry_json(i, d) for i, d in rows]
+        opened = await _openings_for(state, s, caller, rows)
+    out = [_entry_json(i, d, opened.get(i)) for i, d in rows]
     nxt = stop if len(rows) < MAX_ENTRIES or not filtered else rows[-1][0] + 1
+    if opened and caller is not None:
+        await _log_opened(state, caller, opened)
     return {"entries": out, "next": nxt}
+
+
+async def _log_opened(state: AppState, caller: Caller, opened: Mapping[int, Mapping[str, Any]]) -> None:
+    """Every answer that opened something is logged (`audit.opened`): which entries, how many
+    fields."""
+
+    def job(tx: Tx) -> None:
+        tx.audit(
+            "audit.opened",
+            caller.device_id,
+            caller.device_id,
+            indexes=sorted(opened)[:MAX_ENTRIES],
+            fields=sum(len(v) for v in opened.values()),
+        )
+
+    await state.writer.run(job)
 
 
 async def inclusion(state: AppState, index: int, size: int | None) -> dict[str, Any]:
@@ -317,7 +383,8 @@ async def message_proof(state: AppState, signed: SignedRequest, message_id: str)
             raise Problem("internal", "the message's log entry is missing")
         proof = await AuditLog.inclusion_proof(reader, index, cp.size)
         text = await with_cosignatures(reader, cp)
-    return {
+        found = (await reader.openings([index])).get(index)
+    out = {
         "id": mid,
         "log_index": index,
         "entry": b64encode(entry),
@@ -325,6 +392,9 @@ async def message_proof(state: AppState, signed: SignedRequest, message_id: str)
         "tree_size": cp.size,
         "checkpoint": text,
     }
+    if found is not None:  # the caller is entitled to the whole entry (may_read_message_entry)
+        out["opening"] = Opening.from_row(*found).disclose()
+    return out
 
 
 # --- witnesses -------------------------------------------------------------------------------

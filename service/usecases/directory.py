@@ -29,6 +29,7 @@ from ..problems import Problem
 from ..state import AppState
 from ..storage.logstore import LogReader
 from ..storage.models import Channel, ChannelMember, Delivery, Device, Message, Principal
+from ..tlog.entries import Opening
 from ..tlog.log import AuditLog
 from ..writer import Refusal, Tx
 from .auth import Caller, SignedRequest
@@ -49,6 +50,11 @@ __all__ = [
 ]
 
 
+#: The committed fields of a device's enrolment and revocation entries its record opens: the
+#: device, its principal and its bundle's digest, which the record shows anyway.
+_DEVICE_FIELDS = ("device", "principal", "bundle_digest")
+
+
 def _time(t: datetime | None) -> str | None:
     return format_time(t) if t is not None else None
 
@@ -62,6 +68,9 @@ async def device_records(session: AsyncSession, devices: Sequence[Device]) -> di
     """
     reader = LogReader(session)
     cp = await reader.latest_checkpoint()
+    openings = await reader.openings(
+        i for d in devices for i in (d.enrol_index, d.revoke_index) if i is not None
+    )
     out = []
     for d in devices:
         rec: dict[str, Any] = {
@@ -84,6 +93,8 @@ async def device_records(session: AsyncSession, devices: Sequence[Device]) -> di
                     "entry": b64encode(entry),
                     "inclusion_proof": [b64encode(h) for h in proof],
                 }
+                if index in openings:  # what the record shows anyway (protocol 10.5)
+                    rec[key]["opening"] = Opening.from_row(*openings[index]).disclose(_DEVICE_FIELDS)
         out.append(rec)
     return {"checkpoint": cp.note if cp else None, "tree_size": cp.size if cp else 0, "devices": out}
 

@@ -564,6 +564,13 @@ def test_audit_commands(liaison: Liaison, server: Server) -> None:
     assert mine["authority_checked"] > 0 and mine["authority_sealed"] > 0
     assert mine["authority_checked"] + mine["authority_sealed"] == mine["statements"]
     assert mine["counts"]["audit.disclosed"] >= 1
+    # Entries v2 (protocol 10.3): the USA auditor opens USA's personnel fields and the messages
+    # it dominates; other nations' records stay sealed, and the table says how many.
+    listed = liaison("-p", n["usa"], "--json", "audit", "entries").json()
+    created = [e for e in listed if e["type"] == "principal.created"]
+    assert any(e["sealed"] for e in created) and any(not e["sealed"] for e in created)
+    assert "sealed to this profile" in liaison("-p", n["usa"], "audit", "entries").stderr
+    assert not any(e["sealed"] for e in liaison("-p", "root", "--json", "audit", "entries").json())
 
 
 def test_audit_witness(liaison: Liaison, server: Server) -> None:

@@ -37,6 +37,8 @@ from liaison.service.problems import PROBLEM_BASE, PROBLEM_TYPES
 from liaison.service.state import AppState
 from liaison.service.storage import models
 from liaison.service.storage.logstore import LogReader
+from liaison.service.tlog.entries import Opening
+from liaison.service.tlog.entries import view as entry_view
 from tests.service.directory_kit import anchors_of, bootstrap_statements, device_enrolment, with_statement
 
 PG_ENV = "LIAISON_TEST_POSTGRES_URL"
@@ -286,13 +288,17 @@ class World:
         """Audit entries from index `start` on (optionally of one type), parsed; without the
         `map.head` that ends every batch (protocol 9.6) unless `heads`."""
         async with self.state.db.sessions() as s:
-            q = select(models.AuditEntry.data).where(models.AuditEntry.idx >= start)
+            q = select(models.AuditEntry.idx, models.AuditEntry.data).where(models.AuditEntry.idx >= start)
             if type_:
                 q = q.where(models.AuditEntry.type == type_)
             elif not heads:
                 q = q.where(models.AuditEntry.type != "map.head")
-            rows = (await s.execute(q.order_by(models.AuditEntry.idx))).scalars().all()
-        return [json.loads(r) for r in rows]
+            rows = (await s.execute(q.order_by(models.AuditEntry.idx))).all()
+            openings = await LogReader(s).openings(i for i, _ in rows)
+        # Entries v2 (protocol 10) opened with their stored openings: every field, as root sees.
+        return [
+            entry_view(bytes(d), Opening.from_row(*openings[i]) if i in openings else None) for i, d in rows
+        ]
 
     async def sql(self, statement: str, **params: Any) -> Any:
         """Run one SQL statement in its own transaction (test set-up, e.g. moving time)."""
@@ -317,6 +323,14 @@ class World:
             row = await s.get(models.AuditEntry, index)
             assert row is not None
             return bytes(row.data)
+
+    async def entry(self, index: int) -> dict[str, Any]:
+        """Entry `index` as root reads it: v1 as written, v2 opened with its stored opening."""
+        async with self.state.db.sessions() as s:
+            row = await s.get(models.AuditEntry, index)
+            assert row is not None
+            found = (await LogReader(s).openings([index])).get(index)
+        return entry_view(bytes(row.data), Opening.from_row(*found) if found else None)
 
     @asynccontextmanager
     async def served(self) -> AsyncIterator[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,22 +79,30 @@ async def test_entries_paging_and_filters(world: World) -> None:
     assert [e["index"] for e in r["entries"]] == list(range(1000)) and r["next"] == 1000
     for e in r["entries"][:20]:
         raw = base64.b64decode(e["entry"])
-        assert e["json"] == json.loads(raw) and raw == await world.entry_bytes(e["index"])
+        # Root's auditor: every field opened, each recomputed against its commitment.
+        assert e["json"] == transparency.parse_entry(raw, e.get("opening")) and e["sealed"] == []
+        assert raw == await world.entry_bytes(e["index"])
+    # Every answer that opens something is logged (`audit.opened`, protocol 10.6): the log
+    # grows by that entry and its batch's map head after each such read.
+    size = await world.log_size()
     r = (await root.get(f"/v1/audit/entries?start=1000&end={size + 50}")).json()
     assert [e["index"] for e in r["entries"]] == list(range(1000, size)) and r["next"] == size
     r = (await root.get("/v1/audit/entries?start=2&end=&type=&actor=&since=")).json()
     assert r["entries"][0]["index"] == 2 and r["next"] == 1002  # empty means absent
     r = (await root.get("/v1/audit/entries?start=2&end=4")).json()
     assert [e["index"] for e in r["entries"]] == [2, 3] and r["next"] == 4
+    size = await world.log_size()
     r = (await root.get("/v1/audit/entries?type=device.enrolled")).json()
     assert r["entries"] and all(e["json"]["type"] == "device.enrolled" for e in r["entries"])
     assert r["next"] == size
     r = (await root.get("/v1/audit/entries?type=test.filler")).json()
     assert len(r["entries"]) == 1000 and r["next"] == r["entries"][-1]["index"] + 1
+    size = await world.log_size()
     r = (await root.get(f"/v1/audit/entries?type=test.filler&start={r['next']}")).json()
     assert len(r["entries"]) == 100 and r["next"] == size
     r = (await root.get("/v1/audit/entries?actor=system&end=5")).json()
     assert all(e["json"]["actor"] == "system" for e in r["entries"])
+    size = await world.log_size()
     r = (await root.get("/v1/audit/entries?since=2999-01-01T00:00:00Z")).json()
     assert r == {"entries": [], "next": size}
     r = (await root.get("/v1/audit/entries?since=2000-01-01T00:00:00Z&end=3")).json()
@@ -144,7 +151,7 @@ async def test_receipts_verify(world: World) -> None:
 
     # The same proof, later, from the audit API (`liaison audit prove MESSAGE_ID`).
     proof = (await world.root.get(f"/v1/audit/messages/{env['id']}")).json()
-    assert set(proof) == {"id", "log_index", "entry", "inclusion_proof", "tree_size", "checkpoint"}
+    assert set(proof) == {"id", "log_index", "entry", "opening", "inclusion_proof", "tree_size", "checkpoint"}
     later = transparency.verify_message_receipt(proof, env, key)
     assert later.index == got.index and later.checkpoint.size >= got.checkpoint.size
 

@@ -206,7 +206,9 @@ async def test_rewritten_hashes_are_detected(world: World) -> None:
     index = 3
     from liaison.crypto import merkle
 
-    forged = (await world.entry_bytes(index)).replace(b'"v":1', b'"v":1 ')
+    original = await world.entry_bytes(index)
+    forged = original.replace(b'"v":2', b'"v":2 ').replace(b'"v":1', b'"v":1 ')
+    assert forged != original
     for table in ("audit_entry", "tree_hash"):
         await _drop_update_trigger(world, table)
     await world.sql("UPDATE audit_entry SET data = :d WHERE idx = :i", d=forged, i=index)

@@ -20,6 +20,7 @@ from liaison.crypto.encoding import b64url_decode
 from liaison.crypto.errors import ProofError
 from liaison.crypto.keys import generate_device
 from liaison.crypto.statements import SignedStatement, leaf_value, principal_statement, sign_statement
+from liaison.crypto.transparency import parse_entry
 from liaison.crypto.vmap import MapProof, map_key, verify_proof, verify_range
 from liaison.service.tlog.verify import verify_log
 from liaison.service.usecases import statements
@@ -48,7 +49,7 @@ def _principal_body(pid: str, nation: str = "USA", clearance: str = "SECRET") ->
 
 
 def _head(proven: dict[str, Any]) -> dict[str, Any]:
-    head: dict[str, Any] = json.loads(base64.b64decode(proven["map_head"]["entry"]))
+    head: dict[str, Any] = parse_entry(base64.b64decode(proven["map_head"]["entry"]))
     return head
 
 

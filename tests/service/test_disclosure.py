@@ -59,7 +59,7 @@ async def test_every_recipients_question_is_logged(world: World) -> None:
     assert {d["principal"] for d in r.json()["devices"]} == {"usa-analyst", "ukr-analyst"}
     [entry] = await world.entries(start=before["log"])
     assert entry["type"] == "recipients.queried" and entry["actor"] == c.usa.id
-    assert set(entry) == {"v", "type", "time", "actor", "channel", "label"}
+    assert set(entry) == {"v", "type", "hour", "time", "actor", "channel", "label"}
     assert entry["channel"] == OPS and entry["label"] == r.json()["label"]
     after = await world.counts()
     # The entry and its batch's map.head (protocol 9.6).

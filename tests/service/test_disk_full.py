@@ -71,7 +71,7 @@ async def assert_consistent(world: World) -> None:
     assert report.ok and report.size == await world.log_size(), report
     rows = (await world.sql("SELECT id, log_index FROM message")).all()
     for mid, index in rows:
-        entry = json.loads(await world.entry_bytes(index))
+        entry = await world.entry(index)
         assert (entry["type"], entry["id"]) == ("message.accepted", mid)
     entries = await world.entries("message.accepted")
     assert len(entries) == len(rows)

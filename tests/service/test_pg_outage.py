@@ -18,7 +18,6 @@ entry matches).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import threading
@@ -161,7 +160,7 @@ async def assert_consistent(world: World, accepted: dict[str, int]) -> None:
     deliveries = (await world.sql("SELECT count(*) FROM delivery")).scalar()
     assert deliveries == sum(len(e["recipients"]) for e in entries)
     for mid, index in stored.items():
-        entry = json.loads(await world.entry_bytes(index))
+        entry = await world.entry(index)
         assert (entry["type"], entry["id"]) == ("message.accepted", mid)
 
 

@@ -33,6 +33,7 @@ from liaison.crypto.keys import DeviceKeys, PublicBundle, generate_device
 from liaison.crypto.labels import Label, parse_label
 from liaison.crypto.policy import Policy
 from liaison.crypto.statements import channel_statement, leaf_value, sign_statement
+from liaison.crypto.transparency import parse_entry
 from liaison.crypto.vmap import MapProof, map_key, verify_proof
 from liaison.service.ops.cli import app
 from tests.service.harness import (
@@ -167,7 +168,7 @@ async def _exchange(bases: list[str], init: dict[str, str]) -> None:
         heads = []
         for base in (a, b):
             proven = await call(base, usa, "GET", "/v1/directory/records?record=channel:ops")
-            head = json.loads(base64.b64decode(proven["map_head"]["entry"]))
+            head = parse_entry(base64.b64decode(proven["map_head"]["entry"]))
             heads.append((proven["tree_size"], head["version"], head["root"]))
             leaf = MapProof.from_json(proven["records"]["channel:ops"]["proof"])
             value = verify_proof(b64url_decode(head["root"]), map_key("*", "channel:ops"), leaf)

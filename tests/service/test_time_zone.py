@@ -20,7 +20,10 @@ import pytest
 
 from liaison.crypto.encoding import format_time, parse_time
 from liaison.crypto.keys import generate_device
+from liaison.crypto.transparency import parse_entry
 from liaison.service.storage.models import to_column_time
+from liaison.service.tlog.entries import Opening
+from liaison.service.tlog.entries import view as entry_view
 from tests.service.harness import enrol_device_sync, free_port, server_env, start_server, stop, wait_ready
 
 #: Nine hours ahead of UTC and five behind: an error either way shows.
@@ -71,15 +74,18 @@ def test_logged_times_are_utc_in_any_time_zone(zone: str, tmp_path: Path) -> Non
         keys = generate_device("root")
         r = enrol_device_sync(base, code, keys, cert)
         assert r.status_code == 201, r.text
-        enrolled = json.loads(base64.urlsafe_b64decode(r.json()["receipt"]["entry"] + "=="))
+        receipt = r.json()["receipt"]
+        enrolled = parse_entry(base64.b64decode(receipt["entry"]), receipt.get("opening"))
         _close_to_now(parse_time(enrolled["time"]), "the enrolment's log entry")
     finally:
         stop(proc)
     with sqlite3.connect(data / "liaison.db") as db:
         entries = db.execute("SELECT idx, data, time FROM audit_entry ORDER BY idx").fetchall()
+        openings = {i: (s, f) for i, s, f in db.execute("SELECT idx, seed, fields FROM audit_opening")}
         assert len(entries) >= 4  # init's policy.loaded and code, run's policy.loaded, enrolment
         for idx, blob, column in entries:
-            entry = json.loads(blob)
+            # An entry v2's exact time is committed (protocol 10): read it from its opening.
+            entry = entry_view(blob, Opening.from_row(*openings[idx]) if idx in openings else None)
             _close_to_now(parse_time(entry["time"]), f"entry {idx} ({entry['type']})")
             # The column readers filter on (`?since=`) holds the same instant, as naive UTC.
             _close_to_now(datetime.fromisoformat(column).replace(tzinfo=UTC), f"entry {idx}'s column")

@@ -1,0 +1,83 @@
+"""The entries the service writes: v2 (protocol 10), each with its opening kept beside the log.
+
+`build` splits an entry's fields into what its type shows in the clear (`CLEAR_FIELDS`) and
+what it commits to (the actor and the exact time included), with a fresh 32-byte seed; the
+`Opening` (seed and committed values) is stored in `audit_opening`, never in the log, and
+gives out disclosures one field at a time (`disclose`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from liaison.crypto import _primitives as p
+from liaison.crypto.encoding import b64url_encode, format_time, jcs
+from liaison.crypto.entry_v2 import CLEAR_FIELDS, SEED_LEN, build_entry_v2, entry_salt
+from liaison.crypto.errors import MalformedError
+
+__all__ = ["MAX_ENTRY_BYTES", "Opening", "build", "view"]
+
+#: A tile entry bundle stores each entry behind a uint16 length (c2sp.org/tlog-tiles).
+MAX_ENTRY_BYTES = 65535
+
+
+@dataclass(frozen=True)
+class Opening:
+    """An entry's seed and the values its commitments hide."""
+
+    seed: bytes
+    values: Mapping[str, Any]
+
+    def disclose(self, names: Iterable[str] | None = None) -> dict[str, Any]:
+        """`{name: {"salt", "value"}}` for `names` (all committed fields if None)."""
+        wanted = self.values if names is None else [n for n in names if n in self.values]
+        return {
+            n: {"salt": b64url_encode(entry_salt(self.seed, n)), "value": self.values[n]}
+            for n in sorted(wanted)
+        }
+
+    def fields_json(self) -> str:
+        return jcs(dict(self.values)).decode("utf-8")
+
+    @classmethod
+    def from_row(cls, seed: bytes, fields: str) -> Opening:
+        return cls(bytes(seed), json.loads(fields))
+
+
+def build(type_: str, actor: str, time: datetime, fields: Mapping[str, Any]) -> tuple[bytes, Opening]:
+    """The exact bytes of an entry v2 and its opening (ValueError if it would not fit)."""
+    # A field named `time` (a map head's) replaces the entry's own: both are the batch time.
+    reserved = {"v", "type", "hour", "clear", "c", "actor"} & set(fields)
+    if reserved:
+        raise ValueError(f"audit fields may not override {sorted(reserved)}")
+    allowed = CLEAR_FIELDS.get(type_, frozenset())
+    everything = {"actor": actor, "time": format_time(time), **fields}
+    clear = {k: v for k, v in everything.items() if k in allowed}
+    committed = {k: v for k, v in everything.items() if k not in allowed}
+    seed = p.random_bytes(SEED_LEN)
+    try:
+        data, _ = build_entry_v2(type_, time, clear, committed, seed)
+    except MalformedError as e:
+        raise ValueError(f"audit entry: {e}") from None
+    if len(data) > MAX_ENTRY_BYTES:
+        raise ValueError("audit entry larger than 65535 bytes")
+    return data, Opening(seed, committed)
+
+
+def view(data: bytes, opening: Opening | None) -> dict[str, Any]:
+    """An entry as the service reads it: a v1 entry's JSON, or a v2 entry's clear fields and
+    every committed value its opening holds (`{"v": 2, "type", "hour", **clear, **values}`)."""
+    obj: dict[str, Any] = json.loads(data)
+    if obj.get("v") != 2:
+        return obj
+    return {
+        "v": 2,
+        "type": obj["type"],
+        "hour": obj["hour"],
+        **obj["clear"],
+        **(opening.values if opening else {}),
+    }
