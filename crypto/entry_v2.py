@@ -84,6 +84,10 @@ class EntryV2:
     clear: Mapping[str, Any]
     commitments: Mapping[str, bytes]
 
+    def view(self, opened: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """What a reader sees: `{"v": 2, "type", "hour", **clear}` and the `opened` values."""
+        return {"v": 2, "type": self.type, "hour": self.hour, **self.clear, **(opened or {})}
+
     def to_bytes(self) -> bytes:
         return jcs(
             {

@@ -195,7 +195,7 @@ def _view_v2(data: bytes, opening: Any) -> dict[str, Any]:
             opened = open_entry(entry, parse_disclosures(opening))
         except CommitmentMismatch as e:
             raise ProofError(f"the entry's opening does not match its commitments: {e}") from None
-    return {"v": 2, "type": entry.type, "hour": entry.hour, **entry.clear, **opened}
+    return entry.view(opened)
 
 
 def _entry_bytes(value: Any) -> bytes:

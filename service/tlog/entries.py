@@ -16,7 +16,7 @@ from typing import Any
 
 from liaison.crypto import _primitives as p
 from liaison.crypto.encoding import b64url_encode, format_time, jcs
-from liaison.crypto.entry_v2 import CLEAR_FIELDS, SEED_LEN, build_entry_v2, entry_salt
+from liaison.crypto.entry_v2 import CLEAR_FIELDS, SEED_LEN, build_entry_v2, entry_salt, parse_entry_v2
 from liaison.crypto.errors import MalformedError
 
 __all__ = ["MAX_ENTRY_BYTES", "Opening", "build", "view"]
@@ -70,14 +70,8 @@ def build(type_: str, actor: str, time: datetime, fields: Mapping[str, Any]) -> 
 
 def view(data: bytes, opening: Opening | None) -> dict[str, Any]:
     """An entry as the service reads it: a v1 entry's JSON, or a v2 entry's clear fields and
-    every committed value its opening holds (`{"v": 2, "type", "hour", **clear, **values}`)."""
+    every committed value its opening holds (`EntryV2.view`)."""
     obj: dict[str, Any] = json.loads(data)
     if obj.get("v") != 2:
         return obj
-    return {
-        "v": 2,
-        "type": obj["type"],
-        "hour": obj["hour"],
-        **obj["clear"],
-        **(opening.values if opening else {}),
-    }
+    return parse_entry_v2(data).view(opening.values if opening else None)

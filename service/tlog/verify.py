@@ -174,7 +174,7 @@ def _check_entry(
                     report.fail(f"entry {idx}: its opening leaves fields sealed", idx)
             if values.get("actor", actor) != actor:
                 report.fail(f"entry {idx}: its actor column does not match its committed actor", idx)
-        obj = {"v": 2, "type": entry.type, "hour": entry.hour, **entry.clear, **values}
+        obj = entry.view(values)
     elif not isinstance(obj, dict) or obj.get("type") != type_ or obj.get("actor") != actor:
         report.fail(f"entry {idx}: its type/actor columns do not match its bytes", idx)
         return
