@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 COMMITMENT_KEY = p.sha256(b"liaison/v1/commitment-key")
+_COMMITMENT_MAC = p.HmacSha256(COMMITMENT_KEY)
 SALT_LEN = 16
 COMMITMENT_LEN = 32
 #: A name's UTF-8 must fit its u16be length; the protocol's names are far shorter.
@@ -67,7 +68,7 @@ def commit(name: str, value: Any, salt: bytes) -> bytes:
     if len(j) > _MAX_VALUE_BYTES:
         raise MalformedStatement(f"the value of {name!r} is too long to commit to")
     message = salt + len(n).to_bytes(2, "big") + n + len(j).to_bytes(4, "big") + j
-    return p.hmac_sha256(COMMITMENT_KEY, message)
+    return _COMMITMENT_MAC.mac(message)
 
 
 def new_salt() -> bytes:

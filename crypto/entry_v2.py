@@ -20,7 +20,7 @@ seed: it would open every field). Pure functions, no I/O.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +37,7 @@ __all__ = [
     "EntryV2",
     "build_entry_v2",
     "entry_salt",
+    "entry_salts",
     "hour_of",
     "open_entry",
     "parse_entry_v2",
@@ -68,11 +69,20 @@ def hour_of(t: datetime) -> str:
 
 def entry_salt(seed: bytes, name: str) -> bytes:
     """The 16-byte salt of field `name` of the entry whose seed is `seed` (32 bytes)."""
+    return entry_salts(seed, (name,))[name]
+
+
+def entry_salts(seed: bytes, names: Iterable[str]) -> dict[str, bytes]:
+    """`entry_salt(seed, name)` for every name, with the seed's HMAC key set up once."""
     if not isinstance(seed, bytes) or len(seed) != SEED_LEN:
         raise MalformedError(f"an entry's seed must be {SEED_LEN} bytes")
-    if not isinstance(name, str) or not name:
-        raise MalformedError("a field's name must be a non-empty string")
-    return p.hmac_sha256(seed, ENTRY_SALT_DOMAIN + b"\x00" + name.encode("utf-8"))[:16]
+    mac = p.HmacSha256(seed)
+    out: dict[str, bytes] = {}
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise MalformedError("a field's name must be a non-empty string")
+        out[name] = mac.mac(ENTRY_SALT_DOMAIN + b"\x00" + name.encode("utf-8"))[:16]
+    return out
 
 
 @dataclass(frozen=True)
@@ -117,7 +127,8 @@ def build_entry_v2(
     both = sorted(set(clear) & set(committed))
     if both:
         raise MalformedError(f"{', '.join(both)} both clear and committed")
-    disclosures = {name: Disclosure(entry_salt(seed, name), value) for name, value in committed.items()}
+    salts = entry_salts(seed, committed)
+    disclosures = {name: Disclosure(salts[name], value) for name, value in committed.items()}
     commitments = {name: commit(name, d.value, d.salt) for name, d in disclosures.items()}
     data = EntryV2(type_, hour_of(time), dict(clear), commitments).to_bytes()
     if len(data) > _MAX_ENTRY_BYTES:

@@ -48,16 +48,25 @@ __all__ = ["CheckpointRow", "LogEntry", "LogReader", "LogStore", "SqlLogStore", 
 _NODES_PER_QUERY = 500
 
 
+class StoredOpening(Protocol):
+    """What `audit_opening` keeps of an entry v2: its seed and its committed values' JSON."""
+
+    @property
+    def seed(self) -> bytes: ...
+
+    def fields_json(self) -> str: ...
+
+
 class LogEntry(NamedTuple):
     """One entry as stored: its bytes (what is hashed), the columns readers filter on, and for
-    an entry v2 its opening: (seed, JCS of the committed values), kept in `audit_opening`."""
+    an entry v2 its opening, kept in `audit_opening`."""
 
     type: str
     actor: str
     subject: str | None
     time: datetime
     data: bytes
-    opening: tuple[bytes, str] | None = None
+    opening: StoredOpening | None = None
 
 
 @dataclass(frozen=True)
@@ -170,7 +179,11 @@ class SqlLogStore:
                 for i, e in enumerate(entries)
             ],
         )
-        openings = [(start + i, e.opening[0], e.opening[1]) for i, e in enumerate(entries) if e.opening]
+        openings = [
+            (start + i, e.opening.seed, e.opening.fields_json())
+            for i, e in enumerate(entries)
+            if e.opening is not None
+        ]
         if openings:
             raw.executemany("INSERT INTO audit_opening (idx, seed, fields) VALUES (?, ?, ?)", openings)
 

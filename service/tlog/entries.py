@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from liaison.crypto import _primitives as p
-from liaison.crypto.encoding import b64url_encode, format_time, jcs
-from liaison.crypto.entry_v2 import CLEAR_FIELDS, SEED_LEN, build_entry_v2, entry_salt, parse_entry_v2
+from liaison.crypto.encoding import b64url_encode, format_time
+from liaison.crypto.entry_v2 import CLEAR_FIELDS, SEED_LEN, build_entry_v2, entry_salts, parse_entry_v2
 from liaison.crypto.errors import MalformedError
 
 __all__ = ["MAX_ENTRY_BYTES", "Opening", "build", "view"]
@@ -27,21 +27,24 @@ MAX_ENTRY_BYTES = 65535
 
 @dataclass(frozen=True)
 class Opening:
-    """An entry's seed and the values its commitments hide."""
+    """An entry's seed and the values its commitments hide (and, when just built, the salts
+    the seed gave, so a receipt's disclosures do not derive them twice)."""
 
     seed: bytes
     values: Mapping[str, Any]
+    salts: Mapping[str, bytes] = field(default_factory=dict, compare=False, repr=False)
 
     def disclose(self, names: Iterable[str] | None = None) -> dict[str, Any]:
         """`{name: {"salt", "value"}}` for `names` (all committed fields if None)."""
-        wanted = self.values if names is None else [n for n in names if n in self.values]
-        return {
-            n: {"salt": b64url_encode(entry_salt(self.seed, n)), "value": self.values[n]}
-            for n in sorted(wanted)
-        }
+        wanted = sorted(self.values if names is None else [n for n in names if n in self.values])
+        missing = [n for n in wanted if n not in self.salts]
+        salts = {**self.salts, **entry_salts(self.seed, missing)} if missing else self.salts
+        return {n: {"salt": b64url_encode(salts[n]), "value": self.values[n]} for n in wanted}
 
     def fields_json(self) -> str:
-        return jcs(dict(self.values)).decode("utf-8")
+        """The committed values as stored in `audit_opening.fields`: plain JSON (the
+        commitments fix each value's canonical form; the column only has to give it back)."""
+        return json.dumps(self.values, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
     @classmethod
     def from_row(cls, seed: bytes, fields: str) -> Opening:
@@ -60,12 +63,12 @@ def build(type_: str, actor: str, time: datetime, fields: Mapping[str, Any]) -> 
     committed = {k: v for k, v in everything.items() if k not in allowed}
     seed = p.random_bytes(SEED_LEN)
     try:
-        data, _ = build_entry_v2(type_, time, clear, committed, seed)
+        data, disclosures = build_entry_v2(type_, time, clear, committed, seed)
     except MalformedError as e:
         raise ValueError(f"audit entry: {e}") from None
     if len(data) > MAX_ENTRY_BYTES:
         raise ValueError("audit entry larger than 65535 bytes")
-    return data, Opening(seed, committed)
+    return data, Opening(seed, committed, {n: d.salt for n, d in disclosures.items()})
 
 
 def view(data: bytes, opening: Opening | None) -> dict[str, Any]:

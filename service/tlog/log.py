@@ -35,9 +35,14 @@ class Receipt:
     proof: tuple[bytes, ...]
     #: The exact entry bytes, so the holder can check the proof without asking the log.
     entry: bytes | None = None
-    #: An entry v2's disclosures for the holder (protocol 10.5): every committed field, as
-    #: the holder did what the entry records.
-    opening: dict[str, Any] | None = None
+    #: An entry v2's opening; the receipt discloses every committed field to its holder
+    #: (protocol 10.5), as the holder did what the entry records.
+    opened: Opening | None = None
+
+    @property
+    def opening(self) -> dict[str, Any] | None:
+        """The holder's disclosures, made when asked (most receipts of a batch never are)."""
+        return None if self.opened is None else self.opened.disclose()
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -48,13 +53,10 @@ class Receipt:
         }
         if self.entry is not None:
             out["entry"] = b64encode(self.entry)
-        if self.opening is not None:
-            out["opening"] = self.opening
+        opening = self.opening
+        if opening is not None:
+            out["opening"] = opening
         return out
-
-
-def _disclosed(opening: tuple[bytes, str] | None) -> dict[str, Any] | None:
-    return None if opening is None else Opening.from_row(*opening).disclose()
 
 
 def build_entry(
@@ -63,7 +65,14 @@ def build_entry(
     """An entry v2 ready to append (protocol 10), with its opening; `subject` fills the
     column readers filter on (never in the entry's bytes)."""
     data, opening = build_v2(type_, actor, time, fields)
-    return LogEntry(type_, actor, subject, time, data, (opening.seed, opening.fields_json()))
+    return LogEntry(type_, actor, subject, time, data, opening)
+
+
+def _opening(entry: LogEntry) -> Opening | None:
+    """The `Opening` `build_entry` gave the entry (the store knows it only as a row)."""
+    if entry.opening is None or isinstance(entry.opening, Opening):
+        return entry.opening
+    raise TypeError("log entries are made by build_entry")
 
 
 @dataclass(frozen=True)
@@ -124,7 +133,7 @@ class AuditLog:
                 text,
                 tuple(merkle.inclusion_proof_from(known, i, size)),
                 datas[i - start],
-                _disclosed(entries[i - start].opening),
+                _opening(entries[i - start]),
             )
             for i in range(start, size)
         }
@@ -145,7 +154,9 @@ class AuditLog:
         size, text = latest
         wanted = [n for g in merkle.inclusion_proof_nodes(index, size) for n in g]
         proof = merkle.inclusion_proof_from(_Hashes(store.hashes(wanted)), index, size)
-        return Receipt(index, size, text, tuple(proof), store.entry(index), _disclosed(store.opening(index)))
+        row = store.opening(index)
+        opened = Opening.from_row(*row) if row else None
+        return Receipt(index, size, text, tuple(proof), store.entry(index), opened)
 
     def forget_edge(self) -> None:
         """Drop the cached right edge (after a failed transaction)."""
