@@ -485,6 +485,11 @@ class LogVerification(_JSON):
         authority_checked: statements whose signer's authority was checked (9.4).
         authority_sealed: statements whose authority needs disclosures this auditor may not
             open (another nation's principals): counted, never guessed.
+        fields_opened: committed fields of entries v2 this auditor opened, each recomputed
+            against its commitment (protocol 10.6).
+        fields_sealed: committed fields that stayed sealed to this auditor.
+        entries_sealed: entries with at least one sealed field.
+        shredded: entries named by an `audit.shredded` entry (their openings destroyed).
     """
 
     origin: str
@@ -497,6 +502,10 @@ class LogVerification(_JSON):
     statements: int = 0
     authority_checked: int = 0
     authority_sealed: int = 0
+    fields_opened: int = 0
+    fields_sealed: int = 0
+    entries_sealed: int = 0
+    shredded: int = 0
 
 
 @dataclass(frozen=True)

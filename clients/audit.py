@@ -21,7 +21,7 @@ from pathlib import Path
 from liaison.crypto import merkle, note, tiles
 from liaison.crypto.commitments import Disclosure, parse_disclosures
 from liaison.crypto.directory_replay import DirectoryReplay
-from liaison.crypto.encoding import b64encode
+from liaison.crypto.encoding import b64decode, b64encode
 from liaison.crypto.errors import CryptoError, DecryptionFailed, MalformedError
 from liaison.crypto.passphrase import open_with_passphrase, seal_with_passphrase
 
@@ -78,6 +78,7 @@ async def verify_log(
     # signer must have had authority as far as this auditor may open them (protocol 9.10).
     replay, index = DirectoryReplay(authority=True), 0
     opener = _Disclosures(client)
+    shredded: set[int] = set()  # entries an audit.shredded entry names (protocol 10.6)
     for b in bundles:
         try:
             data = await client.fetch_tile(b)
@@ -97,12 +98,17 @@ async def verify_log(
         opened = await opener.between(wanted[0], wanted[-1] + 1) if wanted else {}
         for parsed in parsed_items:
             counts[parsed["type"]] += 1
+            if parsed["type"] == "audit.shredded" and isinstance(parsed.get("indexes"), list):
+                shredded.update(i for i in parsed["indexes"] if type(i) is int and 0 <= i < index)
             replay.feed(index, parsed, opened.get(index))
             index += 1
         done += 1
         progress(done, total, b.path)
     if replay.findings:
         raise ProofInvalid("the directory does not replay: " + "; ".join(replay.findings[:3]))
+    openings = _OpeningCount()
+    if bundles:
+        await openings.run(client, cp.size, {t.n: fetched[t] for t in level0}, shredded, progress)
     previous = None
     if saved is not None:
         old = saved.checkpoint
@@ -129,8 +135,85 @@ async def verify_log(
         replay.statements,
         replay.authority_checked,
         replay.authority_sealed,
+        openings.opened,
+        openings.sealed,
+        openings.entries_sealed,
+        len(shredded),
     )
     return result, cp, text
+
+
+class _OpeningCount:
+    """What this auditor may open of every entry v2 (protocol 10.6), from
+    `GET /v1/audit/entries`: each entry's bytes must be the leaf the tiles proved, every
+    opening is recomputed against its commitment (a mismatch is refused, never skipped), and
+    the fields left sealed are counted. Root's auditors are entitled to every field, so for
+    them a sealed field of an entry no `audit.shredded` entry names is a withheld opening:
+    refused as a finding. Others cannot tell withholding from need-to-know (docs/audit.md)."""
+
+    def __init__(self) -> None:
+        self.opened = self.sealed = self.entries_sealed = 0
+
+    async def run(
+        self,
+        client: AsyncClient,
+        size: int,
+        level0: dict[int, bytes],
+        shredded: set[int],
+        progress: Progress,
+    ) -> None:
+        root = client.principal == "root"
+        withheld: list[int] = []
+        cursor = 0
+        while cursor < size:
+            body = await client._json("GET", "/v1/audit/entries", params={"start": cursor, "end": size})
+            entries, following = body.get("entries"), body.get("next")
+            if not isinstance(entries, list) or type(following) is not int or not cursor < following <= size:
+                raise MalformedResponse("the entries answer does not have the documented shape")
+            for expected, e in enumerate(entries, start=cursor):
+                if not isinstance(e, dict) or e.get("index") != expected or not _entry_ok(e):
+                    raise MalformedResponse(f"the entries answer does not hold entry {expected} in order")
+                data = _entry_bytes(e["entry"], expected)
+                n, at = divmod(expected, tiles.TILE_WIDTH)
+                leaf = level0[n][at * merkle.HASH_SIZE : (at + 1) * merkle.HASH_SIZE]
+                if merkle.leaf_hash(data) != leaf:
+                    raise ProofInvalid(f"entry {expected} served with its openings is not the logged entry")
+                view = parse_entry(data, e.get("opening"))
+                committed = _committed(data)
+                sealed = committed - set(view)
+                self.opened += len(committed) - len(sealed)
+                self.sealed += len(sealed)
+                self.entries_sealed += bool(sealed)
+                if sealed and root and expected not in shredded:
+                    withheld.append(expected)
+            if cursor + len(entries) != following:
+                raise MalformedResponse("the entries answer skipped entries")
+            cursor = following
+            progress(cursor, size, "openings")
+        if withheld:
+            shown = ", ".join(map(str, withheld[:5])) + (" ..." if len(withheld) > 5 else "")
+            raise ProofInvalid(
+                f"the server withheld the openings of {len(withheld)} entries from root's auditor "
+                f"with no audit.shredded entry naming them: {shown}"
+            )
+
+
+def _entry_ok(e: dict[str, object]) -> bool:
+    return isinstance(e.get("entry"), str)
+
+
+def _entry_bytes(text: str, index: int) -> bytes:
+    try:
+        return b64decode(text, field=f"entry {index}")
+    except MalformedError as e:
+        raise MalformedResponse(str(e)) from None
+
+
+def _committed(data: bytes) -> set[str]:
+    """The committed field names of an entry v2 (none for v1)."""
+    obj = json.loads(data)
+    c = obj.get("c") if isinstance(obj, dict) and obj.get("v") == 2 else None
+    return set(c) if isinstance(c, dict) else set()
 
 
 class _Disclosures:

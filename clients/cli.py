@@ -1047,6 +1047,15 @@ def _print_verification(opts: Options, v: m.LogVerification, extra: dict[str, An
             checked=v.authority_checked,
             sealed=v.authority_sealed,
         )
+    if v.fields_opened or v.fields_sealed:
+        term.say(
+            "  {opened} committed fields opened and recomputed; {sealed} sealed to this profile "
+            "in {entries} entries; {shredded} entries shredded (each named by audit.shredded)",
+            opened=v.fields_opened,
+            sealed=v.fields_sealed,
+            entries=v.entries_sealed,
+            shredded=v.shredded,
+        )
     if v.previous_size is not None:
         term.say("  consistent with the checkpoint of size {size} seen before", size=v.previous_size)
     else:

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import hmac
 import os
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, hpke
@@ -93,17 +94,22 @@ def hmac_sha256(key: bytes, msg: bytes) -> bytes:
 
 class HmacSha256:
     """HMAC-SHA-256 under one key for many messages: the key is set up once and each MAC
-    copies that state (about a third cheaper than `hmac_sha256` per message)."""
+    copies that state (a third to a half cheaper than `hmac_sha256` per message).
+
+    With OpenSSL (every CPython build this project supports) the stdlib's `hmac.HMAC` wraps a
+    C object (`_hmac`) whose copy, update and digest skip the wrapper's Python frames; where it
+    is absent, the wrapper itself is copied. Either way the MAC is the stdlib's."""
 
     __slots__ = ("_keyed",)
 
     def __init__(self, key: bytes) -> None:
-        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
+        wrapper = hmac.new(key, digestmod=hashlib.sha256)
+        self._keyed: Any = getattr(wrapper, "_hmac", None) or wrapper
 
     def mac(self, msg: bytes) -> bytes:
         h = self._keyed.copy()
         h.update(msg)
-        return h.digest()
+        return bytes(h.digest())
 
 
 def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:

@@ -62,6 +62,7 @@ FIELD_SCOPES: Mapping[str, Mapping[str, str]] = {
     ),
     "audit.disclosed": dict.fromkeys(("actor", "time", "start", "end", "opened", "sealed"), "auditors"),
     "audit.opened": dict.fromkeys(("actor", "time", "indexes", "fields"), "auditors"),
+    "audit.shredded": dict.fromkeys(("actor", "time", "reason"), "auditors"),
 }
 
 

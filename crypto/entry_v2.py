@@ -19,6 +19,7 @@ seed: it would open every field). Pure functions, no I/O.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import _primitives as p
-from .commitments import COMMITMENT_LEN, Disclosure, commit, open_facts
+from .commitments import COMMITMENT_LEN, Disclosure, commit_fields, open_facts
 from .encoding import b64url_decode, b64url_encode, jcs
 from .errors import MalformedError
 
@@ -34,6 +35,7 @@ __all__ = [
     "CLEAR_FIELDS",
     "ENTRY_SALT_DOMAIN",
     "SEED_LEN",
+    "SHREDDABLE",
     "EntryV2",
     "build_entry_v2",
     "entry_salt",
@@ -50,6 +52,11 @@ SEED_LEN = 32
 _MAX_ENTRY_BYTES = 65535
 _RESERVED = frozenset({"v", "type", "hour", "clear", "c"})
 
+#: The entry types whose openings a message's expiry may destroy (protocol 10.6: what the
+#: message was, who sent it to whom, who fetched and acknowledged it); no other entry is ever
+#: shredded, the directory's statements least of all.
+SHREDDABLE = frozenset({"message.accepted", "message.delivered", "message.acked"})
+
 #: What each type shows in the clear (protocol 10.2); anything else is committed. A type not
 #: listed shows nothing but its type and hour.
 CLEAR_FIELDS: Mapping[str, frozenset[str]] = {
@@ -60,6 +67,7 @@ CLEAR_FIELDS: Mapping[str, frozenset[str]] = {
 }
 
 
+@functools.lru_cache(maxsize=8)  # a batch's entries share one time
 def hour_of(t: datetime) -> str:
     """The entry's clear time: its UTC hour, `YYYY-MM-DDTHH:00:00Z`."""
     if t.tzinfo is None:
@@ -129,7 +137,7 @@ def build_entry_v2(
         raise MalformedError(f"{', '.join(both)} both clear and committed")
     salts = entry_salts(seed, committed)
     disclosures = {name: Disclosure(salts[name], value) for name, value in committed.items()}
-    commitments = {name: commit(name, d.value, d.salt) for name, d in disclosures.items()}
+    commitments = commit_fields(committed, salts)
     data = EntryV2(type_, hour_of(time), dict(clear), commitments).to_bytes()
     if len(data) > _MAX_ENTRY_BYTES:
         raise MalformedError(f"an entry may be at most {_MAX_ENTRY_BYTES} bytes")

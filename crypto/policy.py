@@ -55,7 +55,9 @@ _NAME_RE = re.compile(r"^[A-Z][A-Z0-9 _-]{0,31}$")
 _ADMIN: Role = "admin"  # the role that may manage principals
 _BASE_ROLE: Role = "analyst"  # every principal's role: it carries no privilege
 _FIELDS = frozenset({"id", "version", "nations", "compartments", "levels", "envelopes"})
-_LEVEL_FIELDS = frozenset({"name", "kem", "signatures", "max_bytes", "retention_days", "systems"})
+_LEVEL_FIELDS = frozenset(
+    {"name", "kem", "signatures", "max_bytes", "retention_days", "systems", "shred_audit"}
+)
 #: A policy file's SHA-256 in lower-case hex, or "" for a policy that did not come from a file.
 _SHA256_RE = re.compile(r"(?:[0-9a-f]{64})?")
 
@@ -70,6 +72,8 @@ class LevelRule:
     max_bytes: int
     retention_days: int
     systems: bool
+    #: Whether a message's audit openings are destroyed when it expires (protocol 10.6).
+    shred_audit: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,8 @@ class Policy:
                     "max_bytes": lv.max_bytes,
                     "retention_days": lv.retention_days,
                     "systems": lv.systems,
+                    # Only when set: a policy without it keeps the JSON form it had.
+                    **({"shred_audit": True} if lv.shred_audit else {}),
                 }
                 for lv in self.levels
             ],
@@ -187,7 +193,10 @@ def _level(obj: Any, i: int) -> LevelRule:
         raise _err(f"{where}retention_days must be an integer between 1 and 36500")
     if not isinstance(systems, bool):
         raise _err(f"{where}systems must be true or false")
-    return LevelRule(name, kem, sigs, max_bytes, days, systems)
+    shred = obj.get("shred_audit", False)
+    if not isinstance(shred, bool):
+        raise _err(f"{where}shred_audit must be true or false")
+    return LevelRule(name, kem, sigs, max_bytes, days, systems, shred)
 
 
 def parse_policy(text: str | bytes) -> Policy:

@@ -144,6 +144,7 @@ def verify(
             )
             + f"; directory: {report.statements} statements replayed into {report.map_heads} map heads"
             + f", the authority of {report.authority_checked} checked"
+            + (f"; {report.shredded} entries shredded (named by audit.shredded)" if report.shredded else "")
         )
         return
     where = f" first bad index: {report.first_bad_index}" if report.first_bad_index is not None else ""

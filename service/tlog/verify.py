@@ -19,7 +19,7 @@ from sqlalchemy import select
 from liaison.crypto import merkle, note
 from liaison.crypto.commitments import parse_disclosures
 from liaison.crypto.directory_replay import DirectoryReplay
-from liaison.crypto.entry_v2 import open_entry, parse_entry_v2
+from liaison.crypto.entry_v2 import SHREDDABLE, open_entry, parse_entry_v2
 from liaison.crypto.errors import CryptoError
 
 from ..storage.db import Database
@@ -51,6 +51,10 @@ class VerifyReport:
     #: Statements whose signer's authority the replay checked (all: the database holds every
     #: disclosure).
     authority_checked: int = 0
+    #: Entries whose opening is gone, each named by a later `audit.shredded` entry.
+    shredded: int = 0
+    #: Entries v2 without an opening, not yet explained by a shredding: index -> type.
+    unopened: dict[int, str] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -158,11 +162,11 @@ def _check_entry(
             report.fail(f"entry {idx}: its type column does not match its bytes", idx)
             return
         # Every commitment must open with the stored opening (the operator holds them all);
-        # one missing is withheld (shredding is not implemented yet, so never explained).
+        # one missing is withheld unless a later audit.shredded entry names it (_shredding).
         stored = openings.get(idx)
         values: dict[str, object] = {}
         if entry.commitments and stored is None:
-            report.fail(f"entry {idx}: its opening is missing", idx)
+            report.unopened[idx] = type_
         elif stored is not None:
             opening = Opening.from_row(*stored)
             try:
@@ -175,6 +179,8 @@ def _check_entry(
             if values.get("actor", actor) != actor:
                 report.fail(f"entry {idx}: its actor column does not match its committed actor", idx)
         obj = entry.view(values)
+        if type_ == "audit.shredded":
+            _shredding(idx, entry.clear.get("indexes"), report)
     elif not isinstance(obj, dict) or obj.get("type") != type_ or obj.get("actor") != actor:
         report.fail(f"entry {idx}: its type/actor columns do not match its bytes", idx)
         return
@@ -189,6 +195,25 @@ def _check_entry(
             except (ValueError, CryptoError) as e:
                 report.fail(f"entry {idx}: its stored disclosures are malformed: {e}", idx)
     replay.feed(idx, obj, opened)
+
+
+def _shredding(idx: int, indexes: object, report: VerifyReport) -> None:
+    """An `audit.shredded` entry at `idx` explains the missing openings it names (protocol
+    10.6): each must be an earlier message entry (`SHREDDABLE`) whose opening is indeed gone.
+    One still stored was not destroyed; a directory statement is never shredded."""
+    if not isinstance(indexes, list) or not all(type(i) is int for i in indexes):
+        report.fail(f"entry {idx}: audit.shredded without a list of indexes", idx)
+        return
+    for i in indexes:
+        kind = report.unopened.pop(i, None)
+        if not 0 <= i < idx:
+            report.fail(f"entry {idx}: audit.shredded names entry {i}, which is not before it", idx)
+        elif kind is None:
+            report.fail(f"entry {idx}: audit.shredded names entry {i}, whose opening is still stored", idx)
+        elif kind not in SHREDDABLE:
+            report.fail(f"entry {idx}: audit.shredded names entry {i}, a {kind}, which is never shredded", i)
+        else:
+            report.shredded += 1
 
 
 async def _disclosures(db: Database, start: int, end: int) -> dict[int, str]:
@@ -272,6 +297,8 @@ async def verify_log(
                 f"signed root; an entry in [{good}, {cp_size}) was changed",
                 good,
             )
+    for idx in sorted(report.unopened):
+        report.fail(f"entry {idx}: its opening is missing and no audit.shredded entry names it", idx)
     _check_cosignatures(cosigs, cps, witnesses, report)
     report.statements, report.map_heads = replay.statements, replay.map_heads
     report.authority_checked = replay.authority_checked

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from liaison.crypto.encoding import format_time, jcs
+from liaison.crypto.entry_v2 import SHREDDABLE
 from liaison.crypto.envelope import ParsedEnvelope, parse_envelope, verify_envelope
 from liaison.crypto.errors import (
     BadSignature,
@@ -32,7 +33,7 @@ from liaison.crypto.policy import Policy, check_ceiling, check_dominates, check_
 from ..problems import Problem
 from ..state import AppState
 from ..storage import events
-from ..storage.models import Channel, Delivery, Message, Principal
+from ..storage.models import AuditEntry, AuditOpening, Channel, Delivery, Message, Principal
 from ..writer import CacheSlot, Refusal, Tx
 from .auth import Caller, SignedRequest
 from .directory import Eligibility, eligibility
@@ -415,26 +416,59 @@ async def ack(state: AppState, caller: Caller, message_id: str) -> dict[str, Any
     return (await state.writer.run(job, shares_cache=True)).value
 
 
+#: Indexes per `audit.shredded` entry: its clear list stays far below an entry's 64 KiB.
+_SHRED_PER_ENTRY = 2000
+
+
+def _shred(tx: Tx, messages: Sequence[str]) -> int:
+    """Delete the openings of `messages`' entries (`SHREDDABLE`) and log which were shredded
+    (`audit.shredded {indexes}`, the list in the clear); returns how many entries lost theirs.
+    The `message.expired` entry stays openable: it records the expiry, the shredding's cause."""
+    s = tx.session
+    indexes = sorted(
+        int(i)
+        for (i,) in s.execute(
+            select(AuditOpening.idx)
+            .join(AuditEntry, AuditEntry.idx == AuditOpening.idx)
+            .where(AuditEntry.subject.in_(messages), AuditEntry.type.in_(sorted(SHREDDABLE)))
+        )
+    )
+    for k in range(0, len(indexes), _SHRED_PER_ENTRY):
+        part = indexes[k : k + _SHRED_PER_ENTRY]
+        s.execute(delete(AuditOpening).where(AuditOpening.idx.in_(part)))
+        tx.audit("audit.shredded", "system", None, indexes=part, reason="message.expired")
+    return len(indexes)
+
+
 async def expire_due(state: AppState, limit: int = 500) -> int:
-    """Destroy the ciphertext of messages past their level's retention; log each."""
+    """Destroy the ciphertext of messages past their level's retention; log each. Where the
+    level's policy says `shred_audit`, destroy their entries' openings too (`_shred`)."""
 
     def job(tx: Tx) -> int:
         s = tx.session
         due = (
             s.execute(
-                select(Message.id, Message.log_index)
+                select(Message.id, Message.log_index, Message.classification)
                 .where(Message.expires_at <= tx.now, Message.expired_at.is_(None))
                 .limit(limit)
             )
         ).all()
-        for mid, index in due:
+        for mid, index, _ in due:
             tx.audit("message.expired", "system", mid, id=mid, accepted_index=index)
         if due:
             s.execute(
                 update(Message)
-                .where(Message.id.in_([m for m, _ in due]))
+                .where(Message.id.in_([m for m, _, _ in due]))
                 .values(envelope=None, expired_at=tx.now)
             )
+            shred = [m for m, _, level in due if _shreds(state.policy, level)]
+            if shred:
+                _shred(tx, shred)
         return len(due)
 
     return (await state.writer.run(job)).value
+
+
+def _shreds(policy: Policy, level: str) -> bool:
+    # A level the policy no longer has keeps its openings (nothing says to destroy them).
+    return policy.has_level(level) and policy.rule(level).shred_audit

@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,8 +102,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def running_server(base: Path) -> Iterator[Server]:
-    """`liaison-server init` in `base/data`, then `run`, stopped on exit."""
+def running_server(base: Path, policy: Callable[[str], str] | None = None) -> Iterator[Server]:
+    """`liaison-server init` in `base/data`, then `run`, stopped on exit; `policy` may rewrite
+    the policy file before the first start (the root then signs that one at genesis)."""
     data = base / "data"
     r = subprocess.run(
         [str(BIN / "liaison-server"), "init", "--data-dir", str(data), "--json"],
@@ -111,6 +112,9 @@ def running_server(base: Path) -> Iterator[Server]:
         check=True,
         timeout=120,
     )
+    if policy is not None:
+        path = data / "policy.toml"
+        path.write_text(policy(path.read_text()))
     srv = Server(data, json.loads(r.stdout))
     srv.start()
     try:

@@ -440,9 +440,15 @@ def enrol_device_sync(base: str, code: str, keys: DeviceKeys, cert: str) -> http
 
 
 @asynccontextmanager
-async def running_world(tmp: Path, database_url: str | None, **settings: Any) -> AsyncIterator[World]:
+async def running_world(
+    tmp: Path, database_url: str | None, policy: Callable[[str], str] | None = None, **settings: Any
+) -> AsyncIterator[World]:
+    """A world whose data directory is fresh; `policy` may rewrite its policy.toml first."""
     data_dir = tmp / f"data-{uuid.uuid4().hex[:6]}"
     write_files(data_dir)
+    if policy is not None:
+        path = data_dir / "policy.toml"
+        path.write_text(policy(path.read_text()))
     code = await init_database(data_dir, database_url)
     overrides = {"database_url": database_url} if database_url else {}
     # public_url=BASE unless a test sets it (None: the server's authority comes from host/port);

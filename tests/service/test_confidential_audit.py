@@ -4,7 +4,8 @@ caller: an anonymous reader with LIAISON_AUDIT_PUBLIC, an UNCLASSIFIED POL audit
 SECRET UKR admin read nothing of a `TOP SECRET//HUMINT//REL TO USA` message on "Operation
 NIGHTJAR" or of the HUMINT handler's record; a USA auditor cleared for it, and root's, do.
 Then the operator's `audit verify` holds every opening and names one that is missing or
-does not open."""
+does not open. Last, shredding at expiry (protocol 10.6), explained to the verifier only by
+the entry that logs it."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ import pytest
 from liaison.crypto import tiles
 from liaison.crypto.keys import generate_device
 from liaison.service.tlog.verify import verify_log
-from tests.service.harness import Device, World, world_on
+from liaison.service.usecases import messaging
+from liaison.service.writer import Tx
+from tests.service.harness import OPS, Device, World, assert_problem, coalition, world_on
 
 LABEL = "TOP SECRET//HUMINT//REL TO USA"
+SECRET_AIRDEF = "SECRET//AIRDEF//REL TO UKR, USA"
 SECRETS = ("TOP SECRET", "HUMINT", "NIGHTJAR", "nightjar", "Smith", "handler")
 
 
@@ -141,3 +145,92 @@ async def test_the_operators_verify_names_a_missing_or_wrong_opening(world: Worl
     report = await verify_log(world.state.db, world.state.log.signer.verifier)
     assert any(f"entry {victim}: its opening is missing" in f for f in report.failures), report.failures
     assert any(f"entry {other}:" in f for f in report.failures), report.failures
+
+
+def _shred_secret(text: str) -> str:
+    """The default policy with `shred_audit` on SECRET only."""
+    marker = 'name = "SECRET"\n'
+    assert marker in text
+    return text.replace(marker, marker + "shred_audit = true\n")
+
+
+@pytest.fixture
+async def shredding_world(backend: str, tmp_path: Path) -> AsyncIterator[World]:
+    async with world_on(backend, tmp_path, policy=_shred_secret) as w:
+        yield w
+
+
+async def _message_entries(world: World, mid: str) -> dict[str, int]:
+    rows = await world.sql("SELECT type, idx FROM audit_entry WHERE subject = :mid ORDER BY idx", mid=mid)
+    return {t: int(i) for t, i in rows.all()}
+
+
+async def test_expiry_shreds_a_messages_openings_under_policy(shredding_world: World) -> None:
+    world = shredding_world
+    c = await coalition(world)
+    r = await c.usa.send(OPS, SECRET_AIRDEF, b"shred me")
+    assert r.status_code == 201, r.text
+    mid = r.json()["id"]
+    r = await c.usa.send(OPS, "CONFIDENTIAL//REL TO FRA, UKR, USA", b"keep me")
+    keep = r.json()["id"]
+    assert (await c.ukr.get(f"/v1/messages/{mid}")).status_code == 200
+    assert (await c.ukr.post(f"/v1/messages/{mid}/ack")).status_code == 200
+    assert "opening" in (await c.usa.get(f"/v1/audit/messages/{mid}")).json()
+    await world.sql("UPDATE message SET expires_at = accepted_at")
+    assert await messaging.expire_due(world.state) == 2
+    # The SECRET message's accepted, delivered and acked entries lost their openings, listed
+    # in the clear by one audit.shredded entry; its message.expired entry and the
+    # CONFIDENTIAL message's entries (no shred_audit at that level) keep theirs.
+    mine, kept = await _message_entries(world, mid), await _message_entries(world, keep)
+    shredded = [mine["message.accepted"], mine["message.delivered"], mine["message.acked"]]
+    logged = await world.entries("audit.shredded")
+    assert [(e["indexes"], e["reason"], e["actor"]) for e in logged] == [
+        (shredded, "message.expired", "system")
+    ]
+    stored = set((await world.sql("SELECT idx FROM audit_opening")).scalars().all())
+    assert not stored & set(shredded)
+    assert {mine["message.expired"], *kept.values()} <= stored
+    # Root's auditor now reads those entries sealed, field by field; the rest still open.
+    size = await world.log_size()
+    body = (await world.root.get(f"/v1/audit/entries?start=0&end={size}")).json()
+    by_index = {e["index"]: e for e in body["entries"]}
+    for i in shredded:
+        assert by_index[i]["opening"] == {} and {"actor", "id"} <= set(by_index[i]["sealed"]), by_index[i]
+    assert by_index[kept["message.accepted"]]["sealed"] == []
+    # A party's proof of the message is refused with the reason, not with a broken proof.
+    r = await c.usa.get(f"/v1/audit/messages/{mid}")
+    assert "shredded" in assert_problem(r, "not-found")["detail"]
+    assert (await c.usa.get(f"/v1/audit/messages/{keep}")).status_code == 200
+    # The operator's verify explains the missing openings by the logged shredding...
+    report = await verify_log(world.state.db, world.state.log.signer.verifier)
+    assert report.ok, report.failures
+    assert report.shredded == 3
+    # ...and still names an opening deleted without one.
+    await world.sql("DELETE FROM audit_opening WHERE idx = :i", i=kept["message.accepted"])
+    report = await verify_log(world.state.db, world.state.log.signer.verifier)
+    assert report.failures == [
+        f"entry {kept['message.accepted']}: its opening is missing and no audit.shredded entry names it"
+    ]
+
+
+async def test_verify_refuses_a_shredding_beyond_messages(world: World) -> None:
+    """A directory statement is never shredded, and a shredding must have destroyed what it
+    names: an operator who deletes a statement's opening and logs it as shredded is caught."""
+    await world.principal("usa-x", "USA", "SECRET")
+    rows = await world.sql("SELECT idx, type FROM audit_entry ORDER BY idx")
+    by_type: dict[str, list[int]] = {}
+    for i, t in rows.all():
+        by_type.setdefault(t, []).append(int(i))
+    created, policy = by_type["principal.created"][0], by_type["policy.loaded"][0]
+    await world.sql("DELETE FROM audit_opening WHERE idx = :i", i=created)
+
+    def job(tx: Tx) -> None:
+        tx.audit("audit.shredded", "system", None, indexes=[created, policy], reason="message.expired")
+
+    await world.state.writer.run(job)
+    report = await verify_log(world.state.db, world.state.log.signer.verifier)
+    assert any(
+        f"names entry {created}, a principal.created, which is never shredded" in f for f in report.failures
+    )
+    assert any(f"names entry {policy}, whose opening is still stored" in f for f in report.failures)
+    assert report.shredded == 0
