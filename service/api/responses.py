@@ -127,6 +127,11 @@ class LevelRule(Doc):
     max_bytes: int
     retention_days: int
     systems: bool
+    shred_audit: bool | None = Field(
+        default=None,
+        description="present (true) when a message's audit openings are destroyed at its expiry "
+        "(protocol.md 10.7)",
+    )
 
 
 class PolicyDoc(Doc):

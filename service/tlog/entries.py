@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,6 +54,33 @@ class Opening:
         return cls(bytes(seed), json.loads(fields))
 
 
+class _SeedPool:
+    """Entry seeds cut from one CSPRNG read of 128 at a time (a read per entry cost a system
+    call each: 8% of a large batch's time). Thread-safe; the pool holds at most 4 KiB. A
+    forked child never reuses its parent's unused seeds (two processes would otherwise give
+    two entries the same salts): the pool belongs to the process that filled it."""
+
+    _BATCH = 128
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._at = 0
+        self._pid = 0
+
+    def take(self) -> bytes:
+        with self._lock:
+            if self._at >= len(self._buffer) or self._pid != os.getpid():
+                self._buffer, self._at = p.random_bytes(SEED_LEN * self._BATCH), 0
+                self._pid = os.getpid()
+            seed = self._buffer[self._at : self._at + SEED_LEN]
+            self._at += SEED_LEN
+            return seed
+
+
+_SEEDS = _SeedPool()
+
+
 @functools.lru_cache(maxsize=8)  # a batch's entries share one time
 def _time(t: datetime) -> str:
     return format_time(t)
@@ -67,7 +96,7 @@ def build(type_: str, actor: str, time: datetime, fields: Mapping[str, Any]) -> 
     everything = {"actor": actor, "time": _time(time), **fields}
     clear = {k: v for k, v in everything.items() if k in allowed}
     committed = {k: v for k, v in everything.items() if k not in allowed}
-    seed = p.random_bytes(SEED_LEN)
+    seed = _SEEDS.take()
     try:
         data, disclosures = build_entry_v2(type_, time, clear, committed, seed)
     except MalformedError as e:

@@ -10,8 +10,9 @@ without reading more than the tree's right edge. Storage is behind `storage.logs
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -32,12 +33,19 @@ class Receipt:
     index: int
     size: int
     checkpoint: str
-    proof: tuple[bytes, ...]
+    #: Tree hashes the inclusion proof is read from (a batch's new hashes and the edge).
+    hashes: merkle.HashReader = field(repr=False, compare=False)
     #: The exact entry bytes, so the holder can check the proof without asking the log.
     entry: bytes | None = None
     #: An entry v2's opening; the receipt discloses every committed field to its holder
     #: (protocol 10.5), as the holder did what the entry records.
     opened: Opening | None = None
+
+    @functools.cached_property
+    def proof(self) -> tuple[bytes, ...]:
+        """The inclusion proof, computed when asked: a batch of 50,000 entries has as many
+        receipts, and most (a bulk job's) are never sent."""
+        return tuple(merkle.inclusion_proof_from(self.hashes, self.index, self.size))
 
     @property
     def opening(self) -> dict[str, Any] | None:
@@ -127,14 +135,7 @@ class AuditLog:
         text = note.sign_checkpoint(note.Checkpoint(self.origin, size, root), self.signer).decode()
         store.put_checkpoint(size, root, text, now)
         receipts = {
-            i: Receipt(
-                i,
-                size,
-                text,
-                tuple(merkle.inclusion_proof_from(known, i, size)),
-                datas[i - start],
-                _opening(entries[i - start]),
-            )
+            i: Receipt(i, size, text, known, datas[i - start], _opening(entries[i - start]))
             for i in range(start, size)
         }
         self._edge = (size, {n: known.hashes[n] for n in merkle.range_nodes(0, size)})
@@ -153,10 +154,12 @@ class AuditLog:
             raise LookupError(f"log index {index} is not integrated")
         size, text = latest
         wanted = [n for g in merkle.inclusion_proof_nodes(index, size) for n in g]
-        proof = merkle.inclusion_proof_from(_Hashes(store.hashes(wanted)), index, size)
+        found = _Hashes(store.hashes(wanted))
         row = store.opening(index)
         opened = Opening.from_row(*row) if row else None
-        return Receipt(index, size, text, tuple(proof), store.entry(index), opened)
+        receipt = Receipt(index, size, text, found, store.entry(index), opened)
+        receipt.proof  # noqa: B018 - computed here, where a missing hash is the writer's error
+        return receipt
 
     def forget_edge(self) -> None:
         """Drop the cached right edge (after a failed transaction)."""

@@ -222,8 +222,10 @@ async def _openings_for(
     state: AppState, s: AsyncSession, caller: Caller | None, rows: Sequence[tuple[int, bytes]]
 ) -> dict[int, dict[str, Any]]:
     """Per entry v2 among `rows`, the disclosures `caller` may receive (protocol 10.3)."""
+    if caller is None:  # an unsigned reader (LIAISON_AUDIT_PUBLIC) opens nothing
+        return {}
     stored = await LogReader(s).openings(i for i, _ in rows)
-    if not stored or caller is None:
+    if not stored:
         return {}
     who = opener_of(caller)
     types = {i: _type_of(d) for i, d in rows}
