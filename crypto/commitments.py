@@ -12,6 +12,7 @@ lengths are explicit, so no (name, value) pair shares its bytes with another. A 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -71,15 +72,22 @@ def commit_fields(values: Mapping[str, Any], salts: Mapping[str, bytes]) -> dict
         salt = salts.get(name)
         if not isinstance(salt, bytes) or len(salt) != SALT_LEN:
             raise MalformedStatement(f"a commitment's salt must be {SALT_LEN} bytes")
-        n = _name_bytes(name)
+        n = _name_field(name)
         try:
             j = jcs(value)
         except MalformedError as e:
             raise MalformedStatement(f"the value of {name!r} is not JSON: {e}") from None
         if len(j) > _MAX_VALUE_BYTES:
             raise MalformedStatement(f"the value of {name!r} is too long to commit to")
-        out[name] = mac(salt + len(n).to_bytes(2, "big") + n + len(j).to_bytes(4, "big") + j)
+        out[name] = mac(salt + n + len(j).to_bytes(4, "big") + j)
     return out
+
+
+@functools.lru_cache(maxsize=1024)  # field names repeat: an entry type's, a statement's
+def _name_field(name: str) -> bytes:
+    """u16be(len N) || N, N the name's UTF-8 (checked by `_name_bytes`)."""
+    n = _name_bytes(name)
+    return len(n).to_bytes(2, "big") + n
 
 
 def new_salt() -> bytes:

@@ -19,7 +19,7 @@ from typing import Any
 
 from liaison.crypto import _primitives as p
 from liaison.crypto.encoding import b64url_encode, format_time
-from liaison.crypto.entry_v2 import CLEAR_FIELDS, SEED_LEN, build_entry_v2, entry_salts, parse_entry_v2
+from liaison.crypto.entry_v2 import CLEAR_FIELDS, SEED_LEN, entry_salts, entry_v2_bytes, parse_entry_v2
 from liaison.crypto.errors import MalformedError
 
 __all__ = ["MAX_ENTRY_BYTES", "Opening", "build", "view"]
@@ -98,12 +98,12 @@ def build(type_: str, actor: str, time: datetime, fields: Mapping[str, Any]) -> 
     committed = {k: v for k, v in everything.items() if k not in allowed}
     seed = _SEEDS.take()
     try:
-        data, disclosures = build_entry_v2(type_, time, clear, committed, seed)
+        data, salts = entry_v2_bytes(type_, time, clear, committed, seed)
     except MalformedError as e:
         raise ValueError(f"audit entry: {e}") from None
     if len(data) > MAX_ENTRY_BYTES:
         raise ValueError("audit entry larger than 65535 bytes")
-    return data, Opening(seed, committed, {n: d.salt for n, d in disclosures.items()})
+    return data, Opening(seed, committed, salts)
 
 
 def view(data: bytes, opening: Opening | None) -> dict[str, Any]:
