@@ -80,10 +80,11 @@ def _nonce(base_nonce: bytes, index: int) -> bytes:
     return (int.from_bytes(base_nonce) ^ index).to_bytes(_NONCE_LEN)
 
 
-def encrypt_chunks(key: bytes, base_nonce: bytes, chunks: list[bytes]) -> bytes:
-    """Seal `chunks` in the order given, numbering them from zero (no check of their sizes:
-    `encrypt` cuts a message correctly; test vectors use this to build wrong chunkings)."""
-    return b"".join(p.aes256gcm_seal(key, _nonce(base_nonce, i), c) for i, c in enumerate(chunks))
+def encrypt_chunks(key: bytes, base_nonce: bytes, chunks: list[bytes], first: int = 0) -> bytes:
+    """Seal `chunks` in the order given, numbering them from `first` (no check of their sizes:
+    `encrypt` cuts a message correctly; a stream seals one chunk at a time; test vectors use
+    this to build wrong chunkings)."""
+    return b"".join(p.aes256gcm_seal(key, _nonce(base_nonce, first + i), c) for i, c in enumerate(chunks))
 
 
 def _cut(plaintext: bytes) -> list[bytes]:
