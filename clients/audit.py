@@ -78,7 +78,7 @@ async def verify_log(
     # signer must have had authority as far as this auditor may open them (protocol 9.10).
     replay, index = DirectoryReplay(authority=True), 0
     opener = _Disclosures(client)
-    shredded: set[int] = set()  # entries an audit.shredded entry names (protocol 10.6)
+    shredded: set[int] = set()  # entries an audit.shredded entry names (protocol 10.7)
     for b in bundles:
         try:
             data = await client.fetch_tile(b)

@@ -53,7 +53,7 @@ SEED_LEN = 32
 _MAX_ENTRY_BYTES = 65535
 _RESERVED = frozenset({"v", "type", "hour", "clear", "c"})
 
-#: The entry types whose openings a message's expiry may destroy (protocol 10.6: what the
+#: The entry types whose openings a message's expiry may destroy (protocol 10.7: what the
 #: message was, who sent it to whom, who fetched and acknowledged it); no other entry is ever
 #: shredded, the directory's statements least of all.
 SHREDDABLE = frozenset({"message.accepted", "message.delivered", "message.acked"})

@@ -72,7 +72,7 @@ class LevelRule:
     max_bytes: int
     retention_days: int
     systems: bool
-    #: Whether a message's audit openings are destroyed when it expires (protocol 10.6).
+    #: Whether a message's audit openings are destroyed when it expires (protocol 10.7).
     shred_audit: bool = False
 
 

@@ -78,7 +78,7 @@ class BlobStore(Protocol):
 
 def _check(kind: str, name: str) -> str:
     if not isinstance(name, str) or not KEY_RE.fullmatch(name):
-        raise BlobError(f"{kind} {name[:40]!r} is not a valid name (a-z, 0-9, _ and -, 8 to 96)")
+        raise BlobError(f"{kind} {str(name)[:40]!r} is not a valid name (a-z, 0-9, _ and -, 8 to 96)")
     return name
 
 

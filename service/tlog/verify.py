@@ -199,7 +199,7 @@ def _check_entry(
 
 def _shredding(idx: int, indexes: object, report: VerifyReport) -> None:
     """An `audit.shredded` entry at `idx` explains the missing openings it names (protocol
-    10.6): each must be an earlier message entry (`SHREDDABLE`) whose opening is indeed gone.
+    10.7): each must be an earlier message entry (`SHREDDABLE`) whose opening is indeed gone.
     One still stored was not destroyed; a directory statement is never shredded."""
     if not isinstance(indexes, list) or not all(type(i) is int for i in indexes):
         report.fail(f"entry {idx}: audit.shredded without a list of indexes", idx)

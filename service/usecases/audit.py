@@ -397,7 +397,7 @@ async def message_proof(state: AppState, signed: SignedRequest, message_id: str)
     if found is not None:  # the caller is entitled to the whole entry (may_read_message_entry)
         out["opening"] = Opening.from_row(*found).disclose()
     elif _type_of(entry) is not None and json.loads(entry).get("v") == 2:
-        # Shredded at expiry (protocol 10.6): the entry stays proven, but nothing binds it to
+        # Shredded at expiry (protocol 10.7): the entry stays proven, but nothing binds it to
         # the message any more, which is the point.
         raise Problem("not-found", "the message expired and its log entry's opening was shredded")
     return out
