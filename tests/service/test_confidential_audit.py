@@ -4,7 +4,7 @@ caller: an anonymous reader with LIAISON_AUDIT_PUBLIC, an UNCLASSIFIED POL audit
 SECRET UKR admin read nothing of a `TOP SECRET//HUMINT//REL TO USA` message on "Operation
 NIGHTJAR" or of the HUMINT handler's record; a USA auditor cleared for it, and root's, do.
 Then the operator's `audit verify` holds every opening and names one that is missing or
-does not open. Last, shredding at expiry (protocol 10.6), explained to the verifier only by
+does not open. Last, shredding at expiry (protocol 10.7), explained to the verifier only by
 the entry that logs it."""
 
 from __future__ import annotations
