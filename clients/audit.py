@@ -22,6 +22,7 @@ from liaison.crypto import merkle, note, tiles
 from liaison.crypto.commitments import Disclosure, parse_disclosures
 from liaison.crypto.directory_replay import DirectoryReplay
 from liaison.crypto.encoding import b64decode, b64encode
+from liaison.crypto.entry_v2 import SHREDDABLE
 from liaison.crypto.errors import CryptoError, DecryptionFailed, MalformedError
 from liaison.crypto.passphrase import open_with_passphrase, seal_with_passphrase
 
@@ -79,6 +80,7 @@ async def verify_log(
     replay, index = DirectoryReplay(authority=True), 0
     opener = _Disclosures(client)
     shredded: set[int] = set()  # entries an audit.shredded entry names (protocol 10.7)
+    types: list[str] = []  # every entry's type, by index: what a shredding may name
     for b in bundles:
         try:
             data = await client.fetch_tile(b)
@@ -98,8 +100,9 @@ async def verify_log(
         opened = await opener.between(wanted[0], wanted[-1] + 1) if wanted else {}
         for parsed in parsed_items:
             counts[parsed["type"]] += 1
-            if parsed["type"] == "audit.shredded" and isinstance(parsed.get("indexes"), list):
-                shredded.update(i for i in parsed["indexes"] if type(i) is int and 0 <= i < index)
+            types.append(parsed["type"])
+            if parsed["type"] == "audit.shredded":
+                shredded.update(_shredding(index, parsed.get("indexes"), types))
             replay.feed(index, parsed, opened.get(index))
             index += 1
         done += 1
@@ -141,6 +144,22 @@ async def verify_log(
         len(shredded),
     )
     return result, cp, text
+
+
+def _shredding(index: int, indexes: object, types: list[str]) -> list[int]:
+    """The entries an `audit.shredded` entry at `index` names, each an earlier message entry
+    of a shreddable type (protocol 10.7); anything else is refused: a server must not explain
+    away a withheld opening (a principal's record, a directory statement) as shredded."""
+    if not isinstance(indexes, list) or not all(type(i) is int for i in indexes):
+        raise ProofInvalid(f"entry {index}: audit.shredded without a list of indexes")
+    for i in indexes:
+        if not 0 <= i < index:
+            raise ProofInvalid(f"entry {index}: audit.shredded names entry {i}, which is not before it")
+        if types[i] not in SHREDDABLE:
+            raise ProofInvalid(
+                f"entry {index}: audit.shredded names entry {i}, a {types[i]!r}, which is never shredded"
+            )
+    return list(indexes)
 
 
 class _OpeningCount:

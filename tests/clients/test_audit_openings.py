@@ -5,12 +5,16 @@ auditor (entitled to every field) refuses a log whose operator withheld an openi
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from liaison.service.app import close_state, open_state
+from liaison.service.config import load_settings
+from liaison.service.writer import Tx
 from tests.clients.conftest import Liaison, Server, running_server
 
 LABEL = "SECRET//AIRDEF//REL TO UKR, USA"
@@ -74,6 +78,26 @@ def test_verify_counts_sealed_fields_explains_shredding_and_refuses_withholding(
     assert "withheld the openings of 1 entries from root's auditor" in line and str(victim) in line
     # The POL auditor still only counts what it cannot open.
     assert run("-p", "pol-aud", "--json", "audit", "verify").json()["fields_sealed"] >= pol["fields_sealed"]
+
+    # The operator, with the server's own code, then logs that record as shredded, to explain
+    # the missing opening away: root's verify names the shredding of a non-message entry.
+    own_server.stop()
+    asyncio.run(_forge_shredding(own_server, victim))
+    own_server.start()
+    line = run.refused("-p", "root", "audit", "verify")
+    assert f"names entry {victim}, a 'principal.created', which is never shredded" in line
+
+
+async def _forge_shredding(server: Server, index: int) -> None:
+    state = await open_state(load_settings(server.data))
+    try:
+
+        def job(tx: Tx) -> None:
+            tx.audit("audit.shredded", "system", None, indexes=[index], reason="message.expired")
+
+        await state.writer.run(job)
+    finally:
+        await close_state(state)
 
 
 def _wait_for_shredding(run: Liaison) -> list[int]:
