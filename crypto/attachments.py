@@ -187,11 +187,7 @@ class Unsealer:
         d = self._derived
         if d is None:  # pragma: no cover - update() derives before it opens anything
             raise DecryptionFailed("the attachment's key was not derived")
-        try:
-            nonce = (int.from_bytes(d.base_nonce) ^ self._index).to_bytes(12)
-            frame = p.aes256gcm_open(d.key, nonce, sealed)
-        except p.PrimitiveError:
-            raise DecryptionFailed(f"attachment chunk {self._index} does not decrypt") from None
+        frame = chunked.decrypt_chunk(d, self._index, sealed, "attachment")
         self._index += 1
         return self._data_of(frame)
 

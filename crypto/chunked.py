@@ -33,6 +33,7 @@ __all__ = [
     "check_commitment",
     "ciphertext_length",
     "decrypt",
+    "decrypt_chunk",
     "decrypt_with",
     "derive",
     "encrypt",
@@ -139,12 +140,17 @@ def decrypt(input_key: bytes, ciphertext: bytes, context: bytes) -> bytes:
 def decrypt_with(derived: Derived, ciphertext: bytes) -> bytes:
     """Open every chunk with values already derived and whose commitment the caller checked."""
     plaintext_length(len(ciphertext))
-    out: list[bytes] = []
     sealed = memoryview(ciphertext)[PREFIX_LEN:]
-    for i, start in enumerate(range(0, len(sealed), _SEALED_CHUNK)):
-        try:
-            nonce = _nonce(derived.base_nonce, i)
-            out.append(p.aes256gcm_open(derived.key, nonce, sealed[start : start + _SEALED_CHUNK]))
-        except p.PrimitiveError:
-            raise DecryptionFailed(f"content chunk {i} does not decrypt") from None
-    return b"".join(out)
+    return b"".join(
+        decrypt_chunk(derived, i, sealed[start : start + _SEALED_CHUNK])
+        for i, start in enumerate(range(0, len(sealed), _SEALED_CHUNK))
+    )
+
+
+def decrypt_chunk(derived: Derived, index: int, sealed: bytes | memoryview, what: str = "content") -> bytes:
+    """Open sealed chunk number `index` (DecryptionFailed naming `what` and the chunk): the one
+    step a stream repeats as its ciphertext arrives."""
+    try:
+        return p.aes256gcm_open(derived.key, _nonce(derived.base_nonce, index), sealed)
+    except p.PrimitiveError:
+        raise DecryptionFailed(f"{what} chunk {index} does not decrypt") from None

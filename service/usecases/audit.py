@@ -242,6 +242,14 @@ async def _openings_for(
     return await s.run_sync(decide)
 
 
+def _is_v2(data: bytes) -> bool:
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(obj, dict) and obj.get("v") == 2
+
+
 def _type_of(data: bytes) -> str | None:
     try:
         obj = json.loads(data)
@@ -396,7 +404,7 @@ async def message_proof(state: AppState, signed: SignedRequest, message_id: str)
     }
     if found is not None:  # the caller is entitled to the whole entry (may_read_message_entry)
         out["opening"] = Opening.from_row(*found).disclose()
-    elif _type_of(entry) is not None and json.loads(entry).get("v") == 2:
+    elif _is_v2(entry):
         # Shredded at expiry (protocol 10.7): the entry stays proven, but nothing binds it to
         # the message any more, which is the point.
         raise Problem("not-found", "the message expired and its log entry's opening was shredded")

@@ -420,9 +420,9 @@ async def ack(state: AppState, caller: Caller, message_id: str) -> dict[str, Any
 _SHRED_PER_ENTRY = 2000
 
 
-def _shred(tx: Tx, messages: Sequence[str]) -> int:
+def _shred(tx: Tx, messages: Sequence[str]) -> None:
     """Delete the openings of `messages`' entries (`SHREDDABLE`) and log which were shredded
-    (`audit.shredded {indexes}`, the list in the clear); returns how many entries lost theirs.
+    (`audit.shredded {indexes}`, the list in the clear).
     The `message.expired` entry stays openable: it records the expiry, the shredding's cause."""
     s = tx.session
     indexes = sorted(
@@ -437,7 +437,6 @@ def _shred(tx: Tx, messages: Sequence[str]) -> int:
         part = indexes[k : k + _SHRED_PER_ENTRY]
         s.execute(delete(AuditOpening).where(AuditOpening.idx.in_(part)))
         tx.audit("audit.shredded", "system", None, indexes=part, reason="message.expired")
-    return len(indexes)
 
 
 async def expire_due(state: AppState, limit: int = 500) -> int:
