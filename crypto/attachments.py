@@ -17,18 +17,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from . import _primitives as p
 from . import chunked, merkle
-from .content import padded_size
-from .encoding import jcs
-from .errors import DecryptionFailed, MalformedContent, MalformedError
+from .content import ATTACHMENT_ID_RE, MAX_ATTACHMENTS, padded_size
+from .encoding import b64url_check, b64url_decode, b64url_encode, jcs
+from .errors import DecryptionFailed, MalformedContent, MalformedEnvelope, MalformedError
 
 __all__ = [
     "ATTACHMENT_ID_RE",
+    "AttachmentRef",
     "ChunkTree",
     "Sealer",
     "Unsealer",
@@ -36,9 +37,9 @@ __all__ = [
     "context",
     "is_ciphertext_size",
     "new_attachment_id",
+    "parse_refs",
 ]
 
-ATTACHMENT_ID_RE = re.compile(r"^a_[a-z2-7]{26}$")
 _CONTEXT_PREFIX = b"liaison/v2/attachment\x00"
 _LEN_BYTES = 8
 _SEALED_CHUNK = chunked.CHUNK_SIZE + chunked.TAG_LEN
@@ -72,6 +73,46 @@ def is_ciphertext_size(size: int) -> bool:
     except MalformedError:
         return False
     return frame >= 1024 and padded_size(frame - _LEN_BYTES) == frame
+
+
+@dataclass(frozen=True)
+class AttachmentRef:
+    """One member of a signed header's `attachments` (protocol 11.3): what the server and
+    auditors see of an attachment: its id, ciphertext size and chunk tree root."""
+
+    id: str
+    size: int
+    root: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "root": b64url_encode(self.root), "size": self.size}
+
+
+_REF_FIELDS = {"id", "size", "root"}
+
+
+def parse_refs(value: Any) -> tuple[AttachmentRef, ...]:
+    """A header's `attachments` list, checked: 1 to MAX_ATTACHMENTS members of exactly id,
+    size and root; ids distinct; each size one the encryption can have; roots 32 bytes."""
+    if not isinstance(value, list) or not 0 < len(value) <= MAX_ATTACHMENTS:
+        raise MalformedEnvelope(
+            f"attachments must be a list of 1 to {MAX_ATTACHMENTS} members (absent if none)"
+        )
+    refs: list[AttachmentRef] = []
+    for m in value:
+        if not isinstance(m, dict) or set(m) != _REF_FIELDS:
+            raise MalformedEnvelope("each attachment of a header has exactly id, root and size")
+        aid, size, root = m["id"], m["size"], m["root"]
+        if not isinstance(aid, str) or not ATTACHMENT_ID_RE.fullmatch(aid):
+            raise MalformedEnvelope("an attachment id is a_ and 26 base32 characters")
+        if not isinstance(size, int) or isinstance(size, bool) or not is_ciphertext_size(size):
+            raise MalformedEnvelope(f"attachment {aid}: no attachment has {size!r} ciphertext bytes")
+        if not isinstance(root, str) or b64url_check(root, field="root") != 32:
+            raise MalformedEnvelope(f"attachment {aid}: root must be 32 bytes of base64url")
+        refs.append(AttachmentRef(aid, size, b64url_decode(root, field="root")))
+    if len({r.id for r in refs}) != len(refs):
+        raise MalformedEnvelope("an attachment is named twice")
+    return tuple(refs)
 
 
 class Sealer:

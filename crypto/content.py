@@ -1,6 +1,6 @@
 """The plaintext of an envelope v2: a structured body in a padded frame (protocol 5.2).
 
-    body  = JCS({"attachments": [], "content": b64url(content), "content_type": type})
+    body  = JCS({"attachments": [member, ...], "content": b64url(content), "content_type": type})
     frame = u64be(len(body)) || body || zero bytes, to padded_size(len(body)) bytes
 
 Padding follows Padmé (Nikitin et al., "Reducing Metadata Leakage from Encrypted Files and
@@ -13,6 +13,8 @@ extra padding, a non-canonical body), so a sender cannot hide a side channel in 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +22,13 @@ from .encoding import b64url_decode, b64url_encode, jcs, loads_strict
 from .errors import MalformedContent, MalformedError
 
 __all__ = [
+    "ATTACHMENT_ID_RE",
     "FRAME_FLOOR",
+    "MAX_ATTACHMENTS",
+    "AttachmentInfo",
     "Body",
     "check_content_type",
+    "check_file_name",
     "encode_body",
     "frame_size",
     "is_padded_size",
@@ -36,6 +42,15 @@ FRAME_FLOOR = 1024
 _LEN_BYTES = 8
 _MAX_CONTENT_TYPE = 200
 _BODY_FIELDS = {"attachments", "content", "content_type"}
+#: An attachment id (protocol 11.1): "a_" and 26 characters of lower-case unpadded base32.
+ATTACHMENT_ID_RE = re.compile(r"^a_[a-z2-7]{26}$")
+#: The most attachments one envelope can name (a level's `max_attachments` is lower).
+MAX_ATTACHMENTS = 100
+_ATTACHMENT_FIELDS = {"id", "key", "name", "media_type", "length", "sha256"}
+_MAX_NAME = 255
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+#: The largest attachment length the format allows (2^40 bytes: a terabyte).
+MAX_ATTACHMENT_LENGTH = 1 << 40
 
 
 def padme(length: int) -> int:
@@ -59,15 +74,90 @@ def is_padded_size(size: int) -> bool:
     return size >= FRAME_FLOOR and padme(size) == size
 
 
+def check_file_name(name: str) -> None:
+    """An attachment's file name (protocol 11.4): 1 to 255 characters, no control character
+    (nor any other a terminal could act on), no `/`, `\\` or NUL, and not `.` or `..`."""
+    if (
+        not isinstance(name, str)
+        or not 0 < len(name) <= _MAX_NAME
+        or not name.isprintable()
+        or any(c in name for c in "/\\\x00")
+        or name in (".", "..")
+    ):
+        raise MalformedContent(
+            f"a file name is 1 to {_MAX_NAME} printable characters, without / or \\, not . or .."
+        )
+
+
+@dataclass(frozen=True)
+class AttachmentInfo:
+    """One member of the body's `attachments` (protocol 11.4): what only recipients learn of
+    an attachment: its key, file name, media type, true length and plaintext SHA-256."""
+
+    id: str
+    key: bytes
+    name: str
+    media_type: str
+    length: int
+    sha256: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not ATTACHMENT_ID_RE.fullmatch(self.id):
+            raise MalformedContent("an attachment id is a_ and 26 base32 characters")
+        if not isinstance(self.key, bytes) or len(self.key) != 32:
+            raise MalformedContent("an attachment key is 32 bytes")
+        check_file_name(self.name)
+        if not isinstance(self.media_type, str):
+            raise MalformedContent("an attachment's media type is a string")
+        check_content_type(self.media_type)
+        if (
+            not isinstance(self.length, int)
+            or isinstance(self.length, bool)
+            or not 0 <= self.length <= MAX_ATTACHMENT_LENGTH
+        ):
+            raise MalformedContent(f"an attachment's length is an integer from 0 to {MAX_ATTACHMENT_LENGTH}")
+        if not isinstance(self.sha256, str) or not _SHA256_HEX.fullmatch(self.sha256):
+            raise MalformedContent("an attachment's sha256 is 64 lower-case hex digits")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "key": b64url_encode(self.key),
+            "length": self.length,
+            "media_type": self.media_type,
+            "name": self.name,
+            "sha256": self.sha256,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any) -> AttachmentInfo:
+        if not isinstance(obj, dict) or set(obj) != _ATTACHMENT_FIELDS:
+            raise MalformedContent(
+                "each attachment of a body has exactly " + ", ".join(sorted(_ATTACHMENT_FIELDS))
+            )
+        if not isinstance(obj["key"], str):
+            raise MalformedContent("an attachment key is base64url text")
+        try:
+            key = b64url_decode(obj["key"], field="key")
+        except MalformedError as e:
+            raise MalformedContent(str(e)) from None
+        return cls(obj["id"], key, obj["name"], obj["media_type"], obj["length"], obj["sha256"])
+
+
 @dataclass(frozen=True)
 class Body:
-    """What the sender wrote: the content, its media type, and (later) attachments."""
+    """What the sender wrote: the content, its media type, and its attachments' members."""
 
     content: bytes
     content_type: str
+    attachments: tuple[AttachmentInfo, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"attachments": [], "content": b64url_encode(self.content), "content_type": self.content_type}
+        return {
+            "attachments": [a.to_json() for a in self.attachments],
+            "content": b64url_encode(self.content),
+            "content_type": self.content_type,
+        }
 
 
 def check_content_type(content_type: str) -> None:
@@ -87,7 +177,17 @@ def encode_body(body: Body) -> bytes:
     """JCS(body), written directly: the same bytes as `jcs(body.to_json())`, without building
     and canonicalising a JSON string of the whole content."""
     check_content_type(body.content_type)
+    if body.attachments:  # the general form: a few members more to canonicalise
+        _check_attachment_ids(body.attachments)
+        return jcs(body.to_json())
     return _HEAD + b64url_encode(body.content).encode() + _MIDDLE + jcs(body.content_type) + b"}"
+
+
+def _check_attachment_ids(members: Sequence[AttachmentInfo]) -> None:
+    if len(members) > MAX_ATTACHMENTS:
+        raise MalformedContent(f"at most {MAX_ATTACHMENTS} attachments")
+    if len({a.id for a in members}) != len(members):
+        raise MalformedContent("an attachment is named twice")
 
 
 def to_frame(body: Body) -> bytes:
@@ -97,12 +197,14 @@ def to_frame(body: Body) -> bytes:
     return len(encoded).to_bytes(_LEN_BYTES) + encoded + bytes(size - _LEN_BYTES - len(encoded))
 
 
-def frame_size(content: bytes, content_type: str) -> int:
+def frame_size(content: bytes, content_type: str, attachments: Sequence[AttachmentInfo] = ()) -> int:
     """The padded size `content` will have: what a level's `max_bytes` limits. Computed from
     the lengths alone (unpadded base64url of n bytes is ceil(4n/3) characters), without
     encoding the content: `encode_body` does that once, when the message is sealed."""
     check_content_type(content_type)
     encoded_len = len(_HEAD) + (4 * len(content) + 2) // 3 + len(_MIDDLE) + len(jcs(content_type)) + 1
+    if attachments:  # each member, and a comma between two
+        encoded_len += sum(len(jcs(a.to_json())) for a in attachments) + len(attachments) - 1
     return padded_size(encoded_len)
 
 
@@ -154,8 +256,10 @@ def _parse_body(encoded: bytes) -> Body:
         raise MalformedContent("the body must have exactly attachments, content and content_type")
     if jcs(obj) != encoded:
         raise MalformedContent("the body is not in canonical (JCS) form")
-    if obj["attachments"] != []:
-        raise MalformedContent("attachments are not supported yet: the list must be empty")
+    if not isinstance(obj["attachments"], list):
+        raise MalformedContent("attachments must be a list")
+    members = tuple(AttachmentInfo.from_json(a) for a in obj["attachments"])
+    _check_attachment_ids(members)
     if not isinstance(obj["content"], str) or not isinstance(obj["content_type"], str):
         raise MalformedContent("content and content_type must be strings")
     check_content_type(obj["content_type"])
@@ -163,4 +267,4 @@ def _parse_body(encoded: bytes) -> Body:
         content = b64url_decode(obj["content"], field="content")
     except MalformedError as e:
         raise MalformedContent(str(e)) from None
-    return Body(content, obj["content_type"])
+    return Body(content, obj["content_type"], members)

@@ -24,13 +24,15 @@ from typing import Any
 
 from . import _primitives as p
 from . import chunked
-from .content import Body, is_padded_size, parse_frame, to_frame
+from .attachments import AttachmentRef, parse_refs
+from .content import AttachmentInfo, Body, is_padded_size, parse_frame, to_frame
 from .encoding import b64url_check, b64url_decode, b64url_encode, format_time, jcs, parse_time
 from .errors import (
     BadSignature,
     DecryptionFailed,
     KeyCommitmentMismatch,
     LabelMismatch,
+    MalformedContent,
     MalformedEnvelope,
     MalformedError,
     NotARecipient,
@@ -73,6 +75,8 @@ _FIELDS = {
     1: {"v", "id", "channel", "sender", "created", "label", "content_type", "suite"} | _OUTER,
     2: {"v", "id", "channel", "sender", "created", "label", "suite", "salt", "commitment"} | _OUTER,
 }
+#: A v2 header member present only when the envelope has attachments (protocol 11.3).
+_OPTIONAL = {2: {"attachments"}, 1: set[str]()}
 #: The v2 header fields the content key derivation binds (the salt and commitment are its
 #: output, so they are not part of its input).
 _CONTEXT_FIELDS = ("v", "id", "channel", "sender", "created", "label", "suite")
@@ -173,18 +177,27 @@ def seal(
     message_key: bytes | None = None,
     salt: bytes | None = None,
     wrap: Wrap = p.hpke_seal,
+    attachments: Sequence[tuple[AttachmentRef, AttachmentInfo]] = (),
 ) -> dict[str, Any]:
     """Seal `content` as an envelope v2 to `recipients` (verified bundles), signed by `sender`.
 
     Signs with Ed25519 always and ML-DSA-65 when the sender device has that key. The message
     key and salt are random unless given (test vectors pass them in, with `created`).
+    `attachments`: each uploaded attachment's header member and body member (protocol 11.3,
+    11.4), in upload order; the envelope's id must be the one they were uploaded for.
     """
     by_id = _recipients_by_id(recipients, suite)
+    if any(ref.id != info.id for ref, info in attachments):
+        raise MalformedEnvelope("an attachment's header and body members name different ids")
     eid = envelope_id or new_envelope_id(created)
     header = _base_header(2, eid, channel, sender, created, label, suite)
     key = message_key if message_key is not None else p.random_bytes(chunked.KEY_LEN)
     salt = salt if salt is not None else p.random_bytes(chunked.SALT_LEN)
-    ciphertext = chunked.encrypt(key, salt, to_frame(Body(content, content_type)), content_context(header))
+    body = Body(content, content_type, tuple(info for _, info in attachments))
+    ciphertext = chunked.encrypt(key, salt, to_frame(body), content_context(header))
+    if attachments:
+        header["attachments"] = [ref.to_json() for ref, _ in attachments]
+        parse_refs(header["attachments"])  # distinct ids, possible sizes: refused as a server would
     header["salt"] = b64url_encode(salt)
     header["commitment"] = b64url_encode(ciphertext[chunked.SALT_LEN : chunked.PREFIX_LEN])
     wrapped = []
@@ -253,6 +266,8 @@ class ParsedEnvelope:
     signature_algs: tuple[str, ...]
     #: v1 only: the media type travelled in the clear. v2 carries it inside the body.
     content_type: str | None
+    #: v2: the header's attachments (protocol 11.3), in order; empty when it has none.
+    attachments: tuple[AttachmentRef, ...] = ()
 
     @cached_property
     def ciphertext(self) -> bytes:
@@ -260,7 +275,11 @@ class ParsedEnvelope:
 
     @property
     def unverified_header(self) -> dict[str, Any]:
-        return {k: self.raw[k] for k in _FIELDS[self.version] - _OUTER}
+        return {
+            k: self.raw[k]
+            for k in (_FIELDS[self.version] | _OPTIONAL[self.version]) - _OUTER
+            if k in self.raw
+        }
 
     @cached_property
     def canonical(self) -> bytes:
@@ -355,7 +374,7 @@ def parse_envelope(obj: Any) -> ParsedEnvelope:
         raise MalformedEnvelope("envelope must be a JSON object")
     version = _version(obj)
     fields = _FIELDS[version]
-    missing, extra = fields - set(obj), set(obj) - fields
+    missing, extra = fields - set(obj), set(obj) - fields - _OPTIONAL[version]
     if missing or extra:
         problems = [f"missing {sorted(missing)}"] if missing else []
         problems += [f"unexpected {sorted(extra)}"] if extra else []
@@ -379,6 +398,7 @@ def parse_envelope(obj: Any) -> ParsedEnvelope:
         label = Label.from_json(obj["label"])
         ciphertext_size, padded_size = _sizes(obj, version)
         recipients, key_ids = _parse_recipients(obj, version)
+        refs = parse_refs(obj["attachments"]) if "attachments" in obj else ()
     except MalformedEnvelope:
         raise
     except MalformedError as e:
@@ -406,6 +426,7 @@ def parse_envelope(obj: Any) -> ParsedEnvelope:
         key_ids,
         tuple(sorted(sigs)),
         content_type if version == 1 else None,
+        refs,
     )
 
 
@@ -426,11 +447,14 @@ def verify_envelope(
 
 @dataclass(frozen=True)
 class Opened:
-    """A verified, decrypted envelope: the content and the media type its sender gave it."""
+    """A verified, decrypted envelope: the content and the media type its sender gave it,
+    and each attachment's body member (in the header's order: `envelope.attachments` holds
+    their sizes and roots)."""
 
     envelope: ParsedEnvelope
     plaintext: bytes
     content_type: str
+    attachments: tuple[AttachmentInfo, ...] = ()
 
     @property
     def label(self) -> Label:
@@ -480,7 +504,9 @@ def _open_v2(parsed: ParsedEnvelope, key: bytes) -> Opened:
         raise KeyCommitmentMismatch("the content key is not the one the signed header commits to")
     frame = chunked.decrypt_with(derived, ciphertext)
     body = parse_frame(frame)
-    return Opened(parsed, body.content, body.content_type)
+    if [a.id for a in body.attachments] != [r.id for r in parsed.attachments]:
+        raise MalformedContent("the body's attachments are not the ones the signed header names")
+    return Opened(parsed, body.content, body.content_type, body.attachments)
 
 
 def open_envelope(

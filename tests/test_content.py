@@ -101,7 +101,7 @@ def _frame(body: bytes, size: int, pad: bytes = b"") -> bytes:
         (_frame(jcs(Body(b"x", "t").to_json()), 2048), "pads to"),
         (_frame(jcs(Body(b"x", "t").to_json()), 1024, b"\x00\x07"), "not all zero"),
         (_frame(b'{"attachments": [], "content": "eA", "content_type": "t"}', 1024), "canonical"),
-        (_frame(b'{"attachments":[1],"content":"eA","content_type":"t"}', 1024), "attachments"),
+        (_frame(b'{"attachments":[1],"content":"eA","content_type":"t"}', 1024), "each attachment"),
         (_frame(b'{"content":"eA","content_type":"t"}', 1024), "exactly"),
         (_frame(b'{"attachments":[],"content":"eB","content_type":"t"}', 1024), "content"),
         (_frame(b'{"attachments":[],"content":"eA","content_type":""}', 1024), "content type"),

@@ -69,6 +69,7 @@ def test_vector(path: Path) -> None:
             import hashlib
 
             assert hashlib.sha256(opened.plaintext).hexdigest() == expect["content_sha256"]
+            assert [a.to_json() for a in opened.attachments] == expect.get("attachments", [])
             assert parse_envelope(case["envelope"]).padded_size >= 1024
 
 

@@ -32,7 +32,8 @@ sys.path.insert(0, str(HERE.parents[2]))  # the repository, for tests.salamander
 
 from liaison.crypto import _primitives as p  # noqa: E402
 from liaison.crypto import chunked  # noqa: E402
-from liaison.crypto.content import Body, padded_size, parse_frame, to_frame  # noqa: E402
+from liaison.crypto.attachments import AttachmentRef, ciphertext_size  # noqa: E402
+from liaison.crypto.content import AttachmentInfo, Body, padded_size, parse_frame, to_frame  # noqa: E402
 from liaison.crypto.encoding import b64url_decode, b64url_encode, jcs  # noqa: E402
 from liaison.crypto.envelope import (  # noqa: E402
     ENVELOPE_DOMAIN_V2,
@@ -351,7 +352,52 @@ def cases(wrap: Wraps) -> dict[str, dict[str, Any]]:
         salted,
         {"alice": error("MalformedEnvelope")},
     )
+    _attachment_cases(add, sealed, text)
     return out
+
+
+def _attachment_pair(n: int, name: str) -> tuple[AttachmentRef, AttachmentInfo]:
+    """A fixed attachment's header and body members (its ciphertext is in the attachment
+    vectors; an envelope carries only these)."""
+    aid = "a_" + "".join("abcdefghijklmnopqrstuvwxyz234567"[b % 32] for b in seed("aid", str(n), n=26))
+    ref = AttachmentRef(aid, ciphertext_size(512 * n), seed("root", str(n)))
+    info = AttachmentInfo(
+        aid, seed("akey", str(n)), name, "image/jpeg", 512 * n, hashlib.sha256(bytes(n)).hexdigest()
+    )
+    return ref, info
+
+
+def _attachment_cases(add: Callable[..., None], sealed: Callable[..., Any], text: bytes) -> None:
+    one, two = _attachment_pair(1, "grid-37U.jpg"), _attachment_pair(2, "Пункт 4.jpg")
+    env = sealed("valid-attachments", text, [ALICE], attachments=[one, two])
+    add(
+        "valid-attachments",
+        "Two attachments: the header names their ids, sizes and roots, the body their keys, "
+        "names, media types, lengths and SHA-256 (protocol 11.3, 11.4).",
+        env,
+        {"alice": {**ok(text), "attachments": [info.to_json() for _, info in (one, two)]}},
+    )
+    # The body names the first attachment only; the header is re-signed naming both.
+    swapped = sealed("invalid-attachments-not-the-header", text, [ALICE], attachments=[one])
+    swapped["attachments"] = [two[0].to_json(), one[0].to_json()]
+    unsigned = {k: v for k, v in swapped.items() if k != "signatures"}
+    swapped["signatures"] = SENDER.sign(ENVELOPE_DOMAIN_V2, jcs(unsigned))
+    add(
+        "invalid-attachments-not-the-header",
+        "The signed header names two attachments, the body one: a reader refuses the body.",
+        swapped,
+        {"alice": error("MalformedContent")},
+    )
+    odd = sealed("invalid-attachment-size", text, [ALICE], attachments=[one])
+    odd["attachments"] = [{**one[0].to_json(), "size": one[0].size + 1}]
+    unsigned = {k: v for k, v in odd.items() if k != "signatures"}
+    odd["signatures"] = SENDER.sign(ENVELOPE_DOMAIN_V2, jcs(unsigned))
+    add(
+        "invalid-attachment-size",
+        "A header attachment of 1,097 ciphertext bytes, a size no attachment has (a server refuses it too).",
+        odd,
+        {"alice": error("MalformedEnvelope")},
+    )
 
 
 def _replace_chunks(env: dict[str, Any], chunk: bytes) -> dict[str, Any]:
