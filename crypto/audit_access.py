@@ -40,6 +40,9 @@ FIELD_SCOPES: Mapping[str, Mapping[str, str]] = {
     "message.delivered": dict.fromkeys(_MESSAGE, "label"),
     "message.acked": dict.fromkeys(_MESSAGE, "label"),
     "message.expired": dict.fromkeys((*_MESSAGE, "accepted_index"), "label"),
+    # A device's first download of an attachment; an expired message's attachments deleted.
+    "message.attachment_fetched": dict.fromkeys((*_MESSAGE, "attachment"), "label"),
+    "message.attachments_deleted": dict.fromkeys((*_MESSAGE, "attachments", "bytes"), "label"),
     # A refused submit: who and why to its nation; the envelope id, to root's auditors (the
     # label it claimed is not trusted: the refusal may be for that label).
     "message.rejected": dict.fromkeys(("actor", "time", "reason", "detail"), "nation"),

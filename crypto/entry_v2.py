@@ -56,7 +56,9 @@ _RESERVED = frozenset({"v", "type", "hour", "clear", "c"})
 #: The entry types whose openings a message's expiry may destroy (protocol 10.7: what the
 #: message was, who sent it to whom, who fetched and acknowledged it); no other entry is ever
 #: shredded, the directory's statements least of all.
-SHREDDABLE = frozenset({"message.accepted", "message.delivered", "message.acked"})
+SHREDDABLE = frozenset(
+    {"message.accepted", "message.delivered", "message.acked", "message.attachment_fetched"}
+)
 
 #: What each type shows in the clear (protocol 10.2); anything else is committed. A type not
 #: listed shows nothing but its type and hour.

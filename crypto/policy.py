@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .content import MAX_ATTACHMENTS
 from .encoding import format_time, parse_time
 from .errors import MalformedError, PolicyViolation
 from .names import (
@@ -56,7 +57,17 @@ _ADMIN: Role = "admin"  # the role that may manage principals
 _BASE_ROLE: Role = "analyst"  # every principal's role: it carries no privilege
 _FIELDS = frozenset({"id", "version", "nations", "compartments", "levels", "envelopes"})
 _LEVEL_FIELDS = frozenset(
-    {"name", "kem", "signatures", "max_bytes", "retention_days", "systems", "shred_audit"}
+    {
+        "name",
+        "kem",
+        "signatures",
+        "max_bytes",
+        "retention_days",
+        "systems",
+        "shred_audit",
+        "max_attachments",
+        "max_attachment_bytes",
+    }
 )
 #: A policy file's SHA-256 in lower-case hex, or "" for a policy that did not come from a file.
 _SHA256_RE = re.compile(r"(?:[0-9a-f]{64})?")
@@ -74,6 +85,10 @@ class LevelRule:
     systems: bool
     #: Whether a message's audit openings are destroyed when it expires (protocol 10.7).
     shred_audit: bool = False
+    #: How many attachments a message may carry (protocol 11.3); 0: none at this level.
+    max_attachments: int = 0
+    #: The largest attachment, in ciphertext bytes (its padded size plus the encryption's).
+    max_attachment_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -133,6 +148,14 @@ class Policy:
                     "systems": lv.systems,
                     # Only when set: a policy without it keeps the JSON form it had.
                     **({"shred_audit": True} if lv.shred_audit else {}),
+                    **(
+                        {
+                            "max_attachments": lv.max_attachments,
+                            "max_attachment_bytes": lv.max_attachment_bytes,
+                        }
+                        if lv.max_attachments
+                        else {}
+                    ),
                 }
                 for lv in self.levels
             ],
@@ -196,7 +219,14 @@ def _level(obj: Any, i: int) -> LevelRule:
     shred = obj.get("shred_audit", False)
     if not isinstance(shred, bool):
         raise _err(f"{where}shred_audit must be true or false")
-    return LevelRule(name, kem, sigs, max_bytes, days, systems, shred)
+    count, largest = obj.get("max_attachments", 0), obj.get("max_attachment_bytes", 0)
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_ATTACHMENTS:
+        raise _err(f"{where}max_attachments must be an integer between 0 and {MAX_ATTACHMENTS}")
+    if not isinstance(largest, int) or isinstance(largest, bool) or not 0 <= largest <= 1 << 40:
+        raise _err(f"{where}max_attachment_bytes must be an integer between 0 and 2^40")
+    if (count == 0) != (largest == 0):
+        raise _err(f"{where}max_attachments and max_attachment_bytes are both 0 or both set")
+    return LevelRule(name, kem, sigs, max_bytes, days, systems, shred, count, largest)
 
 
 def parse_policy(text: str | bytes) -> Policy:

@@ -21,6 +21,7 @@ from liaison.crypto.errors import CryptoError, MalformedError
 from liaison.crypto.policy import Policy, parse_policy
 
 from .api import admin as admin_api
+from .api import attachments as attachments_api
 from .api import audit as audit_api
 from .api import directory as directory_api
 from .api import messages as messages_api
@@ -34,13 +35,14 @@ from .config import Settings, SettingsError
 from .metrics import Metrics
 from .problems import Problem
 from .state import AppState
+from .storage.blobs import FileBlobStore
 from .storage.db import Database
 from .storage.events import EventHub, PgListener
 from .storage.logstore import LogReader
 from .storage.migrate import SchemaState, schema_state, upgrade
 from .storage.models import Principal
 from .tlog.log import AuditLog
-from .usecases import messaging, streams, witnesses
+from .usecases import attachments, messaging, streams, witnesses
 from .usecases.auth import purge_nonces
 from .usecases.ratelimit import RateLimiter
 from .writer import Tx, Writer
@@ -245,6 +247,7 @@ async def open_state(
         limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         enrol_limiter=RateLimiter(settings.enrol_rate_per_second, settings.enrol_rate_burst),
         auth_failure_limiter=RateLimiter(settings.auth_failure_rate_per_second, settings.auth_failure_burst),
+        blobs=FileBlobStore(settings.attachments_dir),
     )
     writer.start()
 
@@ -273,6 +276,7 @@ async def _retention_loop(state: AppState) -> None:
         try:
             while await messaging.expire_due(state) > 0:
                 pass
+            await attachments.purge_deleted(state)  # ciphertext of expired messages' attachments
             await purge_nonces(state)  # else the replay table grows with every request
         except asyncio.CancelledError:
             raise
@@ -438,6 +442,7 @@ _DESCRIPTION = (
 _ROUTERS: tuple[APIRouter, ...] = (
     directory_api.router,
     messages_api.router,
+    attachments_api.router,
     admin_api.router,
     audit_api.router,
     ops_api.router,

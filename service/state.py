@@ -9,6 +9,7 @@ from liaison.crypto.policy import Policy
 
 from .config import Settings
 from .metrics import Metrics
+from .storage.blobs import BlobStore
 from .storage.db import Database
 from .storage.events import EventHub
 from .tlog.log import AuditLog
@@ -33,6 +34,8 @@ class AppState:
     enrol_limiter: RateLimiter
     #: Requests whose signature did not verify, per client address (usecases.auth).
     auth_failure_limiter: RateLimiter
+    #: Attachment ciphertext (issue 15): the filesystem store under the data directory.
+    blobs: BlobStore
     #: Device bundles never change (the id is their fingerprint), so caching them is safe;
     #: revocation and principal state are always read fresh.
     bundles: dict[str, PublicBundle] = field(default_factory=dict)

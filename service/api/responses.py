@@ -507,6 +507,45 @@ class Fetched(Doc):
     }
 
 
+class PartStored(Doc):
+    number: int
+    size: int
+    sha256: str
+    EXAMPLE = {
+        "number": 1,
+        "size": 8388608,
+        "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    }
+
+
+class AttachmentStatus(Doc):
+    """An upload as its device sees it (protocol 11; docs/api.md, "Attachments")."""
+
+    id: str
+    message: str
+    size: int = Field(description="ciphertext bytes")
+    part_size: int = Field(description="every part's size but the last (the rest)")
+    parts: int = Field(description="how many parts the upload has")
+    state: str = Field(description="uploading, complete, attached, deleting or deleted")
+    root: str | None = Field(default=None, description="the chunk tree root, once complete")
+    stored: list[PartStored] | None = Field(default=None, description="the parts stored so far")
+    EXAMPLE = {
+        "id": "a_mfrggzdfmztwq2lknnwg23tpoa",
+        "message": _MESSAGE,
+        "size": 2216755272,
+        "part_size": 8388608,
+        "parts": 265,
+        "state": "uploading",
+        "stored": [],
+    }
+
+
+class Abandoned(Doc):
+    id: str
+    state: str = Field(description="abandoned: the upload and its parts are gone")
+    EXAMPLE = {"id": "a_mfrggzdfmztwq2lknnwg23tpoa", "state": "abandoned"}
+
+
 class Acked(Doc):
     id: str
     acked_at: str

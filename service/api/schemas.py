@@ -20,6 +20,8 @@ from ..usecases.admin import MAX_CHANNEL_MEMBERS
 
 __all__ = [
     "MAX_CHANNEL_MEMBERS",
+    "AttachmentComplete",
+    "AttachmentStart",
     "ChannelCreate",
     "CodeRequest",
     "EnrolChallengeRequest",
@@ -140,6 +142,21 @@ class MembersChange(Strict):
     add: list[Slug] = Field(default_factory=list, max_length=MAX_CHANNEL_MEMBERS)
     remove: list[Slug] = Field(default_factory=list, max_length=MAX_CHANNEL_MEMBERS)
     statement: dict[str, Any] | None = Field(default=None, description=_STATEMENT)
+
+
+class AttachmentStart(Strict):
+    """Start an attachment's upload (protocol 11): its id, its message's id, its ciphertext size."""
+
+    id: str = Field(pattern=r"^a_[a-z2-7]{26}$", description="the attachment id the sender drew")
+    message: str = Field(
+        pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$",
+        description="the id of the envelope that will name it (a UUIDv7)",
+    )
+    size: int = Field(ge=1096, le=1 << 41, description="the ciphertext's size in bytes")
+
+
+class AttachmentComplete(Strict):
+    root: str = Field(pattern=r"^[A-Za-z0-9_-]{43}$", description="the chunk tree root (base64url)")
 
 
 class SubmitRequest(Strict):

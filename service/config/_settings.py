@@ -114,6 +114,21 @@ class Settings(BaseModel):
         example="4194304",
         ge=1024,
     )
+    attachment_part_bytes: int = setting(
+        8 * 1024 * 1024,
+        meaning="The size of an attachment upload's parts (each one signed request; at most "
+        "max_body_bytes is used).",
+        example="4194304",
+        ge=64 * 1024,
+        le=1 << 30,
+    )
+    attachment_quota_bytes: int = setting(
+        50 * 1024**3,
+        meaning="Attachment ciphertext one principal may keep stored: uploads in progress and "
+        "attachments of messages not yet expired (then 403 attachment-quota).",
+        example="10737418240",
+        ge=0,
+    )
     clock_skew_seconds: int = setting(
         300,
         meaning="How far a signed request's or envelope's time may be from the server's clock.",
@@ -410,6 +425,11 @@ class Settings(BaseModel):
     @property
     def log_key_path(self) -> Path:
         return self.data_dir / "log-signer.key"
+
+    @property
+    def attachments_dir(self) -> Path:
+        """Where the filesystem store keeps attachment ciphertext (service/storage/blobs.py)."""
+        return self.data_dir / "attachments"
 
     @property
     def record_path(self) -> Path:

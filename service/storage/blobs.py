@@ -91,9 +91,10 @@ def _fsync_dir(path: Path) -> None:
 
 
 class FileBlobStore:
-    """The embedded default: `<root>/uploads/<upload>/<number>.part` and
+    """The embedded default: `<root>/uploads/<upload>/<number>.<sha256>.part` and
     `<root>/objects/<key[:2]>/<key>`. Durability by write-to-temporary, fsync, rename and
-    fsync of the directory; blocking file work runs in threads, a piece at a time."""
+    fsync of the directory; blocking file work runs in threads, a piece at a time. A part's
+    name carries its SHA-256, so that listing parts reads no part."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -126,27 +127,16 @@ class FileBlobStore:
             await asyncio.to_thread(tmp.unlink, missing_ok=True)
             raise
         await asyncio.to_thread(f.close)
-        await asyncio.to_thread(_replace_durably, tmp, folder / f"{number}.part")
-        return PartInfo(number, size, digest.hexdigest())
+        hexdigest = digest.hexdigest()
+        await asyncio.to_thread(_replace_part, tmp, folder, number, hexdigest)
+        return PartInfo(number, size, hexdigest)
 
     async def parts(self, upload: str) -> list[PartInfo]:
         return await asyncio.to_thread(self._parts, self._upload(upload))
 
     @staticmethod
     def _parts(folder: Path) -> list[PartInfo]:
-        out: list[PartInfo] = []
-        if not folder.is_dir():
-            return out
-        for path in folder.glob("*.part"):
-            stem = path.name.removesuffix(".part")
-            if not stem.isdigit():
-                continue
-            digest = hashlib.sha256()
-            with path.open("rb") as f:
-                while chunk := f.read(PIECE):
-                    digest.update(chunk)
-            out.append(PartInfo(int(stem), path.stat().st_size, digest.hexdigest()))
-        return sorted(out, key=lambda p: p.number)
+        return [info for info, _ in _part_files(folder).values()]
 
     async def complete(self, upload: str, key: str, numbers: Sequence[int]) -> int:
         folder, target = self._upload(upload), self._object(key)
@@ -154,10 +144,11 @@ class FileBlobStore:
 
     @staticmethod
     def _complete(folder: Path, target: Path, numbers: list[int]) -> int:
-        paths = [folder / f"{n}.part" for n in numbers]
-        missing = [n for n, p in zip(numbers, paths, strict=True) if not p.is_file()]
+        stored = _part_files(folder)
+        missing = [n for n in numbers if n not in stored]
         if missing or not numbers:
             raise BlobError(f"the upload has no part {missing[0] if missing else 1}")
+        paths = [stored[n][1] for n in numbers]
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
         size = 0
@@ -165,9 +156,7 @@ class FileBlobStore:
             with tmp.open("wb") as out:
                 for path in paths:
                     with path.open("rb") as part:
-                        while chunk := part.read(PIECE):
-                            out.write(chunk)
-                            size += len(chunk)
+                        size += _copy(part, out)
                 _flush_and_sync(out)
             _replace_durably(tmp, target)
         except BaseException:
@@ -209,6 +198,61 @@ class FileBlobStore:
     async def delete(self, key: str) -> None:
         path = self._object(key)
         await asyncio.to_thread(_unlink_durably, path)
+
+
+_PART_NAME = re.compile(r"^([0-9]{1,5})\.([0-9a-f]{64})\.part$")
+
+
+def _part_files(folder: Path) -> dict[int, tuple[PartInfo, Path]]:
+    """The parts in `folder` by number, in number order (the newest file of a number, should a
+    crash have left two)."""
+    found: dict[int, tuple[PartInfo, Path, float]] = {}
+    if not folder.is_dir():
+        return {}
+    for path in folder.iterdir():
+        m = _PART_NAME.fullmatch(path.name)
+        if m is None:
+            continue
+        st = path.stat()
+        number = int(m[1])
+        if number not in found or st.st_mtime > found[number][2]:
+            found[number] = (PartInfo(number, st.st_size, m[2]), path, st.st_mtime)
+    return {n: (found[n][0], found[n][1]) for n in sorted(found)}
+
+
+def _replace_part(tmp: Path, folder: Path, number: int, digest: str) -> None:
+    """Rename the written part into place, then remove any earlier part of that number."""
+    target = folder / f"{number}.{digest}.part"
+    _replace_durably(tmp, target)
+    for path in folder.iterdir():
+        m = _PART_NAME.fullmatch(path.name)
+        if m is not None and int(m[1]) == number and path != target:
+            path.unlink(missing_ok=True)
+
+
+def _copy(src: BinaryIO, dst: BinaryIO) -> int:
+    """Copy a whole file into `dst` in the kernel where it can (copy_file_range), a piece at
+    a time otherwise; returns the bytes copied."""
+    dst.flush()
+    total = 0
+    size = os.fstat(src.fileno()).st_size
+    try:
+        while total < size:
+            n = os.copy_file_range(src.fileno(), dst.fileno(), size - total)
+            if n == 0:
+                break
+            total += n
+        if total == size:
+            dst.seek(0, os.SEEK_END)
+            return total
+    except OSError:
+        pass
+    src.seek(total)
+    dst.seek(0, os.SEEK_END)
+    while chunk := src.read(PIECE):
+        dst.write(chunk)
+        total += len(chunk)
+    return total
 
 
 def _flush_and_sync(f: BinaryIO) -> None:

@@ -17,6 +17,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
+    "Attachment",
+    "AttachmentFetch",
     "AuditEntry",
     "AuditOpening",
     "Base",
@@ -154,6 +156,33 @@ class Message(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
     expired_at: Mapped[datetime | None]
     log_index: Mapped[int] = mapped_column(BigInteger)
+
+
+class Attachment(Base):
+    """An attachment (protocol 11), from its upload's start; its ciphertext is in the blob
+    store under its id. `state`: uploading, complete (its root checked), attached (its message
+    was accepted), deleting (its message expired; the ciphertext is being deleted), deleted."""
+
+    __tablename__ = "attachment"
+    id: Mapped[str] = mapped_column(_s(28), primary_key=True)
+    message_id: Mapped[str] = mapped_column(_s(36), index=True)
+    device_id: Mapped[str] = mapped_column(_s(32), ForeignKey("device.id"))
+    principal_id: Mapped[str] = mapped_column(_s(64), ForeignKey("principal.id"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    part_size: Mapped[int]
+    state: Mapped[str] = mapped_column(_s(16), index=True)
+    root: Mapped[str | None] = mapped_column(_s(43))
+    created_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+
+
+class AttachmentFetch(Base):
+    """A device's first download of an attachment (logged once, as message.attachment_fetched)."""
+
+    __tablename__ = "attachment_fetch"
+    attachment_id: Mapped[str] = mapped_column(_s(28), ForeignKey("attachment.id"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(_s(32), ForeignKey("device.id"), primary_key=True)
+    fetched_at: Mapped[datetime]
 
 
 class Delivery(Base):

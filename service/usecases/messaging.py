@@ -35,10 +35,12 @@ from ..state import AppState
 from ..storage import events
 from ..storage.models import AuditEntry, AuditOpening, Channel, Delivery, Message, Principal
 from ..writer import CacheSlot, Refusal, Tx
+from . import attachments
+from .access import not_recipient, recheck
 from .auth import Caller, SignedRequest
 from .directory import Eligibility, eligibility
 from .readmodels import PrincipalView, label_of
-from .refusals import access_denied, message_rejected, refuse
+from .refusals import message_rejected, refuse
 
 __all__ = ["Accepted", "ack", "check_recipients", "expire_due", "fetch", "precheck", "submit"]
 
@@ -128,6 +130,11 @@ def precheck(
         raise _Early("bad-envelope-signature", str(e), eid) from None
     if _size(parsed) > rule.max_bytes:
         raise _Early("too-large", f"{_size(parsed)} bytes exceeds {rule.max_bytes} at {rule.name}", eid)
+    if parsed.attachments:
+        try:
+            attachments.check_sizes(rule, parsed)
+        except PolicyViolation as e:
+            raise _Early(e.reason, e.detail, eid) from None
     if abs((now - parsed.created).total_seconds()) > skew_seconds:
         raise _Early("stale-envelope", "created is outside the clock-skew window", eid)
     return parsed
@@ -220,11 +227,15 @@ def _accept(
         elig = _check_channel(state.policy, tx, principal, sub)
         recipients = check_recipients(elig, parsed.recipients, to)
         check_key_ids(elig, parsed.key_ids)
+        if parsed.attachments:
+            attachments.check_named(tx, signed.device_id, parsed)
     except PolicyViolation as e:
         raise refused(e.reason, e.detail) from None
     accepted = _store(state, tx, signed, principal, sub, recipients)
     if accepted is None:  # nothing was written: the id is taken
         raise refused("duplicate-envelope", f"envelope {parsed.id} was already accepted")
+    if parsed.attachments:
+        attachments.mark_attached(tx, parsed)
     return accepted
 
 
@@ -321,32 +332,6 @@ def _store(
     return Accepted(parsed.id, index, len(recipients))
 
 
-def _not_recipient(caller: Caller, message_id: str) -> Refusal:
-    """Asking for a message one was not sent is an access decision too: refuse and log it."""
-    mid = message_id[:36]  # the path is the caller's; keep the entry bounded
-    return Refusal(
-        Problem("not-recipient", "no such message for this device"),
-        access_denied(caller.device_id, f"message {mid}", "not-recipient", mid),
-    )
-
-
-#: The detail of every refusal of a message its recipient may no longer read: the reason slug
-#: says which attribute fell short (the client and the log need it), the detail says nothing of
-#: the label (its level or compartments) that the caller is no longer entitled to know.
-_NO_LONGER = "this principal may no longer read this message"
-
-
-def _recheck(state: AppState, caller: Caller, principal: PrincipalView, m: Message) -> None:
-    """A read of a delivered message: the principal must dominate its label now (SPEC 4)."""
-    try:
-        check_dominates(state.policy, principal.subject, label_of(m.label))
-    except PolicyViolation as e:
-        raise Refusal(
-            Problem(e.reason, _NO_LONGER),
-            access_denied(caller.device_id, f"message {m.id}", e.reason, m.id),
-        ) from None
-
-
 async def fetch(state: AppState, signed: SignedRequest, message_id: str) -> dict[str, Any]:
     """One message for a recipient device, re-checking dominance now, logged as delivered.
 
@@ -364,9 +349,9 @@ async def fetch(state: AppState, signed: SignedRequest, message_id: str) -> dict
             )
         ).first()
         if row is None:
-            raise _not_recipient(caller, message_id)
+            raise not_recipient(caller, message_id)
         m, d = row
-        _recheck(state, caller, caller.principal, m)
+        recheck(state, caller, caller.principal, m)
         if m.envelope is None:
             raise Problem("not-found", "the message expired and its ciphertext was destroyed")
         # Proof that the log holds this message's `message.accepted` entry, against the latest
@@ -401,12 +386,12 @@ async def ack(state: AppState, caller: Caller, message_id: str) -> dict[str, Any
             )
         ).first()
         if row is None:
-            raise _not_recipient(caller, message_id)
+            raise not_recipient(caller, message_id)
         m, d = row
         # The principal as it is now, in this job: `caller` was read by authentication, in an
         # earlier batch, and a change in between must not be missed.
         now = tx.session.get(Principal, caller.principal.id)
-        _recheck(state, caller, PrincipalView.of(now) if now is not None else caller.principal, m)
+        recheck(state, caller, PrincipalView.of(now) if now is not None else caller.principal, m)
         if d.acked_at is None:
             d.acked_at = tx.now
             tx.audit("message.acked", caller.device_id, message_id, id=message_id, device=caller.device_id)
@@ -460,6 +445,7 @@ async def expire_due(state: AppState, limit: int = 500) -> int:
                 .where(Message.id.in_([m for m, _, _ in due]))
                 .values(envelope=None, expired_at=tx.now)
             )
+            attachments.expire(tx, [m for m, _, _ in due])
             shred = [m for m, _, level in due if _shreds(state.policy, level)]
             if shred:
                 _shred(tx, shred)
