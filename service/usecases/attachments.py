@@ -219,7 +219,12 @@ async def complete(state: AppState, signed: SignedRequest, aid: str, root: str) 
     if missing:
         shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
         raise Problem("incomplete-upload", f"attachment {aid} is missing part(s) {shown} of {count}")
-    size = await _blob(state.blobs.complete(_upload(aid), aid, list(range(1, count + 1))))
+    try:
+        size = await state.blobs.complete(_upload(aid), aid, list(range(1, count + 1)))
+    except BlobError:  # another completion of it took the parts first
+        raise Problem("incomplete-upload", f"attachment {aid}: its parts are gone; start it again") from None
+    except OSError as e:
+        raise _store_problem(e) from None
     computed = b64url_encode(await _chunk_root(state, aid)) if size == row.size else None
     if computed != root:
         await _blob(state.blobs.delete(aid))
@@ -395,7 +400,9 @@ async def download(
 
     row = (await state.writer.run(job, shares_cache=True, savepoint=False)).value
     rng = Range.parse(range_header, row.size)
-    assert row.root is not None
+    if row.root is None or await _blob(state.blobs.size(aid)) != row.size:
+        # Refused before the answer starts: a stream cut short would be all a reader saw.
+        raise Problem("internal", f"attachment {aid}: its ciphertext is missing from the store")
     return Download(row.root, rng, state.blobs.read(aid, rng.start, rng.end))
 
 
@@ -457,6 +464,10 @@ async def _blob(call: Awaitable[T]) -> T:
     except BlobError as e:
         raise Problem("internal", f"attachment storage: {e}") from None
     except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise Problem("storage-full", "the attachment store is full") from None
-        raise Problem("unavailable", "the attachment store failed; try again") from None
+        raise _store_problem(e) from None
+
+
+def _store_problem(e: OSError) -> Problem:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return Problem("storage-full", "the attachment store is full")
+    return Problem("unavailable", "the attachment store failed; try again")

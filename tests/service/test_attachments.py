@@ -283,3 +283,16 @@ async def test_retention_deletes_the_ciphertext_and_logs_it(world: World) -> Non
     # No file of it is left anywhere under the store's directory.
     left = [p.name for p in world.state.settings.attachments_dir.rglob("*") if p.is_file()]
     assert not [n for n in left if up.ref.id[2:] in n], left
+
+
+async def test_a_ciphertext_missing_from_the_store_is_refused_before_the_answer_starts(world: World) -> None:
+    c = await coalition(world)
+    label = parse_label(SECRET, world.policy)
+    mid = new_envelope_id()
+    up = encrypt(mid, label, b"evidence")
+    await upload(c.usa, mid, up)
+    assert (await send_with(c.usa, mid, label, [up])).status_code == 201
+    await world.state.blobs.delete(up.ref.id)  # an operator's mistake, a lost disk
+    r = await c.ukr.get(f"/v1/messages/{mid}/attachments/{up.ref.id}")
+    body = assert_problem(r, "internal")
+    assert "missing from the store" in body["detail"]
