@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -91,10 +92,12 @@ def _fsync_dir(path: Path) -> None:
 
 
 class FileBlobStore:
-    """The embedded default: `<root>/uploads/<upload>/<number>.<sha256>.part` and
-    `<root>/objects/<key[:2]>/<key>`. Durability by write-to-temporary, fsync, rename and
-    fsync of the directory; blocking file work runs in threads, a piece at a time. A part's
-    name carries its SHA-256, so that listing parts reads no part."""
+    """The embedded default: `<root>/uploads/<upload>/<number>.<sha256>.part`, and an object
+    is the folder `<root>/objects/<key[:2]>/<key>/` of its parts and a `manifest` naming them
+    in order: completing an upload writes the manifest and renames the upload's folder into
+    place, copying nothing. Durability by write-to-temporary, fsync, rename and fsync of the
+    directory; blocking file work runs in threads, a piece at a time. A part's name carries
+    its SHA-256, so that listing parts reads no part."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -144,60 +147,87 @@ class FileBlobStore:
 
     @staticmethod
     def _complete(folder: Path, target: Path, numbers: list[int]) -> int:
+        # No byte is copied: the upload's folder, its parts and a manifest naming them in
+        # order, is renamed into place as the object (one atomic rename).
         stored = _part_files(folder)
         missing = [n for n in numbers if n not in stored]
         if missing or not numbers:
             raise BlobError(f"the upload has no part {missing[0] if missing else 1}")
-        paths = [stored[n][1] for n in numbers]
+        keep = {stored[n][1].name for n in numbers}
+        for path in folder.iterdir():  # parts not named, and anything half-written
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+        manifest = [[stored[n][1].name, stored[n][0].size] for n in numbers]
+        tmp = folder / f".manifest.{secrets.token_hex(8)}.tmp"
+        with tmp.open("w") as f:
+            json.dump(manifest, f)
+            f.flush()
+            os.fsync(f.fileno())
+        _replace_durably(tmp, folder / _MANIFEST)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
-        size = 0
-        try:
-            with tmp.open("wb") as out:
-                for path in paths:
-                    with path.open("rb") as part:
-                        size += _copy(part, out)
-                _flush_and_sync(out)
-            _replace_durably(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _remove_tree(folder)
-        return size
+        if target.exists():  # completing a key again replaces it, as S3 does
+            _remove_tree(target)
+        os.rename(folder, target)
+        _fsync_dir(target.parent)
+        _fsync_dir(folder.parent)
+        return sum(size for _, size in manifest)
 
     async def abort(self, upload: str) -> None:
         await asyncio.to_thread(_remove_tree, self._upload(upload))
 
     async def read(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
-        path = self._object(key)
+        folder = self._object(key)
         if start < 0 or end < start:
             raise BlobError(f"the range [{start}, {end}) is not a range")
-        try:
-            f: BinaryIO = await asyncio.to_thread(open, path, "rb")
-        except FileNotFoundError:
-            raise BlobError(f"no object {key}") from None
-        try:
-            await asyncio.to_thread(f.seek, start)
-            left = end - start
-            while left > 0:
-                piece = await asyncio.to_thread(f.read, min(PIECE, left))
-                if not piece:
-                    raise BlobError(f"object {key} is shorter than {end} bytes")
-                left -= len(piece)
-                yield piece
-        finally:
-            await asyncio.to_thread(f.close)
+        manifest = await asyncio.to_thread(_manifest, folder)
+        if manifest is None:
+            raise BlobError(f"no object {key}")
+        offset = 0
+        for name, size in manifest:
+            lo, hi = max(start, offset), min(end, offset + size)
+            if lo < hi:
+                async for piece in _read_file(folder / name, lo - offset, hi - offset):
+                    yield piece
+            offset += size
+        if end > offset:
+            raise BlobError(f"object {key} is shorter than {end} bytes")
 
     async def size(self, key: str) -> int | None:
-        path = self._object(key)
-        try:
-            return (await asyncio.to_thread(path.stat)).st_size
-        except FileNotFoundError:
-            return None
+        manifest = await asyncio.to_thread(_manifest, self._object(key))
+        return None if manifest is None else sum(size for _, size in manifest)
 
     async def delete(self, key: str) -> None:
-        path = self._object(key)
-        await asyncio.to_thread(_unlink_durably, path)
+        await asyncio.to_thread(_remove_tree, self._object(key))
+
+
+_MANIFEST = "manifest"
+
+
+def _manifest(folder: Path) -> list[tuple[str, int]] | None:
+    """An object's parts in order, with their sizes; None when there is no such object."""
+    try:
+        raw = (folder / _MANIFEST).read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return [(str(name), int(size)) for name, size in json.loads(raw)]
+
+
+async def _read_file(path: Path, start: int, end: int) -> AsyncIterator[bytes]:
+    try:
+        f: BinaryIO = await asyncio.to_thread(open, path, "rb")
+    except FileNotFoundError:
+        raise BlobError(f"a part of the object is missing ({path.name})") from None
+    try:
+        await asyncio.to_thread(f.seek, start)
+        left = end - start
+        while left > 0:
+            piece = await asyncio.to_thread(f.read, min(PIECE, left))
+            if not piece:
+                raise BlobError(f"a part of the object is shorter than its manifest says ({path.name})")
+            left -= len(piece)
+            yield piece
+    finally:
+        await asyncio.to_thread(f.close)
 
 
 _PART_NAME = re.compile(r"^([0-9]{1,5})\.([0-9a-f]{64})\.part$")
@@ -230,31 +260,6 @@ def _replace_part(tmp: Path, folder: Path, number: int, digest: str) -> None:
             path.unlink(missing_ok=True)
 
 
-def _copy(src: BinaryIO, dst: BinaryIO) -> int:
-    """Copy a whole file into `dst` in the kernel where it can (copy_file_range), a piece at
-    a time otherwise; returns the bytes copied."""
-    dst.flush()
-    total = 0
-    size = os.fstat(src.fileno()).st_size
-    try:
-        while total < size:
-            n = os.copy_file_range(src.fileno(), dst.fileno(), size - total)
-            if n == 0:
-                break
-            total += n
-        if total == size:
-            dst.seek(0, os.SEEK_END)
-            return total
-    except OSError:
-        pass
-    src.seek(total)
-    dst.seek(0, os.SEEK_END)
-    while chunk := src.read(PIECE):
-        dst.write(chunk)
-        total += len(chunk)
-    return total
-
-
 def _flush_and_sync(f: BinaryIO) -> None:
     f.flush()
     os.fsync(f.fileno())
@@ -276,6 +281,8 @@ def _unlink_durably(path: Path) -> None:
 def _remove_tree(folder: Path) -> None:
     if not folder.is_dir():
         return
+    # An object's manifest first: from then on it does not exist, whatever is left of it.
+    _unlink_durably(folder / _MANIFEST)
     for path in folder.iterdir():
         path.unlink(missing_ok=True)
     folder.rmdir()
