@@ -157,7 +157,7 @@ class FileBlobStore:
         for path in folder.iterdir():  # parts not named, and anything half-written
             if path.name not in keep:
                 path.unlink(missing_ok=True)
-        manifest = [[stored[n][1].name, stored[n][0].size] for n in numbers]
+        manifest: list[tuple[str, int]] = [(stored[n][1].name, stored[n][0].size) for n in numbers]
         tmp = folder / f".manifest.{secrets.token_hex(8)}.tmp"
         with tmp.open("w") as f:
             json.dump(manifest, f)
