@@ -1,0 +1,556 @@
+"""Attachment throughput (MiB/s) and peak memory, against a plain HTTPS PUT/GET as the ceiling.
+
+Run: .venv/bin/python bench/attachments.py [--sizes 1M,100M,2G] [--runs 1] [--keep] [--tmp DIR]
+
+Starts `liaison-server run` as a subprocess (TLS on, its own dev certificate, SQLite, default
+part size and body limit) on a fresh data directory, enrols a root, a USA sender and a UKR
+reader through the library, and puts them on one channel at RESTRICTED//REL TO UKR, USA (the
+default policy takes attachments of up to 4 GiB of ciphertext there). Beside it, as the
+ceiling, a minimal FastAPI app on uvicorn (httptools, the same certificate and key, TLS 1.3
+only, one process, the same gc settings) with `PUT /blob/{name}` streaming the request body to
+a file (each piece written in a thread, fsync at the end, as the liaison store does) and
+`GET /blob/{name}` streaming it back in 1 MiB pieces read in a thread (as the store does).
+
+For each size, a random file is made once; then, each operation in a fresh child process
+(this script with `--child`, which prints {seconds, max_rss_bytes}):
+
+* upload: `await client.send(channel, label, b"...", attachments=[Attachment(path)])`:
+  sealing, every part PUT, completion, the envelope submitted and its receipt verified;
+* download: `await client.save_attachment(message_id, 1, directory)`: the message read and
+  verified, the attachment downloaded, decrypted, checked and written (fsync'd);
+* ceiling PUT / GET: httpx.AsyncClient (the library's version, HTTP/1.1, the same TLS
+  verification) streaming the file up in 1 MiB pieces / down to a file (fsync'd).
+
+The clock runs inside the child around the operation only: interpreter start, imports, the
+profile's unlock (a passphrase KDF) and the TLS connection (one warm-up request each: `whoami`,
+or GET /healthz for the ceiling) are before it. MiB/s is plaintext MiB over those seconds.
+Client memory is the child's VmHWM from /proc/self/status (its whole life, the interpreter and
+imports included; not ru_maxrss, which on Linux inherits the parent's peak through fork and
+exec), with its VmRSS just before the clock shown as the baseline; server
+memory is VmHWM of the liaison-server process from /proc (peak so far; reset with clear_refs
+before each size, when the kernel allows it, to give that size's peak too) and its VmRSS after
+each size. Nothing is asserted: figures from one run compare only with each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+LABEL = "RESTRICTED//REL TO UKR, USA"
+PASSPHRASE = "correct horse battery staple"
+BIN = Path(sys.executable).parent
+SENDER, READER, CHANNEL = "usa-sender", "ukr-reader", "bench"
+PIECE = 1024 * 1024
+MiB = 1024 * 1024
+_UNITS = {"": 1, "K": 1024, "M": MiB, "G": 1024 * MiB}
+
+
+def parse_size(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 1M, 100M, 2G)")
+    return int(m.group(1)) * _UNITS[m.group(2).upper()]
+
+
+def show_size(n: int) -> str:
+    for unit, factor in (("G", 1024 * MiB), ("M", MiB), ("K", 1024)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor} {unit}iB"
+    return f"{n} B"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _proc_status(pid: int) -> dict[str, int]:
+    """VmHWM and VmRSS of a process, in bytes."""
+    out: dict[str, int] = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "VmRSS"):
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def _reset_peak(pid: int) -> bool:
+    """Reset the process's VmHWM to its current RSS (Linux clear_refs 5); False if refused."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], url: str, cert: str, log: Path, what: str) -> None:
+    ctx = ssl.create_default_context(cafile=cert)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited:\n" + log.read_text()[-2000:])
+        try:
+            with urllib.request.urlopen(url, context=ctx, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{what} did not become ready")
+
+
+def start_server(base: Path) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+    data = base / "data"
+    init = json.loads(
+        subprocess.run(
+            [str(BIN / "liaison-server"), "init", "--data-dir", str(data), "--json"],
+            capture_output=True,
+            check=True,
+        ).stdout
+    )
+    port = _free_port()
+    env = {
+        **os.environ,
+        "LIAISON_RATE_LIMIT_PER_SECOND": "100000",
+        "LIAISON_RATE_LIMIT_BURST": "100000",
+        "LIAISON_ENROL_RATE_PER_SECOND": "1000",
+        "LIAISON_ENROL_RATE_BURST": "1000",
+        # Several runs of 2 GiB stay stored until the messages expire: no quota in the way.
+        "LIAISON_ATTACHMENT_QUOTA_BYTES": str(1 << 40),
+    }
+    log = base / "server.log"
+    proc = subprocess.Popen(
+        [str(BIN / "liaison-server"), "run", "--data-dir", str(data), "--port", str(port)],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    url = f"https://localhost:{port}"
+    _wait_ready(proc, f"{url}/readyz", init["tls_cert"], log, "liaison-server")
+    return proc, url, init
+
+
+def start_ceiling(base: Path, cert: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    key = str(Path(cert).parent / "key.pem")
+    blobs = base / "ceiling-blobs"
+    blobs.mkdir()
+    log = base / "ceiling.log"
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--ceiling-server", json.dumps([port, cert, key, str(blobs)])],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"https://localhost:{port}"
+    _wait_ready(proc, f"{url}/healthz", cert, log, "the ceiling server")
+    return proc, url
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+async def set_up(url: str, init: dict[str, str], home: Path) -> None:
+    """Root, the USA sender and the UKR reader enrolled, both on one channel."""
+    from liaison.clients import AsyncClient, KeyStore, enrol
+
+    # The profiles' passphrase KDF at its floor: unlocking is not what is measured.
+    store = KeyStore(home, opslimit=1, memlimit=8192)
+    cert = init["tls_cert"]
+    await enrol(
+        url, init["root_invitation"], principal="root", passphrase=PASSPHRASE, profile="root",
+        store=store, ca_cert=cert,
+    )  # fmt: skip
+    async with AsyncClient.from_profile("root", PASSPHRASE, store=store) as root:
+        for name, nation in ((SENDER, "USA"), (READER, "UKR")):
+            await root.create_principal(name, name=name, nation=nation, clearance="RESTRICTED")
+            invitation = (await root.enrolment_code(name))["invitation"]
+            await enrol(
+                url, invitation, principal=name, passphrase=PASSPHRASE, profile=name, store=store,
+                ca_cert=cert,
+            )  # fmt: skip
+        await root.create_channel(CHANNEL, LABEL)
+        await root.set_members(CHANNEL, [SENDER, READER])
+
+
+def make_file(path: Path, size: int) -> None:
+    with path.open("wb") as f:
+        left = size
+        while left:
+            n = min(8 * MiB, left)
+            f.write(os.urandom(n))
+            left -= n
+
+
+# --- the child: one operation, timed, in its own process ------------------------------------
+
+
+def _read_pieces(path: str) -> tuple[int, Iterator[bytes]]:
+    """A file's size and its content in 1 MiB pieces (the file opened now, closed at the end)."""
+    f = open(path, "rb")  # noqa: SIM115 - closed by the generator
+    size = os.fstat(f.fileno()).st_size
+
+    def pieces() -> Iterator[bytes]:
+        with f:
+            while piece := f.read(PIECE):
+                yield piece
+
+    return size, pieces()
+
+
+def _create(path: str) -> BinaryIO:
+    return open(path, "wb")
+
+
+async def _child(spec: dict[str, Any]) -> dict[str, Any]:
+    op = spec["op"]
+    out: dict[str, Any] = {}
+    if op in ("upload", "download"):
+        from liaison.clients import AsyncClient, Attachment, KeyStore
+
+        store = KeyStore(Path(spec["home"]), opslimit=1, memlimit=8192)
+        profile = SENDER if op == "upload" else READER
+        async with AsyncClient.from_profile(profile, PASSPHRASE, store=store) as client:
+            await client.whoami()  # the TLS connection, before the clock
+            out["rss_before_bytes"] = _proc_status(os.getpid())["VmRSS"]
+            start = time.perf_counter()
+            if op == "upload":
+                sent = await client.send(
+                    CHANNEL, LABEL, b"bench attachment", attachments=[Attachment(spec["path"])]
+                )
+                out["message_id"] = sent.id
+            else:
+                saved = await client.save_attachment(spec["message_id"], 1, spec["dir"])
+                out["length"] = saved.length
+            out["seconds"] = time.perf_counter() - start
+    else:
+        import httpx
+
+        verify = ssl.create_default_context(cafile=spec["cert"])
+        async with httpx.AsyncClient(
+            base_url=spec["url"], verify=verify, timeout=httpx.Timeout(30.0, connect=10.0)
+        ) as http:
+            (await http.get("/healthz")).raise_for_status()  # the TLS connection, before the clock
+            out["rss_before_bytes"] = _proc_status(os.getpid())["VmRSS"]
+            # The file is read and written in the event loop, as the library's client does.
+            start = time.perf_counter()
+            if op == "put":
+                size, file_pieces = _read_pieces(spec["path"])
+
+                async def pieces() -> Any:
+                    for piece in file_pieces:
+                        yield piece
+
+                r = await http.put(
+                    f"/blob/{spec['name']}", content=pieces(), headers={"content-length": str(size)}
+                )
+                r.raise_for_status()
+                out["length"] = r.json()["size"]
+            else:
+                length = 0
+                with _create(spec["path"]) as f:
+                    async with http.stream("GET", f"/blob/{spec['name']}") as r:
+                        r.raise_for_status()
+                        async for piece in r.aiter_bytes():
+                            f.write(piece)
+                            length += len(piece)
+                    f.flush()
+                    os.fsync(f.fileno())
+                out["length"] = length
+            out["seconds"] = time.perf_counter() - start
+    # The peak of this process's own memory. Not ru_maxrss: on Linux it carries over the
+    # parent's peak through fork and exec (the bench's own process, the library loaded).
+    out["max_rss_bytes"] = _proc_status(os.getpid())["VmHWM"]
+    out["ru_maxrss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return out
+
+
+def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{spec['op']} failed (exit {done.returncode}):\n{done.stderr.strip()}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+# --- the ceiling server ---------------------------------------------------------------------
+
+
+def ceiling_server(port: int, cert: str, key: str, blobs: str) -> None:
+    import gc
+
+    import uvicorn
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+    folder = Path(blobs)
+    # Plain Starlette endpoints on a FastAPI app (they take the Request as it is: this module's
+    # postponed annotations would hide a local `Request` from FastAPI's parameter parsing).
+    app = FastAPI()
+
+    def blob(request: Request) -> Path | None:
+        name = request.path_params["name"]
+        ok = re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}", name)
+        return folder / name if ok else None
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({})
+
+    async def put(request: Request) -> Response:
+        path = blob(request)
+        if path is None:
+            return PlainTextResponse("bad name", 400)
+        f = await asyncio.to_thread(open, path, "wb")
+        size = 0
+        try:
+            async for piece in request.stream():
+                size += len(piece)
+                await asyncio.to_thread(f.write, piece)
+            await asyncio.to_thread(f.flush)
+            await asyncio.to_thread(os.fsync, f.fileno())
+        finally:
+            await asyncio.to_thread(f.close)
+        return JSONResponse({"size": size})
+
+    async def get(request: Request) -> Response:
+        path = blob(request)
+        if path is None:
+            return PlainTextResponse("bad name", 400)
+        size = (await asyncio.to_thread(path.stat)).st_size
+
+        async def pieces() -> Any:
+            f = await asyncio.to_thread(open, path, "rb")
+            try:
+                while piece := await asyncio.to_thread(f.read, PIECE):
+                    yield piece
+            finally:
+                await asyncio.to_thread(f.close)
+
+        return StreamingResponse(
+            pieces(), media_type="application/octet-stream", headers={"content-length": str(size)}
+        )
+
+    app.add_route("/healthz", healthz, methods=["GET"])
+    app.add_route("/blob/{name}", put, methods=["PUT"])
+    app.add_route("/blob/{name}", get, methods=["GET"])
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        proxy_headers=False,
+        ws="none",
+        server_header=False,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
+        ssl_version=ssl.PROTOCOL_TLS_SERVER,
+    )
+    config.load()
+    assert config.ssl is not None
+    config.ssl.minimum_version = ssl.TLSVersion.TLSv1_3  # as liaison-server run
+    gc.freeze()  # as liaison-server run (_tune_gc)
+    gc.set_threshold(10_000, 20, 50)
+    uvicorn.Server(config).run()
+
+
+# --- the measurement ------------------------------------------------------------------------
+
+
+def mibps(size: int, seconds: float) -> float:
+    return size / MiB / seconds
+
+
+def measure_size(
+    base: Path, size: int, run: int, server_pid: int, url: str, ceiling_url: str, cert: str
+) -> dict[str, Any]:
+    path = base / "files" / f"random-{size}.bin"
+    down = base / "downloads" / f"{size}-{run}"
+    down.mkdir(parents=True)
+    before = _proc_status(server_pid)["VmHWM"]  # the peak since the last reset (or start)
+    reset = _reset_peak(server_pid)
+    common = {"home": str(base / "home"), "cert": cert}
+    up = run_child({**common, "op": "upload", "path": str(path)})
+    dl = run_child({**common, "op": "download", "message_id": up["message_id"], "dir": str(down)})
+    server = _proc_status(server_pid)
+    if dl["length"] != size or (down / path.name).stat().st_size != size:
+        raise RuntimeError(f"download of {show_size(size)}: {dl['length']} bytes")
+    name = f"blob-{size}-{run}"
+    put = run_child({"op": "put", "url": ceiling_url, "cert": cert, "path": str(path), "name": name})
+    get = run_child(
+        {"op": "get", "url": ceiling_url, "cert": cert, "path": str(down / "ceiling.bin"), "name": name}
+    )
+    if put["length"] != size or get["length"] != size:
+        raise RuntimeError(f"ceiling of {show_size(size)}: {put['length']} / {get['length']} bytes")
+    # The big files go at once; the server's stored copy stays (the message is not expired).
+    shutil.rmtree(down, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (base / "ceiling-blobs" / name).unlink()
+    return {
+        "size": size,
+        "run": run,
+        "up": mibps(size, up["seconds"]),
+        "put": mibps(size, put["seconds"]),
+        "down": mibps(size, dl["seconds"]),
+        "get": mibps(size, get["seconds"]),
+        "up_rss": up["max_rss_bytes"],
+        "up_base": up["rss_before_bytes"],
+        "down_base": dl["rss_before_bytes"],
+        "down_rss": dl["max_rss_bytes"],
+        "put_rss": put["max_rss_bytes"],
+        "get_rss": get["max_rss_bytes"],
+        "server_hwm_before": before,
+        "server_hwm_size": server["VmHWM"] if reset else None,
+        "server_rss": server["VmRSS"],
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> None:
+    head = (
+        f"{'size':>8} {'run':>6} | {'upload':>8} {'ceil PUT':>8} {'%':>4} | "
+        f"{'download':>8} {'ceil GET':>8} {'%':>4} | {'client peak RSS up/down':>23} "
+        f"{'(ceiling PUT/GET)':>17} | {'server HWM: size':>16} {'so far':>7} {'RSS after':>9}"
+    )
+    print(head)
+    print("-" * len(head))
+
+    def mb(n: float | None) -> str:
+        return "n/a" if n is None else f"{n / MiB:.0f}M"
+
+    for r in rows:
+        print(
+            f"{show_size(r['size']):>8} {r['run']!s:>6} | {r['up']:8.1f} {r['put']:8.1f} "
+            f"{100 * r['up'] / r['put']:3.0f}% | {r['down']:8.1f} {r['get']:8.1f} "
+            f"{100 * r['down'] / r['get']:3.0f}% | {mb(r['up_rss']) + ' / ' + mb(r['down_rss']):>23} "
+            f"{mb(r['put_rss']) + ' / ' + mb(r['get_rss']):>17} | {mb(r['server_hwm_size']):>16} "
+            f"{mb(r['server_so_far']):>7} {mb(r['server_rss']):>9}"
+        )
+
+
+def median_rows(rows: list[dict[str, Any]], sizes: list[int]) -> list[dict[str, Any]]:
+    out = []
+    for size in sizes:
+        mine = [r for r in rows if r["size"] == size]
+        med: dict[str, Any] = {"size": size, "run": "median"}
+        for key in mine[0]:
+            if key in ("size", "run"):
+                continue
+            values = [r[key] for r in mine if r[key] is not None]
+            med[key] = statistics.median(values) if values else None
+        out.append(med)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sizes",
+        default="1M,100M,2G",
+        type=lambda s: [parse_size(x) for x in s.split(",") if x.strip()],
+        help="file sizes, comma-separated (K, M, G: binary units)",
+    )
+    parser.add_argument("--runs", type=int, default=1, help="runs of every size (each shown, and the median)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--tmp", type=Path, default=None, help="where to make the temporary directory")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--ceiling-server", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(asyncio.run(_child(json.loads(args.child)))))
+        return
+    if args.ceiling_server:
+        ceiling_server(*json.loads(args.ceiling_server))
+        return
+
+    base = Path(tempfile.mkdtemp(prefix="liaison-bench-attachments-", dir=args.tmp))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        (base / "files").mkdir()
+        for size in args.sizes:
+            make_file(base / "files" / f"random-{size}.bin", size)
+        proc, url, init = start_server(base)
+        procs.append(proc)
+        cert = init["tls_cert"]
+        asyncio.run(set_up(url, init, base / "home"))
+        ceiling, ceiling_url = start_ceiling(base, cert)
+        procs.append(ceiling)
+        children = subprocess.run(
+            ["ps", "--ppid", str(proc.pid), "-o", "pid="], capture_output=True, text=True
+        ).stdout.split()
+        print(
+            f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), "
+            f"Python {platform.python_version()} on {platform.machine()}, {platform.release()}; "
+            f"liaison-server pid {proc.pid} ({len(children)} child processes); "
+            f"{LABEL}, 1 sender + 1 reader device, TLS 1.3, SQLite, filesystem store"
+        )
+        print(
+            "MiB/s of plaintext, in-child timing; % = liaison / ceiling (a plain HTTPS PUT/GET "
+            "through uvicorn+httptools+FastAPI). Figures compare only within this run.\n"
+        )
+        rows: list[dict[str, Any]] = []
+        peak = 0
+        for run in range(1, args.runs + 1):
+            for size in args.sizes:
+                row = measure_size(base, size, run, proc.pid, url, ceiling_url, cert)
+                rows.append(row)
+                peak = max(peak, row["server_hwm_before"], row["server_hwm_size"] or 0)
+                row["server_so_far"] = peak
+                print(
+                    f"  run {run}, {show_size(size)}: upload {row['up']:.1f}, PUT {row['put']:.1f}, "
+                    f"download {row['down']:.1f}, GET {row['get']:.1f} MiB/s",
+                    flush=True,
+                )
+        print()
+        table(rows + (median_rows(rows, args.sizes) if args.runs > 1 else []))
+        base_up, base_down = max(r["up_base"] for r in rows), max(r["down_base"] for r in rows)
+        print(
+            "\nserver HWM: 'size' = the liaison-server's peak RSS during that size's upload and "
+            "download (VmHWM, reset by clear_refs before it), 'so far' = its peak since it started "
+            f"(set-up included); ceiling server's VmHWM {_proc_status(ceiling.pid)['VmHWM'] / MiB:.0f}M "
+            "(peak since start). Client peak RSS: the child process's VmHWM; before the clock "
+            f"(imports, profile unlocked, connected) it held about {base_up / MiB:.0f}M "
+            f"(sender) / {base_down / MiB:.0f}M (reader)."
+        )
+    finally:
+        for p in procs:
+            stop(p)
+        if args.keep:
+            print(f"kept {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
