@@ -25,7 +25,9 @@ import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._attachments import Attachment
     from ._models import (
+        AttachmentMeta,
         AuditEntry,
         Channel,
         Checkpoint,
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
         OwnRecords,
         Plan,
         Recipient,
+        SavedAttachment,
         Sent,
         Witnessing,
     )
@@ -67,6 +70,8 @@ __all__ = [
     "STIX_CONTENT_TYPE",
     "APIError",
     "AsyncClient",
+    "Attachment",
+    "AttachmentMeta",
     "AuditEntry",
     "AuthenticationFailed",
     "Channel",
@@ -114,6 +119,7 @@ __all__ = [
     "RateLimited",
     "Recipient",
     "Retry",
+    "SavedAttachment",
     "SendManyFailed",
     "Sent",
     "ServerError",
@@ -135,7 +141,19 @@ __all__ = [
 ]
 
 #: Where the public names live, lightest first.
-_SOURCES = ("errors", "_models", "_retry", "keystore", "stix", "_trust", "client", "audit", "enrol", "sync")
+_SOURCES = (
+    "errors",
+    "_models",
+    "_retry",
+    "keystore",
+    "stix",
+    "_trust",
+    "client",
+    "_attachments",
+    "audit",
+    "enrol",
+    "sync",
+)
 
 
 def __getattr__(name: str) -> Any:

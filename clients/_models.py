@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from liaison.crypto.encoding import b64url_encode
 from liaison.crypto.labels import Label
 
 __all__ = [
+    "AttachmentMeta",
     "AuditEntry",
     "Channel",
     "Checkpoint",
@@ -25,6 +27,7 @@ __all__ = [
     "OwnRecords",
     "Plan",
     "Recipient",
+    "SavedAttachment",
     "Sent",
     "Witnessing",
 ]
@@ -223,6 +226,65 @@ class Witnessing(_JSON):
 
 
 @dataclass(frozen=True)
+class AttachmentMeta(_JSON):
+    """One attachment of a message (`Message.attachments`, `Sent.attachments`): what its
+    signed header and its encrypted body say of it. Its content is not fetched with it.
+
+    Attributes:
+        index: its place in the message, from 1 (what `save_attachment` and `liaison save
+            --attachment` take).
+        id: the attachment's id (`a_` and 26 base32 characters).
+        name: the file name the sender gave (1 to 255 printable characters, no `/` or `\\`,
+            never `.` or `..`): escape it before printing it, and never use it as a path.
+        media_type: the media type the sender gave (e.g. `application/pdf`).
+        length: the plaintext's length in bytes.
+        sha256: the plaintext's SHA-256 (64 lower-case hex digits), checked on saving.
+        size: the ciphertext's length in bytes (what the server stores and the policy limits).
+        root: the ciphertext's chunk tree root (32 bytes), signed in the header (base64url in
+            `to_json`).
+    """
+
+    index: int
+    id: str
+    name: str
+    media_type: str
+    length: int
+    sha256: str
+    size: int
+    root: bytes = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "root": b64url_encode(self.root)}
+
+
+@dataclass(frozen=True)
+class SavedAttachment(_JSON):
+    """An attachment downloaded, decrypted and checked (`save_attachment`): its chunk tree
+    root is the signed header's, every chunk decrypted, and its length and SHA-256 are the
+    ones the sender sealed.
+
+    Attributes:
+        message: the message's id.
+        index: the attachment's place in the message, from 1.
+        id: the attachment's id.
+        name: the file name the sender gave (escape it before printing it).
+        media_type: the media type the sender gave.
+        length: the bytes written.
+        sha256: their SHA-256, verified (64 lower-case hex digits).
+        path: where it was written (a directory was given), else None (a file object).
+    """
+
+    message: str
+    index: int
+    id: str
+    name: str
+    media_type: str
+    length: int
+    sha256: str
+    path: str | None = None
+
+
+@dataclass(frozen=True)
 class Sent(_JSON):
     """A message the server accepted, its receipt verified (`send`, `send_many`).
 
@@ -234,6 +296,8 @@ class Sent(_JSON):
         label_text: the label it was sent at, as text.
         witness: the receipt's checkpoint under the profile's witness policy.
         warnings: what the directory did not prove about members left out (`Plan.warnings`).
+        attachments: the files sent with it (`AttachmentMeta`s, in order), each uploaded,
+            its chunk tree root checked by the server and signed in the header.
     """
 
     id: str
@@ -243,6 +307,10 @@ class Sent(_JSON):
     label_text: str
     witness: Witnessing | None = None
     warnings: tuple[str, ...] = ()
+    attachments: tuple[AttachmentMeta, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "attachments": [a.to_json() for a in self.attachments]}
 
 
 @dataclass(frozen=True)
@@ -297,6 +365,8 @@ class Message(_JSON):
         log_index: the log index of its `message.accepted` entry.
         log_proven: True when that entry was proven for exactly this envelope.
         witness: the proof's checkpoint under the profile's witness policy.
+        attachments: its files (`AttachmentMeta`s, in the signed header's order); nothing of
+            their content is fetched until `save_attachment`.
         text: (property) the plaintext as UTF-8 text (errors replaced); escape it before
             printing it to a terminal.
     """
@@ -313,10 +383,14 @@ class Message(_JSON):
     log_index: int
     log_proven: bool = False
     witness: Witnessing | None = None
+    attachments: tuple[AttachmentMeta, ...] = ()
 
     @property
     def text(self) -> str:
         return self.plaintext.decode("utf-8", errors="replace")
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "attachments": [a.to_json() for a in self.attachments]}
 
 
 @dataclass(frozen=True)

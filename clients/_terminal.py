@@ -43,7 +43,7 @@ import re
 import shutil
 import sys
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from string import Formatter
 from typing import IO, TYPE_CHECKING, Any, NoReturn
@@ -69,6 +69,7 @@ __all__ = [
     "document",
     "emit_json",
     "fail",
+    "human_size",
     "json_errors",
     "progress",
     "safe",
@@ -78,6 +79,7 @@ __all__ = [
     "show_message",
     "stdout_is_terminal",
     "table",
+    "transfer_progress",
     "write_raw",
 ]
 
@@ -297,6 +299,56 @@ def progress(*, disabled: bool) -> Progress:
         transient=True,
         disable=disabled,
     )
+
+
+class TransferBars:
+    """Byte progress bars on stderr, one per file (`liaison send --attach`, `liaison save`):
+    `tick(name, done, total)` is the library's progress callback. Names are escaped."""
+
+    def __init__(self, bar: Progress) -> None:
+        self.bar = bar
+        self.tasks: dict[str, Any] = {}
+
+    def tick(self, name: str, done: int, total: int) -> None:
+        if name not in self.tasks:
+            self.tasks[name] = self.bar.add_task(safe(name), total=total)
+        self.bar.update(self.tasks[name], completed=done)
+
+
+@contextlib.contextmanager
+def transfer_progress(*, disabled: bool) -> Iterator[TransferBars]:
+    """Byte progress bars on stderr while the block runs (none when `disabled`)."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    bar = Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=_console(err=True),
+        transient=True,
+        disable=disabled,
+    )
+    with bar:
+        yield TransferBars(bar)
+
+
+def human_size(n: int) -> str:
+    """Bytes for people: 0 B, 900 B, 1.5 KiB, 20.0 MiB, 2.0 GiB."""
+    size, unit = float(n), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            break
+        size /= 1024
+    return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
 
 
 # --- message content ---------------------------------------------------------------------

@@ -466,13 +466,22 @@ def send(
             "--dry-run", help="Show who would and would not receive it; send nothing (exit 1 if nobody)"
         ),
     ] = False,
+    attach: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--attach",
+            metavar="FILE",
+            help="A file to send with it, encrypted and uploaded as it is read (repeatable)",
+        ),
+    ] = None,
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Seal a message to every eligible device of a channel (verified keys only) and send it.
 
     A refusal names the rule that refuses it: the channel's ceiling, your own clearance,
-    releasability (REL TO), a compartment, or membership."""
+    releasability (REL TO), a compartment, or membership. With --attach and no FILE, the
+    content is stdin's, or empty when stdin is a terminal."""
     o = opts(ctx, profile, as_json)
     if dry_run:
         plan = _explaining(o, lambda c: c.plan(channel, label, to=to), channel, label)
@@ -491,10 +500,9 @@ def send(
                 extra={"rule": "recipients"},
             )
         return
-    data = guard(lambda: _read_input(source))
-    sent = _explaining(
-        o, lambda c: c.send(channel, label, data, to=to, content_type=content_type), channel, label
-    )
+    files = attach or []
+    data = b"" if files and source == "-" and sys.stdin.isatty() else guard(lambda: _read_input(source))
+    sent = _send_with(o, channel, label, data, to=to, content_type=content_type, files=files)
     if o.json:
         term.emit_json(sent.to_json())
         return
@@ -505,9 +513,56 @@ def send(
         n=sent.recipients,
         index=sent.log_index,
     )
+    for a in sent.attachments:
+        term.say(
+            "  attachment {index}: {name} ({size}, {type}), sha256 {sha256}",
+            index=a.index,
+            name=a.name,
+            size=term.human_size(a.length),
+            type=a.media_type,
+            sha256=a.sha256,
+        )
     if sent.witness is not None and sent.witness.status != "no-policy":
         term.say("Receipt's checkpoint: {summary}.", summary=sent.witness.summary)
     _warn(sent.warnings)
+
+
+def _send_with(
+    o: Options,
+    channel: str,
+    label: str,
+    data: bytes,
+    *,
+    to: list[str] | None,
+    content_type: str,
+    files: list[Path],
+) -> m.Sent:
+    """`send`, its attachments opened first (a missing or unreadable file is refused before
+    anything is asked of the server) and uploaded under progress bars on stderr."""
+    from ._attachments import Attachment, open_source
+
+    attachments = [Attachment(f) for f in files]
+
+    def check() -> None:  # each opened and closed again, to refuse a bad one before any request
+        for a in attachments:
+            open_source(a).close()
+
+    guard(check)
+
+    async def go(c: AsyncClient) -> m.Sent:
+        # The bars start once the profile is open: a passphrase prompt is never drawn over.
+        with term.transfer_progress(disabled=o.json or not files) as bars:
+            return await c.send(
+                channel,
+                label,
+                data,
+                to=to,
+                content_type=content_type,
+                attachments=attachments,
+                progress=bars.tick,
+            )
+
+    return _explaining(o, go, channel, label)
 
 
 def _warn(warnings: tuple[str, ...]) -> None:
@@ -705,6 +760,7 @@ def read(
                 "size": len(msg.plaintext),
                 "text": text,
                 "acked_at": acked,
+                "attachments": [a.to_json() for a in msg.attachments],
                 **({"output": str(saved)} if saved is not None else {}),
             }
         )
@@ -715,6 +771,80 @@ def read(
     term.show_message(msg, saved=saved)
     if msg.witness is not None and msg.witness.status != "no-policy":
         term.say("The message's checkpoint: {summary}.", summary=msg.witness.summary)
+    _list_attachments(msg)
+
+
+def _list_attachments(msg: m.Message) -> None:
+    """A message's attachments (never their content): number, name, type, size, SHA-256."""
+    if not msg.attachments:
+        return
+    term.table(
+        ("#", "name", "type", "size", "sha256"),
+        [
+            (a.index, a.name, a.media_type, term.human_size(a.length), a.sha256[:16] + "…")
+            for a in msg.attachments
+        ],
+        title="Attachments (not fetched)",
+    )
+    term.say("Save them with: liaison save {id} [--attachment N] [--output DIR]", id=msg.id)
+
+
+@app.command()
+def save(
+    ctx: typer.Context,
+    message_id: Annotated[str, typer.Argument(metavar="ID", help=ID_HELP)],
+    attachment: Annotated[
+        str | None,
+        typer.Option(
+            "--attachment", "-a", metavar="N", help="Only this attachment: its number (from 1), or its id"
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", metavar="DIR", help="The directory to write into (default: the current one)"
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace files that exist")] = False,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Save a message's attachments (all, or --attachment N) into a directory, each checked.
+
+    The message is verified as 'read' verifies it; each file is decrypted as it downloads and
+    named only once its chunk tree root (signed by the sender), every chunk, its length and
+    its SHA-256 are verified; a failure leaves no file behind. Files are named as the sender
+    named them (a leading '.' saved as '_.'), never over an existing file unless --force."""
+    o = opts(ctx, profile, as_json)
+    folder = (output if output is not None else Path(".")).absolute()
+    if not folder.is_dir():
+        term.fail("{path} is not a directory", path=folder, problem="input")
+    which: int | str | None = None
+    if attachment is not None:
+        which = int(attachment) if re.fullmatch(r"[0-9]{1,5}", attachment) else attachment.strip()
+
+    async def go(c: AsyncClient) -> tuple[str, list[m.SavedAttachment]]:
+        mid = await _resolve(c, message_id)
+        with term.transfer_progress(disabled=o.json) as bars:
+            if which is not None:
+                one = await c.save_attachment(mid, which, folder, overwrite=force, progress=bars.tick)
+                return mid, [one]
+            return mid, await c.save_attachments(mid, folder, overwrite=force, progress=bars.tick)
+
+    mid, saved = run(o, go)
+    if not saved:
+        term.fail("message {id} has no attachments: nothing was saved", id=mid, problem="input")
+    if o.json:
+        term.emit_json({"message": mid, "saved": [s.to_json() for s in saved]})
+        return
+    for s in saved:
+        term.say(
+            "Saved {path} ({size}, {type}); sha256 {sha256} verified.",
+            path=s.path,
+            size=term.human_size(s.length),
+            type=s.media_type,
+            sha256=s.sha256,
+        )
 
 
 @app.command()

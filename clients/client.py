@@ -25,18 +25,21 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Self
+from pathlib import Path
+from typing import Any, BinaryIO, Self
 
 import httpx
 
 from liaison.crypto import merkle, note, tiles
 from liaison.crypto.anchors import Anchors
-from liaison.crypto.content import check_content_type, frame_size
+from liaison.crypto.attachments import AttachmentRef, ciphertext_size
+from liaison.crypto.content import AttachmentInfo, check_content_type, frame_size
 from liaison.crypto.encoding import b64decode, b64encode, b64url_decode, b64url_encode, format_time
-from liaison.crypto.envelope import open_envelope, parse_envelope, seal
+from liaison.crypto.envelope import new_envelope_id, open_envelope, parse_envelope, seal
 from liaison.crypto.errors import (
     BadSignature,
     CryptoError,
@@ -62,10 +65,12 @@ from liaison.crypto.statements import SignedStatement, Statement, invitation_pub
 from liaison.crypto.transparency import VerifiedReceipt
 from liaison.crypto.vmap import map_key, verify_range
 
+from . import _attachments as _att
 from . import _directory as d
 from . import _evidence
 from . import _models as m
 from ._admin import AdminMethods
+from ._attachments import Attachment, Progress
 from ._http import SignedAuth, check_response, json_of, new_http, transport_error
 from ._retry import Retry
 from ._trust import LogMemory, WitnessPolicy, WitnessPolicyFile
@@ -234,13 +239,17 @@ class AsyncClient(AdminMethods):
         *,
         params: dict[str, Any] | None = None,
         body: Any = None,
+        raw: bytes | None = None,
         signed: bool = True,
     ) -> httpx.Response:
         """Send one request (signed anew on every try); wait and try again as `self.retry`
-        allows when the server says when to come back (429, 503); map every failure to an error."""
+        allows when the server says when to come back (429, 503); map every failure to an error.
+        `body` goes as JSON, `raw` as application/octet-stream (an attachment's part)."""
         params = {k: v for k, v in (params or {}).items() if v is not None}
-        content = json.dumps(body).encode() if body is not None else None
-        headers = {"content-type": "application/json"} if content is not None else {}
+        content = json.dumps(body).encode() if body is not None else raw
+        headers = {}
+        if content is not None:
+            headers["content-type"] = "application/json" if raw is None else "application/octet-stream"
         attempt, waited = 0, 0.0
         while True:
             attempt += 1
@@ -1063,12 +1072,32 @@ class AsyncClient(AdminMethods):
         *,
         to: Sequence[str] | None = None,
         content_type: str = DEFAULT_CONTENT_TYPE,
+        attachments: Sequence[Attachment] = (),
+        progress: Progress | None = None,
     ) -> m.Sent:
-        """Seal `data` to every verified eligible device (or those of `to`) and submit it."""
-        lab = await self._check_payloads(label, [data], content_type)
-        batch = await self._batch(channel, lab, to)
-        envelope = batch.seal(self.keys, data, content_type)
-        answer = await self._submit(envelope, to)
+        """Seal `data` to every verified eligible device (or those of `to`) and submit it.
+
+        `attachments` (files, see `Attachment`) are checked against the level's limits before
+        anything is sent, then each is encrypted and uploaded as it is read (never held whole),
+        and the envelope names them; `progress(name, done, total)` is called as each is read.
+        An upload the message does not end up naming is deleted again."""
+        sources = _open_sources(attachments)
+        try:
+            lab = await self._check_payloads(label, [data], content_type)
+            self._check_attachments(lab, data, content_type, sources)
+            batch = await self._batch(channel, lab, to)
+            started: list[str] = []
+            envelope_id = new_envelope_id()
+            try:
+                uploaded = [await _att.upload(self, envelope_id, lab, s, progress, started) for s in sources]
+                envelope = batch.seal(self.keys, data, content_type, envelope_id, uploaded)
+                answer = await self._submit(envelope, to)
+            except Exception:
+                await _att.abort(self, started)
+                raise
+        finally:
+            for source in sources:
+                source.close()
         cp = await self.trusted_checkpoint(answer.get("checkpoint"))
         receipt = verify_message_receipt(answer, envelope, self.memory.log_key)
         try:
@@ -1080,8 +1109,49 @@ class AsyncClient(AdminMethods):
             ) from None
         recipients = int(answer.get("recipients", 0))
         return m.Sent(
-            envelope["id"], receipt.entry.index, recipients, cp.size, lab.text(), witness, batch.plan.warnings
+            envelope["id"],
+            receipt.entry.index,
+            recipients,
+            cp.size,
+            lab.text(),
+            witness,
+            batch.plan.warnings,
+            _metas(uploaded),
         )
+
+    def _check_attachments(
+        self, lab: Label, data: bytes, content_type: str, sources: Sequence[_att.Source]
+    ) -> None:
+        """The level's limits on attachments (count, each one's ciphertext size) and on the
+        body that names them, and names distinct, before anything is uploaded."""
+        if not sources:
+            return
+        assert self._policy is not None  # _check_payloads fetched it
+        rule = self._policy.rule(lab.classification)
+        if len(sources) > rule.max_attachments:
+            allowed = f"at most {rule.max_attachments}" if rule.max_attachments else "none"
+            raise InputError(f"{len(sources)} attachments: {rule.name} allows {allowed}")
+        names: set[str] = set()
+        for src in sources:
+            size = ciphertext_size(src.length)
+            if size > rule.max_attachment_bytes:
+                raise InputError(
+                    f"attachment {src.name!r}: {src.length} bytes ({size} encrypted) is more than the "
+                    f"{rule.max_attachment_bytes} encrypted bytes allowed at {rule.name}"
+                )
+            if src.name in names:
+                raise InputError(f"two attachments are named {src.name!r}: give each its own name")
+            names.add(src.name)
+        # The body's members have their final size already (a zero key and hash stand in).
+        members = [
+            AttachmentInfo(_SIZING_ID, bytes(32), s.name, s.media_type, s.length, "0" * 64) for s in sources
+        ]
+        padded = frame_size(data, content_type, members)
+        if padded > rule.max_bytes:
+            raise InputError(
+                f"{len(data)} bytes and {len(sources)} attachments' names and keys ({padded} padded) "
+                f"are more than {rule.max_bytes} allowed at {rule.name}"
+            )
 
     async def send_many(
         self,
@@ -1319,8 +1389,15 @@ class AsyncClient(AdminMethods):
         """Fetch, verify and decrypt one message; VerificationFailed says why when it cannot.
 
         `expected_label` is a label something else claimed for the message (an inbox listing):
-        it must be the label the sender signed.
+        it must be the label the sender signed. Its attachments are listed
+        (`Message.attachments`), not fetched: `save_attachment` does that.
         """
+        return (await self._read(message_id, expected_label))[0]
+
+    async def _read(
+        self, message_id: str, expected_label: Label | None = None
+    ) -> tuple[m.Message, tuple[AttachmentInfo, ...]]:
+        """`read`, and the attachments' body members (their keys) for `save_attachment`."""
         try:
             body = await self._json("GET", f"/v1/messages/{message_id}")
         except NotFound as e:
@@ -1405,7 +1482,85 @@ class AsyncClient(AdminMethods):
             proven.entry.index if proven else int(body.get("log_index", -1)),
             proven is not None,
             witness,
-        )
+            _metas(zip(parsed.attachments, opened.attachments, strict=True)),
+        ), opened.attachments
+
+    async def save_attachment(
+        self,
+        message_id: str,
+        attachment: int | str,
+        dest: BinaryIO | str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        progress: Progress | None = None,
+    ) -> m.SavedAttachment:
+        """Download, decrypt and check one attachment of a message (`attachment`: its index
+        from 1, or its id), the message read and verified first as `read` does.
+
+        `dest` is a binary file object (the plaintext is written to it as it is decrypted: on
+        an error it holds a prefix, which the caller discards) or a directory: the file is
+        written there under the sender's name (a leading `.` saved as `_.`), complete only once
+        every check passed (a temporary file until then, removed on any failure), never over
+        an existing file unless `overwrite`. ContentInvalid when the download is not what the
+        sender sealed."""
+        folder = _directory(dest) if isinstance(dest, str | os.PathLike) else None
+        msg, infos = await self._read(message_id)
+        meta = _pick(msg, attachment)
+        key = infos[meta.index - 1].key
+        if folder is None:
+            assert not isinstance(dest, str | os.PathLike)
+            await _att.download(self, msg, meta, key, dest, progress)
+            return _saved(msg, meta, None)
+        return await self._save_into(msg, meta, key, folder, overwrite, progress)
+
+    async def save_attachments(
+        self,
+        message_id: str,
+        directory: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        progress: Progress | None = None,
+    ) -> list[m.SavedAttachment]:
+        """Save every attachment of a message into `directory`, as `save_attachment` saves
+        one (the message read and verified once). Every name is checked free first: when one
+        exists (and not `overwrite`) nothing is downloaded."""
+        folder = _directory(directory)
+        msg, infos = await self._read(message_id)
+        names: dict[str, m.AttachmentMeta] = {}
+        for meta in msg.attachments:
+            name = _att.safe_file_name(meta.name)
+            if name in names:
+                raise InputError(
+                    f"attachments {names[name].index} and {meta.index} of message {msg.id} are both named "
+                    f"{name!r}: save them one at a time into different directories"
+                )
+            names[name] = meta
+            target = folder / name
+            if not overwrite and (target.exists() or target.is_symlink()):
+                raise InputError(
+                    f"{target} exists: nothing was saved (remove it, or choose another directory)"
+                )
+        return [
+            await self._save_into(msg, meta, infos[meta.index - 1].key, folder, overwrite, progress)
+            for meta in msg.attachments
+        ]
+
+    async def _save_into(
+        self,
+        msg: m.Message,
+        meta: m.AttachmentMeta,
+        key: bytes,
+        folder: Path,
+        overwrite: bool,
+        progress: Progress | None,
+    ) -> m.SavedAttachment:
+        target = _att.DirectoryTarget(folder, meta.name, overwrite=overwrite)
+        try:
+            await _att.download(self, msg, meta, key, target.file, progress)
+        except BaseException:
+            target.discard()
+            raise
+        return _saved(msg, meta, str(target.commit()))
 
     async def _message_receipt(
         self, message_id: str, envelope: dict[str, Any], body: dict[str, Any]
@@ -1708,7 +1863,14 @@ class _Batch:
     bundles: tuple[PublicBundle, ...]
     suite: str
 
-    def seal(self, keys: DeviceKeys, data: bytes, content_type: str) -> dict[str, Any]:
+    def seal(
+        self,
+        keys: DeviceKeys,
+        data: bytes,
+        content_type: str,
+        envelope_id: str | None = None,
+        attachments: Sequence[tuple[AttachmentRef, AttachmentInfo]] = (),
+    ) -> dict[str, Any]:
         return seal(
             data,
             channel=self.channel,
@@ -1717,7 +1879,63 @@ class _Batch:
             recipients=list(self.bundles),
             content_type=content_type,
             suite=self.suite,
+            envelope_id=envelope_id,
+            attachments=attachments,
         )
+
+
+#: A well-formed id for the stand-in body members that size a body before the uploads.
+_SIZING_ID = "a_" + "a" * 26
+
+
+def _open_sources(attachments: Sequence[Attachment]) -> list[_att.Source]:
+    """Every attachment opened (readable, its length known, its name valid) before anything
+    is sent; those opened are closed again if one is not."""
+    sources: list[_att.Source] = []
+    try:
+        for a in attachments:
+            if not isinstance(a, Attachment):
+                raise InputError("attachments are Attachment(path or file object, name=, media_type=)")
+            sources.append(_att.open_source(a))
+    except BaseException:
+        for source in sources:
+            source.close()
+        raise
+    return sources
+
+
+def _metas(pairs: Iterable[tuple[AttachmentRef, AttachmentInfo]]) -> tuple[m.AttachmentMeta, ...]:
+    return tuple(
+        m.AttachmentMeta(i, ref.id, info.name, info.media_type, info.length, info.sha256, ref.size, ref.root)
+        for i, (ref, info) in enumerate(pairs, start=1)
+    )
+
+
+def _pick(msg: m.Message, attachment: int | str) -> m.AttachmentMeta:
+    """The attachment of `msg` at index `attachment` (from 1) or with that id."""
+    found = [
+        a
+        for a in msg.attachments
+        if (a.index == attachment if isinstance(attachment, int) else a.id == attachment)
+    ]
+    if not found:
+        count = len(msg.attachments)
+        has = f"has {count} attachment{'s' if count != 1 else ''}" if count else "has no attachments"
+        raise InputError(f"message {msg.id} {has}: no attachment {attachment!r}")
+    return found[0]
+
+
+def _directory(dest: str | os.PathLike[str]) -> Path:
+    folder = Path(dest).expanduser()
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a directory")
+    return folder
+
+
+def _saved(msg: m.Message, meta: m.AttachmentMeta, path: str | None) -> m.SavedAttachment:
+    return m.SavedAttachment(
+        msg.id, meta.index, meta.id, meta.name, meta.media_type, meta.length, meta.sha256, path
+    )
 
 
 def _tree_size(answer: dict[str, Any]) -> int:

@@ -300,10 +300,11 @@ for _cls, _slugs in (
         PolicyRefused,
         "clearance releasability compartment system-level above-ceiling wrong-policy "
         "suite-not-allowed signature-required missing-recipient ineligible-recipient "
-        "too-large unknown-level unknown-nation unknown-compartment",
+        "too-large unknown-level unknown-nation unknown-compartment "
+        "attachment-too-large too-many-attachments attachment-quota",
     ),
     (NotFound, "not-found not-recipient"),
-    (Conflict, "conflict duplicate-envelope"),
+    (Conflict, "conflict duplicate-envelope duplicate-attachment upload-complete attachment-mismatch"),
     (EnrolmentRefused, "enrolment-code bad-bundle kem-proof genesis-over"),
     (InvalidRequest, "statement-invalid"),
     (RateLimited, "rate-limited too-many-streams"),

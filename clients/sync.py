@@ -12,8 +12,9 @@ tests/clients/test_sync_parity.py fails on any difference, missing or extra meth
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Sequence
-from typing import Any, Self, TypeVar
+from typing import Any, BinaryIO, Self, TypeVar
 
 import httpx
 
@@ -25,6 +26,7 @@ from liaison.crypto.policy import Policy
 
 from . import _models as m
 from ._admin import AdminSync
+from ._attachments import Attachment, Progress
 from ._directory import DirectoryMemory
 from ._retry import Retry
 from ._trust import LogMemory, WitnessPolicy
@@ -191,8 +193,20 @@ class Client(AdminSync):
         *,
         to: Sequence[str] | None = None,
         content_type: str = DEFAULT_CONTENT_TYPE,
+        attachments: Sequence[Attachment] = (),
+        progress: Progress | None = None,
     ) -> m.Sent:
-        return self._run(self.aio.send(channel, label, data, to=to, content_type=content_type))
+        return self._run(
+            self.aio.send(
+                channel,
+                label,
+                data,
+                to=to,
+                content_type=content_type,
+                attachments=attachments,
+                progress=progress,
+            )
+        )
 
     def send_many(
         self,
@@ -242,6 +256,31 @@ class Client(AdminSync):
 
     def read(self, message_id: str, *, expected_label: Label | None = None) -> m.Message:
         return self._run(self.aio.read(message_id, expected_label=expected_label))
+
+    def save_attachment(
+        self,
+        message_id: str,
+        attachment: int | str,
+        dest: BinaryIO | str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        progress: Progress | None = None,
+    ) -> m.SavedAttachment:
+        return self._run(
+            self.aio.save_attachment(message_id, attachment, dest, overwrite=overwrite, progress=progress)
+        )
+
+    def save_attachments(
+        self,
+        message_id: str,
+        directory: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        progress: Progress | None = None,
+    ) -> list[m.SavedAttachment]:
+        return self._run(
+            self.aio.save_attachments(message_id, directory, overwrite=overwrite, progress=progress)
+        )
 
     def prove(self, message_id: str) -> m.MessageProof:
         return self._run(self.aio.prove(message_id))

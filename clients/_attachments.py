@@ -1,0 +1,534 @@
+"""Attachments (protocol 11): files sent beside a message, streamed so no side holds a file.
+
+Sending: each file is read in 1 MiB pieces, encrypted by `Sealer` as it is read, its chunk tree
+computed by `ChunkTree` from the ciphertext, and the ciphertext cut into the parts the server
+asked for (`PartSplitter`), each PUT as soon as it is full: at most one part and one piece are
+held. Saving: the download streams into a `ChunkTree` and an `Unsealer`, the plaintext goes to
+the file as it is decrypted, and the file is named complete only after the root, every chunk,
+the length and the SHA-256 checked (`DirectoryTarget`: a temporary file, renamed at the end,
+removed on any failure; an existing file is never replaced unless asked).
+
+`AsyncClient.send(..., attachments=)` and `AsyncClient.save_attachment` use what is here; the
+HTTP requests themselves are the client's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import mimetypes
+import os
+import secrets
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import httpx
+
+from liaison.crypto import chunked
+from liaison.crypto.attachments import (
+    AttachmentRef,
+    ChunkTree,
+    Sealer,
+    Unsealer,
+    ciphertext_size,
+    context,
+    new_attachment_id,
+)
+from liaison.crypto.content import AttachmentInfo, check_content_type, check_file_name
+from liaison.crypto.encoding import b64url_encode
+from liaison.crypto.errors import DecryptionFailed, MalformedContent, MalformedError
+from liaison.crypto.errors import KeyCommitmentMismatch as _CryptoKeyCommitmentMismatch
+from liaison.crypto.labels import Label
+
+from . import _models as m
+from ._http import check_response, json_of, transport_error
+from .errors import APIError, ContentInvalid, InputError, KeyCommitmentMismatch, MalformedResponse
+
+if TYPE_CHECKING:
+    from .client import AsyncClient
+
+__all__ = [
+    "PIECE",
+    "Attachment",
+    "DirectoryTarget",
+    "PartSplitter",
+    "Progress",
+    "Source",
+    "download",
+    "open_source",
+    "parts_of",
+    "safe_file_name",
+    "sealed_rest",
+    "upload",
+]
+
+#: How much of a file is read (and encrypted) at a time.
+PIECE = 1024 * 1024
+#: The part sizes a client accepts from a server: a smaller one would be a flood of requests,
+#: a larger one more memory than this client holds for an upload.
+MIN_PART, MAX_PART = 64 * 1024, 64 * 1024 * 1024
+DEFAULT_MEDIA_TYPE = "application/octet-stream"
+
+#: A progress callback: (the attachment's name, bytes done, bytes in all).
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file to send with a message (`send(..., attachments=[...])`).
+
+    `source` is a path, or a binary file object open for reading whose length is known (a
+    regular file, or any seekable stream: what is left from its current position is sent).
+    `name` is the file name recipients see (default: the path's base name, or the file
+    object's); `media_type` its media type (default: guessed from the name, else
+    application/octet-stream).
+    """
+
+    source: str | os.PathLike[str] | BinaryIO
+    name: str | None = None
+    media_type: str | None = None
+
+
+@dataclass
+class Source:
+    """An attachment ready to be read: its open file, name, media type and length."""
+
+    file: BinaryIO
+    name: str
+    media_type: str
+    length: int
+    owned: bool  # opened here (from a path): closed here
+
+    def close(self) -> None:
+        if self.owned:
+            self.file.close()
+
+    def pieces(self) -> Iterator[bytes]:
+        """Exactly `length` bytes, a piece at a time; InputError if the file ends early."""
+        left = self.length
+        while left:
+            piece = self.file.read(min(PIECE, left))
+            if not piece:
+                raise InputError(
+                    f"{self.name}: the file ended {left} bytes early (did it change while read?)"
+                )
+            left -= len(piece)
+            yield piece
+
+
+def _length(file: BinaryIO, what: str) -> int:
+    """The bytes left from the file's position: from fstat for a regular file, else by seeking."""
+    try:
+        st = os.fstat(file.fileno())
+        if stat.S_ISREG(st.st_mode):
+            return max(st.st_size - file.tell(), 0)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+    try:
+        here = file.tell()
+        end = file.seek(0, os.SEEK_END)
+        file.seek(here)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        raise InputError(
+            f"{what}: its length is not known (give a regular file or a seekable stream)"
+        ) from None
+    return max(end - here, 0)
+
+
+def open_source(attachment: Attachment) -> Source:
+    """Open (or take) an attachment's file and settle its name, media type and length;
+    InputError, one line, for a file that cannot be read or a name recipients would refuse."""
+    src = attachment.source
+    if isinstance(src, str | os.PathLike):
+        path = Path(src)
+        try:
+            if path.is_dir():
+                raise InputError(f"cannot attach {path}: it is a directory")
+            file: BinaryIO = path.open("rb")
+        except OSError as e:
+            raise InputError(f"cannot attach {path}: {e.strerror or e}") from None
+        owned, default_name = True, path.name
+    else:
+        if not hasattr(src, "read"):
+            raise InputError("an attachment is a path or a binary file object")
+        file, owned = src, False
+        default_name = os.path.basename(str(getattr(src, "name", "") or ""))
+    try:
+        name = attachment.name if attachment.name is not None else default_name
+        if not name:
+            raise InputError("an attachment given as a file object needs a name")
+        try:
+            check_file_name(name)
+        except MalformedContent as e:
+            raise InputError(f"attachment name {name!r} refused: {e}") from None
+        media_type = (
+            attachment.media_type or mimetypes.guess_type(name, strict=False)[0] or DEFAULT_MEDIA_TYPE
+        )
+        try:
+            check_content_type(media_type)
+        except MalformedContent as e:
+            raise InputError(f"attachment {name!r}: media type refused: {e}") from None
+        return Source(file, name, media_type, _length(file, name), owned)
+    except BaseException:
+        if owned:
+            file.close()
+        raise
+
+
+def parts_of(size: int, part_size: int) -> int:
+    """How many parts an upload of `size` ciphertext bytes has: ceil(size / part_size)."""
+    return -(-size // part_size)
+
+
+class PartSplitter:
+    """Cut a stream of ciphertext pieces into parts of exactly `part_size` bytes (the last
+    one the rest), holding at most one part and one piece."""
+
+    def __init__(self, part_size: int) -> None:
+        if part_size < 1:
+            raise ValueError("a part has at least one byte")
+        self.part_size = part_size
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """The parts `data` completes, in order."""
+        self._buffer += data
+        while len(self._buffer) >= self.part_size:
+            with memoryview(self._buffer) as view:  # one copy, not a slice and then a copy
+                part = bytes(view[: self.part_size])
+            del self._buffer[: self.part_size]
+            yield part
+
+    def rest(self) -> bytes:
+        """The last, short part (empty when the stream ended on a part boundary)."""
+        out = bytes(self._buffer)
+        self._buffer.clear()
+        return out
+
+
+def safe_file_name(name: str) -> str:
+    """The file name to write a sender's name under, in a directory the user chose: the name
+    as it is (protocol 11.4 already refuses /, \\, controls, `.` and `..`), except that a
+    leading `.` becomes `_.` so a sender cannot plant a hidden file (`.bashrc`, `.ssh`)."""
+    try:
+        check_file_name(name)
+    except MalformedContent as e:  # pragma: no cover - AttachmentInfo refused it before
+        raise InputError(f"the sender's file name is unusable: {e}") from None
+    if os.path.basename(name) != name:  # pragma: no cover - belt and braces
+        raise InputError("the sender's file name is a path")
+    return "_" + name if name.startswith(".") else name
+
+
+class DirectoryTarget:
+    """Where a saved attachment goes in a directory: a temporary file (mode 0600, created
+    exclusively) that becomes `name` only by `commit()`, never replacing an existing file
+    unless `overwrite`; `discard()` removes it."""
+
+    def __init__(self, directory: Path, name: str, *, overwrite: bool = False) -> None:
+        self.path = directory / safe_file_name(name)
+        self.overwrite = overwrite
+        self._tmp = directory / f".liaison-{secrets.token_hex(8)}.part"
+        self.check()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(self._tmp, flags, 0o600)
+        except OSError as e:
+            raise InputError(f"cannot write in {directory}: {e.strerror or e}") from None
+        self.file: BinaryIO = os.fdopen(fd, "wb")
+
+    def check(self) -> None:
+        """InputError if the target exists and may not be replaced (or is a directory)."""
+        exists = self.path.exists() or self.path.is_symlink()
+        if exists and (not self.overwrite or self.path.is_dir()):
+            why = "a directory" if self.path.is_dir() else "exists"
+            raise InputError(
+                f"{self.path} {why}: nothing was replaced (remove it, or choose another directory)"
+            )
+
+    def commit(self) -> Path:
+        """Name the finished file; the temporary one is gone either way."""
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            if self.overwrite:
+                os.replace(self._tmp, self.path)
+            else:
+                self._link()
+        except OSError as e:
+            self.discard()
+            raise InputError(f"cannot write {self.path}: {e.strerror or e}") from None
+        return self.path
+
+    def _link(self) -> None:
+        """Rename without replacing: a hard link fails if the name was taken meanwhile."""
+        try:
+            os.link(self._tmp, self.path, follow_symlinks=False)
+        except FileExistsError:
+            self.discard()
+            raise InputError(f"{self.path} exists: nothing was replaced") from None
+        except OSError:  # a file system without hard links
+            self.check()
+            os.rename(self._tmp, self.path)
+            return
+        os.unlink(self._tmp)
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self.file.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp)
+
+
+# --- upload (protocol 11.1, 11.2; docs/api.md "Attachments") ---------------------------------
+
+
+def sealed_rest(sealer: Sealer) -> Iterator[bytes]:
+    """What `sealer.finish()` returns, a piece at a time: the frame's zero padding (up to a
+    32nd of the file: 64 MiB for 2 GiB) is fed to the sealer 1 MiB at a time, where
+    `finish` alone would make it, and copies of it, in one go. The last piece is
+    `finish()`'s, which checks the length as ever.
+
+    (It feeds the padding through the Sealer's own state; tests/clients/test_attachments.py
+    holds the output equal to `finish()`'s. A streaming `finish` in liaison.crypto would
+    make this unnecessary.)"""
+    if sealer._seen == sealer._length:  # every byte came: only the padding is left
+        while sealer._frame_left > PIECE:
+            sealer._pending += bytes(PIECE)
+            sealer._frame_left -= PIECE
+            out = sealer._take_prefix() + sealer._seal_full()
+            if out:
+                yield out
+    yield sealer.finish()
+
+
+@dataclass(frozen=True)
+class _Upload:
+    """The server's answer to starting an upload, checked: its part size and count, and the
+    parts it already holds (number -> (size, sha256), when the same upload is resumed)."""
+
+    part_size: int
+    parts: int
+    stored: dict[int, tuple[int, str]]
+
+
+def _started(answer: dict[str, Any], aid: str, message_id: str, size: int) -> _Upload:
+    what = f"attachment {aid}"
+    if (answer.get("id"), answer.get("message"), answer.get("size")) != (aid, message_id, size):
+        raise MalformedResponse(f"{what}: the server started another upload than the one asked for")
+    part_size, parts = answer.get("part_size"), answer.get("parts")
+    if type(part_size) is not int or not MIN_PART <= part_size <= MAX_PART:
+        raise MalformedResponse(
+            f"{what}: a part size of {part_size!r} bytes (this client takes 64 KiB to 64 MiB)"
+        )
+    if type(parts) is not int or parts != parts_of(size, part_size):
+        raise MalformedResponse(f"{what}: {parts!r} parts of {part_size} bytes cannot hold {size} bytes")
+    stored: dict[int, tuple[int, str]] = {}
+    for item in answer.get("stored") or ():
+        if isinstance(item, dict) and type(item.get("number")) is int and type(item.get("size")) is int:
+            stored[item["number"]] = (item["size"], str(item.get("sha256", "")))
+    return _Upload(part_size, parts, stored)
+
+
+def _release(response: httpx.Response) -> None:
+    """Let the part a request carried go now. An httpx response and its stream refer to each
+    other, and through the stream to the request's body: freed only by the cyclic garbage
+    collector, which runs on object counts, not bytes, so a 2 GiB upload would pile up parts
+    (8 MiB each) by the dozen. The body was read: the stream is not needed any more."""
+    response.stream = httpx.ByteStream(b"")
+
+
+async def upload(
+    client: AsyncClient,
+    message_id: str,
+    label: Label,
+    src: Source,
+    progress: Progress | None,
+    started: list[str],
+) -> tuple[AttachmentRef, AttachmentInfo]:
+    """Encrypt and upload one attachment of message `message_id` as it is read, complete it
+    with its chunk tree root; its header and body members. Its id is added to `started` as
+    soon as the server holds the upload (so a failure can abort it)."""
+    key, salt, aid = (
+        secrets.token_bytes(chunked.KEY_LEN),
+        secrets.token_bytes(chunked.SALT_LEN),
+        new_attachment_id(),
+    )
+    size = ciphertext_size(src.length)
+    answer = await client._json(
+        "POST", "/v1/attachments", body={"id": aid, "message": message_id, "size": size}
+    )
+    started.append(aid)
+    plan = _started(answer, aid, message_id, size)
+    sealer = Sealer(key, salt, context(message_id, aid, label.to_json()), src.length)
+    tree, splitter = ChunkTree(), PartSplitter(plan.part_size)
+    sent = 0
+
+    async def put(part: bytes) -> None:
+        nonlocal sent
+        sent += 1
+        if sent > plan.parts:
+            raise MalformedResponse(
+                f"attachment {aid}: more ciphertext than the {plan.parts} parts asked for"
+            )
+        digest = hashlib.sha256(part).hexdigest()
+        if plan.stored.get(sent) == (len(part), digest):
+            return  # the server holds this very part already (a resumed upload)
+        path = f"/v1/attachments/{aid}/parts/{sent}"
+        response = await client._request("PUT", path, raw=part)
+        got = json_of(response, f"PUT {path}")
+        _release(response)
+        if (got.get("number"), got.get("size"), got.get("sha256")) != (sent, len(part), digest):
+            raise MalformedResponse(f"attachment {aid}: the server did not store part {sent} as sent")
+
+    done = 0
+    for piece in src.pieces():
+        ciphertext = sealer.update(piece)
+        tree.update(ciphertext)
+        for part in splitter.feed(ciphertext):
+            await put(part)
+        done += len(piece)
+        if progress is not None:
+            progress(src.name, done, src.length)
+    for ciphertext in sealed_rest(sealer):
+        tree.update(ciphertext)
+        for part in splitter.feed(ciphertext):
+            await put(part)
+    if rest := splitter.rest():
+        await put(rest)
+    if sent != plan.parts or tree.size != size:  # pragma: no cover - the sizes were checked above
+        raise MalformedResponse(f"attachment {aid}: {sent} parts sent, {plan.parts} asked for")
+    root = tree.root()
+    completed = await client._json(
+        "POST", f"/v1/attachments/{aid}/complete", body={"root": b64url_encode(root)}
+    )
+    if (completed.get("id"), completed.get("root"), completed.get("state")) != (
+        aid,
+        b64url_encode(root),
+        "complete",
+    ):
+        raise MalformedResponse(f"attachment {aid}: the server did not complete the upload as asked")
+    if progress is not None and src.length == 0:
+        progress(src.name, 0, 0)
+    info = AttachmentInfo(aid, key, src.name, src.media_type, src.length, sealer.sha256)
+    return AttachmentRef(aid, size, root), info
+
+
+async def abort(client: AsyncClient, started: list[str]) -> None:
+    """Delete uploads that will not be named by an accepted message (best effort: one the
+    server already attached to an accepted message is refused, and stays)."""
+    for aid in started:
+        with contextlib.suppress(Exception):
+            await client._request("DELETE", f"/v1/attachments/{aid}")
+
+
+# --- download (protocol 11.5) -----------------------------------------------------------
+
+
+class _Opener:
+    """Feeds downloaded ciphertext to a `ChunkTree` and an `Unsealer`, the plaintext to `out`."""
+
+    def __init__(
+        self, msg: m.Message, meta: m.AttachmentMeta, key: bytes, out: BinaryIO, progress: Progress | None
+    ) -> None:
+        self.what = f"attachment {meta.index} ({meta.id}) of message {msg.id}"
+        self.meta, self.out, self.progress = meta, out, progress
+        self.tree = ChunkTree()
+        self.written = 0
+        ctx = context(msg.id, meta.id, msg.label.to_json())
+        try:
+            self.unsealer = Unsealer(key, ctx, meta.size, meta.length, meta.sha256)
+        except MalformedContent as e:
+            raise ContentInvalid(f"{self.what}: {e}") from None
+
+    def feed(self, ciphertext: bytes) -> None:
+        self.tree.update(ciphertext)
+        self._write(self._crypto(lambda: self.unsealer.update(ciphertext)))
+
+    def finish(self) -> None:
+        if self.tree.size != self.meta.size:
+            raise ContentInvalid(
+                f"{self.what}: the server sent {self.tree.size} bytes, "
+                f"the signed header names {self.meta.size}"
+            )
+        if self.tree.root() != self.meta.root:
+            raise ContentInvalid(
+                f"{self.what}: its chunk tree root is not the one the sender signed "
+                "(the ciphertext was altered in storage or on the way)"
+            )
+        self._write(self._crypto(self.unsealer.finish))
+
+    def _crypto(self, step: Callable[[], bytes]) -> bytes:
+        try:
+            return step()
+        except _CryptoKeyCommitmentMismatch:
+            raise KeyCommitmentMismatch(
+                f"{self.what}: the ciphertext does not match the key the sender sealed "
+                "(altered, or moved from another message)"
+            ) from None
+        except DecryptionFailed as e:
+            raise ContentInvalid(
+                f"{self.what} does not decrypt ({e}): the ciphertext was altered in storage or on the way"
+            ) from None
+        except (MalformedContent, MalformedError) as e:
+            raise ContentInvalid(f"{self.what}: {e}") from None
+
+    def _write(self, plaintext: bytes) -> None:
+        if not plaintext:
+            return
+        try:
+            self.out.write(plaintext)
+        except OSError as e:
+            raise InputError(f"cannot write {self.meta.name!r}: {e.strerror or e}") from None
+        self.written += len(plaintext)
+        if self.progress is not None:
+            self.progress(self.meta.name, self.written, self.meta.length)
+
+
+async def download(
+    client: AsyncClient,
+    msg: m.Message,
+    meta: m.AttachmentMeta,
+    key: bytes,
+    out: BinaryIO,
+    progress: Progress | None = None,
+) -> None:
+    """Stream attachment `meta` of `msg` from the server into `out`, decrypted, every byte
+    checked (the chunk tree root against the signed header's, every chunk, the frame, the
+    length and the SHA-256); ClientError on the first failure (`out` then holds a prefix)."""
+    opener = _Opener(msg, meta, key, out, progress)
+    path = f"/v1/messages/{msg.id}/attachments/{meta.id}"
+    attempt, waited = 0, 0.0
+    while True:
+        attempt += 1
+        wait: float | None = None
+        try:
+            async with client._http.stream("GET", path) as r:
+                if r.is_success:
+                    if r.status_code != 200:
+                        raise MalformedResponse(
+                            f"{opener.what}: HTTP {r.status_code} to a request for all of it"
+                        )
+                    async for piece in r.aiter_bytes():
+                        opener.feed(piece)
+                    break
+                await r.aread()
+                try:
+                    check_response(r)
+                except APIError as e:
+                    wait = client.retry.delay(e, attempt, waited)
+                    if wait is None:
+                        raise
+        except httpx.TransportError as e:
+            raise transport_error(client.server, e) from None
+        assert wait is not None
+        await asyncio.sleep(wait)
+        waited += wait
+    opener.finish()
+    if progress is not None and meta.length == 0:
+        progress(meta.name, 0, 0)
