@@ -22,7 +22,7 @@ import mimetypes
 import os
 import secrets
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -63,7 +63,6 @@ __all__ = [
     "open_source",
     "parts_of",
     "safe_file_name",
-    "sealed_rest",
     "upload",
 ]
 
@@ -288,25 +287,6 @@ class DirectoryTarget:
 # --- upload (protocol 11.1, 11.2; docs/api.md "Attachments") ---------------------------------
 
 
-def sealed_rest(sealer: Sealer) -> Iterator[bytes]:
-    """What `sealer.finish()` returns, a piece at a time: the frame's zero padding (up to a
-    32nd of the file: 64 MiB for 2 GiB) is fed to the sealer 1 MiB at a time, where
-    `finish` alone would make it, and copies of it, in one go. The last piece is
-    `finish()`'s, which checks the length as ever.
-
-    (It feeds the padding through the Sealer's own state; tests/clients/test_attachments.py
-    holds the output equal to `finish()`'s. A streaming `finish` in liaison.crypto would
-    make this unnecessary.)"""
-    if sealer._seen == sealer._length:  # every byte came: only the padding is left
-        while sealer._frame_left > PIECE:
-            sealer._pending += bytes(PIECE)
-            sealer._frame_left -= PIECE
-            out = sealer._take_prefix() + sealer._seal_full()
-            if out:
-                yield out
-    yield sealer.finish()
-
-
 @dataclass(frozen=True)
 class _Upload:
     """The server's answer to starting an upload, checked: its part size and count, and the
@@ -333,6 +313,10 @@ def _started(answer: dict[str, Any], aid: str, message_id: str, size: int) -> _U
         if isinstance(item, dict) and type(item.get("number")) is int and type(item.get("size")) is int:
             stored[item["number"]] = (item["size"], str(item.get("sha256", "")))
     return _Upload(part_size, parts, stored)
+
+
+#: Parts on their way at once: one being sent while the server stores the other.
+IN_FLIGHT = 2
 
 
 def _release(response: httpx.Response) -> None:
@@ -367,40 +351,70 @@ async def upload(
     plan = _started(answer, aid, message_id, size)
     sealer = Sealer(key, salt, context(message_id, aid, label.to_json()), src.length)
     tree, splitter = ChunkTree(), PartSplitter(plan.part_size)
-    sent = 0
+    uploaded = 0  # ciphertext bytes the server holds
 
-    async def put(part: bytes) -> None:
-        nonlocal sent
-        sent += 1
-        if sent > plan.parts:
-            raise MalformedResponse(
-                f"attachment {aid}: more ciphertext than the {plan.parts} parts asked for"
-            )
-        digest = hashlib.sha256(part).hexdigest()
-        if plan.stored.get(sent) == (len(part), digest):
+    def report(n: int) -> None:
+        """Progress in plaintext bytes, as the part just stored brings it; on the event loop,
+        so that a callback's exception stops the send."""
+        nonlocal uploaded
+        uploaded += n
+        if progress is not None:
+            progress(src.name, min(src.length, uploaded * src.length // size), src.length)
+
+    def parts() -> Generator[tuple[bytes, str], None, None]:
+        """Read, seal, hash and cut into parts: run in a worker thread, a part at a time,
+        while the parts before it are on their way (the file is read, and the ciphertext
+        sealed and hashed, in C that lets other threads run)."""
+        for piece in src.pieces():
+            ciphertext = sealer.update(piece)
+            tree.update(ciphertext)
+            for part in splitter.feed(ciphertext):
+                yield part, hashlib.sha256(part).hexdigest()
+        for ciphertext in sealer.finish_pieces(PIECE):
+            tree.update(ciphertext)
+            for part in splitter.feed(ciphertext):
+                yield part, hashlib.sha256(part).hexdigest()
+        if rest := splitter.rest():
+            yield rest, hashlib.sha256(rest).hexdigest()
+
+    async def put(number: int, part: bytes, digest: str) -> None:
+        if plan.stored.get(number) == (len(part), digest):
+            report(len(part))
             return  # the server holds this very part already (a resumed upload)
-        path = f"/v1/attachments/{aid}/parts/{sent}"
+        path = f"/v1/attachments/{aid}/parts/{number}"
         response = await client._request("PUT", path, raw=part)
         got = json_of(response, f"PUT {path}")
         _release(response)
-        if (got.get("number"), got.get("size"), got.get("sha256")) != (sent, len(part), digest):
-            raise MalformedResponse(f"attachment {aid}: the server did not store part {sent} as sent")
+        if (got.get("number"), got.get("size"), got.get("sha256")) != (number, len(part), digest):
+            raise MalformedResponse(f"attachment {aid}: the server did not store part {number} as sent")
+        report(len(part))
 
-    done = 0
-    for piece in src.pieces():
-        ciphertext = sealer.update(piece)
-        tree.update(ciphertext)
-        for part in splitter.feed(ciphertext):
-            await put(part)
-        done += len(piece)
-        if progress is not None:
-            progress(src.name, done, src.length)
-    for ciphertext in sealed_rest(sealer):
-        tree.update(ciphertext)
-        for part in splitter.feed(ciphertext):
-            await put(part)
-    if rest := splitter.rest():
-        await put(rest)
+    sent = 0
+    source = parts()
+    inflight: set[asyncio.Task[None]] = set()
+    try:
+        # The next part is sealed while up to IN_FLIGHT parts are sent: neither side waits
+        # for the other (at most IN_FLIGHT + 1 parts held).
+        while (item := await asyncio.to_thread(next, source, None)) is not None:
+            sent += 1
+            if sent > plan.parts:
+                raise MalformedResponse(
+                    f"attachment {aid}: more ciphertext than the {plan.parts} parts asked for"
+                )
+            while len(inflight) >= IN_FLIGHT:
+                done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+            inflight.add(asyncio.create_task(put(sent, *item)))
+        for outcome in await asyncio.gather(*inflight, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        inflight.clear()
+    finally:
+        for task in inflight:
+            task.cancel()
+        with contextlib.suppress(ValueError):  # a cancelled wait leaves the thread in it
+            source.close()
     if sent != plan.parts or tree.size != size:  # pragma: no cover - the sizes were checked above
         raise MalformedResponse(f"attachment {aid}: {sent} parts sent, {plan.parts} asked for")
     root = tree.root()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,6 +141,19 @@ class Sealer:
         self._pending += data
         self._frame_left -= len(data)
         return self._take_prefix() + self._seal_full()
+
+    def finish_pieces(self, piece: int = 1 << 20) -> Iterator[bytes]:
+        """What `finish` returns, as pieces: the frame's zero padding (up to a 32nd of the
+        file's length, 64 MiB for 2 GiB) is sealed `piece` bytes at a time, never made whole."""
+        if self._seen != self._length:
+            raise ValueError(f"{self._seen} bytes came, {self._length} were declared")
+        while self._frame_left > piece:
+            self._pending += bytes(piece)
+            self._frame_left -= piece
+            out = self._take_prefix() + self._seal_full()
+            if out:
+                yield out
+        yield self.finish()
 
     def finish(self) -> bytes:
         if self._seen != self._length:

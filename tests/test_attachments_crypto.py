@@ -7,6 +7,7 @@ over the prefix and the sealed chunks."""
 from __future__ import annotations
 
 import hashlib
+import os
 
 import pytest
 from hypothesis import given, settings
@@ -145,3 +146,18 @@ def test_ids_sizes_and_the_tree_of_an_impossible_size() -> None:
     tree.update(bytes(500))
     with pytest.raises(MalformedError):
         tree.root()
+
+
+@pytest.mark.parametrize("length", [0, 1, 500, 16_384, 100_000, 1_000_000])
+def test_finish_pieces_seals_the_padding_a_piece_at_a_time_as_finish_would(length: int) -> None:
+    key, salt, data = os.urandom(32), os.urandom(24), os.urandom(length)
+    ctx = att.context("01900000-0000-7000-8000-000000000000", att.new_attachment_id(), {"a": 1})
+    one, streamed = att.Sealer(key, salt, ctx, length), att.Sealer(key, salt, ctx, length)
+    expected = one.update(data) + one.finish()
+    pieces = [streamed.update(data), *streamed.finish_pieces(100)]
+    assert b"".join(pieces) == expected and streamed.sha256 == one.sha256
+    assert max(len(p) for p in pieces[1:]) <= max(100 + 16_400, len(pieces[-1]))
+    short = att.Sealer(key, salt, ctx, length + 1)
+    short.update(data)
+    with pytest.raises(ValueError, match="were declared"):  # the length is still checked
+        list(short.finish_pieces())

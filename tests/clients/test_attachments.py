@@ -68,24 +68,6 @@ def test_a_stream_ending_on_a_part_boundary_has_no_rest() -> None:
     assert att.parts_of(2 * PART, PART) == 2 and att.parts_of(2 * PART + 1, PART) == 3
 
 
-@pytest.mark.parametrize("length", [0, 1, 500, 16_384, 100_000, 1_000_000])
-def test_the_padding_is_sealed_a_piece_at_a_time_as_finish_would(
-    length: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(att, "PIECE", 100)  # every padding here is many pieces
-    key, salt, data = os.urandom(32), os.urandom(24), os.urandom(length)
-    ctx = context("01900000-0000-7000-8000-000000000000", new_attachment_id(), {"a": 1})
-    one, streamed = Sealer(key, salt, ctx, length), Sealer(key, salt, ctx, length)
-    expected = one.update(data) + one.finish()
-    pieces = [streamed.update(data), *att.sealed_rest(streamed)]
-    assert b"".join(pieces) == expected and streamed.sha256 == one.sha256
-    assert max(len(p) for p in pieces[1:]) <= max(100 + 16_400, len(pieces[-1]))
-    short = Sealer(key, salt, ctx, length + 1)
-    short.update(data)
-    with pytest.raises(ValueError, match="were declared"):  # the length is still checked
-        list(att.sealed_rest(short))
-
-
 def test_sources_take_name_type_and_length(tmp_path: Path) -> None:
     pdf = tmp_path / "map.pdf"
     pdf.write_bytes(b"%PDF" + bytes(1000))
