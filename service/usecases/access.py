@@ -3,18 +3,20 @@ download make alike (SPEC 4), and the refusals they log."""
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from liaison.crypto.errors import PolicyViolation
 from liaison.crypto.policy import check_dominates
 
 from ..problems import Problem
 from ..state import AppState
-from ..storage.models import Message
-from ..writer import Refusal
+from ..storage.models import Delivery, Message
+from ..writer import Refusal, Tx
 from .auth import Caller
 from .readmodels import PrincipalView, label_of
 from .refusals import access_denied
 
-__all__ = ["not_recipient", "recheck"]
+__all__ = ["delivered", "not_recipient", "recheck"]
 
 
 def not_recipient(caller: Caller, message_id: str) -> Refusal:
@@ -41,3 +43,16 @@ def recheck(state: AppState, caller: Caller, principal: PrincipalView, m: Messag
             Problem(e.reason, _NO_LONGER),
             access_denied(caller.device_id, f"message {m.id}", e.reason, m.id),
         ) from None
+
+
+def delivered(tx: Tx, caller: Caller, message_id: str) -> tuple[Message, Delivery]:
+    """Message `message_id` and its delivery to the caller's device, or the logged
+    `not-recipient` refusal (the same for a message that does not exist)."""
+    found = tx.session.execute(
+        select(Message, Delivery)
+        .join(Delivery, Delivery.message_id == Message.id)
+        .where(Message.id == message_id, Delivery.device_id == caller.device_id)
+    ).first()
+    if found is None:
+        raise not_recipient(caller, message_id)
+    return found[0], found[1]

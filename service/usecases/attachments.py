@@ -32,9 +32,9 @@ from liaison.crypto.policy import LevelRule, Policy
 from ..problems import Problem
 from ..state import AppState
 from ..storage.blobs import BlobError, PartInfo
-from ..storage.models import Attachment, AttachmentFetch, Delivery, Message
+from ..storage.models import Attachment, AttachmentFetch, Message
 from ..writer import Tx
-from .access import not_recipient, recheck
+from .access import delivered, recheck
 from .auth import SignedRequest
 
 __all__ = [
@@ -371,14 +371,7 @@ async def download(
     def job(tx: Tx) -> Attachment:
         caller = signed.caller(tx)
         s = tx.session
-        found = s.execute(
-            select(Message, Delivery)
-            .join(Delivery, Delivery.message_id == Message.id)
-            .where(Message.id == message_id, Delivery.device_id == caller.device_id)
-        ).first()
-        if found is None:
-            raise not_recipient(caller, message_id)
-        m = found[0]
+        m, _ = delivered(tx, caller, message_id)
         recheck(state, caller, caller.principal, m)
         row = s.get(Attachment, aid) if ATTACHMENT_ID_RE.fullmatch(aid) else None
         if row is None or row.message_id != m.id or row.state not in ("attached", "deleting"):

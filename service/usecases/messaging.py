@@ -33,10 +33,10 @@ from liaison.crypto.policy import Policy, check_ceiling, check_dominates, check_
 from ..problems import Problem
 from ..state import AppState
 from ..storage import events
-from ..storage.models import AuditEntry, AuditOpening, Channel, Delivery, Message, Principal
+from ..storage.models import AuditEntry, AuditOpening, Channel, Message, Principal
 from ..writer import CacheSlot, Refusal, Tx
 from . import attachments
-from .access import not_recipient, recheck
+from .access import delivered, recheck
 from .auth import Caller, SignedRequest
 from .directory import Eligibility, eligibility
 from .readmodels import PrincipalView, label_of
@@ -341,16 +341,7 @@ async def fetch(state: AppState, signed: SignedRequest, message_id: str) -> dict
 
     def job(tx: Tx) -> dict[str, Any]:
         caller = signed.caller(tx)
-        row = (
-            tx.session.execute(
-                select(Message, Delivery)
-                .join(Delivery, Delivery.message_id == Message.id)
-                .where(Message.id == message_id, Delivery.device_id == caller.device_id)
-            )
-        ).first()
-        if row is None:
-            raise not_recipient(caller, message_id)
-        m, d = row
+        m, d = delivered(tx, caller, message_id)
         recheck(state, caller, caller.principal, m)
         if m.envelope is None:
             raise Problem("not-found", "the message expired and its ciphertext was destroyed")
@@ -378,16 +369,7 @@ async def ack(state: AppState, caller: Caller, message_id: str) -> dict[str, Any
     `message.acked`, so acknowledging what one may no longer read is refused and logged."""
 
     def job(tx: Tx) -> dict[str, Any]:
-        row = (
-            tx.session.execute(
-                select(Message, Delivery)
-                .join(Delivery, Delivery.message_id == Message.id)
-                .where(Message.id == message_id, Delivery.device_id == caller.device_id)
-            )
-        ).first()
-        if row is None:
-            raise not_recipient(caller, message_id)
-        m, d = row
+        m, d = delivered(tx, caller, message_id)
         # The principal as it is now, in this job: `caller` was read by authentication, in an
         # earlier batch, and a change in between must not be missed.
         now = tx.session.get(Principal, caller.principal.id)
