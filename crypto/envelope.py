@@ -49,6 +49,7 @@ __all__ = [
     "ENVELOPE_DOMAIN",
     "ENVELOPE_DOMAIN_V2",
     "MAX_RECIPIENTS",
+    "UUID7_RE",
     "WRAP_DOMAIN",
     "WRAP_DOMAIN_V2",
     "Opened",
@@ -82,7 +83,8 @@ _OPTIONAL = {2: {"attachments"}, 1: set[str]()}
 _CONTEXT_FIELDS = ("v", "id", "channel", "sender", "created", "label", "suite")
 _RECIPIENT_FIELDS = {1: {"device", "wrapped_key"}, 2: {"device", "key_id", "wrapped_key"}}
 _DOMAINS = {1: ENVELOPE_DOMAIN, 2: ENVELOPE_DOMAIN_V2}
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+#: An envelope id: a lower-case UUIDv7.
+UUID7_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 _NONCE_LEN = 12
 _KEY_LEN = 32
 _TAG_LEN = 16
@@ -382,7 +384,7 @@ def parse_envelope(obj: Any) -> ParsedEnvelope:
     for name in ("id", "channel", "sender", "created", "suite", "ciphertext"):
         if not isinstance(obj[name], str):
             raise MalformedEnvelope(f"{name} must be a string")
-    if not _UUID_RE.fullmatch(obj["id"]):
+    if not UUID7_RE.fullmatch(obj["id"]):
         raise MalformedEnvelope("id must be a lower-case UUIDv7")
     if not SLUG_RE.fullmatch(obj["channel"]):
         raise MalformedEnvelope("channel is not a valid channel id")

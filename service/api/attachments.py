@@ -9,6 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from liaison.crypto.content import ATTACHMENT_ID_RE
+
 from ..usecases import attachments
 from . import responses as r
 from .deps import Signed, State
@@ -18,7 +20,7 @@ from .schemas import AttachmentComplete, AttachmentStart, plain
 
 router = APIRouter(prefix="/v1", route_class=AuthFirstRoute)
 
-AttachmentId = Annotated[str, Path(pattern=r"^a_[a-z2-7]{26}$")]
+AttachmentId = Annotated[str, Path(pattern=ATTACHMENT_ID_RE.pattern)]
 MessageId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")]
 #: The dominance refusals a read of a delivered message can meet.
 _DOMINANCE = ("clearance", "releasability", "compartment", "system-level")

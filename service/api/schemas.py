@@ -9,7 +9,9 @@ from fastapi import Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from liaison.crypto.content import ATTACHMENT_ID_RE
 from liaison.crypto.encoding import loads_strict
+from liaison.crypto.envelope import UUID7_RE
 from liaison.crypto.errors import JSONRefused, LabelSyntaxError
 from liaison.crypto.labels import Label, parse_label
 from liaison.crypto.names import DEFAULT_ROLES, NATION_PATTERN, SLUG_PATTERN, Role
@@ -147,9 +149,9 @@ class MembersChange(Strict):
 class AttachmentStart(Strict):
     """Start an attachment's upload (protocol 11): its id, its message's id, its ciphertext size."""
 
-    id: str = Field(pattern=r"^a_[a-z2-7]{26}$", description="the attachment id the sender drew")
+    id: str = Field(pattern=ATTACHMENT_ID_RE.pattern, description="the attachment id the sender drew")
     message: str = Field(
-        pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$",
+        pattern=UUID7_RE.pattern,
         description="the id of the envelope that will name it (a UUIDv7)",
     )
     size: int = Field(ge=1096, le=1 << 41, description="the ciphertext's size in bytes")

@@ -25,7 +25,7 @@ from sqlalchemy import func, select, update
 from liaison.crypto.attachments import ChunkTree, is_ciphertext_size
 from liaison.crypto.content import ATTACHMENT_ID_RE
 from liaison.crypto.encoding import b64url_encode
-from liaison.crypto.envelope import ParsedEnvelope
+from liaison.crypto.envelope import UUID7_RE, ParsedEnvelope
 from liaison.crypto.errors import PolicyViolation
 from liaison.crypto.policy import LevelRule, Policy
 
@@ -53,7 +53,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-_UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 #: The states whose ciphertext counts against the principal's quota.
 _STORED = ("uploading", "complete", "attached")
 
@@ -114,7 +113,7 @@ async def start(
     its status with the parts stored so far, for a resumed upload."""
     if not ATTACHMENT_ID_RE.fullmatch(aid):
         raise Problem("validation", "an attachment id is a_ and 26 base32 characters (protocol 11.1)")
-    if not _UUID7.fullmatch(message):
+    if not UUID7_RE.fullmatch(message):
         raise Problem("validation", "message must be the envelope's id, a lower-case UUIDv7")
     if not is_ciphertext_size(size):
         raise Problem("validation", f"no attachment has {size} ciphertext bytes (protocol 11.1)")
@@ -368,7 +367,7 @@ async def download(
     re-checked as a message fetch does (SPEC 4), and each device's first download is logged
     (`message.attachment_fetched`). The bytes stream from the store."""
 
-    def job(tx: Tx) -> Attachment:
+    def job(tx: Tx) -> tuple[Attachment, Range]:
         caller = signed.caller(tx)
         s = tx.session
         m, _ = delivered(tx, caller, message_id)
@@ -378,7 +377,7 @@ async def download(
             raise Problem("not-found", f"message {m.id} has no attachment {aid[:40]}")
         if m.envelope is None or row.state != "attached":
             raise Problem("not-found", "the message expired and its attachments were destroyed")
-        Range.parse(range_header, row.size)  # refused before anything is logged or written
+        rng = Range.parse(range_header, row.size)  # refused before anything is logged or written
         if s.get(AttachmentFetch, (aid, caller.device_id)) is None:
             s.add(AttachmentFetch(attachment_id=aid, device_id=caller.device_id, fetched_at=tx.now))
             tx.audit(
@@ -389,10 +388,9 @@ async def download(
                 attachment=aid,
                 device=caller.device_id,
             )
-        return row
+        return row, rng
 
-    row = (await state.writer.run(job, shares_cache=True, savepoint=False)).value
-    rng = Range.parse(range_header, row.size)
+    row, rng = (await state.writer.run(job, shares_cache=True, savepoint=False)).value
     if row.root is None or await _blob(state.blobs.size(aid)) != row.size:
         # Refused before the answer starts: a stream cut short would be all a reader saw.
         raise Problem("internal", f"attachment {aid}: its ciphertext is missing from the store")
