@@ -15,8 +15,8 @@ HTTP requests themselves are the client's.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
-import hashlib
 import io
 import mimetypes
 import os
@@ -289,12 +289,11 @@ class DirectoryTarget:
 
 @dataclass(frozen=True)
 class _Upload:
-    """The server's answer to starting an upload, checked: its part size and count, and the
-    parts it already holds (number -> (size, sha256), when the same upload is resumed)."""
+    """The server's answer to starting an upload, checked: its part size and count. (Every
+    send draws new attachment ids, so no upload of it is ever resumed: issue 16's work.)"""
 
     part_size: int
     parts: int
-    stored: dict[int, tuple[int, str]]
 
 
 def _started(answer: dict[str, Any], aid: str, message_id: str, size: int) -> _Upload:
@@ -308,15 +307,20 @@ def _started(answer: dict[str, Any], aid: str, message_id: str, size: int) -> _U
         )
     if type(parts) is not int or parts != parts_of(size, part_size):
         raise MalformedResponse(f"{what}: {parts!r} parts of {part_size} bytes cannot hold {size} bytes")
-    stored: dict[int, tuple[int, str]] = {}
-    for item in answer.get("stored") or ():
-        if isinstance(item, dict) and type(item.get("number")) is int and type(item.get("size")) is int:
-            stored[item["number"]] = (item["size"], str(item.get("sha256", "")))
-    return _Upload(part_size, parts, stored)
+    return _Upload(part_size, parts)
 
 
 #: Parts on their way at once: one being sent while the server stores the other.
 IN_FLIGHT = 2
+
+
+def _sent_sha256(request: httpx.Request) -> str:
+    """The hex SHA-256 of a request's body, from the Content-Digest its signing added
+    (`sha-256=:<base64>:`, RFC 9530)."""
+    value = request.headers.get("content-digest", "")
+    if not (value.startswith("sha-256=:") and value.endswith(":")):
+        raise MalformedResponse("a part was sent without its sha-256 Content-Digest")
+    return base64.b64decode(value[len("sha-256=:") : -1], validate=True).hex()
 
 
 def _release(response: httpx.Response) -> None:
@@ -361,29 +365,26 @@ async def upload(
         if progress is not None:
             progress(src.name, min(src.length, uploaded * src.length // size), src.length)
 
-    def parts() -> Generator[tuple[bytes, str], None, None]:
-        """Read, seal, hash and cut into parts: run in a worker thread, a part at a time,
-        while the parts before it are on their way (the file is read, and the ciphertext
-        sealed and hashed, in C that lets other threads run)."""
+    def parts() -> Generator[bytes, None, None]:
+        """Read, seal, hash into the chunk tree and cut into parts: run in a worker thread, a
+        part at a time, while the parts before it are on their way (the file is read, and the
+        ciphertext sealed and hashed, in C that lets other threads run)."""
         for piece in src.pieces():
             ciphertext = sealer.update(piece)
             tree.update(ciphertext)
-            for part in splitter.feed(ciphertext):
-                yield part, hashlib.sha256(part).hexdigest()
+            yield from splitter.feed(ciphertext)
         for ciphertext in sealer.finish_pieces(PIECE):
             tree.update(ciphertext)
-            for part in splitter.feed(ciphertext):
-                yield part, hashlib.sha256(part).hexdigest()
+            yield from splitter.feed(ciphertext)
         if rest := splitter.rest():
-            yield rest, hashlib.sha256(rest).hexdigest()
+            yield rest
 
-    async def put(number: int, part: bytes, digest: str) -> None:
-        if plan.stored.get(number) == (len(part), digest):
-            report(len(part))
-            return  # the server holds this very part already (a resumed upload)
+    async def put(number: int, part: bytes) -> None:
         path = f"/v1/attachments/{aid}/parts/{number}"
         response = await client._request("PUT", path, raw=part)
         got = json_of(response, f"PUT {path}")
+        # The part's SHA-256 as the request's signed Content-Digest carried it: hashed once.
+        digest = _sent_sha256(response.request)
         _release(response)
         if (got.get("number"), got.get("size"), got.get("sha256")) != (number, len(part), digest):
             raise MalformedResponse(f"attachment {aid}: the server did not store part {number} as sent")
@@ -405,7 +406,7 @@ async def upload(
                 done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     task.result()
-            inflight.add(asyncio.create_task(put(sent, *item)))
+            inflight.add(asyncio.create_task(put(sent, item)))
         for outcome in await asyncio.gather(*inflight, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 raise outcome
