@@ -60,6 +60,10 @@ FIELD_SCOPES: Mapping[str, Mapping[str, str]] = {
     "channel.created": dict.fromkeys(("actor", "time", "channel", "name", "ceiling"), "label"),
     "channel.members": dict.fromkeys(("actor", "time", "channel", "members", "added", "removed"), "label"),
     "policy.loaded": dict.fromkeys(("actor", "time", "policy", "version", "sha256"), "auditors"),
+    # Uploads named by no accepted message within their age, swept (random ids and sizes only).
+    "attachment.uploads_swept": dict.fromkeys(
+        ("actor", "time", "attachments", "count", "bytes", "ttl_seconds"), "auditors"
+    ),
     "witness.cosigned": dict.fromkeys(
         ("actor", "time", "witness", "key_id", "size", "root_hash", "timestamp"), "auditors"
     ),

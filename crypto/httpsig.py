@@ -45,6 +45,7 @@ __all__ = [
     "SignatureParams",
     "check_request",
     "content_digest",
+    "digest_sha256",
     "parse_signature_params",
     "sign_request",
     "verify_request",
@@ -97,6 +98,20 @@ def _signature_fields(headers: Headers) -> dict[str, list[str]]:
 def content_digest(body: bytes) -> str:
     """RFC 9530 `Content-Digest` value with sha-256."""
     return f"sha-256=:{b64encode(p.sha256(body))}:"
+
+
+def digest_sha256(value: str | None) -> bytes | None:
+    """The sha-256 member of a `Content-Digest` value (RFC 9530), or None when there is none
+    or the value does not parse. Meaningful only once `check_request` verified that value
+    against the body: then it is the body's SHA-256, which need not be computed again."""
+    if not value:
+        return None
+    try:
+        members = cast(dict[str, Any], http_sf.parse(value.strip().encode("ascii"), tltype="dictionary"))
+    except Exception:
+        return None
+    sha256 = members.get("sha-256", (None,))[0]
+    return sha256 if isinstance(sha256, bytes) and len(sha256) == 32 else None
 
 
 def sign_request(

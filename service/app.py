@@ -35,7 +35,7 @@ from .config import Settings, SettingsError
 from .metrics import Metrics
 from .problems import Problem
 from .state import AppState
-from .storage.blobs import FileBlobStore
+from .storage.blobs import BlobError, BlobStore, FileBlobStore
 from .storage.db import Database
 from .storage.events import EventHub, PgListener
 from .storage.logstore import LogReader
@@ -206,8 +206,13 @@ async def open_state(
         witnesses.targets(settings)  # the witness settings, checked before anything opens
     except SettingsError as e:
         raise StartupError(str(e)) from None
+    blobs = await open_blob_store(settings)
     new_ok = migrate_new and settings.database_record is None
-    db, state_ = await open_database(settings, create=new_ok)
+    try:
+        db, state_ = await open_database(settings, create=new_ok)
+    except BaseException:
+        await blobs.close()
+        raise
     try:
         if state_.current is None and new_ok:
             await upgrade(db)
@@ -224,13 +229,13 @@ async def open_state(
         if newest is not None:
             _check_log_key(settings, newest.note, signer)
     except StartupError:
-        await db.dispose()
+        await _close(db, blobs)
         raise
     except Exception as e:  # migrating or reading failed (a full disk, a lost connection)
-        await db.dispose()
+        await _close(db, blobs)
         raise StartupError(f"the database {settings.db_display}: {describe_db_error(e)}") from None
     except BaseException:
-        await db.dispose()
+        await _close(db, blobs)
         raise
     audit_log = AuditLog(signer, settings.origin)
     metrics = metrics or Metrics()
@@ -247,7 +252,7 @@ async def open_state(
         limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         enrol_limiter=RateLimiter(settings.enrol_rate_per_second, settings.enrol_rate_burst),
         auth_failure_limiter=RateLimiter(settings.auth_failure_rate_per_second, settings.auth_failure_burst),
-        blobs=FileBlobStore(settings.attachments_dir),
+        blobs=blobs,
     )
     writer.start()
 
@@ -269,6 +274,44 @@ async def open_state(
 async def close_state(state: AppState) -> None:
     await state.writer.stop()
     await state.db.dispose()
+    await state.blobs.close()
+
+
+async def _close(db: Database, blobs: BlobStore) -> None:
+    await db.dispose()
+    await blobs.close()
+
+
+async def open_blob_store(settings: Settings) -> BlobStore:
+    """The attachment store the settings choose, its bucket checked reachable (StartupError,
+    one line, naming the endpoint and bucket, never the secret)."""
+    if settings.blob_store == "file":
+        return FileBlobStore(settings.attachments_dir)
+    from .storage.s3blobs import S3BlobStore  # boto3 is imported only when it is used
+
+    try:
+        secret = settings.s3_secret()
+    except OSError as e:
+        raise StartupError(f"LIAISON_S3_SECRET_ACCESS_KEY_FILE: {e.strerror or e}") from None
+    assert settings.s3_bucket is not None  # the settings' validator
+    try:
+        store = S3BlobStore(
+            settings.s3_endpoint,
+            settings.s3_bucket,
+            settings.s3_prefix,
+            settings.s3_region,
+            settings.s3_access_key_id,
+            secret,
+            None if settings.s3_ca_file is None else str(settings.s3_ca_file),
+        )
+    except BlobError as e:
+        raise StartupError(f"the attachment store: {e}") from None
+    try:
+        await store.check()
+    except (BlobError, OSError) as e:
+        await store.close()
+        raise StartupError(f"the attachment store: {e}") from None
+    return store
 
 
 async def _retention_loop(state: AppState) -> None:
@@ -276,7 +319,8 @@ async def _retention_loop(state: AppState) -> None:
         try:
             while await messaging.expire_due(state) > 0:
                 pass
-            await attachments.purge_deleted(state)  # ciphertext of expired messages' attachments
+            await attachments.sweep_abandoned(state)  # uploads never named by an accepted message
+            await attachments.purge_deleted(state)  # ciphertext of expired or swept attachments
             await purge_nonces(state)  # else the replay table grows with every request
         except asyncio.CancelledError:
             raise

@@ -51,6 +51,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "attachment-quota": (403, "The principal's attachment storage quota is used up"),
     "duplicate-attachment": (409, "An attachment with this id already exists"),
     "upload-complete": (409, "The attachment's upload is already complete"),
+    "upload-expired": (410, "The upload was not finished in time and was swept"),
     "bad-part": (400, "The part's number or size does not fit the upload"),
     "incomplete-upload": (400, "The upload is missing parts"),
     "attachment-mismatch": (409, "The attachment's ciphertext is not the one declared"),

@@ -1,15 +1,17 @@
 """Attachment paths (protocol 11; docs/api.md, "Attachments"): start, parts, complete, status
-and abort for the uploading device; a ranged download for each recipient device. Thin: parse,
-call, return; the ciphertext streams from the store."""
+(GET, and HEAD: the resumable-upload draft's offset query) and abort for the uploading device;
+a ranged download for each recipient device. Thin: parse, call, return; the ciphertext
+streams from the store."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from liaison.crypto.content import ATTACHMENT_ID_RE
+from liaison.crypto.httpsig import digest_sha256
 
 from ..usecases import attachments
 from . import responses as r
@@ -45,6 +47,7 @@ def _with_body(kw: dict[str, Any]) -> dict[str, Any]:
         "attachment-quota",
         "duplicate-attachment",
         "duplicate-envelope",
+        "upload-expired",
         "storage-full",
         status=201,
     ),
@@ -60,10 +63,37 @@ async def post_attachment(body: AttachmentStart, signed: Signed, state: State) -
     "/attachments/{attachment_id}",
     summary="An upload's state and stored parts (its device only)",
     response_class=JSONResponse,
-    **documented(r.AttachmentStatus, "not-found"),
+    **documented(r.AttachmentStatus, "not-found", "upload-expired"),
 )
 async def get_attachment(attachment_id: AttachmentId, signed: Signed, state: State) -> JSONResponse:
+    """`stored` lists the parts stored so far (resume by sending the others); `offset` is
+    the bytes stored from the start with no gap."""
     return plain(await attachments.status(state, signed, attachment_id))
+
+
+@router.head(
+    "/attachments/{attachment_id}",
+    summary="Where an upload stands, in headers (the resumable-upload draft's offset query)",
+    response_class=Response,
+    **documented(None, "not-found", "upload-expired", description="No body; the headers say it all"),
+)
+async def head_attachment(attachment_id: AttachmentId, signed: Signed, state: State) -> Response:
+    """`Upload-Offset`: the bytes stored from the start with no part missing (part-aligned:
+    resume with the part after it); `Upload-Complete`: `?1` once the chunk tree root was
+    checked (draft-ietf-httpbis-resumable-upload, structured-field booleans);
+    `Upload-Length`: the upload's size; `Upload-Part-Size`: every part's size but the last.
+    Signed like every request; a problem's status without its body, as HEAD has none."""
+    st = await attachments.status(state, signed, attachment_id)
+    return Response(
+        status_code=200,
+        headers={
+            "upload-offset": str(st["offset"]),
+            "upload-complete": "?0" if st["state"] == "uploading" else "?1",
+            "upload-length": str(st["size"]),
+            "upload-part-size": str(st["part_size"]),
+            "cache-control": "no-store",
+        },
+    )
 
 
 @router.put(
@@ -71,7 +101,15 @@ async def get_attachment(attachment_id: AttachmentId, signed: Signed, state: Sta
     summary="Store one part of an upload",
     response_class=JSONResponse,
     **_with_body(
-        documented(r.PartStored, "not-found", "upload-complete", "bad-part", "body-too-large", "storage-full")
+        documented(
+            r.PartStored,
+            "not-found",
+            "upload-complete",
+            "upload-expired",
+            "bad-part",
+            "body-too-large",
+            "storage-full",
+        )
     ),
 )
 async def put_part(
@@ -82,8 +120,11 @@ async def put_part(
     state: State,
 ) -> JSONResponse:
     """The body is the part's ciphertext bytes (any content type; `Content-Digest` covers it
-    like every signed body): `part_size` bytes, the last part the rest."""
-    return plain(await attachments.put_part(state, signed, attachment_id, number, await request.body()))
+    like every signed body, and its verified SHA-256 is what the store keeps and answers):
+    `part_size` bytes, the last part the rest. Idempotent: a part sent again replaces it."""
+    body = await request.body()
+    sha256 = digest_sha256(request.headers.get("content-digest"))
+    return plain(await attachments.put_part(state, signed, attachment_id, number, body, sha256))
 
 
 @router.post(
@@ -96,6 +137,7 @@ async def put_part(
         "incomplete-upload",
         "attachment-mismatch",
         "upload-complete",
+        "upload-expired",
         "storage-full",
     ),
 )
@@ -109,7 +151,7 @@ async def post_complete(
     "/attachments/{attachment_id}",
     summary="Abandon an upload (not once its message was accepted)",
     response_class=JSONResponse,
-    **documented(r.Abandoned, "not-found", "upload-complete"),
+    **documented(r.Abandoned, "not-found", "upload-complete", "upload-expired"),
 )
 async def delete_attachment(attachment_id: AttachmentId, signed: Signed, state: State) -> JSONResponse:
     await attachments.abort(state, signed, attachment_id)

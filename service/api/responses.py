@@ -510,7 +510,11 @@ class Fetched(Doc):
 class PartStored(Doc):
     number: int
     size: int
-    sha256: str
+    sha256: str | None = Field(
+        default=None,
+        description="hex; always in a PUT's answer, in `stored` only where the store keeps it "
+        "(not on an S3 store: then trust the size, the chunk tree root is checked at completion)",
+    )
     EXAMPLE = {
         "number": 1,
         "size": 8388608,
@@ -529,6 +533,10 @@ class AttachmentStatus(Doc):
     state: str = Field(description="uploading, complete, attached, deleting or deleted")
     root: str | None = Field(default=None, description="the chunk tree root, once complete")
     stored: list[PartStored] | None = Field(default=None, description="the parts stored so far")
+    offset: int | None = Field(
+        default=None,
+        description="GET only: the bytes stored from the start with no part missing (HEAD's Upload-Offset)",
+    )
     EXAMPLE = {
         "id": "a_mfrggzdfmztwq2lknnwg23tpoa",
         "message": _MESSAGE,

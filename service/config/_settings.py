@@ -129,6 +129,60 @@ class Settings(BaseModel):
         example="10737418240",
         ge=0,
     )
+    attachment_upload_ttl_seconds: int = setting(
+        7 * 24 * 3600,
+        meaning="How long an attachment upload may stay unfinished (or finished but named by no "
+        "accepted message) before the retention pass sweeps it: its parts deleted, the sweep "
+        "logged (`attachment.uploads_swept`).",
+        example="86400",
+        ge=60,
+    )
+    blob_store: Literal["file", "s3"] = setting(
+        "file",
+        meaning="Where attachment ciphertext is kept: `file`, the data directory's "
+        "attachments/ folder; `s3`, an S3-compatible object store (the s3_* settings), which "
+        "replicas of the server share.",
+        example="file",
+    )
+    s3_endpoint: str | None = setting(
+        meaning="The S3-compatible store's URL (unset: AWS S3 in s3_region).",
+        example="https://s3.example.org:9000",
+        form="an https:// or http:// URL",
+    )
+    s3_bucket: str | None = setting(
+        meaning="The bucket attachment ciphertext goes in (required with blob_store = s3; "
+        "created beforehand, versioning off: docs/operations.md, Attachment storage).",
+        example="liaison-attachments",
+        form="a bucket name",
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+    )
+    s3_prefix: str = setting(
+        "liaison/",
+        meaning="The prefix of every object name the server writes in the bucket.",
+        example="prod/liaison/",
+        form="an object name prefix ending in '/', or empty",
+        pattern=r"^([A-Za-z0-9._-]+/)*$",
+    )
+    s3_region: str = setting("us-east-1", meaning="The S3 region (signatures name it).", example="eu-west-3")
+    s3_access_key_id: str | None = setting(
+        meaning="The S3 access key id (unset: the usual AWS sources, e.g. an instance role).",
+        example="LIAISONAPP",
+    )
+    s3_secret_access_key: str | None = setting(
+        meaning="The S3 secret access key (prefer s3_secret_access_key_file).",
+        example="(a secret)",
+        secret=True,
+    )
+    s3_secret_access_key_file: Path | None = setting(
+        meaning="A file holding the S3 secret access key (its first line): a Docker or Kubernetes secret.",
+        example="/run/secrets/liaison-s3-secret",
+        form="the path of a readable file",
+    )
+    s3_ca_file: Path | None = setting(
+        meaning="A CA bundle to verify the S3 endpoint's TLS certificate (unset: the system's).",
+        example="/etc/liaison/s3-ca.pem",
+        form="the path of a readable file",
+    )
     clock_skew_seconds: int = setting(
         300,
         meaning="How far a signed request's or envelope's time may be from the server's clock.",
@@ -408,6 +462,33 @@ class Settings(BaseModel):
                     "of a key in LIAISON_WITNESS_KEYS (witness_keys)"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _s3_complete(self) -> Settings:
+        if self.s3_endpoint is not None and not self.s3_endpoint.startswith(("https://", "http://")):
+            raise ValueError("LIAISON_S3_ENDPOINT (s3_endpoint) must be an https:// or http:// URL")
+        if self.s3_secret_access_key is not None and self.s3_secret_access_key_file is not None:
+            raise ValueError(
+                "LIAISON_S3_SECRET_ACCESS_KEY and LIAISON_S3_SECRET_ACCESS_KEY_FILE are both set: keep one"
+            )
+        if self.blob_store == "s3" and self.attachment_part_bytes < 5 * 1024 * 1024:
+            raise ValueError(
+                "LIAISON_ATTACHMENT_PART_BYTES (attachment_part_bytes) must be at least 5 MiB "
+                "(5242880) with LIAISON_BLOB_STORE=s3: S3 refuses smaller parts but the last"
+            )
+        if self.blob_store == "s3" and self.s3_bucket is None:
+            raise ValueError(
+                "LIAISON_BLOB_STORE (blob_store) is s3 but LIAISON_S3_BUCKET (s3_bucket) is unset"
+            )
+        return self
+
+    def s3_secret(self) -> str | None:
+        """The S3 secret access key, from the setting or the first line of its file (OSError
+        when the file cannot be read)."""
+        if self.s3_secret_access_key_file is None:
+            return self.s3_secret_access_key
+        lines = self.s3_secret_access_key_file.read_text(encoding="utf-8").splitlines()
+        return lines[0].strip() if lines else ""
 
     # --- derived paths -------------------------------------------------------------------
     @property

@@ -8,7 +8,10 @@ it was started for; nobody else learns it exists (another device's upload is `no
 
 States of an attachment row: `uploading` -> `complete` (every part stored, the chunk tree
 root checked) -> `attached` (the envelope naming it was accepted) -> `deleting` (its
-message expired; logged) -> `deleted` (its ciphertext gone from the store).
+message expired; logged) -> `deleted` (its ciphertext gone from the store). An upload not
+named by an accepted message within `attachment_upload_ttl_seconds` of its start goes
+`uploading`/`complete` -> `abandoned` (swept; logged) -> `swept` (its parts gone); starting
+it again is then `upload-expired`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import errno
 import re
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select, update
@@ -32,6 +36,7 @@ from liaison.crypto.policy import LevelRule, Policy
 from ..problems import Problem
 from ..state import AppState
 from ..storage.blobs import BlobError, PartInfo
+from ..storage.db import utcnow
 from ..storage.models import Attachment, AttachmentFetch, Message
 from ..writer import Tx
 from .access import delivered, recheck
@@ -50,6 +55,7 @@ __all__ = [
     "put_part",
     "start",
     "status",
+    "sweep_abandoned",
 ]
 
 T = TypeVar("T")
@@ -66,9 +72,12 @@ def _parts(size: int, part: int) -> int:
     return max(1, -(-size // part))
 
 
-def _upload(aid: str) -> str:
-    """The blob store's upload id of attachment `aid` (its object key is `aid` itself)."""
-    return "u" + aid
+#: The states of an upload the sweep took away (`upload-expired` from then on).
+_SWEPT = ("abandoned", "swept")
+
+
+def _expired(aid: str) -> Problem:
+    return Problem("upload-expired", f"upload {aid} was not finished in time and was swept; start a new one")
 
 
 def _status(row: Attachment, stored: Sequence[PartInfo] | None = None) -> dict[str, Any]:
@@ -83,7 +92,15 @@ def _status(row: Attachment, stored: Sequence[PartInfo] | None = None) -> dict[s
     if row.root is not None:
         out["root"] = row.root
     if stored is not None:
-        out["stored"] = [{"number": p.number, "size": p.size, "sha256": p.sha256} for p in stored]
+        out["stored"] = [_part(p) for p in stored]
+    return out
+
+
+def _part(p: PartInfo) -> dict[str, Any]:
+    """A stored part as the API shows it (`sha256` only where the store keeps it)."""
+    out: dict[str, Any] = {"number": p.number, "size": p.size}
+    if p.sha256 is not None:
+        out["sha256"] = p.sha256
     return out
 
 
@@ -98,6 +115,8 @@ def _own(tx: Tx, signed: SignedRequest, aid: str) -> Attachment:
     row = tx.session.get(Attachment, aid) if ATTACHMENT_ID_RE.fullmatch(aid) else None
     if row is None or row.device_id != caller.device_id:
         raise _not_found(aid)
+    if row.state in _SWEPT:
+        raise _expired(aid)
     return row
 
 
@@ -128,6 +147,8 @@ async def start(
         row = s.get(Attachment, aid)
         if row is not None:
             same = (row.device_id, row.message_id, row.size) == (caller.device_id, message, size)
+            if same and row.state in _SWEPT:
+                raise _expired(aid)
             if not same or row.state not in ("uploading", "complete"):
                 raise Problem("duplicate-attachment", f"attachment {aid} already exists")
             return row, False
@@ -158,6 +179,10 @@ async def start(
         return row, True
 
     row, new = (await state.writer.run(job, shares_cache=True, savepoint=False)).value
+    if row.state == "uploading":
+        # Begun again on a resume too (idempotent): a crash between the row and the store's
+        # upload, or a completion refused for its root, left no upload to resume.
+        await _blob(state.blobs.begin(aid))
     stored = None if new else await _stored(state, row)
     return _status(row, stored), new
 
@@ -165,20 +190,37 @@ async def start(
 async def _stored(state: AppState, row: Attachment) -> list[PartInfo]:
     if row.state != "uploading":
         return []
-    return await _blob(state.blobs.parts(_upload(row.id)))
+    return await _blob(state.blobs.parts(row.id))
 
 
 async def status(state: AppState, signed: SignedRequest, aid: str) -> dict[str, Any]:
-    """The uploader's view of its attachment: state, size, parts stored (to resume)."""
+    """The uploader's view of its attachment: state, size, parts stored (to resume), and
+    `offset`: the bytes stored from the start without a gap (the resumable-upload draft's
+    Upload-Offset, which HEAD answers)."""
     row = (await state.writer.run(lambda tx: _own(tx, signed, aid), shares_cache=True, savepoint=False)).value
-    return _status(row, await _stored(state, row))
+    stored = await _stored(state, row)
+    out = _status(row, stored)
+    out["offset"] = row.size if row.state != "uploading" else _offset(row, stored)
+    return out
+
+
+def _offset(row: Attachment, stored: Sequence[PartInfo]) -> int:
+    """The bytes of parts 1, 2, ... stored with no part missing before them."""
+    offset = 0
+    for expected, part in enumerate(stored, start=1):
+        if part.number != expected:
+            break
+        offset += part.size
+    return offset
 
 
 async def put_part(
-    state: AppState, signed: SignedRequest, aid: str, number: int, data: bytes
+    state: AppState, signed: SignedRequest, aid: str, number: int, data: bytes, sha256: bytes | None
 ) -> dict[str, Any]:
     """Store part `number` of this device's upload `aid`: every part `part_size` bytes but
-    the last, which holds the rest. Durable when this returns (the store's contract)."""
+    the last, which holds the rest. Durable when this returns (the store's contract).
+    `sha256`: the part's SHA-256 as the request's verified Content-Digest carried it (the
+    store does not hash it again; an S3 store has its server check it)."""
 
     def job(tx: Tx) -> Attachment:
         row = _own(tx, signed, aid)
@@ -199,8 +241,15 @@ async def put_part(
     async def one() -> AsyncIterator[bytes]:
         yield data
 
-    info = await _blob(state.blobs.put_part(_upload(aid), number, one()))
-    return {"number": info.number, "size": info.size, "sha256": info.sha256}
+    try:
+        info = await state.blobs.put_part(aid, number, one(), sha256)
+    except BlobError:
+        # No upload in the store (a crash after the row was made): begin it, try once more.
+        await _blob(state.blobs.begin(aid))
+        info = await _blob(state.blobs.put_part(aid, number, one(), sha256))
+    except OSError as e:
+        raise _store_problem(e) from None
+    return _part(info)
 
 
 async def complete(state: AppState, signed: SignedRequest, aid: str, root: str) -> dict[str, Any]:
@@ -212,21 +261,15 @@ async def complete(state: AppState, signed: SignedRequest, aid: str, root: str) 
         if row.state == "complete" and row.root == root:
             return _status(row)  # a retried completion
         raise Problem("upload-complete", f"attachment {aid} is {row.state}")
-    count = _parts(row.size, row.part_size)
-    stored = {p.number: p.size for p in await _blob(state.blobs.parts(_upload(aid)))}
-    missing = [n for n in range(1, count + 1) if n not in stored]
-    if missing:
-        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-        raise Problem("incomplete-upload", f"attachment {aid} is missing part(s) {shown} of {count}")
-    try:
-        size = await state.blobs.complete(_upload(aid), aid, list(range(1, count + 1)))
-    except BlobError:  # another completion of it took the parts first
-        raise Problem("incomplete-upload", f"attachment {aid}: its parts are gone; start it again") from None
-    except OSError as e:
-        raise _store_problem(e) from None
+    size = await _blob(state.blobs.size(aid))
+    if size is None:
+        size = await _join(state, aid, _parts(row.size, row.part_size))
+    # else: a completion cut short after the store joined the parts (an object is never
+    # replaced): its bytes are checked as if just joined.
     computed = b64url_encode(await _chunk_root(state, aid)) if size == row.size else None
     if computed != root:
         await _blob(state.blobs.delete(aid))
+        await _blob(state.blobs.begin(aid))  # the upload starts over
         why = "its size" if computed is None else f"its chunk tree root is {computed}, not {root}"
         raise Problem("attachment-mismatch", f"attachment {aid}: {why}; upload it again")
 
@@ -240,6 +283,21 @@ async def complete(state: AppState, signed: SignedRequest, aid: str, root: str) 
         return r
 
     return _status((await state.writer.run(done, shares_cache=True)).value)
+
+
+async def _join(state: AppState, aid: str, count: int) -> int:
+    """Join the `count` parts of upload `aid` into its object; its size."""
+    stored = {p.number: p.size for p in await _blob(state.blobs.parts(aid))}
+    missing = [n for n in range(1, count + 1) if n not in stored]
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise Problem("incomplete-upload", f"attachment {aid} is missing part(s) {shown} of {count}")
+    try:
+        return await state.blobs.complete(aid, list(range(1, count + 1)))
+    except BlobError:  # another completion of it took the parts first
+        raise Problem("incomplete-upload", f"attachment {aid}: its parts are gone; start it again") from None
+    except OSError as e:
+        raise _store_problem(e) from None
 
 
 async def _chunk_root(state: AppState, key: str) -> bytes:
@@ -263,7 +321,7 @@ async def abort(state: AppState, signed: SignedRequest, aid: str) -> None:
         return row
 
     await state.writer.run(job, shares_cache=True)
-    await _blob(state.blobs.abort(_upload(aid)))
+    await _blob(state.blobs.abort(aid))
     await _blob(state.blobs.delete(aid))
 
 
@@ -427,25 +485,87 @@ def expire(tx: Tx, messages: Sequence[str]) -> None:
 
 
 async def purge_deleted(state: AppState, limit: int = 500) -> int:
-    """Delete the ciphertext of attachments marked `deleting` (their messages expired), then
-    mark them `deleted`. Idempotent: a pass cut short is finished by the next one."""
+    """Delete the ciphertext of attachments marked `deleting` (their messages expired) or
+    `abandoned` (swept), then mark them `deleted` or `swept`. Idempotent: a pass cut short is
+    finished by the next one."""
 
-    def due(tx: Tx) -> list[str]:
-        return list(
-            tx.session.scalars(select(Attachment.id).where(Attachment.state == "deleting").limit(limit))
+    def due(tx: Tx) -> list[tuple[str, str]]:
+        rows = tx.session.execute(
+            select(Attachment.id, Attachment.state)
+            .where(Attachment.state.in_(("deleting", "abandoned")))
+            .limit(limit)
         )
+        return [(aid, st) for aid, st in rows]
 
-    ids = (await state.writer.run(due, shares_cache=True)).value
-    for aid in ids:
+    rows = (await state.writer.run(due, shares_cache=True)).value
+    for aid, _ in rows:
         await _blob(state.blobs.delete(aid))
-        await _blob(state.blobs.abort(_upload(aid)))
-    if ids:
+        await _blob(state.blobs.abort(aid))
+    if rows:
 
         def gone(tx: Tx) -> None:
-            tx.session.execute(update(Attachment).where(Attachment.id.in_(ids)).values(state="deleted"))
+            for before, after in (("deleting", "deleted"), ("abandoned", "swept")):
+                ids = [aid for aid, st in rows if st == before]
+                if ids:
+                    tx.session.execute(
+                        update(Attachment)
+                        .where(Attachment.id.in_(ids), Attachment.state == before)
+                        .values(state=after)
+                    )
 
         await state.writer.run(gone, shares_cache=True)
-    return len(ids)
+    return len(rows)
+
+
+async def sweep_abandoned(state: AppState, limit: int = 500) -> int:
+    """Sweep uploads not named by an accepted message within `attachment_upload_ttl_seconds`
+    of their start: mark them `abandoned` and log one `attachment.uploads_swept` entry (their
+    ids, count and bytes) in the same transaction; `purge_deleted` then deletes their parts.
+    Then abort the store's own uploads begun before that age that no unfinished upload row
+    names (left by a crash, or by a request racing a completion): listed by the store, so
+    nothing is forgotten. Returns how many uploads were swept."""
+    ttl = timedelta(seconds=state.settings.attachment_upload_ttl_seconds)
+
+    def due(tx: Tx) -> list[str]:
+        rows = tx.session.execute(
+            select(Attachment.id, Attachment.size)
+            .where(Attachment.state.in_(("uploading", "complete")), Attachment.created_at < tx.now - ttl)
+            .order_by(Attachment.created_at)
+            .limit(limit)
+        ).all()
+        if not rows:
+            return []
+        ids = sorted(aid for aid, _ in rows)
+        tx.audit(
+            "attachment.uploads_swept",
+            "system",
+            None,
+            attachments=ids,
+            count=len(ids),
+            bytes=sum(size for _, size in rows),
+            ttl_seconds=state.settings.attachment_upload_ttl_seconds,
+        )
+        tx.session.execute(update(Attachment).where(Attachment.id.in_(ids)).values(state="abandoned"))
+        return ids
+
+    swept = (await state.writer.run(due, shares_cache=True)).value
+    open_uploads = await _blob(state.blobs.uploads())
+    if open_uploads:
+        cutoff = utcnow() - ttl
+        old = [u.key for u in open_uploads if u.begun < cutoff][:limit]
+
+        def live(tx: Tx) -> set[str]:
+            return set(
+                tx.session.scalars(
+                    select(Attachment.id).where(Attachment.id.in_(old), Attachment.state == "uploading")
+                )
+            )
+
+        alive = (await state.writer.run(live, shares_cache=True)).value if old else set()
+        for key in old:
+            if key not in alive:
+                await _blob(state.blobs.abort(key))
+    return len(swept)
 
 
 async def _blob(call: Awaitable[T]) -> T:

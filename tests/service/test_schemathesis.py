@@ -176,17 +176,27 @@ def _examples(
         if response.status_code < 300 and secured:
             sent[1] += 1
         text = response.content.decode("utf-8", "replace")
-        wrong = _problem_or_success(response.status_code, _content_type(response), text)
-        if not wrong and _content_type(response).split(";")[0] in (
-            "application/json",
-            "application/problem+json",
+        responses = doc["paths"][case.operation.path][case.method.lower()]["responses"]
+        if case.method.upper() == "HEAD":  # no body by definition: its status alone is checked
+            if response.status_code >= 500 or text:
+                wrong = f"HEAD answered {response.status_code} with {len(text)} characters"
+            elif str(response.status_code) not in responses:
+                wrong = f"{response.status_code} is not declared for the operation"
+            else:
+                wrong = None
+        else:
+            wrong = _problem_or_success(response.status_code, _content_type(response), text)
+        if (
+            case.method.upper() != "HEAD"
+            and not wrong
+            and _content_type(response).split(";")[0]
+            in (
+                "application/json",
+                "application/problem+json",
+            )
         ):
             wrong = _undeclared(doc, case.method, case.operation.path, response.status_code, text)
-        elif (
-            not wrong
-            and str(response.status_code)
-            not in doc["paths"][case.operation.path][case.method.lower()]["responses"]
-        ):
+        elif not wrong and str(response.status_code) not in responses:
             wrong = f"{response.status_code} is not declared for the operation"
         if wrong:
             failures.append(f"{case.method} {case.formatted_path}: {wrong}\n  {case.as_curl_command()}")
