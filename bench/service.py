@@ -25,6 +25,13 @@ concurrently, then fetch messages (GET /v1/messages/{id}, each first fetch logge
 Besides ok/s and latency, each phase shows the server's CPU (of one core), the client's own
 CPU, and how many requests shared a write transaction (from liaison_write_batches_total).
 
+The ceiling, in the same run (issue 17, item 1): after each backend's phases, the server is
+stopped and `bench/_ceiling.py` started on the same TLS stack (uvicorn, httptools, the same
+certificate, TLS 1.3, the same gc settings, as many worker processes): `POST /v1/messages`
+reads the body, verifies its one Ed25519 request signature and Content-Digest and answers
+201, nothing else. The same client sends it the same kind of requests (fresh envelopes, the
+same senders and concurrency), and Liaison's submit rate is shown as a ratio of it.
+
 With --profile DIR, py-spy (pip install py-spy) samples the server (stacks holding the GIL)
 during the 32-sender phase, writes DIR/<backend>.txt (collapsed stacks) and prints own time
 by package and total time of the project's functions. Nothing here asserts a target: it
@@ -224,6 +231,90 @@ def init_server(backend: str, tmp: Path, database_url: str | None) -> Server:
         capture_output=True,
     )
     return Server(backend, data, json.loads(out.stdout), env)
+
+
+@dataclass
+class Ceiling:
+    """bench/_ceiling.py as a process: the least a signed submit costs on this stack."""
+
+    cert: str
+    key: str
+    workers: int
+    proc: subprocess.Popen[bytes] | None = None
+    port: int = 0
+
+    def start(self, tmp: Path, senders: list[DeviceKeys]) -> None:
+        keys = tmp / "ceiling-keys.json"
+        keys.write_text(json.dumps({k.device_id: b64url_encode(k.public.ed25519) for k in senders}))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        log = tmp / "ceiling.log"
+        script = Path(__file__).with_name("_ceiling.py")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script), str(self.port), self.cert, self.key, str(keys), str(self.workers)],
+            stdout=subprocess.DEVNULL,
+            stderr=log.open("wb"),
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"the ceiling exited: {log.read_text()[-2000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return
+            time.sleep(0.2)
+        raise SystemExit("the ceiling did not start")
+
+    def _pids(self) -> list[int]:
+        assert self.proc is not None
+        ps = ["ps", "--ppid", str(self.proc.pid), "-o", "pid="]
+        out = subprocess.run(ps, capture_output=True, text=True)
+        return [self.proc.pid, *map(int, out.stdout.split())]
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for pid in self._pids():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+async def ceiling_phase(
+    server: Server,
+    scene: Scene,
+    per_sender: int,
+    pool: concurrent.futures.ProcessPoolExecutor,
+    tmp: Path,
+    workers: int,
+) -> Result:
+    """The same x32 submit phase against the ceiling (fresh envelopes, the same senders)."""
+    n = CONCURRENCY[-1]
+    cert = server.init["tls_cert"]
+    ceiling = Ceiling(cert, str(Path(cert).with_name("key.pem")), workers)
+    ceiling.start(tmp, scene.senders[:n])
+    try:
+        t = Target(ceiling.port, ssl.create_default_context(cafile=cert))
+        jobs = [(scene.senders[i], i, scene.bundles, per_sender, 1024) for i in range(n)]
+        envelopes = list(pool.map(_seal_many, jobs))
+        queues = [
+            [
+                t.prepare(scene.senders[i], "POST", "/v1/messages", {"envelope": env, "to": RECIPIENTS})
+                for env in envelopes[i]
+            ]
+            for i in range(n)
+        ]
+        return await run_phase(t, ceiling, f"ceiling: submit x{n} (one signature check)", queues, 201)
+    finally:
+        ceiling.stop()
 
 
 async def create_pg(url: str) -> str:
@@ -427,7 +518,7 @@ class Result:
 
 
 async def run_phase(
-    t: Target, server: Server, name: str, queues: list[list[bytes]], ok_status: int
+    t: Target, server: Server | Ceiling, name: str, queues: list[list[bytes]], ok_status: int
 ) -> Result:
     conns = [await Conn.open(t.port, t.ctx) for _ in queues]
     latencies: list[float] = []
@@ -457,7 +548,10 @@ async def run_phase(
 
 
 async def write_batches(t: Target) -> float:
-    """The server's count of write transactions (batches), from its metrics listener."""
+    """The server's count of write transactions (batches), from its metrics listener (NaN for
+    a server without one: the ceiling)."""
+    if not t.metrics_port:
+        return float("nan")
     conn = await Conn.open(t.metrics_port, None)
     try:
         _, body = await conn.call(f"GET /metrics HTTP/1.1\r\nhost: 127.0.0.1:{t.port}\r\n\r\n".encode())
@@ -598,13 +692,15 @@ def summarise_profile(path: Path, top: int = 10) -> None:
 # --- main ------------------------------------------------------------------------------------
 
 
-def report(backend: str, results: list[Result], mem: dict[str, int], wall: float) -> None:
+def report(
+    backend: str, results: list[Result], mem: dict[str, int], wall: float, ceiling: Result | None
+) -> None:
     print(f"\n== {backend} (TLS, one server process) ==")
     print(
         f"{'phase':<46} {'ok/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'ok':>5} {'errors':>7} "
         f"{'srv CPU':>7} {'cli CPU':>7} {'req/batch':>9}"
     )
-    for r in results:
+    for r in results + ([ceiling] if ceiling else []):
         errs = ",".join(f"{k}:{v}" for k, v in sorted(r.errors.items())) or "-"
         per_batch = (r.ok + sum(r.errors.values())) / r.batches if r.batches else float("nan")
         print(
@@ -616,6 +712,12 @@ def report(backend: str, results: list[Result], mem: dict[str, int], wall: float
         f"server memory: peak {mem['VmHWM'] / 1024:.0f} MB (VmHWM), now {mem['VmRSS'] / 1024:.0f} "
         f"MB; bench wall time {wall:.0f} s"
     )
+    if ceiling is not None:
+        mine = next(r for r in results if r.name == f"submit x{CONCURRENCY[-1]}")
+        print(
+            f"submit x{CONCURRENCY[-1]}: {mine.rate:,.0f}/s = {mine.rate / ceiling.rate:.0%} of the "
+            f"same-run ceiling ({ceiling.rate:,.0f}/s, one signature check per request, 1 worker)"
+        )
 
 
 async def bench(
@@ -638,7 +740,10 @@ async def bench(
             mem = server.status()
         finally:
             server.stop()
-        report(backend, results, mem, time.perf_counter() - t0)
+        ceiling = None
+        if not args.no_ceiling:
+            ceiling = await ceiling_phase(server, scene, args.per_sender, pool, Path(tmp), 1)
+        report(backend, results, mem, time.perf_counter() - t0, ceiling)
 
 
 def main() -> None:
@@ -656,6 +761,7 @@ def main() -> None:
         help="messages per sender at 8 and 32 senders (4x that for 1 sender)",
     )
     ap.add_argument("--fetches", type=int, default=300, help="message fetches per recipient")
+    ap.add_argument("--no-ceiling", action="store_true", help="skip the ceiling phase")
     ap.add_argument(
         "--profile", type=Path, default=None, help="sample the server with py-spy during the 32-sender phase"
     )
