@@ -8,6 +8,13 @@ the file as it is decrypted, and the file is named complete only after the root,
 the length and the SHA-256 checked (`DirectoryTarget`: a temporary file, renamed at the end,
 removed on any failure; an existing file is never replaced unless asked).
 
+Uploads resume: a part, a start or a completion whose connection dropped is tried again after
+a short wait (`Backoff`, within the client's `Retry`), once the server said what it holds
+(`GET /v1/attachments/{id}`), so only what is missing is sent again (the parts on their way are
+still in memory). An upload started before, with the same id, key and salt (`Drawn`, kept by
+`_resume`'s journal), answers the parts it holds: the file is read and sealed again (the chunk
+tree and the SHA-256 need every byte) into the same ciphertext, and only the other parts go.
+
 `AsyncClient.send(..., attachments=)` and `AsyncClient.save_attachment` use what is here; the
 HTTP requests themselves are the client's.
 """
@@ -17,15 +24,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import io
 import mimetypes
 import os
+import re
 import secrets
 import stat
-from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import httpx
 
@@ -47,24 +56,40 @@ from liaison.crypto.labels import Label
 
 from . import _models as m
 from ._http import check_response, json_of, transport_error
-from .errors import APIError, ContentInvalid, InputError, KeyCommitmentMismatch, MalformedResponse
+from ._retry import Retry
+from .errors import (
+    APIError,
+    ClientError,
+    ContentInvalid,
+    InputError,
+    KeyCommitmentMismatch,
+    MalformedResponse,
+    ServerUnreachable,
+)
 
 if TYPE_CHECKING:
     from .client import AsyncClient
 
 __all__ = [
+    "FIRST_WAIT",
     "PIECE",
     "Attachment",
+    "Backoff",
     "DirectoryTarget",
+    "Drawn",
     "PartSplitter",
     "Progress",
     "Source",
+    "abort",
+    "again",
     "download",
     "open_source",
     "parts_of",
     "safe_file_name",
     "upload",
 ]
+
+T = TypeVar("T")
 
 #: How much of a file is read (and encrypted) at a time.
 PIECE = 1024 * 1024
@@ -95,13 +120,15 @@ class Attachment:
 
 @dataclass
 class Source:
-    """An attachment ready to be read: its open file, name, media type and length."""
+    """An attachment ready to be read: its open file, name, media type and length; `path` is
+    the file's absolute path when it was given as one (None for a file object)."""
 
     file: BinaryIO
     name: str
     media_type: str
     length: int
     owned: bool  # opened here (from a path): closed here
+    path: str | None = None
 
     def close(self) -> None:
         if self.owned:
@@ -151,11 +178,11 @@ def open_source(attachment: Attachment) -> Source:
             file: BinaryIO = path.open("rb")
         except OSError as e:
             raise InputError(f"cannot attach {path}: {e.strerror or e}") from None
-        owned, default_name = True, path.name
+        owned, default_name, where = True, path.name, os.path.abspath(path)
     else:
         if not hasattr(src, "read"):
             raise InputError("an attachment is a path or a binary file object")
-        file, owned = src, False
+        file, owned, where = src, False, None
         default_name = os.path.basename(str(getattr(src, "name", "") or ""))
     try:
         name = attachment.name if attachment.name is not None else default_name
@@ -172,7 +199,7 @@ def open_source(attachment: Attachment) -> Source:
             check_content_type(media_type)
         except MalformedContent as e:
             raise InputError(f"attachment {name!r}: media type refused: {e}") from None
-        return Source(file, name, media_type, _length(file, name), owned)
+        return Source(file, name, media_type, _length(file, name), owned, where)
     except BaseException:
         if owned:
             file.close()
@@ -288,15 +315,102 @@ class DirectoryTarget:
 
 
 @dataclass(frozen=True)
+class Drawn:
+    """One attachment's id, key and salt, drawn once for a send. A resumed send (`_resume`)
+    uses them again, and its ciphertext is then the very bytes sent before: `Sealer` is
+    deterministic for one key, salt, context and length."""
+
+    id: str
+    key: bytes = field(repr=False)  # key material: kept out of repr (logs, messages)
+    salt: bytes = field(repr=False)
+
+    @classmethod
+    def new(cls) -> Drawn:
+        return cls(
+            new_attachment_id(), secrets.token_bytes(chunked.KEY_LEN), secrets.token_bytes(chunked.SALT_LEN)
+        )
+
+
+#: The first wait after a dropped connection (seconds); each next one is twice as long.
+FIRST_WAIT = 0.5
+
+
+class Backoff:
+    """The waits of one step of an upload (its start, a part, its completion) between tries
+    after dropped connections: FIRST_WAIT, then twice as long each time, within the client's
+    `Retry`: `attempts` tries in all, no wait over `max_wait`, `budget` seconds of waiting."""
+
+    def __init__(self, retry: Retry) -> None:
+        self.retry = retry
+        self.tries = 1
+        self.waited = 0.0
+
+    async def wait(self, error: ClientError) -> None:
+        """Sleep before the next try; raise `error` when the policy allows none."""
+        delay = min(FIRST_WAIT * 2 ** (self.tries - 1), self.retry.max_wait)
+        if self.tries >= self.retry.attempts or self.waited + delay > self.retry.budget:
+            raise error
+        await asyncio.sleep(delay)
+        self.tries += 1
+        self.waited += delay
+
+
+async def again(call: Callable[[], Awaitable[T]], backoff: Backoff) -> T:
+    """`call()`, tried again after each dropped connection while `backoff` allows. A refusal
+    is raised at once (the client's `_request` already waited on those that say when)."""
+    while True:
+        try:
+            return await call()
+        except ServerUnreachable as e:
+            await backoff.wait(e)
+
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _hex_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """A part the server holds: its size, and its SHA-256 (hex) where the store keeps one. An
+    S3-compatible store does not: the size is then trusted, and the chunk tree root, which the
+    server checks at completion and every recipient checks again, catches anything else."""
+
+    size: int
+    sha256: str | None
+
+    async def holds(self, part: bytes) -> bool:
+        """Whether this stored part is `part` (hashed in a worker thread when there is a
+        SHA-256 to compare with)."""
+        if self.size != len(part):
+            return False
+        return self.sha256 is None or self.sha256 == await asyncio.to_thread(_hex_sha256, part)
+
+
+@dataclass(frozen=True)
 class _Upload:
-    """The server's answer to starting an upload, checked: its part size and count. (Every
-    send draws new attachment ids, so no upload of it is ever resumed: issue 16's work.)"""
+    """The server's view of an upload, checked: its part size and count, whether it is
+    complete already (a completion whose answer was lost), and the parts it holds."""
 
     part_size: int
     parts: int
+    complete: bool
+    stored: Mapping[int, _Stored]
+
+    def held(self) -> int:
+        """How many of its parts the server holds."""
+        return self.parts if self.complete else len(self.stored)
+
+    async def holds(self, number: int, part: bytes) -> bool:
+        """Whether the server holds `part` as part `number` (it need not be sent)."""
+        stored = self.stored.get(number)
+        return self.complete or (stored is not None and await stored.holds(part))
 
 
 def _started(answer: dict[str, Any], aid: str, message_id: str, size: int) -> _Upload:
+    """An upload's status (the answer to starting it, or to `GET /v1/attachments/{id}`), checked."""
     what = f"attachment {aid}"
     if (answer.get("id"), answer.get("message"), answer.get("size")) != (aid, message_id, size):
         raise MalformedResponse(f"{what}: the server started another upload than the one asked for")
@@ -307,7 +421,34 @@ def _started(answer: dict[str, Any], aid: str, message_id: str, size: int) -> _U
         )
     if type(parts) is not int or parts != parts_of(size, part_size):
         raise MalformedResponse(f"{what}: {parts!r} parts of {part_size} bytes cannot hold {size} bytes")
-    return _Upload(part_size, parts)
+    state = answer.get("state")
+    if state not in ("uploading", "complete"):
+        raise MalformedResponse(f"{what}: the server answered for an upload in state {str(state)[:20]!r}")
+    stored = _stored_parts(answer, what, size, part_size, parts)
+    return _Upload(part_size, parts, state == "complete", stored)
+
+
+def _stored_parts(
+    answer: dict[str, Any], what: str, size: int, part_size: int, parts: int
+) -> dict[int, _Stored]:
+    """The parts a status lists as `stored` (none on a new upload): those of the size their
+    number must have (another is sent again, and replaces it)."""
+    items = answer.get("stored", [])
+    if not isinstance(items, list):
+        raise MalformedResponse(f"{what}: its stored parts are not a list")
+    out: dict[int, _Stored] = {}
+    for item in items:
+        if not isinstance(item, dict):
+            raise MalformedResponse(f"{what}: a stored part is not an object")
+        number, length, sha256 = item.get("number"), item.get("size"), item.get("sha256")
+        if type(number) is not int or type(length) is not int:
+            raise MalformedResponse(f"{what}: a stored part without its number and size")
+        if sha256 is not None and not (isinstance(sha256, str) and _SHA256_HEX.fullmatch(sha256)):
+            raise MalformedResponse(f"{what}: a stored part's sha256 is not 64 hex digits")
+        expected = part_size if number < parts else size - (parts - 1) * part_size
+        if 1 <= number <= parts and length == expected:
+            out[number] = _Stored(length, sha256)
+    return out
 
 
 #: Parts on their way at once: one being sent while the server stores the other.
@@ -331,29 +472,72 @@ def _release(response: httpx.Response) -> None:
     response.stream = httpx.ByteStream(b"")
 
 
+async def _put(client: AsyncClient, aid: str, number: int, part: bytes) -> None:
+    """PUT part `number` of upload `aid` once; MalformedResponse unless stored as sent."""
+    path = f"/v1/attachments/{aid}/parts/{number}"
+    response = await client._request("PUT", path, raw=part)
+    got = json_of(response, f"PUT {path}")
+    # The part's SHA-256 as the request's signed Content-Digest carried it: hashed once. (A
+    # store that does not keep it may leave it out of the answer: the size is checked.)
+    digest = _sent_sha256(response.request)
+    _release(response)
+    if (got.get("number"), got.get("size"), got.get("sha256", digest)) != (number, len(part), digest):
+        raise MalformedResponse(f"attachment {aid}: the server did not store part {number} as sent")
+
+
+async def _complete(client: AsyncClient, aid: str, root: bytes) -> None:
+    """Complete upload `aid` with its chunk tree root, checked. After a dropped connection it
+    is asked again (a completion with the same root answers the same); the lost try may still
+    be joining the parts on the server, so `incomplete-upload` is then waited on as well."""
+    path, want = f"/v1/attachments/{aid}/complete", b64url_encode(root)
+    backoff, retried = Backoff(client.retry), False
+    while True:
+        try:
+            completed = await client._json("POST", path, body={"root": want})
+            break
+        except ServerUnreachable as e:
+            await backoff.wait(e)
+        except APIError as e:
+            if not retried or e.slug != "incomplete-upload":
+                raise
+            await backoff.wait(e)
+        retried = True
+    if (completed.get("id"), completed.get("root"), completed.get("state")) != (aid, want, "complete"):
+        raise MalformedResponse(f"attachment {aid}: the server did not complete the upload as asked")
+
+
+def _raise_first(tasks: Iterable[asyncio.Task[None]]) -> None:
+    """Raise the first failure of finished tasks, once each one's outcome was looked at (an
+    exception never looked at is reported by asyncio when the task is collected)."""
+    failures = [e for t in tasks if not t.cancelled() and (e := t.exception()) is not None]
+    if failures:
+        raise failures[0]
+
+
 async def upload(
     client: AsyncClient,
     message_id: str,
     label: Label,
     src: Source,
+    drawn: Drawn,
     progress: Progress | None,
     started: list[str],
+    on_start: Callable[[int, int], None] | None = None,
 ) -> tuple[AttachmentRef, AttachmentInfo]:
-    """Encrypt and upload one attachment of message `message_id` as it is read, complete it
-    with its chunk tree root; its header and body members. Its id is added to `started` as
-    soon as the server holds the upload (so a failure can abort it)."""
-    key, salt, aid = (
-        secrets.token_bytes(chunked.KEY_LEN),
-        secrets.token_bytes(chunked.SALT_LEN),
-        new_attachment_id(),
-    )
-    size = ciphertext_size(src.length)
-    answer = await client._json(
-        "POST", "/v1/attachments", body={"id": aid, "message": message_id, "size": size}
-    )
+    """Encrypt and upload one attachment of message `message_id` under `drawn`'s id, key and
+    salt as it is read, and complete it with its chunk tree root; its header and body
+    members. Its id is added to `started` as soon as the server holds the upload (so a failure
+    can abort it). The server may hold some of its parts already (an upload started before
+    with the same id): `on_start(held, parts)` is told how many, and only the others are sent
+    (progress counts those held as done). A dropped connection is tried again (`Backoff`)."""
+    aid, size = drawn.id, ciphertext_size(src.length)
+    body = {"id": aid, "message": message_id, "size": size}
+    answer = await again(lambda: client._json("POST", "/v1/attachments", body=body), Backoff(client.retry))
     started.append(aid)
     plan = _started(answer, aid, message_id, size)
-    sealer = Sealer(key, salt, context(message_id, aid, label.to_json()), src.length)
+    if on_start is not None:
+        on_start(plan.held(), plan.parts)
+    sealer = Sealer(drawn.key, drawn.salt, context(message_id, aid, label.to_json()), src.length)
     tree, splitter = ChunkTree(), PartSplitter(plan.part_size)
     uploaded = 0  # ciphertext bytes the server holds
 
@@ -379,58 +563,64 @@ async def upload(
         if rest := splitter.rest():
             yield rest
 
+    async def status() -> _Upload:
+        return _started(await client._json("GET", f"/v1/attachments/{aid}"), aid, message_id, size)
+
     async def put(number: int, part: bytes) -> None:
-        path = f"/v1/attachments/{aid}/parts/{number}"
-        response = await client._request("PUT", path, raw=part)
-        got = json_of(response, f"PUT {path}")
-        # The part's SHA-256 as the request's signed Content-Digest carried it: hashed once.
-        digest = _sent_sha256(response.request)
-        _release(response)
-        if (got.get("number"), got.get("size"), got.get("sha256")) != (number, len(part), digest):
-            raise MalformedResponse(f"attachment {aid}: the server did not store part {number} as sent")
+        """Send a part until the server holds it: after a dropped connection, wait, ask what
+        the server holds (the part may have arrived), and send it again if it does not."""
+        backoff = Backoff(client.retry)
+        while True:
+            try:
+                await _put(client, aid, number, part)
+                break
+            except ServerUnreachable as e:
+                await backoff.wait(e)
+            if await (await again(status, backoff)).holds(number, part):
+                break
         report(len(part))
 
-    sent = 0
+    number = 0
     source = parts()
     inflight: set[asyncio.Task[None]] = set()
     try:
         # The next part is sealed while up to IN_FLIGHT parts are sent: neither side waits
         # for the other (at most IN_FLIGHT + 1 parts held).
         while (item := await asyncio.to_thread(next, source, None)) is not None:
-            sent += 1
-            if sent > plan.parts:
+            number += 1
+            if number > plan.parts:
                 raise MalformedResponse(
                     f"attachment {aid}: more ciphertext than the {plan.parts} parts asked for"
                 )
+            if await plan.holds(number, item):
+                report(len(item))  # stored by an earlier send of these very bytes
+                continue
             while len(inflight) >= IN_FLIGHT:
                 done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    task.result()
-            inflight.add(asyncio.create_task(put(sent, item)))
+                _raise_first(done)
+            inflight.add(asyncio.create_task(put(number, item)))
         for outcome in await asyncio.gather(*inflight, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 raise outcome
         inflight.clear()
-    finally:
-        for task in inflight:
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        for task in inflight:  # interrupted: the parts on their way are dropped
             task.cancel()
+        raise
+    finally:
+        # After a failure, the parts still on their way finish first (stored for a rerun to
+        # find, their connections closed, never dropped half-way through a TLS handshake);
+        # their outcomes are looked at, and dropped.
+        await asyncio.gather(*inflight, return_exceptions=True)
         with contextlib.suppress(ValueError):  # a cancelled wait leaves the thread in it
             source.close()
-    if sent != plan.parts or tree.size != size:  # pragma: no cover - the sizes were checked above
-        raise MalformedResponse(f"attachment {aid}: {sent} parts sent, {plan.parts} asked for")
+    if number != plan.parts or tree.size != size:  # pragma: no cover - the sizes were checked above
+        raise MalformedResponse(f"attachment {aid}: {number} parts sent, {plan.parts} asked for")
     root = tree.root()
-    completed = await client._json(
-        "POST", f"/v1/attachments/{aid}/complete", body={"root": b64url_encode(root)}
-    )
-    if (completed.get("id"), completed.get("root"), completed.get("state")) != (
-        aid,
-        b64url_encode(root),
-        "complete",
-    ):
-        raise MalformedResponse(f"attachment {aid}: the server did not complete the upload as asked")
+    await _complete(client, aid, root)
     if progress is not None and src.length == 0:
         progress(src.name, 0, 0)
-    info = AttachmentInfo(aid, key, src.name, src.media_type, src.length, sealer.sha256)
+    info = AttachmentInfo(aid, drawn.key, src.name, src.media_type, src.length, sealer.sha256)
     return AttachmentRef(aid, size, root), info
 
 

@@ -53,7 +53,7 @@ from ._cli_common import (
     store,
     sub_app,
 )
-from .errors import APIError, InputError, KeyStoreError
+from .errors import APIError, ClientError, InputError, KeyStoreError
 
 if TYPE_CHECKING:
     from . import _models as m
@@ -474,6 +474,13 @@ def send(
             help="A file to send with it, encrypted and uploaded as it is read (repeatable)",
         ),
     ] = None,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart",
+            help="With --attach: discard an interrupted send of the same message and files, start afresh",
+        ),
+    ] = False,
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -481,7 +488,9 @@ def send(
 
     A refusal names the rule that refuses it: the channel's ceiling, your own clearance,
     releasability (REL TO), a compartment, or membership. With --attach and no FILE, the
-    content is stdin's, or empty when stdin is a terminal."""
+    content is stdin's, or empty when stdin is a terminal. A send with --attach that is
+    interrupted (Ctrl-C, the connection lost) resumes when the same command is run again:
+    only the parts the server lacks are uploaded (--restart starts afresh)."""
     o = opts(ctx, profile, as_json)
     if dry_run:
         plan = _explaining(o, lambda c: c.plan(channel, label, to=to), channel, label)
@@ -502,7 +511,7 @@ def send(
         return
     files = attach or []
     data = b"" if files and source == "-" and sys.stdin.isatty() else guard(lambda: _read_input(source))
-    sent = _send_with(o, channel, label, data, to=to, content_type=content_type, files=files)
+    sent = _send_with(o, channel, label, data, to=to, content_type=content_type, files=files, restart=restart)
     if o.json:
         term.emit_json(sent.to_json())
         return
@@ -527,6 +536,15 @@ def send(
     _warn(sent.warnings)
 
 
+class _Interrupted(Exception):
+    """Ctrl-C during a send whose journal keeps it for a rerun (not a ClientError: the guard
+    lets it through, and `_send_with` says how to resume)."""
+
+
+#: What an interrupted send with attachments tells the user.
+_RESUME_HINT = "rerun the same command to resume the upload"
+
+
 def _send_with(
     o: Options,
     channel: str,
@@ -536,10 +554,17 @@ def _send_with(
     to: list[str] | None,
     content_type: str,
     files: list[Path],
+    restart: bool = False,
 ) -> m.Sent:
     """`send`, its attachments opened first (a missing or unreadable file is refused before
-    anything is asked of the server) and uploaded under progress bars on stderr."""
+    anything is asked of the server) and uploaded under progress bars on stderr. With files,
+    the send is journaled under the profile's state directory (`pending/`): Ctrl-C (exit 130)
+    or a lost connection keeps it, and the same command resumes it (each resumed file said
+    on stderr)."""
+    import asyncio
+
     from ._attachments import Attachment, open_source
+    from ._resume import curable
 
     attachments = [Attachment(f) for f in files]
 
@@ -549,20 +574,39 @@ def _send_with(
 
     guard(check)
 
+    def notice(line: str) -> None:
+        term.say("{line}", err=True, line=line)
+
     async def go(c: AsyncClient) -> m.Sent:
+        journal = store().state_dir(c.profile) / "pending" if files and c.profile else None
         # The bars start once the profile is open: a passphrase prompt is never drawn over.
         with term.transfer_progress(disabled=o.json or not files) as bars:
-            return await c.send(
-                channel,
-                label,
-                data,
-                to=to,
-                content_type=content_type,
-                attachments=attachments,
-                progress=bars.tick,
-            )
+            try:
+                return await c.send(
+                    channel,
+                    label,
+                    data,
+                    to=to,
+                    content_type=content_type,
+                    attachments=attachments,
+                    progress=bars.tick,
+                    journal=journal,
+                    restart=restart,
+                    notice=notice,
+                )
+            except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels this task
+                if journal is None:
+                    raise
+                raise _Interrupted from None
+            except ClientError as e:
+                if journal is not None and curable(e):
+                    e.args = (f"{e}; {_RESUME_HINT}",)
+                raise
 
-    return _explaining(o, go, channel, label)
+    try:
+        return _explaining(o, go, channel, label)
+    except _Interrupted:
+        term.fail("interrupted: {hint}", hint=_RESUME_HINT, code=130, problem="interrupted")
 
 
 def _warn(warnings: tuple[str, ...]) -> None:

@@ -39,7 +39,7 @@ from liaison.crypto.anchors import Anchors
 from liaison.crypto.attachments import AttachmentRef, ciphertext_size
 from liaison.crypto.content import AttachmentInfo, check_content_type, frame_size
 from liaison.crypto.encoding import b64decode, b64encode, b64url_decode, b64url_encode, format_time
-from liaison.crypto.envelope import new_envelope_id, open_envelope, parse_envelope, seal
+from liaison.crypto.envelope import open_envelope, parse_envelope, seal
 from liaison.crypto.errors import (
     BadSignature,
     CryptoError,
@@ -67,7 +67,7 @@ from liaison.crypto.vmap import map_key, verify_range
 
 from . import _attachments as _att
 from . import _directory as d
-from . import _evidence
+from . import _evidence, _resume
 from . import _models as m
 from ._admin import AdminMethods
 from ._attachments import Attachment, Progress
@@ -104,6 +104,7 @@ from .errors import (
     ProofInvalid,
     ProofMissing,
     SendManyFailed,
+    ServerUnreachable,
     SignatureInvalid,
     TransportError,
     UntrustedCheckpoint,
@@ -1074,27 +1075,41 @@ class AsyncClient(AdminMethods):
         content_type: str = DEFAULT_CONTENT_TYPE,
         attachments: Sequence[Attachment] = (),
         progress: Progress | None = None,
+        journal: str | os.PathLike[str] | None = None,
+        restart: bool = False,
+        notice: Callable[[str], None] | None = None,
     ) -> m.Sent:
         """Seal `data` to every verified eligible device (or those of `to`) and submit it.
 
         `attachments` (files, see `Attachment`) are checked against the level's limits before
         anything is sent, then each is encrypted and uploaded as it is read (never held whole),
         and the envelope names them; `progress(name, done, total)` is called as each is read.
-        An upload the message does not end up naming is deleted again."""
+        A dropped connection is tried again, sending only what the server lacks. An upload
+        the message does not end up naming is deleted again, unless `journal` keeps it.
+
+        `journal` (a directory), when every attachment is a path: the send's message id and
+        its attachments' ids and keys are kept there (`liaison.clients._resume`) until the
+        message is accepted, so that the same send, after an interruption (Ctrl-C, a dropped
+        connection, the server unavailable), resumes: only the parts the server lacks are
+        sent. `restart`: discard such a journal and start afresh. `notice(line)` is told what
+        became of a journal (resumed, discarded)."""
         sources = _open_sources(attachments)
         try:
             lab = await self._check_payloads(label, [data], content_type)
             self._check_attachments(lab, data, content_type, sources)
             batch = await self._batch(channel, lab, to)
-            started: list[str] = []
-            envelope_id = new_envelope_id()
+            ident = _resume.identity(self, channel, lab, to, data, content_type, sources)
+            book = _resume.Journal(Path(journal), ident) if journal is not None and ident else None
+            uploads = _resume.Uploads(self, book, sources, notice)
             try:
-                uploaded = [await _att.upload(self, envelope_id, lab, s, progress, started) for s in sources]
+                envelope_id = await uploads.prepare(restart=restart)
+                uploaded = await uploads.upload(lab, progress)
                 envelope = batch.seal(self.keys, data, content_type, envelope_id, uploaded)
-                answer = await self._submit(envelope, to)
-            except Exception:
-                await _att.abort(self, started)
+                answer = await self._submit(envelope, to, patient=bool(sources), reused_id=uploads.resumed)
+            except BaseException as e:
+                await uploads.failed(e)
                 raise
+            uploads.accepted()
         finally:
             for source in sources:
                 source.close()
@@ -1306,20 +1321,41 @@ class AsyncClient(AdminMethods):
             raise InputError(f"cannot send at {lab.classification}: {e.detail}") from None
         return _Batch(channel, lab, plan, tuple(bundles), suite)
 
-    async def _submit(self, envelope: dict[str, Any], to: Sequence[str] | None) -> dict[str, Any]:
-        """POST the envelope; the server's answer (a receipt) for exactly this envelope."""
+    async def _submit(
+        self,
+        envelope: dict[str, Any],
+        to: Sequence[str] | None,
+        *,
+        patient: bool = False,
+        reused_id: bool = False,
+    ) -> dict[str, Any]:
+        """POST the envelope; the server's answer (a receipt) for exactly this envelope.
+
+        `patient`: a dropped connection is tried again (`_att.Backoff`; the same envelope, so a
+        try stored before its answer was lost is the duplicate below). `reused_id`: the id is
+        an interrupted send's (a journal's), so a duplicate at the first try is that send,
+        accepted already (`_resume.already_sent`)."""
         body: dict[str, Any] = {"envelope": envelope}
         if to is not None:
             body["to"] = sorted(set(to))
+        backoff = _att.Backoff(self.retry if patient else Retry.never())
         try:
-            answer = await self._json("POST", "/v1/messages", body=body)
+            while True:
+                try:
+                    answer = await self._json("POST", "/v1/messages", body=body)
+                    break
+                except ServerUnreachable as e:
+                    await backoff.wait(e)
+                reused_id = False
         except Conflict as e:
             if e.slug != "duplicate-envelope":
                 raise
-            # Each envelope id is a fresh UUIDv7: a duplicate is an earlier try of this very
-            # request that was stored though its answer was lost (a 503 or a dropped
-            # connection while committing). The log's proof of it is the receipt (checked
-            # against this envelope's digest like any other).
+            if reused_id:
+                raise _resume.already_sent(envelope["id"]) from None
+            # Each envelope id is a fresh UUIDv7 (a journal's, reused, is handled above): a
+            # duplicate is an earlier try of this very request that was stored though its
+            # answer was lost (a 503 or a dropped connection while committing). The log's
+            # proof of it is the receipt (checked against this envelope's digest like any other).
             answer = await self._json("GET", f"/v1/audit/messages/{envelope['id']}")
             answer.setdefault("recipients", len(envelope.get("recipients", ())))
         if answer.get("id") != envelope["id"]:

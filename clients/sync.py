@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from typing import Any, BinaryIO, Self, TypeVar
 
 import httpx
@@ -195,6 +195,9 @@ class Client(AdminSync):
         content_type: str = DEFAULT_CONTENT_TYPE,
         attachments: Sequence[Attachment] = (),
         progress: Progress | None = None,
+        journal: str | os.PathLike[str] | None = None,
+        restart: bool = False,
+        notice: Callable[[str], None] | None = None,
     ) -> m.Sent:
         return self._run(
             self.aio.send(
@@ -205,6 +208,9 @@ class Client(AdminSync):
                 content_type=content_type,
                 attachments=attachments,
                 progress=progress,
+                journal=journal,
+                restart=restart,
+                notice=notice,
             )
         )
 
