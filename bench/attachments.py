@@ -1,6 +1,12 @@
 """Attachment throughput (MiB/s) and peak memory, against a plain HTTPS PUT/GET as the ceiling.
 
 Run: .venv/bin/python bench/attachments.py [--sizes 1M,100M,2G] [--runs 1] [--keep] [--tmp DIR]
+         [--stores file,s3] [--s3-url http://KEY:SECRET@127.0.0.1:18333] [--resume-size 2G]
+
+With an S3 server (`--s3-url`, default $LIAISON_TEST_S3_URL, as `eval "$(bash
+scripts/s3.sh start)"` sets it: a SeaweedFS on loopback), every size is measured on each store:
+the filesystem store and the S3-compatible one (a bucket of the run's own), each with its own
+liaison-server, the same ceiling beside both.
 
 Starts `liaison-server run` as a subprocess (TLS on, its own dev certificate, SQLite, default
 part size and body limit) on a fresh data directory, enrols a root, a USA sender and a UKR
@@ -20,6 +26,12 @@ For each size, a random file is made once; then, each operation in a fresh child
   verified, the attachment downloaded, decrypted, checked and written (fsync'd);
 * ceiling PUT / GET: httpx.AsyncClient (the library's version, HTTP/1.1, the same TLS
   verification) streaming the file up in 1 MiB pieces / down to a file (fsync'd).
+
+Then, per store, a **resumed upload** of `--resume-size` (default: the largest size): the send
+(with a journal, as `liaison send --attach` keeps one) is killed with SIGKILL once half the
+file is stored, and the same send run again: it re-reads and re-seals the file and sends only
+the parts the server lacks. Shown: when it was killed, how many parts the rerun found stored,
+its MiB/s over the whole file and its peak memory; the message is then downloaded and checked.
 
 The clock runs inside the child around the operation only: interpreter start, imports, the
 profile's unlock (a passphrase KDF) and the TLS connection (one warm-up request each: `whoami`,
@@ -120,7 +132,9 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, cert: str, log: Path, w
     raise SystemExit(f"{what} did not become ready")
 
 
-def start_server(base: Path) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+def start_server(
+    base: Path, store_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
     data = base / "data"
     init = json.loads(
         subprocess.run(
@@ -138,6 +152,7 @@ def start_server(base: Path) -> tuple[subprocess.Popen[bytes], str, dict[str, st
         "LIAISON_ENROL_RATE_BURST": "1000",
         # Several runs of 2 GiB stay stored until the messages expire: no quota in the way.
         "LIAISON_ATTACHMENT_QUOTA_BYTES": str(1 << 40),
+        **(store_env or {}),
     }
     log = base / "server.log"
     proc = subprocess.Popen(
@@ -244,10 +259,23 @@ async def _child(spec: dict[str, Any]) -> dict[str, Any]:
             out["rss_before_bytes"] = _proc_status(os.getpid())["VmRSS"]
             start = time.perf_counter()
             if op == "upload":
+                notices: list[str] = []
+
+                def progress(name: str, done: int, total: int) -> None:
+                    if spec.get("report"):  # the parent kills this child once it has seen enough
+                        print(json.dumps({"done": done, "total": total}), flush=True)
+
                 sent = await client.send(
-                    CHANNEL, LABEL, b"bench attachment", attachments=[Attachment(spec["path"])]
+                    CHANNEL,
+                    LABEL,
+                    b"bench attachment",
+                    attachments=[Attachment(spec["path"])],
+                    progress=progress,
+                    journal=spec.get("journal"),
+                    notice=notices.append,
                 )
                 out["message_id"] = sent.id
+                out["notices"] = notices
             else:
                 saved = await client.save_attachment(spec["message_id"], 1, spec["dir"])
                 out["length"] = saved.length
@@ -394,8 +422,9 @@ def mibps(size: int, seconds: float) -> float:
 
 
 def measure_size(
-    base: Path, size: int, run: int, server_pid: int, url: str, ceiling_url: str, cert: str
+    base: Path, size: int, run: int, server_pid: int, url: str, ceiling: tuple[str, str], cert: str
 ) -> dict[str, Any]:
+    ceiling_url, ceiling_cert = ceiling
     path = base / "files" / f"random-{size}.bin"
     down = base / "downloads" / f"{size}-{run}"
     down.mkdir(parents=True)
@@ -408,9 +437,15 @@ def measure_size(
     if dl["length"] != size or (down / path.name).stat().st_size != size:
         raise RuntimeError(f"download of {show_size(size)}: {dl['length']} bytes")
     name = f"blob-{size}-{run}"
-    put = run_child({"op": "put", "url": ceiling_url, "cert": cert, "path": str(path), "name": name})
+    put = run_child({"op": "put", "url": ceiling_url, "cert": ceiling_cert, "path": str(path), "name": name})
     get = run_child(
-        {"op": "get", "url": ceiling_url, "cert": cert, "path": str(down / "ceiling.bin"), "name": name}
+        {
+            "op": "get",
+            "url": ceiling_url,
+            "cert": ceiling_cert,
+            "path": str(down / "ceiling.bin"),
+            "name": name,
+        }
     )
     if put["length"] != size or get["length"] != size:
         raise RuntimeError(f"ceiling of {show_size(size)}: {put['length']} / {get['length']} bytes")
@@ -437,9 +472,104 @@ def measure_size(
     }
 
 
+def run_killed(spec: dict[str, Any], fraction: float) -> dict[str, Any]:
+    """Run an upload child and SIGKILL it once it reports `fraction` of the file stored."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", json.dumps({**spec, "report": True})],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    start = time.perf_counter()
+    assert proc.stdout is not None
+    at = 0.0
+    for line in proc.stdout:
+        with contextlib.suppress(ValueError, KeyError):
+            got = json.loads(line)
+            at = got["done"] / got["total"] if got["total"] else 1.0
+        if at >= fraction:
+            proc.kill()
+            break
+    proc.wait()
+    if proc.returncode != -signal.SIGKILL:
+        raise RuntimeError(f"the upload ended before it was killed (exit {proc.returncode})")
+    return {"killed_at": at, "killed_after": time.perf_counter() - start}
+
+
+def measure_resume(base: Path, size: int, cert: str) -> dict[str, Any]:
+    """The send killed at half the file, then run again with its journal; then read back."""
+    path = base / "files" / f"random-{size}.bin"
+    common = {"home": str(base / "home"), "cert": cert, "path": str(path)}
+    journal = base / "journal"
+    killed = run_killed({**common, "op": "upload", "journal": str(journal)}, 0.5)
+    resumed = run_child({**common, "op": "upload", "journal": str(journal)})
+    stored = [re.search(r"(\d+) of (\d+) parts", n) for n in resumed["notices"]]
+    found = next((m for m in stored if m), None)
+    down = base / "downloads" / f"resumed-{size}"
+    down.mkdir(parents=True)
+    dl = run_child({**common, "op": "download", "message_id": resumed["message_id"], "dir": str(down)})
+    if dl["length"] != size:
+        raise RuntimeError(f"the resumed upload of {show_size(size)} read back {dl['length']} bytes")
+    shutil.rmtree(down, ignore_errors=True)
+    return {
+        "size": size,
+        "killed_at": killed["killed_at"],
+        "killed_after": killed["killed_after"],
+        "parts_stored": f"{found[1]} of {found[2]}" if found else "none found",
+        "resume": mibps(size, resumed["seconds"]),
+        "resume_seconds": resumed["seconds"],
+        "resume_rss": resumed["max_rss_bytes"],
+        "journal_left": sorted(p.name for p in journal.glob("*")) if journal.exists() else [],
+    }
+
+
+def s3_env(url: str, bucket: str) -> dict[str, str]:
+    """The server's settings for the S3 store that `url` (http://KEY:SECRET@HOST:PORT) names."""
+    from urllib.parse import unquote, urlsplit
+
+    u = urlsplit(url)
+    if not (u.username and u.password and u.hostname):
+        raise SystemExit("--s3-url is http://KEY:SECRET@HOST:PORT")
+    return {
+        "LIAISON_BLOB_STORE": "s3",
+        "LIAISON_S3_ENDPOINT": f"{u.scheme}://{u.hostname}:{u.port or 80}",
+        "LIAISON_S3_BUCKET": bucket,
+        "LIAISON_S3_ACCESS_KEY_ID": unquote(u.username),
+        "LIAISON_S3_SECRET_ACCESS_KEY": unquote(u.password),
+    }
+
+
+@contextlib.contextmanager
+def s3_bucket(env: dict[str, str]) -> Iterator[None]:
+    """The run's own bucket, made now, emptied and removed at the end."""
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=env["LIAISON_S3_ENDPOINT"],
+        aws_access_key_id=env["LIAISON_S3_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["LIAISON_S3_SECRET_ACCESS_KEY"],
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    bucket = env["LIAISON_S3_BUCKET"]
+    client.create_bucket(Bucket=bucket)
+    try:
+        yield
+    finally:
+        for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
+            for up in page.get("Uploads", []):
+                client.abort_multipart_upload(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
+        for listed in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for obj in listed.get("Contents", []):
+                client.delete_object(Bucket=bucket, Key=obj["Key"])
+        client.delete_bucket(Bucket=bucket)
+
+
 def table(rows: list[dict[str, Any]]) -> None:
     head = (
-        f"{'size':>8} {'run':>6} | {'upload':>8} {'ceil PUT':>8} {'%':>4} | "
+        f"{'store':>5} {'size':>8} {'run':>6} | {'upload':>8} {'ceil PUT':>8} {'%':>4} | "
         f"{'download':>8} {'ceil GET':>8} {'%':>4} | {'client peak RSS up/down':>23} "
         f"{'(ceiling PUT/GET)':>17} | {'server HWM: size':>16} {'so far':>7} {'RSS after':>9}"
     )
@@ -451,7 +581,7 @@ def table(rows: list[dict[str, Any]]) -> None:
 
     for r in rows:
         print(
-            f"{show_size(r['size']):>8} {r['run']!s:>6} | {r['up']:8.1f} {r['put']:8.1f} "
+            f"{r['store']:>5} {show_size(r['size']):>8} {r['run']!s:>6} | {r['up']:8.1f} {r['put']:8.1f} "
             f"{100 * r['up'] / r['put']:3.0f}% | {r['down']:8.1f} {r['get']:8.1f} "
             f"{100 * r['down'] / r['get']:3.0f}% | {mb(r['up_rss']) + ' / ' + mb(r['down_rss']):>23} "
             f"{mb(r['put_rss']) + ' / ' + mb(r['get_rss']):>17} | {mb(r['server_hwm_size']):>16} "
@@ -459,13 +589,13 @@ def table(rows: list[dict[str, Any]]) -> None:
         )
 
 
-def median_rows(rows: list[dict[str, Any]], sizes: list[int]) -> list[dict[str, Any]]:
+def median_rows(rows: list[dict[str, Any]], sizes: list[int], store: str) -> list[dict[str, Any]]:
     out = []
     for size in sizes:
-        mine = [r for r in rows if r["size"] == size]
-        med: dict[str, Any] = {"size": size, "run": "median"}
+        mine = [r for r in rows if r["size"] == size and r["store"] == store]
+        med: dict[str, Any] = {"store": store, "size": size, "run": "median"}
         for key in mine[0]:
-            if key in ("size", "run"):
+            if key in ("store", "size", "run"):
                 continue
             values = [r[key] for r in mine if r[key] is not None]
             med[key] = statistics.median(values) if values else None
@@ -484,6 +614,23 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="runs of every size (each shown, and the median)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--tmp", type=Path, default=None, help="where to make the temporary directory")
+    parser.add_argument(
+        "--stores",
+        type=lambda s: [x.strip() for x in s.split(",") if x.strip() in ("file", "s3")],
+        default=None,
+        help="file, s3 or both (default: both when an S3 URL is known)",
+    )
+    parser.add_argument(
+        "--s3-url",
+        default=os.environ.get("LIAISON_TEST_S3_URL"),
+        help="the S3 server, http://KEY:SECRET@HOST:PORT (default: $LIAISON_TEST_S3_URL)",
+    )
+    parser.add_argument(
+        "--resume-size", type=parse_size, default=None, help="the killed-and-resumed upload's size"
+    )
+    parser.add_argument(
+        "--no-resume", dest="resume", action="store_false", help="skip the killed-and-resumed upload"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--ceiling-server", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -494,54 +641,104 @@ def main() -> None:
         ceiling_server(*json.loads(args.ceiling_server))
         return
 
+    stores: list[str] = args.stores or (["file", "s3"] if args.s3_url else ["file"])
+    if "s3" in stores and not args.s3_url:
+        raise SystemExit('--stores s3 needs --s3-url (or eval "$(bash scripts/s3.sh start)")')
+    resume_size = args.resume_size or max(args.sizes)
     base = Path(tempfile.mkdtemp(prefix="liaison-bench-attachments-", dir=args.tmp))
     procs: list[subprocess.Popen[bytes]] = []
     try:
         (base / "files").mkdir()
-        for size in args.sizes:
+        for size in sorted({*args.sizes, resume_size}):
             make_file(base / "files" / f"random-{size}.bin", size)
-        proc, url, init = start_server(base)
-        procs.append(proc)
-        cert = init["tls_cert"]
-        asyncio.run(set_up(url, init, base / "home"))
-        ceiling, ceiling_url = start_ceiling(base, cert)
-        procs.append(ceiling)
-        children = subprocess.run(
-            ["ps", "--ppid", str(proc.pid), "-o", "pid="], capture_output=True, text=True
-        ).stdout.split()
-        print(
-            f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), "
-            f"Python {platform.python_version()} on {platform.machine()}, {platform.release()}; "
-            f"liaison-server pid {proc.pid} ({len(children)} child processes); "
-            f"{LABEL}, 1 sender + 1 reader device, TLS 1.3, SQLite, filesystem store"
-        )
-        print(
-            "MiB/s of plaintext, in-child timing; % = liaison / ceiling (a plain HTTPS PUT/GET "
-            "through uvicorn+httptools+FastAPI). Figures compare only within this run.\n"
-        )
         rows: list[dict[str, Any]] = []
-        peak = 0
-        for run in range(1, args.runs + 1):
-            for size in args.sizes:
-                row = measure_size(base, size, run, proc.pid, url, ceiling_url, cert)
-                rows.append(row)
-                peak = max(peak, row["server_hwm_before"], row["server_hwm_size"] or 0)
-                row["server_so_far"] = peak
-                print(
-                    f"  run {run}, {show_size(size)}: upload {row['up']:.1f}, PUT {row['put']:.1f}, "
-                    f"download {row['down']:.1f}, GET {row['get']:.1f} MiB/s",
-                    flush=True,
-                )
+        resumes: list[dict[str, Any]] = []
+        ceiling_at = ("", "")
+        ceiling: subprocess.Popen[bytes] | None = None
+        for store in stores:
+            where = base / store
+            where.mkdir()
+            (where / "files").symlink_to(base / "files")
+            env = s3_env(args.s3_url, f"liaison-bench-{os.getpid()}") if store == "s3" else {}
+            with s3_bucket(env) if env else contextlib.nullcontext():
+                proc, url, init = start_server(where, env)
+                procs.append(proc)
+                cert = init["tls_cert"]
+                asyncio.run(set_up(url, init, where / "home"))
+                if ceiling is None:
+                    ceiling, ceiling_url = start_ceiling(base, cert)
+                    ceiling_at = (ceiling_url, cert)
+                    procs.append(ceiling)
+                    print(
+                        f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), "
+                        f"Python {platform.python_version()} on {platform.machine()}, "
+                        f"{platform.release()}; {LABEL}, 1 sender + 1 reader device, TLS 1.3, "
+                        f"SQLite; stores: {', '.join(stores)} (s3: SeaweedFS on loopback)"
+                    )
+                    print(
+                        "MiB/s of plaintext, in-child timing; % = liaison / ceiling (a plain HTTPS "
+                        "PUT/GET through uvicorn+httptools+FastAPI to a file). Figures compare only "
+                        "within this run.\n"
+                    )
+                (where / "ceiling-blobs").symlink_to(base / "ceiling-blobs")
+                peak = 0
+                for run in range(1, args.runs + 1):
+                    for size in args.sizes:
+                        row = measure_size(where, size, run, proc.pid, url, ceiling_at, cert)
+                        row["store"] = store
+                        rows.append(row)
+                        peak = max(peak, row["server_hwm_before"], row["server_hwm_size"] or 0)
+                        row["server_so_far"] = peak
+                        print(
+                            f"  {store}, run {run}, {show_size(size)}: upload {row['up']:.1f}, "
+                            f"PUT {row['put']:.1f}, download {row['down']:.1f}, "
+                            f"GET {row['get']:.1f} MiB/s",
+                            flush=True,
+                        )
+                if args.resume:
+                    _reset_peak(proc.pid)
+                    res = measure_resume(where, resume_size, cert)
+                    res["store"] = store
+                    res["server_hwm"] = _proc_status(proc.pid)["VmHWM"]
+                    resumes.append(res)
+                    print(
+                        f"  {store}, {show_size(resume_size)} killed at {100 * res['killed_at']:.0f}% "
+                        f"then resumed: {res['resume']:.1f} MiB/s",
+                        flush=True,
+                    )
+                stop(proc)
         print()
-        table(rows + (median_rows(rows, args.sizes) if args.runs > 1 else []))
+        medians = [m for st in stores for m in median_rows(rows, args.sizes, st)] if args.runs > 1 else []
+        table(rows + medians)
+        if resumes:
+            print(
+                f"\nResumed upload ({show_size(resume_size)}): the send killed (SIGKILL) once half "
+                "the file was stored, then run again with its journal:"
+            )
+            print(
+                f"{'store':>5} | {'killed at':>9} {'after':>7} | {'parts stored':>12} | "
+                f"{'resume MiB/s':>12} {'seconds':>7} | {'client peak':>11} {'server HWM':>10}"
+            )
+            for r in resumes:
+                print(
+                    f"{r['store']:>5} | {100 * r['killed_at']:8.0f}% {r['killed_after']:6.1f}s | "
+                    f"{r['parts_stored']:>12} | {r['resume']:12.1f} {r['resume_seconds']:7.1f} | "
+                    f"{r['resume_rss'] / MiB:10.0f}M {r['server_hwm'] / MiB:9.0f}M"
+                )
+            print(
+                "(resume MiB/s: the whole file over the rerun's time: it reads and seals every byte "
+                "again, for the chunk tree and the SHA-256, and sends only the parts missing; "
+                f"journal left behind after the rerun: {[r['journal_left'] for r in resumes]})"
+            )
         base_up, base_down = max(r["up_base"] for r in rows), max(r["down_base"] for r in rows)
+        assert ceiling is not None
         print(
             "\nserver HWM: 'size' = the liaison-server's peak RSS during that size's upload and "
             "download (VmHWM, reset by clear_refs before it), 'so far' = its peak since it started "
             f"(set-up included); ceiling server's VmHWM {_proc_status(ceiling.pid)['VmHWM'] / MiB:.0f}M "
             "(peak since start). Client peak RSS: the child process's VmHWM; before the clock "
             f"(imports, profile unlocked, connected) it held about {base_up / MiB:.0f}M "
-            f"(sender) / {base_down / MiB:.0f}M (reader)."
+            f"(sender) / {base_down / MiB:.0f}M (reader). The S3 server's own memory is not counted."
         )
     finally:
         for p in procs:
