@@ -194,12 +194,7 @@ class Server:
         wait_ready(self.proc, self.port, self.init["tls_cert"], self.log, server_hostname="127.0.0.1")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        _terminate(self.proc)
 
     def status(self) -> dict[str, int]:
         """VmHWM / VmRSS in kB, from /proc."""
@@ -215,6 +210,16 @@ class Server:
         assert self.proc is not None
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, 20 s to exit, then SIGKILL."""
+    if proc and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def init_server(backend: str, tmp: Path, database_url: str | None) -> Server:
@@ -280,12 +285,7 @@ class Ceiling:
         return total
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        _terminate(self.proc)
 
 
 async def ceiling_phase(

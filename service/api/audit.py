@@ -25,7 +25,9 @@ from .routing import AuthFirstRoute
 
 router = APIRouter(prefix="/v1/audit", route_class=AuthFirstRoute)
 
-_MAX = (1 << 63) - 1
+#: The largest index or size a query names: JSON's exact integers (RFC 8785 refuses more),
+#: which every log index and tree size is, and which the log entries that record a query hold.
+_MAX = (1 << 53) - 1
 Size = Annotated[int, Query(ge=0, le=_MAX)]
 #: An optional number or filter; an empty value (`?end=`, as some clients send for None) is
 #: the same as leaving it out.

@@ -200,11 +200,11 @@ async def status(state: AppState, signed: SignedRequest, aid: str) -> dict[str, 
     row = (await state.writer.run(lambda tx: _own(tx, signed, aid), shares_cache=True, savepoint=False)).value
     stored = await _stored(state, row)
     out = _status(row, stored)
-    out["offset"] = row.size if row.state != "uploading" else _offset(row, stored)
+    out["offset"] = row.size if row.state != "uploading" else _offset(stored)
     return out
 
 
-def _offset(row: Attachment, stored: Sequence[PartInfo]) -> int:
+def _offset(stored: Sequence[PartInfo]) -> int:
     """The bytes of parts 1, 2, ... stored with no part missing before them."""
     offset = 0
     for expected, part in enumerate(stored, start=1):

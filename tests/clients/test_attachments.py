@@ -243,14 +243,13 @@ def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         mp.undo()
 
 
-@pytest.fixture(scope="module")
-def world_home(own_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Root, a USA and a UKR analyst (SECRET), one channel up to SECRET//REL TO UKR, USA."""
-    home = tmp_path_factory.mktemp("attachments-home")
+def analysts(home: Path, server: Server) -> Path:
+    """In `home`: root, a USA and a UKR analyst (SECRET), one channel `ops` up to
+    SECRET//REL TO UKR, USA, enrolled on `server` through the CLI."""
     mp = pytest.MonkeyPatch()
     try:
-        run = Liaison(home, own_server, mp)
-        run.enrol("root", own_server.init["root_invitation"], principal="root")
+        run = Liaison(home, server, mp)
+        run.enrol("root", server.init["root_invitation"], principal="root")
         run.principal("usa", "USA", "SECRET")
         run.principal("ukr", "UKR", "SECRET")
         run("-p", "root", "admin", "channel", "create", "ops", "--ceiling", "SECRET//REL TO UKR, USA")
@@ -258,6 +257,11 @@ def world_home(own_server: Server, tmp_path_factory: pytest.TempPathFactory) -> 
     finally:
         mp.undo()
     return home
+
+
+@pytest.fixture(scope="module")
+def world_home(own_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return analysts(tmp_path_factory.mktemp("attachments-home"), own_server)
 
 
 @pytest.fixture

@@ -54,6 +54,7 @@ from liaison.clients import _attachments as att
 from liaison.clients import _terminal as term
 from liaison.crypto.attachments import ciphertext_size
 from tests.clients.conftest import BIN, FAST_KDF, PASSPHRASE, Liaison, Server
+from tests.clients.test_attachments import analysts
 from tests.service.harness import free_port
 
 PART = 64 * 1024
@@ -214,19 +215,7 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ProxiedS
 @pytest.fixture(scope="module")
 def world_home(proxied: tuple[ProxiedServer, CuttingProxy], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Root, a USA and a UKR analyst, one channel `ops` up to SECRET//REL TO UKR, USA."""
-    srv, _ = proxied
-    home = tmp_path_factory.mktemp("resume-home")
-    mp = pytest.MonkeyPatch()
-    try:
-        run = Liaison(home, srv, mp)
-        run.enrol("root", srv.init["root_invitation"], principal="root")
-        run.principal("usa", "USA", "SECRET")
-        run.principal("ukr", "UKR", "SECRET")
-        run("-p", "root", "admin", "channel", "create", "ops", "--ceiling", "SECRET//REL TO UKR, USA")
-        run("-p", "root", "admin", "channel", "members", "ops", "usa", "ukr")
-    finally:
-        mp.undo()
-    return home
+    return analysts(tmp_path_factory.mktemp("resume-home"), proxied[0])
 
 
 @pytest.fixture
