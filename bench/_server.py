@@ -1,12 +1,19 @@
-"""What the benches share: waiting for a `liaison-server run` they started to be ready."""
+"""What the benches share: starting a `liaison-server` of their own (a fresh data directory,
+TLS, its dev certificate) and waiting for it to be ready, and stopping it."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+BIN = Path(sys.executable).parent
 
 
 def wait_ready(
@@ -31,3 +38,51 @@ def wait_ready(
             pass
         time.sleep(0.2)
     raise SystemExit("server did not become ready")
+
+
+def start_server(
+    base: Path, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+    """`liaison-server init` in `base/data`, then `run` on a free loopback port in its own
+    session (output to `base/server.log`), the rate limits raised out of a bench's way and
+    `extra_env` added; (the process, its https://localhost URL, init's JSON) once ready."""
+    data = base / "data"
+    init = json.loads(
+        subprocess.run(
+            [str(BIN / "liaison-server"), "init", "--data-dir", str(data), "--json"],
+            capture_output=True,
+            check=True,
+        ).stdout
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    env = {
+        **os.environ,
+        "LIAISON_RATE_LIMIT_PER_SECOND": "100000",
+        "LIAISON_RATE_LIMIT_BURST": "100000",
+        "LIAISON_ENROL_RATE_PER_SECOND": "1000",
+        "LIAISON_ENROL_RATE_BURST": "1000",
+        **(extra_env or {}),
+    }
+    log = base / "server.log"
+    proc = subprocess.Popen(
+        [str(BIN / "liaison-server"), "run", "--data-dir", str(data), "--port", str(port)],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    wait_ready(proc, port, init["tls_cert"], log)
+    return proc, f"https://localhost:{port}", init
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to its session, 15 s to exit, then SIGKILL."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -68,9 +68,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import _server
+
 LABEL = "RESTRICTED//REL TO UKR, USA"
 PASSPHRASE = "correct horse battery staple"
-BIN = Path(sys.executable).parent
 SENDER, READER, CHANNEL = "usa-sender", "ukr-reader", "bench"
 PIECE = 1024 * 1024
 MiB = 1024 * 1024
@@ -135,36 +136,9 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, cert: str, log: Path, w
 def start_server(
     base: Path, store_env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
-    data = base / "data"
-    init = json.loads(
-        subprocess.run(
-            [str(BIN / "liaison-server"), "init", "--data-dir", str(data), "--json"],
-            capture_output=True,
-            check=True,
-        ).stdout
-    )
-    port = _free_port()
-    env = {
-        **os.environ,
-        "LIAISON_RATE_LIMIT_PER_SECOND": "100000",
-        "LIAISON_RATE_LIMIT_BURST": "100000",
-        "LIAISON_ENROL_RATE_PER_SECOND": "1000",
-        "LIAISON_ENROL_RATE_BURST": "1000",
-        # Several runs of 2 GiB stay stored until the messages expire: no quota in the way.
-        "LIAISON_ATTACHMENT_QUOTA_BYTES": str(1 << 40),
-        **(store_env or {}),
-    }
-    log = base / "server.log"
-    proc = subprocess.Popen(
-        [str(BIN / "liaison-server"), "run", "--data-dir", str(data), "--port", str(port)],
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    url = f"https://localhost:{port}"
-    _wait_ready(proc, f"{url}/readyz", init["tls_cert"], log, "liaison-server")
-    return proc, url, init
+    # Several runs of 2 GiB stay stored until the messages expire: no quota in the way.
+    quota = {"LIAISON_ATTACHMENT_QUOTA_BYTES": str(1 << 40)}
+    return _server.start_server(base, {**quota, **(store_env or {})})
 
 
 def start_ceiling(base: Path, cert: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -184,14 +158,7 @@ def start_ceiling(base: Path, cert: str) -> tuple[subprocess.Popen[bytes], str]:
     return proc, url
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+stop = _server.stop_server
 
 
 async def set_up(url: str, init: dict[str, str], home: Path) -> None:

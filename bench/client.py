@@ -24,26 +24,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
-import signal
-import socket
 import ssl
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import httpx
+from _server import start_server, stop_server
 
 from liaison.clients import AsyncClient, KeyStore, enrol
 
 LABEL = "SECRET//AIRDEF//REL TO UKR, USA"
 PASSPHRASE = "correct horse battery staple"
-BIN = Path(sys.executable).parent
 
 
 class Counting(httpx.AsyncBaseTransport):
@@ -59,61 +53,6 @@ class Counting(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(base: Path) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
-    data = base / "data"
-    init = json.loads(
-        subprocess.run(
-            [str(BIN / "liaison-server"), "init", "--data-dir", str(data), "--json"],
-            capture_output=True,
-            check=True,
-        ).stdout
-    )
-    port = _free_port()
-    env = {
-        **os.environ,
-        "LIAISON_RATE_LIMIT_PER_SECOND": "100000",
-        "LIAISON_RATE_LIMIT_BURST": "100000",
-        "LIAISON_ENROL_RATE_PER_SECOND": "1000",
-        "LIAISON_ENROL_RATE_BURST": "1000",
-    }
-    log = (base / "server.log").open("ab")
-    proc = subprocess.Popen(
-        [str(BIN / "liaison-server"), "run", "--data-dir", str(data), "--port", str(port)],
-        stdout=log,
-        stderr=log,
-        env=env,
-        start_new_session=True,
-    )
-    url = f"https://localhost:{port}"
-    ctx = ssl.create_default_context(cafile=init["tls_cert"])
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit((base / "server.log").read_text()[-2000:])
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", context=ctx, timeout=2):
-                return proc, url, init
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("liaison-server did not become ready")
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 async def set_up(url: str, init: dict[str, str], store: KeyStore, recipients: int) -> tuple[str, str]:
