@@ -277,7 +277,7 @@ def _client(run: Liaison, profile: str, transport: httpx.AsyncBaseTransport | No
 
 
 class Counting(httpx.AsyncHTTPTransport):
-    """The real server, every request's method and path noted."""
+    """The real server, every request's method and path noted (a failed one too)."""
 
     def __init__(self, cert: str) -> None:
         super().__init__(verify=ssl.create_default_context(cafile=cert))
@@ -286,6 +286,10 @@ class Counting(httpx.AsyncHTTPTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.seen.append((request.method, request.url.path))
         return await super().handle_async_request(request)
+
+    def puts(self) -> list[int]:
+        """The part numbers PUT, in order."""
+        return [int(p.rsplit("/", 1)[1]) for m, p in self.seen if m == "PUT"]
 
 
 def _files(tmp_path: Path) -> tuple[Path, Path]:

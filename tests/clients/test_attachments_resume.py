@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import signal
-import ssl
 import stat
 import subprocess
 import threading
@@ -54,7 +53,7 @@ from liaison.clients import _attachments as att
 from liaison.clients import _terminal as term
 from liaison.crypto.attachments import ciphertext_size
 from tests.clients.conftest import BIN, FAST_KDF, PASSPHRASE, Liaison, Server
-from tests.clients.test_attachments import analysts
+from tests.clients.test_attachments import Counting, analysts
 from tests.service.harness import free_port
 
 PART = 64 * 1024
@@ -236,21 +235,6 @@ def run(
     shutil.copytree(world_home, home)
     yield Liaison(home, proxied[0], monkeypatch)
     term.set_json_errors(False)  # the in-process CLI's last --json must not outlive the test
-
-
-class Counting(httpx.AsyncHTTPTransport):
-    """Every request's method and path noted (a failed one too), then sent on."""
-
-    def __init__(self, cert: str) -> None:
-        super().__init__(verify=ssl.create_default_context(cafile=cert))
-        self.seen: list[tuple[str, str]] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.seen.append((request.method, request.url.path))
-        return await super().handle_async_request(request)
-
-    def puts(self) -> list[int]:
-        return [int(p.rsplit("/", 1)[1]) for m, p in self.seen if m == "PUT"]
 
 
 def _client(
