@@ -13,8 +13,9 @@ its receipt. So:
 * the event loop never waits on the database for a write: the batch runs on a synchronous
   driver (sqlite3, psycopg) in a thread, about ten times cheaper per statement than the
   async drivers, and the loop keeps serving reads and verifying signatures meanwhile;
-* on PostgreSQL several service processes take turns with a transaction-scoped advisory
-  lock, so the log's indexes stay consecutive across replicas;
+* several service processes on one database take turns, batch by batch (a transaction-scoped
+  advisory lock on PostgreSQL; on SQLite a file lock beside the database and an IMMEDIATE
+  transaction), so the log's indexes stay consecutive across worker processes and replicas;
 * the hot path's few fixed statements go straight to the DB-API connection (`Tx.raw`), and
   what jobs read about who may receive what (`Tx.cache`) is kept from batch to batch while
   nothing can have changed it (see `Writer.run` and `_batch`).
@@ -178,6 +179,8 @@ class Writer:
         directory: MapState | None = None,
     ) -> None:
         self.engine = db.sync_engine()
+        #: Held around each batch transaction: one writing process at a time (SQLite).
+        self._lock = db.writer_lock()
         #: The directory's map (protocol 9.5): every batch ends with its `map.head` entry.
         self.map = directory or MapState()
         self.is_postgres = db.is_postgres
@@ -214,6 +217,8 @@ class Writer:
             with contextlib.suppress(Exception):
                 await self._inflight
             self._inflight = None
+        if self._lock is not None:
+            self._lock.close()
         while not self._queue.empty():
             job = self._queue.get_nowait()
             if not job.future.done():
@@ -348,7 +353,10 @@ class Writer:
         size_then = self._cache_size
         self._cache_size = None  # until this transaction commits
         try:
-            return self._run(jobs, size_then)
+            if self._lock is None:
+                return self._run(jobs, size_then)
+            with self._lock:
+                return self._run(jobs, size_then)
         except _JobBroke:
             self._forget()
             raise

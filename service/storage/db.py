@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import errno
+import fcntl
+import os
 import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import asyncpg
@@ -18,7 +21,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ..problems import Problem
 
-__all__ = ["Database", "Fault", "fault_of", "fault_problem", "faults_as_problems", "sqlite_pragmas", "utcnow"]
+__all__ = [
+    "Database",
+    "Fault",
+    "FileLock",
+    "fault_of",
+    "fault_problem",
+    "faults_as_problems",
+    "sqlite_pragmas",
+    "utcnow",
+]
 
 #: Seconds a connection attempt may take before the database counts as unreachable.
 CONNECT_TIMEOUT_SECONDS = 5
@@ -72,6 +84,18 @@ class Database:
         event.listen(engine, "connect", sqlite_pragmas)
         return engine
 
+    def writer_lock(self) -> FileLock | None:
+        """What a writer holds around each batch transaction, so that one process at a time
+        writes: on SQLite an exclusive `flock` on `<database>-writer.lock` (the kernel wakes
+        the next writer the moment it is released, where SQLite's own busy handler sleeps and
+        polls; a process that dies releases it), its own for each writer, so two writers in
+        one process exclude each other too. On PostgreSQL nothing here: the batch takes an
+        advisory lock inside its transaction (`storage.raw`), so None."""
+        path = make_url(self.url).database
+        if self.is_postgres or not path or path == ":memory:":
+            return None
+        return FileLock(Path(f"{path}-writer.lock"))
+
     async def ping(self) -> None:
         """One round trip to the database; raises if it is unreachable."""
         async with self.engine.connect() as conn:
@@ -79,6 +103,29 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+class FileLock:
+    """An exclusive `flock` on one file, held while in the `with` block (blocking: call it
+    from a worker thread, never from the event loop). The file is created private (0600)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

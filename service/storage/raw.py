@@ -59,8 +59,17 @@ class Raw:
 
 
 class SqliteRaw(Raw):
-    """SQLite: one process writes (its one writer task serialises the batches; SQLite itself
-    allows one write transaction at a time). Timestamps in SQLAlchemy's text form."""
+    """SQLite: each process's writer task serialises its own batches, and processes take turns
+    through the writer's file lock (`Database.writer_lock`); the batch's transaction begins
+    IMMEDIATE, so that it holds SQLite's write lock before it reads the log's size (a writer
+    without the file lock then waits on SQLite's busy timeout instead of writing at an index
+    another has taken). Timestamps in SQLAlchemy's text form."""
+
+    def lock(self) -> None:
+        conn = self.cursor.connection
+        if conn.in_transaction:  # nothing may have begun it: its snapshot could be stale
+            raise RuntimeError("the batch's SQLite transaction began before its lock")
+        self.cursor.execute("BEGIN IMMEDIATE")
 
     def time(self, value: datetime | None) -> Any:
         if value is None:
