@@ -2,6 +2,7 @@
 inbox fetch rate, and the server's peak memory.
 
 Run: .venv/bin/python bench/service.py [--postgres URL] [--per-sender 100] [--profile DIR]
+                                       [--workers N]
 
 Each run starts `liaison-server run` as a subprocess, TLS on (its own dev certificate), on a
 fresh data directory: SQLite, and PostgreSQL too when --postgres or LIAISON_TEST_POSTGRES_URL
@@ -22,8 +23,10 @@ The inbox phase: the 5 recipients page through their inboxes (GET /v1/inbox?limi
 concurrently, then fetch messages (GET /v1/messages/{id}, each first fetch logged as
 `message.delivered`). Memory is the server process's VmHWM (peak resident set) from /proc.
 
-Besides ok/s and latency, each phase shows the server's CPU (of one core), the client's own
-CPU, and how many requests shared a write transaction (from liaison_write_batches_total).
+Besides ok/s and latency, each phase shows the server's CPU (of one core; with --workers N,
+of all its processes together), the client's own CPU, and how many requests shared a write
+transaction (from liaison_write_batches_total; with several workers, not shown: each counts
+its own and worker 0 alone serves metrics).
 
 The ceiling, in the same run (issue 17, item 1): after each backend's phases, the server is
 stopped and `bench/_ceiling.py` started on the same TLS stack (uvicorn, httptools, the same
@@ -173,6 +176,7 @@ class Server:
     data: Path
     init: dict[str, Any]
     env: dict[str, str]
+    workers: int = 1
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
     metrics_port: int = 0
@@ -186,7 +190,10 @@ class Server:
         self.env["LIAISON_METRICS_PORT"] = str(self.metrics_port)
         self.log = self.data.parent / f"server-{self.backend}.log"
         self.proc = subprocess.Popen(
-            [str(BIN / "liaison-server"), "run", "--data-dir", str(self.data), "--port", str(self.port)],
+            [
+                *(str(BIN / "liaison-server"), "run", "--data-dir", str(self.data)),
+                *("--port", str(self.port), "--workers", str(self.workers)),
+            ],
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=self.log.open("wb"),
@@ -197,19 +204,38 @@ class Server:
         _terminate(self.proc)
 
     def status(self) -> dict[str, int]:
-        """VmHWM / VmRSS in kB, from /proc."""
+        """VmHWM / VmRSS in kB, from /proc: of the serving process, the largest worker's when
+        there are several (the supervisor serves nothing); and how many processes serve."""
         assert self.proc is not None
-        out = {}
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmHWM", "VmRSS"):
-                out[key] = int(value.split()[0])
+        pids = _pids(self.proc)
+        serving = pids[1:] if self.workers > 1 else pids[:1]
+        out = {"VmHWM": 0, "VmRSS": 0, "processes": len(serving)}
+        for pid in serving:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in ("VmHWM", "VmRSS"):
+                    out[key] = max(out[key], int(value.split()[0]))
         return out
 
     def cpu_seconds(self) -> float:
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _cpu_seconds(_pids(self.proc))
+
+
+def _pids(proc: subprocess.Popen[bytes]) -> list[int]:
+    """A process and its children (a server's or the ceiling's workers)."""
+    ps = ["ps", "--ppid", str(proc.pid), "-o", "pid="]
+    out = subprocess.run(ps, capture_output=True, text=True)
+    return [proc.pid, *map(int, out.stdout.split())]
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
@@ -222,7 +248,7 @@ def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
             proc.kill()
 
 
-def init_server(backend: str, tmp: Path, database_url: str | None) -> Server:
+def init_server(backend: str, tmp: Path, database_url: str | None, workers: int) -> Server:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIAISON_")}
     # The per-device limit (200/s by default) would throttle one closed-loop sender.
     env.update(LIAISON_RATE_LIMIT_PER_SECOND="1000000", LIAISON_RATE_LIMIT_BURST="1000000")
@@ -235,7 +261,7 @@ def init_server(backend: str, tmp: Path, database_url: str | None) -> Server:
         check=True,
         capture_output=True,
     )
-    return Server(backend, data, json.loads(out.stdout), env)
+    return Server(backend, data, json.loads(out.stdout), env, workers)
 
 
 @dataclass
@@ -270,19 +296,9 @@ class Ceiling:
             time.sleep(0.2)
         raise SystemExit("the ceiling did not start")
 
-    def _pids(self) -> list[int]:
-        assert self.proc is not None
-        ps = ["ps", "--ppid", str(self.proc.pid), "-o", "pid="]
-        out = subprocess.run(ps, capture_output=True, text=True)
-        return [self.proc.pid, *map(int, out.stdout.split())]
-
     def cpu_seconds(self) -> float:
-        total = 0.0
-        for pid in self._pids():
-            with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return total
+        assert self.proc is not None
+        return _cpu_seconds(_pids(self.proc))
 
     def stop(self) -> None:
         _terminate(self.proc)
@@ -631,6 +647,7 @@ def _start_profiler(server: Server, out: Path) -> subprocess.Popen[bytes] | None
             "record",
             "--pid",
             str(server.proc.pid),
+            "--subprocesses",  # the workers, when there are several
             "--format",
             "raw",
             "--rate",
@@ -695,7 +712,8 @@ def summarise_profile(path: Path, top: int = 10) -> None:
 def report(
     backend: str, results: list[Result], mem: dict[str, int], wall: float, ceiling: Result | None
 ) -> None:
-    print(f"\n== {backend} (TLS, one server process) ==")
+    n = mem["processes"]
+    print(f"\n== {backend} (TLS, {'one server process' if n == 1 else f'{n} worker processes'}) ==")
     print(
         f"{'phase':<46} {'ok/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'ok':>5} {'errors':>7} "
         f"{'srv CPU':>7} {'cli CPU':>7} {'req/batch':>9}"
@@ -709,14 +727,15 @@ def report(
             f"{per_batch:9.1f}"
         )
     print(
-        f"server memory: peak {mem['VmHWM'] / 1024:.0f} MB (VmHWM), now {mem['VmRSS'] / 1024:.0f} "
-        f"MB; bench wall time {wall:.0f} s"
+        f"server memory{' (largest worker)' if n > 1 else ''}: peak {mem['VmHWM'] / 1024:.0f} MB "
+        f"(VmHWM), now {mem['VmRSS'] / 1024:.0f} MB; bench wall time {wall:.0f} s"
     )
     if ceiling is not None:
         mine = next(r for r in results if r.name == f"submit x{CONCURRENCY[-1]}")
         print(
             f"submit x{CONCURRENCY[-1]}: {mine.rate:,.0f}/s = {mine.rate / ceiling.rate:.0%} of the "
-            f"same-run ceiling ({ceiling.rate:,.0f}/s, one signature check per request, 1 worker)"
+            f"same-run ceiling ({ceiling.rate:,.0f}/s, one signature check per request, "
+            f"{n} worker{'s' if n > 1 else ''})"
         )
 
 
@@ -728,11 +747,14 @@ async def bench(
 ) -> None:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="liaison-bench-") as tmp:
-        server = init_server(backend, Path(tmp), database_url)
+        server = init_server(backend, Path(tmp), database_url, args.workers)
         server.start()
         try:
             target = Target(
-                server.port, ssl.create_default_context(cafile=server.init["tls_cert"]), server.metrics_port
+                server.port,
+                ssl.create_default_context(cafile=server.init["tls_cert"]),
+                # Batches are counted per process, and worker 0 alone serves metrics.
+                server.metrics_port if args.workers == 1 else 0,
             )
             scene = await setup(target, server.init, max(CONCURRENCY))
             results = await send_phases(target, server, scene, args.per_sender, pool, args.profile)
@@ -742,7 +764,7 @@ async def bench(
             server.stop()
         ceiling = None
         if not args.no_ceiling:
-            ceiling = await ceiling_phase(server, scene, args.per_sender, pool, Path(tmp), 1)
+            ceiling = await ceiling_phase(server, scene, args.per_sender, pool, Path(tmp), args.workers)
         report(backend, results, mem, time.perf_counter() - t0, ceiling)
 
 
@@ -762,6 +784,9 @@ def main() -> None:
     )
     ap.add_argument("--fetches", type=int, default=300, help="message fetches per recipient")
     ap.add_argument("--no-ceiling", action="store_true", help="skip the ceiling phase")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="server worker processes (liaison-server run --workers)"
+    )
     ap.add_argument(
         "--profile", type=Path, default=None, help="sample the server with py-spy during the 32-sender phase"
     )

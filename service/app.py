@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
@@ -36,11 +37,13 @@ from .metrics import Metrics
 from .problems import Problem
 from .state import AppState
 from .storage.blobs import BlobError, BlobStore, FileBlobStore
+from .storage.buckets import BucketFileError, SharedBuckets
 from .storage.db import Database
 from .storage.events import EventHub, PgListener
 from .storage.logstore import LogReader
 from .storage.migrate import SchemaState, schema_state, upgrade
 from .storage.models import Principal
+from .storage.sqlite_events import SqliteListener
 from .tlog.log import AuditLog
 from .usecases import attachments, messaging, streams, witnesses
 from .usecases.auth import purge_nonces
@@ -238,6 +241,11 @@ async def open_state(
         await _close(db, blobs)
         raise
     audit_log = AuditLog(signer, settings.origin)
+    try:
+        limiters = _rate_limiters(settings)
+    except OSError as e:  # BucketFileError: a rate-limit file that is not safe to use
+        await _close(db, blobs)
+        raise StartupError(str(e)) from None
     metrics = metrics or Metrics()
     writer = Writer(db, audit_log, batch_max=settings.batch_max, on_batch=metrics.batches.inc)
     state = AppState(
@@ -249,9 +257,9 @@ async def open_state(
         writer=writer,
         hub=EventHub(),
         metrics=metrics,
-        limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
-        enrol_limiter=RateLimiter(settings.enrol_rate_per_second, settings.enrol_rate_burst),
-        auth_failure_limiter=RateLimiter(settings.auth_failure_rate_per_second, settings.auth_failure_burst),
+        limiter=limiters[0],
+        enrol_limiter=limiters[1],
+        auth_failure_limiter=limiters[2],
         blobs=blobs,
     )
     writer.start()
@@ -271,7 +279,48 @@ async def open_state(
     return state
 
 
+def _rate_limiters(settings: Settings) -> tuple[RateLimiter, RateLimiter, RateLimiter]:
+    """The per-device, enrolment and failed-signature limits, their buckets in tables shared by
+    every process serving this data directory (`storage.buckets`): several workers, or
+    servers, on one data directory limit a device or an address once, not once each. On a
+    read-only data directory (a replica's, docs/operations.md) each process keeps its own, and
+    says so once."""
+    tables = settings.data_dir / "ratelimits"
+    limits = (
+        ("device", settings.rate_limit_per_second, settings.rate_limit_burst),
+        ("enrol", settings.enrol_rate_per_second, settings.enrol_rate_burst),
+        ("auth-failure", settings.auth_failure_rate_per_second, settings.auth_failure_burst),
+    )
+    try:
+        tables.mkdir(mode=0o700, exist_ok=True)
+        opened: list[SharedBuckets | None] = [
+            SharedBuckets.open(tables / f"{name}.buckets") for name, _, _ in limits
+        ]
+    except BucketFileError:
+        raise
+    except OSError as e:
+        if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        log.warning(
+            "ratelimits.local",
+            extra={
+                "fields": {
+                    "event": "ratelimits.local",
+                    "message": f"{tables} cannot be written ({e.strerror}): rate limits are kept "
+                    "per process, not shared by the processes serving this data directory",
+                }
+            },
+        )
+        opened = [None, None, None]
+    made = [
+        RateLimiter(rate, burst, table=table) for (_, rate, burst), table in zip(limits, opened, strict=True)
+    ]
+    return made[0], made[1], made[2]
+
+
 async def close_state(state: AppState) -> None:
+    for limiter in (state.limiter, state.enrol_limiter, state.auth_failure_limiter):
+        limiter.close()
     await state.writer.stop()
     await state.db.dispose()
     await state.blobs.close()
@@ -392,34 +441,41 @@ async def _warn_of_a_powerful_role(state: AppState) -> None:
         )
 
 
-def create_app(settings: Settings, *, migrate_new: bool = True) -> LiaisonApp:
+def create_app(settings: Settings, *, migrate_new: bool = True, primary: bool = True) -> LiaisonApp:
     """Build the app; state is opened in the lifespan (so tests and uvicorn share one path).
 
     `migrate_new=False` (what `liaison-server run` uses) refuses an unmigrated database
     instead of creating its schema, so that pointing a server at the wrong, empty database
-    fails with the fixing command rather than serving an empty, root-less service."""
+    fails with the fixing command rather than serving an empty, root-less service.
+
+    `primary=False` (every worker of `run --workers` but worker 0) leaves the service's own
+    duties to the primary: the start's `policy.loaded` entry, retention passes and witness
+    pushes."""
     metrics = Metrics()  # shared by the middleware and the state the lifespan opens
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = await open_state(settings, metrics=metrics, migrate_new=migrate_new)
+        state = await open_state(settings, metrics=metrics, migrate_new=migrate_new, log_policy=primary)
         app.state.liaison = state
         if settings.audit_public:
             log.warning(_AUDIT_PUBLIC_WARNING)
         if state.db.is_postgres:
             await _warn_of_a_powerful_role(state)
-        listener = None
+        listener: PgListener | SqliteListener
         if state.db.is_postgres:
             dsn = state.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
             listener = PgListener(dsn, state.hub)
-            await listener.start()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(listener.ready.wait(), timeout=10)
-        loops = [
-            asyncio.create_task(_retention_loop(state), name="liaison-retention"),
-            asyncio.create_task(_stream_loop(state), name="liaison-streams"),
-        ]
-        pushing = await witnesses.start(state)  # after commits, on its own: never in the writer
+        else:  # other processes on this SQLite file: their deliveries, polled while streams are open
+            listener = SqliteListener(state.db, state.hub)
+        app.state.listener = listener
+        await listener.start()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(listener.ready.wait(), timeout=10)
+        loops = [asyncio.create_task(_stream_loop(state), name="liaison-streams")]
+        if primary:
+            loops.append(asyncio.create_task(_retention_loop(state), name="liaison-retention"))
+        # Witness pushes: after commits, on their own, never in the writer; by the primary only.
+        pushing = await witnesses.start(state) if primary else None
         app.state.witness_pusher = pushing[0] if pushing else None
         try:
             yield

@@ -12,7 +12,12 @@ __all__ = ["configure_logging"]
 
 class _Json(logging.Formatter):
     """One JSON object per line. A record's `fields` (passed as `extra={"fields": {...}}`)
-    become top-level members; any other message becomes `message`."""
+    become top-level members; any other message becomes `message`. `extra` is added to every
+    line (a worker's number)."""
+
+    def __init__(self, extra: dict[str, object] | None = None) -> None:
+        super().__init__()
+        self.extra = extra or {}
 
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", None)
@@ -28,6 +33,7 @@ class _Json(logging.Formatter):
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
             "level": record.levelname.lower(),
             "logger": record.name,
+            **self.extra,
             **body,
         }
         if record.exc_info:
@@ -36,9 +42,10 @@ class _Json(logging.Formatter):
         return json.dumps(out)
 
 
-def configure_logging(level: str = "info") -> None:
+def configure_logging(level: str = "info", *, worker: int | None = None) -> None:
+    """JSON lines on stderr; a worker of `run --workers` adds `"worker": N` to each."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Json())
+    handler.setFormatter(_Json(None if worker is None else {"worker": worker}))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

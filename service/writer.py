@@ -191,10 +191,12 @@ class Writer:
         self._task: asyncio.Task[None] | None = None
         self._inflight: asyncio.Future[Any] | None = None
         # `Tx.cache`, kept across batches: valid while the log's size is what this process's
-        # last committed batch left (every change to principals, devices, channels or members,
-        # by this process or another replica, appends audit entries).
+        # last committed batch left, or, when other processes appended since, while the
+        # writers' epoch is the one this process last saw (a batch with a job that may change
+        # principals, devices, channels or members bumps it: see `_run`).
         self._cache = WriterCache()
         self._cache_size: int | None = None
+        self._cache_epoch: int | None = None
         self.batches = 0
 
     @property
@@ -281,6 +283,7 @@ class Writer:
         self.log.forget_edge()
         self._cache.clear()
         self._cache_size = None
+        self._cache_epoch = None
 
     def _batch(self, jobs: list[_Job]) -> tuple[list[_Outcome], dict[int, Receipt], list[Callable[[], None]]]:
         """Commit the batch's jobs (runs in the writer thread): in one transaction, unless one
@@ -381,12 +384,17 @@ class Writer:
                 start = store.size()
             except Exception as e:  # nothing ran: whatever this is, the database cannot serve
                 raise _Fault(fault_of(e) or "unavailable") from e
-            if start != size_then or len(self._cache) > _CACHE_MAX:
-                # Another process appended since (it may have changed anything), or the cache
-                # has grown past its bound (labels and devices are many; it refills on demand).
-                self._cache.clear()
+            epoch = self._cache_epoch
             if start != size_then:
-                self.map.load(raw)  # at start, or after another replica's batches
+                # Another process appended since: what it changed, its bump of the epoch says.
+                epoch = _read_epoch(raw)
+                if epoch is None or epoch != self._cache_epoch:
+                    self._cache.clear()
+                self.map.load(raw)  # at start, or after another process's batches
+            if len(self._cache) > _CACHE_MAX:
+                self._cache.clear()  # past its bound (labels and devices are many); refills on demand
+            if not all(job.shares_cache for job in jobs):
+                epoch = _bump_epoch(raw)  # other processes' caches may no longer hold
             now = utcnow()
             base = Tx(session, raw, store, now, self._cache, [], start, map_version=self.map.version + 1)
             outcomes, after, entries, leaves = self._jobs(base, jobs)
@@ -412,6 +420,7 @@ class Writer:
             with contextlib.suppress(Exception):
                 session.close()
         self._cache_size = start + len(entries)
+        self._cache_epoch = epoch
         return outcomes, receipts, after
 
     @staticmethod
@@ -473,6 +482,18 @@ class Writer:
                 cache.clear()
                 outcomes.append(_Outcome(None, _internal()))
         return outcomes, after, entries, leaves
+
+
+def _read_epoch(raw: Raw) -> int | None:
+    """The writers' epoch (None if its row is missing: then every other process's batch
+    empties the cache)."""
+    row = raw.execute("SELECT epoch FROM writer_epoch WHERE id = 1").fetchone()
+    return int(row[0]) if row else None
+
+
+def _bump_epoch(raw: Raw) -> int | None:
+    raw.execute("UPDATE writer_epoch SET epoch = epoch + 1 WHERE id = 1")
+    return _read_epoch(raw)
 
 
 class _JobBroke(Exception):

@@ -98,6 +98,9 @@ class Listen:
     ssl: ssl.SSLContext | None
     limits: Limits
     name: str = "api"
+    #: Bound with SO_REUSEPORT: the worker processes of one server each bind the same port and
+    #: the kernel spreads new connections among them (`liaison-server run --workers`).
+    reuse_port: bool = False
 
 
 def address_key(host: str) -> str:
@@ -457,13 +460,15 @@ class _Listener:
             raise
 
 
-def _bind(host: str, port: int, backlog: int) -> socket.socket:
+def _bind(host: str, port: int, backlog: int, *, reuse_port: bool = False) -> socket.socket:
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(backlog)
         sock.setblocking(False)
@@ -494,7 +499,7 @@ class LiaisonServer(uvicorn.Server):
             for listen in self.listens:
                 if not listen.config.loaded:
                     listen.config.load()
-                sock = _bind(listen.host, listen.port, self.config.backlog)
+                sock = _bind(listen.host, listen.port, self.config.backlog, reuse_port=listen.reuse_port)
                 listeners.append(_Listener(self, listen, sock))
         except OSError as e:
             for listener in listeners:

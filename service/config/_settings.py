@@ -245,6 +245,16 @@ class Settings(BaseModel):
         example="600",
         gt=0,
     )
+    workers: int = setting(
+        1,
+        meaning="Worker processes of `liaison-server run`, all serving the API's port (the kernel "
+        "spreads connections among them, SO_REUSEPORT) and one database: HTTP, TLS and signature "
+        "checks run in parallel, writes still go one batch at a time. One per core is the rule "
+        "(docs/scaling.md). The metrics listener is served by worker 0 and counts its requests only.",
+        example="2",
+        ge=1,
+        le=64,
+    )
     batch_max: int = setting(
         256, meaning="The most writer jobs (requests) in one database transaction.", example="64", ge=1
     )

@@ -15,8 +15,10 @@ import os
 import socket
 import ssl
 import sys
+from collections.abc import Callable
+from multiprocessing.synchronize import Event
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -36,7 +38,7 @@ from ..app import (
     open_database,
     open_state,
 )
-from ..config import SettingsError, load_settings
+from ..config import Settings, SettingsError, load_settings
 from ..jsonlog import configure_logging
 from ..problems import Problem
 from ..storage.migrate import schema_state, upgrade
@@ -45,6 +47,7 @@ from .audit_cli import app as audit_app
 from .bootstrap import holds_a_server, initialise, make_private, private_umask
 from .errors import OperatorGroup, fail, one_line
 from .settings_cli import config
+from .supervisor import Supervisor
 from .trust_cli import export_trust
 
 log = logging.getLogger("liaison")
@@ -272,16 +275,24 @@ def run(
     dev_plain_http: Annotated[
         bool, typer.Option("--dev-plain-http", help="Development only: plain HTTP, loopback only")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes serving the port (default: its setting, 1)", min=1, max=64),
+    ] = None,
 ) -> None:
-    """Serve the API over TLS 1.3 (uvicorn)."""
+    """Serve the API over TLS 1.3 (uvicorn), in one process or several (`--workers`)."""
     # Whatever the server creates (SQLite's -wal and -shm files) is private to its owner.
     with private_umask():
-        _run(data_dir, host, port, dev_plain_http)
+        _run(data_dir, host, port, dev_plain_http, workers)
 
 
-def _run(data_dir: Path | None, host: str | None, port: int | None, dev_plain_http: bool) -> None:
+def _run(
+    data_dir: Path | None, host: str | None, port: int | None, dev_plain_http: bool, workers: int | None
+) -> None:
     try:
-        overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+        overrides: dict[str, Any] = {
+            k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None
+        }
         settings = load_settings(data_dir, **overrides)
         # Secrets readable by others are made private (or refused) before anything opens them;
         # said once the checks pass, so that a refusal stays the one line the operator reads.
@@ -298,36 +309,7 @@ def _run(data_dir: Path | None, host: str | None, port: int | None, dev_plain_ht
         for path in (settings.tls_cert, settings.tls_key):
             if not plain and not path.exists():
                 raise StartupError(f"TLS file {path} is missing")
-        api_app = create_app(settings, migrate_new=False)
-        config = uvicorn.Config(
-            api_app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=5,
-            # TLS ends here (a proxy passes it through): forwarded headers cannot come from a
-            # trusted proxy, so none are read; the client's address comes from the socket, or
-            # from a trusted proxy's PROXY v2 header (api/server.py).
-            proxy_headers=False,
-            ws="none",  # no WebSocket paths: an Upgrade header is just a header
-            server_header=False,
-            ssl_certfile=None if plain else str(settings.tls_cert),
-            ssl_keyfile=None if plain else str(settings.tls_key),
-            ssl_version=ssl.PROTOCOL_TLS_SERVER,
-        )
-        if not plain:
-            try:
-                config.load()  # builds the SSL context now, so a bad key is refused clearly
-            except (ssl.SSLError, OSError) as e:
-                raise StartupError(
-                    f"TLS certificate or key in {settings.tls_cert.parent} is unreadable: {e}"
-                ) from None
-            assert config.ssl is not None
-            # SPEC 5: TLS 1.3 only. uvicorn has no option for the minimum version, and
-            # PROTOCOL_TLS_SERVER alone still accepts TLS 1.2.
-            config.ssl.minimum_version = ssl.TLSVersion.TLSv1_3
+        _uvicorn_config(_no_app, settings, plain)  # the TLS files load, or a clear refusal
     except ValueError as e:
         fail(str(e))
     configure_logging(settings.log_level)
@@ -342,13 +324,88 @@ def _run(data_dir: Path | None, host: str | None, port: int | None, dev_plain_ht
                 }
             },
         )
-    _tune_gc()
+    many = f" ({settings.workers} worker processes)" if settings.workers > 1 else ""
     typer.echo(
-        f"liaison-server: serving {'http' if plain else 'https'}://{settings.host}:{settings.port}", err=True
+        f"liaison-server: serving {'http' if plain else 'https'}://{settings.host}:{settings.port}{many}",
+        err=True,
     )
+    if settings.workers > 1:
+        overrides["data_dir"] = settings.data_dir
+        supervisor = Supervisor(settings.workers, _worker, (overrides, plain))
+        code = supervisor.run()
+        if code:
+            typer.echo(f"liaison-server: {supervisor.failure}", err=True)
+            raise typer.Exit(code)
+        return
+    _tune_gc()
+    _serve(settings, plain, worker=None)
+
+
+async def _no_app(scope: Any, receive: Any, send: Any) -> None:
+    """The app of the configuration checked before the workers start (never served)."""
+
+
+def _uvicorn_config(api_app: Any, settings: Settings, plain: bool) -> uvicorn.Config:
+    """The API's uvicorn configuration, loaded: a bad TLS certificate or key is a StartupError."""
+    config = uvicorn.Config(
+        api_app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        # TLS ends here (a proxy passes it through): forwarded headers cannot come from a
+        # trusted proxy, so none are read; the client's address comes from the socket, or
+        # from a trusted proxy's PROXY v2 header (api/server.py).
+        proxy_headers=False,
+        ws="none",  # no WebSocket paths: an Upgrade header is just a header
+        server_header=False,
+        ssl_certfile=None if plain else str(settings.tls_cert),
+        ssl_keyfile=None if plain else str(settings.tls_key),
+        ssl_version=ssl.PROTOCOL_TLS_SERVER,
+    )
+    if not plain:
+        try:
+            config.load()  # builds the SSL context now, so a bad key is refused clearly
+        except (ssl.SSLError, OSError) as e:
+            raise StartupError(
+                f"TLS certificate or key in {settings.tls_cert.parent} is unreadable: {e}"
+            ) from None
+        assert config.ssl is not None
+        # SPEC 5: TLS 1.3 only. uvicorn has no option for the minimum version, and
+        # PROTOCOL_TLS_SERVER alone still accepts TLS 1.2.
+        config.ssl.minimum_version = ssl.TLSVersion.TLSv1_3
+    return config
+
+
+def _worker(index: int, ready: Event, overrides: dict[str, Any], plain: bool) -> None:
+    """One worker process of `run --workers` (spawned by `Supervisor`): the settings read again
+    (the same environment and files), then served on the shared port."""
+    with private_umask():
+        settings = load_settings(**overrides)
+        configure_logging(settings.log_level, worker=index)
+        _tune_gc()
+        _serve(settings, plain, worker=index, ready=ready.set)
+
+
+def _serve(
+    settings: Settings, plain: bool, *, worker: int | None, ready: Callable[[], None] | None = None
+) -> None:
+    """Serve the API (and the metrics listener) in this process until a signal ends it.
+
+    `worker` is this process's number among several (None: the only one). Several bind the
+    port with SO_REUSEPORT; worker 0 alone (or the only process) does the service's own
+    duties: the start's `policy.loaded` entry, retention, witness pushes, and the metrics
+    listener."""
+    primary = worker in (None, 0)
+    api_app = create_app(settings, migrate_new=False, primary=primary)
+    config = _uvicorn_config(api_app, settings, plain)
     limits = Limits.from_settings(settings)
-    listens = [Listen(config, settings.host, settings.port, config.ssl, limits)]
-    if settings.metrics_port is not None:
+    listens = [
+        Listen(config, settings.host, settings.port, config.ssl, limits, reuse_port=worker is not None)
+    ]
+    if settings.metrics_port is not None and primary:
         # Prometheus on its own plain-HTTP listener (loopback by default): the API port never
         # serves metrics. Same head limits and deadlines; scrapers connect directly, no proxy.
         metrics = uvicorn.Config(
@@ -366,7 +423,7 @@ def _run(data_dir: Path | None, host: str | None, port: int | None, dev_plain_ht
                 metrics, settings.metrics_host, settings.metrics_port, None, metrics_limits, name="metrics"
             )
         )
-    _Server(config, listens, api_app).run()
+    _Server(config, listens, api_app, ready).run()
 
 
 class _Server(LiaisonServer):
@@ -374,9 +431,21 @@ class _Server(LiaisonServer):
     their connections close by themselves instead of being cancelled past the graceful
     timeout (which uvicorn logs as errors)."""
 
-    def __init__(self, config: uvicorn.Config, listens: list[Listen], api_app: LiaisonApp) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        listens: list[Listen],
+        api_app: LiaisonApp,
+        ready: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(config, listens)
         self.api_app = api_app
+        self.ready = ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.ready is not None and self.started:
+            self.ready()  # listening: the supervisor now restarts this worker if it dies
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.api_app.stop_streams()

@@ -1,15 +1,20 @@
-"""Live push to connected devices: an in-process hub, fed across replicas by PostgreSQL NOTIFY.
+"""Live push to connected devices: an in-process hub, fed across processes by the database.
 
-On SQLite (one process) the writer wakes local subscribers after commit. On PostgreSQL the
-writer issues `pg_notify` inside the transaction (delivered only if it commits) and every
-process, this one included, LISTENs and wakes its own subscribers, so a device streaming
-from any replica hears of a message accepted by any other.
+A device's stream is served by one process, and a message may be accepted by any process that
+shares the database; each process looks up which of its own streaming devices a message was
+delivered to, and publishes it to them through its hub (`EventHub`).
 
-A notification names the message only (`{"type", "id", "channel", "log_index"}`, bounded),
-never its recipients: PostgreSQL refuses payloads over 8,000 bytes, and a recipient list is as
-long as the sender makes it. Each process looks up which of its own streaming devices the
-message was delivered to (`PgListener`), one query for all notifications that arrived
-together.
+* PostgreSQL (replicas): the writer issues `pg_notify` inside the transaction (delivered only
+  if it commits) and every process, this one included, LISTENs (`PgListener`). A notification
+  names the message only (`{"type", "id", "channel", "log_index"}`, bounded), never its
+  recipients: PostgreSQL refuses payloads over 8,000 bytes, and a recipient list is as long as
+  the sender makes it. One recipients lookup for all notifications that arrived together.
+* SQLite (one data directory, one or several processes): the writer wakes this process's
+  subscribers after commit, having recorded the message as published here before it
+  (`EventHub.mark_local`); while this process has subscribers, `sqlite_events.SqliteListener`
+  polls `PRAGMA data_version` and publishes the deliveries committed by other processes,
+  skipping the recorded ones. A push from another process waits for the next poll (50 ms);
+  with no subscribers the listener sends no query at all.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterable
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import asyncpg
@@ -28,6 +35,8 @@ __all__ = ["CHANNEL", "EventHub", "PgListener", "Subscription"]
 CHANNEL = "liaison_inbox"
 log = logging.getLogger("liaison.events")
 _MAX_QUEUE = 1000
+#: Message ids published here that `EventHub.is_local` remembers: far more than a poll sees.
+_LOCAL_IDS = 10_000
 
 #: The recipients lookup: which of these devices (this process's streaming ones) were
 #: delivered which of these messages.
@@ -68,15 +77,44 @@ class Subscription:
 
 
 class EventHub:
-    """The live streams of this process, by device."""
+    """The live streams of this process, by device; on SQLite also the ids of the messages this
+    process's writer publishes itself (`mark_local`), which its listener then skips."""
 
     def __init__(self) -> None:
         self._subs: dict[str, set[Subscription]] = {}
+        #: Called (on the loop) when the first stream of this process opens: the SQLite
+        #: listener takes its cursor there, so that nothing committed after it is missed.
+        self.on_first_subscriber: Callable[[], None] | None = None
+        self._local: deque[str] = deque()
+        self._local_ids: set[str] = set()
+        self._local_lock = threading.Lock()  # marked in the writer's thread, read on the loop
 
     def subscribe(self, device_id: str) -> Subscription:
+        first = not self._subs
         sub = Subscription(device_id)
         self._subs.setdefault(device_id, set()).add(sub)
+        if first and self.on_first_subscriber is not None:
+            try:
+                self.on_first_subscriber()
+            except Exception:  # a listener's trouble never refuses a stream
+                log.exception("first-subscriber hook failed")
         return sub
+
+    def mark_local(self, message_id: str) -> None:
+        """Remember that this process publishes `message_id` itself (after its commit). Called
+        in the writer's job, before the commit: a listener may see the commit first."""
+        with self._local_lock:
+            if message_id in self._local_ids:
+                return
+            if len(self._local) >= _LOCAL_IDS:
+                self._local_ids.discard(self._local.popleft())
+            self._local.append(message_id)
+            self._local_ids.add(message_id)
+
+    def is_local(self, message_id: str) -> bool:
+        """Whether `message_id` was marked by `mark_local` (among the latest 10,000)."""
+        with self._local_lock:
+            return message_id in self._local_ids
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Forget `sub` (idempotent)."""

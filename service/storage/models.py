@@ -226,6 +226,15 @@ class MapLeaf(Base):
     value: Mapped[bytes]
 
 
+class WriterEpoch(Base):
+    """One row: how many batches may have changed what the writers' caches hold (see
+    `service.writer`); bumped inside such a batch's transaction, read by every batch."""
+
+    __tablename__ = "writer_epoch"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    epoch: Mapped[int] = mapped_column(BigInteger)
+
+
 class Nonce(Base):
     """Seen (keyid, nonce) pairs of RFC 9421 signatures, kept until the skew window passes."""
 

@@ -239,4 +239,4 @@ async def purge_nonces(state: AppState) -> int:
         result = tx.session.execute(delete(Nonce).where(Nonce.expires_at < tx.now))
         return int(getattr(result, "rowcount", 0) or 0)
 
-    return (await state.writer.run(job)).value
+    return (await state.writer.run(job, shares_cache=True)).value  # nonces: nothing cached

@@ -327,7 +327,11 @@ def _store(
     # On PostgreSQL NOTIFY is transactional: listeners in every replica hear it on commit. It
     # names the message, never its recipients (a list as long as the sender makes it; NOTIFY
     # takes 8,000 bytes at most): each replica looks up its own streaming recipients.
+    # On SQLite this process wakes its own streams after the commit, having marked the message
+    # as published here first (the other processes' `SqliteListener` find it by polling; this
+    # one's skips it, even when its poll sees the commit before the hook runs).
     if not raw.notify(events.CHANNEL, json.dumps(event)):
+        state.hub.mark_local(parsed.id)
         tx.after_commit(lambda: state.hub.publish(event, recipients))
     return Accepted(parsed.id, index, len(recipients))
 
@@ -433,7 +437,8 @@ async def expire_due(state: AppState, limit: int = 500) -> int:
                 _shred(tx, shred)
         return len(due)
 
-    return (await state.writer.run(job)).value
+    # Messages and their deliveries only: nothing the writers' caches hold.
+    return (await state.writer.run(job, shares_cache=True)).value
 
 
 def _shreds(policy: Policy, level: str) -> bool:

@@ -75,3 +75,28 @@ async def test_the_cache_lasts_across_batches_up_to_its_bound(
     assert (await writer.run(seen, shares_cache=True)).value
     await writer.run(lambda tx: None)  # a job that may change anything empties it
     assert not (await writer.run(seen, shares_cache=True)).value
+
+
+async def test_the_cache_outlives_other_processes_batches_that_change_nothing_it_holds(
+    world: World,
+) -> None:
+    """Another process's messages (jobs that share the cache) leave this one's cache as it
+    was; its job that may change anything (`shares_cache=False`) empties it here too."""
+    writer = world.state.writer
+    probe: CacheSlot[int] = CacheSlot("probe")
+
+    def put(tx: Tx) -> None:
+        tx.cache.put(probe, "key", 1)
+
+    def seen(tx: Tx) -> bool:
+        return tx.cache.get(probe, "key") == 1
+
+    def entry(tx: Tx) -> int:
+        return tx.audit("test.entry", "system")
+
+    async with another_service(world) as other:
+        await writer.run(put, shares_cache=True)
+        await other.state.writer.run(entry, shares_cache=True)
+        assert (await writer.run(seen, shares_cache=True)).value  # the log grew: cache kept
+        await other.state.writer.run(entry)  # may have changed anything
+        assert not (await writer.run(seen, shares_cache=True)).value

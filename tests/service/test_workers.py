@@ -1,0 +1,202 @@
+"""`liaison-server run --workers 2`: two processes serve one port and one SQLite data directory
+as one service (issue 17, item 2).
+
+Connections are spread by the kernel (SO_REUSEPORT), so each test sends over many fresh
+connections: both workers serve some (the log says which, `"worker": N`), and what one
+worker allowed or consumed the other knows. The chance that 12 connections all land on one
+worker is 2^-11; the first test checks that both served.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from liaison.crypto.keys import DeviceKeys, generate_device
+from liaison.service.ops.cli import app
+from tests.service.harness import enrol_device_sync, free_port, server_env, sign_request, tls_context
+
+pytestmark = pytest.mark.slow
+
+FRESH = 12  # fresh connections per check
+
+
+@dataclass
+class Served:
+    proc: subprocess.Popen[bytes]
+    base: str
+    cert: str
+    log: Path
+    root: DeviceKeys
+
+    def lines(self) -> list[dict[str, object]]:
+        out = []
+        for line in self.log.read_text().splitlines():
+            if line.startswith("{"):
+                out.append(json.loads(line))
+        return out
+
+    def workers(self) -> list[int]:
+        """The worker processes (children of the supervisor)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat[1]) == self.proc.pid and b"spawn_main" in cmdline:
+                found.append(int(entry.name))
+        return sorted(found)
+
+    def get(
+        self, path: str, keys: DeviceKeys | None = None, request: httpx.Request | None = None
+    ) -> httpx.Response:
+        """One request on a fresh connection (signed by `keys`, or `request` as it is)."""
+        with httpx.Client(verify=tls_context(self.cert), timeout=10) as http:
+            if request is None:
+                url = self.base + path
+                headers = sign_request("GET", url, {}, None, keys) if keys else {}
+                request = http.build_request("GET", url, headers=headers)
+            return http.send(request)
+
+
+def _start(tmp: Path, **settings: str) -> Served:
+    data = tmp / "data"
+    env = server_env(**settings)
+    result = CliRunner().invoke(app, ["init", "--data-dir", str(data), "--json"], env=env)
+    assert result.exit_code == 0, result.stderr
+    init = json.loads(result.stdout)
+    port = free_port()
+    log = tmp / "server.log"
+    exe = Path(sys.executable).with_name("liaison-server")
+    with log.open("wb") as err:  # a file: a pipe nobody reads would stall the workers
+        proc = subprocess.Popen(
+            [str(exe), "run", "--data-dir", str(data), "--port", str(port), "--workers", "2"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    base = f"https://127.0.0.1:{port}"
+    served = Served(proc, base, init["tls_cert"], log, generate_device("root"))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # both workers listening, and the port answering
+        assert proc.poll() is None, log.read_text()[-3000:]
+        listening = [x for x in served.lines() if x.get("event") == "listening"]
+        if len(listening) == 2:
+            try:
+                if served.get("/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"the workers did not start: {log.read_text()[-3000:]}")
+    r = enrol_device_sync(base, init["root_enrolment_code"], served.root, init["tls_cert"])
+    assert r.status_code == 201, r.text
+    return served
+
+
+def _stop(served: Served) -> int:
+    served.proc.send_signal(signal.SIGTERM)
+    try:
+        return served.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        served.proc.kill()
+        raise AssertionError("the supervisor did not stop on SIGTERM") from None
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    s = _start(tmp_path, LIAISON_RATE_LIMIT_BURST="8", LIAISON_RATE_LIMIT_PER_SECOND="0.001")
+    try:
+        yield s
+    finally:
+        if s.proc.poll() is None:
+            _stop(s)
+
+
+def test_both_workers_serve_and_a_replayed_request_is_refused_by_either(served: Served) -> None:
+    with httpx.Client() as http:
+        url = served.base + "/v1/me"
+        once = http.build_request("GET", url, headers=sign_request("GET", url, {}, None, served.root))
+    # 8 in all: the device's burst (a replay takes a token too, before its nonce is checked).
+    answers = [served.get("", request=once).status_code for _ in range(8)]
+    assert answers.count(200) == 1 and answers.count(401) == 7, answers
+    for _ in range(FRESH):
+        served.get("/readyz")
+    time.sleep(0.3)
+    serving = {x["worker"] for x in served.lines() if x.get("event") == "request"}
+    assert serving == {0, 1}, serving
+    # Each replay was refused as one, by whichever worker it reached.
+    refused = [x for x in served.lines() if x.get("event") == "request" and x.get("status") == 401]
+    assert len(refused) == 7
+
+
+def test_a_device_rate_limit_holds_across_the_workers(served: Served) -> None:
+    """Burst 8, practically no refill: 8 requests pass in all, not 8 per worker."""
+    answers = [served.get("/v1/me", served.root).status_code for _ in range(3 * 8)]
+    assert answers.count(200) == 8, answers
+    assert answers.count(429) == 2 * 8, answers
+
+
+def test_a_killed_worker_is_started_again_and_stop_ends_them_all(served: Served) -> None:
+    first = served.workers()
+    assert len(first) == 2, first
+    os.kill(first[1], signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        now = served.workers()
+        restarted = [x for x in served.lines() if x.get("event") == "workers.restarted"]
+        if (
+            len(now) == 2
+            and now != first
+            and restarted
+            and len([x for x in served.lines() if x.get("event") == "listening"]) == 3
+        ):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"no new worker: {served.log.read_text()[-3000:]}")
+    assert all(served.get("/readyz").status_code == 200 for _ in range(FRESH))
+    workers = served.workers()
+    assert _stop(served) == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers), "a worker outlived its supervisor"
+    text = served.log.read_text()
+    assert "Traceback" not in text and '"level": "error"' not in text, text[-3000:]
+
+
+def test_a_port_taken_by_another_program_fails_the_start(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        data = tmp_path / "data"
+        result = CliRunner().invoke(app, ["init", "--data-dir", str(data), "--json"], env=server_env())
+        assert result.exit_code == 0, result.stderr
+        exe = Path(sys.executable).with_name("liaison-server")
+        run = subprocess.run(
+            [str(exe), "run", "--data-dir", str(data), "--port", str(port), "--workers", "2"],
+            env=server_env(),
+            capture_output=True,
+            timeout=60,
+        )
+    assert run.returncode != 0
+    err = run.stderr.decode()
+    assert "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("liaison-server: ") and "could not start" in last, last
