@@ -500,6 +500,24 @@ async def setup(t: Target, init: dict[str, Any], n_senders: int) -> Scene:
     return Scene(root, senders, recipients, bundles)
 
 
+def _spin(seconds: float) -> int:
+    """Pure-Python work for `seconds` of wall time: how many loop rounds it did."""
+    rounds, end = 0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for _ in range(1000):
+            pass
+        rounds += 1
+    return rounds
+
+
+def parallel_capacity(pool: concurrent.futures.ProcessPoolExecutor, n: int, seconds: float = 1.0) -> float:
+    """How much more CPU work `n` processes do at once than one alone (n on n idle cores; 1.0
+    when they share one core's worth, e.g. hyperthreads or a CPU quota): what workers can gain."""
+    one = pool.submit(_spin, seconds).result()
+    many = sum(pool.map(_spin, [seconds] * n))
+    return many / one
+
+
 def _seal_many(args: tuple[DeviceKeys, int, list[PublicBundle], int, int]) -> list[dict[str, Any]]:
     sender, index, bundles, count, size = args
     return [
@@ -796,6 +814,11 @@ def main() -> None:
         f"{LABEL_TEXT}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     )
     with concurrent.futures.ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        cpus = os.cpu_count() or 2
+        print(
+            f"parallel capacity: {cpus} processes at once do {parallel_capacity(pool, cpus):.2f}x "
+            "the work of one (pure Python, 1 s)"
+        )
         asyncio.run(bench("sqlite", None, args, pool))
         if args.postgres and not args.sqlite_only:
             url = asyncio.run(create_pg(args.postgres))

@@ -1,5 +1,5 @@
-"""`liaison-server run --workers 2`: two processes serve one port and one SQLite data directory
-as one service (issue 17, item 2).
+"""`liaison-server run --workers 2`: two processes serve one port and one data directory as one
+service, on SQLite and on PostgreSQL (issue 17, item 2).
 
 Connections are spread by the kernel (SO_REUSEPORT), so each test sends over many fresh
 connections: both workers serve some (the log says which, `"worker": N`), and what one
@@ -9,6 +9,7 @@ worker is 2^-11; the first test checks that both served.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -26,7 +27,16 @@ from typer.testing import CliRunner
 
 from liaison.crypto.keys import DeviceKeys, generate_device
 from liaison.service.ops.cli import app
-from tests.service.harness import enrol_device_sync, free_port, server_env, sign_request, tls_context
+from tests.service.harness import (
+    PG_ENV,
+    create_pg_database,
+    drop_pg_database,
+    enrol_device_sync,
+    free_port,
+    server_env,
+    sign_request,
+    tls_context,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -120,14 +130,25 @@ def _stop(served: Served) -> int:
         raise AssertionError("the supervisor did not stop on SIGTERM") from None
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    s = _start(tmp_path, LIAISON_RATE_LIMIT_BURST="8", LIAISON_RATE_LIMIT_PER_SECOND="0.001")
+@pytest.fixture(params=["sqlite", "postgres"])
+def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
+    settings = {"LIAISON_RATE_LIMIT_BURST": "8", "LIAISON_RATE_LIMIT_PER_SECOND": "0.001"}
+    url = None
+    if request.param == "postgres":
+        if not os.environ.get(PG_ENV):
+            pytest.skip(f"set {PG_ENV} (e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test)")
+        url = asyncio.run(create_pg_database())
+        settings["LIAISON_DATABASE_URL"] = url
     try:
-        yield s
+        s = _start(tmp_path, **settings)
+        try:
+            yield s
+        finally:
+            if s.proc.poll() is None:
+                _stop(s)
     finally:
-        if s.proc.poll() is None:
-            _stop(s)
+        if url is not None:
+            asyncio.run(drop_pg_database(url))
 
 
 def test_both_workers_serve_and_a_replayed_request_is_refused_by_either(served: Served) -> None:
