@@ -2,7 +2,7 @@
 inbox fetch rate, and the server's peak memory.
 
 Run: .venv/bin/python bench/service.py [--postgres URL] [--per-sender 100] [--profile DIR]
-                                       [--workers N]
+                                       [--workers N] [--sqlite-only | --postgres-only]
 
 Each run starts `liaison-server run` as a subprocess, TLS on (its own dev certificate), on a
 fresh data directory: SQLite, and PostgreSQL too when --postgres or LIAISON_TEST_POSTGRES_URL
@@ -793,7 +793,9 @@ def main() -> None:
         default=os.environ.get("LIAISON_TEST_POSTGRES_URL"),
         help="PostgreSQL server URL (postgresql+asyncpg://...); a fresh database is created on it",
     )
-    ap.add_argument("--sqlite-only", action="store_true")
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--sqlite-only", action="store_true")
+    which.add_argument("--postgres-only", action="store_true", help="skip SQLite (needs --postgres)")
     ap.add_argument(
         "--per-sender",
         type=int,
@@ -819,7 +821,10 @@ def main() -> None:
             f"parallel capacity: {cpus} processes at once do {parallel_capacity(pool, cpus):.2f}x "
             "the work of one (pure Python, 1 s)"
         )
-        asyncio.run(bench("sqlite", None, args, pool))
+        if args.postgres_only and not args.postgres:
+            raise SystemExit("--postgres-only needs --postgres URL or LIAISON_TEST_POSTGRES_URL")
+        if not args.postgres_only:
+            asyncio.run(bench("sqlite", None, args, pool))
         if args.postgres and not args.sqlite_only:
             url = asyncio.run(create_pg(args.postgres))
             try:
