@@ -25,8 +25,7 @@ concurrently, then fetch messages (GET /v1/messages/{id}, each first fetch logge
 
 Besides ok/s and latency, each phase shows the server's CPU (of one core; with --workers N,
 of all its processes together), the client's own CPU, and how many requests shared a write
-transaction (from liaison_write_batches_total; with several workers, not shown: each counts
-its own and worker 0 alone serves metrics).
+transaction (from liaison_write_batches_total, summed over the workers' metrics listeners).
 
 The ceiling, in the same run (issue 17, item 1): after each backend's phases, the server is
 stopped and `bench/_ceiling.py` started on the same TLS stack (uvicorn, httptools, the same
@@ -127,6 +126,7 @@ class Target:
     port: int
     ctx: ssl.SSLContext
     metrics_port: int = 0  # the server's metrics listener (plain HTTP, loopback)
+    workers: int = 1  # worker N's metrics listener is on metrics_port + N
 
     @property
     def base(self) -> str:
@@ -183,10 +183,10 @@ class Server:
     log: Path | None = None
 
     def start(self) -> None:
-        with socket.socket() as s, socket.socket() as m:
+        with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            m.bind(("127.0.0.1", 0))
-            self.port, self.metrics_port = s.getsockname()[1], m.getsockname()[1]
+            self.port = s.getsockname()[1]
+        self.metrics_port = _free_ports(self.workers, avoid=self.port)  # worker N: + N
         self.env["LIAISON_METRICS_PORT"] = str(self.metrics_port)
         self.log = self.data.parent / f"server-{self.backend}.log"
         self.proc = subprocess.Popen(
@@ -220,6 +220,22 @@ class Server:
     def cpu_seconds(self) -> float:
         assert self.proc is not None
         return _cpu_seconds(_pids(self.proc))
+
+
+def _free_ports(n: int, avoid: int) -> int:
+    """The first of `n` consecutive free loopback ports (none of them `avoid`)."""
+    for base in range(20_000, 60_000, 97):
+        if base <= avoid < base + n:
+            continue
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(base, base + n):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise SystemExit(f"no {n} consecutive free ports")
 
 
 def _pids(proc: subprocess.Popen[bytes]) -> list[int]:
@@ -582,17 +598,20 @@ async def run_phase(
 
 
 async def write_batches(t: Target) -> float:
-    """The server's count of write transactions (batches), from its metrics listener (NaN for
-    a server without one: the ceiling)."""
+    """The server's count of write transactions (batches), from its metrics listeners, one per
+    worker, summed (NaN for a server without one: the ceiling)."""
     if not t.metrics_port:
         return float("nan")
-    conn = await Conn.open(t.metrics_port, None)
-    try:
-        _, body = await conn.call(f"GET /metrics HTTP/1.1\r\nhost: 127.0.0.1:{t.port}\r\n\r\n".encode())
-    finally:
-        await conn.close()
-    m = re.search(rb"^liaison_write_batches_total ([0-9.e+]+)$", body, re.MULTILINE)
-    return float(m.group(1)) if m else float("nan")
+    total = 0.0
+    for port in range(t.metrics_port, t.metrics_port + t.workers):
+        conn = await Conn.open(port, None)
+        try:
+            _, body = await conn.call(f"GET /metrics HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n\r\n".encode())
+        finally:
+            await conn.close()
+        m = re.search(rb"^liaison_write_batches_total ([0-9.e+]+)$", body, re.MULTILINE)
+        total += float(m.group(1)) if m else float("nan")
+    return total
 
 
 async def send_phases(
@@ -771,8 +790,8 @@ async def bench(
             target = Target(
                 server.port,
                 ssl.create_default_context(cafile=server.init["tls_cert"]),
-                # Batches are counted per process, and worker 0 alone serves metrics.
-                server.metrics_port if args.workers == 1 else 0,
+                server.metrics_port,
+                args.workers,
             )
             scene = await setup(target, server.init, max(CONCURRENCY))
             results = await send_phases(target, server, scene, args.per_sender, pool, args.profile)

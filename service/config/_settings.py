@@ -250,7 +250,7 @@ class Settings(BaseModel):
         meaning="Worker processes of `liaison-server run`, all serving the API's port (the kernel "
         "spreads connections among them, SO_REUSEPORT) and one database: HTTP, TLS and signature "
         "checks run in parallel, writes still go one batch at a time. One per core is the rule "
-        "(docs/scaling.md). The metrics listener is served by worker 0 and counts its requests only.",
+        "(docs/scaling.md). Worker N serves its own metrics on metrics_port + N.",
         example="2",
         ge=1,
         le=64,

@@ -310,6 +310,13 @@ def _run(
             if not plain and not path.exists():
                 raise StartupError(f"TLS file {path} is missing")
         _uvicorn_config(_no_app, settings, plain)  # the TLS files load, or a clear refusal
+        if settings.metrics_port is not None and settings.workers > 1:
+            last = settings.metrics_port + settings.workers - 1
+            if last > 65535 or settings.metrics_port <= settings.port <= last:
+                raise StartupError(
+                    f"the workers' metrics ports {settings.metrics_port}-{last} must be below 65536 and "
+                    f"must not include the API's port {settings.port}"
+                )
     except ValueError as e:
         fail(str(e))
     configure_logging(settings.log_level)
@@ -396,8 +403,8 @@ def _serve(
 
     `worker` is this process's number among several (None: the only one). Several bind the
     port with SO_REUSEPORT; worker 0 alone (or the only process) does the service's own
-    duties: the start's `policy.loaded` entry, retention, witness pushes, and the metrics
-    listener."""
+    duties: the start's `policy.loaded` entry, retention and witness pushes. Each serves its
+    own metrics listener (worker N on `metrics_port + N`)."""
     primary = worker in (None, 0)
     api_app = create_app(settings, migrate_new=False, primary=primary)
     config = _uvicorn_config(api_app, settings, plain)
@@ -405,9 +412,10 @@ def _serve(
     listens = [
         Listen(config, settings.host, settings.port, config.ssl, limits, reuse_port=worker is not None)
     ]
-    if settings.metrics_port is not None and primary:
+    if settings.metrics_port is not None:
         # Prometheus on its own plain-HTTP listener (loopback by default): the API port never
         # serves metrics. Same head limits and deadlines; scrapers connect directly, no proxy.
+        # Worker N serves its own on metrics_port + N (a target each: their counters add up).
         metrics = uvicorn.Config(
             create_metrics_app(api_app),
             log_config=None,
@@ -420,7 +428,12 @@ def _serve(
         metrics_limits = dataclasses.replace(limits, proxy_protocol=False, trusted=())
         listens.append(
             Listen(
-                metrics, settings.metrics_host, settings.metrics_port, None, metrics_limits, name="metrics"
+                metrics,
+                settings.metrics_host,
+                settings.metrics_port + (worker or 0),
+                None,
+                metrics_limits,
+                name="metrics",
             )
         )
     _Server(config, listens, api_app, ready).run()

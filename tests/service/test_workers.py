@@ -50,6 +50,7 @@ class Served:
     cert: str
     log: Path
     root: DeviceKeys
+    env: dict[str, str]
 
     def lines(self) -> list[dict[str, object]]:
         out = []
@@ -102,11 +103,23 @@ def _start(tmp: Path, **settings: str) -> Served:
             stderr=err,
         )
     base = f"https://127.0.0.1:{port}"
-    served = Served(proc, base, init["tls_cert"], log, generate_device("root"))
+    served = Served(proc, base, init["tls_cert"], log, generate_device("root"), env)
+    try:
+        _wait_and_enrol(served, init)
+    except BaseException:
+        _stop(served)  # never leave a server behind a failed start
+        raise
+    return served
+
+
+def _wait_and_enrol(served: Served, init: dict[str, str]) -> None:
+    proc, log, base = served.proc, served.log, served.base
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # both workers listening, and the port answering
         assert proc.poll() is None, log.read_text()[-3000:]
-        listening = [x for x in served.lines() if x.get("event") == "listening"]
+        listening = [
+            x for x in served.lines() if x.get("event") == "listening" and x.get("listener") == "api"
+        ]
         if len(listening) == 2:
             try:
                 if served.get("/readyz").status_code == 200:
@@ -118,7 +131,19 @@ def _start(tmp: Path, **settings: str) -> Served:
         raise AssertionError(f"the workers did not start: {log.read_text()[-3000:]}")
     r = enrol_device_sync(base, init["root_enrolment_code"], served.root, init["tls_cert"])
     assert r.status_code == 201, r.text
-    return served
+
+
+def _two_free_ports() -> int:
+    """A port p such that p and p + 1 are free (the two workers' metrics listeners)."""
+    for _ in range(50):
+        p = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p + 1))
+            except OSError:
+                continue
+        return p
+    raise AssertionError("no two consecutive free ports")
 
 
 def _stop(served: Served) -> int:
@@ -132,7 +157,11 @@ def _stop(served: Served) -> int:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
-    settings = {"LIAISON_RATE_LIMIT_BURST": "8", "LIAISON_RATE_LIMIT_PER_SECOND": "0.001"}
+    settings = {
+        "LIAISON_RATE_LIMIT_BURST": "8",
+        "LIAISON_RATE_LIMIT_PER_SECOND": "0.001",
+        "LIAISON_METRICS_PORT": str(_two_free_ports()),
+    }
     url = None
     if request.param == "postgres":
         if not os.environ.get(PG_ENV):
@@ -166,6 +195,13 @@ def test_both_workers_serve_and_a_replayed_request_is_refused_by_either(served: 
     # Each replay was refused as one, by whichever worker it reached.
     refused = [x for x in served.lines() if x.get("event") == "request" and x.get("status") == 401]
     assert len(refused) == 7
+    # Each worker serves its own metrics, on metrics_port + N; their write batches add up.
+    base = int(served.env["LIAISON_METRICS_PORT"])
+    batches = []
+    for port in (base, base + 1):
+        body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        batches.append(float(body.split("\nliaison_write_batches_total ")[1].split()[0]))
+    assert all(b > 0 for b in batches), batches  # each worker wrote: its replays' refusals at least
 
 
 def test_a_device_rate_limit_holds_across_the_workers(served: Served) -> None:
@@ -187,7 +223,10 @@ def test_a_killed_worker_is_started_again_and_stop_ends_them_all(served: Served)
             len(now) == 2
             and now != first
             and restarted
-            and len([x for x in served.lines() if x.get("event") == "listening"]) == 3
+            and len(
+                [x for x in served.lines() if x.get("event") == "listening" and x.get("listener") == "api"]
+            )
+            == 3
         ):
             break
         time.sleep(0.2)
@@ -221,3 +260,21 @@ def test_a_port_taken_by_another_program_fails_the_start(tmp_path: Path) -> None
     assert "Traceback" not in err, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("liaison-server: ") and "could not start" in last, last
+
+
+def test_metrics_ports_over_the_api_port_are_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    result = CliRunner().invoke(app, ["init", "--data-dir", str(data), "--json"], env=server_env())
+    assert result.exit_code == 0, result.stderr
+    port = free_port()
+    exe = Path(sys.executable).with_name("liaison-server")
+    run = subprocess.run(
+        [str(exe), "run", "--data-dir", str(data), "--port", str(port), "--workers", "3"],
+        env=server_env(LIAISON_METRICS_PORT=str(port - 1)),
+        capture_output=True,
+        timeout=60,
+    )
+    assert run.returncode != 0
+    err = run.stderr.decode().strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert "metrics ports" in err and str(port) in err, err
