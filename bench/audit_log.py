@@ -1,16 +1,26 @@
-"""Audit-log throughput and latency: appends/s (1 and 64 writers), signing rate, proof latency.
+"""Audit-log throughput and latency: appends/s (1 and 64 writers, with and without map
+leaves), signing rate, growing in large batches, proof latency.
 
 Run: .venv/bin/python bench/audit_log.py [--database-url URL] [--entries 1000000]
-                                         [--appends 2000] [--seconds 1]
+                                         [--appends 2000] [--seconds 1] [--quick]
 
 Uses a throw-away data directory and, by default, its SQLite database; pass a PostgreSQL
-URL (postgresql+asyncpg://...) to measure that instead (the database must be empty). Prints:
+URL (postgresql+asyncpg://...) to measure that instead (the database must be empty).
+`--quick` is a smoke run of every phase in seconds (20,000 entries, fewer samples). Prints:
 
 * appends/s through the batching writer with 1 writer and with 64 concurrent writers, with
-  how many batches (transactions, tree updates and checkpoint signatures) they took;
+  how many batches (transactions, tree updates and checkpoint signatures) they took. Each
+  job appends one entry with the options of the service's hot path (a submit: the writer's
+  cache shared, no savepoint: `Writer.run(..., shares_cache=True, savepoint=False)`); one
+  more line runs 64 writers with a job's default options (a savepoint each), for comparison;
+* the same 64 writers whose jobs also set one directory-map leaf each (`Tx.set_leaf`), as a
+  directory statement does: every batch then stages a new map version, writes its leaves
+  and carries the new root in its `map.head` entry;
 * Ed25519 checkpoint signatures/s (the per-batch signing cost);
-* after growing the log to --entries entries (1 million by default, in large batches):
-  inclusion-proof and hash-tile read latency (p50 / p99 / max) from the stored hashes;
+* growing the log to --entries entries (1 million by default) in large batches (jobs of
+  50,000 entries): entries/s, with progress while it grows;
+* then inclusion-proof, consistency-proof and hash-tile read latency (p50 / p99 / max) from
+  the stored hashes;
 * entry reads (`GET /v1/audit/entries`' use case, pages of 1,000): entries/s for a reader
   who opens nothing (commitments only) and for root's auditor, who opens every field of
   every entry v2 (each page's openings recomputed by nobody here: the server's side only,
@@ -23,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
 import inspect
 import random
 import statistics
@@ -41,21 +52,25 @@ from liaison.service.usecases import audit as audit_read
 from liaison.service.writer import Tx
 
 
-async def _append(state: AppState, i: int) -> None:
+async def _append(state: AppState, i: int, *, leaf: bool, savepoint: bool) -> None:
     def job(tx: Tx) -> int:
+        if leaf:  # a directory statement's leaf: its own key, a new value
+            tx.set_leaf(hashlib.sha256(b"bench-key %d" % i).digest(), hashlib.sha256(b"v %d" % i).digest())
         return tx.audit("bench.append", "system", None, i=i)
 
-    await state.writer.run(job)
+    await state.writer.run(job, shares_cache=not savepoint, savepoint=savepoint)
 
 
-async def appends(state: AppState, total: int, writers: int) -> tuple[float, int]:
+async def appends(
+    state: AppState, total: int, writers: int, *, leaf: bool = False, savepoint: bool = False, first: int = 0
+) -> tuple[float, int]:
     """Appends per second with `writers` concurrent callers; and the batches they took."""
     per = max(1, total // writers)
     batches = state.writer.batches
 
     async def worker(w: int) -> None:
         for k in range(per):
-            await _append(state, w * per + k)
+            await _append(state, first + w * per + k, leaf=leaf, savepoint=savepoint)
 
     start = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(writers)))
@@ -73,21 +88,34 @@ def signing_rate(seconds: float) -> float:
     return n / elapsed
 
 
-async def grow(state: AppState, target: int, batch: int = 50_000) -> float:
+async def grow(state: AppState, target: int, batch: int = 50_000) -> tuple[int, float]:
+    """Grow the log to at least `target` entries in jobs of `batch` entries (each batch adds
+    its `map.head` too); (entries appended, seconds). Prints progress on one line."""
     async with state.db.sessions() as s:
         size = await LogReader(s).size()
-    start = time.perf_counter()
+    begin, start, last = size, time.perf_counter(), 0.0
     while size < target:
         n = min(batch, target - size)
 
         def job(tx: Tx, first: int = size, n: int = n) -> None:
-            for i in range(n):
-                tx.audit("bench.filler", "system", None, seq=first + i)
+            audit = tx.audit
+            for i in range(first, first + n):
+                audit("bench.filler", "system", None, seq=i)
 
-        await state.writer.run(job)
-        size += n
-        print(f"  grown to {size} entries", end="\r", flush=True)
-    return time.perf_counter() - start
+        result = await state.writer.run(job, shares_cache=True, savepoint=False)
+        size = max(result.receipts) + 2  # the batch's entries and its map head
+        now = time.perf_counter()
+        if now - last >= 1.0 or size >= target:
+            last = now
+            rate = (size - begin) / (now - start)
+            eta = max(0.0, (target - size) / rate) if rate > 0 else 0.0
+            print(
+                f"  growing: {size:>11,} / {target:,} entries, {rate:8.0f} entries/s, {eta:5.0f} s to go",
+                end="\r",
+                flush=True,
+            )
+    print()
+    return size - begin, time.perf_counter() - start
 
 
 def _ms(samples: list[float]) -> str:
@@ -117,7 +145,14 @@ async def latencies(state: AppState, samples: int) -> None:
             merkle.verify_inclusion(
                 entry[(0, i)], i, size, [base64.b64decode(h) for h in body["inclusion_proof"]], cp.root_hash
             )
-    print(f"inclusion proof at {size} entries:  {_ms(proof_times)}")
+    print(f"inclusion proof at {size:,} entries:   {_ms(proof_times)}")
+    consistency_times = []
+    for _ in range(samples):
+        old = rng.randrange(1, size)
+        t0 = time.perf_counter()
+        await audit_read.consistency(state, old, size)
+        consistency_times.append(time.perf_counter() - t0)
+    print(f"consistency proof at {size:,} entries: {_ms(consistency_times)}")
     full = size // tiles.TILE_WIDTH
     tile_times = []
     for _ in range(samples):
@@ -126,7 +161,7 @@ async def latencies(state: AppState, samples: int) -> None:
         t0 = time.perf_counter()
         await audit_read.hash_tile(state, tile)
         tile_times.append(time.perf_counter() - t0)
-    print(f"hash tile read at {size} entries:  {_ms(tile_times)}")
+    print(f"hash tile read at {size:,} entries:    {_ms(tile_times)}")
 
 
 async def entry_reads(state: AppState, pages: int) -> None:
@@ -164,7 +199,12 @@ async def main() -> None:
     ap.add_argument("--samples", type=int, default=1000, help="latency samples")
     ap.add_argument("--seconds", type=float, default=1.0, help="time for the signing rate")
     ap.add_argument("--pages", type=int, default=20, help="entry pages read per reader")
+    ap.add_argument("--batch", type=int, default=50_000, help="entries per job while growing")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: small sizes, every phase")
     args = ap.parse_args()
+    if args.quick:
+        args.entries, args.appends, args.samples = min(args.entries, 20_000), 640, 200
+        args.seconds, args.pages, args.batch = 0.2, 3, min(args.batch, 5_000)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
         write_files(data_dir)
@@ -173,17 +213,25 @@ async def main() -> None:
         try:
             db = "PostgreSQL" if state.db.is_postgres else "SQLite"
             print(f"database: {db}")
-            for writers in (1, 64):
-                rate, batches = await appends(state, args.appends, writers)
-                print(
-                    f"appends, {writers:>2} concurrent writer(s): {rate:8.0f} appends/s "
-                    f"({args.appends // writers * writers} appends in {batches} batches)"
+            phases = [
+                ("appends,  1 writer", 1, False, False),
+                ("appends, 64 concurrent writers", 64, False, False),
+                ("appends, 64 concurrent writers, jobs with savepoints", 64, False, True),
+                ("appends, 64 concurrent writers, each job sets a map leaf", 64, True, False),
+            ]
+            for k, (name, writers, leaf, savepoint) in enumerate(phases):
+                n = args.appends // writers * writers
+                rate, batches = await appends(
+                    state, args.appends, writers, leaf=leaf, savepoint=savepoint, first=k * args.appends
                 )
-            print(f"checkpoint signing (Ed25519 note): {signing_rate(args.seconds):8.0f} signatures/s")
-            took = await grow(state, args.entries)
+                print(f"{name + ':':58s} {rate:8.0f} appends/s ({n} appends in {batches} batches)")
             print(
-                f"grew the log to {args.entries} entries in {took:.1f} s "
-                f"({args.entries / max(took, 1e-9):.0f} entries/s in large batches)"
+                f"{'checkpoint signing (Ed25519 note):':58s} {signing_rate(args.seconds):8.0f} signatures/s"
+            )
+            grown, took = await grow(state, args.entries, args.batch)
+            print(
+                f"{'grow in large batches (jobs of ' + format(args.batch, ',') + ' entries):':58s} "
+                f"{grown / max(took, 1e-9):8.0f} entries/s ({grown:,} entries in {took:.1f} s)"
             )
             await latencies(state, args.samples)
             await entry_reads(state, args.pages)

@@ -263,18 +263,17 @@ def append_hashes(reader: HashReader, size: int, new_leaf_hashes: Sequence[bytes
     """
     _check_size("size", size)
     new: dict[Node, bytes] = {}
-
-    def get(level: int, index: int) -> bytes:
-        found = new.get((level, index))
-        return found if found is not None else reader.get(level, index)
-
-    for offset, h in enumerate(new_leaf_hashes):
+    known = new.get  # a left sibling is mostly one this append made: looked up there first
+    for index, h in enumerate(new_leaf_hashes, size):
         if not isinstance(h, bytes) or len(h) != HASH_SIZE:
             raise MalformedError(f"leaf hash must be {HASH_SIZE} bytes")
-        level, index = 0, size + offset
-        new[(level, index)] = h
+        level = 0
+        new[(0, index)] = h
         while index & 1:  # a right child completes its parent
-            h = node_hash(get(level, index - 1), h)
+            left = known((level, index - 1))
+            if left is None:
+                left = reader.get(level, index - 1)
+            h = sha256(_NODE_PREFIX + left + h)  # node_hash(left, h)
             level, index = level + 1, index >> 1
             new[(level, index)] = h
     return new

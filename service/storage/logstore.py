@@ -29,12 +29,13 @@ request (the size, then the tile under it) come from one snapshot.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import TextClause, and_, bindparam, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from liaison.crypto.merkle import Node
@@ -42,7 +43,7 @@ from liaison.crypto.merkle import Node
 from .models import AuditEntry, AuditOpening, Checkpoint, Cosignature, TreeHash
 from .raw import Raw
 
-__all__ = ["CheckpointRow", "LogEntry", "LogReader", "LogStore", "SqlLogStore", "as_bytes"]
+__all__ = ["CheckpointRow", "LogEntry", "LogReader", "LogStore", "SqlLogStore", "as_bytes", "insert_rows"]
 
 #: Nodes per hash query (each query is one `level = ? AND idx IN (...)` term per level).
 _NODES_PER_QUERY = 500
@@ -99,6 +100,22 @@ def _by_level(nodes: Sequence[Node]) -> Iterator[dict[int, list[int]]]:
         for level, index in wanted[i : i + _NODES_PER_QUERY]:
             group.setdefault(level, []).append(index)
         yield group
+
+
+#: PostgreSQL: the log's rows go in by binary COPY, with these column types.
+_ENTRY_COLUMNS = (
+    "audit_entry (idx, data, type, actor, time, subject)",
+    ("int8", "bytea", "text", "text", "timestamp", "text"),
+)
+_OPENING_COLUMNS = ("audit_opening (idx, seed, fields)", ("int8", "bytea", "text"))
+_HASH_COLUMNS = ("tree_hash (level, idx, hash)", ("int4", "int8", "bytea"))
+
+
+def insert_rows(raw: Raw, columns: tuple[str, Sequence[str]], rows: Sequence[Sequence[Any]]) -> None:
+    """Insert `rows` into `columns` (`("table (a, b)", (PostgreSQL type of a, of b))`) in the
+    batch's transaction (`Raw.insert_rows`: an executemany on SQLite, a binary COPY on
+    PostgreSQL)."""
+    raw.insert_rows(columns[0], columns[1], rows)
 
 
 class LogStore(Protocol):
@@ -172,27 +189,21 @@ class SqlLogStore:
 
     def append(self, start: int, entries: Sequence[LogEntry]) -> None:
         raw = self.raw
-        raw.executemany(
-            "INSERT INTO audit_entry (idx, data, type, actor, time, subject) VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (start + i, e.data, e.type, e.actor, raw.time(e.time), e.subject)
-                for i, e in enumerate(entries)
-            ],
-        )
-        openings = [
-            (start + i, e.opening.seed, e.opening.fields_json())
-            for i, e in enumerate(entries)
-            if e.opening is not None
-        ]
-        if openings:
-            raw.executemany("INSERT INTO audit_opening (idx, seed, fields) VALUES (?, ?, ?)", openings)
+        times: dict[datetime, Any] = {}  # a batch's entries share one time: converted once
+        rows = []
+        openings = []
+        for index, (type_, actor, subject, time, data, opening) in enumerate(entries, start):
+            column_time = times.get(time)
+            if column_time is None:
+                column_time = times[time] = raw.time(time)
+            rows.append((index, data, type_, actor, column_time, subject))
+            if opening is not None:
+                openings.append((index, opening.seed, opening.fields_json()))
+        insert_rows(raw, _ENTRY_COLUMNS, rows)
+        insert_rows(raw, _OPENING_COLUMNS, openings)
 
     def put_hashes(self, hashes: Mapping[Node, bytes]) -> None:
-        if hashes:
-            self.raw.executemany(
-                "INSERT INTO tree_hash (level, idx, hash) VALUES (?, ?, ?)",
-                [(lv, ix, h) for (lv, ix), h in hashes.items()],
-            )
+        insert_rows(self.raw, _HASH_COLUMNS, [(lv, ix, h) for (lv, ix), h in hashes.items()])
 
     def put_checkpoint(self, size: int, root: bytes, signed_note: str, now: datetime) -> None:
         self.raw.execute(
@@ -228,6 +239,29 @@ class SqlLogStore:
 
 
 _SIZE = select(func.max(Checkpoint.size))
+_CHECKPOINT_AT = select(Checkpoint.size, Checkpoint.root_hash, Checkpoint.note).where(
+    Checkpoint.size == bindparam("size")
+)
+_COSIGNATURE_LINES = (
+    select(Cosignature.line).where(Cosignature.size == bindparam("size")).order_by(Cosignature.witness)
+)
+
+_CHECKPOINT_WITH_LINES = text(
+    "SELECT checkpoint.size, checkpoint.root_hash, checkpoint.note, cosignature.line FROM checkpoint"
+    " LEFT OUTER JOIN cosignature ON cosignature.size = checkpoint.size"
+    " WHERE checkpoint.size = :size ORDER BY cosignature.witness"
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _hashes_query(counts: tuple[int, ...]) -> TextClause:
+    """`SELECT level, idx, hash FROM tree_hash` for one `_by_level` group: `counts[k]` indexes
+    of the k-th level, bound as `:lk` and `:ik_j` (one query per shape of group)."""
+    terms = [
+        f"(level = :l{k} AND idx IN ({', '.join(f':i{k}_{j}' for j in range(n))}))"
+        for k, n in enumerate(counts)
+    ]
+    return text(f"SELECT level, idx, hash FROM tree_hash WHERE {' OR '.join(terms)}")  # noqa: S608 (binds only)
 
 
 class LogReader:
@@ -241,13 +275,18 @@ class LogReader:
         return int(await self.session.scalar(_SIZE) or 0)
 
     async def hashes(self, nodes: Iterable[Node]) -> dict[Node, bytes]:
+        # Plain SQL named by its shape (levels and indexes per level), not a SQLAlchemy
+        # expression built per proof: building and keying that cost more than the query.
         wanted = list(nodes)
         found: dict[Node, bytes] = {}
         for group in _by_level(wanted):
-            query: Select[tuple[int, int, bytes]] = select(TreeHash.level, TreeHash.idx, TreeHash.hash).where(
-                or_(*(and_(TreeHash.level == lv, TreeHash.idx.in_(ixs)) for lv, ixs in group.items()))
-            )
-            found.update({(lv, ix): h for lv, ix, h in await self.session.execute(query)})
+            params: dict[str, int] = {}
+            for k, (level, indexes) in enumerate(group.items()):
+                params[f"l{k}"] = level
+                params.update({f"i{k}_{j}": index for j, index in enumerate(indexes)})
+            query = _hashes_query(tuple(len(indexes) for indexes in group.values()))
+            rows = await self.session.execute(query, params)
+            found.update({(int(lv), int(ix)): as_bytes(h) for lv, ix, h in rows})
         return _missing(wanted, found)
 
     async def hash_range(self, level: int, first: int, end: int) -> list[tuple[int, bytes]]:
@@ -270,24 +309,22 @@ class LogReader:
         return CheckpointRow(int(row[0]), as_bytes(row[1]), row[2]) if row else None
 
     async def checkpoint_at(self, size: int) -> CheckpointRow | None:
-        row = (
-            await self.session.execute(
-                select(Checkpoint.size, Checkpoint.root_hash, Checkpoint.note).where(Checkpoint.size == size)
-            )
-        ).first()
+        row = (await self.session.execute(_CHECKPOINT_AT, {"size": size})).first()
         return CheckpointRow(int(row[0]), as_bytes(row[1]), row[2]) if row else None
+
+    async def checkpoint_with_lines(self, size: int) -> tuple[CheckpointRow, list[str]] | None:
+        """The stored checkpoint of `size` and its cosignature lines by witness name (what
+        `checkpoint_at` and `cosignature_lines` read), in one query."""
+        rows = (await self.session.execute(_CHECKPOINT_WITH_LINES, {"size": size})).all()
+        if not rows:
+            return None
+        size_, root, note = rows[0][:3]
+        lines = [str(r[3]) for r in rows if r[3] is not None]
+        return CheckpointRow(int(size_), as_bytes(root), str(note)), lines
 
     async def cosignature_lines(self, size: int) -> list[str]:
         """The stored cosignature lines of the checkpoint of `size`, by witness name."""
-        return list(
-            (
-                await self.session.execute(
-                    select(Cosignature.line).where(Cosignature.size == size).order_by(Cosignature.witness)
-                )
-            )
-            .scalars()
-            .all()
-        )
+        return list((await self.session.execute(_COSIGNATURE_LINES, {"size": size})).scalars().all())
 
     async def newest_cosigned_size(self, witnesses: int) -> int | None:
         """The largest size that has at least `witnesses` cosignatures."""

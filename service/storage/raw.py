@@ -44,6 +44,13 @@ class Raw:
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         self.cursor.executemany(self._text(sql), list(rows))
 
+    def insert_rows(self, into: str, types: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Insert `rows` into `into` (`"table (a, b)"`; `types`: the PostgreSQL type of each
+        column): an executemany of `INSERT ... VALUES` here (see `PostgresRaw`)."""
+        if rows:
+            marks = ", ".join("?" * len(types))
+            self.executemany(f"INSERT INTO {into} VALUES ({marks})", rows)  # noqa: S608 (fixed names)
+
     def time(self, value: datetime | None) -> Any:
         """An aware timestamp as a parameter, stored exactly as `models.UTCDateTime` stores it
         (so ORM readers and raw writers see the same values); None stays None."""
@@ -101,6 +108,19 @@ class PostgresRaw(Raw):
     def notify(self, channel: str, payload: str) -> bool:
         self.execute("SELECT pg_notify(?, ?)", (channel, payload))
         return True
+
+    def insert_rows(self, into: str, types: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """One binary `COPY ... FROM STDIN`: the same rows at about a fifth of an
+        executemany's cost (which runs the INSERT once per row on the server); COPY fires the
+        same triggers and needs the same INSERT privilege, and a duplicate key fails it as it
+        fails the INSERT."""
+        if not rows:
+            return
+        with self.cursor.copy(f"COPY {into} FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(list(types))
+            write = copy.write_row
+            for row in rows:
+                write(row)
 
 
 def raw_connection(session: Session, postgres: bool) -> Raw:

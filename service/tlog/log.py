@@ -10,16 +10,21 @@ without reading more than the tree's right edge. Storage is behind `storage.logs
 
 from __future__ import annotations
 
+import base64
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
+from liaison.crypto import _primitives as p
 from liaison.crypto import merkle, note
-from liaison.crypto.encoding import b64encode
+from liaison.crypto.commitments import COMMITMENT_KEY, SALT_LEN
+from liaison.crypto.encoding import b64encode, format_time, jcs
+from liaison.crypto.entry_v2 import CLEAR_FIELDS, ENTRY_SALT_DOMAIN, hour_of
 
 from ..storage.logstore import LogEntry, LogReader, LogStore
+from . import entries as _entries
 from .entries import MAX_ENTRY_BYTES, Opening
 from .entries import build as build_v2
 
@@ -71,9 +76,119 @@ def build_entry(
     type_: str, actor: str, time: datetime, fields: dict[str, Any], subject: str | None = None
 ) -> LogEntry:
     """An entry v2 ready to append (protocol 10), with its opening; `subject` fills the
-    column readers filter on (never in the entry's bytes)."""
+    column readers filter on (never in the entry's bytes).
+
+    Byte for byte what `tlog.entries.build` makes (tests/service/test_log_fast_build.py),
+    with the checks that depend only on the entry's type and field names made once per
+    shape (`_shape`); anything unusual (a check that fails, an entry too large) takes
+    `entries.build` itself, which raises what it raises."""
+    shape = _shape(type_, tuple(fields)) if type(type_) is str else None
+    if shape is not None:
+        try:
+            built = _build_fast(shape, actor, time, fields, _entries._SEEDS.take())
+        except Exception:  # a value it cannot take: `entries.build` says what is wrong
+            built = None
+        if built is not None:
+            return LogEntry(type_, actor, subject, time, built[0], built[1])
     data, opening = build_v2(type_, actor, time, fields)
     return LogEntry(type_, actor, subject, time, data, opening)
+
+
+#: Commitments (protocol 9.1) under their fixed, public key, set up once.
+_COMMIT_MAC = p.HmacSha256(COMMITMENT_KEY).mac
+#: base64url without padding of a 32-byte commitment: 44 standard characters, one `=`.
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+class _Shape(NamedTuple):
+    """What `entries.build` works out from an entry's type and field names alone."""
+
+    #: The committed field names in `everything`'s order (actor, time, then the caller's).
+    committed: tuple[str, ...]
+    #: The clear field names (those `CLEAR_FIELDS` allows for the type), or () if none.
+    clear: tuple[str, ...]
+    #: Per committed name: its salt's HMAC input (protocol 10.1) and its commitment's name
+    #: part, u16be(len N) || N (protocol 9.1).
+    salt_inputs: tuple[bytes, ...]
+    name_parts: tuple[bytes, ...]
+    #: Positions of the committed names in JCS key order, with each name's JCS text.
+    order: tuple[tuple[int, str], ...]
+    #: The entry's JCS after its commitments and clear fields: `,"hour":` is per time.
+    type_json: str
+
+
+@functools.lru_cache(maxsize=1024)  # the service's entry shapes are a few dozen
+def _shape(type_: str, names: tuple[str, ...]) -> _Shape | None:
+    """The shape of an entry of `type_` with fields `names`, or None when `entries.build`
+    must decide (a reserved or odd name, an odd type: it raises the right error)."""
+    if not type_ or len(type_) > 64:
+        return None
+    if {"v", "type", "hour", "clear", "c", "actor"} & set(names):
+        return None
+    if any(type(n) is not str or not n for n in names):
+        return None
+    try:
+        encoded = [n.encode("utf-8") for n in ("actor", "time", *names)]
+        type_json = jcs(type_).decode("utf-8")
+    except Exception:  # a lone surrogate, say: the slow path says what is wrong
+        return None
+    if any(len(e) > 0xFFFF for e in encoded):
+        return None
+    everything = list(dict.fromkeys(("actor", "time", *names)))  # a `time` field replaces the entry's
+    allowed = CLEAR_FIELDS.get(type_, frozenset())
+    committed = tuple(n for n in everything if n not in allowed)
+    clear = tuple(n for n in everything if n in allowed)
+    utf8 = {n: n.encode("utf-8") for n in committed}
+    by_jcs = sorted(range(len(committed)), key=lambda i: committed[i].encode("utf-16-be"))
+    return _Shape(
+        committed,
+        clear,
+        tuple(ENTRY_SALT_DOMAIN + b"\x00" + utf8[n] for n in committed),
+        tuple(len(utf8[n]).to_bytes(2, "big") + utf8[n] for n in committed),
+        tuple((i, jcs(committed[i]).decode("utf-8")) for i in by_jcs),
+        type_json,
+    )
+
+
+@functools.lru_cache(maxsize=64)  # a batch's entries share one time
+def _times(time: datetime, type_json: str) -> tuple[str, str]:
+    """The committed `time` value and the entry's JCS tail (hour, type, version)."""
+    return format_time(time), f',"hour":"{hour_of(time)}","type":{type_json},"v":2}}'
+
+
+def _build_fast(
+    shape: _Shape, actor: str, time: datetime, fields: Mapping[str, Any], seed: bytes
+) -> tuple[bytes, Opening] | None:
+    """`entries.build` for an entry of `shape` with `seed`: the same checks, the same bytes,
+    the same opening; None when it must decide (it then raises, or builds what is too
+    unusual to be worth a fast path)."""
+    stamp, tail = _times(time, shape.type_json)
+    everything = {"actor": actor, "time": stamp, **fields}
+    if shape.clear:
+        committed = {n: everything[n] for n in shape.committed}
+        clear_json = jcs({n: everything[n] for n in shape.clear}).decode("utf-8")
+    else:
+        committed = everything
+        clear_json = "{}"
+    salt_mac = p.HmacSha256(seed).mac
+    salts: dict[str, bytes] = {}
+    b64: list[str] = []
+    commit, to_b64, urlsafe = _COMMIT_MAC, base64.b64encode, _TO_URLSAFE
+    for name, value, salt_input, name_part in zip(
+        shape.committed, committed.values(), shape.salt_inputs, shape.name_parts, strict=True
+    ):
+        salt = salts[name] = salt_mac(salt_input)[:SALT_LEN]
+        j = jcs(value)
+        if len(j) > 0xFFFFFFFF:
+            return None
+        b64.append(
+            to_b64(commit(salt + name_part + len(j).to_bytes(4, "big") + j)).translate(urlsafe)[:-1].decode()
+        )
+    c = ",".join(f'{key}:"{b64[i]}"' for i, key in shape.order)
+    data = f'{{"c":{{{c}}},"clear":{clear_json}{tail}'.encode()
+    if len(data) > MAX_ENTRY_BYTES:
+        return None
+    return data, Opening(seed, committed, salts)
 
 
 def _opening(entry: LogEntry) -> Opening | None:

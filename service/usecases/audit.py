@@ -121,12 +121,26 @@ async def _at(reader: LogReader, size: int | None) -> CheckpointRow:
     return cp
 
 
-async def with_cosignatures(reader: LogReader, cp: CheckpointRow) -> str:
-    """The checkpoint note with the stored witness cosignatures of its size appended."""
-    lines = await reader.cosignature_lines(cp.size)
+async def _signed_at(reader: LogReader, size: int | None) -> tuple[CheckpointRow, str]:
+    """`_at` and `with_cosignatures` together: the stored checkpoint of `size` (the latest if
+    None) and its note with its cosignatures, in one query when it exists."""
+    found = await reader.checkpoint_with_lines(size) if size is not None else None
+    if found is None:
+        cp = await _at(reader, size)  # the latest, or the problem saying why there is none
+        return cp, await with_cosignatures(reader, cp)
+    cp, lines = found
+    return cp, _with_lines(cp, lines)
+
+
+def _with_lines(cp: CheckpointRow, lines: Sequence[str]) -> str:
     if not lines:
         return cp.note
-    return note.add_signature_lines(cp.note.encode("utf-8"), lines).decode("utf-8")
+    return note.add_signature_lines(cp.note.encode("utf-8"), list(lines)).decode("utf-8")
+
+
+async def with_cosignatures(reader: LogReader, cp: CheckpointRow) -> str:
+    """The checkpoint note with the stored witness cosignatures of its size appended."""
+    return _with_lines(cp, await reader.cosignature_lines(cp.size))
 
 
 async def signed_checkpoint(state: AppState, size: int | None = None, cosigned: int = 0) -> str:
@@ -322,11 +336,10 @@ async def inclusion(state: AppState, index: int, size: int | None) -> dict[str, 
     """The inclusion proof of entry `index` in the checkpoint of `size` (default: latest)."""
     async with state.db.sessions() as s:
         reader = LogReader(s)
-        cp = await _at(reader, size)
+        cp, text = await _signed_at(reader, size)
         if index >= cp.size:
             raise Problem("proof", f"log index {index} is not below tree size {cp.size}")
         proof = await AuditLog.inclusion_proof(reader, index, cp.size)
-        text = await with_cosignatures(reader, cp)
     return {
         "index": index,
         "size": cp.size,
@@ -339,11 +352,10 @@ async def consistency(state: AppState, old: int, new: int | None) -> dict[str, A
     """The consistency proof from tree size `old` to the checkpoint of `new` (default: latest)."""
     async with state.db.sessions() as s:
         reader = LogReader(s)
-        cp = await _at(reader, new)
+        cp, text = await _signed_at(reader, new)
         if old > cp.size:
             raise Problem("proof", f"old size {old} is greater than new size {cp.size}")
         proof = await AuditLog.consistency_proof(reader, old, cp.size)
-        text = await with_cosignatures(reader, cp)
     return {
         "old": old,
         "new": cp.size,
