@@ -208,7 +208,7 @@ class Server:
         there are several (the supervisor serves nothing); and how many processes serve."""
         assert self.proc is not None
         pids = _pids(self.proc)
-        serving = pids[1:] if self.workers > 1 else pids[:1]
+        serving = [p for p in pids[1:] if _is_worker(p)] if self.workers > 1 else pids[:1]
         out = {"VmHWM": 0, "VmRSS": 0, "processes": len(serving)}
         for pid in serving:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -243,6 +243,14 @@ def _pids(proc: subprocess.Popen[bytes]) -> list[int]:
     ps = ["ps", "--ppid", str(proc.pid), "-o", "pid="]
     out = subprocess.run(ps, capture_output=True, text=True)
     return [proc.pid, *map(int, out.stdout.split())]
+
+
+def _is_worker(pid: int) -> bool:
+    """A worker process of `run --workers` (not multiprocessing's resource tracker)."""
+    try:
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def _cpu_seconds(pids: list[int]) -> float:

@@ -283,8 +283,8 @@ def _rate_limiters(settings: Settings) -> tuple[RateLimiter, RateLimiter, RateLi
     """The per-device, enrolment and failed-signature limits, their buckets in tables shared by
     every process serving this data directory (`storage.buckets`): several workers, or
     servers, on one data directory limit a device or an address once, not once each. On a
-    read-only data directory (a replica's, docs/operations.md) each process keeps its own, and
-    says so once."""
+    read-only (a replica's, docs/operations.md) or full data directory each process keeps its
+    own, and says so once."""
     tables = settings.data_dir / "ratelimits"
     limits = (
         ("device", settings.rate_limit_per_second, settings.rate_limit_burst),
@@ -299,7 +299,7 @@ def _rate_limiters(settings: Settings) -> tuple[RateLimiter, RateLimiter, RateLi
     except BucketFileError:
         raise
     except OSError as e:
-        if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+        if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC):
             raise
         log.warning(
             "ratelimits.local",

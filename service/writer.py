@@ -248,13 +248,19 @@ class Writer:
         return await future
 
     async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             jobs = [await self._queue.get()]
+            if self._lock is not None and not self._lock.try_acquire():
+                # Another process is writing: wait for its turn to end in a thread, and let
+                # the requests that arrive meanwhile join this batch (under contention the
+                # batches grow, instead of each process's turns multiplying).
+                await loop.run_in_executor(None, self._lock.acquire)
             while len(jobs) < self.batch_max and not self._queue.empty():
                 jobs.append(self._queue.get_nowait())
-            # The batch runs in a thread; shielded so that stopping the loop waits for it (see
-            # `stop`) instead of abandoning a transaction half way.
-            self._inflight = asyncio.get_running_loop().run_in_executor(None, self._batch, jobs)
+            # The batch runs in a thread (and releases the lock); shielded so that stopping
+            # the loop waits for it (see `stop`) instead of abandoning a transaction half way.
+            self._inflight = loop.run_in_executor(None, self._batch, jobs)
             try:
                 outcomes, receipts, after = await asyncio.shield(self._inflight)
             except Exception:  # a bug of the writer itself: every job gets the error
@@ -294,7 +300,11 @@ class Writer:
         outcomes: list[_Outcome | None] = [None] * len(jobs)
         receipts: dict[int, Receipt] = {}
         after: list[Callable[[], None]] = []
-        self._settle(jobs, list(range(len(jobs))), outcomes, receipts, after)
+        try:
+            self._settle(jobs, list(range(len(jobs))), outcomes, receipts, after)
+        finally:
+            if self._lock is not None:
+                self._lock.release()  # taken by `_loop` for this batch, retries included
         done = [o if o is not None else _Outcome(None, _internal()) for o in outcomes]
         return done, receipts, after
 
@@ -356,10 +366,7 @@ class Writer:
         size_then = self._cache_size
         self._cache_size = None  # until this transaction commits
         try:
-            if self._lock is None:
-                return self._run(jobs, size_then)
-            with self._lock:
-                return self._run(jobs, size_then)
+            return self._run(jobs, size_then)
         except _JobBroke:
             self._forget()
             raise

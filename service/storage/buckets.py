@@ -182,6 +182,9 @@ class SharedBuckets:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 salt = self._valid_salt(fd) or self._initialise(fd)
+                # Every block of the file reserved now: a store into a page of a sparse file
+                # on a full disk is SIGBUS, which no handler catches (ENOSPC is raised here).
+                os.posix_fallocate(fd, 0, self._size)
                 mapped = mmap.mmap(fd, self._size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)

@@ -106,21 +106,40 @@ class Database:
 
 
 class FileLock:
-    """An exclusive `flock` on one file, held while in the `with` block (blocking: call it
-    from a worker thread, never from the event loop). The file is created private (0600)."""
+    """An exclusive `flock` on one file: `acquire` (blocking: from a worker thread, never the
+    event loop), `try_acquire` (never waits), `release`, or a `with` block. The file is
+    created private (0600)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
 
-    def __enter__(self) -> None:
+    def _open(self) -> int:
         if self._fd is None:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self._fd
 
-    def __exit__(self, *_exc: object) -> None:
+    def acquire(self) -> None:
+        """Wait for the lock (blocking)."""
+        fcntl.flock(self._open(), fcntl.LOCK_EX)
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free now; never waits (safe on the event loop)."""
+        try:
+            fcntl.flock(self._open(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
 
     def close(self) -> None:
         if self._fd is not None:
