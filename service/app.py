@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -38,7 +39,7 @@ from .problems import Problem
 from .state import AppState
 from .storage.blobs import BlobError, BlobStore, FileBlobStore
 from .storage.buckets import BucketFileError, SharedBuckets
-from .storage.db import Database
+from .storage.db import Database, FileLock
 from .storage.events import EventHub, PgListener
 from .storage.logstore import LogReader
 from .storage.migrate import SchemaState, schema_state, upgrade
@@ -247,7 +248,13 @@ async def open_state(
         await _close(db, blobs)
         raise StartupError(str(e)) from None
     metrics = metrics or Metrics()
-    writer = Writer(db, audit_log, batch_max=settings.batch_max, on_batch=metrics.batches.inc)
+    writer = Writer(
+        db,
+        audit_log,
+        batch_max=settings.batch_max,
+        on_batch=metrics.batches.inc,
+        lock=_machine_lock(settings),
+    )
     state = AppState(
         settings=settings,
         policy=policy,
@@ -316,6 +323,16 @@ def _rate_limiters(settings: Settings) -> tuple[RateLimiter, RateLimiter, RateLi
         RateLimiter(rate, burst, table=table) for (_, rate, burst), table in zip(limits, opened, strict=True)
     ]
     return made[0], made[1], made[2]
+
+
+def _machine_lock(settings: Settings) -> FileLock | None:
+    """On PostgreSQL, the workers of one machine also take turns through a file lock in the
+    data directory before the advisory lock (`Writer`): whoever waits for it gathers the
+    requests that arrive meanwhile into its next batch. None on a read-only data directory
+    (then the advisory lock alone orders them)."""
+    if not os.access(settings.data_dir, os.W_OK):
+        return None
+    return FileLock(settings.data_dir / "writer.lock")
 
 
 async def close_state(state: AppState) -> None:

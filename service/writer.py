@@ -49,7 +49,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.orm import Session
 
 from .problems import Problem
-from .storage.db import RETRY_AFTER, Database, Fault, fault_of, fault_problem, utcnow
+from .storage.db import RETRY_AFTER, Database, Fault, FileLock, fault_of, fault_problem, utcnow
 from .storage.logstore import LogEntry, LogStore, SqlLogStore
 from .storage.raw import Raw, raw_connection
 from .tlog.dirmap import MapState
@@ -177,10 +177,13 @@ class Writer:
         batch_max: int = 256,
         on_batch: Callable[[], None] | None = None,
         directory: MapState | None = None,
+        lock: FileLock | None = None,
     ) -> None:
         self.engine = db.sync_engine()
-        #: Held around each batch transaction: one writing process at a time (SQLite).
-        self._lock = db.writer_lock()
+        #: Held around each batch transaction: one writing process of this machine at a time
+        #: (SQLite's own; on PostgreSQL one the caller may give, beside the advisory lock that
+        #: orders every replica, so that the processes of one machine batch while they wait).
+        self._lock = db.writer_lock() or lock
         #: The directory's map (protocol 9.5): every batch ends with its `map.head` entry.
         self.map = directory or MapState()
         self.is_postgres = db.is_postgres
