@@ -253,7 +253,7 @@ async def open_state(
         audit_log,
         batch_max=settings.batch_max,
         on_batch=metrics.batches.inc,
-        lock=_machine_lock(settings),
+        lock=_machine_lock(settings) if db.is_postgres else None,  # SQLite's is the database's own
     )
     state = AppState(
         settings=settings,

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -254,11 +255,15 @@ class Writer:
         loop = asyncio.get_running_loop()
         while True:
             jobs = [await self._queue.get()]
-            if self._lock is not None and not self._lock.try_acquire():
-                # Another process is writing: wait for its turn to end in a thread, and let
-                # the requests that arrive meanwhile join this batch (under contention the
-                # batches grow, instead of each process's turns multiplying).
-                await loop.run_in_executor(None, self._lock.acquire)
+            try:
+                if self._lock is not None and not self._lock.try_acquire():
+                    # Another process is writing: wait for its turn to end in a thread, and
+                    # let the requests that arrive meanwhile join this batch (under contention
+                    # the batches grow, instead of each process's turns multiplying).
+                    await loop.run_in_executor(None, self._lock.acquire)
+            except OSError as e:  # the lock file cannot be opened (a full or read-only disk)
+                self._fail_waiting(jobs, e)
+                continue
             while len(jobs) < self.batch_max and not self._queue.empty():
                 jobs.append(self._queue.get_nowait())
             # The batch runs in a thread (and releases the lock); shielded so that stopping
@@ -285,6 +290,16 @@ class Writer:
                     fn()
                 except Exception:
                     log.exception("after-commit hook failed")
+
+    def _fail_waiting(self, jobs: list[_Job], e: OSError) -> None:
+        """Answer `jobs` and every job waiting now: nothing can be written without the lock."""
+        kind: Fault = "storage-full" if e.errno == errno.ENOSPC else "unavailable"
+        log.warning("write lock unavailable: %s (%s)", kind, e.strerror or type(e).__name__)
+        while not self._queue.empty():
+            jobs.append(self._queue.get_nowait())
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_exception(fault_problem(kind))
 
     def _forget(self) -> None:
         """After a transaction that did not commit: what this process remembers of the log's

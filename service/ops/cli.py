@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 import typer
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
 from liaison.crypto.invitation import make_invitation
 
@@ -390,10 +391,18 @@ def _worker(index: int, ready: Event, overrides: dict[str, Any], plain: bool) ->
     """One worker process of `run --workers` (spawned by `Supervisor`): the settings read again
     (the same environment and files), then served on the shared port."""
     with private_umask():
-        settings = load_settings(**overrides)
+        try:
+            settings = load_settings(**overrides)
+        except ValueError as e:  # changed since the supervisor checked them: one line, no trace
+            typer.echo(f"liaison-server: worker {index}: {one_line(e)}", err=True)
+            sys.exit(STARTUP_FAILURE)
         configure_logging(settings.log_level, worker=index)
         _tune_gc()
-        _serve(settings, plain, worker=index, ready=ready.set)
+        try:
+            _serve(settings, plain, worker=index, ready=ready.set)
+        except StartupError as e:
+            typer.echo(f"liaison-server: worker {index}: {e}", err=True)
+            sys.exit(STARTUP_FAILURE)
 
 
 def _serve(

@@ -205,6 +205,7 @@ class SharedBuckets:
         salt = secrets.token_bytes(16)
         os.ftruncate(fd, 0)  # every record zero: empty slots, full buckets
         os.ftruncate(fd, self._size)
+        os.posix_fallocate(fd, 0, self._size)  # no sparse pages under the mapping (see `_attach`)
         os.pwrite(fd, _header(self.slots, salt), 0)
         return salt
 
@@ -240,6 +241,11 @@ class SharedBuckets:
             yield mapped
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def clear(self) -> None:
+        """Forget every bucket (all full again), for every process mapping the table."""
+        with self._locked() as mapped:
+            mapped[HEADER.size : self._size] = bytes(self._size - HEADER.size)
 
     def update(self, key: str, step: Callable[[Bucket | None, float], tuple[Bucket, T]]) -> T:
         """Under the lock: read `key`'s bucket (None when it has none, or it was evicted), call

@@ -96,7 +96,7 @@ async def test_every_signed_path_refuses_before_it_validates(world: World) -> No
             assert_problem(r, "unauthenticated")
             r = await _send(world, method, url, body, forged)
             assert r.status_code == 401, (method, url, what, r.status_code, r.text)
-            world.state.auth_failure_limiter._buckets.clear()  # the failures are limited per address
+            world.state.auth_failure_limiter.reset()  # the failures are limited per address
 
 
 async def test_every_route_authenticates_first(world: World) -> None:

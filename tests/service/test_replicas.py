@@ -78,8 +78,12 @@ def test_a_message_sent_through_one_replica_is_pushed_from_the_other(
     monkeypatch.setenv("LIAISON_DATABASE_URL", pg_url)
     result = CliRunner().invoke(app, ["init", "--data-dir", str(data), "--json"])
     assert result.exit_code == 0, result.stderr
-    init = json.loads(result.stdout)
-    env = server_env(LIAISON_DATABASE_URL=pg_url)
+    exchange_through_two_servers(data, server_env(LIAISON_DATABASE_URL=pg_url), json.loads(result.stdout))
+
+
+def exchange_through_two_servers(data: Path, env: dict[str, str], init: dict[str, str]) -> list[str]:
+    """Two `liaison-server run` on `data` (ports of their own), the whole scenario through
+    both (`_exchange`), both stopped cleanly; their stderr."""
     ports = free_port(), free_port()
     procs = [start_server(data, port, env) for port in ports]
     try:
@@ -88,8 +92,8 @@ def test_a_message_sent_through_one_replica_is_pushed_from_the_other(
             wait_ready(proc, base, init["tls_cert"])
         asyncio.run(_exchange(bases, init))
     finally:
-        for proc in procs:
-            stop(proc)
+        errors = [stop(proc) for proc in procs]
+    return errors
 
 
 async def _exchange(bases: list[str], init: dict[str, str]) -> None:

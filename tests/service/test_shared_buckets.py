@@ -340,3 +340,14 @@ def test_bad_slot_counts_and_a_closed_table(tmp_path: Path) -> None:
     table.close()
     with pytest.raises(ValueError, match="closed"):
         RateLimiter(1, 1, table=table).take("k")
+
+
+def test_a_reset_empties_every_processs_view_of_the_table(tmp_path: Path) -> None:
+    path = tmp_path / "t.buckets"
+    with SharedBuckets.open(path) as one, SharedBuckets.open(path) as two:
+        first, second = RateLimiter(0.001, 3, table=one), RateLimiter(0.001, 3, table=two)
+        assert [first.take("k") for _ in range(3)] == [0.0, 0.0, 0.0]
+        assert second.take("k") > 0  # the shared bucket is empty
+        second.reset()
+        assert first.take("k") == 0.0  # full again, for the other opener too
+        assert (tmp_path / "t.buckets").stat().st_blocks * 512 >= (tmp_path / "t.buckets").stat().st_size

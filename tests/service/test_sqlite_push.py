@@ -31,17 +31,13 @@ from tests.service.harness import (
     World,
     another_service,
     coalition,
-    free_port,
     next_message_event,
     running_world,
     serve_app,
     server_env,
     sse_events,
-    start_server,
-    stop,
-    wait_ready,
 )
-from tests.service.test_replicas import _exchange
+from tests.service.test_replicas import exchange_through_two_servers
 
 SECRET = "SECRET//AIRDEF//REL TO UKR, USA"
 
@@ -318,14 +314,5 @@ def test_a_message_sent_through_one_process_is_pushed_from_the_other(
             monkeypatch.delenv(name)
     result = CliRunner().invoke(cli, ["init", "--data-dir", str(data), "--json"])
     assert result.exit_code == 0, result.stderr
-    init = json.loads(result.stdout)
-    ports = free_port(), free_port()
-    procs = [start_server(data, port, env) for port in ports]
-    try:
-        bases = [f"https://127.0.0.1:{p}" for p in ports]
-        for proc, base in zip(procs, bases, strict=True):
-            wait_ready(proc, base, init["tls_cert"])
-        asyncio.run(_exchange(bases, init))
-    finally:
-        errors = [stop(proc) for proc in procs]
+    errors = exchange_through_two_servers(data, env, json.loads(result.stdout))
     assert not any("database is locked" in e for e in errors), errors

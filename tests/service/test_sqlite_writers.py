@@ -10,11 +10,16 @@ has written past: `database is locked`), answered as a server error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import threading
 from pathlib import Path
 
+import pytest
+
 from liaison.service.app import close_state, open_state
 from liaison.service.config import load_settings
+from liaison.service.problems import Problem
 from liaison.service.state import AppState
 from liaison.service.tlog.verify import verify_log
 from liaison.service.writer import Tx
@@ -79,3 +84,30 @@ async def test_a_batch_that_read_the_log_size_is_never_overtaken(tmp_path: Path)
         assert index_a != index_b
         report = await verify_log(world.state.db, world.state.log.signer.verifier)
         assert report.ok, report.failures
+
+
+async def test_a_write_lock_that_cannot_be_opened_is_a_503_not_a_hang(tmp_path: Path) -> None:
+    """The writers' lock file beside the database cannot be opened (here: a directory stands
+    in its place; in life a full or read-only disk): every write is answered `unavailable`,
+    and the writer keeps serving once the lock can be taken again."""
+    async with running_world(tmp_path, None) as world:
+        settings = world.state.settings
+        other = await open_state(load_settings(settings.data_dir), log_policy=False)
+        blocker = f"{other.writer.engine.url.database}-writer.lock"
+        try:
+            other.writer._lock.close()  # type: ignore[union-attr]  # as if never opened
+            os.unlink(blocker)
+            os.mkdir(blocker)
+
+            def job(tx: Tx) -> int:
+                return tx.audit("bench.append", "system")
+
+            with pytest.raises(Problem) as refused:
+                await asyncio.wait_for(other.writer.run(job), 10)
+            assert refused.value.slug == "unavailable"
+            os.rmdir(blocker)
+            assert (await asyncio.wait_for(other.writer.run(job), 10)).value >= 0
+        finally:
+            with contextlib.suppress(OSError):  # gone already, when the test got that far
+                os.rmdir(blocker)
+            await close_state(other)

@@ -54,18 +54,23 @@ async def test_a_member_removed_elsewhere_can_no_longer_send(world: World) -> No
         assert_problem(await c.ukr.submit(env, to=["usa-analyst"]), "not-member")
 
 
+PROBE: CacheSlot[int] = CacheSlot("probe")
+
+
+def put(tx: Tx) -> None:
+    """A job that leaves a value in the writer's cache."""
+    tx.cache.put(PROBE, "key", 1)
+
+
+def seen(tx: Tx) -> bool:
+    """A job that says whether the cache still holds `put`'s value."""
+    return tx.cache.get(PROBE, "key") == 1
+
+
 async def test_the_cache_lasts_across_batches_up_to_its_bound(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writer = world.state.writer
-    probe: CacheSlot[int] = CacheSlot("probe")
-
-    def put(tx: Tx) -> None:
-        tx.cache.put(probe, "key", 1)
-
-    def seen(tx: Tx) -> bool:
-        return tx.cache.get(probe, "key") == 1
-
     await writer.run(put, shares_cache=True)
     assert (await writer.run(seen, shares_cache=True)).value  # kept for the next batch
     monkeypatch.setattr(writer_module, "_CACHE_MAX", 0)
@@ -83,13 +88,6 @@ async def test_the_cache_outlives_other_processes_batches_that_change_nothing_it
     """Another process's messages (jobs that share the cache) leave this one's cache as it
     was; its job that may change anything (`shares_cache=False`) empties it here too."""
     writer = world.state.writer
-    probe: CacheSlot[int] = CacheSlot("probe")
-
-    def put(tx: Tx) -> None:
-        tx.cache.put(probe, "key", 1)
-
-    def seen(tx: Tx) -> bool:
-        return tx.cache.get(probe, "key") == 1
 
     def entry(tx: Tx) -> int:
         return tx.audit("test.entry", "system")
