@@ -107,8 +107,7 @@ class Database:
 
 class FileLock:
     """An exclusive `flock` on one file: `acquire` (blocking: from a worker thread, never the
-    event loop), `try_acquire` (never waits), `release`, or a `with` block. The file is
-    created private (0600)."""
+    event loop), `try_acquire` (never waits), `release`. The file is created private (0600)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -134,12 +133,6 @@ class FileLock:
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    def __enter__(self) -> None:
-        self.acquire()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.release()
 
     def close(self) -> None:
         if self._fd is not None:

@@ -43,7 +43,7 @@ from liaison.crypto.merkle import Node
 from .models import AuditEntry, AuditOpening, Checkpoint, Cosignature, TreeHash
 from .raw import Raw
 
-__all__ = ["CheckpointRow", "LogEntry", "LogReader", "LogStore", "SqlLogStore", "as_bytes", "insert_rows"]
+__all__ = ["CheckpointRow", "LogEntry", "LogReader", "LogStore", "SqlLogStore", "as_bytes"]
 
 #: Nodes per hash query (each query is one `level = ? AND idx IN (...)` term per level).
 _NODES_PER_QUERY = 500
@@ -102,20 +102,13 @@ def _by_level(nodes: Sequence[Node]) -> Iterator[dict[int, list[int]]]:
         yield group
 
 
-#: PostgreSQL: the log's rows go in by binary COPY, with these column types.
+#: The log's tables and their columns' PostgreSQL types, for `Raw.insert_rows` (binary COPY).
 _ENTRY_COLUMNS = (
     "audit_entry (idx, data, type, actor, time, subject)",
     ("int8", "bytea", "text", "text", "timestamp", "text"),
 )
 _OPENING_COLUMNS = ("audit_opening (idx, seed, fields)", ("int8", "bytea", "text"))
 _HASH_COLUMNS = ("tree_hash (level, idx, hash)", ("int4", "int8", "bytea"))
-
-
-def insert_rows(raw: Raw, columns: tuple[str, Sequence[str]], rows: Sequence[Sequence[Any]]) -> None:
-    """Insert `rows` into `columns` (`("table (a, b)", (PostgreSQL type of a, of b))`) in the
-    batch's transaction (`Raw.insert_rows`: an executemany on SQLite, a binary COPY on
-    PostgreSQL)."""
-    raw.insert_rows(columns[0], columns[1], rows)
 
 
 class LogStore(Protocol):
@@ -199,11 +192,11 @@ class SqlLogStore:
             rows.append((index, data, type_, actor, column_time, subject))
             if opening is not None:
                 openings.append((index, opening.seed, opening.fields_json()))
-        insert_rows(raw, _ENTRY_COLUMNS, rows)
-        insert_rows(raw, _OPENING_COLUMNS, openings)
+        raw.insert_rows(*_ENTRY_COLUMNS, rows)
+        raw.insert_rows(*_OPENING_COLUMNS, openings)
 
     def put_hashes(self, hashes: Mapping[Node, bytes]) -> None:
-        insert_rows(self.raw, _HASH_COLUMNS, [(lv, ix, h) for (lv, ix), h in hashes.items()])
+        self.raw.insert_rows(*_HASH_COLUMNS, [(lv, ix, h) for (lv, ix), h in hashes.items()])
 
     def put_checkpoint(self, size: int, root: bytes, signed_note: str, now: datetime) -> None:
         self.raw.execute(

@@ -21,12 +21,11 @@ from typing import Any
 from liaison.crypto.encoding import b64url_encode
 from liaison.crypto.vmap import PersistentMap
 
-from ..storage.logstore import insert_rows
 from ..storage.raw import Raw
 
 __all__ = ["MapHead", "MapState", "Staged"]
 
-#: `map_leaf`'s columns and their PostgreSQL types (`storage.logstore.insert_rows`).
+#: `map_leaf`'s columns and their PostgreSQL types (`Raw.insert_rows`).
 _LEAF_COLUMNS = ("map_leaf (version, key, value)", ("int8", "bytea", "bytea"))
 
 #: Versions kept in memory for lookups at a recent checkpoint.
@@ -111,7 +110,7 @@ class MapState:
     def write(raw: Raw, staged: Staged) -> None:
         """Record the staged leaves in `map_leaf` (inside the batch's transaction)."""
         version = staged.head.version
-        insert_rows(raw, _LEAF_COLUMNS, [(version, k, v) for k, v in staged.changed.items()])
+        raw.insert_rows(*_LEAF_COLUMNS, [(version, k, v) for k, v in staged.changed.items()])
 
     def commit(self, staged: Staged) -> None:
         """Once the batch's transaction committed: its map is the current one."""
