@@ -9,9 +9,11 @@ import os
 import struct
 import time
 from collections import Counter
+from collections.abc import Callable
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -21,6 +23,7 @@ from liaison.service.storage.buckets import HEADER, RECORD, BucketFileError, Sha
 from liaison.service.usecases.ratelimit import RateLimiter, refund_token, take_token
 
 SPAWN = multiprocessing.get_context("spawn")
+T = TypeVar("T")
 #: What a hammering process reports: when it started and ended, and the tokens it got per key.
 Granted = tuple[float, float, dict[str, int]]
 
@@ -38,6 +41,19 @@ class Clock:
 def drain(limiter: RateLimiter, key: str, tries: int) -> int:
     """How many of `tries` takes for `key` were allowed."""
     return sum(1 for _ in range(tries) if limiter.take(key) == 0)
+
+
+def run_spawned(target: Callable[..., None], args: list[tuple[Any, ...]], out: Queue[T]) -> list[T]:
+    """Run `target(*a)` for each `a` of `args`, each in a spawned process, at once; what each
+    put on `out`. Every process must exit cleanly."""
+    procs = [SPAWN.Process(target=target, args=a) for a in args]
+    for p in procs:
+        p.start()
+    got = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    return got
 
 
 def records(path: Path) -> list[tuple[int, float, float]]:
@@ -86,14 +102,7 @@ def allowed_in_two_processes(path: str | None, rate: float, burst: int) -> int:
     """How many tokens two processes got together, taking from one key at the same time."""
     barrier = SPAWN.Barrier(2)
     out: Queue[int] = SPAWN.Queue()
-    procs = [SPAWN.Process(target=_take_all, args=(path, rate, burst, barrier, out)) for _ in range(2)]
-    for p in procs:
-        p.start()
-    got = [out.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(timeout=30)
-        assert p.exitcode == 0
-    return sum(got)
+    return sum(run_spawned(_take_all, [(path, rate, burst, barrier, out)] * 2, out))
 
 
 def test_two_processes_share_one_bucket(tmp_path: Path) -> None:
@@ -127,20 +136,11 @@ def test_many_processes_never_exceed_the_bucket(tmp_path: Path) -> None:
     keys = [f"device-{i}" for i in range(12)]
     barrier = SPAWN.Barrier(workers)
     out: Queue[Granted] = SPAWN.Queue()
-    procs = [
-        # Each process hammers every key, starting from a different one.
-        SPAWN.Process(
-            target=_hammer,
-            args=(str(tmp_path / "t"), keys[i:] + keys[:i], rate, burst, 0.3, barrier, out),
-        )
-        for i in range(workers)
+    # Each process hammers every key, starting from a different one.
+    args = [
+        (str(tmp_path / "t"), keys[i:] + keys[:i], rate, burst, 0.3, barrier, out) for i in range(workers)
     ]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(timeout=30)
-        assert p.exitcode == 0
+    results = run_spawned(_hammer, args, out)
     elapsed = max(end for _, end, _ in results) - min(start for start, _, _ in results)
     total: Counter[str] = Counter()
     for _, _, granted in results:
