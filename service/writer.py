@@ -517,8 +517,9 @@ def _read_epoch(raw: Raw) -> int | None:
 
 
 def _bump_epoch(raw: Raw) -> int | None:
-    raw.execute("UPDATE writer_epoch SET epoch = epoch + 1 WHERE id = 1")
-    return _read_epoch(raw)
+    """Add one to the writers' epoch; the new epoch (None if its row is missing)."""
+    row = raw.execute("UPDATE writer_epoch SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch").fetchone()
+    return int(row[0]) if row else None
 
 
 class _JobBroke(Exception):
