@@ -517,9 +517,8 @@ def _read_epoch(raw: Raw) -> int | None:
 
 
 def _bump_epoch(raw: Raw) -> int | None:
-    """Add one to the writers' epoch; the new epoch (None if its row is missing)."""
-    row = raw.execute("UPDATE writer_epoch SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch").fetchone()
-    return int(row[0]) if row else None
+    raw.execute("UPDATE writer_epoch SET epoch = epoch + 1 WHERE id = 1")
+    return _read_epoch(raw)
 
 
 class _JobBroke(Exception):
