@@ -42,7 +42,7 @@ import asyncio
 import contextlib
 import errno
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -56,7 +56,7 @@ from .storage.raw import Raw, raw_connection
 from .tlog.dirmap import MapState
 from .tlog.log import AuditLog, Receipt, build_entry
 
-__all__ = ["CacheSlot", "Entry", "Refusal", "Tx", "Writer", "WriterCache", "WriterResult"]
+__all__ = ["CacheSlot", "Deferred", "Entry", "Refusal", "Tx", "Writer", "WriterCache", "WriterResult"]
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -109,6 +109,31 @@ class WriterCache:
 
 
 @dataclass
+class Deferred:
+    """Writes jobs leave for later in their batch (`Tx.insert_later`, `Tx.notify`): rows by
+    table in insertion order, and notifications."""
+
+    rows: dict[tuple[str, tuple[str, ...]], list[Sequence[Any]]] = field(default_factory=dict)
+    notes: list[tuple[str, str]] = field(default_factory=list)
+
+    def take(self, other: Deferred) -> None:
+        """Add a successful job's deferred writes after this batch's."""
+        for key, rows in other.rows.items():
+            self.rows.setdefault(key, []).extend(rows)
+        self.notes.extend(other.notes)
+
+    def write(self, raw: Raw) -> None:
+        """Write everything deferred so far (one statement per table and one for the
+        notifications), and forget it."""
+        for (into, types), rows in self.rows.items():
+            raw.insert_rows(into, types, rows)
+        if self.notes:
+            raw.notify_many(self.notes)
+        self.rows.clear()
+        self.notes.clear()
+
+
+@dataclass
 class Tx:
     """What a job sees: the session and its raw connection, the batch time (aware UTC), the
     log's store, and the cache of who may receive what."""
@@ -125,6 +150,7 @@ class Tx:
     #: The map version this batch's leaf changes will have (protocol 9.5).
     map_version: int = 0
     _leaves: dict[bytes, bytes] = field(default_factory=dict)
+    _later: Deferred = field(default_factory=lambda: Deferred())
 
     def audit(self, type_: str, actor: str, subject: str | None = None, **fields: Any) -> int:
         """Append one entry; returns its log index (final once the batch commits)."""
@@ -133,9 +159,29 @@ class Tx:
         self._mine.append(index)
         return index
 
+    def accepted_in_batch(self, index: int) -> bool:
+        """Whether log entry `index` is this batch's (not committed, nor integrated, yet)."""
+        return index >= self._start
+
     def after_commit(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the event loop once the batch has committed."""
         self._after.append(fn)
+
+    def insert_later(self, into: str, types: tuple[str, ...], rows: Iterable[Sequence[Any]]) -> None:
+        """Insert `rows` (see `Raw.insert_rows`) once this job and the jobs after it that do
+        not read them have run, in one statement with theirs: kept only if the job succeeds,
+        written before any job that may read them (`Writer.run`'s `sees_deferred`) and
+        before the batch's audit entries are integrated."""
+        self._later.rows.setdefault((into, types), []).extend(rows)
+
+    def notify(self, channel: str, payload: str) -> bool:
+        """Notify listeners of every process when the batch commits (PostgreSQL's NOTIFY, sent
+        with the rest of the batch's notifications in one statement); False when the backend
+        cannot (SQLite: the job then tells its own process through `after_commit`)."""
+        if not self.raw.postgres:
+            return False
+        self._later.notes.append((channel, payload))
+        return True
 
     def set_leaf(self, key: bytes, value: bytes) -> None:
         """Set the directory map's leaf `key` to `value` in this batch's map version (kept
@@ -158,6 +204,7 @@ class _Job:
     future: asyncio.Future[WriterResult[Any]]
     shares_cache: bool
     savepoint: bool
+    sees_deferred: bool = True
 
 
 @dataclass
@@ -234,7 +281,12 @@ class Writer:
         self.engine.dispose()
 
     async def run(
-        self, fn: Callable[[Tx], T], *, shares_cache: bool = False, savepoint: bool = True
+        self,
+        fn: Callable[[Tx], T],
+        *,
+        shares_cache: bool = False,
+        savepoint: bool = True,
+        sees_deferred: bool = True,
     ) -> WriterResult[T]:
         """Run `fn` in the next batch; raises the job's `Problem` if it refused.
 
@@ -244,11 +296,14 @@ class Writer:
         `savepoint=False` promises that every write the job makes before it can still raise is
         one that must stay even when it refuses (a consumed request nonce), so there is nothing
         to roll back; it saves two statements per job on the hot path.
+        `sees_deferred=False` promises that the job reads nothing that earlier jobs of its
+        batch left to `Tx.insert_later` (nor writes what could conflict with it), so those
+        rows may still wait, to go in with the job's own in one statement.
         """
         if self._task is None:
             raise RuntimeError("writer is not started")
         future: asyncio.Future[WriterResult[Any]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(fn, future, shares_cache, savepoint))
+        self._queue.put_nowait(_Job(fn, future, shares_cache, savepoint, sees_deferred))
         return await future
 
     async def _loop(self) -> None:
@@ -454,14 +509,17 @@ class Writer:
     ) -> tuple[list[_Outcome], list[Callable[[], None]], list[LogEntry], dict[bytes, bytes]]:
         """Run `jobs` in the open transaction of `base` (each job gets its own `Tx` like it);
         their outcomes, after-commit hooks, the entries they appended and the map leaves
-        they set."""
+        they set. Their deferred writes are written by the end (before a job that may read
+        them, see `run`)."""
         outcomes: list[_Outcome] = []
         after: list[Callable[[], None]] = []
         leaves: dict[bytes, bytes] = {}
-        session, cache, entries = base.session, base.cache, base._entries
+        session, cache, entries, later = base.session, base.cache, base._entries, base._later
         for position, job in enumerate(jobs):
             if not job.shares_cache:
                 cache.clear()
+            if job.sees_deferred:
+                later.write(base.raw)  # outside the job's savepoint: not the job's failure
             tx = Tx(
                 session,
                 base.raw,
@@ -483,6 +541,7 @@ class Writer:
                 outcomes.append(_Outcome(value, None, tx._mine))
                 after.extend(tx._after)
                 leaves.update(tx._leaves)
+                later.take(tx._later)
             except Refusal as r:
                 del entries[mark:]
                 tx._mine.clear()
@@ -506,6 +565,7 @@ class Writer:
                 del entries[mark:]  # its savepoint rolled back its writes
                 cache.clear()
                 outcomes.append(_Outcome(None, _internal()))
+        later.write(base.raw)
         return outcomes, after, entries, leaves
 
 

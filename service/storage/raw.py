@@ -64,6 +64,11 @@ class Raw:
         backend cannot (the caller then tells its own process after the commit)."""
         return False
 
+    def notify_many(self, notes: Sequence[tuple[str, str]]) -> None:
+        """`notify` each (channel, payload), in order (only where `notify` can)."""
+        for channel, payload in notes:
+            self.notify(channel, payload)
+
 
 class SqliteRaw(Raw):
     """SQLite: each process's writer task serialises its own batches, and processes take turns
@@ -108,6 +113,16 @@ class PostgresRaw(Raw):
     def notify(self, channel: str, payload: str) -> bool:
         self.execute("SELECT pg_notify(?, ?)", (channel, payload))
         return True
+
+    def notify_many(self, notes: Sequence[tuple[str, str]]) -> None:
+        """One statement for them all, in order (`WITH ORDINALITY`); PostgreSQL delivers a
+        transaction's notifications in the order they were sent."""
+        if notes:
+            self.execute(
+                "SELECT count(pg_notify(c, p)) FROM (SELECT c, p FROM unnest(?::text[], ?::text[]) "
+                "WITH ORDINALITY AS t(c, p, n) ORDER BY n) AS s",
+                ([c for c, _ in notes], [p for _, p in notes]),
+            )
 
     def insert_rows(self, into: str, types: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """One binary `COPY ... FROM STDIN`: the same rows at about a fifth of an

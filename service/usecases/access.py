@@ -47,12 +47,14 @@ def recheck(state: AppState, caller: Caller, principal: PrincipalView, m: Messag
 
 def delivered(tx: Tx, caller: Caller, message_id: str) -> tuple[Message, Delivery]:
     """Message `message_id` and its delivery to the caller's device, or the logged
-    `not-recipient` refusal (the same for a message that does not exist)."""
+    `not-recipient` refusal (the same for a message that does not exist, and for one an
+    earlier job of this very batch accepted: it is not accepted until the batch commits, and
+    it has no receipt yet)."""
     found = tx.session.execute(
         select(Message, Delivery)
         .join(Delivery, Delivery.message_id == Message.id)
         .where(Message.id == message_id, Delivery.device_id == caller.device_id)
     ).first()
-    if found is None:
+    if found is None or tx.accepted_in_batch(found[0].log_index):
         raise not_recipient(caller, message_id)
     return found[0], found[1]

@@ -50,7 +50,9 @@ _INSERT_MESSAGE = (
     "classification, envelope, digest, size, created, accepted_at, expires_at, log_index) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
-_INSERT_DELIVERY = "INSERT INTO delivery (message_id, device_id) VALUES (?, ?)"
+#: A message's deliveries, inserted with the batch's others (`Tx.insert_later`; the column
+#: types are PostgreSQL's, for its binary COPY); `seq` follows the batch's order.
+_DELIVERY_COLUMNS = ("delivery (message_id, device_id)", ("text", "text"))
 
 #: Who may receive what, kept in the writer's cache (which every change to it empties).
 CEILING: CacheSlot[Label] = CacheSlot("ceiling")
@@ -188,7 +190,10 @@ async def submit(
         await _reject_early(state, signed, e)
     sub = _Submission.of(parsed)
     result = await state.writer.run(
-        lambda tx: _accept(state, tx, signed, sub, to), shares_cache=True, savepoint=False
+        lambda tx: _accept(state, tx, signed, sub, to),
+        shares_cache=True,
+        savepoint=False,
+        sees_deferred=False,  # it reads no other message's deliveries
     )
     state.metrics.accepted.inc()
     accepted = result.value
@@ -322,7 +327,7 @@ def _store(
     ).rowcount
     if inserted != 1:
         return None
-    raw.executemany(_INSERT_DELIVERY, [(parsed.id, d) for d in recipients])
+    tx.insert_later(*_DELIVERY_COLUMNS, [(parsed.id, d) for d in recipients])
     event = {"type": "message", "id": parsed.id, "channel": parsed.channel, "log_index": index}
     # On PostgreSQL NOTIFY is transactional: listeners in every replica hear it on commit. It
     # names the message, never its recipients (a list as long as the sender makes it; NOTIFY
@@ -330,7 +335,7 @@ def _store(
     # On SQLite this process wakes its own streams after the commit, having marked the message
     # as published here first (the other processes' `SqliteListener` find it by polling; this
     # one's skips it, even when its poll sees the commit before the hook runs).
-    if not raw.notify(events.CHANNEL, json.dumps(event)):
+    if not tx.notify(events.CHANNEL, json.dumps(event)):
         state.hub.mark_local(parsed.id)
         tx.after_commit(lambda: state.hub.publish(event, recipients))
     return Accepted(parsed.id, index, len(recipients))

@@ -1,0 +1,161 @@
+"""Writes a job leaves for later in its batch (`Tx.insert_later`, `Tx.notify`; issue 17).
+
+A submit's deliveries and its live notification are written once per batch, in one statement
+with the other submits' (on PostgreSQL each per-job statement was a round trip the batch
+waited for). These tests hold the writer while jobs queue in a known order, so that they run
+in one batch, and check what that deferral must not change: a later job that may read the
+rows sees them (a recipient fetching, in the same batch, a message just submitted); a job that
+refuses or fails leaves none of its deferred rows; deliveries keep the batch's order; every
+streaming recipient hears of every message, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from liaison.service.problems import Problem
+from liaison.service.writer import Refusal, Tx
+from tests.service.harness import OPS, World, assert_problem, coalition, next_message_event, sse_events
+
+SECRET_AIRDEF = "SECRET//AIRDEF//REL TO UKR, USA"
+
+
+async def in_order_in_one_batch(world: World, *calls: Callable[[], Awaitable[Any]]) -> list[Any]:
+    """Run `calls` while a job holds the writer, each queued only once the one before it is
+    queued (so the batch runs them in this order). Returns their results (or errors)."""
+    writer = world.state.writer
+    release = threading.Event()
+    holding = asyncio.ensure_future(writer.run(lambda tx: release.wait(30)))
+    await asyncio.sleep(0.05)  # the holding batch is in the writer's thread
+    tasks = []
+    try:
+        for n, call in enumerate(calls, start=1):
+            tasks.append(asyncio.ensure_future(call()))
+            for _ in range(3000):
+                if writer.pending >= n:
+                    break
+                await asyncio.sleep(0.01)
+            assert writer.pending == n, (writer.pending, n)
+        batches = writer.batches
+    finally:
+        release.set()
+    await holding
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert writer.batches == batches + 1  # one batch took them all
+    return results
+
+
+async def test_a_fetch_in_the_batch_of_the_submit_is_answered_as_before_it(world: World) -> None:
+    """A recipient's fetch queued right behind the submit, in its batch, could see the message
+    row but not a receipt (the batch's entries are integrated after its jobs): it was a 500.
+    It is answered as if it came first, as the message is not accepted until the batch
+    commits: no such message (the logged `not-recipient`); fetched again, it is there."""
+    c = await coalition(world)
+    env = await c.usa.envelope(OPS, SECRET_AIRDEF)
+    submit = c.usa.build("POST", "/v1/messages", {"envelope": env})
+    fetch = c.ukr.build("GET", f"/v1/messages/{env['id']}")
+    sent, early = await in_order_in_one_batch(
+        world, lambda: world.http.send(submit), lambda: world.http.send(fetch)
+    )
+    assert sent.status_code == 201, sent.text
+    assert_problem(early, "not-recipient")
+    got = await c.ukr.get(f"/v1/messages/{env['id']}")
+    assert got.status_code == 200, got.text
+    assert got.json()["envelope"]["id"] == env["id"]
+
+
+async def test_deliveries_follow_the_batch_order(world: World) -> None:
+    """Three submits in one batch, their deliveries written together: the recipient's inbox
+    lists them in the order the log accepted them."""
+    c = await coalition(world)
+    envs = [await c.usa.envelope(OPS, SECRET_AIRDEF, f"m{i}".encode()) for i in range(3)]
+    reqs = [c.usa.build("POST", "/v1/messages", {"envelope": e}) for e in envs]
+    results = await in_order_in_one_batch(world, *(lambda q=q: world.http.send(q) for q in reqs))
+    assert [r.status_code for r in results] == [201] * 3, [r.text for r in results]
+    indexes = [r.json()["log_index"] for r in results]
+    assert indexes == sorted(indexes)
+    inbox = await c.ukr.get("/v1/inbox")
+    assert inbox.status_code == 200, inbox.text
+    listed = [m["id"] for m in inbox.json()["messages"]]
+    assert listed == [e["id"] for e in envs], listed
+
+
+async def test_a_refused_or_failed_job_leaves_none_of_its_deferred_rows(world: World) -> None:
+    await world.sql("CREATE TABLE later_rows (ref VARCHAR(64))")
+    into = ("later_rows (ref)", ("text",))
+    writer = world.state.writer
+
+    def keeps(tx: Tx) -> None:
+        tx.insert_later(*into, [("kept-1",), ("kept-2",)])
+
+    def refuses(tx: Tx) -> None:
+        tx.insert_later(*into, [("refused",)])
+        raise Refusal(Problem("not-found", "refused after deferring"), None)
+
+    def fails(tx: Tx) -> None:
+        tx.insert_later(*into, [("failed",)])
+        raise RuntimeError("a bug after deferring")
+
+    def counts(tx: Tx) -> int:
+        return int(tx.raw.execute("SELECT count(*) FROM later_rows").fetchone()[0])
+
+    async def run(fn: Callable[[Tx], Any], **kw: Any) -> Any:
+        return (await writer.run(fn, savepoint=kw.pop("savepoint", True), **kw)).value
+
+    results = await in_order_in_one_batch(
+        world,
+        lambda: run(keeps, sees_deferred=False),
+        lambda: run(refuses, sees_deferred=False),
+        lambda: run(fails, sees_deferred=False),
+        lambda: run(counts),  # may read them: what the jobs before it kept is written first
+        lambda: run(keeps, sees_deferred=False),
+        lambda: run(counts, sees_deferred=False),  # promises not to read them: not yet
+    )
+    assert results[0] is None
+    assert isinstance(results[1], Problem) and results[1].slug == "not-found"
+    assert isinstance(results[2], Problem) and results[2].slug == "internal"
+    assert results[3] == 2
+    assert results[4] is None
+    assert results[5] == 2
+    rows = (await world.sql("SELECT ref FROM later_rows")).scalars().all()
+    assert sorted(rows) == ["kept-1", "kept-1", "kept-2", "kept-2"]
+
+
+async def test_streams_hear_of_every_message_of_a_batch_in_order(world: World) -> None:
+    """Five messages in one batch: one notification each (on PostgreSQL sent together in one
+    statement), heard by a streaming recipient in the log's order."""
+    c = await coalition(world)
+    envs = [await c.usa.envelope(OPS, SECRET_AIRDEF, f"m{i}".encode()) for i in range(5)]
+    reqs = [c.usa.build("POST", "/v1/messages", {"envelope": e}) for e in envs]
+    async with world.served() as base, httpx.AsyncClient(timeout=10) as http:
+        signed = c.ukr.build("GET", "/v1/inbox/stream")
+        stream = await http.send(
+            http.build_request("GET", base + "/v1/inbox/stream", headers=signed.headers), stream=True
+        )
+        try:
+            events = sse_events(stream)
+            assert await anext(events) == {"comment": "connected"}
+            results = await in_order_in_one_batch(world, *(lambda q=q: world.http.send(q) for q in reqs))
+            assert [r.status_code for r in results] == [201] * 5, [r.text for r in results]
+            heard = [(await next_message_event(events))["id"] for _ in envs]
+            assert heard == [e["id"] for e in envs]
+        finally:
+            await stream.aclose()
+
+
+@pytest.mark.parametrize("n", [0, 1, 3])
+async def test_notify_many_on_the_raw_connection(world: World, n: int) -> None:
+    """`Raw.notify_many` with none, one or several notifications: a statement that runs (on
+    SQLite, where nothing is notified, it does nothing)."""
+
+    def job(tx: Tx) -> bool:
+        tx.raw.notify_many([("liaison_test", f"p{i}") for i in range(n)])
+        return tx.raw.postgres
+
+    assert (await world.state.writer.run(job)).value == world.state.db.is_postgres
