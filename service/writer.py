@@ -44,7 +44,7 @@ import errno
 import logging
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session
@@ -56,7 +56,18 @@ from .storage.raw import Raw, raw_connection
 from .tlog.dirmap import MapState
 from .tlog.log import AuditLog, Receipt, build_entry
 
-__all__ = ["CacheSlot", "Deferred", "Entry", "Refusal", "Tx", "Writer", "WriterCache", "WriterResult"]
+__all__ = [
+    "CacheSlot",
+    "Claim",
+    "Deferred",
+    "Entry",
+    "Lookups",
+    "Refusal",
+    "Tx",
+    "Writer",
+    "WriterCache",
+    "WriterResult",
+]
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -108,10 +119,31 @@ class WriterCache:
         return len(self._items)
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A request nonce a job will consume: claimed for the whole batch in one statement before
+    its jobs run (`Writer.run`'s `nonce`), kept until `expires` seconds after the batch time."""
+
+    keyid: str
+    nonce: str
+    seconds: int
+
+
+@dataclass
+class Lookups:
+    """What the batch looked up for its jobs before they ran, one statement each: the request
+    nonces claimed (True: this batch inserted it; False: it was already there, a replay),
+    and which message ids are taken (present, or accepted by an earlier job of the batch)."""
+
+    nonces: dict[tuple[str, str], bool] = field(default_factory=dict)
+    message_ids: dict[str, bool] = field(default_factory=dict)
+
+
 @dataclass
 class Deferred:
     """Writes jobs leave for later in their batch (`Tx.insert_later`, `Tx.notify`): rows by
-    table in insertion order, and notifications."""
+    table, the tables written in the order they were first deferred into (a table whose rows
+    name another's is deferred into after it), and notifications."""
 
     rows: dict[tuple[str, tuple[str, ...]], list[Sequence[Any]]] = field(default_factory=dict)
     notes: list[tuple[str, str]] = field(default_factory=list)
@@ -151,6 +183,7 @@ class Tx:
     map_version: int = 0
     _leaves: dict[bytes, bytes] = field(default_factory=dict)
     _later: Deferred = field(default_factory=lambda: Deferred())
+    _lookups: Lookups = field(default_factory=lambda: Lookups())
 
     def audit(self, type_: str, actor: str, subject: str | None = None, **fields: Any) -> int:
         """Append one entry; returns its log index (final once the batch commits)."""
@@ -158,6 +191,22 @@ class Tx:
         index = self._start + len(self._entries) - 1
         self._mine.append(index)
         return index
+
+    def nonce_claimed(self, keyid: str, nonce: str) -> bool | None:
+        """Whether the batch's claim of this job's nonce inserted it (False: it was there
+        already); None when the job declared no claim (or an earlier job of the batch used
+        it): the job then inserts it itself. Answers once."""
+        return self._lookups.nonces.pop((keyid, nonce), None)
+
+    def message_id_taken(self, message_id: str) -> bool | None:
+        """Whether a message with this id exists or an earlier job of the batch took it; None
+        when the job declared no such lookup (it then finds out by inserting)."""
+        return self._lookups.message_ids.get(message_id)
+
+    def take_message_id(self, message_id: str) -> None:
+        """This job inserts (or defers) the message: later jobs of the batch find it taken."""
+        if message_id in self._lookups.message_ids:
+            self._lookups.message_ids[message_id] = True
 
     def accepted_in_batch(self, index: int) -> bool:
         """Whether log entry `index` is this batch's (not committed, nor integrated, yet)."""
@@ -205,6 +254,8 @@ class _Job:
     shares_cache: bool
     savepoint: bool
     sees_deferred: bool = True
+    nonce: Claim | None = None
+    message_id: str | None = None
 
 
 @dataclass
@@ -287,6 +338,8 @@ class Writer:
         shares_cache: bool = False,
         savepoint: bool = True,
         sees_deferred: bool = True,
+        nonce: Claim | None = None,
+        message_id: str | None = None,
     ) -> WriterResult[T]:
         """Run `fn` in the next batch; raises the job's `Problem` if it refused.
 
@@ -299,11 +352,17 @@ class Writer:
         `sees_deferred=False` promises that the job reads nothing that earlier jobs of its
         batch left to `Tx.insert_later` (nor writes what could conflict with it), so those
         rows may still wait, to go in with the job's own in one statement.
+        `nonce` (only with `savepoint=False`: the claim stays whatever the job does) is
+        claimed with the batch's others before any job runs (`Tx.nonce_claimed`);
+        `message_id` is looked up likewise (`Tx.message_id_taken`): one statement each per
+        batch instead of one per job.
         """
+        if nonce is not None and savepoint:
+            raise ValueError("a nonce claimed for the batch stays: only for savepoint=False jobs")
         if self._task is None:
             raise RuntimeError("writer is not started")
         future: asyncio.Future[WriterResult[Any]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(fn, future, shares_cache, savepoint, sees_deferred))
+        self._queue.put_nowait(_Job(fn, future, shares_cache, savepoint, sees_deferred, nonce, message_id))
         return await future
 
     async def _loop(self) -> None:
@@ -477,6 +536,7 @@ class Writer:
                 epoch = _bump_epoch(raw)  # other processes' caches may no longer hold
             now = utcnow()
             base = Tx(session, raw, store, now, self._cache, [], start, map_version=self.map.version + 1)
+            base._lookups = _look_up(raw, now, jobs)
             outcomes, after, entries, leaves = self._jobs(base, jobs)
             receipts: dict[int, Receipt] = {}
             staged = None
@@ -529,6 +589,7 @@ class Writer:
                 entries,
                 base._start,
                 map_version=base.map_version,
+                _lookups=base._lookups,
             )
             mark = len(entries)
             try:
@@ -567,6 +628,24 @@ class Writer:
                 outcomes.append(_Outcome(None, _internal()))
         later.write(base.raw)
         return outcomes, after, entries, leaves
+
+
+def _look_up(raw: Raw, now: datetime, jobs: list[_Job]) -> Lookups:
+    """Claim the jobs' declared nonces and look up their message ids (see `Writer.run`)."""
+    claims: dict[tuple[str, str], datetime] = {}
+    for job in jobs:
+        if job.nonce is not None:  # a nonce twice in one batch: the second job inserts it itself
+            claims.setdefault((job.nonce.keyid, job.nonce.nonce), now + timedelta(seconds=job.nonce.seconds))
+    lookups = Lookups()
+    if claims:
+        rows = [(k, n, raw.time(t)) for (k, n), t in claims.items()]
+        inserted = raw.claim_nonces(rows)
+        lookups.nonces = {key: key in inserted for key in claims}
+    ids = list(dict.fromkeys(job.message_id for job in jobs if job.message_id is not None))
+    if ids:
+        present = raw.present_message_ids(ids)
+        lookups.message_ids = {i: i in present for i in ids}
+    return lookups
 
 
 def _read_epoch(raw: Raw) -> int | None:

@@ -142,7 +142,7 @@ async def current_caller(request: Request, state: State, _: SignatureHeader) -> 
     """The authenticated caller: signature verified, nonce consumed, device and principal
     checked as they are now."""
     signed = await verified(state, request)
-    result = await state.writer.run(signed.caller, shares_cache=True, savepoint=False)
+    result = await state.writer.run(signed.caller, shares_cache=True, savepoint=False, nonce=signed.claim)
     return result.value
 
 

@@ -51,6 +51,25 @@ class Raw:
             marks = ", ".join("?" * len(types))
             self.executemany(f"INSERT INTO {into} VALUES ({marks})", rows)  # noqa: S608 (fixed names)
 
+    def claim_nonces(self, rows: Sequence[tuple[str, str, Any]]) -> set[tuple[str, str]]:
+        """Insert the (keyid, nonce, expires_at) rows that are not there yet (no two with one
+        key); returns the keys inserted. Here a read of those present, then one executemany."""
+        marks = ", ".join("(?, ?)" for _ in rows)
+        found = self.execute(
+            f"SELECT keyid, nonce FROM request_nonce WHERE (keyid, nonce) IN (VALUES {marks})",  # noqa: S608 (markers only)
+            [v for k, n, _ in rows for v in (k, n)],
+        ).fetchall()
+        present = {(str(k), str(n)) for k, n in found}
+        new = [r for r in rows if (r[0], r[1]) not in present]
+        self.executemany("INSERT INTO request_nonce (keyid, nonce, expires_at) VALUES (?, ?, ?)", new)
+        return {(k, n) for k, n, _ in new}
+
+    def present_message_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of these message ids exist."""
+        marks = ", ".join("?" * len(ids))
+        rows = self.execute(f"SELECT id FROM message WHERE id IN ({marks})", list(ids)).fetchall()  # noqa: S608 (markers only)
+        return {str(r[0]) for r in rows}
+
     def time(self, value: datetime | None) -> Any:
         """An aware timestamp as a parameter, stored exactly as `models.UTCDateTime` stores it
         (so ORM readers and raw writers see the same values); None stays None."""
@@ -113,6 +132,20 @@ class PostgresRaw(Raw):
     def notify(self, channel: str, payload: str) -> bool:
         self.execute("SELECT pg_notify(?, ?)", (channel, payload))
         return True
+
+    def claim_nonces(self, rows: Sequence[tuple[str, str, Any]]) -> set[tuple[str, str]]:
+        """One statement: the rows inserted where not there yet, and the keys that were."""
+        found = self.execute(
+            "INSERT INTO request_nonce (keyid, nonce, expires_at) "
+            "SELECT * FROM unnest(?::text[], ?::text[], ?::timestamp[]) "
+            "ON CONFLICT DO NOTHING RETURNING keyid, nonce",
+            ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
+        ).fetchall()
+        return {(str(k), str(n)) for k, n in found}
+
+    def present_message_ids(self, ids: Sequence[str]) -> set[str]:
+        rows = self.execute("SELECT id FROM message WHERE id = ANY(?::text[])", (list(ids),)).fetchall()
+        return {str(r[0]) for r in rows}
 
     def notify_many(self, notes: Sequence[tuple[str, str]]) -> None:
         """One statement for them all, in order (`WITH ORDINALITY`); PostgreSQL delivers a

@@ -27,7 +27,7 @@ from ..problems import Problem
 from ..state import AppState
 from ..storage.db import faults_as_problems
 from ..storage.models import Device, Nonce
-from ..writer import CacheSlot, Entry, Refusal, Tx
+from ..writer import CacheSlot, Claim, Entry, Refusal, Tx
 from .readmodels import PrincipalView
 from .refusals import access_denied
 
@@ -90,6 +90,7 @@ _DEVICE_STATE = (  # the columns of _PrincipalRow, in its order
     "WHERE device.id = ?"
 )
 _NONCE_SEEN = "SELECT 1 FROM request_nonce WHERE keyid = ? AND nonce = ?"
+_DELETE_NONCE = "DELETE FROM request_nonce WHERE keyid = ? AND nonce = ?"
 _INSERT_NONCE = "INSERT INTO request_nonce (keyid, nonce, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
 _TOUCH = "UPDATE device SET last_seen_at = ? WHERE id = ?"
 
@@ -128,12 +129,17 @@ class SignedRequest:
             refusal = "device-revoked", "this device was revoked"
         elif view.status != "active":
             refusal = "principal-suspended", "this principal is suspended"
+        claimed = tx.nonce_claimed(self.device_id, self.nonce)  # None: not claimed for the batch
         if refusal is not None:  # nothing is written for a refused device; a replay is named
-            if raw.execute(_NONCE_SEEN, (self.device_id, self.nonce)).fetchone() is not None:
+            if claimed:  # the batch inserted it: take it back
+                raw.execute(_DELETE_NONCE, (self.device_id, self.nonce))
+            elif claimed is False or raw.execute(_NONCE_SEEN, (self.device_id, self.nonce)).fetchone():
                 refusal = "replayed-request", "this request was already received"
             raise Refusal(Problem(*refusal), self.denied(refusal[0]))
-        expires = raw.time(tx.now + timedelta(seconds=2 * self.skew + 60))
-        if raw.execute(_INSERT_NONCE, (self.device_id, self.nonce, expires)).rowcount != 1:
+        if claimed is None:
+            expires = raw.time(tx.now + timedelta(seconds=self.claim.seconds))
+            claimed = raw.execute(_INSERT_NONCE, (self.device_id, self.nonce, expires)).rowcount == 1
+        if not claimed:
             raise Refusal(
                 Problem("replayed-request", "this request was already received"),
                 self.denied("replayed-request"),
@@ -141,6 +147,12 @@ class SignedRequest:
         if self.touch:
             raw.execute(_TOUCH, (raw.time(tx.now), self.device_id))
         return view
+
+    @property
+    def claim(self) -> Claim:
+        """The nonce this request's job consumes, for the writer to claim with its batch's
+        others (`Writer.run`'s `nonce`): kept for 2 x skew + 60 s, as `purge_nonces` assumes."""
+        return Claim(self.device_id, self.nonce, 2 * self.skew + 60)
 
     def caller(self, tx: Tx) -> Caller:
         """`consume`, as the authenticated `Caller`."""
@@ -227,7 +239,7 @@ def _signature_failed(state: AppState, client: str, reason: str) -> None:
 async def authenticate(state: AppState, request: IncomingRequest) -> Caller:
     """Verify, then consume in the writer: the caller of an authenticated request."""
     signed = await verify_signed(state, request)
-    result = await state.writer.run(signed.caller, shares_cache=True, savepoint=False)
+    result = await state.writer.run(signed.caller, shares_cache=True, savepoint=False, nonce=signed.claim)
     return result.value
 
 

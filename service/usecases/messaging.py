@@ -50,6 +50,13 @@ _INSERT_MESSAGE = (
     "classification, envelope, digest, size, created, accepted_at, expires_at, log_index) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
+#: A message whose id the batch looked up, inserted with the batch's others (before their
+#: deliveries, which name it: `Tx.insert_later` writes tables in the order first deferred).
+_MESSAGE_COLUMNS = (
+    "message (id, channel_id, sender_device, sender_principal, label, classification, "
+    "envelope, digest, size, created, accepted_at, expires_at, log_index)",
+    ("text",) * 6 + ("bytea", "text", "int4") + ("timestamp",) * 3 + ("int8",),
+)
 #: A message's deliveries, inserted with the batch's others (`Tx.insert_later`; the column
 #: types are PostgreSQL's, for its binary COPY); `seq` follows the batch's order.
 _DELIVERY_COLUMNS = ("delivery (message_id, device_id)", ("text", "text"))
@@ -194,6 +201,8 @@ async def submit(
         shares_cache=True,
         savepoint=False,
         sees_deferred=False,  # it reads no other message's deliveries
+        nonce=signed.claim,
+        message_id=parsed.id,
     )
     state.metrics.accepted.inc()
     accepted = result.value
@@ -293,6 +302,9 @@ def _store(
     """Log `message.accepted`, insert the message and its deliveries, tell live listeners.
     None when the envelope id is taken (nothing was written)."""
     raw, parsed, label = tx.raw, sub.parsed, sub.parsed.label
+    taken = tx.message_id_taken(parsed.id)  # None: not looked up for the batch
+    if taken:
+        return None
     rule = state.policy.rule(label.classification)
     digest = parsed.digest.hex()
     index = tx.audit(
@@ -307,26 +319,27 @@ def _store(
         recipients=recipients,
         size=sub.size,
     )
-    inserted = raw.execute(
-        _INSERT_MESSAGE,
-        (
-            parsed.id,
-            parsed.channel,
-            signed.device_id,
-            principal.id,
-            sub.label_key,
-            label.classification,
-            parsed.canonical,
-            digest,
-            sub.size,
-            raw.time(parsed.created),
-            raw.time(tx.now),
-            raw.time(tx.now + timedelta(days=rule.retention_days)),
-            index,
-        ),
-    ).rowcount
-    if inserted != 1:
-        return None
+    row = (
+        parsed.id,
+        parsed.channel,
+        signed.device_id,
+        principal.id,
+        sub.label_key,
+        label.classification,
+        parsed.canonical,
+        digest,
+        sub.size,
+        raw.time(parsed.created),
+        raw.time(tx.now),
+        raw.time(tx.now + timedelta(days=rule.retention_days)),
+        index,
+    )
+    if taken is None:
+        if raw.execute(_INSERT_MESSAGE, row).rowcount != 1:
+            return None  # the refusal takes back the entry
+    else:  # free when the batch began, and no job of it took it since
+        tx.insert_later(*_MESSAGE_COLUMNS, [row])
+    tx.take_message_id(parsed.id)
     tx.insert_later(*_DELIVERY_COLUMNS, [(parsed.id, d) for d in recipients])
     event = {"type": "message", "id": parsed.id, "channel": parsed.channel, "log_index": index}
     # On PostgreSQL NOTIFY is transactional: listeners in every replica hear it on commit. It
@@ -370,7 +383,7 @@ async def fetch(state: AppState, signed: SignedRequest, message_id: str) -> dict
             "receipt": receipt.to_json(),
         }
 
-    return (await state.writer.run(job, shares_cache=True, savepoint=False)).value
+    return (await state.writer.run(job, shares_cache=True, savepoint=False, nonce=signed.claim)).value
 
 
 async def ack(state: AppState, caller: Caller, message_id: str) -> dict[str, Any]:

@@ -159,3 +159,59 @@ async def test_notify_many_on_the_raw_connection(world: World, n: int) -> None:
         return tx.raw.postgres
 
     assert (await world.state.writer.run(job)).value == world.state.db.is_postgres
+
+
+# --- what the batch looks up for its jobs (`Writer.run`'s nonce and message_id) --------------
+
+
+async def test_a_replay_in_the_same_batch_is_refused_as_such(world: World) -> None:
+    """The nonces of a batch's requests are claimed in one statement before its jobs run: a
+    request sent twice in one batch (a submit, and a read) is served once and refused once
+    as a replay, and stays spent."""
+    c = await coalition(world)
+    submit = c.usa.build("POST", "/v1/messages", {"envelope": await c.usa.envelope(OPS, SECRET_AIRDEF)})
+    read = c.ukr.build("GET", "/v1/me")
+    sends = [lambda q=q: world.http.send(q) for q in (submit, read) * 2]
+    results = await in_order_in_one_batch(world, *sends)
+    assert results[0].status_code == 201, results[0].text
+    assert results[1].status_code == 200, results[1].text
+    assert_problem(results[2], "replayed-request")
+    assert_problem(results[3], "replayed-request")
+    for q in (submit, read):
+        assert_problem(await world.http.send(q), "replayed-request")
+
+
+async def test_one_envelope_twice_in_a_batch_is_accepted_once(world: World) -> None:
+    """Two requests carrying one envelope in one batch (its id looked up free when the batch
+    began): the first is accepted, the second refused as a duplicate, and one message, one
+    `message.accepted` entry and one set of deliveries remain."""
+    c = await coalition(world)
+    env = await c.usa.envelope(OPS, SECRET_AIRDEF)
+    reqs = [c.usa.build("POST", "/v1/messages", {"envelope": env}) for _ in range(2)]
+    before = await world.counts()
+    first, second = await in_order_in_one_batch(world, *(lambda q=q: world.http.send(q) for q in reqs))
+    assert first.status_code == 201, first.text
+    assert_problem(second, "duplicate-envelope")
+    after = await world.counts()
+    assert after["message"] == before["message"] + 1
+    assert [e["id"] for e in await world.entries("message.accepted")].count(env["id"]) == 1
+    deliveries = await world.sql("SELECT count(*) FROM delivery WHERE message_id = :m", m=env["id"])
+    assert deliveries.scalar() == first.json()["recipients"]
+    again = c.usa.build("POST", "/v1/messages", {"envelope": env})  # and in a later batch
+    assert_problem(await world.http.send(again), "duplicate-envelope")
+
+
+async def test_a_revoked_devices_request_leaves_no_nonce(world: World) -> None:
+    """A revoked device's request is refused as revoked and writes nothing, its nonce
+    included (the batch claimed it and takes it back): sent again, it is refused as revoked,
+    not as a replay."""
+    await coalition(world)
+    usa2 = await world.enrol("usa-analyst")
+    r = await world.root.post(f"/v1/admin/devices/{usa2.id}/revoke")
+    assert r.status_code == 200, r.text
+    req = usa2.build("GET", "/v1/me")
+    nonces = "SELECT count(*) FROM request_nonce WHERE keyid = :k"
+    (refused,) = await in_order_in_one_batch(world, lambda: world.http.send(req))
+    assert_problem(refused, "device-revoked")
+    assert (await world.sql(nonces, k=usa2.id)).scalar() == 0
+    assert_problem(await world.http.send(req), "device-revoked")
