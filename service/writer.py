@@ -18,7 +18,13 @@ its receipt. So:
   transaction), so the log's indexes stay consecutive across worker processes and replicas;
 * the hot path's few fixed statements go straight to the DB-API connection (`Tx.raw`), and
   what jobs read about who may receive what (`Tx.cache`) is kept from batch to batch while
-  nothing can have changed it (see `Writer.run` and `_batch`).
+  nothing can have changed it (see `Writer.run` and `_batch`);
+* a hot-path job sends no statement of its own: the batch claims its request nonce and looks
+  up its envelope id with the others' before the jobs run (`Writer.run`'s `nonce` and
+  `message_id`), and its rows and notification go in with the others' after them
+  (`Tx.insert_later`, `Tx.notify`; written earlier for a job that may read them). On
+  PostgreSQL every statement is a round trip, and the writer thread waits for the GIL again
+  after each: per job they were most of a batch's time.
 
 A job that raises `Refusal` has its own writes rolled back (with `savepoint=False`, the job
 promises that what it wrote before refusing must stay: a consumed request nonce), and the
