@@ -128,7 +128,7 @@ class WriterCache:
 @dataclass(frozen=True)
 class Claim:
     """A request nonce a job will consume: claimed for the whole batch in one statement before
-    its jobs run (`Writer.run`'s `nonce`), kept until `expires` seconds after the batch time."""
+    its jobs run (`Writer.run`'s `nonce`), kept until `seconds` after the batch time."""
 
     keyid: str
     nonce: str

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -53,22 +53,28 @@ class Raw:
 
     def claim_nonces(self, rows: Sequence[tuple[str, str, Any]]) -> set[tuple[str, str]]:
         """Insert the (keyid, nonce, expires_at) rows that are not there yet (no two with one
-        key); returns the keys inserted. Here a read of those present, then one executemany."""
-        marks = ", ".join("(?, ?)" for _ in rows)
-        found = self.execute(
-            f"SELECT keyid, nonce FROM request_nonce WHERE (keyid, nonce) IN (VALUES {marks})",  # noqa: S608 (markers only)
-            [v for k, n, _ in rows for v in (k, n)],
-        ).fetchall()
-        present = {(str(k), str(n)) for k, n in found}
+        key); returns the keys inserted. Here a read of those present (by chunks, within
+        SQLite's oldest limit of 999 parameters a statement), then one executemany."""
+        present: set[tuple[str, str]] = set()
+        for chunk in _chunks(rows, _PARAMS // 2):
+            marks = ", ".join("(?, ?)" for _ in chunk)
+            found = self.execute(
+                f"SELECT keyid, nonce FROM request_nonce WHERE (keyid, nonce) IN (VALUES {marks})",  # noqa: S608 (markers only)
+                [v for k, n, _ in chunk for v in (k, n)],
+            ).fetchall()
+            present.update((str(k), str(n)) for k, n in found)
         new = [r for r in rows if (r[0], r[1]) not in present]
         self.executemany("INSERT INTO request_nonce (keyid, nonce, expires_at) VALUES (?, ?, ?)", new)
         return {(k, n) for k, n, _ in new}
 
     def present_message_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of these message ids exist."""
-        marks = ", ".join("?" * len(ids))
-        rows = self.execute(f"SELECT id FROM message WHERE id IN ({marks})", list(ids)).fetchall()  # noqa: S608 (markers only)
-        return {str(r[0]) for r in rows}
+        present: set[str] = set()
+        for chunk in _chunks(ids, _PARAMS):
+            marks = ", ".join("?" * len(chunk))
+            rows = self.execute(f"SELECT id FROM message WHERE id IN ({marks})", list(chunk)).fetchall()  # noqa: S608 (markers only)
+            present.update(str(r[0]) for r in rows)
+        return present
 
     def time(self, value: datetime | None) -> Any:
         """An aware timestamp as a parameter, stored exactly as `models.UTCDateTime` stores it
@@ -169,6 +175,16 @@ class PostgresRaw(Raw):
             write = copy.write_row
             for row in rows:
                 write(row)
+
+
+#: Parameters per statement in the lookups by chunks (SQLite before 3.32 allows 999).
+_PARAMS = 900
+
+_T = TypeVar("_T")
+
+
+def _chunks(items: Sequence[_T], size: int) -> list[Sequence[_T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def raw_connection(session: Session, postgres: bool) -> Raw:

@@ -215,3 +215,24 @@ async def test_a_revoked_devices_request_leaves_no_nonce(world: World) -> None:
     assert_problem(refused, "device-revoked")
     assert (await world.sql(nonces, k=usa2.id)).scalar() == 0
     assert_problem(await world.http.send(req), "device-revoked")
+
+
+async def test_batch_lookups_past_sqlites_parameter_limit(world: World) -> None:
+    """`batch_max` has no upper bound: 1,000 nonces and ids at once (SQLite's reads go by
+    chunks under its oldest limit of 999 parameters; PostgreSQL's are one array each)."""
+    keyid = "d_" + "a" * 26
+    c = await coalition(world)
+    sent = await c.usa.send(OPS, SECRET_AIRDEF)
+    assert sent.status_code == 201, sent.text
+    ids = [f"m{i:04d}" for i in range(999)]
+    ids.insert(950, sent.json()["id"])  # past the first chunk
+
+    def job(tx: Tx) -> tuple[int, int, int]:
+        when = tx.raw.time(tx.now)
+        rows = [(keyid, f"n{i:04d}", when) for i in range(1000)]
+        first = tx.raw.claim_nonces(rows)
+        again = tx.raw.claim_nonces([*rows[:10], (keyid, "fresh", when)])
+        present = tx.raw.present_message_ids(ids)
+        return len(first), len(again), len(present)
+
+    assert (await world.state.writer.run(job)).value == (1000, 1, 1)
