@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -663,3 +664,38 @@ def stop(proc: subprocess.Popen[bytes]) -> str:
     text = err.decode(errors="replace")
     assert "Traceback" not in text and '"level": "error"' not in text, text[-3000:]
     return text
+
+
+async def in_one_batch(
+    world: World, *calls: Callable[[], Awaitable[Any]], in_order: bool = False
+) -> list[Any]:
+    """Run `calls` concurrently while a job holds the writer, so that every write they queue
+    lands in the one batch that runs when it lets go (with `in_order`, each call starts only
+    once the one before it is queued, so the batch runs them in this order). Returns their
+    results (or errors)."""
+    writer = world.state.writer
+
+    async def queued(n: int) -> None:
+        for _ in range(3000):
+            if writer.pending >= n:
+                break
+            await asyncio.sleep(0.01)
+        assert writer.pending == n, (writer.pending, n)
+
+    release = threading.Event()
+    holding = asyncio.ensure_future(writer.run(lambda tx: release.wait(30)))
+    await asyncio.sleep(0.05)  # the holding batch is in the writer's thread
+    tasks = []
+    try:
+        for n, call in enumerate(calls, start=1):
+            tasks.append(asyncio.ensure_future(call()))
+            if in_order:
+                await queued(n)
+        await queued(len(calls))
+        batches = writer.batches
+    finally:
+        release.set()
+    await holding
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert writer.batches == batches + 1  # one batch took them all
+    return results

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from tests.service.harness import (
     World,
     assert_problem,
     coalition,
+    in_one_batch,
     next_message_event,
     sse_events,
     world_on,
@@ -74,29 +74,6 @@ def unrelated_requests(c: Coalition, envelopes: list[dict[str, Any]]) -> list[ht
         dev = (c.ukr, c.fra, c.usa)[i % 3]
         reqs.append(dev.build("GET", ("/v1/inbox", "/v1/me", "/v1/directory/devices?principal=root")[i % 3]))
     return reqs
-
-
-async def in_one_batch(world: World, *calls: Callable[[], Awaitable[Any]]) -> list[Any]:
-    """Run `calls` concurrently while a job holds the writer, so that every write they queue
-    lands in the one batch that runs when it lets go. Returns their results (or errors)."""
-    writer = world.state.writer
-    release = threading.Event()
-    holding = asyncio.ensure_future(writer.run(lambda tx: release.wait(30)))
-    await asyncio.sleep(0.05)  # the holding batch is in the writer's thread
-    tasks = [asyncio.ensure_future(call()) for call in calls]
-    try:
-        for _ in range(3000):
-            if writer.pending >= len(calls):
-                break
-            await asyncio.sleep(0.01)
-        assert writer.pending == len(calls), (writer.pending, len(calls))
-        batches = writer.batches
-    finally:
-        release.set()
-    await holding
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    assert writer.batches == batches + 1  # one batch took them all
-    return results
 
 
 async def assert_all_spent(world: World, reqs: list[httpx.Request]) -> None:

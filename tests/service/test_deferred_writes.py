@@ -11,8 +11,6 @@ streaming recipient hears of every message, in order.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,34 +19,22 @@ import pytest
 
 from liaison.service.problems import Problem
 from liaison.service.writer import Refusal, Tx
-from tests.service.harness import OPS, World, assert_problem, coalition, next_message_event, sse_events
+from tests.service.harness import (
+    OPS,
+    World,
+    assert_problem,
+    coalition,
+    in_one_batch,
+    next_message_event,
+    sse_events,
+)
 
 SECRET_AIRDEF = "SECRET//AIRDEF//REL TO UKR, USA"
 
 
 async def in_order_in_one_batch(world: World, *calls: Callable[[], Awaitable[Any]]) -> list[Any]:
-    """Run `calls` while a job holds the writer, each queued only once the one before it is
-    queued (so the batch runs them in this order). Returns their results (or errors)."""
-    writer = world.state.writer
-    release = threading.Event()
-    holding = asyncio.ensure_future(writer.run(lambda tx: release.wait(30)))
-    await asyncio.sleep(0.05)  # the holding batch is in the writer's thread
-    tasks = []
-    try:
-        for n, call in enumerate(calls, start=1):
-            tasks.append(asyncio.ensure_future(call()))
-            for _ in range(3000):
-                if writer.pending >= n:
-                    break
-                await asyncio.sleep(0.01)
-            assert writer.pending == n, (writer.pending, n)
-        batches = writer.batches
-    finally:
-        release.set()
-    await holding
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    assert writer.batches == batches + 1  # one batch took them all
-    return results
+    """`calls` in one batch, run in this order (each queued once the one before it is)."""
+    return await in_one_batch(world, *calls, in_order=True)
 
 
 async def test_a_fetch_in_the_batch_of_the_submit_is_answered_as_before_it(world: World) -> None:
