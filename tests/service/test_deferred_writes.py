@@ -1,12 +1,15 @@
-"""Writes a job leaves for later in its batch (`Tx.insert_later`, `Tx.notify`; issue 17).
+"""What a batch does for its jobs at once (issue 17): writes they leave for later
+(`Tx.insert_later`, `Tx.notify`) and lookups they declare (`Writer.run`'s nonce, message_id).
 
-A submit's deliveries and its live notification are written once per batch, in one statement
-with the other submits' (on PostgreSQL each per-job statement was a round trip the batch
-waited for). These tests hold the writer while jobs queue in a known order, so that they run
-in one batch, and check what that deferral must not change: a later job that may read the
-rows sees them (a recipient fetching, in the same batch, a message just submitted); a job that
+A submit's rows and its live notification are written once per batch, in one statement with
+the other submits', and its nonce and envelope id are checked with the others' before the jobs
+run (on PostgreSQL each per-job statement was a round trip the batch waited for). These tests
+hold the writer while jobs queue in a known order, so that they run in one batch, and check
+what that must not change: a later job that may read deferred rows sees them; a job that
 refuses or fails leaves none of its deferred rows; deliveries keep the batch's order; every
-streaming recipient hears of every message, in order.
+streaming recipient hears of every message, in order; a replay or a duplicate envelope inside
+one batch is refused as such; a revoked device's request leaves no nonce. And one bug found on
+the way: a fetch in its message's own batch was a 500.
 """
 
 from __future__ import annotations
