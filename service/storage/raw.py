@@ -84,15 +84,10 @@ class Raw:
     def lock(self) -> None:
         """Serialise writers of this database until the transaction ends."""
 
-    def notify(self, channel: str, payload: str) -> bool:
-        """Notify listeners of every process when the transaction commits; False when this
-        backend cannot (the caller then tells its own process after the commit)."""
-        return False
-
     def notify_many(self, notes: Sequence[tuple[str, str]]) -> None:
-        """`notify` each (channel, payload), in order (only where `notify` can)."""
-        for channel, payload in notes:
-            self.notify(channel, payload)
+        """Notify listeners of every process of each (channel, payload), in order, when the
+        transaction commits. Nothing here: SQLite cannot (`Tx.notify` says so, and the job
+        tells its own process after the commit)."""
 
 
 class SqliteRaw(Raw):
@@ -134,10 +129,6 @@ class PostgresRaw(Raw):
 
     def lock(self) -> None:
         self.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-
-    def notify(self, channel: str, payload: str) -> bool:
-        self.execute("SELECT pg_notify(?, ?)", (channel, payload))
-        return True
 
     def claim_nonces(self, rows: Sequence[tuple[str, str, Any]]) -> set[tuple[str, str]]:
         """One statement: the rows inserted where not there yet, and the keys that were."""

@@ -45,13 +45,9 @@ from .refusals import message_rejected, refuse
 __all__ = ["Accepted", "ack", "check_recipients", "expire_due", "fetch", "precheck", "submit"]
 
 # The hot path's statements, on the writer's raw connection (`Tx.raw`).
-_INSERT_MESSAGE = (
-    "INSERT INTO message (id, channel_id, sender_device, sender_principal, label, "
-    "classification, envelope, digest, size, created, accepted_at, expires_at, log_index) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-)
-#: A message whose id the batch looked up, inserted with the batch's others (before their
-#: deliveries, which name it: `Tx.insert_later` writes tables in the order first deferred).
+#: An accepted message (its id looked up free for the batch), inserted with the batch's
+#: others before their deliveries, which name it (`Tx.insert_later` writes tables in the
+#: order first deferred into).
 _MESSAGE_COLUMNS = (
     "message (id, channel_id, sender_device, sender_principal, label, classification, "
     "envelope, digest, size, created, accepted_at, expires_at, log_index)",
@@ -302,7 +298,9 @@ def _store(
     """Log `message.accepted`, insert the message and its deliveries, tell live listeners.
     None when the envelope id is taken (nothing was written)."""
     raw, parsed, label = tx.raw, sub.parsed, sub.parsed.label
-    taken = tx.message_id_taken(parsed.id)  # None: not looked up for the batch
+    taken = tx.message_id_taken(parsed.id)
+    if taken is None:
+        raise RuntimeError("a submit's job declares its envelope id (Writer.run's message_id)")
     if taken:
         return None
     rule = state.policy.rule(label.classification)
@@ -334,11 +332,7 @@ def _store(
         raw.time(tx.now + timedelta(days=rule.retention_days)),
         index,
     )
-    if taken is None:
-        if raw.execute(_INSERT_MESSAGE, row).rowcount != 1:
-            return None  # the refusal takes back the entry
-    else:  # free when the batch began, and no job of it took it since
-        tx.insert_later(*_MESSAGE_COLUMNS, [row])
+    tx.insert_later(*_MESSAGE_COLUMNS, [row])  # free when the batch began, and no job took it since
     tx.take_message_id(parsed.id)
     tx.insert_later(*_DELIVERY_COLUMNS, [(parsed.id, d) for d in recipients])
     event = {"type": "message", "id": parsed.id, "channel": parsed.channel, "log_index": index}
