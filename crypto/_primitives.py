@@ -52,6 +52,7 @@ __all__ = [
     "mldsa65_verify",
     "random_bytes",
     "sha256",
+    "sha256_of",
 ]
 
 MLDSA65_PUBLIC_LEN = 1952
@@ -84,6 +85,11 @@ def sha256(*parts: bytes) -> bytes:
     for p in parts:
         h.update(p)
     return h.digest()
+
+
+def sha256_of(data: bytes) -> bytes:
+    """SHA-256 of one byte string: `sha256` without its loop, for the map's hot paths."""
+    return hashlib.sha256(data).digest()
 
 
 class HmacSha256:

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._primitives import bytes_eq, sha256
+from ._primitives import bytes_eq, sha256, sha256_of
 from .encoding import b64url_decode, b64url_encode
 from .errors import MalformedError, ProofError
 
@@ -225,35 +225,30 @@ def verify_proof(root: bytes, key: bytes, proof: MapProof) -> bytes | None:
 # parent (`left_up`, `right_up`), computed once when the parent is made.
 
 
-class _Leaf:
-    """A lone leaf: its key (as bytes and as an integer) and value, and leaf(key, value)."""
+# Nodes are plain tuples, not objects: a tuple that holds only bytes, ints and such tuples is
+# one the cyclic garbage collector stops tracking once it has seen it, so the map's many
+# long-lived nodes (every version's, each batch adding its paths) cost the collector nothing.
+# As objects they were tracked, and collections that walked them more than doubled the cost
+# of a batch's `set_many` (bench/audit_log.py: the map-leaf phase).
+#
+#   a leaf:  (KEY_BITS, rep, hash, key, value): a lone leaf, its key as an integer and as
+#            bytes, leaf(key, value). It never splits: every bit of its one key is shared.
+#   inner:   (bit, rep, hash, left, right, left_up, right_up): keys that differ first at
+#            `bit`; `rep` any key below (all share the bits above `bit`), H at that depth, and
+#            the children lifted to bit + 1.
+_BIT, _REP, _HASH = 0, 1, 2
+_KEY, _VALUE = 3, 4  # a leaf's
+_LEFT, _RIGHT, _LEFT_UP, _RIGHT_UP = 3, 4, 5, 6  # an inner node's
 
-    __slots__ = ("hash", "key", "rep", "value")
-    bit = _KEY_BITS  # a leaf never splits: every bit of its one key is shared
-
-    def __init__(self, rep: int, key: bytes, value: bytes) -> None:
-        self.rep: int = rep
-        self.key: bytes = key
-        self.value: bytes = value
-        self.hash: bytes = _leaf(key, value)
-
-
-class _Inner:
-    """Keys that differ first at `bit`: H at that depth, and its children lifted to bit + 1."""
-
-    __slots__ = ("bit", "hash", "left", "left_up", "rep", "right", "right_up")
-
-    def __init__(self, bit: int, left: _Node, right: _Node, left_up: bytes, right_up: bytes) -> None:
-        self.bit: int = bit
-        self.left: _Node = left
-        self.right: _Node = right
-        self.left_up: bytes = left_up
-        self.right_up: bytes = right_up
-        self.rep: int = left.rep  # any key below: all share the bits above `bit`
-        self.hash: bytes = _inner(left_up, right_up)
+_Node = tuple[Any, ...]
 
 
-_Node = _Leaf | _Inner
+def _new_leaf(rep: int, key: bytes, value: bytes) -> _Node:
+    return (_KEY_BITS, rep, _leaf(key, value), key, value)
+
+
+def _new_inner(bit: int, left: _Node, right: _Node, left_up: bytes, right_up: bytes) -> _Node:
+    return (bit, left[_REP], _inner(left_up, right_up), left, right, left_up, right_up)
 
 
 class PersistentMap:
@@ -292,9 +287,10 @@ class PersistentMap:
         if node is None:
             return None
         k = _to_int(key)
-        while isinstance(node, _Inner):
-            node = node.right if (k >> (_KEY_BITS - 1 - node.bit)) & 1 else node.left
-        return node.value if node.key == key else None
+        while (bit := node[_BIT]) != _KEY_BITS:
+            node = node[_RIGHT] if (k >> (_KEY_BITS - 1 - bit)) & 1 else node[_LEFT]
+        value: bytes = node[_VALUE]
+        return value if node[_KEY] == key else None
 
     def set_many(self, items: Mapping[bytes, bytes]) -> PersistentMap:
         """A new version with these leaves set (inserted or replaced); this one is unchanged.
@@ -319,23 +315,23 @@ class PersistentMap:
         siblings: list[bytes] = []
         node, p = self._root, 0
         while node is not None:
-            if isinstance(node, _Leaf):
-                return MapProof(tuple(siblings), (node.key, node.value))
-            s = node.bit
-            c = _first_diff(k, node.rep)
+            s = node[_BIT]
+            if s == _KEY_BITS:
+                return MapProof(tuple(siblings), (node[_KEY], node[_VALUE]))
+            c = _first_diff(k, node[_REP])
             if c < s:
                 # The key leaves this node's prefix at bit c: the subtree it enters is empty,
                 # and its sibling is this node lifted to depth c + 1.
                 siblings.extend([EMPTY] * (c - p))
-                siblings.append(_lift(node.hash, node.rep, s, c + 1))
+                siblings.append(_lift(node[_HASH], node[_REP], s, c + 1))
                 return MapProof(tuple(siblings), None)
             siblings.extend([EMPTY] * (s - p))
             if (k >> (_KEY_BITS - 1 - s)) & 1:
-                siblings.append(node.left_up)
-                node = node.right
+                siblings.append(node[_LEFT_UP])
+                node = node[_RIGHT]
             else:
-                siblings.append(node.right_up)
-                node = node.left
+                siblings.append(node[_RIGHT_UP])
+                node = node[_LEFT]
             p = s + 1
         return MapProof(tuple(siblings), None)
 
@@ -347,11 +343,11 @@ class PersistentMap:
         stack = [] if self._root is None else [self._root]
         while stack:
             node = stack.pop()
-            if isinstance(node, _Leaf):
-                yield node.key, node.value
+            if node[_BIT] == _KEY_BITS:
+                yield node[_KEY], node[_VALUE]
             else:
-                stack.append(node.right)
-                stack.append(node.left)
+                stack.append(node[_RIGHT])
+                stack.append(node[_LEFT])
 
 
 class _Batch:
@@ -368,13 +364,17 @@ class _Batch:
         """The subtree of items[lo:hi] (at least one)."""
         ks = self.ks
         if hi - lo == 1:
-            return _Leaf(ks[lo], self.keys[lo], self.values[lo])
+            return _new_leaf(ks[lo], self.keys[lo], self.values[lo])
         c = _first_diff(ks[lo], ks[hi - 1])  # sorted: the range's first differing bit
         mid = bisect_left(ks, _threshold(ks[lo], c), lo, hi)
         return _join(c, self.build(lo, mid), self.build(mid, hi))
 
     def merge(self, node: _Node | None, lo: int, hi: int) -> _Node:
-        """`node`'s subtree with items[lo:hi] set; `node` itself if that changes nothing."""
+        """`node`'s subtree with items[lo:hi] set; `node` itself if that changes nothing.
+
+        The hot path of every batch that sets leaves (`set_many`): children without items are
+        kept without a call, and the first differing bit is found with one shift for both ends
+        of the sorted range."""
         if lo == hi:
             assert node is not None  # merge() is only ever given items, or a node to keep
             return node
@@ -382,25 +382,29 @@ class _Batch:
             self.added += hi - lo
             return self.build(lo, hi)
         ks = self.ks
+        bit, rep = node[_BIT], node[_REP]
         # The first bit where the union differs: for a sorted range, min and max bound it.
-        c = min(node.bit, _first_diff(node.rep, ks[lo]), _first_diff(node.rep, ks[hi - 1]))
-        if c == _KEY_BITS:  # a leaf, and the one item is its key
-            assert isinstance(node, _Leaf)
-            if node.value == self.values[lo]:
-                return node
-            return _Leaf(node.rep, node.key, self.values[lo])
-        mid = bisect_left(ks, _threshold(node.rep, c), lo, hi)
-        if c == node.bit:  # every item is inside this inner node's prefix
-            assert isinstance(node, _Inner)
-            left = self.merge(node.left, lo, mid)
-            right = self.merge(node.right, mid, hi)
-            if left is node.left and right is node.right:
-                return node
-            lu = node.left_up if left is node.left else _up(left, c + 1)
-            ru = node.right_up if right is node.right else _up(right, c + 1)
-            return _Inner(c, left, right, lu, ru)
-        # Some item leaves the node's prefix at bit c < node.bit: a new node splits there.
-        if (node.rep >> (_KEY_BITS - 1 - c)) & 1:
+        c = _KEY_BITS - max((rep ^ ks[lo]).bit_length(), (rep ^ ks[hi - 1]).bit_length())
+        if c >= bit:
+            if bit == _KEY_BITS:  # a leaf, and the one item is its key
+                value = self.values[lo]
+                return node if node[_VALUE] == value else _new_leaf(rep, node[_KEY], value)
+            # Every item is inside this inner node's prefix.
+            mid = bisect_left(ks, _threshold(rep, bit), lo, hi)
+            old_left, old_right = node[_LEFT], node[_RIGHT]
+            left = old_left if mid == lo else self.merge(old_left, lo, mid)
+            right = old_right if mid == hi else self.merge(old_right, mid, hi)
+            if left is old_left:
+                if right is old_right:
+                    return node
+                lu = node[_LEFT_UP]
+            else:
+                lu = _up(left, bit + 1)
+            ru = node[_RIGHT_UP] if right is old_right else _up(right, bit + 1)
+            return _new_inner(bit, left, right, lu, ru)
+        # Some item leaves the node's prefix at bit c < its bit: a new node splits there.
+        mid = bisect_left(ks, _threshold(rep, c), lo, hi)
+        if (rep >> (_KEY_BITS - 1 - c)) & 1:
             self.added += mid - lo
             return _join(c, self.build(lo, mid), self.merge(node, mid, hi))
         self.added += hi - mid
@@ -411,20 +415,24 @@ class _Batch:
 
 
 def _leaf(key: bytes, value: bytes) -> bytes:
-    return sha256(_LEAF + key + value)
+    return sha256_of(_LEAF + key + value)
 
 
 def _inner(left: bytes, right: bytes) -> bytes:
-    return sha256(_INNER + left + right)
+    return sha256_of(_INNER + left + right)
 
 
-def _join(bit: int, left: _Node, right: _Node) -> _Inner:
-    return _Inner(bit, left, right, _up(left, bit + 1), _up(right, bit + 1))
+def _join(bit: int, left: _Node, right: _Node) -> _Node:
+    return _new_inner(bit, left, right, _up(left, bit + 1), _up(right, bit + 1))
 
 
 def _up(node: _Node, p: int) -> bytes:
-    """9.5's H of `node`'s subtree seen from a prefix of p bits (p <= node.bit)."""
-    return node.hash if isinstance(node, _Leaf) else _lift(node.hash, node.rep, node.bit, p)
+    """9.5's H of `node`'s subtree seen from a prefix of p bits (p <= its bit)."""
+    s = node[_BIT]
+    if s in (p, _KEY_BITS):  # nothing to lift over, or a leaf (its hash binds its key)
+        h: bytes = node[_HASH]
+        return h
+    return _lift(node[_HASH], node[_REP], s, p)
 
 
 def _lift(h: bytes, rep: int, s: int, p: int) -> bytes:
