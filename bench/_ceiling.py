@@ -76,7 +76,7 @@ def main() -> None:
         ssl_keyfile=key,
         ssl_version=ssl.PROTOCOL_TLS_SERVER,
     )
-    gc.freeze()  # as liaison-server run (_tune_gc)
+    gc.freeze()  # as liaison-server run (tune_gc)
     gc.set_threshold(10_000, 20, 50)
     if int(workers) == 1:
         config.load()

@@ -376,7 +376,7 @@ def ceiling_server(port: int, cert: str, key: str, blobs: str) -> None:
     config.load()
     assert config.ssl is not None
     config.ssl.minimum_version = ssl.TLSVersion.TLSv1_3  # as liaison-server run
-    gc.freeze()  # as liaison-server run (_tune_gc)
+    gc.freeze()  # as liaison-server run (tune_gc)
     gc.set_threshold(10_000, 20, 50)
     uvicorn.Server(config).run()
 

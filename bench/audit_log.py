@@ -5,7 +5,9 @@ Run: .venv/bin/python bench/audit_log.py [--database-url URL] [--entries 1000000
                                          [--appends 2000] [--seconds 1] [--quick]
 
 Uses a throw-away data directory and, by default, its SQLite database; pass a PostgreSQL
-URL (postgresql+asyncpg://...) to measure that instead (the database must be empty).
+URL (postgresql+asyncpg://...) to measure that instead (the database must be empty). The
+process runs with the server's garbage-collector and GIL settings (`tune_gc`), as the
+writer does in `liaison-server run`.
 `--quick` is a smoke run of every phase in seconds (20,000 entries, fewer samples). Prints:
 
 * appends/s through the batching writer with 1 writer and with 64 concurrent writers, with
@@ -46,6 +48,7 @@ from liaison.crypto.keys import generate_device
 from liaison.service.app import close_state, open_state
 from liaison.service.config import load_settings
 from liaison.service.ops.bootstrap import write_files
+from liaison.service.ops.cli import tune_gc
 from liaison.service.state import AppState
 from liaison.service.storage.logstore import LogReader
 from liaison.service.usecases import audit as audit_read
@@ -205,6 +208,7 @@ async def main() -> None:
     if args.quick:
         args.entries, args.appends, args.samples = min(args.entries, 20_000), 640, 200
         args.seconds, args.pages, args.batch = 0.2, 3, min(args.batch, 5_000)
+    tune_gc()  # the collector and GIL settings of `liaison-server run`, whose writer this measures
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
         write_files(data_dir)

@@ -516,19 +516,45 @@ class Writer:
             log.warning("write transaction failed: %s", _describe(e, kind))
             raise _Fault(kind) from None
 
-    def _run(
-        self, jobs: list[_Job], size_then: int | None
-    ) -> tuple[list[_Outcome], dict[int, Receipt], list[Callable[[], None]]]:
-        session = Session(self.engine, expire_on_commit=False)
-        try:
-            session.begin()
+    def _begin(self) -> tuple[Session, Raw, SqlLogStore, int]:
+        """The batch's session, holding the writers' lock, and the log's size then.
+
+        A pooled connection is not pinged before each batch (a round trip a batch): when the
+        database dropped it (a restart, a failover, an idle timeout, `pg_terminate_backend`),
+        the first statement fails before anything was written, and the batch begins once more
+        on a new connection, the pool's other idle ones discarded too (as old, as likely
+        dropped). A second failure is the database's: `_Fault`, nothing stored.
+        """
+        for retry in (False, True):
+            session = Session(self.engine, expire_on_commit=False)
+            raw: Raw | None = None
             try:
+                session.begin()
                 raw = raw_connection(session, self.is_postgres)
                 raw.lock()
                 store = SqlLogStore(raw)
-                start = store.size()
+                return session, raw, store, store.size()
             except Exception as e:  # nothing ran: whatever this is, the database cannot serve
+                dropped = not retry and raw is not None and raw.dropped()
+                if dropped:
+                    assert raw is not None
+                    raw.discard()
+                with contextlib.suppress(Exception):
+                    session.rollback()
+                with contextlib.suppress(Exception):
+                    session.close()
+                if dropped:
+                    self.engine.dispose()
+                    log.warning("writer's database connection was dropped; reconnected")
+                    continue
                 raise _Fault(fault_of(e) or "unavailable") from e
+        raise AssertionError("unreachable")  # the second attempt returns or raises
+
+    def _run(
+        self, jobs: list[_Job], size_then: int | None
+    ) -> tuple[list[_Outcome], dict[int, Receipt], list[Callable[[], None]]]:
+        session, raw, store, start = self._begin()
+        try:
             epoch = self._cache_epoch
             if start != size_then:
                 # Another process appended since: what it changed, its bump of the epoch says.

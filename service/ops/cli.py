@@ -345,7 +345,7 @@ def _run(
             typer.echo(f"liaison-server: {supervisor.failure}", err=True)
             raise typer.Exit(code)
         return
-    _tune_gc()
+    tune_gc()
     _serve(settings, plain, worker=None)
 
 
@@ -397,7 +397,7 @@ def _worker(index: int, ready: Event, overrides: dict[str, Any], plain: bool) ->
             typer.echo(f"liaison-server: worker {index}: {one_line(e)}", err=True)
             sys.exit(STARTUP_FAILURE)
         configure_logging(settings.log_level, worker=index)
-        _tune_gc()
+        tune_gc()
         try:
             _serve(settings, plain, worker=index, ready=ready.set)
         except StartupError as e:
@@ -474,7 +474,7 @@ class _Server(LiaisonServer):
         await super().shutdown(sockets)
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """Garbage-collector settings for the long-running server.
 
     Everything loaded so far (modules, the app's routes and schemas: most of the heap) lives

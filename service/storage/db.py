@@ -75,8 +75,11 @@ class Database:
                 url.set(drivername="postgresql+psycopg"),
                 pool_size=2,
                 max_overflow=0,
-                pool_pre_ping=True,
-                connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+                pool_pre_ping=False,  # the writer reconnects a dropped connection itself (Writer._begin)
+                connect_args={
+                    "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                    "application_name": "liaison-writer",
+                },
             )
         engine = create_engine(
             url.set(drivername="sqlite"), connect_args={"check_same_thread": False, "timeout": 30}

@@ -13,7 +13,6 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from .models import to_column_time
@@ -31,7 +30,16 @@ class Raw:
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.cursor: Any = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+        self._pooled = session.connection().connection
+        self.cursor: Any = self._pooled.driver_connection.cursor()  # type: ignore[union-attr]
+
+    def dropped(self) -> bool:
+        """Whether the database closed this connection (after a statement failed)."""
+        return False
+
+    def discard(self) -> None:
+        """Tell the pool never to hand this connection out again."""
+        self._pooled.invalidate()
 
     def _text(self, sql: str) -> str:
         return sql
@@ -128,7 +136,10 @@ class PostgresRaw(Raw):
         return text_
 
     def lock(self) -> None:
-        self.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        self.cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
+
+    def dropped(self) -> bool:
+        return bool(self.cursor.connection.broken)
 
     def claim_nonces(self, rows: Sequence[tuple[str, str, Any]]) -> set[tuple[str, str]]:
         """One statement: the rows inserted where not there yet, and the keys that were."""
