@@ -289,6 +289,8 @@ class Writer:
         #: (SQLite's own; on PostgreSQL one the caller may give, beside the advisory lock that
         #: orders every replica, so that the processes of one machine batch while they wait).
         self._lock = db.writer_lock() or lock
+        #: On SQLite, the WAL's checkpoints, off the batches' commits (`storage.checkpointer`).
+        self.checkpointer = db.checkpointer()
         #: The directory's map (protocol 9.5): every batch ends with its `map.head` entry.
         self.map = directory or MapState()
         self.is_postgres = db.is_postgres
@@ -315,6 +317,8 @@ class Writer:
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name="liaison-writer")
+            if self.checkpointer is not None:
+                self.checkpointer.start()
 
     async def stop(self) -> None:
         """Stop taking jobs; let a batch already in the thread finish, then close the engine."""
@@ -329,6 +333,8 @@ class Writer:
             self._inflight = None
         if self._lock is not None:
             self._lock.close()
+        if self.checkpointer is not None:
+            await asyncio.to_thread(self.checkpointer.stop)  # after the checkpoint under way
         while not self._queue.empty():
             job = self._queue.get_nowait()
             if not job.future.done():
@@ -443,6 +449,8 @@ class Writer:
         finally:
             if self._lock is not None:
                 self._lock.release()  # taken by `_loop` for this batch, retries included
+            if self.checkpointer is not None:
+                self.checkpointer.kick()
         done = [o if o is not None else _Outcome(None, _internal()) for o in outcomes]
         return done, receipts, after
 

@@ -20,6 +20,7 @@ from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from ..problems import Problem
+from .checkpointer import WAL_KEEP, WalCheckpointer
 
 __all__ = [
     "Database",
@@ -85,7 +86,16 @@ class Database:
             url.set(drivername="sqlite"), connect_args={"check_same_thread": False, "timeout": 30}
         )
         event.listen(engine, "connect", sqlite_pragmas)
+        event.listen(engine, "connect", _writer_pragmas)
         return engine
+
+    def checkpointer(self) -> WalCheckpointer | None:
+        """On a SQLite file, the thread that checkpoints its WAL for the writer
+        (`storage.checkpointer`); None on PostgreSQL."""
+        path = make_url(self.url).database
+        if self.is_postgres or not path or path == ":memory:":
+            return None
+        return WalCheckpointer(path)
 
     def writer_lock(self) -> FileLock | None:
         """What a writer holds around each batch transaction, so that one process at a time
@@ -151,6 +161,14 @@ def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _writer_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # The writer's commits never checkpoint: its `WalCheckpointer` does, in a thread of its own.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA wal_autocheckpoint=0")
+    cur.execute(f"PRAGMA journal_size_limit={WAL_KEEP}")
     cur.close()
 
 
