@@ -553,7 +553,7 @@ class Writer:
                     session.close()
                 if dropped:
                     self.engine.dispose()
-                    log.warning("writer's database connection was dropped; reconnected")
+                    log.warning("the writer's database connection was dropped: beginning the batch again")
                     continue
                 raise _Fault(fault_of(e) or "unavailable") from e
         raise AssertionError("unreachable")  # the second attempt returns or raises
