@@ -225,11 +225,13 @@ def verify_proof(root: bytes, key: bytes, proof: MapProof) -> bytes | None:
 # parent (`left_up`, `right_up`), computed once when the parent is made.
 
 
-# Nodes are plain tuples, not objects: a tuple that holds only bytes, ints and such tuples is
-# one the cyclic garbage collector stops tracking once it has seen it, so the map's many
-# long-lived nodes (every version's, each batch adding its paths) cost the collector nothing.
-# As objects they were tracked, and collections that walked them more than doubled the cost
-# of a batch's `set_many` (bench/audit_log.py: the map-leaf phase).
+# Nodes are plain tuples, not objects: the cyclic garbage collector stops tracking a tuple once
+# everything in it is untracked (bytes, ints, tuples it has already stopped tracking), so the
+# leaves leave its scans at the first collection that sees them and each level above at a
+# later one, where objects stayed tracked for good. The map's long-lived nodes (every kept
+# version's, each batch adding its paths) then cost collections less: `set_many` of 64 leaves
+# into 30,000 with 256 versions kept, under the default collector settings, took 3.8 ms with
+# objects and 2.2 ms with tuples (1.8 and 1.6 ms with the collector off).
 #
 #   a leaf:  (KEY_BITS, rep, hash, key, value): a lone leaf, its key as an integer and as
 #            bytes, leaf(key, value). It never splits: every bit of its one key is shared.
@@ -373,8 +375,8 @@ class _Batch:
         """`node`'s subtree with items[lo:hi] set; `node` itself if that changes nothing.
 
         The hot path of every batch that sets leaves (`set_many`): children without items are
-        kept without a call, and the first differing bit is found with one shift for both ends
-        of the sorted range."""
+        kept without a call, and the first differing bit comes from the sorted range's two ends
+        at once."""
         if lo == hi:
             assert node is not None  # merge() is only ever given items, or a node to keep
             return node
