@@ -5,8 +5,9 @@ disk; the one wait is the checkpoint that copies the WAL back into the database 
 syncs it. SQLite runs it inside the commit that takes the WAL past 1,000 pages, so every few
 hundred batches one batch (with every request waiting for it, in every process waiting for
 the writers' lock) waited for the disk: bench/service.py's slowest requests of a single
-sender (p99 8.4 ms with them, 3.4 ms without). The writer's connections turn that off
-(`PRAGMA wal_autocheckpoint=0`, `Database.sync_engine`) and this thread checkpoints instead:
+sender (p99 8.5 to 10.0 ms with them, 5.1 to 6.7 ms with this thread). The writer's
+connections turn that off (`PRAGMA wal_autocheckpoint=0`, `Database.sync_engine`) and this
+thread checkpoints instead:
 PASSIVE (it never waits for, nor blocks, a writer or a reader), once per `every` seconds at
 most while batches commit. The WAL starts over once a checkpoint has copied all of it, its
 file then cut back to `WAL_KEEP` bytes (`journal_size_limit`), so it stays about one
