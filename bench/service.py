@@ -587,7 +587,7 @@ class Result:
     client_cpu: float
     batches: float
     #: Each latency's position in its sender's sequence (0: the sender's first request).
-    positions: list[int] = field(default_factory=list)
+    positions: list[int]
 
     @property
     def rate(self) -> float:
@@ -596,11 +596,7 @@ class Result:
     def pct(self, q: float, *, after: int = 0) -> float:
         """The q-quantile of the latencies in ms; with `after`, of each sender's requests after
         its first `after` only."""
-        xs = sorted(
-            x
-            for x, k in zip(self.latencies, self.positions or [after] * len(self.latencies), strict=True)
-            if k >= after
-        )
+        xs = sorted(x for x, k in zip(self.latencies, self.positions, strict=True) if k >= after)
         if not xs:
             return float("nan")
         return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000

@@ -92,10 +92,8 @@ class Database:
     def checkpointer(self) -> WalCheckpointer | None:
         """On a SQLite file, the thread that checkpoints its WAL for the writer
         (`storage.checkpointer`); None on PostgreSQL."""
-        path = make_url(self.url).database
-        if self.is_postgres or not path or path == ":memory:":
-            return None
-        return WalCheckpointer(path)
+        path = self._sqlite_file()
+        return None if path is None else WalCheckpointer(path)
 
     def writer_lock(self) -> FileLock | None:
         """What a writer holds around each batch transaction, so that one process at a time
@@ -104,10 +102,15 @@ class Database:
         polls; a process that dies releases it), its own for each writer, so two writers in
         one process exclude each other too. On PostgreSQL nothing here: the batch takes an
         advisory lock inside its transaction (`storage.raw`), so None."""
+        path = self._sqlite_file()
+        return None if path is None else FileLock(Path(f"{path}-writer.lock"))
+
+    def _sqlite_file(self) -> str | None:
+        """The SQLite database's file; None on PostgreSQL or in memory."""
         path = make_url(self.url).database
         if self.is_postgres or not path or path == ":memory:":
             return None
-        return FileLock(Path(f"{path}-writer.lock"))
+        return path
 
     async def ping(self) -> None:
         """One round trip to the database; raises if it is unreachable."""
