@@ -8,6 +8,7 @@ import errno
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ from .storage.models import Principal
 from .storage.sqlite_events import SqliteListener
 from .tlog.log import AuditLog
 from .usecases import attachments, messaging, streams, witnesses
-from .usecases.auth import purge_nonces
+from .usecases.auth import purge_nonces, warm_bundles
 from .usecases.ratelimit import RateLimiter
 from .writer import Tx, Writer
 
@@ -458,6 +459,22 @@ async def _warn_of_a_powerful_role(state: AppState) -> None:
         )
 
 
+async def _warm_bundles(state: AppState) -> None:
+    """Load the devices' bundles before serving (`usecases.auth.warm_bundles`); a failure only
+    costs each device a read at its first request, so it is logged, not fatal."""
+    started = time.monotonic()
+    try:
+        loaded = await warm_bundles(state)
+    except Exception as e:
+        log.warning(
+            "bundles.not-warmed",
+            extra={"fields": {"event": "bundles.not-warmed", "error": describe_db_error(e)}},
+        )
+        return
+    took = round((time.monotonic() - started) * 1000)
+    log.info("bundles.warmed", extra={"fields": {"event": "bundles.warmed", "devices": loaded, "ms": took}})
+
+
 def create_app(settings: Settings, *, migrate_new: bool = True, primary: bool = True) -> LiaisonApp:
     """Build the app; state is opened in the lifespan (so tests and uvicorn share one path).
 
@@ -474,6 +491,7 @@ def create_app(settings: Settings, *, migrate_new: bool = True, primary: bool = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await open_state(settings, metrics=metrics, migrate_new=migrate_new, log_policy=primary)
         app.state.liaison = state
+        await _warm_bundles(state)
         if settings.audit_public:
             log.warning(_AUDIT_PUBLIC_WARNING)
         if state.db.is_postgres:

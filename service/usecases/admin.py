@@ -570,6 +570,8 @@ async def enrol(
 
     result = await state.writer.run(job)
     value = result.value
+    # Its first signed request needs the bundle: this process has it now (others read it then).
+    state.bundles[bundle.device_id] = bundle
     return {
         **value,
         "receipt": result.receipt(value["log_index"]).to_json(),
@@ -604,7 +606,7 @@ async def revoke_device(
                 "device.revoked", caller.device_id, device_id, device=device_id, principal=dev.principal_id
             )
             if newest(tx.session, record_of("device", device_id))[0] is not None:
-                bundle = PublicBundle.from_json(json.loads(dev.signed_bundle)["bundle"])
+                bundle = PublicBundle.from_stored(dev.signed_bundle)
                 expected = device_expected(bundle, owner.nation, "revoked")
                 accept(tx, state, statement, None, expected, signer=signer_of(state, tx, caller))
         return {"device": device_id, "revoked_at": format_time(dev.revoked_at), "log_index": dev.revoke_index}

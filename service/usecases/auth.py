@@ -10,14 +10,13 @@ Nothing here knows HTTP frameworks: the API layer hands over an `IncomingRequest
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from liaison.crypto.errors import CryptoError, RequestSignatureError
 from liaison.crypto.httpsig import Headers, check_request, parse_signature_params
@@ -31,7 +30,16 @@ from ..writer import CacheSlot, Claim, Entry, Refusal, Tx
 from .readmodels import PrincipalView
 from .refusals import access_denied
 
-__all__ = ["Caller", "IncomingRequest", "SignedRequest", "authenticate", "purge_nonces", "verify_signed"]
+__all__ = [
+    "WARM_BUNDLES",
+    "Caller",
+    "IncomingRequest",
+    "SignedRequest",
+    "authenticate",
+    "purge_nonces",
+    "verify_signed",
+    "warm_bundles",
+]
 
 _LAST_SEEN_EVERY = 60.0
 _auth_log = logging.getLogger("liaison.auth")
@@ -174,9 +182,42 @@ async def _bundle(state: AppState, device_id: str) -> PublicBundle | None:
             row = await session.get(Device, device_id)
     if row is None:
         return None
-    bundle = PublicBundle.from_json(json.loads(row.signed_bundle)["bundle"])
+    bundle = PublicBundle.from_stored(row.signed_bundle)
     state.bundles[device_id] = bundle
     return bundle
+
+
+#: Bundles `warm_bundles` loads at start: every enrolled device of a coalition's deployment
+#: (docs/scaling.md: 5,000 analysts) at about 3.5 KiB each (its ML-DSA-65 and ML-KEM-768
+#: keys); past it, the most recently seen devices' (the others are read at their first
+#: request, as any device enrolled after the start).
+WARM_BUNDLES = 20_000
+
+
+async def warm_bundles(state: AppState, limit: int = WARM_BUNDLES) -> int:
+    """Load the bundles of up to `limit` devices not revoked into `state.bundles` (the most
+    recently seen first); returns how many. Without it, the first request of each device
+    after a start waited for its own read of the database, and when many devices arrived
+    together (every client reconnecting after a restart), some waited hundreds of
+    milliseconds behind the others' (docs/scaling.md 2c). A stored bundle that does not
+    parse is left to its device's first request, which fails as before."""
+    loaded = 0
+    async with state.db.sessions() as session:
+        rows = await session.execute(
+            select(Device.id, Device.signed_bundle)
+            .where(Device.revoked_at.is_(None))
+            .order_by(Device.last_seen_at.desc().nulls_last(), Device.id)
+            .limit(limit)
+        )
+        for device_id, signed_bundle in rows:
+            if device_id in state.bundles:
+                continue
+            try:
+                state.bundles[device_id] = PublicBundle.from_stored(signed_bundle)
+            except CryptoError:
+                continue
+            loaded += 1
+    return loaded
 
 
 async def verify_signed(state: AppState, request: IncomingRequest) -> SignedRequest:

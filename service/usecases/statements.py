@@ -138,7 +138,7 @@ def signer_of(state: AppState, tx: Tx, caller: Caller) -> PublicBundle:
         row = tx.session.get(Device, caller.device_id)
         if row is None:
             raise Problem("unauthorized", "unknown device")
-        bundle = PublicBundle.from_json(json.loads(row.signed_bundle)["bundle"])
+        bundle = PublicBundle.from_stored(row.signed_bundle)
     return bundle
 
 

@@ -1,0 +1,104 @@
+"""A starting service loads the enrolled devices' bundles before it serves (`warm_bundles`),
+so that no device's first request waits for a read of its own; and bundles read back from the
+database are parsed without `from_json`'s trial encapsulation (`PublicBundle.from_stored`)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import update
+
+from liaison.crypto.encoding import b64url_encode
+from liaison.crypto.errors import MalformedKey
+from liaison.crypto.keys import PublicBundle, generate_device
+from liaison.service.storage.models import Device as DeviceRow
+from liaison.service.usecases.auth import warm_bundles
+from tests.service.harness import OPS, World, another_service, coalition
+
+LABEL = "SECRET//AIRDEF//REL TO UKR, USA"
+
+
+async def test_a_starting_service_holds_every_active_device_bundle(world: World) -> None:
+    c = await coalition(world)
+    r = await world.root.post(f"/v1/admin/devices/{c.fra.id}/revoke")
+    assert r.status_code == 200, r.text
+    async with another_service(world) as other:
+        held = other.state.bundles
+        for d in (c.usa, c.ukr, c.sensor, world.root):
+            assert d.id in held, "an active device's bundle was not loaded at start"
+            assert held[d.id] == d.keys.public  # the same keys, parsed from the stored bundle
+        assert c.fra.id not in held  # revoked: read only if it ever signs again
+        # Its first request on the new service needs no read: the bundle is already there.
+        r = await c.usa.on(other).send(OPS, LABEL, to=["ukr-analyst"])
+        assert r.status_code == 201, r.text
+
+
+async def test_warming_takes_the_most_recently_seen_first_up_to_its_limit(world: World) -> None:
+    c = await coalition(world)
+    now = datetime.now(UTC)
+    async with world.state.db.sessions() as s:
+        for age, d in enumerate((c.sensor, c.ukr, c.usa, c.fra, world.root)):
+            seen = now - timedelta(minutes=age)
+            await s.execute(update(DeviceRow).where(DeviceRow.id == d.id).values(last_seen_at=seen))
+        await s.commit()
+    world.state.bundles.clear()
+    assert await warm_bundles(world.state, limit=2) == 2
+    assert set(world.state.bundles) == {c.sensor.id, c.ukr.id}
+    assert await warm_bundles(world.state, limit=10) == 3  # the ones already held are not counted
+    assert len(world.state.bundles) == 5
+
+
+async def test_a_stored_bundle_that_does_not_parse_leaves_the_start_alone(world: World) -> None:
+    c = await coalition(world)
+    async with world.state.db.sessions() as s:
+        broken = update(DeviceRow).where(DeviceRow.id == c.ukr.id).values(signed_bundle='{"bundle": 1}')
+        await s.execute(broken)
+        await s.commit()
+    async with another_service(world) as other:
+        assert c.ukr.id not in other.state.bundles
+        assert c.usa.id in other.state.bundles
+        r = await c.usa.on(other).get("/v1/inbox")
+        assert r.status_code == 200, r.text
+
+
+def test_from_stored_reads_what_from_json_reads_without_the_kem_trial() -> None:
+    keys = generate_device("alice")
+    stored = json.dumps(keys.signed_bundle())
+    parsed = PublicBundle.from_stored(stored)
+    assert parsed == PublicBundle.from_json(json.loads(stored)["bundle"]) == keys.public
+    bundle = json.loads(stored)
+    # A KEM key of the right length that takes no encapsulation (its X25519 part all zero: a
+    # low-order point): enrolment refuses it (`from_signed`, by `from_json`); a bundle read
+    # back from the database was checked then, and is not checked again.
+    zero = b64url_encode(bytes(len(keys.public.kem_pk)))
+    bundle["bundle"]["kem"]["pk"] = zero
+    assert PublicBundle.from_stored(json.dumps(bundle)).kem_pk == bytes(len(keys.public.kem_pk))
+    with pytest.raises(MalformedKey):
+        PublicBundle.from_json(bundle["bundle"])
+
+
+@pytest.mark.parametrize(
+    ("stored", "why"),
+    [
+        ("not json", "not JSON"),
+        ("[]", "has no bundle"),
+        ('{"bundle": {"principal": "alice"}}', "exactly principal, sig, kem, created"),
+    ],
+)
+def test_from_stored_refuses_what_does_not_parse(stored: str, why: str) -> None:
+    with pytest.raises(MalformedKey, match=why):
+        PublicBundle.from_stored(stored)
+
+
+def test_from_stored_still_checks_key_lengths() -> None:
+    bundle = generate_device("alice").signed_bundle()
+    bundle["bundle"]["sig"]["ed25519"] = "AAAA"
+    with pytest.raises(MalformedKey, match="ed25519 key must be 32 bytes"):
+        PublicBundle.from_stored(json.dumps(bundle))
+
+
+async def test_the_enrolling_process_holds_the_new_device_bundle(world: World) -> None:
+    d = await world.principal("usa-new", "USA", "SECRET")
+    assert world.state.bundles.get(d.id) == d.keys.public  # before its first signed request
