@@ -204,7 +204,7 @@ class PostgresRaw(Raw):
         if self._pipelined:
             arrays = ", ".join(f"%b::{t}[]" for t in types)
             sql = f"INSERT INTO {into} SELECT * FROM unnest({arrays})"  # noqa: S608 (fixed names)
-            for chunk in _chunks(rows, _PIPELINE_ROWS):
+            for chunk in _chunks(rows, _UNNEST_ROWS):
                 self.cursor.execute(sql, [list(column) for column in zip(*chunk, strict=True)])
             return
         with self.cursor.copy(f"COPY {into} FROM STDIN (FORMAT BINARY)") as copy:
@@ -217,8 +217,10 @@ class PostgresRaw(Raw):
 #: Parameters per statement in the lookups by chunks (SQLite before 3.32 allows 999).
 _PARAMS = 900
 
-#: Rows up to which a block of inserts goes out as one pipeline (`PostgresRaw.pipeline`).
+#: Rows up to which a block of inserts goes out as one pipeline (`PostgresRaw.pipeline`)...
 _PIPELINE_ROWS = 4_000
+#: ... in statements of at most this many rows each (arrays of as many values per column).
+_UNNEST_ROWS = 1_000
 
 _T = TypeVar("_T")
 

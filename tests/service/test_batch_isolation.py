@@ -142,7 +142,18 @@ def _poison_at_commit(tx: Tx) -> None:
     tx.raw.execute("INSERT INTO poison_deferred (ref) VALUES ('nobody')")
 
 
-@pytest.mark.parametrize("poison", [_poison_now, _poison_at_commit], ids=["statement", "commit"])
+def _poison_in_last_writes(tx: Tx) -> None:
+    """A job whose deferred row fails with the batch's last writes (on PostgreSQL, inside the
+    pipeline that sends them together: the error comes back when it ends)."""
+    tx.audit("principal.updated", "system", "nobody", id="nobody")
+    tx.insert_later("poison (ref)", ("text",), [("nobody",)])
+
+
+@pytest.mark.parametrize(
+    "poison",
+    [_poison_now, _poison_at_commit, _poison_in_last_writes],
+    ids=["statement", "commit", "last-writes"],
+)
 async def test_a_failing_job_fails_alone(busy_world: World, poison: Callable[[Tx], None]) -> None:
     world = busy_world
     c = await coalition(world)
@@ -168,6 +179,7 @@ async def test_a_failing_job_fails_alone(busy_world: World, poison: Callable[[Tx
     assert after["message"] == before["message"] + 20
     # Nothing of the failed job stays: no row, no entry.
     assert (await world.sql("SELECT count(*) FROM poison_deferred")).scalar() == 0
+    assert (await world.sql("SELECT count(*) FROM poison")).scalar() == 0
     assert [e for e in await world.entries("principal.updated") if e.get("id") == "nobody"] == []
     await assert_all_spent(world, reqs)
     await assert_log_verifies(world)
