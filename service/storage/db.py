@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import os
 import sqlite3
 import sys
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ..problems import Problem
 from .checkpointer import WAL_KEEP, WalCheckpointer
+from .quickread import QuickReader
 
 __all__ = [
     "Database",
@@ -89,6 +91,13 @@ class Database:
         event.listen(engine, "connect", _writer_pragmas)
         return engine
 
+    @functools.cached_property
+    def quick_reader(self) -> QuickReader | None:
+        """On a SQLite file, reads of one row at once on the event loop's thread
+        (`storage.quickread`); None on PostgreSQL or in memory."""
+        path = self._sqlite_file()
+        return None if path is None else QuickReader(path)
+
     def checkpointer(self) -> WalCheckpointer | None:
         """On a SQLite file, the thread that checkpoints its WAL for the writer
         (`storage.checkpointer`); None on PostgreSQL."""
@@ -118,6 +127,8 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self.quick_reader is not None:
+            self.quick_reader.close()
         await self.engine.dispose()
 
 

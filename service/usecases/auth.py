@@ -11,6 +11,7 @@ Nothing here knows HTTP frameworks: the API layer hands over an `IncomingRequest
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,6 +43,7 @@ __all__ = [
 ]
 
 _LAST_SEEN_EVERY = 60.0
+_BUNDLE = "SELECT signed_bundle FROM device WHERE id = ?"
 _auth_log = logging.getLogger("liaison.auth")
 
 #: A device's revocation time and its principal, as of the writer's cache.
@@ -173,16 +175,21 @@ class SignedRequest:
 
 async def _bundle(state: AppState, device_id: str) -> PublicBundle | None:
     """The device's public bundle, from the cache or the database (None if not enrolled).
-    Bundles never change (the id is their fingerprint), so caching them is safe."""
+    Bundles never change (the id is their fingerprint), so caching them is safe. On SQLite
+    the row is read at once on the loop's thread (`storage.quickread`), else, or if that
+    cannot be done now, through the async driver."""
     cached = state.bundles.get(device_id)
     if cached is not None:
         return cached
-    with faults_as_problems():  # a database outage is a 503 here too, not a server error
-        async with state.db.sessions() as session:
-            row = await session.get(Device, device_id)
-    if row is None:
+    read, stored = _read_at_once(state, device_id)
+    if not read:
+        with faults_as_problems():  # a database outage is a 503 here too, not a server error
+            async with state.db.sessions() as session:
+                device = await session.get(Device, device_id)
+        stored = None if device is None else device.signed_bundle
+    if stored is None:
         return None
-    bundle = PublicBundle.from_stored(row.signed_bundle)
+    bundle = PublicBundle.from_stored(stored)
     state.bundles[device_id] = bundle
     return bundle
 
@@ -218,6 +225,19 @@ async def warm_bundles(state: AppState, limit: int = WARM_BUNDLES) -> int:
                 continue
             loaded += 1
     return loaded
+
+
+def _read_at_once(state: AppState, device_id: str) -> tuple[bool, str | None]:
+    """(True, the stored signed bundle or None if no such device) when the database could
+    answer at once (SQLite); (False, None) when it must be read the usual way."""
+    quick = state.db.quick_reader
+    if quick is None:
+        return False, None
+    try:
+        row = quick.one(_BUNDLE, (device_id,))
+    except sqlite3.Error:
+        return False, None
+    return True, None if row is None else str(row[0])
 
 
 async def verify_signed(state: AppState, request: IncomingRequest) -> SignedRequest:

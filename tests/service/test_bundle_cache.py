@@ -1,11 +1,18 @@
-"""A starting service loads the enrolled devices' bundles before it serves (`warm_bundles`),
-so that no device's first request waits for a read of its own; and bundles read back from the
-database are parsed without `from_json`'s trial encapsulation (`PublicBundle.from_stored`)."""
+"""Device bundles in a process's cache (`AppState.bundles`): loaded before it serves
+(`warm_bundles`), so that no device's first request waits for a read of its own; held at once
+by the process that enrolls a device; on SQLite, a bundle the process does not hold read at
+once on the loop's thread (`storage.quickread`), through the async driver when that cannot be
+done; and bundles read back from the database parsed without `from_json`'s trial
+encapsulation (`PublicBundle.from_stored`)."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -14,8 +21,9 @@ from liaison.crypto.encoding import b64url_encode
 from liaison.crypto.errors import MalformedKey
 from liaison.crypto.keys import PublicBundle, generate_device
 from liaison.service.storage.models import Device as DeviceRow
+from liaison.service.storage.quickread import QuickReader
 from liaison.service.usecases.auth import warm_bundles
-from tests.service.harness import OPS, World, another_service, coalition
+from tests.service.harness import OPS, Device, World, another_service, assert_problem, coalition
 
 LABEL = "SECRET//AIRDEF//REL TO UKR, USA"
 
@@ -102,3 +110,81 @@ def test_from_stored_still_checks_key_lengths() -> None:
 async def test_the_enrolling_process_holds_the_new_device_bundle(world: World) -> None:
     d = await world.principal("usa-new", "USA", "SECRET")
     assert world.state.bundles.get(d.id) == d.keys.public  # before its first signed request
+
+
+async def test_a_bundle_not_held_is_read_at_once_on_sqlite(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = await coalition(world)
+    env = await c.usa.envelope(OPS, LABEL, to=["ukr-analyst"])  # reads the directory: before
+    world.state.bundles.clear()
+    sessions = world.state.db.sessions
+    async_reads: list[str] = []
+
+    def counting_sessions() -> Any:
+        async_reads.append("read")
+        return sessions()
+
+    # A submit (the hot path) takes no session of its own: the count shows whether reading
+    # the bundle took one.
+    monkeypatch.setattr(world.state.db, "sessions", counting_sessions)
+    r = await c.usa.submit(env, to=["ukr-analyst"])
+    assert r.status_code == 201, r.text
+    assert world.state.bundles[c.usa.id] == c.usa.keys.public
+    if world.state.db.is_postgres:
+        assert world.state.db.quick_reader is None and async_reads  # a network read: the async way
+    else:
+        assert async_reads == []
+
+
+async def test_a_quick_read_that_cannot_be_made_now_falls_back(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = await coalition(world)
+    world.state.bundles.clear()
+    quick = world.state.db.quick_reader
+    if quick is None:
+        pytest.skip("PostgreSQL has no quick reads")
+
+    def busy(sql: str, params: Any) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(quick, "one", busy)
+    r = await c.usa.send(OPS, LABEL, to=["ukr-analyst"])
+    assert r.status_code == 201, r.text
+    assert c.usa.id in world.state.bundles
+
+
+async def test_a_device_never_enrolled_is_unauthenticated(world: World) -> None:
+    stranger = Device(world, "root", generate_device("root"))
+    assert_problem(await stranger.get("/v1/inbox"), "unauthenticated")
+    assert stranger.id not in world.state.bundles
+
+
+def test_a_quick_reader_reads_only_an_existing_file_from_its_own_thread(tmp_path: Path) -> None:
+    missing = QuickReader(str(tmp_path / "missing.db"))
+    with pytest.raises(sqlite3.Error):
+        missing.one("SELECT 1", ())
+    assert not (tmp_path / "missing.db").exists()  # not created
+    path = tmp_path / "one.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT)")
+        conn.execute("INSERT INTO t VALUES ('a', 'x')")
+    reader = QuickReader(str(path))
+    assert reader.one("SELECT v FROM t WHERE k = ?", ("a",)) == ("x",)
+    assert reader.one("SELECT v FROM t WHERE k = ?", ("b",)) is None
+    with pytest.raises(sqlite3.OperationalError):  # query only
+        reader.one("INSERT INTO t VALUES ('b', 'y')", ())
+    errors: list[BaseException] = []
+
+    def elsewhere() -> None:
+        try:
+            reader.one("SELECT 1", ())
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=elsewhere)
+    t.start()
+    t.join()
+    assert len(errors) == 1 and isinstance(errors[0], sqlite3.ProgrammingError)
+    reader.close()
