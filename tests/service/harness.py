@@ -334,11 +334,12 @@ class World:
         return entry_view(bytes(row.data), Opening.from_row(*found) if found else None)
 
     @asynccontextmanager
-    async def served(self) -> AsyncIterator[str]:
+    async def served(self, *, liaison_server: bool = False) -> AsyncIterator[str]:
         """Serve this world's app (already started) over real HTTP on a free loopback port,
-        for what the in-memory transport cannot do (streaming responses). Yields the base URL;
-        requests are still signed for BASE, which the app takes as its public URL."""
-        async with serve_app(self.app) as base:
+        for what the in-memory transport cannot do (streaming responses, bytes that are not
+        HTTP: see `serve_app`). Yields the base URL; requests are still signed for BASE,
+        which the app takes as its public URL."""
+        async with serve_app(self.app, liaison_server=liaison_server) as base:
             yield base
 
     async def enrol(
@@ -487,19 +488,32 @@ async def anchor_profile(world: World, log_json: Path) -> None:
 
 
 @asynccontextmanager
-async def serve_app(app: Any) -> AsyncIterator[str]:
-    """Serve an app whose state is already open over loopback HTTP; yields the base URL."""
+async def serve_app(app: Any, *, liaison_server: bool = False) -> AsyncIterator[str]:
+    """Serve an app whose state is already open over loopback HTTP; yields the base URL.
+
+    `liaison_server=True` serves it as `liaison-server run` does (`api.server.LiaisonServer`:
+    its own protocol, which bounds request heads, keeps deadlines, caps connections per
+    address and answers what is not HTTP with problem+json), else with plain uvicorn."""
     import uvicorn
+
+    from liaison.service.api.server import LiaisonServer, Limits, Listen
 
     # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only then (else
     # Nagle and delayed ACKs add 40 ms to every kept-alive request).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, lifespan="off", log_config=None, access_log=False, timeout_graceful_shutdown=2)
+    config = uvicorn.Config(
+        app, lifespan="off", log_config=None, access_log=False, timeout_graceful_shutdown=2
     )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
+    server: uvicorn.Server
+    if liaison_server:
+        sock.close()  # it binds its own listeners (a port just freed: another may take it first)
+        server = LiaisonServer(config, [Listen(config, "127.0.0.1", port, None, Limits())])
+        task = asyncio.create_task(server.serve())
+    else:
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         for _ in range(500):
             if server.started:

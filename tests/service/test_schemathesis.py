@@ -1,6 +1,9 @@
 """The whole API fuzzed by schemathesis from the service's own /openapi.json (issue 10, finding
 7): every operation, with data that fits its schema and data that does not, sent over HTTP to
-the real app (uvicorn on loopback, on SQLite and on PostgreSQL), once unauthenticated and once
+the real app, served as `liaison-server run` serves it (`LiaisonServer` on loopback: its own
+protocol answers bytes that are not HTTP, such as a `content-length` that is not a number,
+with problem+json, where plain uvicorn answers text; on SQLite and on PostgreSQL), once
+unauthenticated and once
 signed as an enrolled device (RFC 9421, by `SignedRequests`, a `requests` auth that
 schemathesis applies to every case). Every answer must be below 500, and every error an RFC
 9457 problem+json of a type in the catalogue; and (issue 11, item 13) every answer's status
@@ -222,7 +225,7 @@ async def test_schemathesis_finds_no_server_error(unlimited: World) -> None:
     world = unlimited
     await coalition(world)  # principals, devices and a channel for the fuzzed requests to meet
     doc = (await world.http.get("/openapi.json")).json()
-    async with world.served() as url:
+    async with world.served(liaison_server=True) as url:
         unsigned = await asyncio.to_thread(_fuzz, doc, url, None)
         signed = await asyncio.to_thread(_fuzz, doc, url, SignedRequests(world.root.keys, BASE))
     failures = unsigned[1] + signed[1]
