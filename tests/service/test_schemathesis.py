@@ -3,9 +3,8 @@
 the real app, served as `liaison-server run` serves it (`LiaisonServer` on loopback: its own
 protocol answers bytes that are not HTTP, such as a `content-length` that is not a number,
 with problem+json, where plain uvicorn answers text; on SQLite and on PostgreSQL), once
-unauthenticated and once
-signed as an enrolled device (RFC 9421, by `SignedRequests`, a `requests` auth that
-schemathesis applies to every case). Every answer must be below 500, and every error an RFC
+unauthenticated and once signed as an enrolled device (RFC 9421, by `SignedRequests`, a
+`requests` auth that schemathesis applies to every case). Every answer must be below 500, and every error an RFC
 9457 problem+json of a type in the catalogue; and (issue 11, item 13) every answer's status
 must be one the document declares for the operation, every problem's type one it lists for
 that status, and every JSON answer valid against the declared schema.
