@@ -4,10 +4,10 @@ the real app, served as `liaison-server run` serves it (`LiaisonServer` on loopb
 protocol answers bytes that are not HTTP, such as a `content-length` that is not a number,
 with problem+json, where plain uvicorn answers text; on SQLite and on PostgreSQL), once
 unauthenticated and once signed as an enrolled device (RFC 9421, by `SignedRequests`, a
-`requests` auth that schemathesis applies to every case). Every answer must be below 500, and every error an RFC
-9457 problem+json of a type in the catalogue; and (issue 11, item 13) every answer's status
-must be one the document declares for the operation, every problem's type one it lists for
-that status, and every JSON answer valid against the declared schema.
+`requests` auth that schemathesis applies to every case). Every answer must be below 500,
+and every error an RFC 9457 problem+json of a type in the catalogue; and (issue 11, item 13)
+every answer's status must be one the document declares for the operation, every problem's
+type one it lists for that status, and every JSON answer valid against the declared schema.
 
 The run is deterministic and bounded: hypothesis is derandomized with no example database, and
 each operation gets a fixed number of examples per mode (`EXAMPLES`), enough to hit every
