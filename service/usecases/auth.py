@@ -195,9 +195,9 @@ async def _bundle(state: AppState, device_id: str) -> PublicBundle | None:
 
 
 #: Bundles `warm_bundles` loads at start: every enrolled device of a coalition's deployment
-#: (docs/scaling.md: 5,000 analysts) at about 3.5 KiB each (its ML-DSA-65 and ML-KEM-768
-#: keys); past it, the most recently seen devices' (the others are read at their first
-#: request, as any device enrolled after the start).
+#: (docs/scaling.md: 5,000 analysts), at 3.6 KiB each in memory (its ML-DSA-65 and
+#: ML-KEM-768 keys) and 65-110 us each to load (bench/bundles.py); past it, the most recently
+#: seen devices' (the others are read at their first request, as any device enrolled later).
 WARM_BUNDLES = 20_000
 
 
