@@ -1,8 +1,10 @@
 """What the benches share: starting a `liaison-server` of their own (a fresh data directory,
-TLS, its dev certificate) and waiting for it to be ready, and stopping it."""
+TLS, its dev certificate) and waiting for it to be ready, and stopping it; or the service's
+state opened in the bench's own process (`throwaway_state`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,8 +12,14 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from liaison.service.state import AppState
 
 BIN = Path(sys.executable).parent
 
@@ -86,3 +94,22 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def throwaway_state(database_url: str | None) -> AsyncIterator[AppState]:
+    """The service's state, opened in this process on a fresh data directory: its SQLite
+    database, or `database_url` (an empty PostgreSQL database); closed and removed after."""
+    from liaison.service.app import close_state, open_state
+    from liaison.service.config import load_settings
+    from liaison.service.ops.bootstrap import write_files
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "data"
+        write_files(data_dir)
+        overrides = {"database_url": database_url} if database_url else {}
+        state = await open_state(load_settings(data_dir, **overrides))
+        try:
+            yield state
+        finally:
+            await close_state(state)

@@ -39,15 +39,12 @@ import hashlib
 import inspect
 import random
 import statistics
-import tempfile
 import time
-from pathlib import Path
+
+from _server import throwaway_state
 
 from liaison.crypto import merkle, note, tiles
 from liaison.crypto.keys import generate_device
-from liaison.service.app import close_state, open_state
-from liaison.service.config import load_settings
-from liaison.service.ops.bootstrap import write_files
 from liaison.service.ops.cli import tune_gc
 from liaison.service.state import AppState
 from liaison.service.storage.logstore import LogReader
@@ -209,38 +206,29 @@ async def main() -> None:
         args.entries, args.appends, args.samples = min(args.entries, 20_000), 640, 200
         args.seconds, args.pages, args.batch = 0.2, 3, min(args.batch, 5_000)
     tune_gc()  # the collector and GIL settings of `liaison-server run`, whose writer this measures
-    with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp) / "data"
-        write_files(data_dir)
-        overrides = {"database_url": args.database_url} if args.database_url else {}
-        state = await open_state(load_settings(data_dir, **overrides))
-        try:
-            db = "PostgreSQL" if state.db.is_postgres else "SQLite"
-            print(f"database: {db}")
-            phases = [
-                ("appends,  1 writer", 1, False, False),
-                ("appends, 64 concurrent writers", 64, False, False),
-                ("appends, 64 concurrent writers, jobs with savepoints", 64, False, True),
-                ("appends, 64 concurrent writers, each job sets a map leaf", 64, True, False),
-            ]
-            for k, (name, writers, leaf, savepoint) in enumerate(phases):
-                n = args.appends // writers * writers
-                rate, batches = await appends(
-                    state, args.appends, writers, leaf=leaf, savepoint=savepoint, first=k * args.appends
-                )
-                print(f"{name + ':':58s} {rate:8.0f} appends/s ({n} appends in {batches} batches)")
-            print(
-                f"{'checkpoint signing (Ed25519 note):':58s} {signing_rate(args.seconds):8.0f} signatures/s"
+    async with throwaway_state(args.database_url) as state:
+        db = "PostgreSQL" if state.db.is_postgres else "SQLite"
+        print(f"database: {db}")
+        phases = [
+            ("appends,  1 writer", 1, False, False),
+            ("appends, 64 concurrent writers", 64, False, False),
+            ("appends, 64 concurrent writers, jobs with savepoints", 64, False, True),
+            ("appends, 64 concurrent writers, each job sets a map leaf", 64, True, False),
+        ]
+        for k, (name, writers, leaf, savepoint) in enumerate(phases):
+            n = args.appends // writers * writers
+            rate, batches = await appends(
+                state, args.appends, writers, leaf=leaf, savepoint=savepoint, first=k * args.appends
             )
-            grown, took = await grow(state, args.entries, args.batch)
-            print(
-                f"{'grow in large batches (jobs of ' + format(args.batch, ',') + ' entries):':58s} "
-                f"{grown / max(took, 1e-9):8.0f} entries/s ({grown:,} entries in {took:.1f} s)"
-            )
-            await latencies(state, args.samples)
-            await entry_reads(state, args.pages)
-        finally:
-            await close_state(state)
+            print(f"{name + ':':58s} {rate:8.0f} appends/s ({n} appends in {batches} batches)")
+        print(f"{'checkpoint signing (Ed25519 note):':58s} {signing_rate(args.seconds):8.0f} signatures/s")
+        grown, took = await grow(state, args.entries, args.batch)
+        print(
+            f"{'grow in large batches (jobs of ' + format(args.batch, ',') + ' entries):':58s} "
+            f"{grown / max(took, 1e-9):8.0f} entries/s ({grown:,} entries in {took:.1f} s)"
+        )
+        await latencies(state, args.samples)
+        await entry_reads(state, args.pages)
 
 
 if __name__ == "__main__":

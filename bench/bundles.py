@@ -23,21 +23,17 @@ import asyncio
 import gc
 import json
 import statistics
-import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
+from _server import throwaway_state
 from sqlalchemy import insert
 
 from liaison.crypto.encoding import jcs
 from liaison.crypto.keys import PublicBundle, generate_device
 from liaison.crypto.names import MLKEM768_X25519
-from liaison.service.app import close_state, open_state
-from liaison.service.config import load_settings
-from liaison.service.ops.bootstrap import write_files
 from liaison.service.state import AppState
 from liaison.service.storage.models import Device, Principal
 from liaison.service.usecases import auth
@@ -99,57 +95,50 @@ async def main() -> None:
     ap.add_argument("--reads", type=int, default=300, help="cache-miss reads timed per way")
     ap.add_argument("--database-url", help="an empty database (default: SQLite in a temp dir)")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp) / "data"
-        write_files(data_dir)
-        overrides = {"database_url": args.database_url} if args.database_url else {}
-        state = await open_state(load_settings(data_dir, **overrides))
-        try:
-            print(f"database: {'PostgreSQL' if state.db.is_postgres else 'SQLite'}")
-            print(f"enrolling {args.devices:,} device rows ...", flush=True)
-            ids = await _enrol_rows(state, args.devices)
-            text = jcs(generate_device("bench").signed_bundle()).decode()
-            full = _per_call_us(lambda: PublicBundle.from_json(json.loads(text)["bundle"]), 200)
-            stored = _per_call_us(lambda: PublicBundle.from_stored(text), 2000)
-            print(f"{'parse a stored bundle, from_json (trial encapsulation):':58s} {full:8.1f} us")
-            print(f"{'parse a stored bundle, from_stored:':58s} {stored:8.1f} us")
-            state.bundles.clear()
-            start = time.perf_counter()
-            loaded = await auth.warm_bundles(state)
-            took = time.perf_counter() - start
-            print(
-                f"{'warm_bundles (the start):':58s} {took * 1e3:8.1f} ms for {loaded:,} devices, "
-                f"{took / max(loaded, 1) * 1e6:.1f} us each"
-            )
-            state.bundles.clear()
-            gc.collect()
-            tracemalloc.start()
-            await auth.warm_bundles(state)
-            gc.collect()
-            held, _ = tracemalloc.get_traced_memory()  # what the cache still holds
-            tracemalloc.stop()
-            print(
-                f"{'the warmed cache in memory:':58s} {held / 2**20:8.1f} MiB, "
-                f"{held / max(len(state.bundles), 1) / 1024:.2f} KiB a device"
-            )
-            picks = [ids[i * len(ids) // args.reads] for i in range(args.reads)]
-            ways: list[tuple[str, bool]] = [("through the async driver", False)]
-            if state.db.quick_reader is not None:
-                ways.insert(0, ("at once on the loop's thread", True))
-            for name, quick in ways:
-                reader = state.db.quick_reader
-                if not quick:
-                    state.db.__dict__["quick_reader"] = None  # the async way, as on PostgreSQL
-                samples = []
-                for device_id in picks:
-                    state.bundles.pop(device_id, None)
-                    t = time.perf_counter()
-                    await auth._bundle(state, device_id)
-                    samples.append(time.perf_counter() - t)
-                state.db.__dict__["quick_reader"] = reader
-                print(f"{'a cache miss, ' + name + ':':58s} {_ms(samples)}")
-        finally:
-            await close_state(state)
+    async with throwaway_state(args.database_url) as state:
+        print(f"database: {'PostgreSQL' if state.db.is_postgres else 'SQLite'}")
+        print(f"enrolling {args.devices:,} device rows ...", flush=True)
+        ids = await _enrol_rows(state, args.devices)
+        text = jcs(generate_device("bench").signed_bundle()).decode()
+        full = _per_call_us(lambda: PublicBundle.from_json(json.loads(text)["bundle"]), 200)
+        stored = _per_call_us(lambda: PublicBundle.from_stored(text), 2000)
+        print(f"{'parse a stored bundle, from_json (trial encapsulation):':58s} {full:8.1f} us")
+        print(f"{'parse a stored bundle, from_stored:':58s} {stored:8.1f} us")
+        state.bundles.clear()
+        start = time.perf_counter()
+        loaded = await auth.warm_bundles(state)
+        took = time.perf_counter() - start
+        print(
+            f"{'warm_bundles (the start):':58s} {took * 1e3:8.1f} ms for {loaded:,} devices, "
+            f"{took / max(loaded, 1) * 1e6:.1f} us each"
+        )
+        state.bundles.clear()
+        gc.collect()
+        tracemalloc.start()
+        await auth.warm_bundles(state)
+        gc.collect()
+        held, _ = tracemalloc.get_traced_memory()  # what the cache still holds
+        tracemalloc.stop()
+        print(
+            f"{'the warmed cache in memory:':58s} {held / 2**20:8.1f} MiB, "
+            f"{held / max(len(state.bundles), 1) / 1024:.2f} KiB a device"
+        )
+        picks = [ids[i * len(ids) // args.reads] for i in range(args.reads)]
+        ways: list[tuple[str, bool]] = [("through the async driver", False)]
+        if state.db.quick_reader is not None:
+            ways.insert(0, ("at once on the loop's thread", True))
+        for name, quick in ways:
+            reader = state.db.quick_reader
+            if not quick:
+                state.db.__dict__["quick_reader"] = None  # the async way, as on PostgreSQL
+            samples = []
+            for device_id in picks:
+                state.bundles.pop(device_id, None)
+                t = time.perf_counter()
+                await auth._bundle(state, device_id)
+                samples.append(time.perf_counter() - t)
+            state.db.__dict__["quick_reader"] = reader
+            print(f"{'a cache miss, ' + name + ':':58s} {_ms(samples)}")
 
 
 if __name__ == "__main__":
