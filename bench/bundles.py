@@ -117,11 +117,12 @@ async def main() -> None:
         tracemalloc.start()
         await auth.warm_bundles(state)
         gc.collect()
-        held, _ = tracemalloc.get_traced_memory()  # what the cache still holds
+        held, peak = tracemalloc.get_traced_memory()  # what the cache still holds; the most
         tracemalloc.stop()
         print(
             f"{'the warmed cache in memory:':58s} {held / 2**20:8.1f} MiB, "
-            f"{held / max(len(state.bundles), 1) / 1024:.2f} KiB a device"
+            f"{held / max(len(state.bundles), 1) / 1024:.2f} KiB a device (peak while loading "
+            f"{peak / 2**20:.1f} MiB)"
         )
         picks = [ids[i * len(ids) // args.reads] for i in range(args.reads)]
         ways: list[tuple[str, bool]] = [("through the async driver", False)]
