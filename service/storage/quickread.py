@@ -36,8 +36,11 @@ class QuickReader:
 
     def one(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         """The first row of `sql`, or None; raises `sqlite3.Error` if it cannot be read now."""
-        conn = self._open()
-        row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
+        cursor = self._open().execute(sql, params)
+        try:
+            row: tuple[Any, ...] | None = cursor.fetchone()
+        finally:
+            cursor.close()  # ends the read at once: no WAL snapshot is held for checkpoints to wait on
         return row
 
     def _open(self) -> sqlite3.Connection:

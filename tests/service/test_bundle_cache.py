@@ -175,6 +175,14 @@ def test_a_quick_reader_reads_only_an_existing_file_from_its_own_thread(tmp_path
     assert reader.one("SELECT v FROM t WHERE k = ?", ("b",)) is None
     with pytest.raises(sqlite3.OperationalError):  # query only
         reader.one("INSERT INTO t VALUES ('b', 'y')", ())
+    # A read ends at once: a WAL checkpoint right after it is not held back by a snapshot.
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("INSERT INTO t VALUES ('b', 'y'), ('c', 'z')")
+    assert reader.one("SELECT v FROM t ORDER BY k", ()) == ("x",)  # more rows than it takes
+    writer.execute("INSERT INTO t VALUES ('d', 'w')")
+    assert writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # not busy
+    writer.close()
     errors: list[BaseException] = []
 
     def elsewhere() -> None:
