@@ -131,14 +131,14 @@ async def main() -> None:
         for name, quick in ways:
             reader = state.db.quick_reader
             if not quick:
-                state.db.__dict__["quick_reader"] = None  # the async way, as on PostgreSQL
+                state.db.quick_reader = None  # the async way, as on PostgreSQL
             samples = []
             for device_id in picks:
                 state.bundles.pop(device_id, None)
                 t = time.perf_counter()
                 await auth._bundle(state, device_id)
                 samples.append(time.perf_counter() - t)
-            state.db.__dict__["quick_reader"] = reader
+            state.db.quick_reader = reader
             print(f"{'a cache miss, ' + name + ':':58s} {_ms(samples)}")
 
 
