@@ -545,9 +545,8 @@ class Writer:
             try:
                 session.begin()
                 raw = raw_connection(session, self.is_postgres)
-                raw.lock()
-                store = SqlLogStore(raw)
-                return session, raw, store, store.size()
+                start = SqlLogStore.size_of(raw.lock(then=SqlLogStore.SIZE))
+                return session, raw, SqlLogStore(raw), start
             except Exception as e:  # nothing ran: whatever this is, the database cannot serve
                 dropped = not retry and raw is not None and raw.dropped()
                 if dropped:
@@ -586,8 +585,9 @@ class Writer:
             outcomes, after, entries, leaves = self._jobs(base, jobs)
             receipts: dict[int, Receipt] = {}
             staged = None
-            # The batch's last writes go out together (on PostgreSQL, one round trip).
-            with raw.pipeline(base._later.count() + 2 * len(entries) + len(leaves)):
+            # The batch's last writes and its COMMIT go out together (on PostgreSQL, one
+            # round trip); the session's commit then ends the transaction where it did not.
+            with raw.pipeline(base._later.count() + 2 * len(entries) + len(leaves), commit=True):
                 base._later.write(raw)
                 if entries:
                     # Every batch ends with the map's head (protocol 9.6): the entry at N - 1

@@ -79,6 +79,9 @@ class Database:
                 pool_size=2,
                 max_overflow=0,
                 pool_pre_ping=False,  # the writer reconnects a dropped connection itself (Writer._begin)
+                # The driver begins no transaction by itself: `PostgresRaw.lock` begins each
+                # batch's, in the same round trip as the writers' lock and the log's size.
+                isolation_level="AUTOCOMMIT",
                 connect_args={
                     "connect_timeout": CONNECT_TIMEOUT_SECONDS,
                     "application_name": "liaison-writer",

@@ -162,8 +162,15 @@ class SqlLogStore:
     def __init__(self, raw: Raw) -> None:
         self.raw = raw
 
+    #: The log's size (`size`), as a statement: `Raw.lock` runs it with the lock's.
+    SIZE = "SELECT max(size) FROM checkpoint"
+
     def size(self) -> int:
-        row = self.raw.execute("SELECT max(size) FROM checkpoint").fetchone()
+        return self.size_of(self.raw.execute(self.SIZE).fetchone())
+
+    @staticmethod
+    def size_of(row: Any) -> int:
+        """The size in `SIZE`'s row."""
         return int(row[0] or 0) if row else 0
 
     def hashes(self, nodes: Sequence[Node]) -> dict[Node, bytes]:

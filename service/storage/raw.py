@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+from psycopg.pq import TransactionStatus
 from sqlalchemy.orm import Session
 
 from .models import to_column_time
@@ -22,6 +23,7 @@ __all__ = ["PostgresRaw", "Raw", "SqliteRaw", "raw_connection"]
 
 #: Advisory-lock key shared by every Liaison process on one PostgreSQL database.
 _PG_LOCK_KEY = 0x4C49_4149  # "LIAI"
+_IDLE = TransactionStatus.IDLE
 
 
 class Raw:
@@ -61,10 +63,12 @@ class Raw:
             self.executemany(f"INSERT INTO {into} VALUES ({marks})", rows)  # noqa: S608 (fixed names)
 
     @contextlib.contextmanager
-    def pipeline(self, rows: int) -> Iterator[None]:
+    def pipeline(self, rows: int, *, commit: bool = False) -> Iterator[None]:
         """Statements that need no answer go out without waiting for one until the block ends
         (PostgreSQL's pipeline mode: see `PostgresRaw`), for a block that inserts about
-        `rows` rows; here every statement runs at once, as outside it."""
+        `rows` rows; here every statement runs at once, as outside it. With `commit`, the
+        block is the transaction's last and the caller commits it after (`Session.commit`),
+        which may find it committed already (in the block's round trip)."""
         yield
 
     def claim_nonces(self, rows: Sequence[tuple[str, str, Any]]) -> set[tuple[str, str]]:
@@ -97,8 +101,11 @@ class Raw:
         (so ORM readers and raw writers see the same values); None stays None."""
         return None if value is None else to_column_time(value)
 
-    def lock(self) -> None:
-        """Serialise writers of this database until the transaction ends."""
+    def lock(self, then: str) -> Any:
+        """Begin the batch's transaction holding the writers' lock (every writer of this
+        database waits for it until the transaction ends), then run `then` (one read without
+        parameters: the log's size) in it and return its first row."""
+        raise NotImplementedError
 
     def notify_many(self, notes: Sequence[tuple[str, str]]) -> None:
         """Notify listeners of every process of each (channel, payload), in order, when the
@@ -113,11 +120,12 @@ class SqliteRaw(Raw):
     without the file lock then waits on SQLite's busy timeout instead of writing at an index
     another has taken). Timestamps in SQLAlchemy's text form."""
 
-    def lock(self) -> None:
+    def lock(self, then: str) -> Any:
         conn = self.cursor.connection
         if conn.in_transaction:  # nothing may have begun it: its snapshot could be stale
             raise RuntimeError("the batch's SQLite transaction began before its lock")
         self.cursor.execute("BEGIN IMMEDIATE")
+        return self.cursor.execute(then).fetchone()
 
     def time(self, value: datetime | None) -> Any:
         if value is None:
@@ -144,8 +152,23 @@ class PostgresRaw(Raw):
             text_ = self._sql[sql] = sql.replace("?", "%s")
         return text_
 
-    def lock(self) -> None:
-        self.cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
+    def lock(self, then: str) -> Any:
+        """One round trip (three before: psycopg's BEGIN, the lock, the read): the writer's
+        connection is in autocommit mode (`Database.sync_engine`), so psycopg begins nothing
+        itself, and the three statements go as one simple query. Each statement of a simple
+        query takes its own snapshot at READ COMMITTED (asked for, whatever the server's
+        default), so `then` sees every transaction committed before the lock was granted."""
+        conn = self.cursor.connection
+        if not conn.autocommit or conn.info.transaction_status != _IDLE:
+            raise RuntimeError("the batch's PostgreSQL transaction began before its lock")
+        if ";" in then or "%" in then:
+            raise ValueError("the read after the lock is one statement without parameters")
+        self.cursor.execute(
+            f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({_PG_LOCK_KEY}); {then}"
+        )
+        self.cursor.nextset()  # past BEGIN's and the lock's results
+        self.cursor.nextset()
+        return self.cursor.fetchone()
 
     def dropped(self) -> bool:
         return bool(self.cursor.connection.broken)
@@ -175,21 +198,29 @@ class PostgresRaw(Raw):
             )
 
     @contextlib.contextmanager
-    def pipeline(self, rows: int) -> Iterator[None]:
+    def pipeline(self, rows: int, *, commit: bool = False) -> Iterator[None]:
         """A batch's last statements (its audit entries, tree hashes, checkpoint, map leaves)
         in one round trip instead of one or two each: psycopg's pipeline mode sends each
         statement at once and collects the answers when the block ends, which raises the
         first statement's error (the transaction is then aborted, as it would have been).
-        A statement whose answer is read waits for it, as outside. Only for small blocks
-        (`rows` up to `_PIPELINE_ROWS`): COPY, twice as fast for thousands of rows, cannot
-        run in a pipeline."""
+        A statement whose answer is read waits for it, as outside. With `commit`, the COMMIT
+        goes last in the same round trip when the block raised nothing (the session's pending
+        ORM writes flushed before the block, so that none is left to run after the COMMIT),
+        and the caller's `Session.commit()` finds nothing to do; a COMMIT that fails raises
+        when the block ends, like any statement of it. Only for small blocks (`rows` up to
+        `_PIPELINE_ROWS`): COPY, twice as fast for thousands of rows, cannot run in a
+        pipeline (the caller's `Session.commit()` commits then)."""
         if rows > _PIPELINE_ROWS:
             yield
             return
+        if commit:
+            self.session.flush()
         with self.cursor.connection.pipeline():
             self._pipelined = True
             try:
                 yield
+                if commit:
+                    self.cursor.execute("COMMIT")
             finally:
                 self._pipelined = False
 

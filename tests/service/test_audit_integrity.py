@@ -233,33 +233,59 @@ async def test_verify_cli_usage_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not os.environ.get(PG_ENV), reason=f"needs {PG_ENV}")
-async def test_two_integrators_share_postgres(tmp_path: Path) -> None:
-    """Two service processes' writers on one database take turns (advisory lock): the log stays
-    consecutive, every receipt verifies, and the whole tree checks out."""
-    async with postgres_database() as url, running_world(tmp_path, url) as world:
-        other = await open_state(world.state.settings)
-        try:
+@pytest.mark.parametrize("isolation", [None, "repeatable read"], ids=["default", "server-repeatable-read"])
+async def test_two_integrators_share_postgres(tmp_path: Path, isolation: str | None) -> None:
+    """Two replicas' writers on one database take turns (the advisory lock): the log stays
+    consecutive, every receipt verifies, and the whole tree checks out. Also where the
+    server's default isolation is REPEATABLE READ, under which a transaction's one snapshot
+    would be taken before its lock is granted (and its log size read stale): each batch asks
+    for READ COMMITTED (fails without it: checked)."""
+    async with postgres_database() as url:
+        if isolation is not None:
+            db = Database(url)
+            try:
+                async with db.engine.connect() as conn:
+                    name = (await conn.exec_driver_sql("SELECT current_database()")).scalar_one()
+                    await conn.exec_driver_sql(
+                        f"ALTER DATABASE \"{name}\" SET default_transaction_isolation = '{isolation}'"
+                    )
+                    await conn.commit()
+            finally:
+                await db.dispose()
+        async with running_world(tmp_path, url) as world:
+            await _two_integrators(world)
 
-            def job(tx: Tx, k: int = 0) -> list[int]:
-                return [tx.audit("test.filler", "system", None, k=k, j=j) for j in range(5)]
 
-            async def one(state: Any, k: int) -> list[Any]:
-                result = await state.writer.run(lambda tx: job(tx, k))
-                return [result.receipts[i] for i in result.value]
+async def _two_integrators(world: World) -> None:
+    other = await open_state(world.state.settings)
+    # As a replica on another machine: no file lock shared with the first (`_machine_lock`),
+    # the advisory lock alone orders the two writers.
+    other.writer._lock = None
+    try:
 
-            results = await asyncio.gather(*(one(s, k) for k in range(40) for s in (world.state, other)))
-        finally:
-            await close_state(other)
-        receipts = [r for rs in results for r in rs]
-        indexes = sorted(r.index for r in receipts)
-        # Unique, and consecutive but for each batch's closing map.head (protocol 9.6).
-        assert len(set(indexes)) == len(indexes)
-        span = range(indexes[0], indexes[-1] + 1)
-        entries = await world.entries(start=indexes[0], heads=True)
-        gaps = sorted(set(span) - set(indexes))
-        assert all(entries[i - indexes[0]]["type"] == "map.head" for i in gaps), gaps
-        key = world.state.log.signer.verifier
-        for r in receipts:
-            transparency.verify_receipt(r.to_json(), key)
-        report = await verify_log(world.state.db, key)
-        assert report.ok, report.failures
+        def job(tx: Tx, k: int = 0) -> list[int]:
+            return [tx.audit("test.filler", "system", None, k=k, j=j) for j in range(5)]
+
+        async def one(state: Any, k: int) -> list[Any]:
+            result = await state.writer.run(lambda tx: job(tx, k))
+            return [result.receipts[i] for i in result.value]
+
+        async def turns(state: Any) -> list[list[Any]]:  # one batch after another: they contend
+            return [await one(state, k) for k in range(40)]
+
+        results = [rs for t in await asyncio.gather(turns(world.state), turns(other)) for rs in t]
+    finally:
+        await close_state(other)
+    receipts = [r for rs in results for r in rs]
+    indexes = sorted(r.index for r in receipts)
+    # Unique, and consecutive but for each batch's closing map.head (protocol 9.6).
+    assert len(set(indexes)) == len(indexes)
+    span = range(indexes[0], indexes[-1] + 1)
+    entries = await world.entries(start=indexes[0], heads=True)
+    gaps = sorted(set(span) - set(indexes))
+    assert all(entries[i - indexes[0]]["type"] == "map.head" for i in gaps), gaps
+    key = world.state.log.signer.verifier
+    for r in receipts:
+        transparency.verify_receipt(r.to_json(), key)
+    report = await verify_log(world.state.db, key)
+    assert report.ok, report.failures

@@ -23,6 +23,7 @@ import pytest
 from liaison.crypto.keys import generate_device
 from liaison.crypto.labels import parse_label
 from liaison.service.problems import Problem
+from liaison.service.storage.models import ChannelMember
 from liaison.service.tlog.verify import verify_log
 from liaison.service.writer import Tx
 from tests.service.harness import (
@@ -149,12 +150,29 @@ def _poison_in_last_writes(tx: Tx) -> None:
     tx.insert_later("poison (ref)", ("text",), [("nobody",)])
 
 
+def _poison_unflushed(tx: Tx) -> None:
+    """A job whose ORM write waits in the session, never flushed by the job, and fails when it
+    is (a member of no channel): it must fail inside the batch's transaction. On PostgreSQL
+    the COMMIT goes with the batch's last writes, so a flush left to `Session.commit()` would
+    run after it, outside the transaction: the batch's entries committed, then its jobs run
+    again (refused as replays: checked). The writer's flush after each job, and the
+    pipeline's flush before that COMMIT, each prevent it. Last in its batch, so that no later
+    job's query flushes it first."""
+    tx.audit("principal.updated", "system", "nobody", id="nobody")
+    tx.session.add(ChannelMember(channel_id="nowhere", principal_id="nobody"))
+
+
 @pytest.mark.parametrize(
-    "poison",
-    [_poison_now, _poison_at_commit, _poison_in_last_writes],
-    ids=["statement", "commit", "last-writes"],
+    ("poison", "last"),
+    [
+        (_poison_now, False),
+        (_poison_at_commit, False),
+        (_poison_in_last_writes, False),
+        (_poison_unflushed, True),
+    ],
+    ids=["statement", "commit", "last-writes", "unflushed"],
 )
-async def test_a_failing_job_fails_alone(busy_world: World, poison: Callable[[Tx], None]) -> None:
+async def test_a_failing_job_fails_alone(busy_world: World, poison: Callable[[Tx], None], last: bool) -> None:
     world = busy_world
     c = await coalition(world)
     await world.sql("CREATE TABLE poison (ref VARCHAR(64) REFERENCES principal(id))")
@@ -169,7 +187,7 @@ async def test_a_failing_job_fails_alone(busy_world: World, poison: Callable[[Tx
         await world.state.writer.run(poison, savepoint=False)
 
     sends = [lambda q=q: world.http.send(q) for q in reqs]
-    half = len(sends) // 2  # the failing job runs in the middle of the batch
+    half = len(sends) if last else len(sends) // 2  # the failing job runs in the middle of the batch
     results = await in_one_batch(world, *sends[:half], poisoned, *sends[half:])
     failed = results.pop(half)
     assert isinstance(failed, Problem) and failed.slug == "internal", failed
