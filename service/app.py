@@ -48,7 +48,7 @@ from .storage.models import Principal
 from .storage.sqlite_events import SqliteListener
 from .tlog.log import AuditLog
 from .usecases import attachments, messaging, streams, witnesses
-from .usecases.auth import purge_nonces, warm_bundles
+from .usecases.auth import BundleCache, purge_nonces, warm_bundles
 from .usecases.ratelimit import RateLimiter
 from .writer import Tx, Writer
 
@@ -499,7 +499,7 @@ def create_app(settings: Settings, *, migrate_new: bool = True, primary: bool = 
         listener: PgListener | SqliteListener
         if state.db.is_postgres:
             dsn = state.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-            listener = PgListener(dsn, state.hub)
+            listener = PgListener(dsn, state.hub, devices=BundleCache(state))
         else:  # other processes on this SQLite file: their deliveries, polled while streams are open
             listener = SqliteListener(state.db, state.hub)
         app.state.listener = listener

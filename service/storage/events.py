@@ -15,6 +15,12 @@ delivered to, and publishes it to them through its hub (`EventHub`).
   polls `PRAGMA data_version` and publishes the deliveries committed by other processes,
   skipping the recorded ones. A push from another process waits for the next poll (50 ms);
   with no subscribers the listener sends no query at all.
+
+On PostgreSQL the listener also hears of each device enrolled through another process
+(`DEVICE_CHANNEL`, notified by the enrolment's batch: the device id only) and reads its stored
+bundle into this process's cache (`DeviceCache`), so that the device's first request here
+finds it there instead of waiting for a read behind the other requests. On SQLite a bundle
+this process lacks is read at once when asked for (`storage.quickread`).
 """
 
 from __future__ import annotations
@@ -26,13 +32,18 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
-__all__ = ["CHANNEL", "EventHub", "PgListener", "Subscription"]
+__all__ = ["CHANNEL", "DEVICE_CHANNEL", "DeviceCache", "EventHub", "PgListener", "Subscription"]
 
 CHANNEL = "liaison_inbox"
+#: A device enrolled (payload: its id), for the other processes' bundle caches.
+DEVICE_CHANNEL = "liaison_device"
+#: A device id's longest form (`crypto.keys.DEVICE_ID_RE`: 32 characters): anything longer
+#: notified on `DEVICE_CHANNEL` is not one.
+_DEVICE_ID_MAX = 64
 log = logging.getLogger("liaison.events")
 _MAX_QUEUE = 1000
 #: Message ids published here that `EventHub.is_local` remembers: far more than a poll sees.
@@ -149,17 +160,37 @@ class EventHub:
         return sum(len(s) for s in self._subs.values())
 
 
+#: The stored bundles of notified devices this process does not hold yet.
+_BUNDLES = "SELECT id, signed_bundle FROM device WHERE id = ANY($1::text[])"
+
+
+class DeviceCache(Protocol):
+    """Where `PgListener` puts the bundles of devices enrolled through other processes."""
+
+    def wants(self, device_id: str) -> bool:
+        """Whether this process lacks the device's bundle."""
+        ...
+
+    def put(self, device_id: str, stored: str) -> None:
+        """Hold the device's bundle, given as stored (`device.signed_bundle`); may raise when
+        it does not parse (the listener then logs a warning and goes on)."""
+        ...
+
+
 class PgListener:
     """LISTEN on PostgreSQL, find which local streaming devices each notified message was
-    delivered to, and publish it to them through the local hub."""
+    delivered to, and publish it to them through the local hub; with `devices`, also read
+    the bundles of devices enrolled through other processes into it."""
 
-    def __init__(self, dsn: str, hub: EventHub) -> None:
+    def __init__(self, dsn: str, hub: EventHub, devices: DeviceCache | None = None) -> None:
         self.dsn = dsn
         self.hub = hub
+        self.devices = devices
         self._conn: Any = None
         self._task: asyncio.Task[None] | None = None
         self._deliver: asyncio.Task[None] | None = None
         self._pending: dict[str, dict[str, Any]] = {}
+        self._enrolled: set[str] = set()
         self._wake = asyncio.Event()
         self.ready = asyncio.Event()
 
@@ -176,6 +207,14 @@ class PgListener:
             self._pending[mid] = event
             self._wake.set()
 
+    def _on_device(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if not payload or len(payload) > _DEVICE_ID_MAX or not payload.isascii():
+            log.warning("ignored a malformed device notification")
+            return
+        if self.devices is not None and self.devices.wants(payload):  # not the enrolling process
+            self._enrolled.add(payload)
+            self._wake.set()
+
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="liaison-pg-listen")
         self._deliver = asyncio.create_task(self._delivering(), name="liaison-pg-deliver")
@@ -187,6 +226,8 @@ class PgListener:
                 self._conn = await asyncpg.connect(self.dsn, timeout=5)
                 self._conn.add_termination_listener(lambda _c, ev=closed: ev.set())
                 await self._conn.add_listener(CHANNEL, self._on_notify)
+                if self.devices is not None:
+                    await self._conn.add_listener(DEVICE_CHANNEL, self._on_device)
                 if not self.ready.is_set():
                     log.info("listening for inbox notifications")
                 self.ready.set()
@@ -200,10 +241,14 @@ class PgListener:
             await asyncio.sleep(1)
 
     async def _delivering(self) -> None:
-        """Publish the notified messages to the local devices they were delivered to."""
+        """Publish the notified messages to the local devices they were delivered to, and
+        load the notified devices' bundles."""
         while True:
             await self._wake.wait()
             self._wake.clear()
+            enrolled, self._enrolled = self._enrolled, set()
+            if enrolled:
+                await self._load_bundles(enrolled)
             batch, self._pending = self._pending, {}
             devices = self.hub.devices()
             if not batch or not devices:
@@ -221,6 +266,26 @@ class PgListener:
             for mid, event in batch.items():  # in the order they were notified
                 if mid in to:
                     self.hub.publish(event, to[mid])
+
+    async def _load_bundles(self, enrolled: set[str]) -> None:
+        """One read for every device notified together; one that fails (the connection lost)
+        leaves the bundles to be read at the devices' first requests, as before."""
+        assert self.devices is not None
+        wanted = [d for d in enrolled if self.devices.wants(d)]
+        if not wanted:
+            return
+        try:
+            rows = await self._conn.fetch(_BUNDLES, wanted)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.warning("enrolled devices' bundle lookup failed (%s)", type(e).__name__)
+            return
+        for device_id, stored in rows:
+            try:
+                self.devices.put(device_id, stored)
+            except Exception as e:  # a stored bundle that does not parse: its requests say so
+                log.warning("an enrolled device's stored bundle did not load (%s)", type(e).__name__)
 
     async def stop(self) -> None:
         for task in (self._task, self._deliver):

@@ -49,6 +49,7 @@ from liaison.crypto.statements import invitation_public
 
 from ..problems import Problem
 from ..state import AppState
+from ..storage import events
 from ..storage.models import Channel, ChannelMember, Device, EnrolmentCode, Principal
 from ..writer import Refusal, Tx
 from .auth import Caller
@@ -563,6 +564,9 @@ async def enrol(
             )
         )
         tx.session.flush()
+        # The other processes load its bundle when this commits (PostgreSQL; on SQLite they
+        # read it at once at its first request to them).
+        tx.notify(events.DEVICE_CHANNEL, bundle.device_id)
         owner = tx.session.get(Principal, bundle.principal)
         assert owner is not None
         accept_device(tx, state, statement, row, bundle, owner.nation)

@@ -33,6 +33,7 @@ from .refusals import access_denied
 
 __all__ = [
     "WARM_BUNDLES",
+    "BundleCache",
     "Caller",
     "IncomingRequest",
     "SignedRequest",
@@ -232,6 +233,23 @@ async def warm_bundles(state: AppState, limit: int = WARM_BUNDLES) -> int:
                     continue
                 loaded += 1
     return loaded
+
+
+class BundleCache:
+    """`state.bundles` as the PostgreSQL listener's `DeviceCache`: the bundles of devices
+    enrolled through other processes, loaded when their enrolment is notified."""
+
+    def __init__(self, state: AppState) -> None:
+        self.bundles = state.bundles
+
+    def wants(self, device_id: str) -> bool:
+        return device_id not in self.bundles
+
+    def put(self, device_id: str, stored: str) -> None:
+        bundle = PublicBundle.from_stored(stored)
+        if bundle.device_id != device_id:  # the id is the bundle's fingerprint: never so
+            raise CryptoError(f"the stored bundle of {device_id} is another device's")
+        self.bundles.setdefault(device_id, bundle)
 
 
 def _read_at_once(state: AppState, device_id: str) -> tuple[bool, str | None]:

@@ -7,6 +7,7 @@ encapsulation (`PublicBundle.from_stored`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import threading
@@ -196,3 +197,68 @@ def test_a_quick_reader_reads_only_an_existing_file_from_its_own_thread(tmp_path
     t.join()
     assert len(errors) == 1 and isinstance(errors[0], sqlite3.ProgrammingError)
     reader.close()
+
+
+# --- devices enrolled through another process (PostgreSQL: the listener loads them) --------
+
+
+async def _held(state: Any, device_id: str, seconds: float = 10.0) -> bool:
+    """Whether `state` holds the device's bundle within `seconds` (the listener's read)."""
+    for _ in range(int(seconds / 0.02)):
+        if device_id in state.bundles:
+            return True
+        await asyncio.sleep(0.02)
+    return device_id in state.bundles
+
+
+async def test_another_process_loads_a_device_enrolled_here_before_its_first_request(world: World) -> None:
+    if not world.state.db.is_postgres:
+        pytest.skip("SQLite reads a bundle it lacks at once at the device's first request")
+    c = await coalition(world)
+    async with another_service(world) as other:
+        d = await world.enrol(c.usa.principal)  # a second device of USA's analyst, enrolled here
+        assert await _held(other.state, d.id), "the other process did not load the new bundle"
+        assert other.state.bundles[d.id] == d.keys.public
+        env = await d.envelope(OPS, LABEL, to=["ukr-analyst"])  # reads the directory: before
+        reads: list[str] = []
+        sessions = other.state.db.sessions
+
+        def counting_sessions() -> Any:
+            reads.append("read")
+            return sessions()
+
+        # A submit (the hot path) takes no session of its own: none is taken for the bundle.
+        other.state.db.sessions = counting_sessions  # type: ignore[method-assign]
+        try:
+            r = await d.on(other).submit(env, to=["ukr-analyst"])
+        finally:
+            other.state.db.sessions = sessions  # type: ignore[method-assign]
+        assert r.status_code == 201, r.text
+        assert reads == []
+
+
+async def test_the_listener_skips_what_it_cannot_load_and_goes_on(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A notified id that is no device, a payload that is no device id, and a stored bundle
+    that does not parse: each leaves the cache as it was (the last with a warning), and the
+    next enrolment still loads."""
+    if not world.state.db.is_postgres:
+        pytest.skip("the device notifications are PostgreSQL's")
+    async with another_service(world) as other:
+        broken = await world.principal("usa-broken", "USA", "SECRET")
+        assert await _held(other.state, broken.id)
+        other.state.bundles.pop(broken.id)
+        async with world.state.db.sessions() as s:
+            await s.execute(update(DeviceRow).where(DeviceRow.id == broken.id).values(signed_bundle="{}"))
+            await s.commit()
+        before = dict(other.state.bundles)
+        for payload in ("d" * 200, "no-such-device", broken.id):
+            await world.sql("SELECT pg_notify('liaison_device', :p)", p=payload)
+        d = await world.principal("usa-new", "USA", "SECRET")
+        assert await _held(other.state, d.id)
+        assert broken.id not in other.state.bundles
+        assert set(other.state.bundles) - set(before) == {d.id}
+        warnings = [r.getMessage() for r in caplog.records if r.name == "liaison.events"]
+        assert "ignored a malformed device notification" in warnings
+        assert any("stored bundle did not load" in w for w in warnings), warnings
