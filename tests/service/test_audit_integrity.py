@@ -260,7 +260,9 @@ async def _two_integrators(world: World) -> None:
     other = await open_state(world.state.settings)
     # As a replica on another machine: no file lock shared with the first (`_machine_lock`),
     # the advisory lock alone orders the two writers.
-    other.writer._lock = None
+    if other.writer._lock is not None:
+        other.writer._lock.close()
+        other.writer._lock = None
     try:
 
         def job(tx: Tx, k: int = 0) -> list[int]:
