@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -113,3 +114,14 @@ async def throwaway_state(database_url: str | None) -> AsyncIterator[AppState]:
             yield state
         finally:
             await close_state(state)
+
+
+def latency_ms(samples: list[float], digits: int = 2) -> str:
+    """p50, p99 and the slowest of `samples` (seconds), in milliseconds."""
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    w = digits + 4
+    return (
+        f"p50 {statistics.median(ordered) * 1e3:{w}.{digits}f} ms  p99 {p99 * 1e3:{w}.{digits}f} ms  "
+        f"max {ordered[-1] * 1e3:{w}.{digits}f} ms"
+    )

@@ -38,10 +38,9 @@ import base64
 import hashlib
 import inspect
 import random
-import statistics
 import time
 
-from _server import throwaway_state
+from _server import latency_ms, throwaway_state
 
 from liaison.crypto import merkle, note, tiles
 from liaison.crypto.keys import generate_device
@@ -118,15 +117,6 @@ async def grow(state: AppState, target: int, batch: int = 50_000) -> tuple[int, 
     return size - begin, time.perf_counter() - start
 
 
-def _ms(samples: list[float]) -> str:
-    samples = sorted(samples)
-    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
-    return (
-        f"p50 {statistics.median(samples) * 1e3:6.2f} ms  p99 {p99 * 1e3:6.2f} ms  "
-        f"max {samples[-1] * 1e3:6.2f} ms"
-    )
-
-
 async def latencies(state: AppState, samples: int) -> None:
     async with state.db.sessions() as s:
         size = await LogReader(s).size()
@@ -145,14 +135,14 @@ async def latencies(state: AppState, samples: int) -> None:
             merkle.verify_inclusion(
                 entry[(0, i)], i, size, [base64.b64decode(h) for h in body["inclusion_proof"]], cp.root_hash
             )
-    print(f"inclusion proof at {size:,} entries:   {_ms(proof_times)}")
+    print(f"inclusion proof at {size:,} entries:   {latency_ms(proof_times)}")
     consistency_times = []
     for _ in range(samples):
         old = rng.randrange(1, size)
         t0 = time.perf_counter()
         await audit_read.consistency(state, old, size)
         consistency_times.append(time.perf_counter() - t0)
-    print(f"consistency proof at {size:,} entries: {_ms(consistency_times)}")
+    print(f"consistency proof at {size:,} entries: {latency_ms(consistency_times)}")
     full = size // tiles.TILE_WIDTH
     tile_times = []
     for _ in range(samples):
@@ -161,7 +151,7 @@ async def latencies(state: AppState, samples: int) -> None:
         t0 = time.perf_counter()
         await audit_read.hash_tile(state, tile)
         tile_times.append(time.perf_counter() - t0)
-    print(f"hash tile read at {size:,} entries:    {_ms(tile_times)}")
+    print(f"hash tile read at {size:,} entries:    {latency_ms(tile_times)}")
 
 
 async def entry_reads(state: AppState, pages: int) -> None:

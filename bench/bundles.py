@@ -13,7 +13,7 @@ distinct ids), then prints:
   memory the warmed cache holds (tracemalloc, a second load);
 * a bundle read on a cache miss (what a device's first request to a process costs it), on
   an idle event loop: at once on the loop's thread (`storage.quickread`, SQLite only) and
-  through the async driver (p50 / p99).
+  through the async driver (p50 / p99 / slowest).
 """
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ import argparse
 import asyncio
 import gc
 import json
-import statistics
 import time
 import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from _server import throwaway_state
+from _server import latency_ms, throwaway_state
 from sqlalchemy import insert
 
 from liaison.crypto.encoding import jcs
@@ -83,12 +82,6 @@ async def _enrol_rows(state: AppState, count: int) -> list[str]:
     return ids
 
 
-def _ms(samples: list[float]) -> str:
-    ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return f"p50 {statistics.median(ordered) * 1e3:7.3f} ms, p99 {p99 * 1e3:7.3f} ms"
-
-
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--devices", type=int, default=5000, help="device rows to warm")
@@ -139,7 +132,7 @@ async def main() -> None:
                 await auth._bundle(state, device_id)
                 samples.append(time.perf_counter() - t)
             state.db.quick_reader = reader
-            print(f"{'a cache miss, ' + name + ':':58s} {_ms(samples)}")
+            print(f"{'a cache miss, ' + name + ':':58s} {latency_ms(samples, digits=3)}")
 
 
 if __name__ == "__main__":

@@ -24,9 +24,10 @@ its receipt. So:
   `message_id`), and its rows and notification go in with the others' after them
   (`Tx.insert_later`, `Tx.notify`; written earlier for a job that may read them). On
   PostgreSQL every statement is a round trip, and the writer thread waits for the GIL again
-  after each: per job they were most of a batch's time. The batch's last writes (those rows,
-  the map's leaves, the entries, the tree hashes, the checkpoint) go out there in one
-  pipeline (`Raw.pipeline`), answered together.
+  after each: per job they were most of a batch's time. The batch begins in one round trip
+  there (`Raw.lock`: BEGIN, the writers' lock, the log's size), and its last writes (those
+  rows, the map's leaves, the entries, the tree hashes, the checkpoint) and its COMMIT go
+  out in one pipeline (`Raw.pipeline`), answered together.
 
 A job that raises `Refusal` has its own writes rolled back (with `savepoint=False`, the job
 promises that what it wrote before refusing must stay: a consumed request nonce), and the

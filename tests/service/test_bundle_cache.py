@@ -113,22 +113,29 @@ async def test_the_enrolling_process_holds_the_new_device_bundle(world: World) -
     assert world.state.bundles.get(d.id) == d.keys.public  # before its first signed request
 
 
+def _count_sessions(world: World, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on (until the test ends), one item for each database session `world`'s
+    service opens."""
+    opened: list[str] = []
+    sessions = world.state.db.sessions
+
+    def counting_sessions() -> Any:
+        opened.append("session")
+        return sessions()
+
+    monkeypatch.setattr(world.state.db, "sessions", counting_sessions)
+    return opened
+
+
 async def test_a_bundle_not_held_is_read_at_once_on_sqlite(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     c = await coalition(world)
     env = await c.usa.envelope(OPS, LABEL, to=["ukr-analyst"])  # reads the directory: before
     world.state.bundles.clear()
-    sessions = world.state.db.sessions
-    async_reads: list[str] = []
-
-    def counting_sessions() -> Any:
-        async_reads.append("read")
-        return sessions()
-
     # A submit (the hot path) takes no session of its own: the count shows whether reading
     # the bundle took one.
-    monkeypatch.setattr(world.state.db, "sessions", counting_sessions)
+    async_reads = _count_sessions(world, monkeypatch)
     r = await c.usa.submit(env, to=["ukr-analyst"])
     assert r.status_code == 201, r.text
     assert world.state.bundles[c.usa.id] == c.usa.keys.public
@@ -211,7 +218,9 @@ async def _held(state: Any, device_id: str, seconds: float = 10.0) -> bool:
     return device_id in state.bundles
 
 
-async def test_another_process_loads_a_device_enrolled_here_before_its_first_request(world: World) -> None:
+async def test_another_process_loads_a_device_enrolled_here_before_its_first_request(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if not world.state.db.is_postgres:
         pytest.skip("SQLite reads a bundle it lacks at once at the device's first request")
     c = await coalition(world)
@@ -220,19 +229,9 @@ async def test_another_process_loads_a_device_enrolled_here_before_its_first_req
         assert await _held(other.state, d.id), "the other process did not load the new bundle"
         assert other.state.bundles[d.id] == d.keys.public
         env = await d.envelope(OPS, LABEL, to=["ukr-analyst"])  # reads the directory: before
-        reads: list[str] = []
-        sessions = other.state.db.sessions
-
-        def counting_sessions() -> Any:
-            reads.append("read")
-            return sessions()
-
         # A submit (the hot path) takes no session of its own: none is taken for the bundle.
-        other.state.db.sessions = counting_sessions  # type: ignore[method-assign]
-        try:
-            r = await d.on(other).submit(env, to=["ukr-analyst"])
-        finally:
-            other.state.db.sessions = sessions  # type: ignore[method-assign]
+        reads = _count_sessions(other, monkeypatch)
+        r = await d.on(other).submit(env, to=["ukr-analyst"])
         assert r.status_code == 201, r.text
         assert reads == []
 
