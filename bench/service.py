@@ -33,6 +33,13 @@ part of it the start is.
 Besides ok/s and latency, each phase shows the server's CPU (of one core; with --workers N,
 of all its processes together), the client's own CPU, and how many requests shared a write
 transaction (from liaison_write_batches_total, summed over the workers' metrics listeners).
+With --workers N, the 32-sender phase's line also says what share of the accepted messages
+each worker took (liaison_messages_accepted_total, per worker): each connection stays with
+the worker the kernel hashed it to (SO_REUSEPORT), so 32 connections rarely split evenly, and
+an uneven split moves a run's figures. The next line gives each serving process's CPU in
+that phase, its event loop's thread apart from its other threads (the writer's batches among
+them), from /proc: a process runs Python on one core at a time, so the two add up to about
+one core when the process is busy.
 
 The ceiling, in the same run (issue 17, item 1): after each backend's phases, the server is
 stopped and `bench/_ceiling.py` started on the same TLS stack (uvicorn, httptools, the same
@@ -215,9 +222,7 @@ class Server:
     def status(self) -> dict[str, int]:
         """VmHWM / VmRSS in kB, from /proc: of the serving process, the largest worker's when
         there are several (the supervisor serves nothing); and how many processes serve."""
-        assert self.proc is not None
-        pids = _pids(self.proc)
-        serving = [p for p in pids[1:] if _is_worker(p)] if self.workers > 1 else pids[:1]
+        serving = self.serving()
         out = {"VmHWM": 0, "VmRSS": 0, "processes": len(serving)}
         for pid in serving:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -229,6 +234,16 @@ class Server:
     def cpu_seconds(self) -> float:
         assert self.proc is not None
         return _cpu_seconds(_pids(self.proc))
+
+    def serving(self) -> list[int]:
+        """The processes that serve: the workers, or the one server process."""
+        assert self.proc is not None
+        pids = _pids(self.proc)
+        return [p for p in pids[1:] if _is_worker(p)] if self.workers > 1 else pids[:1]
+
+    def thread_cpu(self) -> list[tuple[float, float]]:
+        """`_thread_cpu` of each serving process."""
+        return [_thread_cpu(pid) for pid in self.serving()]
 
 
 def _free_ports(n: int, avoid: int) -> int:
@@ -269,6 +284,22 @@ def _cpu_seconds(pids: list[int]) -> float:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+def _thread_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds of `pid` so far: its main thread's, and its other threads' together. In a
+    server process, the event loop's, and the rest's (the writer's batches, the threads that
+    read SQLite for the loop, the WAL's checkpoints)."""
+    main, others = 0.0, 0.0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError, ValueError):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            if int(task.name) == pid:
+                main += cpu
+            else:
+                others += cpu
+    return main, others
 
 
 def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
@@ -588,6 +619,11 @@ class Result:
     batches: float
     #: Each latency's position in its sender's sequence (0: the sender's first request).
     positions: list[int]
+    #: Messages each worker accepted in the phase (empty for the ceiling).
+    accepted: list[float] = field(default_factory=list)
+    #: Each serving process's CPU in the phase, as shares of one core: its main thread (the
+    #: event loop) and its other threads (empty for the ceiling).
+    threads: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -623,32 +659,49 @@ async def run_phase(
             else:
                 errors[status] += 1
 
-    batches0 = await write_batches(t)
+    before = await worker_counters(t)
+    threads0 = server.thread_cpu() if isinstance(server, Server) else []
     cpu0, own0, t0 = server.cpu_seconds(), time.process_time(), time.perf_counter()
     await asyncio.gather(*(worker(c, q) for c, q in zip(conns, queues, strict=True)))
     seconds = time.perf_counter() - t0
     cpu, own = server.cpu_seconds() - cpu0, time.process_time() - own0
-    batches = await write_batches(t) - batches0
+    threads = [
+        ((m1 - m0) / seconds, (o1 - o0) / seconds)
+        for (m0, o0), (m1, o1) in zip(threads0, server.thread_cpu() if threads0 else [], strict=True)
+    ]
+    after = await worker_counters(t)
     for c in conns:
         await c.close()
-    return Result(name, ok, errors, seconds, latencies, cpu, own, batches, positions)
+    batches = sum(_grown(before, after, "liaison_write_batches_total")) if t.metrics_port else float("nan")
+    accepted = _grown(before, after, "liaison_messages_accepted_total")
+    return Result(name, ok, errors, seconds, latencies, cpu, own, batches, positions, accepted, threads)
 
 
-async def write_batches(t: Target) -> float:
-    """The server's count of write transactions (batches), from its metrics listeners, one per
-    worker, summed (NaN for a server without one: the ceiling)."""
+async def worker_counters(t: Target) -> dict[str, list[float]]:
+    """Each worker's write batches and accepted messages so far, from its metrics listener
+    (empty lists for a server without one: the ceiling)."""
+    out: dict[str, list[float]] = {name: [] for name in _COUNTERS}
     if not t.metrics_port:
-        return float("nan")
-    total = 0.0
+        return out
     for port in range(t.metrics_port, t.metrics_port + t.workers):
         conn = await Conn.open(port, None)
         try:
             _, body = await conn.call(f"GET /metrics HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n\r\n".encode())
         finally:
             await conn.close()
-        m = re.search(rb"^liaison_write_batches_total ([0-9.e+]+)$", body, re.MULTILINE)
-        total += float(m.group(1)) if m else float("nan")
-    return total
+        for name in _COUNTERS:
+            m = re.search(rb"^" + name.encode() + rb" ([0-9.e+]+)$", body, re.MULTILINE)
+            out[name].append(float(m.group(1)) if m else float("nan"))
+    return out
+
+
+#: The counters `worker_counters` reads.
+_COUNTERS = ("liaison_write_batches_total", "liaison_messages_accepted_total")
+
+
+def _grown(before: dict[str, list[float]], after: dict[str, list[float]], name: str) -> list[float]:
+    """How much counter `name` grew in each worker between two readings."""
+    return [b - a for a, b in zip(before[name], after[name], strict=True)]
 
 
 async def send_phases(
@@ -818,6 +871,16 @@ def report(
             f"p99 {top.pct(0.99):.1f}, max {top.pct(1.0):.1f} ms; p99 without each sender's first "
             f"{WARM_UP} requests (the simultaneous start): {top.pct(0.99, after=WARM_UP):.1f} ms"
         )
+        if len(top.accepted) > 1 and sum(top.accepted) > 0:
+            shares = " / ".join(f"{a / sum(top.accepted):.0%}" for a in top.accepted)
+            print(
+                f"submit x{CONCURRENCY[-1]} across the {len(top.accepted)} workers: {shares} of the "
+                f"accepted messages (each connection stays with the worker the kernel hashed it to)"
+            )
+        if top.threads:
+            # A process runs Python on one core at a time (the GIL), whatever its threads.
+            each = "; ".join(f"event loop {m:.0%} + other threads {o:.0%}" for m, o in top.threads)
+            print(f"submit x{CONCURRENCY[-1]}, CPU of each serving process (of one core): {each}")
     if ceiling is not None:
         mine = next(r for r in results if r.name == f"submit x{CONCURRENCY[-1]}")
         print(
