@@ -35,8 +35,9 @@ of all its processes together), the client's own CPU, and how many requests shar
 transaction (from liaison_write_batches_total, summed over the workers' metrics listeners).
 With --workers N, the 32-sender phase's line also says what share of the accepted messages
 each worker took (liaison_messages_accepted_total, per worker): each connection stays with
-the worker the kernel hashed it to (SO_REUSEPORT), so 32 connections rarely split evenly, and
-an uneven split moves a run's figures. The next line gives each serving process's CPU in
+the worker that accepted it, and an uneven split moves a run's figures (the workers take
+connections in turn, `service/api/balance.py`; before, the kernel's hash split them 21 and
+11 or worse about one run in nine). The next line gives each serving process's CPU in
 that phase, its event loop's thread apart from its other threads (the writer's batches among
 them), from /proc: a process runs Python on one core at a time, so the two add up to about
 one core when the process is busy.
@@ -875,7 +876,7 @@ def report(
             shares = " / ".join(f"{a / sum(top.accepted):.0%}" for a in top.accepted)
             print(
                 f"submit x{CONCURRENCY[-1]} across the {len(top.accepted)} workers: {shares} of the "
-                f"accepted messages (each connection stays with the worker the kernel hashed it to)"
+                f"accepted messages (each connection stays with the worker that accepted it)"
             )
         if top.threads:
             # A process runs Python on one core at a time (the GIL), whatever its threads.

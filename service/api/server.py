@@ -1,6 +1,7 @@
 """The HTTP server's connection layer: uvicorn's httptools protocol with limits it lacks.
 
-`LiaisonServer` is `uvicorn.Server` with its own listeners. Each accepted connection is
+`LiaisonServer` is `uvicorn.Server` with its own listeners. Worker processes of one server
+accept from one socket, each only in its turn (`balance`). Each accepted connection is
 admitted before TLS: from a trusted proxy only, with its PROXY v2 header (`proxyv2`), when
 `proxy_protocol` is on; then under a cap of open connections per client address. It is then
 handed to TLS and to `_Protocol`, uvicorn's `HttpToolsProtocol` plus:
@@ -44,6 +45,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from ..config import Settings
 from ..problems import Problem
 from . import proxyv2
+from .balance import WorkerLoad
 
 __all__ = ["LiaisonServer", "Limits", "Listen"]
 
@@ -98,9 +100,11 @@ class Listen:
     ssl: ssl.SSLContext | None
     limits: Limits
     name: str = "api"
-    #: Bound with SO_REUSEPORT: the worker processes of one server each bind the same port and
-    #: the kernel spreads new connections among them (`liaison-server run --workers`).
-    reuse_port: bool = False
+    #: The socket to accept on, bound already (the supervisor's, shared by the worker
+    #: processes of `liaison-server run --workers`); None: bound at start.
+    sock: socket.socket | None = None
+    #: This worker's share of the workers' connections (`balance`): it accepts only in its turn.
+    load: WorkerLoad | None = None
 
 
 def address_key(host: str) -> str:
@@ -387,26 +391,35 @@ class _Listener:
 
     async def _accept(self) -> None:
         loop = asyncio.get_running_loop()
+        load = self.listen.load
+        if load is not None:
+            load.listening()
         while True:
+            if load is not None:
+                await load.wait_turn()  # a worker with more connections than another waits
             try:
                 conn, peer = await loop.sock_accept(self.sock)
             except OSError as e:  # e.g. EMFILE: out of file descriptors; try again shortly
                 _throttle.log("connection.accept_failed", error=str(e))
                 await asyncio.sleep(0.1)
                 continue
+            closed = load.opened() if load is not None else _nothing
             conn.setblocking(False)
             if conn.family in (socket.AF_INET, socket.AF_INET6):
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            task = loop.create_task(self._admit(conn, (str(peer[0]), int(peer[1]))))
+            task = loop.create_task(self._admit(conn, (str(peer[0]), int(peer[1])), closed))
             self.admitting.add(task)
             task.add_done_callback(self.admitting.discard)
 
-    async def _admit(self, conn: socket.socket, peer: tuple[str, int]) -> None:
+    async def _admit(self, conn: socket.socket, peer: tuple[str, int], closed: Callable[[], None]) -> None:
+        """Admit one accepted connection; `closed` is called once it is closed (by the
+        protocol from the moment it owns the connection, else here)."""
         loop = asyncio.get_running_loop()
         limits = self.listen.limits
         deadline = loop.time() + limits.head_timeout
         client = peer
         release: Callable[[], None] | None = None
+        owned = False
         try:
             if limits.proxy_protocol:
                 if not limits.is_trusted(peer[0]):
@@ -429,7 +442,11 @@ class _Listener:
                 conn.close()
                 return
             timeout = max(deadline - loop.time(), 0.01)
-            protocol_release = release
+            slot = release
+
+            def protocol_release() -> None:
+                slot()
+                closed()
 
             def protocol() -> _Protocol:
                 return _Protocol(
@@ -452,23 +469,30 @@ class _Listener:
             except Exception:  # a failed or timed-out TLS handshake: nothing to answer
                 release()
                 conn.close()  # a no-op when the transport has closed (or detached) it already
-            # From here the protocol owns the connection and releases its slot when it closes.
+            else:
+                owned = True  # the protocol releases its slot and counts it closed when it closes
         except asyncio.CancelledError:
             if release is not None:
                 release()
             conn.close()
             raise
+        finally:
+            if not owned:
+                closed()
 
 
-def _bind(host: str, port: int, backlog: int, *, reuse_port: bool = False) -> socket.socket:
+def _nothing() -> None:
+    """What a connection's close calls where no worker counts its connections."""
+
+
+def bind(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening, non-blocking TCP socket on `host`:`port` (OSError if it cannot be had)."""
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(backlog)
         sock.setblocking(False)
@@ -499,7 +523,10 @@ class LiaisonServer(uvicorn.Server):
             for listen in self.listens:
                 if not listen.config.loaded:
                     listen.config.load()
-                sock = _bind(listen.host, listen.port, self.config.backlog, reuse_port=listen.reuse_port)
+                if listen.sock is not None:
+                    sock = listen.sock
+                else:
+                    sock = bind(listen.host, listen.port, self.config.backlog)
                 listeners.append(_Listener(self, listen, sock))
         except OSError as e:
             for listener in listeners:

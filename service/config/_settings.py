@@ -247,9 +247,9 @@ class Settings(BaseModel):
     )
     workers: int = setting(
         1,
-        meaning="Worker processes of `liaison-server run`, all serving the API's port (the kernel "
-        "spreads connections among them, SO_REUSEPORT) and one database: HTTP, TLS and signature "
-        "checks run in parallel, writes still go one batch at a time. One per core is the rule "
+        meaning="Worker processes of `liaison-server run`, all serving the API's port (bound once; "
+        "each new connection goes to the worker holding the fewest) and one database: HTTP, TLS "
+        "and signature checks run in parallel, writes still go one batch at a time. One per core is the rule "
         "(docs/scaling.md). Worker N serves its own metrics on metrics_port + N.",
         example="2",
         ge=1,

@@ -27,7 +27,8 @@ from uvicorn.config import STARTUP_FAILURE
 from liaison.crypto.invitation import make_invitation
 
 from ..api import proxyv2
-from ..api.server import LiaisonServer, Limits, Listen
+from ..api.balance import Load, WorkerLoad
+from ..api.server import LiaisonServer, Limits, Listen, bind
 from ..app import (
     LiaisonApp,
     StartupError,
@@ -332,6 +333,13 @@ def _run(
                 }
             },
         )
+    if settings.workers > 1:
+        # The port is bound once, here: every worker accepts from this one socket, each in
+        # its turn (`api.balance`), so that connections spread evenly over the workers.
+        try:
+            sock = bind(settings.host, settings.port, _uvicorn_config(_no_app, settings, plain).backlog)
+        except OSError as e:
+            fail(f"cannot listen on {settings.host}:{settings.port}: {e.strerror or e}", STARTUP_FAILURE)
     many = f" ({settings.workers} worker processes)" if settings.workers > 1 else ""
     typer.echo(
         f"liaison-server: serving {'http' if plain else 'https'}://{settings.host}:{settings.port}{many}",
@@ -339,7 +347,9 @@ def _run(
     )
     if settings.workers > 1:
         overrides["data_dir"] = settings.data_dir
-        supervisor = Supervisor(settings.workers, _worker, (overrides, plain))
+        load = Load(settings.workers)
+        args = (overrides, plain, sock, load)
+        supervisor = Supervisor(settings.workers, _worker, args, before_spawn=load.down)
         code = supervisor.run()
         if code:
             typer.echo(f"liaison-server: {supervisor.failure}", err=True)
@@ -387,9 +397,12 @@ def _uvicorn_config(api_app: Any, settings: Settings, plain: bool) -> uvicorn.Co
     return config
 
 
-def _worker(index: int, ready: Event, overrides: dict[str, Any], plain: bool) -> None:
+def _worker(
+    index: int, ready: Event, overrides: dict[str, Any], plain: bool, sock: socket.socket, load: Load
+) -> None:
     """One worker process of `run --workers` (spawned by `Supervisor`): the settings read again
-    (the same environment and files), then served on the shared port."""
+    (the same environment and files), then served on the supervisor's socket, taking new
+    connections in its turn (`load`)."""
     with private_umask():
         try:
             settings = load_settings(**overrides)
@@ -399,28 +412,33 @@ def _worker(index: int, ready: Event, overrides: dict[str, Any], plain: bool) ->
         configure_logging(settings.log_level, worker=index)
         tune_gc()
         try:
-            _serve(settings, plain, worker=index, ready=ready.set)
+            _serve(settings, plain, worker=index, ready=ready.set, shared=(sock, load.of(index)))
         except StartupError as e:
             typer.echo(f"liaison-server: worker {index}: {e}", err=True)
             sys.exit(STARTUP_FAILURE)
 
 
 def _serve(
-    settings: Settings, plain: bool, *, worker: int | None, ready: Callable[[], None] | None = None
+    settings: Settings,
+    plain: bool,
+    *,
+    worker: int | None,
+    ready: Callable[[], None] | None = None,
+    shared: tuple[socket.socket, WorkerLoad] | None = None,
 ) -> None:
     """Serve the API (and the metrics listener) in this process until a signal ends it.
 
-    `worker` is this process's number among several (None: the only one). Several bind the
-    port with SO_REUSEPORT; worker 0 alone (or the only process) does the service's own
-    duties: the start's `policy.loaded` entry, retention and witness pushes. Each serves its
-    own metrics listener (worker N on `metrics_port + N`)."""
+    `worker` is this process's number among several (None: the only one). Several accept
+    from the supervisor's socket (`shared`, with this worker's share of the connections);
+    worker 0 alone (or the only process) does the service's own duties: the start's
+    `policy.loaded` entry, retention and witness pushes. Each serves its own metrics listener
+    (worker N on `metrics_port + N`)."""
     primary = worker in (None, 0)
     api_app = create_app(settings, migrate_new=False, primary=primary)
     config = _uvicorn_config(api_app, settings, plain)
     limits = Limits.from_settings(settings)
-    listens = [
-        Listen(config, settings.host, settings.port, config.ssl, limits, reuse_port=worker is not None)
-    ]
+    sock, load = shared if shared is not None else (None, None)
+    listens = [Listen(config, settings.host, settings.port, config.ssl, limits, sock=sock, load=load)]
     if settings.metrics_port is not None:
         # Prometheus on its own plain-HTTP listener (loopback by default): the API port never
         # serves metrics. Same head limits and deadlines; scrapers connect directly, no proxy.

@@ -2,9 +2,10 @@
 stop them all on SIGTERM or SIGINT.
 
 Each worker is a fresh interpreter (multiprocessing's spawn: no state forked from this one)
-that loads the settings again and serves the API's port itself, bound with SO_REUSEPORT, so
-the kernel spreads new connections among the workers and a worker's death loses only its own
-connections. What the workers share they share through the data directory and the database:
+that loads the settings again and serves the API's port from the socket its arguments carry
+(the caller binds it once; each worker takes new connections in its turn, `api.balance`), so
+a worker's death loses only its own connections: those not yet accepted wait for the others.
+What the workers share they share through the data directory and the database:
 writes one batch at a time (`Database.writer_lock`, PostgreSQL's advisory lock), rate limits
 in `storage.buckets`' shared table, live pushes through the database (`storage.events`).
 
@@ -49,8 +50,17 @@ class Supervisor:
     """Runs `target(index, ready, *args)` in `count` spawned processes (see the module doc);
     the target sets the `ready` event once it listens."""
 
-    def __init__(self, count: int, target: Callable[..., None], args: tuple[Any, ...]) -> None:
+    def __init__(
+        self,
+        count: int,
+        target: Callable[..., None],
+        args: tuple[Any, ...],
+        *,
+        before_spawn: Callable[[int], None] | None = None,
+    ) -> None:
         self.count, self.target, self.args = count, target, args
+        #: Called with a worker's index before it is started (again).
+        self.before_spawn = before_spawn
         self._context = multiprocessing.get_context("spawn")
         self._procs: list[BaseProcess] = []
         self._ready: list[Event] = []
@@ -60,6 +70,8 @@ class Supervisor:
         self.failure: str | None = None
 
     def _spawn(self, index: int) -> tuple[BaseProcess, Event]:
+        if self.before_spawn is not None:
+            self.before_spawn(index)
         ready = self._context.Event()
         proc = self._context.Process(
             target=self.target, args=(index, ready, *self.args), name=f"liaison-worker-{index}", daemon=False
