@@ -9,10 +9,11 @@ SO_REUSEPORT's hash of each connection's addresses split them 21 and 11 about on
 nine (and the busier worker's requests then waited the longest: docs/scaling.md 2e).
 
 A worker that is not listening (starting, dead, or being started again) has the slot -1 and
-is left out. A worker never waits for its turn longer than `TURN_WAIT`: a listening worker
-whose event loop is stuck cannot stop the others from accepting. Each slot is written by its
-own worker only (and reset by the supervisor around a start), so no lock is needed; a reader
-may see a count a moment old, which only shifts one connection.
+is left out. A worker never waits for its turn longer than `TURN_WAIT`, and after such a wait
+not again until another worker's count moves: a listening worker whose event loop is stuck
+cannot stop the others from accepting, nor slow them to one connection per `TURN_WAIT`.
+Each slot is written by its own worker only (and reset by the supervisor around a start), so
+no lock is needed; a reader may see a count a moment old, which only shifts one connection.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ class WorkerLoad:
 
     def __init__(self, slots: Any, index: int) -> None:
         self.slots, self.index = slots, index
+        #: The other workers' counts when a wait for the turn last ran out: while they stay
+        #: so, those workers are taking nothing (stuck, say), and this one does not wait again.
+        self._stalled: list[int] | None = None
 
     def listening(self) -> None:
         """This worker accepts connections from now on (none open yet)."""
@@ -67,14 +71,23 @@ class WorkerLoad:
         mine = self.slots[self.index]
         return all(n < 0 or mine <= n for n in self.slots)
 
+    def _others(self) -> list[int]:
+        return [n for i, n in enumerate(self.slots) if i != self.index]
+
     async def wait_turn(self) -> None:
-        """Until it is this worker's turn, or `TURN_WAIT` has passed."""
-        if self.my_turn():
+        """Until it is this worker's turn, or `TURN_WAIT` has passed. After a wait that ran
+        out, no more waiting until another worker's count changes: a worker that takes no
+        connection must not slow every accept of the others to one per `TURN_WAIT`."""
+        if self.my_turn() or self._stalled == self._others():
             return
+        self._stalled = None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + TURN_WAIT
         # The counts change in other processes: there is no event to wait on, only polling.
-        while not self.my_turn() and loop.time() < deadline:  # noqa: ASYNC110
+        while not self.my_turn():
+            if loop.time() >= deadline:
+                self._stalled = self._others()
+                return
             await asyncio.sleep(TURN_POLL)
 
     def opened(self) -> Callable[[], None]:

@@ -349,7 +349,9 @@ def _run(
         overrides["data_dir"] = settings.data_dir
         load = Load(settings.workers)
         args = (overrides, plain, sock, load)
-        supervisor = Supervisor(settings.workers, _worker, args, before_spawn=load.down)
+        # The supervisor's copy of the socket closes when the workers begin to stop (they close
+        # theirs), so that new connections are refused then rather than left waiting.
+        supervisor = Supervisor(settings.workers, _worker, args, before_spawn=load.down, on_stop=sock.close)
         code = supervisor.run()
         if code:
             typer.echo(f"liaison-server: {supervisor.failure}", err=True)

@@ -57,10 +57,13 @@ class Supervisor:
         args: tuple[Any, ...],
         *,
         before_spawn: Callable[[int], None] | None = None,
+        on_stop: Callable[[], None] | None = None,
     ) -> None:
         self.count, self.target, self.args = count, target, args
         #: Called with a worker's index before it is started (again).
         self.before_spawn = before_spawn
+        #: Called once, when the workers are about to be stopped.
+        self.on_stop = on_stop
         self._context = multiprocessing.get_context("spawn")
         self._procs: list[BaseProcess] = []
         self._ready: list[Event] = []
@@ -127,6 +130,8 @@ class Supervisor:
 
     def _stop(self) -> None:
         """SIGTERM to every worker still running; SIGKILL to those left after `STOP_GRACE`."""
+        if self.on_stop is not None:
+            self.on_stop()
         for proc in self._procs:
             if proc.exitcode is None:
                 proc.terminate()

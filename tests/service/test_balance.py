@@ -57,3 +57,29 @@ def test_a_turn_that_comes_ends_the_wait() -> None:
         return a.my_turn()
 
     assert asyncio.run(main())
+
+
+def test_after_a_wait_that_ran_out_no_more_waiting_until_another_count_moves() -> None:
+    load = Load(2)
+    a, b = load.of(0), load.of(1)
+    a.listening()
+    b.listening()
+    a.opened()
+
+    async def timed() -> float:
+        start = asyncio.get_running_loop().time()
+        await a.wait_turn()
+        return asyncio.get_running_loop().time() - start
+
+    async def main() -> tuple[float, float, float]:
+        first = await timed()  # b takes nothing: the wait runs out
+        a.opened()
+        a.opened()
+        second = await timed()  # b's count has not moved: a goes on at once
+        b.opened()  # b moves again: turns again (a holds 3, b 1)
+        third = await timed()
+        return first, second, third
+
+    first, second, third = asyncio.run(main())
+    assert first >= TURN_WAIT * 0.9 and third >= TURN_WAIT * 0.9, (first, third)
+    assert second < TURN_WAIT / 2, second
