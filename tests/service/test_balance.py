@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from liaison.service.api.balance import TURN_WAIT, Load
+from liaison.service.api.balance import TURN_WAIT, Load, WorkerLoad
 
 
 def test_a_worker_accepts_only_while_it_holds_no_more_than_any_listening_worker() -> None:
@@ -31,23 +31,25 @@ def test_a_worker_accepts_only_while_it_holds_no_more_than_any_listening_worker(
     again()
 
 
-def test_waiting_for_a_turn_ends_after_turn_wait_whatever_the_others() -> None:
+def _a_ahead() -> tuple[WorkerLoad, WorkerLoad]:
+    """Two listening workers, the first holding one connection: not its turn."""
     load = Load(2)
     a, b = load.of(0), load.of(1)
     a.listening()
     b.listening()
-    a.opened()  # b never accepts (its event loop stuck, say): a waits a little, then goes on
+    a.opened()
+    return a, b
+
+
+def test_waiting_for_a_turn_ends_after_turn_wait_whatever_the_others() -> None:
+    a, _ = _a_ahead()  # b never accepts (its event loop stuck, say): a waits a little, then goes on
     start = time.monotonic()
     asyncio.run(a.wait_turn())
     assert time.monotonic() - start >= TURN_WAIT * 0.9
 
 
 def test_a_turn_that_comes_ends_the_wait() -> None:
-    load = Load(2)
-    a, b = load.of(0), load.of(1)
-    a.listening()
-    b.listening()
-    a.opened()
+    a, b = _a_ahead()
 
     async def main() -> bool:
         waiting = asyncio.ensure_future(a.wait_turn())
@@ -60,11 +62,7 @@ def test_a_turn_that_comes_ends_the_wait() -> None:
 
 
 def test_after_a_wait_that_ran_out_no_more_waiting_until_another_count_moves() -> None:
-    load = Load(2)
-    a, b = load.of(0), load.of(1)
-    a.listening()
-    b.listening()
-    a.opened()
+    a, b = _a_ahead()
 
     async def timed() -> float:
         start = asyncio.get_running_loop().time()
