@@ -219,18 +219,20 @@ def _kept_open(served: Served) -> ssl.SSLSocket:
     """A TLS connection that has had one answer to `GET /readyz` and stays open."""
     host, port = served.base.removeprefix("https://").split(":")
     raw = socket.create_connection((host, int(port)), timeout=10)
+    sock: socket.socket = raw
     try:
         sock = tls_context(served.cert).wrap_socket(raw, server_hostname=host)
+        sock.sendall(f"GET /readyz HTTP/1.1\r\nhost: {host}:{port}\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            assert chunk, head
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 200"), head
     except BaseException:
-        raw.close()
+        sock.close()  # the TLS socket once made (it took over the plain one's descriptor)
         raise
-    sock.sendall(f"GET /readyz HTTP/1.1\r\nhost: {host}:{port}\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(4096)
-        assert chunk, head
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 200"), head
+    assert isinstance(sock, ssl.SSLSocket)
     return sock
 
 
