@@ -5,8 +5,9 @@ connection waits in that one queue until a worker accepts it. Each worker counts
 connections in a slot of a small array in shared memory (`Load`), and takes the next one only
 while it holds no more than the least loaded worker that is listening (`WorkerLoad.my_turn`);
 a busier worker leaves it to the others. So 32 long-lived connections split 16 and 16, where
-SO_REUSEPORT's hash of each connection's addresses split them 21 and 11 about one run in
-nine (and the busier worker's requests then waited the longest: docs/scaling.md 2e).
+SO_REUSEPORT's hash of each connection's addresses split them 21 and 11 or worse about one
+run in nine (a 69/31 run: the busier worker's core saturated, 667 messages/s where even
+splits gave 824 to 934; docs/scaling.md 2e).
 
 A worker that is not listening (starting, dead, or being started again) has the slot -1 and
 is left out. A worker never waits for its turn longer than `TURN_WAIT`, and after such a wait
