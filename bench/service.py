@@ -278,12 +278,17 @@ def _is_worker(pid: int) -> bool:
         return False
 
 
+def _stat_cpu(stat: Path) -> float:
+    """User + system CPU seconds from a /proc `stat` file (a process's or one thread's)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _cpu_seconds(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
         with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            total += _stat_cpu(Path(f"/proc/{pid}/stat"))
     return total
 
 
@@ -294,8 +299,7 @@ def _thread_cpu(pid: int) -> tuple[float, float]:
     main, others = 0.0, 0.0
     for task in Path(f"/proc/{pid}/task").glob("*"):
         with contextlib.suppress(OSError, ValueError):
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            cpu = _stat_cpu(task / "stat")
             if int(task.name) == pid:
                 main += cpu
             else:

@@ -311,7 +311,7 @@ def _run(
         for path in (settings.tls_cert, settings.tls_key):
             if not plain and not path.exists():
                 raise StartupError(f"TLS file {path} is missing")
-        _uvicorn_config(_no_app, settings, plain)  # the TLS files load, or a clear refusal
+        checked = _uvicorn_config(_no_app, settings, plain)  # the TLS files load, or a clear refusal
         if settings.metrics_port is not None and settings.workers > 1:
             last = settings.metrics_port + settings.workers - 1
             if last > 65535 or settings.metrics_port <= settings.port <= last:
@@ -337,7 +337,7 @@ def _run(
         # The port is bound once, here: every worker accepts from this one socket, each in
         # its turn (`api.balance`), so that connections spread evenly over the workers.
         try:
-            sock = bind(settings.host, settings.port, _uvicorn_config(_no_app, settings, plain).backlog)
+            sock = bind(settings.host, settings.port, checked.backlog)
         except OSError as e:
             fail(f"cannot listen on {settings.host}:{settings.port}: {e.strerror or e}", STARTUP_FAILURE)
     many = f" ({settings.workers} worker processes)" if settings.workers > 1 else ""
