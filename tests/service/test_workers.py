@@ -198,9 +198,10 @@ def test_both_workers_serve_and_a_replayed_request_is_refused_by_either(served: 
     assert len(refused) == 7
     # Each worker serves its own metrics, on metrics_port + N: every worker that served one
     # of the 8 wrote a batch (its nonce's claim or its replay's refusal). Which worker a fresh
-    # connection reaches is the kernel's hash (SO_REUSEPORT), so the workers that served them
-    # are read from the log rather than assumed to be both (CI once counted no batch on
-    # worker 1; a worker started again would show that too: checked apart below).
+    # connection reaches depends on both workers' open connections at that moment (their
+    # turns, `api.balance`), so the workers that served them are read from the log rather than
+    # assumed to be both (CI once counted no batch on worker 1, under the kernel's hash of
+    # before; a worker started again would show that too: checked apart below).
     served_me = {
         x["worker"] for x in served.lines() if x.get("event") == "request" and x.get("path") == "/v1/me"
     }
