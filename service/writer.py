@@ -601,8 +601,11 @@ class Writer:
             if staged is not None:
                 self.map.commit(staged)
         except BaseException:
-            # The error that failed the transaction is the one to report: a rollback on a lost
-            # connection fails too (and the pool then discards that connection).
+            # The error that failed the transaction is the one to report. A connection the
+            # database dropped is discarded here: handed back, the pool's own rollback would
+            # fail on it and log an error with a traceback (seen mid-pipeline, under load).
+            if raw.dropped():
+                raw.discard()
             with contextlib.suppress(Exception):
                 session.rollback()
             raise

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from psycopg.pq import TransactionStatus
+from psycopg.pq import PipelineStatus, TransactionStatus
 from sqlalchemy.orm import Session
 
 from .models import to_column_time
@@ -37,7 +37,8 @@ class Raw:
         self.cursor: Any = self._pooled.driver_connection.cursor()  # type: ignore[union-attr]
 
     def dropped(self) -> bool:
-        """Whether the database closed this connection (after a statement failed)."""
+        """Whether this connection can no longer be used (the database closed it after a
+        statement failed)."""
         return False
 
     def discard(self) -> None:
@@ -171,7 +172,10 @@ class PostgresRaw(Raw):
         return self.cursor.fetchone()
 
     def dropped(self) -> bool:
-        return bool(self.cursor.connection.broken)
+        """Also a connection left in pipeline mode (`pipeline`) by a failure as it ended: no
+        statement can run on it again, not even the pool's ROLLBACK when it is handed back."""
+        conn = self.cursor.connection
+        return bool(conn.broken or conn.closed or conn.pgconn.pipeline_status != PipelineStatus.OFF)
 
     def claim_nonces(self, rows: Sequence[tuple[str, str, Any]]) -> set[tuple[str, str]]:
         """One statement: the rows inserted where not there yet, and the keys that were."""
