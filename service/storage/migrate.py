@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +27,15 @@ def _config() -> Config:
     return cfg
 
 
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    """The migration scripts, read once per process: alembic compiles every script file each
+    time a ScriptDirectory is made, and a start reads the schema's state three times."""
+    return ScriptDirectory.from_config(_config())
+
+
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(_config()).get_current_head()
+    head = _scripts().get_current_head()
     assert head is not None
     return head
 
@@ -57,7 +65,7 @@ class SchemaState:
 
 
 async def schema_state(db: Database) -> SchemaState:
-    script = ScriptDirectory.from_config(_config())
+    script = _scripts()
 
     def read(conn: Any) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
