@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -86,18 +89,66 @@ def _pg_admin_dsn() -> str:
     return make_url(os.environ[PG_ENV]).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def create_pg_database() -> str:
-    """A new, empty PostgreSQL database; returns its SQLAlchemy URL (asyncpg driver)."""
+async def create_pg_database(*, migrated: bool = False) -> str:
+    """A new PostgreSQL database, empty or (`migrated`) holding the schema and nothing else:
+    a copy of this process's template (`_pg_template`); returns its SQLAlchemy URL (asyncpg
+    driver)."""
     import asyncpg
     from sqlalchemy.engine.url import make_url
 
+    template = f' TEMPLATE "{await _pg_template()}"' if migrated else ""
     name = f"liaison_t_{uuid.uuid4().hex[:12]}"
     conn = await asyncpg.connect(_pg_admin_dsn())
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.execute(f'CREATE DATABASE "{name}"{template}')
     finally:
         await conn.close()
     return make_url(os.environ[PG_ENV]).set(database=name).render_as_string(hide_password=False)
+
+
+# Migrating a database takes longer than all else a world's start does (SQLite 0.1 s,
+# PostgreSQL 0.3 s, nearly 1,000 worlds a run), so each test process migrates one database
+# of each kind once and gives each world a copy: what `init` does then is what it does to a
+# database its owner migrated beforehand (`bootstrap._prepared`). tests/service/test_schema.py
+# and the init tests migrate empty databases as before.
+_templates: dict[str, str] = {}
+
+
+async def _pg_template() -> str:
+    """This process's migrated, otherwise empty PostgreSQL database (dropped at exit)."""
+    if "postgres" not in _templates:
+        from liaison.service.storage.db import Database
+        from liaison.service.storage.migrate import upgrade
+
+        url = await create_pg_database()
+        db = Database(url)
+        try:
+            await upgrade(db)
+        finally:
+            await db.dispose()  # CREATE DATABASE ... TEMPLATE needs it unused
+        _templates["postgres"] = url
+        atexit.register(lambda: asyncio.run(drop_pg_database(url)))
+    from sqlalchemy.engine.url import make_url
+
+    return str(make_url(_templates["postgres"]).database)
+
+
+async def _copy_sqlite_template(dest: Path) -> None:
+    """Put a copy of this process's migrated, otherwise empty SQLite database at `dest`."""
+    if "sqlite" not in _templates:
+        from liaison.service.storage.db import Database
+        from liaison.service.storage.migrate import upgrade
+
+        path = Path(tempfile.mkdtemp(prefix="liaison-template-")) / "template.db"
+        atexit.register(shutil.rmtree, path.parent, True)
+        db = Database(f"sqlite+aiosqlite:///{path}")
+        try:
+            await upgrade(db)
+        finally:
+            await db.dispose()  # the last connection folds the WAL into the file
+        assert not path.with_name(path.name + "-wal").exists()
+        _templates["sqlite"] = str(path)
+    shutil.copyfile(_templates["sqlite"], dest)
 
 
 async def drop_pg_database(url: str) -> None:
@@ -113,9 +164,10 @@ async def drop_pg_database(url: str) -> None:
 
 
 @asynccontextmanager
-async def postgres_database() -> AsyncIterator[str]:
-    """A fresh PostgreSQL database for one test, dropped afterwards."""
-    url = await create_pg_database()
+async def postgres_database(*, migrated: bool = False) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for one test (`migrated`: see `create_pg_database`),
+    dropped afterwards."""
+    url = await create_pg_database(migrated=migrated)
     try:
         yield url
     finally:
@@ -451,6 +503,10 @@ async def running_world(
     if policy is not None:
         path = data_dir / "policy.toml"
         path.write_text(policy(path.read_text()))
+    if database_url is None and "database_url" not in settings:
+        sqlite = load_settings(data_dir).sqlite_path
+        assert sqlite is not None
+        await _copy_sqlite_template(sqlite)
     code = await init_database(data_dir, database_url)
     overrides = {"database_url": database_url} if database_url else {}
     # public_url=BASE unless a test sets it (None: the server's authority comes from host/port);
@@ -581,7 +637,7 @@ async def world_on(backend: str, tmp: Path, **settings: Any) -> AsyncIterator[Wo
         async with running_world(tmp, None, **settings) as w:
             yield w
     else:
-        async with postgres_database() as url, running_world(tmp, url, **settings) as w:
+        async with postgres_database(migrated=True) as url, running_world(tmp, url, **settings) as w:
             yield w
 
 
