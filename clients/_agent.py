@@ -31,9 +31,11 @@ import struct
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from liaison.crypto.envelope import ENVELOPE_DOMAIN_V2
 from liaison.crypto.errors import CryptoError, DecryptionFailed
 from liaison.crypto.keys import DeviceKeys, PublicBundle
 
@@ -199,19 +201,46 @@ class AgentClient:
 class AgentKeys(DeviceKeys):
     """A device's keys held by the agent: the public bundle here, every private operation
     there. A `DeviceKeys` for everything that takes one (`AsyncClient`, `seal`,
-    `open_envelope`, `sign_request`); its private key fields are empty."""
+    `open_envelope`, `sign_request`); its private key fields are empty.
 
-    def __init__(self, agent: AgentClient, profile: str, public: PublicBundle) -> None:
+    The agent signs envelopes only. What else a command signs (a directory statement: a new
+    principal, a channel's members, a revoked device, an enrolment code) is signed with the
+    profile's own keys, which `opener` opens with the passphrase the first time one is needed,
+    as without the agent; with no `opener` such a signature is refused (AgentError)."""
+
+    def __init__(
+        self,
+        agent: AgentClient,
+        profile: str,
+        public: PublicBundle,
+        opener: Callable[[], DeviceKeys] | None = None,
+    ) -> None:
         super().__init__(public.principal, public.created, b"", None, public.kem_suite, b"")
         self.__dict__["public"] = public  # the cached_property's value: no private key to derive it
         self.__dict__["_agent"] = agent
         self.__dict__["_profile"] = profile
+        self.__dict__["_opener"] = opener
+        self.__dict__["_own"] = None
 
     def _call(self, op: str, **fields: Any) -> dict[str, Any]:
         agent: AgentClient = self.__dict__["_agent"]
         return agent.call(op, profile=self.__dict__["_profile"], **fields)
 
+    def _own_keys(self) -> DeviceKeys:
+        own: DeviceKeys | None = self.__dict__["_own"]
+        if own is None:
+            opener: Callable[[], DeviceKeys] | None = self.__dict__["_opener"]
+            if opener is None:
+                raise AgentError("the unlock agent signs envelopes only: this needs the profile's own keys")
+            own = opener()
+            if own.device_id != self.device_id:
+                raise AgentError("the profile's keys are not the device the unlock agent holds")
+            self.__dict__["_own"] = own
+        return own
+
     def sign(self, domain: bytes, message: bytes) -> dict[str, str]:
+        if domain != ENVELOPE_DOMAIN_V2:
+            return self._own_keys().sign(domain, message)
         signatures = self._call("sign", domain=b64(domain), message=b64(message)).get("signatures")
         if not isinstance(signatures, dict) or not all(isinstance(v, str) for v in signatures.values()):
             raise AgentError("the unlock agent's signatures are malformed")
@@ -239,9 +268,12 @@ class AgentKeys(DeviceKeys):
         raise AgentError("the unlock agent's keys never leave it")
 
 
-def keys_for(home: Path, profile: str, device_id: str) -> AgentKeys | None:
+def keys_for(
+    home: Path, profile: str, device_id: str, opener: Callable[[], DeviceKeys] | None = None
+) -> AgentKeys | None:
     """The agent's keys for `profile` if an agent holds them for exactly `device_id`, else
-    None (no agent, the profile not unlocked, or unlocked for another device)."""
+    None (no agent, the profile not unlocked, or unlocked for another device). `opener`
+    opens the profile's own keys for what the agent does not sign (`AgentKeys`)."""
     try:
         path = socket_path(home, create=False)  # a command without an agent creates nothing
     except AgentError:
@@ -256,7 +288,7 @@ def keys_for(home: Path, profile: str, device_id: str) -> AgentKeys | None:
         return None
     if public.device_id != device_id:
         return None
-    return AgentKeys(agent, profile, public)
+    return AgentKeys(agent, profile, public, opener)
 
 
 def start(home: Path, idle: int) -> tuple[AgentClient, dict[str, Any]]:

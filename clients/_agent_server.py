@@ -9,7 +9,8 @@ What it does for a connection (checked to be this user's, SO_PEERCRED, on a 0600
 * `add`: take a profile's keys (sent once by `unlock`, which opened them with the passphrase);
 * `public`: a profile's public bundle;
 * `sign`: sign an *envelope* (domain `liaison/v2/envelope` only: never a key bundle or an
-  enrolment proof, which only enrolment makes, with fresh keys);
+  enrolment proof, which only enrolment makes, with fresh keys, nor a directory statement,
+  which the CLI signs with the profile's own keys, opened with the passphrase);
 * `sign-http`: sign an RFC 9421 signature base of a request by this very device;
 * `unwrap`: open an envelope's wrapped content key for this device (`info` bound to the
   envelope id and this device; never an enrolment challenge);

@@ -172,7 +172,8 @@ def profile_name(keystore: KeyStore, explicit: str | None) -> str:
 
 def open_client(options: Options) -> AsyncClient:
     """The profile's client: its keys from the unlock agent when it holds them, else opened
-    with the passphrase ("no such profile" comes before the passphrase is asked)."""
+    with the passphrase ("no such profile" comes before the passphrase is asked); a directory
+    statement, which the agent does not sign, asks for the passphrase even then."""
     from ._agent import keys_for
     from ._trust import LogMemory
     from .client import AsyncClient
@@ -180,7 +181,10 @@ def open_client(options: Options) -> AsyncClient:
     keystore = store()
     name = profile_name(keystore, options.profile)
     prof = keystore.load_public(name)
-    keys: DeviceKeys | None = keys_for(keystore.home, name, prof.device_id)
+    # What the agent does not sign (directory statements) asks for the passphrase then.
+    keys: DeviceKeys | None = keys_for(
+        keystore.home, name, prof.device_id, opener=lambda: keystore.load(name, passphrase())[1]
+    )
     if keys is None:
         keys = keystore.load(name, passphrase())[1]
     memory = LogMemory(keystore.state_dir(name) / "log.json")

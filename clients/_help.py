@@ -49,7 +49,9 @@ from a process that starts after they were locked; it does NOT protect them from
 running as you while they are unlocked: those can make the agent sign and decrypt, as they
 could with ssh-agent (they cannot copy the keys out, and the agent is not dumpable). root can
 do anything. Without an agent, or for a profile it does not hold, commands ask for the
-passphrase as before. Witness keys (audit witness) are not held by the agent.
+passphrase as before. Witness keys (audit witness) are not held by the agent, and it never
+signs a directory change (principals, channels, devices, enrolment codes): those admin
+commands ask for the passphrase even while the profile is unlocked.
 """,
     "inbox": """\
 The inbox: 'liaison inbox' lists this device's messages, newest first.

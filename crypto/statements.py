@@ -35,7 +35,7 @@ from .errors import (
     UnsupportedSuite,
 )
 from .invitation import CODE_RE
-from .keys import DEVICE_ID_RE, DeviceKeys, PublicBundle, sign_with, verify_signatures
+from .keys import DEVICE_ID_RE, DeviceKeys, PublicBundle, verify_signatures
 from .labels import Label
 from .names import COMPARTMENT_PATTERN, ED25519, NATION_RE, ROLES, SIGNATURE_ALGS, SLUG_RE
 from .policy import Policy
@@ -495,7 +495,7 @@ def sign_statement(
     with `invitation_seed`, with the invitation key too (a device's first statement)."""
     if keys.device_id != statement.signer:
         raise StatementInvalid("signer", "these keys are not the statement's signer device")
-    signatures = sign_with(keys, STATEMENT_DOMAIN, statement.canonical())
+    signatures = keys.sign(STATEMENT_DOMAIN, statement.canonical())  # the agent's keys too
     inv_sig = None
     if invitation_seed is not None:
         invitation = statement.invitation  # StatementInvalid unless a device statement

@@ -313,3 +313,24 @@ def test_a_malformed_or_huge_request_is_answered_or_dropped(liaison: Liaison, ru
             answer = s.recv(1000)
         assert answer == b"" or b'"ok":false' in answer
     assert _agent.AgentClient(sock_path).call("hello")["profiles"][0]["profile"] == "root"
+
+
+def test_a_directory_change_while_unlocked_asks_for_the_passphrase(liaison: Liaison, runtime: Path) -> None:
+    """Found by the demo once it unlocked its admins: a directory change (here a new principal,
+    a statement the admin's device signs) read the private key fields of the agent's keys,
+    which are empty, and the CLI died with a traceback. The agent signs envelopes only: the
+    statement is signed with the profile's own keys, opened with the passphrase, as without
+    the agent; with no passphrase to be had, a one-line refusal."""
+    liaison("-p", "root", "unlock", "--idle-timeout", "10m")
+    pid = uid("via-agent")
+    create = ["-p", "root", "--json", "admin", "principal", "create", pid, "--name", "Made while unlocked",
+              "--nation", "USA", "--clearance", "SECRET"]  # fmt: skip
+    r = _no_passphrase(liaison, *create, ok=False)
+    assert isinstance(r.exception, SystemExit) and r.exit_code == 1, repr(r.exception)
+    assert "LIAISON_PASSPHRASE" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+    made = liaison(*create).json()  # the passphrase at hand: signed with the profile's keys
+    assert made["id"] == pid
+    listed = _no_passphrase(liaison, "-p", "root", "--json", "admin", "principal", "list", "--search", pid)
+    assert [p["id"] for p in json.loads(listed.stdout)] == [pid]  # reads still need no passphrase
