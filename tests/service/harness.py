@@ -469,7 +469,10 @@ async def enrol_device(
     if r.status_code != 200:
         return r
     proof = keys.answer_kem_challenge(b64url_decode(r.json()["challenge"]))
-    origin = (await http.get(base + "/v1/audit/checkpoint")).text.split("\n", 1)[0]
+    checkpoint = await http.get(base + "/v1/audit/checkpoint")
+    if checkpoint.status_code != 200:
+        return checkpoint
+    origin = checkpoint.text.split("\n", 1)[0]
     statement = device_enrolment(doc.json(), code, keys, origin)
     body = {"invitation_key": key, "bundle": bundle, "proof": proof, "statement": statement}
     return await http.post(base + "/v1/enrol", json=body)
@@ -487,7 +490,10 @@ def enrol_device_sync(base: str, code: str, keys: DeviceKeys, cert: str) -> http
         if r.status_code != 200:
             return r
         proof = keys.answer_kem_challenge(b64url_decode(r.json()["challenge"]))
-        origin = http.get("/v1/audit/checkpoint").text.split("\n", 1)[0]
+        checkpoint = http.get("/v1/audit/checkpoint")
+        if checkpoint.status_code != 200:
+            return checkpoint
+        origin = checkpoint.text.split("\n", 1)[0]
         statement = device_enrolment(doc.json(), code, keys, origin)
         body = {"invitation_key": key, "bundle": bundle, "proof": proof, "statement": statement}
         return http.post("/v1/enrol", json=body)
