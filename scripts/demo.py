@@ -13,6 +13,7 @@ Exit status 0 only if every step did what it should, refusals included.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -201,6 +202,17 @@ class Demo:
             "--profile",
             principal,
         )
+        self.unlock(principal)
+
+    def unlock(self, profile: str, *, quiet: bool = True) -> None:
+        self.liaison(profile, "unlock", "--idle-timeout", "10m", quiet=quiet)
+
+    def lock_all(self) -> None:
+        """Stop the unlock agent of this demo's home (if one runs), before the home goes."""
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            subprocess.run(  # noqa: S603 -- our own CLI
+                [str(BIN / "liaison"), "lock"], capture_output=True, env=self.env, timeout=30, check=False
+            )
 
     def create(self, admin: str, pid: str, name: str, nation: str, clearance: str, *extra: str) -> None:
         self.liaison(
@@ -247,6 +259,12 @@ class Demo:
             "root",
         )
         self.liaison("root", "whoami")
+        self.say(
+            "Root keeps its keys unlocked in the per-user agent, so that its commands neither ask "
+            "for the passphrase nor open the profile (Argon2id, 256 MiB) each time; every profile "
+            "below is unlocked so once enrolled, and the demo locks them all as it ends:"
+        )
+        self.unlock("root", quiet=False)
         self.say("Genesis is over: the operator can no longer mint a root code (a root device must):")
         self.server_refuses("root-code", "--data-dir", str(self.data))
 
@@ -523,6 +541,7 @@ def main() -> int:
         print("\ninterrupted", file=sys.stderr)
         return 130
     finally:
+        demo.lock_all()
         demo.stop_server()
         if keep:
             print(f"(kept {root})")
