@@ -260,9 +260,11 @@ class Demo:
         )
         self.liaison("root", "whoami")
         self.say(
-            "Root keeps its keys unlocked in the per-user agent, so that its commands neither ask "
-            "for the passphrase nor open the profile (Argon2id, 256 MiB) each time; every profile "
-            "below is unlocked so once enrolled, and the demo locks them all as it ends:"
+            "Root keeps its keys unlocked in the per-user agent, so that sends, reads and other "
+            "requests neither ask for the passphrase nor open the profile (Argon2id, 256 MiB) each "
+            "time; a directory change (most of an admin's commands) still opens it, as the agent "
+            "never signs one. Every profile below is unlocked so once enrolled, and the demo locks "
+            "them all as it ends:"
         )
         self.unlock("root", quiet=False)
         self.say("Genesis is over: the operator can no longer mint a root code (a root device must):")
