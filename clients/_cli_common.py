@@ -181,12 +181,12 @@ def open_client(options: Options) -> AsyncClient:
     keystore = store()
     name = profile_name(keystore, options.profile)
     prof = keystore.load_public(name)
+
+    def own() -> DeviceKeys:
+        return keystore.load(name, passphrase())[1]
+
     # What the agent does not sign (directory statements) asks for the passphrase then.
-    keys: DeviceKeys | None = keys_for(
-        keystore.home, name, prof.device_id, opener=lambda: keystore.load(name, passphrase())[1]
-    )
-    if keys is None:
-        keys = keystore.load(name, passphrase())[1]
+    keys: DeviceKeys = keys_for(keystore.home, name, prof.device_id, opener=own) or own()
     memory = LogMemory(keystore.state_dir(name) / "log.json")
     return AsyncClient(
         prof.server, keys, memory, ca_cert=prof.ca_cert, profile=name, monitor_interval=monitor_interval()
