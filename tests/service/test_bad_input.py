@@ -266,12 +266,13 @@ def _long_ids(prefix: str, n: int) -> list[str]:
 
 async def test_channel_members_past_what_one_audit_entry_holds(roomy: World) -> None:
     """Before: 520 members of 64-character ids made a `channel.members` entry over 65,535 bytes
-    (the C2SP entry-bundle limit) and the request failed with a 500."""
+    (the C2SP entry-bundle limit) and the request failed with a 500. Now the cap refuses one
+    past it, and the worst case it allows fits one entry."""
     world = roomy
     await world.channel(OPS, "SECRET//REL TO USA", [])
-    too_many = _long_ids("a", 520)
-    await _principals(world, too_many)
-    body = {"principals": too_many}
+    first = _long_ids("a", MAX_CHANNEL_MEMBERS + 1)  # 64 characters each: the longest ids
+    await _principals(world, first)
+    body = {"principals": first}
     problem = await _unchanged(
         world,
         lambda: world.root.request("PUT", f"/v1/admin/channels/{OPS}/members", body),
@@ -279,10 +280,11 @@ async def test_channel_members_past_what_one_audit_entry_holds(roomy: World) -> 
     )
     assert str(MAX_CHANNEL_MEMBERS) in problem["detail"]
     # Repeats count once: the cap is on distinct members.
-    body = {"principals": too_many[:MAX_CHANNEL_MEMBERS] * 2}
+    body = {"principals": first[:MAX_CHANNEL_MEMBERS] * 2}
     assert (await world.root.request("PUT", f"/v1/admin/channels/{OPS}/members", body)).status_code == 200
     # The worst case the cap allows fits one entry: a full channel of the longest ids replaced
-    # by as many others (members, added and removed each list MAX_CHANNEL_MEMBERS ids).
+    # by as many others (members, added and removed each list MAX_CHANNEL_MEMBERS ids, 900 ids
+    # of 64 characters: more than the 520 that once overflowed).
     others = _long_ids("b", MAX_CHANNEL_MEMBERS)
     await _principals(world, others)
     r = await world.root.request("PUT", f"/v1/admin/channels/{OPS}/members", {"principals": others})
