@@ -11,8 +11,9 @@ echo "== mypy (strict: liaison.crypto, .service, .clients)"
 bash scripts/typecheck.sh
 echo "== pytest"
 # One worker per core and one more (pytest-xdist): many tests spend part of their time waiting
-# on a subprocess, a socket or PostgreSQL, and the extra worker fills those gaps (2 cores:
-# 839 s with 3 workers against 1,000 s with 2, 2026-12-02). Each test is stolen by an idle
+# on a subprocess, a socket or PostgreSQL, and the extra worker fills those gaps (2 cores,
+# 2026-12-02: the same CPU, 23 minutes of it, in 839 s with 3 workers against 1,000 s with 2,
+# though the apps' shared routes came in between). Each test is stolen by an idle
 # worker, so the long ones (the demo, the 1,000-device batch) do not hold the rest back.
 # `-n 0` after the command runs in one process.
 workers=$(( $(nproc 2>/dev/null || echo 1) + 1 ))

@@ -288,3 +288,20 @@ async def test_a_public_log_is_documented_as_public(tmp_path: Path) -> None:
     async with world_on("sqlite", tmp_path) as world:
         doc = await _doc(world)
         assert doc["paths"]["/v1/audit/entries"]["get"]["security"]
+
+
+def test_the_routers_add_nothing_that_their_shared_routes_would_drop() -> None:
+    """`create_app` serves each router's routes as they are, not through `include_router`
+    (which built them again for every app): a router's own dependencies, tags, responses,
+    callbacks or response class would then be lost without a word, so a router has none."""
+    from fastapi.responses import JSONResponse
+
+    from liaison.service import app as service_app
+
+    for router in service_app._ROUTERS:
+        assert router.dependencies == [] and router.tags == [] and router.responses == {}, router.prefix
+        assert router.callbacks == [] and not router.deprecated and router.include_in_schema, router.prefix
+        assert getattr(router.default_response_class, "value", None) is JSONResponse, router.prefix
+        # Every route already carries the router's prefix in its path.
+        paths = [str(getattr(r, "path", "")) for r in router.routes]
+        assert all(p.startswith(router.prefix) for p in paths), router.prefix
