@@ -15,7 +15,6 @@ KEYS_JSON maps each device id to its Ed25519 public key (base64url).
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import ssl
@@ -76,8 +75,9 @@ def main() -> None:
         ssl_keyfile=key,
         ssl_version=ssl.PROTOCOL_TLS_SERVER,
     )
-    gc.freeze()  # as liaison-server run (tune_gc)
-    gc.set_threshold(10_000, 20, 50)
+    from liaison.service.ops.collector import collect_less
+
+    collect_less()  # as liaison-server run (tune_gc)
     if int(workers) == 1:
         config.load()
         assert config.ssl is not None

@@ -302,7 +302,6 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def ceiling_server(port: int, cert: str, key: str, blobs: str) -> None:
-    import gc
 
     import uvicorn
     from fastapi import FastAPI, Request
@@ -376,8 +375,9 @@ def ceiling_server(port: int, cert: str, key: str, blobs: str) -> None:
     config.load()
     assert config.ssl is not None
     config.ssl.minimum_version = ssl.TLSVersion.TLSv1_3  # as liaison-server run
-    gc.freeze()  # as liaison-server run (tune_gc)
-    gc.set_threshold(10_000, 20, 50)
+    from liaison.service.ops.collector import collect_less
+
+    collect_less()  # as liaison-server run (tune_gc)
     uvicorn.Server(config).run()
 
 
