@@ -44,7 +44,7 @@ from _server import latency_ms, throwaway_state
 
 from liaison.crypto import merkle, note, tiles
 from liaison.crypto.keys import generate_device
-from liaison.service.ops.cli import tune_gc
+from liaison.service.ops.serve import tune_gc
 from liaison.service.state import AppState
 from liaison.service.storage.logstore import LogReader
 from liaison.service.usecases import audit as audit_read

@@ -34,7 +34,7 @@ from .api.hot import HotPaths
 from .api.middleware import RequestMiddleware
 from .api.openapi import complete, install_viewers
 from .api.routing import needs
-from .config import Settings, SettingsError
+from .config import Settings, SettingsError, StartupError, describe_db_error, load_log_signer
 from .metrics import Metrics
 from .problems import Problem
 from .state import AppState
@@ -54,10 +54,8 @@ from .writer import Tx, Writer
 
 __all__ = [
     "STREAMS_STOPPING",
-    "StartupError",
     "create_app",
     "create_metrics_app",
-    "describe_db_error",
     "open_database",
     "open_state",
 ]
@@ -71,10 +69,6 @@ log = logging.getLogger("liaison")
 STREAMS_STOPPING = "server-stopping"
 
 
-class StartupError(SettingsError):
-    """The service cannot start; the message says why and what fixes it."""
-
-
 def load_policy(path: Path) -> tuple[Policy, bytes]:
     """The policy file, parsed, and its exact bytes (what the root signs: protocol 9.7)."""
     try:
@@ -84,25 +78,6 @@ def load_policy(path: Path) -> tuple[Policy, bytes]:
         raise StartupError(f"policy file {path} is missing: run 'liaison-server init'") from None
     except MalformedError as e:
         raise StartupError(f"{path}: {e}") from None
-
-
-def load_log_signer(path: Path, origin: str) -> note.Signer:
-    try:
-        signer = note.parse_signer_key(path.read_text("ascii").strip())
-    except FileNotFoundError:
-        raise StartupError(f"log signing key {path} is missing: run 'liaison-server init'") from None
-    except (OSError, UnicodeDecodeError, CryptoError) as e:
-        raise StartupError(f"log signing key {path} is unreadable: {e}") from None
-    if signer.name != origin:
-        raise StartupError(f"log signing key is for {signer.name!r} but origin is {origin!r}")
-    return signer
-
-
-def describe_db_error(e: BaseException) -> str:
-    """A database failure in one line: the driver's own error when SQLAlchemy wraps one."""
-    orig = getattr(e, "orig", None) or e
-    text = " ".join(str(orig).split()) or "no detail"
-    return f"{type(orig).__name__}: {text}"[:400]
 
 
 async def open_database(settings: Settings, *, create: bool = False) -> tuple[Database, SchemaState]:

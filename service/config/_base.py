@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from sqlalchemy.engine.url import make_url
-from sqlalchemy.exc import ArgumentError
+if TYPE_CHECKING:
+    from sqlalchemy.engine.url import URL
+
 
 __all__ = [
     "ENV_PREFIX",
@@ -34,11 +35,25 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
+def parse_db_url(url: str) -> URL:
+    """SQLAlchemy's parse of a database URL; ValueError (never quoting it: it may hold a
+    password) when it is not one. Imported here, when a URL is parsed: importing SQLAlchemy
+    costs a quarter of a second of CPU, which the light commands (`healthcheck` on the default
+    SQLite database, `--help`) never need."""
+    from sqlalchemy.engine.url import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise ValueError("not a database URL") from None
+
+
 def masked_url(url: str, *, drop: bool = False) -> str:
     """`url` with its password replaced by *** (or dropped)."""
     try:
-        parsed = make_url(url)
-    except ArgumentError:
+        parsed = parse_db_url(url)
+    except ValueError:
         return "(not a URL)"
     if parsed.password is None:
         return parsed.render_as_string(hide_password=False)

@@ -8,10 +8,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.engine.url import make_url
-from sqlalchemy.exc import ArgumentError
-
-from ._base import SettingsError, env_name, masked_url, one_line
+from ._base import SettingsError, env_name, masked_url, one_line, parse_db_url
 
 __all__ = ["DatabaseRecord"]
 
@@ -54,7 +51,7 @@ class DatabaseRecord:
         `database_password_file`): the URL without its password, and where that came from."""
         if database_url is None:
             return cls(kind="sqlite")
-        url = make_url(database_url)
+        url = parse_db_url(database_url)
         kind = url.get_backend_name()
         if url.password is not None:
             return cls(kind, masked_url(database_url, drop=True), env_name("database_url"))
@@ -90,6 +87,6 @@ class DatabaseRecord:
 
 def _backend(url: str) -> str | None:
     try:
-        return make_url(url).get_backend_name()
-    except ArgumentError:
+        return parse_db_url(url).get_backend_name()
+    except ValueError:
         return None

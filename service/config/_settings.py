@@ -11,13 +11,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
-from sqlalchemy.engine.url import make_url
-from sqlalchemy.exc import ArgumentError
 
 from liaison.crypto import note
 from liaison.crypto.errors import CryptoError
 
-from ._base import RECORD_FILE, Source, describe_source, env_name, masked_url
+from ._base import RECORD_FILE, Source, describe_source, env_name, masked_url, parse_db_url
 from ._record import DatabaseRecord
 
 __all__ = ["Settings", "setting"]
@@ -439,8 +437,8 @@ class Settings(BaseModel):
         if not isinstance(v, str):
             return v
         try:
-            url = make_url(v)
-        except (ArgumentError, ValueError):  # never quote it: it may hold a password
+            url = parse_db_url(v)
+        except ValueError:  # never quote it: it may hold a password
             raise ValueError("not a database URL") from None
         # The drivers the service runs on; the plain spellings mean them.
         drivers = {
@@ -532,11 +530,13 @@ class Settings(BaseModel):
         url = self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'liaison.db'}"
         if self._db_password is None:
             return url
-        return make_url(url).set(password=self._db_password).render_as_string(hide_password=False)
+        return parse_db_url(url).set(password=self._db_password).render_as_string(hide_password=False)
 
     @property
     def db_kind(self) -> str:
-        return make_url(self.db_url).get_backend_name()
+        if self.database_url is None:
+            return "sqlite"  # the default database: no URL to parse
+        return parse_db_url(self.db_url).get_backend_name()
 
     @property
     def is_postgres(self) -> bool:
@@ -545,7 +545,7 @@ class Settings(BaseModel):
     @property
     def sqlite_path(self) -> Path | None:
         """The SQLite file, or None on PostgreSQL (or an in-memory SQLite database)."""
-        url = make_url(self.db_url)
+        url = parse_db_url(self.db_url)
         if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
             return None
         return Path(url.database)

@@ -11,26 +11,22 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from liaison.crypto import note
 from liaison.crypto.errors import CryptoError
 
-from ..app import StartupError, describe_db_error, load_log_signer, open_database
-from ..config import Settings, SettingsError, load_settings
-from ..storage.pg_roles import pg_roles_sql
-from ..tlog.verify import VerifyReport, verify_log
+from ..config import Settings, SettingsError, StartupError, describe_db_error, load_log_signer, load_settings
 from .errors import OperatorGroup
 
 __all__ = ["app"]
 
-app = typer.Typer(cls=OperatorGroup, help="Operator commands on the audit log.", no_args_is_help=True)
+app = typer.Typer(
+    cls=OperatorGroup, help="Operator commands on the audit log.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -81,6 +77,14 @@ def verify(
 
     Exits 0 if the log is intact, 1 naming the first bad index if not, 2 on a usage error.
     """
+    import asyncio
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from ..app import open_database
+    from ..tlog.verify import VerifyReport, verify_log
+
     try:
         overrides = {"database_url": database_url} if database_url else {}
         settings = load_settings(data_dir, **overrides)
@@ -178,6 +182,10 @@ def pg_roles(
 
     The service's role gets no UPDATE, DELETE or TRUNCATE on the log tables. Apply it after
     every migration (docker/compose.yaml's migrate service does)."""
+    import asyncio
+
+    from ..storage.pg_roles import pg_roles_sql
+
     try:
         sql = pg_roles_sql(app_role, owner_role, schema)
     except ValueError as e:
@@ -195,6 +203,8 @@ def pg_roles(
 
 
 async def _apply(settings: Settings, sql: str, app_role: str) -> str:
+    from ..app import open_database
+
     db, schema = await open_database(settings)
     try:
         if schema.current is None:

@@ -25,8 +25,16 @@ from sqlalchemy import func, select, text
 from liaison.crypto import note
 from liaison.crypto.invitation import make_invitation
 
-from ..app import StartupError, close_state, describe_db_error, open_database, open_state
-from ..config import RECORD_FILE, DatabaseRecord, Settings, SettingsError, load_settings
+from ..app import close_state, open_database, open_state
+from ..config import (
+    RECORD_FILE,
+    DatabaseRecord,
+    Settings,
+    SettingsError,
+    StartupError,
+    describe_db_error,
+    load_settings,
+)
 from ..problems import Problem
 from ..storage.db import Database
 from ..storage.migrate import SchemaState, downgrade, schema_state

@@ -13,16 +13,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
-from ..app import StartupError, load_log_signer
-from ..config import load_settings
+from ..config import StartupError, load_log_signer, load_settings
 
 __all__ = ["export_trust", "trust_material"]
 
 
 def trust_material(data_dir: Path | None) -> dict[str, Any]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
     settings = load_settings(data_dir)
     try:
         pem = settings.tls_cert.read_bytes()

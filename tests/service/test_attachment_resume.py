@@ -20,7 +20,7 @@ from sqlalchemy import update
 from liaison.crypto.encoding import b64url_encode
 from liaison.crypto.envelope import new_envelope_id
 from liaison.crypto.labels import parse_label
-from liaison.service.app import StartupError
+from liaison.service.config import StartupError
 from liaison.service.storage.models import Attachment
 from liaison.service.usecases import attachments, messaging
 from tests.service.harness import World, assert_problem, coalition, free_port, world_on
