@@ -1,12 +1,14 @@
 """What the benches share: starting a `liaison-server` of their own (a fresh data directory,
 TLS, its dev certificate) and waiting for it to be ready, and stopping it; or the service's
-state opened in the bench's own process (`throwaway_state`)."""
+state opened in the bench's own process (`throwaway_state`); a fresh PostgreSQL database of
+their own on a server (`create_pg`, dropped by `drop_pg`)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import ssl
@@ -125,3 +127,31 @@ def latency_ms(samples: list[float], digits: int = 2) -> str:
         f"p50 {statistics.median(ordered) * 1e3:{w}.{digits}f} ms  p99 {p99 * 1e3:{w}.{digits}f} ms  "
         f"max {ordered[-1] * 1e3:{w}.{digits}f} ms"
     )
+
+
+async def create_pg(url: str) -> str:
+    """A new, empty database on the PostgreSQL server of `url`; its URL."""
+    import asyncpg
+    from sqlalchemy.engine.url import make_url
+
+    u = make_url(url)
+    name = f"liaison_bench_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(u.set(drivername="postgresql").render_as_string(False))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return u.set(database=name).render_as_string(False)
+
+
+async def drop_pg(url: str) -> None:
+    """Drop the database of `url` (its sessions ended first)."""
+    import asyncpg
+    from sqlalchemy.engine.url import make_url
+
+    u = make_url(url)
+    conn = await asyncpg.connect(u.set(drivername="postgresql", database="postgres").render_as_string(False))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)')
+    finally:
+        await conn.close()

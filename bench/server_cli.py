@@ -2,8 +2,10 @@
 system, the kernel's own accounting of the finished child), wall seconds and peak memory.
 
 Run: .venv/bin/python bench/server_cli.py [--runs 10] [--vs OTHER/.venv/bin/liaison-server]
+                                          [--postgres URL]
 
-It starts this checkout's `liaison-server run` (TLS, SQLite, a fresh data directory), then
+It starts this checkout's `liaison-server run` (TLS, a fresh data directory; SQLite, or a
+fresh database created on the PostgreSQL server of --postgres and dropped after), then
 times, each as a fresh process exactly like the console script:
 
     healthcheck, healthcheck --live, --help, config, log-key
@@ -19,17 +21,15 @@ the same minutes of a machine whose speed drifts. Python's bytecode is written a
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench._server import BIN, start_server, stop_server
+from _server import BIN, create_pg, drop_pg, start_server, stop_server
 
 COMMANDS: list[tuple[str, list[str]]] = [
     ("healthcheck", ["healthcheck"]),
@@ -61,7 +61,19 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=10, help="timed runs per command (after one warm-up)")
     parser.add_argument("--vs", help="another liaison-server executable, timed in alternation")
+    parser.add_argument("--postgres", help="PostgreSQL server URL (postgresql+asyncpg://...)")
     opts = parser.parse_args()
+    database = asyncio.run(create_pg(opts.postgres)) if opts.postgres else None
+    try:
+        run(opts, database)
+    finally:
+        if database is not None:
+            asyncio.run(drop_pg(database))
+
+
+def run(opts: argparse.Namespace, database: str | None) -> None:
+    if database is not None:
+        os.environ["LIAISON_DATABASE_URL"] = database  # init's, the server's and the commands'
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     exes = {"this": str(BIN / "liaison-server")}
     if opts.vs:
@@ -71,7 +83,8 @@ def main() -> None:
         try:
             port = url.rsplit(":", 1)[1]
             env["LIAISON_DATA_DIR"] = init["data_dir"]
-            print(f"load average {os.getloadavg()[0]:.2f}; {opts.runs} runs per command, medians")
+            kind = "PostgreSQL" if database else "SQLite"
+            print(f"{kind}; load average {os.getloadavg()[0]:.2f}; {opts.runs} runs per command, medians")
             head = ("command", "binary", "cpu s", "wall s", "peak MiB", "core every 15 s")
             print("{:<20} {:<6} {:>7} {:>7} {:>9} {:>16}".format(*head))
             for name, args in COMMANDS:

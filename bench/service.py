@@ -80,7 +80,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from _server import wait_ready
+from _server import create_pg, drop_pg, wait_ready
 
 from liaison.clients._directory import (
     PrincipalState,
@@ -400,32 +400,6 @@ async def ceiling_phase(
         return await run_phase(t, ceiling, f"ceiling: submit x{n} (one signature check)", queues, 201)
     finally:
         ceiling.stop()
-
-
-async def create_pg(url: str) -> str:
-    import asyncpg
-    from sqlalchemy.engine.url import make_url
-
-    u = make_url(url)
-    name = f"liaison_bench_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(u.set(drivername="postgresql").render_as_string(False))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return u.set(database=name).render_as_string(False)
-
-
-async def drop_pg(url: str) -> None:
-    import asyncpg
-    from sqlalchemy.engine.url import make_url
-
-    u = make_url(url)
-    conn = await asyncpg.connect(u.set(drivername="postgresql", database="postgres").render_as_string(False))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 # --- set-up: principals, devices, channels ---------------------------------------------------
