@@ -15,6 +15,7 @@ echo "== pytest"
 # 2026-12-02: the same CPU, 23 minutes of it, in 839 s with 3 workers against 1,000 s with 2,
 # though the apps' shared routes came in between). Each test is stolen by an idle
 # worker, so the long ones (the demo, the 1,000-device batch) do not hold the rest back.
-# `-n 0` after the command runs in one process.
+# `-n 0` after the command runs in one process. The 15 slowest tests are listed at the end:
+# where the 20-minute budget of CI goes.
 workers=$(( $(nproc 2>/dev/null || echo 1) + 1 ))
-exec .venv/bin/pytest -q -p no:cacheprovider -n "$workers" --dist worksteal "$@"
+exec .venv/bin/pytest -q -p no:cacheprovider -n "$workers" --dist worksteal --durations=15 "$@"
