@@ -302,7 +302,6 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def ceiling_server(port: int, cert: str, key: str, blobs: str) -> None:
-
     import uvicorn
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse

@@ -1,5 +1,5 @@
 """The garbage collector's settings for a long-running process: `liaison-server run` (through
-`cli.tune_gc`), the benchmarks' servers that mirror it, and the test processes. No import but
+`serve.tune_gc`), the benchmarks' servers that mirror it, and the test processes. No import but
 `gc`: a benchmark's minimal app takes them without loading the service."""
 
 from __future__ import annotations
