@@ -300,11 +300,19 @@ class PersistentMap:
         Only the paths to the written keys are new, each new node hashed once however many
         keys of the batch lie below it. If nothing changes, returns this map.
         """
+        return self.set_changes(items)[0]
+
+    def set_changes(self, items: Mapping[bytes, bytes]) -> tuple[PersistentMap, dict[bytes, bytes]]:
+        """`set_many`, and the items that changed something (a new key, or a new value for
+        one): what a writer records as the new version's leaves, found by the same walk."""
         batch = _Batch(items)
         if not batch.ks:
-            return self
+            return self, {}
         root = batch.merge(self._root, 0, len(batch.ks))
-        return self if root is self._root else PersistentMap._of(root, self._count + batch.added)
+        if root is self._root:
+            return self, {}
+        changed = {batch.keys[i]: batch.values[i] for i in sorted(batch.changed)}
+        return PersistentMap._of(root, self._count + batch.added), changed
 
     def set(self, key: bytes, value: bytes) -> PersistentMap:
         """A new version with `key` set to `value` (see set_many)."""
@@ -361,6 +369,8 @@ class _Batch:
         self.keys = [r[1] for r in rows]
         self.values = [r[2] for r in rows]
         self.added = 0  # keys that merge() inserted rather than replaced
+        #: Positions of the items that changed the map (inserted, or a new value).
+        self.changed: list[int] = []
 
     def build(self, lo: int, hi: int) -> _Node:
         """The subtree of items[lo:hi] (at least one)."""
@@ -370,6 +380,12 @@ class _Batch:
         c = _first_diff(ks[lo], ks[hi - 1])  # sorted: the range's first differing bit
         mid = bisect_left(ks, _threshold(ks[lo], c), lo, hi)
         return _join(c, self.build(lo, mid), self.build(mid, hi))
+
+    def insert(self, lo: int, hi: int) -> _Node:
+        """`build` for items that are new to the map (counted and recorded as changes)."""
+        self.added += hi - lo
+        self.changed.extend(range(lo, hi))
+        return self.build(lo, hi)
 
     def merge(self, node: _Node | None, lo: int, hi: int) -> _Node:
         """`node`'s subtree with items[lo:hi] set; `node` itself if that changes nothing.
@@ -381,8 +397,7 @@ class _Batch:
             assert node is not None  # merge() is only ever given items, or a node to keep
             return node
         if node is None:
-            self.added += hi - lo
-            return self.build(lo, hi)
+            return self.insert(lo, hi)
         ks = self.ks
         bit, rep = node[_BIT], node[_REP]
         # The first bit where the union differs: for a sorted range, min and max bound it.
@@ -390,7 +405,10 @@ class _Batch:
         if c >= bit:
             if bit == _KEY_BITS:  # a leaf, and the one item is its key
                 value = self.values[lo]
-                return node if node[_VALUE] == value else _new_leaf(rep, node[_KEY], value)
+                if node[_VALUE] == value:
+                    return node
+                self.changed.append(lo)
+                return _new_leaf(rep, node[_KEY], value)
             # Every item is inside this inner node's prefix.
             mid = bisect_left(ks, _threshold(rep, bit), lo, hi)
             old_left, old_right = node[_LEFT], node[_RIGHT]
@@ -407,10 +425,8 @@ class _Batch:
         # Some item leaves the node's prefix at bit c < its bit: a new node splits there.
         mid = bisect_left(ks, _threshold(rep, c), lo, hi)
         if (rep >> (_KEY_BITS - 1 - c)) & 1:
-            self.added += mid - lo
-            return _join(c, self.build(lo, mid), self.merge(node, mid, hi))
-        self.added += hi - mid
-        return _join(c, self.merge(node, lo, mid), self.build(mid, hi))
+            return _join(c, self.insert(lo, mid), self.merge(node, mid, hi))
+        return _join(c, self.merge(node, lo, mid), self.insert(mid, hi))
 
 
 # --- helpers ----------------------------------------------------------------------------

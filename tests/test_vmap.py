@@ -250,6 +250,23 @@ def test_old_versions_are_unchanged_by_set_many(old: dict[bytes, bytes], new: di
         assert verify_proof(root1, k, proof) == old.get(k)
 
 
+@FAST
+@given(item_sets, item_sets, st.data())
+def test_set_changes_reports_exactly_what_changed(
+    old: dict[bytes, bytes], new: dict[bytes, bytes], data: st.DataObject
+) -> None:
+    # Some of the batch's items repeat what the map holds already: those change nothing.
+    repeats = data.draw(st.lists(st.sampled_from(sorted(old)), unique=True) if old else st.just([]))
+    batch = {**new, **{k: old[k] for k in repeats}}
+    m1 = PersistentMap.from_items(old)
+    m2, changed = m1.set_changes(batch)
+    assert changed == {k: w for k, w in batch.items() if old.get(k) != w}
+    assert m2.root() == m1.set_many(batch).root() == root_of({**old, **batch})
+    assert len(m2) == len({**old, **batch})
+    if not changed:
+        assert m2 is m1
+
+
 def test_setting_what_is_already_there_changes_nothing() -> None:
     items = {v.map_key(n, f"r{i}"): sha256(b"%d" % i) for i, n in enumerate(NATIONS)}
     m = PersistentMap.from_items(items)

@@ -100,10 +100,9 @@ class MapState:
         with self._lock:
             base = self._versions[self.version]
             version = self.version
-        changed = {k: v for k, v in changes.items() if base.get(k) != v}
+        new, changed = base.set_changes(changes)
         if not changed:
             return Staged(MapHead(version, base.root()), base, {})
-        new = base.set_many(changed)
         return Staged(MapHead(version + 1, new.root()), new, changed)
 
     @staticmethod
