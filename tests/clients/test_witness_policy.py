@@ -8,6 +8,7 @@ witnesses' valid cosignatures towards the policy's quorum.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -235,6 +236,14 @@ async def test_library_ignores_lines_the_transport_forges(cli: Liaison, own_serv
     skey, vkey = note.generate_signer_key("pinned.witness.example", sig_type=note.SIG_COSIGNATURE_V1)
     pinned = note.parse_signer_key(skey)
     fake = note.Signature(pinned.name, pinned.key_id, (1_790_000_000).to_bytes(8, "big") + bytes(64)).line
+    # The server holds a real cosignature, from a witness nobody pinned, of an earlier size, so
+    # that it has a checkpoint to offer as cosigned below: made here, not left to this module's
+    # earlier tests (under pytest-xdist this test can run alone, on a fresh server).
+    # (The CLI runs its own event loop: in a thread, beside this test's.)
+    await asyncio.to_thread(_seed_cosignature, cli, own_server, "unpinned.witness.example", int(time.time()))
+    await asyncio.to_thread(
+        cli, "-p", "root", "admin", "channel", "create", "wp-library", "--ceiling", "SECRET//REL TO USA"
+    )
     store = KeyStore(cli.home)
     transport = Rewriting(own_server.cert, [FORGED, fake])
     async with AsyncClient.from_profile("root", PASSPHRASE, store=store, transport=transport) as c:
