@@ -100,14 +100,23 @@ class _Liaison(TyperGroup):
         **extra: Any,
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
+        # `--json` is this command's choice: whatever runs in this process after it (an
+        # embedding program, another command in a test runner) writes plain errors again.
         term.set_json_errors(_wants_json(argv))
+        try:
+            code = self._command(argv, prog_name, complete_var, **extra)
+        finally:
+            term.set_json_errors(False)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def _command(self, argv: list[str], prog_name: str | None, complete_var: str | None, **extra: Any) -> int:
+        """Run one command line; its exit code."""
         if argv == ["--version"]:
             # Answered before click parses anything: typer 0.29+ coerces every option value
             # through pydantic, an import that alone would double the time of `--version`.
-            code = _exit_code(lambda: _version(True))
-            if standalone_mode:
-                sys.exit(code)
-            return code
+            return _exit_code(lambda: _version(True))
         try:
             try:
                 code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
@@ -117,10 +126,7 @@ class _Liaison(TyperGroup):
                 term.fail("aborted", code=1, problem="interrupted")
         except typer.Exit as e:
             code = e.exit_code
-        code = code if isinstance(code, int) else 0
-        if standalone_mode:
-            sys.exit(code)
-        return code
+        return code if isinstance(code, int) else 0
 
 
 def _exit_code(fn: Callable[[], object]) -> int:

@@ -139,6 +139,20 @@ def test_say_and_table_escape_every_value(capsys: pytest.CaptureFixture[str]) ->
         term.say("{x!r}", x=1)
 
 
+def test_json_errors_end_with_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--json` is one command's choice: after `main` returns, in the same process (an
+    embedding program, a test runner), errors are one plain line again."""
+    from liaison.clients import cli
+
+    command = typer.main.get_command(cli.app)
+    assert command.main(["--json", "profiles", "--no-such-option"], standalone_mode=False) == 2
+    assert json.loads(capsys.readouterr().err)["type"] == "urn:liaison:client:usage"
+    assert not term.json_errors()
+    with pytest.raises(typer.Exit):
+        term.fail("plain again")
+    assert capsys.readouterr().err == "liaison: plain again\n"
+
+
 def test_fail_is_one_escaped_line(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(typer.Exit) as info:
         term.fail("server refused ({slug}): {detail}", slug="x\x1b", detail="a\nb\r\x9b" + "y" * 400)

@@ -71,7 +71,15 @@ def latest(cli: Liaison) -> dict[str, Any]:
     return out
 
 
+def fresh_checkpoint(cli: Liaison, channel: str) -> None:
+    """Write something (a new channel), so that the log's latest checkpoint is one that no
+    other test of this module has put cosignature lines on (they share one server, in any
+    order)."""
+    cli("-p", "root", "admin", "channel", "create", channel, "--ceiling", "SECRET//REL TO USA")
+
+
 def test_forged_cosigner_is_not_printed(cli: Liaison, own_server: Server) -> None:
+    fresh_checkpoint(cli, "wp-forged")
     size = latest(cli)["size"]
     forge(own_server, size)
     shown = cli("-p", "root", "audit", "checkpoint").stdout
@@ -241,9 +249,7 @@ async def test_library_ignores_lines_the_transport_forges(cli: Liaison, own_serv
     # earlier tests (under pytest-xdist this test can run alone, on a fresh server).
     # (The CLI runs its own event loop: in a thread, beside this test's.)
     await asyncio.to_thread(_seed_cosignature, cli, own_server, "unpinned.witness.example", int(time.time()))
-    await asyncio.to_thread(
-        cli, "-p", "root", "admin", "channel", "create", "wp-library", "--ceiling", "SECRET//REL TO USA"
-    )
+    await asyncio.to_thread(fresh_checkpoint, cli, "wp-library")
     store = KeyStore(cli.home)
     transport = Rewriting(own_server.cert, [FORGED, fake])
     async with AsyncClient.from_profile("root", PASSPHRASE, store=store, transport=transport) as c:
