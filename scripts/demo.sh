@@ -8,10 +8,10 @@ cd "$(dirname "$0")/.."
 if [ -z "${LIAISON_DEMO_SKIP_SETUP:-}" ]; then
   . scripts/_venv.sh
 fi
-# The demo runs `liaison` some seventy times, each a new Python process: where the shell sets
+# The demo runs `liaison` dozens of times, each a new Python process: where the shell sets
 # PYTHONDONTWRITEBYTECODE (some CI images and sandboxes do), each of them compiled the
-# project's modules from source again (a sixth of the demo's CPU). Let them share the cache
-# (__pycache__, which git ignores).
+# project's modules from source again (7% of the demo's CPU, measured). Let them share the
+# cache (__pycache__, which git ignores).
 unset PYTHONDONTWRITEBYTECODE
 # demo.py stops the server it started on every exit path; the trap covers a kill of this
 # shell too, by ending the demo's process group.
