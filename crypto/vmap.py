@@ -300,19 +300,23 @@ class PersistentMap:
         Only the paths to the written keys are new, each new node hashed once however many
         keys of the batch lie below it. If nothing changes, returns this map.
         """
-        return self.set_changes(items)[0]
+        return self._merged(_Batch(items))
 
     def set_changes(self, items: Mapping[bytes, bytes]) -> tuple[PersistentMap, dict[bytes, bytes]]:
         """`set_many`, and the items that changed something (a new key, or a new value for
         one): what a writer records as the new version's leaves, found by the same walk."""
         batch = _Batch(items)
+        new = self._merged(batch)
+        if new is self:
+            return self, {}
+        return new, {batch.keys[i]: batch.values[i] for i in sorted(batch.changed)}
+
+    def _merged(self, batch: _Batch) -> PersistentMap:
+        """This map with `batch`'s items set; this map itself if that changes nothing."""
         if not batch.ks:
-            return self, {}
+            return self
         root = batch.merge(self._root, 0, len(batch.ks))
-        if root is self._root:
-            return self, {}
-        changed = {batch.keys[i]: batch.values[i] for i in sorted(batch.changed)}
-        return PersistentMap._of(root, self._count + batch.added), changed
+        return self if root is self._root else PersistentMap._of(root, self._count + batch.added)
 
     def set(self, key: bytes, value: bytes) -> PersistentMap:
         """A new version with `key` set to `value` (see set_many)."""

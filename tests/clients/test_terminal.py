@@ -29,6 +29,7 @@ from rich.cells import cell_len
 
 from liaison.clients import _models as m
 from liaison.clients import _terminal as term
+from liaison.clients import cli
 from liaison.clients.errors import InputError
 from liaison.crypto.labels import Label
 
@@ -142,8 +143,6 @@ def test_say_and_table_escape_every_value(capsys: pytest.CaptureFixture[str]) ->
 def test_json_errors_end_with_the_command(capsys: pytest.CaptureFixture[str]) -> None:
     """`--json` is one command's choice: after `main` returns, in the same process (an
     embedding program, a test runner), errors are one plain line again."""
-    from liaison.clients import cli
-
     command = typer.main.get_command(cli.app)
     assert command.main(["--json", "profiles", "--no-such-option"], standalone_mode=False) == 2
     assert json.loads(capsys.readouterr().err)["type"] == "urn:liaison:client:usage"
