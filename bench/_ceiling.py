@@ -9,8 +9,15 @@ httptools (and uvloop where uvicorn picks it, as `liaison-server run` does), the
 certificate and key, TLS 1.3, the same garbage-collector settings, and as many worker
 processes as the service under test.
 
-Run by bench/service.py: python bench/_ceiling.py PORT CERT KEY KEYS_JSON WORKERS, where
-KEYS_JSON maps each device id to its Ed25519 public key (base64url).
+With MODE `envelope`, the route also does the rest of what Liaison must verify for a submit
+before it can accept it, and nothing else: it parses the body as JSON and its `envelope`
+(`parse_envelope`), checks that the envelope's sender is the signing device, and verifies
+the envelope's Ed25519 and ML-DSA-65 signatures by that device's bundle (`verify_envelope`).
+What is left out is then Liaison's own work: the policy, the database, the log, the receipt.
+
+Run by bench/service.py: python bench/_ceiling.py PORT CERT KEY KEYS_JSON WORKERS [MODE],
+where KEYS_JSON maps each device id to its public key bundle (`PublicBundle.to_json`) and
+MODE is `signature` (the default) or `envelope`.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import ssl
 import sys
 
 KEYS_ENV = "LIAISON_BENCH_CEILING_KEYS"
+MODE_ENV = "LIAISON_BENCH_CEILING_MODE"
+MODES = ("signature", "envelope")
 
 
 def make_app() -> object:
@@ -28,12 +37,15 @@ def make_app() -> object:
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, Response
 
-    from liaison.crypto.encoding import b64url_decode
-    from liaison.crypto.errors import RequestSignatureError
+    from liaison.crypto.envelope import parse_envelope, verify_envelope
+    from liaison.crypto.errors import CryptoError, RequestSignatureError
     from liaison.crypto.httpsig import parse_signature_params, verify_request
+    from liaison.crypto.keys import PublicBundle
 
     with open(os.environ[KEYS_ENV]) as f:
-        keys = {device: b64url_decode(key) for device, key in json.load(f).items()}
+        bundles = {device: PublicBundle.from_json(b) for device, b in json.load(f).items()}
+    keys = {device: b.ed25519 for device, b in bundles.items()}
+    envelope = os.environ.get(MODE_ENV) == "envelope"
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
     async def submit(request: Request) -> Response:
@@ -47,6 +59,14 @@ def make_app() -> object:
             verify_request("POST", str(request.url), headers, body, key)
         except (RequestSignatureError, ValueError) as e:
             return JSONResponse({"error": str(e)}, 401)
+        if envelope:
+            try:
+                parsed = parse_envelope(json.loads(body)["envelope"])
+                if parsed.sender != params.keyid:
+                    return JSONResponse({"error": "the envelope's sender is not the signer"}, 422)
+                verify_envelope(parsed, bundles[params.keyid])
+            except (CryptoError, ValueError, KeyError, TypeError) as e:
+                return JSONResponse({"error": str(e)}, 422)
         return JSONResponse({"accepted": True}, 201)
 
     app.add_route("/v1/messages", submit, methods=["POST"])
@@ -57,7 +77,11 @@ def main() -> None:
     import uvicorn
 
     port, cert, key, keys_file, workers = sys.argv[1:6]
+    mode = sys.argv[6] if len(sys.argv) > 6 else MODES[0]
+    if mode not in MODES:
+        raise SystemExit(f"_ceiling.py: MODE must be one of {', '.join(MODES)}, not {mode!r}")
     os.environ[KEYS_ENV] = keys_file
+    os.environ[MODE_ENV] = mode
     config = uvicorn.Config(
         "_ceiling:make_app",
         factory=True,

@@ -47,7 +47,12 @@ stopped and `bench/_ceiling.py` started on the same TLS stack (uvicorn, httptool
 certificate, TLS 1.3, the same gc settings, as many worker processes): `POST /v1/messages`
 reads the body, verifies its one Ed25519 request signature and Content-Digest and answers
 201, nothing else. The same client sends it the same kind of requests (fresh envelopes, the
-same senders and concurrency), and Liaison's submit rate is shown as a ratio of it.
+same senders and concurrency), and Liaison's submit rate is shown as a ratio of it. Then the
+same ceiling once more with the checks Liaison cannot skip for a submit added (the body parsed
+as JSON, the envelope parsed, its sender matched to the signer and its Ed25519 and ML-DSA-65
+signatures verified): what a server that did nothing but verify could reach here, measured
+in the same run, against which the rest of Liaison's cost (policy, database, log, receipt)
+shows.
 
 With --profile DIR, py-spy (pip install py-spy) samples the server (stacks holding the GIL)
 during the 32-sender phase, writes DIR/<backend>.txt (collapsed stacks) and prints own time
@@ -340,19 +345,30 @@ class Ceiling:
     cert: str
     key: str
     workers: int
+    #: `signature` (the request's signature only) or `envelope` (also the envelope's two).
+    mode: str = "signature"
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
 
     def start(self, tmp: Path, senders: list[DeviceKeys]) -> None:
         keys = tmp / "ceiling-keys.json"
-        keys.write_text(json.dumps({k.device_id: b64url_encode(k.public.ed25519) for k in senders}))
+        keys.write_text(json.dumps({k.device_id: k.public.to_json() for k in senders}))
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         log = tmp / "ceiling.log"
         script = Path(__file__).with_name("_ceiling.py")
         self.proc = subprocess.Popen(
-            [sys.executable, str(script), str(self.port), self.cert, self.key, str(keys), str(self.workers)],
+            [
+                sys.executable,
+                str(script),
+                str(self.port),
+                self.cert,
+                self.key,
+                str(keys),
+                str(self.workers),
+                self.mode,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=log.open("wb"),
         )
@@ -380,11 +396,13 @@ async def ceiling_phase(
     pool: concurrent.futures.ProcessPoolExecutor,
     tmp: Path,
     workers: int,
+    mode: str = "signature",
 ) -> Result:
-    """The same x32 submit phase against the ceiling (fresh envelopes, the same senders)."""
+    """The same x32 submit phase against the ceiling (fresh envelopes, the same senders);
+    `mode` `envelope`: the ceiling that also verifies what Liaison must of each envelope."""
     n = CONCURRENCY[-1]
     cert = server.init["tls_cert"]
-    ceiling = Ceiling(cert, str(Path(cert).with_name("key.pem")), workers)
+    ceiling = Ceiling(cert, str(Path(cert).with_name("key.pem")), workers, mode)
     ceiling.start(tmp, scene.senders[:n])
     try:
         t = Target(ceiling.port, ssl.create_default_context(cafile=cert))
@@ -397,7 +415,10 @@ async def ceiling_phase(
             ]
             for i in range(n)
         ]
-        return await run_phase(t, ceiling, f"ceiling: submit x{n} (one signature check)", queues, 201)
+        name = f"ceiling: submit x{n} (one signature check)"
+        if mode == "envelope":
+            name = f"ceiling + envelope: submit x{n} (3 checks)"
+        return await run_phase(t, ceiling, name, queues, 201)
     finally:
         ceiling.stop()
 
@@ -644,9 +665,10 @@ async def run_phase(
     await asyncio.gather(*(worker(c, q) for c, q in zip(conns, queues, strict=True)))
     seconds = time.perf_counter() - t0
     cpu, own = server.cpu_seconds() - cpu0, time.process_time() - own0
+    threads1 = server.thread_cpu() if threads0 and isinstance(server, Server) else []
     threads = [
         ((m1 - m0) / seconds, (o1 - o0) / seconds)
-        for (m0, o0), (m1, o1) in zip(threads0, server.thread_cpu() if threads0 else [], strict=True)
+        for (m0, o0), (m1, o1) in zip(threads0, threads1, strict=True)
     ]
     after = await worker_counters(t)
     for c in conns:
@@ -822,6 +844,7 @@ def report(
     wall: float,
     ceiling: Result | None,
     signatures: float | None = None,
+    checked: Result | None = None,
 ) -> None:
     n = mem["processes"]
     print(f"\n== {backend} (TLS, {'one server process' if n == 1 else f'{n} worker processes'}) ==")
@@ -829,7 +852,7 @@ def report(
         f"{'phase':<46} {'ok/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'ok':>5} {'errors':>7} "
         f"{'srv CPU':>7} {'cli CPU':>7} {'req/batch':>9}"
     )
-    for r in results + ([ceiling] if ceiling else []):
+    for r in results + [c for c in (ceiling, checked) if c is not None]:
         errs = ",".join(f"{k}:{v}" for k, v in sorted(r.errors.items())) or "-"
         per_batch = (r.ok + sum(r.errors.values())) / r.batches if r.batches else float("nan")
         print(
@@ -876,6 +899,14 @@ def report(
                 f"{signatures * 1e6:,.0f} us of CPU; the ceiling's whole request: {c * 1e6:,.0f} us; "
                 f"so at most {c / (c + signatures):.0%} of the ceiling even if nothing else cost anything"
             )
+        if checked is not None and checked.ok:
+            # Measured, not summed: the same stack doing only the checks Liaison cannot skip.
+            print(
+                f"a server that verified only what Liaison must of each submit (the request's "
+                f"signature, the envelope's form and its two signatures): {checked.rate:,.0f}/s = "
+                f"{checked.rate / ceiling.rate:.0%} of the ceiling; Liaison did "
+                f"{mine.rate / checked.rate:.0%} of that"
+            )
 
 
 async def bench(
@@ -901,11 +932,14 @@ async def bench(
             mem = server.status()
         finally:
             server.stop()
-        ceiling, signatures = None, None
+        ceiling, signatures, checked = None, None, None
         if not args.no_ceiling:
             ceiling = await ceiling_phase(server, scene, args.per_sender, pool, Path(tmp), args.workers)
+            checked = await ceiling_phase(
+                server, scene, args.per_sender, pool, Path(tmp), args.workers, "envelope"
+            )
             signatures = envelope_signatures_cost(scene)
-        report(backend, results, mem, time.perf_counter() - t0, ceiling, signatures)
+        report(backend, results, mem, time.perf_counter() - t0, ceiling, signatures, checked)
 
 
 def main() -> None:
