@@ -2,7 +2,7 @@
 leaves), signing rate, growing in large batches, proof latency.
 
 Run: .venv/bin/python bench/audit_log.py [--database-url URL] [--entries 1000000]
-                                         [--appends 2000] [--seconds 1] [--quick]
+                                         [--appends 2000] [--rounds 3] [--seconds 1] [--quick]
 
 Uses a throw-away data directory and, by default, its SQLite database; pass a PostgreSQL
 URL (postgresql+asyncpg://...) to measure that instead (the database must be empty). The
@@ -18,6 +18,10 @@ writer does in `liaison-server run`.
 * the same 64 writers whose jobs also set one directory-map leaf each (`Tx.set_leaf`), as a
   directory statement does: every batch then stages a new map version, writes its leaves
   and carries the new root in its `map.head` entry;
+* the three 64-writer phases take about a second each, so one slow moment of a shared
+  machine moves a figure by a quarter: they run --rounds times (3 by default), interleaved
+  (round 1 of each, then round 2 of each, ...), and each line gives the median with the
+  slowest and fastest round;
 * Ed25519 checkpoint signatures/s (the per-batch signing cost);
 * growing the log to --entries entries (1 million by default) in large batches (jobs of
   50,000 entries): entries/s, with progress while it grows;
@@ -38,6 +42,7 @@ import base64
 import hashlib
 import inspect
 import random
+import statistics
 import time
 
 from _server import latency_ms, throwaway_state
@@ -186,6 +191,9 @@ async def main() -> None:
     ap.add_argument("--database-url", help="an empty database (default: SQLite in a temp dir)")
     ap.add_argument("--entries", type=int, default=1_000_000, help="log size for latencies")
     ap.add_argument("--appends", type=int, default=2000, help="appends per throughput run")
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="rounds of each 64-writer phase (the median is shown)"
+    )
     ap.add_argument("--samples", type=int, default=1000, help="latency samples")
     ap.add_argument("--seconds", type=float, default=1.0, help="time for the signing rate")
     ap.add_argument("--pages", type=int, default=20, help="entry pages read per reader")
@@ -195,22 +203,37 @@ async def main() -> None:
     if args.quick:
         args.entries, args.appends, args.samples = min(args.entries, 20_000), 640, 200
         args.seconds, args.pages, args.batch = 0.2, 3, min(args.batch, 5_000)
+        args.rounds = 1
+    if args.appends < 64 or args.rounds < 1:
+        ap.error("--appends must be at least 64 and --rounds at least 1")
     tune_gc()  # the collector and GIL settings of `liaison-server run`, whose writer this measures
     async with throwaway_state(args.database_url) as state:
         db = "PostgreSQL" if state.db.is_postgres else "SQLite"
         print(f"database: {db}")
+        rate, batches = await appends(state, args.appends, 1)
+        print(
+            f"{'appends,  1 writer:':58s} {rate:8.0f} appends/s ({args.appends} appends in {batches} batches)"
+        )
         phases = [
-            ("appends,  1 writer", 1, False, False),
-            ("appends, 64 concurrent writers", 64, False, False),
-            ("appends, 64 concurrent writers, jobs with savepoints", 64, False, True),
-            ("appends, 64 concurrent writers, each job sets a map leaf", 64, True, False),
+            ("appends, 64 concurrent writers", False, False),
+            ("appends, 64 concurrent writers, jobs with savepoints", False, True),
+            ("appends, 64 concurrent writers, each job sets a map leaf", True, False),
         ]
-        for k, (name, writers, leaf, savepoint) in enumerate(phases):
-            n = args.appends // writers * writers
-            rate, batches = await appends(
-                state, args.appends, writers, leaf=leaf, savepoint=savepoint, first=k * args.appends
+        n = args.appends // 64 * 64
+        rounds: list[list[tuple[float, int]]] = [[] for _ in phases]
+        for r in range(args.rounds):
+            for k, (_, leaf, savepoint) in enumerate(phases):
+                first = (1 + r * len(phases) + k) * args.appends  # every job its own leaf key
+                rounds[k].append(
+                    await appends(state, args.appends, 64, leaf=leaf, savepoint=savepoint, first=first)
+                )
+        for (name, _, _), measured in zip(phases, rounds, strict=True):
+            rates = sorted(rate for rate, _ in measured)
+            spread = f"{rates[0]:.0f}-{rates[-1]:.0f} over {len(rates)} rounds, " if len(rates) > 1 else ""
+            print(
+                f"{name + ':':58s} {statistics.median(rates):8.0f} appends/s "
+                f"({spread}{n} appends in {measured[0][1]} batches each)"
             )
-            print(f"{name + ':':58s} {rate:8.0f} appends/s ({n} appends in {batches} batches)")
         print(f"{'checkpoint signing (Ed25519 note):':58s} {signing_rate(args.seconds):8.0f} signatures/s")
         grown, took = await grow(state, args.entries, args.batch)
         print(
