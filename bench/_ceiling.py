@@ -61,10 +61,8 @@ def make_app() -> object:
             return JSONResponse({"error": str(e)}, 401)
         if envelope:
             try:
-                parsed = parse_envelope(json.loads(body)["envelope"])
-                if parsed.sender != params.keyid:
-                    return JSONResponse({"error": "the envelope's sender is not the signer"}, 422)
-                verify_envelope(parsed, bundles[params.keyid])
+                # verify_envelope also refuses an envelope whose sender is not this bundle's device
+                verify_envelope(parse_envelope(json.loads(body)["envelope"]), bundles[params.keyid])
             except (CryptoError, ValueError, KeyError, TypeError) as e:
                 return JSONResponse({"error": str(e)}, 422)
         return JSONResponse({"accepted": True}, 201)
